@@ -1,0 +1,38 @@
+// The modeled machine: sizes, limits and policies that decide system-call results.
+#pragma once
+
+#include <cstdint>
+
+namespace mirrormm {
+
+struct SystemConfig {
+  // Physical memory that frames (data, page tables) come from. Running out is an OOM for a
+  // faulting access and -ENOMEM for a system call, as in Linux.
+  uint64_t memory_bytes = 1ull << 30;
+
+  // What the overcommit heuristic compares a request with (Linux's totalram_pages() and
+  // total_swap_pages). Defaults are those of the reference machine (24 GiB, no swap).
+  uint64_t totalram_pages = 6171021;
+  uint64_t total_swap_pages = 0;
+
+  // vm.overcommit_memory (0 heuristic, 1 always, 2 never), vm.overcommit_ratio,
+  // vm.max_map_count.
+  int overcommit_memory = 0;
+  int overcommit_ratio = 50;
+  uint64_t max_map_count = 65530;
+
+  // RLIMIT_STACK, which bounds MAP_GROWSDOWN expansion; stack_guard_gap in bytes.
+  uint64_t stack_rlimit = 8ull << 20;
+  uint64_t stack_guard_gap = 256ull << 12;
+
+  // x86 protection keys: with them an exactly-PROT_EXEC mapping gets the execute-only key and
+  // reads fault; without them x86 lets every accessible mapping be read.
+  bool exec_only_pkey = false;
+
+  // Reads the running host's values (MemTotal, SwapTotal, vm.* sysctls, RLIMIT_STACK, PKU),
+  // so that the model answers as this machine's kernel does. Fields it cannot read keep the
+  // defaults above.
+  static SystemConfig from_host();
+};
+
+}  // namespace mirrormm

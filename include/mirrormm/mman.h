@@ -1,0 +1,44 @@
+// Linux's mmap/mprotect/madvise ABI values (x86-64), as the model's system calls take them.
+#pragma once
+
+#include <cstdint>
+
+namespace mirrormm {
+
+inline constexpr uint64_t kProtNone = 0x0;
+inline constexpr uint64_t kProtRead = 0x1;
+inline constexpr uint64_t kProtWrite = 0x2;
+inline constexpr uint64_t kProtExec = 0x4;
+inline constexpr uint64_t kProtSem = 0x8;
+inline constexpr uint64_t kProtGrowsDown = 0x01000000;
+inline constexpr uint64_t kProtGrowsUp = 0x02000000;
+
+inline constexpr uint64_t kMapShared = 0x01;
+inline constexpr uint64_t kMapPrivate = 0x02;
+inline constexpr uint64_t kMapSharedValidate = 0x03;
+inline constexpr uint64_t kMapType = 0x0f;
+inline constexpr uint64_t kMapFixed = 0x10;
+inline constexpr uint64_t kMapAnonymous = 0x20;
+inline constexpr uint64_t kMapGrowsDown = 0x0100;
+inline constexpr uint64_t kMapLocked = 0x2000;
+inline constexpr uint64_t kMapNoReserve = 0x4000;
+inline constexpr uint64_t kMapPopulate = 0x8000;
+inline constexpr uint64_t kMapNonBlock = 0x10000;
+inline constexpr uint64_t kMapFixedNoReplace = 0x100000;
+
+inline constexpr uint64_t kMadvWillneed = 3;
+inline constexpr uint64_t kMadvDontneed = 4;
+inline constexpr uint64_t kMadvDontfork = 10;
+inline constexpr uint64_t kMadvDofork = 11;
+inline constexpr uint64_t kMadvWipeonfork = 18;
+inline constexpr uint64_t kMadvKeeponfork = 19;
+inline constexpr uint64_t kMadvCold = 20;
+inline constexpr uint64_t kMadvPageout = 21;
+inline constexpr uint64_t kMadvPopulateRead = 22;
+inline constexpr uint64_t kMadvPopulateWrite = 23;
+
+// The user address space: [0, kTaskSize), 47 bits as on x86-64 with 4-level paging.
+inline constexpr uint64_t kTaskSize = 0x7ffffffff000ull;
+inline constexpr uint64_t kMmapMinAddr = 4096;
+
+}  // namespace mirrormm

@@ -1,0 +1,134 @@
+// The `.mms` scenario script: its abstract syntax and its parser.
+//
+// A script is checked whole before anything runs (../shared/spec/mms-format.md): parse()
+// either returns every command or the first usage error as "FILE:LINE: message". The
+// executors (the model's replay in replay.h, the host runner in host.h) consume the same
+// Script, so the two outputs can be compared line by line.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mirrormm::script {
+
+enum class Op : uint8_t {
+  kMmap,
+  kMunmap,
+  kMprotect,
+  kMadvise,
+  kMremap,
+  kWrite,
+  kRead,
+  kMincore,
+  kMaps,
+  kFork,
+  kExit,
+  kMemfd,
+  kTruncate,
+};
+
+// PROT as in <sys/mman.h>.
+inline constexpr uint32_t kProtRead = 0x1;
+inline constexpr uint32_t kProtWrite = 0x2;
+inline constexpr uint32_t kProtExec = 0x4;
+// mprotect suffixes `+growsdown` / `+growsup` (PROT_GROWSDOWN / PROT_GROWSUP values).
+inline constexpr uint32_t kProtGrowsDown = 0x01000000;
+inline constexpr uint32_t kProtGrowsUp = 0x02000000;
+
+// FLAGS of mmap: script words, one bit each (not Linux's MAP_* values; executors translate).
+enum MapFlag : uint32_t {
+  kMapPrivate = 1u << 0,
+  kMapShared = 1u << 1,
+  kMapAnon = 1u << 2,
+  kMapFixed = 1u << 3,
+  kMapNoreplace = 1u << 4,
+  kMapPopulate = 1u << 5,
+  kMapNoreserve = 1u << 6,
+  kMapGrowsdown = 1u << 7,
+  kMapRofd = 1u << 8,
+};
+
+enum class Advice : uint8_t {
+  kDontneed,
+  kDontfork,
+  kDofork,
+  kWipeonfork,
+  kKeeponfork,
+  kPopulateRead,
+  kPopulateWrite,
+  kWillneed,
+  kCold,
+  kPageout,
+};
+
+// FLAGS of mremap: script words, one bit each.
+enum RemapFlag : uint32_t {
+  kRemapMaymove = 1u << 0,
+  kRemapFixed = 1u << 1,
+  kRemapDontunmap = 1u << 2,
+};
+
+// One command line. Only the fields its Op uses are meaningful:
+//   mmap      addr len prot map_flags [name offset]   (has_file says whether NAME OFFSET given)
+//   munmap    addr len
+//   mprotect  addr len prot (prot may carry kProtGrowsDown / kProtGrowsUp)
+//   madvise   addr len advice
+//   mremap    addr len(old) new_len remap_flags [new_addr] (has_new_addr)
+//   write     addr len seed
+//   read      addr len
+//   mincore   addr len
+//   maps, fork, exit
+//   memfd     name size
+//   truncate  name size
+struct Command {
+  Op op = Op::kMaps;
+  uint32_t line = 0;  // 1-based line number in the file
+  uint64_t pid = 1;   // `@N` prefix; 1 without it
+  uint64_t addr = 0;
+  uint64_t len = 0;
+  uint64_t new_len = 0;
+  uint64_t new_addr = 0;
+  uint64_t seed = 0;
+  uint64_t offset = 0;
+  uint64_t size = 0;
+  uint32_t prot = 0;
+  uint32_t map_flags = 0;
+  uint32_t remap_flags = 0;
+  Advice advice = Advice::kDontneed;
+  bool has_file = false;
+  bool has_new_addr = false;
+  std::string name;
+};
+
+struct Script {
+  std::string file;  // the name used in diagnostics
+  std::vector<Command> commands;
+};
+
+// Parses a whole script. On success returns the script; on the first usage error returns
+// std::nullopt and sets *error to "FILE:LINE: message".
+std::optional<Script> parse(std::string_view text, std::string_view file, std::string* error);
+
+// Reads and parses FILE; an unreadable file is reported as "FILE: message".
+std::optional<Script> parse_file(const std::string& path, std::string* error);
+
+// Renders a command back to its canonical script line (without comment), e.g.
+// "@2 mmap 0x200000000000 0x4000 rw- private+anon+fixed". parse(format(c)) == c.
+std::string format(const Command& c);
+
+// The byte written at address a by `write ... SEED`.
+inline uint8_t pattern(uint64_t a, uint64_t seed) {
+  return static_cast<uint8_t>(((a ^ (seed << 32)) * 0x9E3779B97F4A7C15ull) >> 56);
+}
+
+inline constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull;
+inline constexpr uint64_t kFnvPrime = 0x100000001b3ull;
+
+// The window host-comparable scripts stay in.
+inline constexpr uint64_t kWindowStart = 0x200000000000ull;
+inline constexpr uint64_t kWindowEnd = 0x300000000000ull;
+
+}  // namespace mirrormm::script

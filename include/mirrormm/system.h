@@ -1,0 +1,107 @@
+// The modeled system: physical memory, software CPUs, and processes with address spaces,
+// with Linux's system calls (mmap, munmap, mprotect, mincore, fork, exit) and memory accesses
+// that fault as on Linux.
+//
+// A System starts with process 1. System calls run on behalf of a Process and return Linux's
+// results (Result<T> carries the value or the errno). Accesses run on a software CPU through
+// its TLB and the page tables, faulting into the fault handler as hardware would.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "mirrormm/config.h"
+#include "mirrormm/errno.h"
+#include "mirrormm/mman.h"
+
+namespace mirrormm {
+
+class Cpu;
+class Mm;
+class PhysMem;
+class ShmemInode;
+class System;
+struct File;
+
+// How an access ended.
+struct AccessResult {
+  enum class Kind { kOk, kSegv, kBus, kOom };
+  Kind kind = Kind::kOk;
+  uint64_t fault_addr = 0;  // the first address that could not be accessed
+  bool ok() const { return kind == Kind::kOk; }
+};
+
+// One modeled process (a task with its own address space).
+//
+// Lifecycle: kAlive from creation (System's constructor or fork) until exit(); a dead
+// Process stays in the table (its number is never reused) and answers -ESRCH.
+class Process {
+ public:
+  uint64_t pid() const { return pid_; }
+  bool alive() const { return mm_ != nullptr; }
+  Mm* mm() const { return mm_; }
+
+ private:
+  friend class System;
+  Process(uint64_t pid, Mm* mm) : pid_(pid), mm_(mm) {}
+  uint64_t pid_;
+  Mm* mm_;  // owned reference (mm_users); nullptr once exited
+};
+
+class System {
+ public:
+  explicit System(const SystemConfig& config = SystemConfig{}, int nr_cpus = 1);
+  ~System();
+  System(const System&) = delete;
+  System& operator=(const System&) = delete;
+
+  const SystemConfig& config() const { return config_; }
+  PhysMem& mem() { return *mem_; }
+  int nr_cpus() const { return static_cast<int>(cpus_.size()); }
+  Cpu& cpu(int i) { return *cpus_[i]; }
+
+  // The process with this number, or nullptr when it never existed or has exited.
+  Process* process(uint64_t pid);
+  uint64_t nr_processes_created();
+
+  // ---- system calls (Linux 6.18 semantics and errno order) ----
+  // file: a shared-memory file to map from byte offset off (nullptr for anonymous memory).
+  Result<uint64_t> mmap(Process* p, uint64_t addr, uint64_t len, uint64_t prot, uint64_t flags,
+                        File* file = nullptr, uint64_t off = 0);
+  Status munmap(Process* p, uint64_t addr, uint64_t len);
+  Status mprotect(Process* p, uint64_t addr, uint64_t len, uint64_t prot);
+  // Fills vec with one byte per page (bit 0: resident).
+  Status mincore(Process* p, uint64_t addr, uint64_t len, std::vector<uint8_t>* vec);
+  Result<Process*> fork(Process* p);
+  void exit(Process* p);
+
+  // ---- memory access through CPU `cpu` ----
+  // Calls fn for each contiguous piece (at most a page) in ascending order; stops at the
+  // first address that faults without a fix.
+  using ChunkFn = std::function<void(uint8_t* data, uint64_t addr, uint64_t n)>;
+  AccessResult access(Process* p, int cpu, uint64_t addr, uint64_t len, bool write, const ChunkFn& fn);
+
+  // ---- accounting used by the overcommit policy ----
+  std::atomic<int64_t>& committed_pages() { return committed_pages_; }
+  uint64_t next_mm_id() { return next_mm_id_.fetch_add(1, std::memory_order_relaxed); }
+
+  // Model metadata bytes (page descriptors of used frames, page tables, VMAs), for the
+  // metadata-per-page figure.
+  uint64_t debug_metadata_bytes();
+
+ private:
+  SystemConfig config_;
+  std::unique_ptr<PhysMem> mem_;
+  std::vector<std::unique_ptr<Cpu>> cpus_;
+  std::atomic<int64_t> committed_pages_{0};
+  std::atomic<uint64_t> next_mm_id_{1};
+  std::mutex procs_lock_;
+  std::vector<std::unique_ptr<Process>> procs_;  // index pid-1; guarded by procs_lock_
+};
+
+}  // namespace mirrormm

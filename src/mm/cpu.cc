@@ -1,0 +1,90 @@
+// The software CPU's access path: TLB lookup, hardware-style page walk, fault.
+#include "mm/cpu.h"
+
+#include "mm/internal.h"
+#include "mm/pgtable_walk.h"
+
+namespace mirrormm {
+
+unsigned do_user_addr_fault(Mm* mm, uint64_t addr, bool write);  // memory.cc
+
+uint8_t* Cpu::translate_locked(Mm* mm, uint64_t addr, bool write) {
+  const uint64_t vpn = addr >> kPageShift;
+  TlbEntry& e = tlb_[vpn & (kTlbEntries - 1)];
+  if (e.vpn == vpn && e.mm_id == mm->id() && (!write || e.dirty)) {
+    hits_.store(hits_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    return e.data;
+  }
+  misses_.store(misses_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  // The page walk, as hardware does it: no locks, acquire loads, A/D set by CAS.
+  if (addr >= kTaskSize) return nullptr;
+  pte_t* ptep = pte_offset(mm, addr);
+  if (!ptep) return nullptr;
+  for (;;) {
+    pteval_t v = ptep_get(ptep);
+    if (!pte_hw_present(v) || !(v & _PAGE_USER)) return nullptr;
+    if (write && !pte_write(v)) return nullptr;
+    pteval_t nv = pte_mkyoung(v);
+    if (write) nv = pte_mkdirty(nv);
+    if (nv != v && !ptep->compare_exchange_weak(v, nv, std::memory_order_acq_rel)) continue;
+    e.vpn = vpn;
+    e.mm_id = mm->id();
+    e.data = sys_->mem().pfn_to_virt(pte_pfn(nv));
+    e.writable = pte_write(nv);
+    e.dirty = pte_write(nv) && pte_dirty(nv);
+    return e.data;
+  }
+}
+
+AccessResult Cpu::access(Mm* mm, uint64_t addr, uint64_t len, bool write, const System::ChunkFn& fn) {
+  // switch_mm: be in the mm's cpumask before the first walk, so that shootdowns reach us.
+  const uint64_t bit = 1ull << id_;
+  if (!(mm->cpumask_.load(std::memory_order_relaxed) & bit))
+    mm->cpumask_.fetch_or(bit, std::memory_order_seq_cst);
+
+  uint64_t done = 0;
+  while (done < len) {
+    const uint64_t a = addr + done;
+    if (a < addr) return {AccessResult::Kind::kSegv, a};  // wrapped around
+    const uint64_t n = std::min(len - done, kPageSize - offset_in_page(a));
+    bool ok;
+    {
+      SpinGuard g(tlb_lock_);
+      uint8_t* data = translate_locked(mm, a, write);
+      ok = data != nullptr;
+      if (ok) fn(data + offset_in_page(a), a, n);
+    }
+    if (ok) {
+      done += n;
+      continue;
+    }
+    unsigned fault = do_user_addr_fault(mm, a, write);
+    if (fault & VM_FAULT_OOM) return {AccessResult::Kind::kOom, a};
+    if (fault & VM_FAULT_SIGBUS) return {AccessResult::Kind::kBus, a};
+    if (fault & VM_FAULT_SIGSEGV) return {AccessResult::Kind::kSegv, a};
+    // Fixed (or raced): retry the same page.
+  }
+  return {};
+}
+
+void Cpu::flush_range(uint64_t mm_id, uint64_t start, uint64_t end) {
+  SpinGuard g(tlb_lock_);
+  const uint64_t first = start >> kPageShift, last = (end - 1) >> kPageShift;
+  if (last - first >= kTlbEntries) {
+    for (TlbEntry& e : tlb_)
+      if (e.mm_id == mm_id) e.vpn = ~0ull;
+    return;
+  }
+  for (uint64_t vpn = first; vpn <= last; vpn++) {
+    TlbEntry& e = tlb_[vpn & (kTlbEntries - 1)];
+    if (e.vpn == vpn && e.mm_id == mm_id) e.vpn = ~0ull;
+  }
+}
+
+void Cpu::flush_mm(uint64_t mm_id) {
+  SpinGuard g(tlb_lock_);
+  for (TlbEntry& e : tlb_)
+    if (e.mm_id == mm_id) e.vpn = ~0ull;
+}
+
+}  // namespace mirrormm

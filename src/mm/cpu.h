@@ -1,0 +1,58 @@
+// The software CPU: performs reads and writes through a per-CPU TLB and the page tables,
+// setting accessed and dirty bits as x86 hardware does, and faulting into the fault handler.
+//
+// The TLB is direct-mapped and tagged with the address space id (like PCIDs), so switching
+// between processes needs no flush. tlb_lock_ is held across lookup, page walk, A/D update and
+// the data copy of one page; TLB shootdown (tlb.h) takes it, which is what makes a flushed
+// translation unusable the moment the flush returns.
+#pragma once
+
+#include <cstdint>
+
+#include "mirrormm/system.h"
+#include "mm/mm_types.h"
+
+namespace mirrormm {
+
+class Cpu {
+ public:
+  static constexpr int kTlbEntries = 256;
+
+  Cpu(System* sys, int id) : sys_(sys), id_(id) {}
+  int id() const { return id_; }
+
+  // Accesses [addr, addr+len) of mm, calling fn for each piece in ascending order.
+  AccessResult access(Mm* mm, uint64_t addr, uint64_t len, bool write, const System::ChunkFn& fn)
+      EXCLUDES(tlb_lock_);
+
+  // Shootdown targets.
+  void flush_range(uint64_t mm_id, uint64_t start, uint64_t end) EXCLUDES(tlb_lock_);
+  void flush_mm(uint64_t mm_id) EXCLUDES(tlb_lock_);
+
+  uint64_t debug_tlb_hits() const { return hits_.load(std::memory_order_relaxed); }
+  uint64_t debug_tlb_misses() const { return misses_.load(std::memory_order_relaxed); }
+
+ private:
+  struct TlbEntry {
+    uint64_t vpn = ~0ull;   // virtual page number; ~0 when empty
+    uint64_t mm_id = 0;
+    uint8_t* data = nullptr;
+    bool writable = false;  // the PTE was writable when filled
+    bool dirty = false;     // the PTE's dirty bit was set (a write may use the entry)
+  };
+
+  // Translates addr under tlb_lock_; returns the frame data or nullptr when the access must
+  // fault.
+  uint8_t* translate_locked(Mm* mm, uint64_t addr, bool write) REQUIRES(tlb_lock_);
+
+  System* sys_;  // written once
+  int id_;       // written once
+  SpinLock tlb_lock_;
+  TlbEntry tlb_[kTlbEntries] GUARDED_BY(tlb_lock_);
+  // Statistics: written only by this CPU under tlb_lock_ (plain load+store, no RMW), atomic
+  // so that debug readers may race with it.
+  std::atomic<uint64_t> hits_{0};
+  std::atomic<uint64_t> misses_{0};
+};
+
+}  // namespace mirrormm

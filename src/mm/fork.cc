@@ -1,0 +1,72 @@
+// Address-space lifecycle and fork's copy (kernel/fork.c's mm part and dup_mmap).
+#include "mm/internal.h"
+#include "mm/mm.h"
+#include "mm/system_internal.h"
+
+namespace mirrormm {
+
+Mm::Mm(System* sys, uint64_t id) : sys_(sys), id_(id) {}
+
+Mm::~Mm() { MM_BUG_ON(pgd_ != nullptr); }
+
+Mm* mm_alloc(System* sys) {
+  Page* pgd = sys->mem().alloc_page(Zero::kYes);
+  if (!pgd) return nullptr;
+  pgd->set(PG_pgtable);
+  Mm* mm = new Mm(sys, sys->next_mm_id());
+  mm->pgd_ = pgd;
+  return mm;
+}
+
+void mm_free(Mm* mm) {
+  // Every CPU must forget the address space before its id could be confused with another's;
+  // ids are never reused, so flushing is only hygiene for the TLB slots.
+  flush_tlb_mm(mm);
+  free_all_pgtables(mm);
+  delete mm;
+}
+
+Result<Mm*> dup_mm(Mm* oldmm) NO_THREAD_SAFETY_ANALYSIS {
+  Mm* mm = mm_alloc(oldmm->sys());
+  if (!mm) return Errno::kNoMem;
+  Errno err = Errno::kOk;
+  {
+    WriteGuard og(oldmm->mmap_lock_);
+    WriteGuard ng(mm->mmap_lock_);
+    mm->execute_only_pkey_ = oldmm->execute_only_pkey_;
+    for (auto& [start, mpnt] : oldmm->vmas_) {
+      if (mpnt->vm_flags & VM_DONTCOPY) continue;
+      if (mpnt->vm_flags & VM_ACCOUNT) {
+        if (!vm_enough_memory(mm->sys(), static_cast<int64_t>(mpnt->pages()))) {
+          err = Errno::kNoMem;
+          break;
+        }
+      }
+      Vma* tmp = vm_area_dup(mpnt);
+      tmp->vm_mm = mm;
+      tmp->vm_flags &= ~(VM_LOCKED | VM_LOCKONFAULT);
+      if (tmp->vm_flags & VM_WIPEONFORK) {
+        tmp->anon_vma = nullptr;
+      } else if (anon_vma_fork(tmp, mpnt) != Errno::kOk) {
+        vm_area_free(tmp);
+        err = Errno::kNoMem;
+        break;
+      }
+      vma_link(mm, tmp);
+      if (!(tmp->vm_flags & VM_WIPEONFORK)) {
+        err = copy_page_range(tmp, mpnt);
+        if (err != Errno::kOk) break;
+      }
+    }
+    // The parent's writable entries were write-protected: flush them.
+    flush_tlb_mm(oldmm);
+  }
+  if (err != Errno::kOk) {
+    exit_mmap(mm);
+    mm_free(mm);
+    return err;
+  }
+  return mm;
+}
+
+}  // namespace mirrormm

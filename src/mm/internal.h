@@ -1,0 +1,137 @@
+// Declarations shared between the mechanisms of src/mm (mm/internal.h's role). Each group
+// names the file that implements it.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "mirrormm/errno.h"
+#include "mm/mm_types.h"
+
+namespace mirrormm {
+
+class MmuGather;
+
+// ---- vma.cc: VMA allocation, the tree, splitting and merging (mm/vma.c) ----
+
+Vma* vm_area_alloc(Mm* mm);
+// A copy of orig with the same anon_vma pointer but an empty chain (the caller clones it)
+// and a new reference on the file.
+Vma* vm_area_dup(const Vma* orig);
+// Frees a VMA already unlinked from the tree and from its anon_vmas.
+void vm_area_free(Vma* vma);
+
+void vma_link(Mm* mm, Vma* vma) REQUIRES(mm->mmap_lock_);     // insert into the tree
+void vma_unlink(Mm* mm, Vma* vma) REQUIRES(mm->mmap_lock_);   // erase from the tree
+// Moves vm_start (re-keying the tree) and adjusts vm_pgoff by the same number of pages.
+void vma_set_start(Mm* mm, Vma* vma, uint64_t start) REQUIRES(mm->mmap_lock_);
+// Erases a VMA from the tree, unlinks its anon_vmas and frees it.
+void remove_vma(Mm* mm, Vma* vma) REQUIRES(mm->mmap_lock_);
+
+// __split_vma: splits at addr; the new VMA takes [vm_start, addr) when new_below, else
+// [addr, vm_end). Does not check max_map_count. split_vma does (ENOMEM at the limit).
+enum class NewBelow { kNo, kYes };
+Errno __split_vma(Mm* mm, Vma* vma, uint64_t addr, NewBelow new_below) REQUIRES(mm->mmap_lock_);
+Errno split_vma(Mm* mm, Vma* vma, uint64_t addr, NewBelow new_below) REQUIRES(mm->mmap_lock_);
+
+// The merge state (struct vma_merge_struct).
+struct VmaMergeState {
+  Mm* mm = nullptr;
+  Vma* prev = nullptr;
+  Vma* middle = nullptr;  // existing-range merges: the VMA being modified
+  Vma* next = nullptr;
+  Vma* target = nullptr;
+  uint64_t start = 0, end = 0, pgoff = 0;
+  vm_flags_t vm_flags = 0;
+  File* file = nullptr;
+  AnonVma* anon_vma = nullptr;
+  Vma* copied_from = nullptr;  // mremap's copy_vma
+  bool just_expand = false;
+};
+
+// Merges a new range [start, end) with prev and/or next; returns the VMA that now covers it
+// or nullptr (no merge; nothing changed).
+Vma* vma_merge_new_range(VmaMergeState& vmg) REQUIRES(vmg.mm->mmap_lock_);
+// Gives [start, end) of vma (which must lie inside it) the flags newflags, merging with
+// neighbours or splitting as Linux's vma_modify_flags() does. Returns the VMA that now
+// covers exactly... at least [start, end), or an errno (a split done before the error stays).
+Result<Vma*> vma_modify_flags(Mm* mm, Vma* prev, Vma* vma, uint64_t start, uint64_t end,
+                              vm_flags_t newflags) REQUIRES(mm->mmap_lock_);
+
+// Debug validator: tree keys, ordering, non-overlap, map_count, anon_vma chains.
+void validate_mm(Mm* mm) REQUIRES_SHARED(mm->mmap_lock_);
+
+// ---- rmap.cc: anon_vma identities (mm/rmap.c) ----
+
+// Gives vma an anon_vma (reusing a compatible neighbour's); ENOMEM on failure.
+Errno anon_vma_prepare(Vma* vma) REQUIRES_SHARED(vma->vm_mm->mmap_lock_);
+// Links dst into every anon_vma of src's chain (reusing one for dst->anon_vma when allowed).
+Errno anon_vma_clone(Vma* dst, const Vma* src);
+// anon_vma_fork: clone the parent's chain and give the child its own anon_vma.
+Errno anon_vma_fork(Vma* vma, const Vma* pvma);
+void unlink_anon_vmas(Vma* vma);
+// dup_anon_vma: when src has an anon_vma and dst has none, dst takes src's.
+Errno dup_anon_vma(Vma* dst, const Vma* src);
+
+// ---- pgtable.cc: page-table allocation and walks ----
+
+// The PTE slot for addr, or nullptr when a level is missing. The caller keeps the tables alive
+// by holding mmap_lock (tables are freed only under mmap_lock for write, after a flush).
+pte_t* pte_offset(Mm* mm, uint64_t addr);
+// The same, allocating missing tables; nullptr when the frame pool is exhausted.
+pte_t* pte_alloc(Mm* mm, uint64_t addr);
+// The descriptor of the PTE table holding pte (its ptl is the split PTE lock).
+Page* pte_table_page(Mm* mm, const pte_t* pte);
+inline SpinLock& pte_lockptr(Mm* mm, const pte_t* pte) { return pte_table_page(mm, pte)->ptl; }
+// Frees the page tables that map only [start, end), keeping tables that also map below floor
+// or at/after ceiling (free_pgtables' floor/ceiling rule). Tables go through the gather.
+void free_pgd_range(MmuGather& tlb, uint64_t start, uint64_t end, uint64_t floor, uint64_t ceiling);
+// Frees every table, the PGD included (exit).
+void free_all_pgtables(Mm* mm);
+// Number of page-table frames of mm (for metadata accounting).
+uint64_t count_pgtables(Mm* mm);
+
+// ---- memory.cc: faults, zap, copy (mm/memory.c) ----
+
+enum VmFault : unsigned {
+  VM_FAULT_OK = 0,
+  VM_FAULT_OOM = 1u << 0,
+  VM_FAULT_SIGBUS = 1u << 1,
+  VM_FAULT_SIGSEGV = 1u << 2,
+  VM_FAULT_RETRY = 1u << 3,
+};
+enum FaultFlags : unsigned {
+  FAULT_FLAG_WRITE = 1u << 0,
+  FAULT_FLAG_REMOTE = 1u << 1,  // GUP (populate): no access_error, no stack expansion
+};
+// Handles a fault at addr in vma (mmap_lock held for read).
+unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) REQUIRES_SHARED(vma->vm_mm->mmap_lock_);
+// Removes the mappings of [start, end) inside vma; pages go to the gather.
+void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end) REQUIRES(vma->vm_mm->mmap_lock_);
+// fork: copies the page-table entries of src into dst (write-protecting COW entries in both).
+Errno copy_page_range(Vma* dst, Vma* src);
+// Populate (GUP-style faulting in) [start, end) of one VMA; errors ignored as mm_populate does.
+void populate_vma_page_range(Vma* vma, uint64_t start, uint64_t end) REQUIRES_SHARED(vma->vm_mm->mmap_lock_);
+// Whether an access with these flags is allowed by the VMA (arch access_error()).
+bool access_error(const Vma* vma, bool write);
+
+// ---- mmap.cc ----
+
+// The overcommit check (security_vm_enough_memory_mm / __vm_enough_memory); charges on success.
+bool vm_enough_memory(System* sys, int64_t pages);
+void vm_unacct_memory(System* sys, int64_t pages);
+pgprot_t vm_get_page_prot(vm_flags_t flags);
+void vma_set_page_prot(Vma* vma);
+// expand_downwards for a fault below a VM_GROWSDOWN VMA.
+Errno expand_stack_locked(Vma* vma, uint64_t addr) REQUIRES(vma->vm_mm->mmap_lock_);
+// Unmaps [start, end) (start aligned, end > start) under mmap_lock for write.
+Errno do_vmi_align_munmap(Mm* mm, Vma* vma, uint64_t start, uint64_t end) REQUIRES(mm->mmap_lock_);
+// Tears down the whole address space (exit_mmap).
+void exit_mmap(Mm* mm);
+
+// ---- mprotect.cc ----
+enum CpFlags : unsigned { MM_CP_TRY_CHANGE_WRITABLE = 1u << 0 };
+long change_protection(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, unsigned cp_flags)
+    REQUIRES(vma->vm_mm->mmap_lock_);
+
+}  // namespace mirrormm

@@ -1,0 +1,360 @@
+// Faults, zapping and fork's page-table copy (mm/memory.c), and the x86 fault entry.
+//
+// Reference rules: every PTE that maps a normal page (not the zero page) holds one page
+// reference and one mapcount. Anonymous pages carry PG_anon with mapping = anon_vma and
+// index = linear page index; PG_anon_exclusive marks a page mapped by exactly one process,
+// which a write fault may reuse instead of copying.
+#include <cstring>
+
+#include "mm/internal.h"
+#include "mm/pgtable_walk.h"
+#include "mm/shmem.h"
+
+namespace mirrormm {
+
+namespace {
+
+PhysMem& mem_of(const Vma* vma) { return vma->vm_mm->sys()->mem(); }
+
+// The page a PTE maps, or nullptr for the zero page (vm_normal_page).
+Page* vm_normal_page(const Vma* vma, pteval_t v) {
+  if (pte_special(v)) return nullptr;
+  return mem_of(vma).pfn_to_page(pte_pfn(v));
+}
+
+bool is_cow_mapping(vm_flags_t f) { return (f & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE; }
+
+void page_add_new_anon_rmap(Page* page, Vma* vma, uint64_t addr) {
+  page->mapping = vma->anon_vma;
+  page->index = vma->linear_page_index(addr);
+  page->flags.fetch_or(PG_anon | PG_anon_exclusive, std::memory_order_relaxed);
+  page->mapcount.store(1, std::memory_order_relaxed);
+}
+
+// do_anonymous_page: the PTE was none in a private anonymous VMA.
+unsigned do_anonymous_page(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags)
+    REQUIRES_SHARED(vma->vm_mm->mmap_lock_) {
+  Mm* mm = vma->vm_mm;
+  PhysMem& mem = mem_of(vma);
+  if (vma->vm_flags & VM_SHARED) return VM_FAULT_SIGBUS;
+  SpinLock& ptl = pte_lockptr(mm, ptep);
+  if (!(flags & FAULT_FLAG_WRITE)) {
+    // Reads map the shared zero page; no anon_vma is needed.
+    pteval_t entry = pte_mkspecial(pfn_pte(mem.zero_pfn(), vma->vm_page_prot));
+    SpinGuard g(ptl);
+    if (pte_none(ptep_get(ptep))) set_pte(ptep, entry);
+    return VM_FAULT_OK;
+  }
+  if (anon_vma_prepare(vma) != Errno::kOk) return VM_FAULT_OOM;
+  Page* page = mem.alloc_page(Zero::kYes);
+  if (!page) return VM_FAULT_OOM;
+  pteval_t entry = pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot);
+  if (vma->vm_flags & VM_WRITE) entry = pte_mkwrite(pte_mkdirty(entry));
+  {
+    SpinGuard g(ptl);
+    if (pte_none(ptep_get(ptep))) {
+      page_add_new_anon_rmap(page, vma, addr);
+      mm->add_rss(MM_ANONPAGES, 1);
+      set_pte(ptep, entry);
+      return VM_FAULT_OK;
+    }
+  }
+  mem.put_page(page);  // lost a race
+  return VM_FAULT_OK;
+}
+
+// do_fault for a shared-memory file mapping: read, COW (private write) or shared write.
+unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags)
+    REQUIRES_SHARED(vma->vm_mm->mmap_lock_) {
+  Mm* mm = vma->vm_mm;
+  PhysMem& mem = mem_of(vma);
+  ShmemInode* inode = vma->vm_file->inode;
+  const uint64_t pgoff = vma->linear_page_index(addr);
+  if (pgoff >= page_align(inode->size()) >> kPageShift) return VM_FAULT_SIGBUS;
+  const bool write = flags & FAULT_FLAG_WRITE;
+  SpinLock& ptl = pte_lockptr(mm, ptep);
+
+  if (write && !(vma->vm_flags & VM_SHARED)) {
+    // do_cow_fault: a private copy of the file page.
+    if (anon_vma_prepare(vma) != Errno::kOk) return VM_FAULT_OOM;
+    Page* src = inode->find_or_create_page(pgoff);
+    if (!src) return VM_FAULT_OOM;
+    Page* page = mem.alloc_page(Zero::kNo);
+    if (!page) {
+      mem.put_page(src);
+      return VM_FAULT_OOM;
+    }
+    std::memcpy(mem.page_address(page), mem.page_address(src), kPageSize);
+    mem.put_page(src);
+    pteval_t entry = pte_mkwrite(pte_mkdirty(pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot)));
+    SpinGuard g(ptl);
+    if (pte_none(ptep_get(ptep))) {
+      page_add_new_anon_rmap(page, vma, addr);
+      mm->add_rss(MM_ANONPAGES, 1);
+      set_pte(ptep, entry);
+      return VM_FAULT_OK;
+    }
+    mem.put_page(page);
+    return VM_FAULT_OK;
+  }
+
+  Page* page = inode->find_or_create_page(pgoff);  // the reference the PTE will hold
+  if (!page) return VM_FAULT_OOM;
+  pteval_t entry = pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot);
+  if (write) entry = pte_mkdirty(pte_mkwrite(entry));
+  {
+    SpinGuard g(ptl);
+    if (pte_none(ptep_get(ptep))) {
+      page->mapcount.fetch_add(1, std::memory_order_relaxed);
+      mm->add_rss(MM_SHMEMPAGES, 1);
+      set_pte(ptep, entry);
+      return VM_FAULT_OK;
+    }
+  }
+  mem.put_page(page);
+  return VM_FAULT_OK;
+}
+
+// do_wp_page: a write to a present, write-protected PTE of a writable VMA. Called with the
+// PTE lock held; returns with it released (the guard is the caller's, passed by reference).
+unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLock& ptl)
+    REQUIRES_SHARED(vma->vm_mm->mmap_lock_) RELEASE(ptl) {
+  Mm* mm = vma->vm_mm;
+  PhysMem& mem = mem_of(vma);
+  Page* old = vm_normal_page(vma, orig);
+
+  if (vma->vm_flags & VM_SHARED) {
+    // wp_page_shared: shared memory needs no copy; make the entry writable and dirty.
+    ptep->fetch_or(_PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, std::memory_order_acq_rel);
+    ptl.unlock();
+    return VM_FAULT_OK;
+  }
+  if (old && old->test(PG_anon)) {
+    // wp_can_reuse_anon_folio: an exclusive page, or one nobody else references.
+    if (old->test(PG_anon_exclusive) || old->refcount.load(std::memory_order_acquire) == 1) {
+      old->set(PG_anon_exclusive);
+      ptep->fetch_or(_PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, std::memory_order_acq_rel);
+      ptl.unlock();
+      return VM_FAULT_OK;
+    }
+  }
+  if (old) mem.get_page(old);  // keep the source alive while copying unlocked
+  ptl.unlock();
+
+  // wp_page_copy.
+  unsigned ret = VM_FAULT_OK;
+  Page* page = nullptr;
+  if (anon_vma_prepare(vma) != Errno::kOk) {
+    ret = VM_FAULT_OOM;
+  } else if (!(page = mem.alloc_page(old ? Zero::kNo : Zero::kYes))) {
+    ret = VM_FAULT_OOM;
+  } else {
+    if (old) std::memcpy(mem.page_address(page), mem.page_address(old), kPageSize);
+    pteval_t entry = pte_mkwrite(pte_mkdirty(pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot)));
+    SpinGuard g(ptl);
+    if (ptep_get(ptep) == orig) {
+      // ptep_clear_flush, then the new entry.
+      pteval_t was = ptep_get_and_clear(ptep);
+      flush_tlb_page(mm, addr);
+      page_add_new_anon_rmap(page, vma, addr);
+      if (!old) {
+        mm->add_rss(MM_ANONPAGES, 1);
+      } else if (!old->test(PG_anon)) {
+        mm->add_rss(MM_SHMEMPAGES, -1);
+        mm->add_rss(MM_ANONPAGES, 1);
+      }
+      set_pte(ptep, entry);
+      page = nullptr;
+      if (old) {
+        if (pte_dirty(was) && old->test(PG_shmem)) old->set(PG_dirty);
+        old->mapcount.fetch_sub(1, std::memory_order_relaxed);
+        mem.put_page(old);  // the old PTE's reference
+      }
+    }
+  }
+  if (page) mem.put_page(page);
+  if (old) mem.put_page(old);
+  return ret;
+}
+
+}  // namespace
+
+bool access_error(const Vma* vma, bool write) {
+  Mm* mm = vma->vm_mm;
+  if (mm->sys()->config().exec_only_pkey && vma_pkey_of(vma->vm_flags) != 0 &&
+      (vma->vm_flags & VM_ACCESS_FLAGS) == VM_EXEC) {
+    return true;  // the execute-only key disables data access
+  }
+  if (write) return !(vma->vm_flags & VM_WRITE);
+  return !vma->is_accessible();
+}
+
+unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) {
+  Mm* mm = vma->vm_mm;
+  addr &= kPageMask;
+  pte_t* ptep = pte_alloc(mm, addr);
+  if (!ptep) return VM_FAULT_OOM;
+  pteval_t v = ptep_get(ptep);
+  if (pte_none(v)) {
+    if (vma->is_anonymous()) return do_anonymous_page(vma, addr, ptep, flags);
+    return do_shmem_fault(vma, addr, ptep, flags);
+  }
+  SpinLock& ptl = pte_lockptr(mm, ptep);
+  ptl.lock();
+  pteval_t cur = ptep_get(ptep);
+  if (cur != v || !pte_present(cur)) {
+    ptl.unlock();
+    return VM_FAULT_OK;  // changed under us, or a non-present entry later issues handle: retry
+  }
+  if (pte_protnone(cur)) {
+    // Only a PROT_NONE VMA has PROT_NONE entries here; access_error() stopped that access.
+    ptl.unlock();
+    return VM_FAULT_SIGSEGV;
+  }
+  if ((flags & FAULT_FLAG_WRITE) && !pte_write(cur)) return do_wp_page(vma, addr, ptep, cur, ptl);
+  // A spurious fault (the entry already allows the access): mark it young (and dirty).
+  ptep->fetch_or(_PAGE_ACCESSED | ((flags & FAULT_FLAG_WRITE) ? _PAGE_DIRTY : 0), std::memory_order_acq_rel);
+  ptl.unlock();
+  return VM_FAULT_OK;
+}
+
+// The x86 user fault entry (do_user_addr_fault + lock_mm_and_find_vma).
+unsigned do_user_addr_fault(Mm* mm, uint64_t addr, bool write) NO_THREAD_SAFETY_ANALYSIS {
+  if (addr >= kTaskSize) return VM_FAULT_SIGSEGV;
+  const unsigned flags = write ? unsigned{FAULT_FLAG_WRITE} : 0u;
+  mm->mmap_lock_.down_read();
+  Vma* vma = mm->find_vma(addr);
+  if (vma && vma->vm_start <= addr) {
+    unsigned ret = access_error(vma, write) ? VM_FAULT_SIGSEGV : handle_mm_fault(vma, addr, flags);
+    mm->mmap_lock_.up_read();
+    return ret;
+  }
+  if (!vma || !(vma->vm_flags & VM_GROWSDOWN)) {
+    mm->mmap_lock_.up_read();
+    return VM_FAULT_SIGSEGV;
+  }
+  // Stack expansion needs mmap_lock for write: drop, retake and look again.
+  mm->mmap_lock_.up_read();
+  mm->mmap_lock_.down_write();
+  unsigned ret;
+  vma = mm->find_vma(addr);
+  if (!vma || (vma->vm_start > addr && (!(vma->vm_flags & VM_GROWSDOWN) ||
+                                        expand_stack_locked(vma, addr) != Errno::kOk))) {
+    ret = VM_FAULT_SIGSEGV;
+  } else {
+    ret = access_error(vma, write) ? VM_FAULT_SIGSEGV : handle_mm_fault(vma, addr, flags);
+  }
+  mm->mmap_lock_.up_write();
+  return ret;
+}
+
+void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end) {
+  Mm* mm = vma->vm_mm;
+  int64_t anon = 0, shmem = 0;
+  walk_pte_tables(mm, start, end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page* table) {
+    SpinGuard g(table->ptl);
+    bool any = false;
+    for (; addr < stop; addr += kPageSize, ptep++) {
+      if (pte_none(ptep->load(std::memory_order_relaxed))) continue;
+      pteval_t v = ptep_get_and_clear(ptep);
+      any = true;
+      if (!pte_present(v)) continue;  // swap-type entries: none exist yet
+      Page* page = vm_normal_page(vma, v);
+      if (!page) continue;
+      if (page->test(PG_anon)) {
+        anon++;
+      } else {
+        shmem++;
+        if (pte_dirty(v)) page->set(PG_dirty);
+      }
+      page->mapcount.fetch_sub(1, std::memory_order_relaxed);
+      tlb.remove_page(page);
+    }
+    if (any) tlb.flush_range(start, end);
+  });
+  if (anon) mm->add_rss(MM_ANONPAGES, -anon);
+  if (shmem) mm->add_rss(MM_SHMEMPAGES, -shmem);
+}
+
+Errno copy_page_range(Vma* dst, Vma* src) {
+  // vma_needs_copy: only VMAs with anon pages are copied; the rest refault in the child.
+  if (!src->anon_vma && !(src->vm_flags & (VM_PFNMAP | VM_MIXEDMAP))) return Errno::kOk;
+  Mm* dst_mm = dst->vm_mm;
+  Mm* src_mm = src->vm_mm;
+  const bool cow = is_cow_mapping(src->vm_flags);
+  Errno err = Errno::kOk;
+  int64_t anon = 0, shmem = 0;
+  walk_pte_tables(src_mm, src->vm_start, src->vm_end,
+                  [&](pte_t* sptep, uint64_t addr, uint64_t stop, Page* stable) {
+    if (err != Errno::kOk) return;
+    // The child maps the same addresses, so one destination table covers [addr, stop).
+    // Allocate it (outside the locks) only if the source has an entry here.
+    pte_t* dbase = nullptr;
+    {
+      const pte_t* p = sptep;
+      for (uint64_t a = addr; a < stop; a += kPageSize, p++) {
+        if (pte_none(p->load(std::memory_order_relaxed))) continue;
+        pte_t* d = pte_alloc(dst_mm, a);
+        if (!d) {
+          err = Errno::kNoMem;
+          return;
+        }
+        dbase = d - index_at(a, kPteShift);
+        break;
+      }
+    }
+    if (!dbase) return;
+    SpinGuard g(stable->ptl);
+    SpinGuard dg(pte_lockptr(dst_mm, dbase));
+    for (; addr < stop; addr += kPageSize, sptep++) {
+      pteval_t v = ptep_get(sptep);
+      if (pte_none(v)) continue;
+      pte_t* dptep = dbase + index_at(addr, kPteShift);
+      Page* page = pte_present(v) ? vm_normal_page(src, v) : nullptr;
+      if (page) {
+        // folio_try_dup_anon_rmap_pte: the page is now shared by two processes.
+        src_mm->sys()->mem().get_page(page);
+        page->mapcount.fetch_add(1, std::memory_order_relaxed);
+        if (page->test(PG_anon)) {
+          page->clear(PG_anon_exclusive);
+          anon++;
+        } else {
+          shmem++;
+        }
+      }
+      if (cow && pte_write(v)) {
+        ptep_set_wrprotect(sptep);
+        v = pte_wrprotect(ptep_get(sptep));
+      }
+      if (src->vm_flags & VM_SHARED) v = pte_mkclean(v);
+      v = pte_mkold(v);
+      set_pte(dptep, v);
+    }
+  });
+  if (anon) dst_mm->add_rss(MM_ANONPAGES, anon);
+  if (shmem) dst_mm->add_rss(MM_SHMEMPAGES, shmem);
+  return err;
+}
+
+void populate_vma_page_range(Vma* vma, uint64_t start, uint64_t end) {
+  // GUP with FOLL_TOUCH: writable private mappings get write faults (breaking COW), everything
+  // else read faults (FOLL_FORCE covers write-only and exec-only mappings). PROT_NONE VMAs are
+  // skipped.
+  if (vma->vm_flags & (VM_IO | VM_PFNMAP)) return;
+  if (!vma->is_accessible()) return;
+  const bool write = (vma->vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE;
+  Mm* mm = vma->vm_mm;
+  for (uint64_t addr = start; addr < end; addr += kPageSize) {
+    for (;;) {
+      pte_t* ptep = pte_offset(mm, addr);
+      if (ptep) {
+        pteval_t v = ptep_get(ptep);
+        if (pte_hw_present(v) && (!write || pte_write(v))) break;
+      }
+      unsigned r = handle_mm_fault(vma, addr, write ? unsigned{FAULT_FLAG_WRITE} : 0u);
+      if (r & (VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV)) return;
+    }
+  }
+}
+
+}  // namespace mirrormm

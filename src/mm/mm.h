@@ -1,0 +1,31 @@
+// System-call-level entry points of the address-space mechanisms, as System calls them.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "mirrormm/errno.h"
+#include "mm/mm_types.h"
+
+namespace mirrormm {
+
+// mm lifecycle (kernel/fork.c): a new, empty address space; nullptr when out of frames.
+Mm* mm_alloc(System* sys);
+// Drops an address space that exit_mmap() has emptied.
+void mm_free(Mm* mm);
+// dup_mmap: the child's copy of oldmm.
+Result<Mm*> dup_mm(Mm* oldmm);
+
+// mmap.c
+Result<uint64_t> do_mmap(Mm* mm, File* file, uint64_t addr, uint64_t len, uint64_t prot,
+                         uint64_t flags, uint64_t pgoff, uint64_t* populate) REQUIRES(mm->mmap_lock_);
+void mm_populate(Mm* mm, uint64_t start, uint64_t len) EXCLUDES(mm->mmap_lock_);
+Errno do_munmap(Mm* mm, uint64_t start, uint64_t len) REQUIRES(mm->mmap_lock_);
+
+// mprotect.c
+Errno do_mprotect_pkey(Mm* mm, uint64_t start, uint64_t len, uint64_t prot, int pkey) EXCLUDES(mm->mmap_lock_);
+
+// mincore.c
+Errno do_mincore_syscall(Mm* mm, uint64_t start, uint64_t len, std::vector<uint8_t>* vec) EXCLUDES(mm->mmap_lock_);
+
+}  // namespace mirrormm

@@ -1,0 +1,179 @@
+// The model's core structures (include/linux/mm_types.h's role): the address space (Mm),
+// its VMAs, the anon_vma identities that rmap and VMA merging use, and shared-memory files.
+//
+// Lifecycles and guards are stated on each type. The lock order is in base/locking.h.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mirrormm/base/locking.h"
+#include "mirrormm/config.h"
+#include "mm/pgtable.h"
+#include "mm/physmem.h"
+
+namespace mirrormm {
+
+class System;
+class ShmemInode;
+
+using vm_flags_t = uint64_t;
+inline constexpr vm_flags_t VM_NONE = 0;
+inline constexpr vm_flags_t VM_READ = 0x1;
+inline constexpr vm_flags_t VM_WRITE = 0x2;
+inline constexpr vm_flags_t VM_EXEC = 0x4;
+inline constexpr vm_flags_t VM_SHARED = 0x8;
+inline constexpr vm_flags_t VM_MAYREAD = 0x10;
+inline constexpr vm_flags_t VM_MAYWRITE = 0x20;
+inline constexpr vm_flags_t VM_MAYEXEC = 0x40;
+inline constexpr vm_flags_t VM_MAYSHARE = 0x80;
+inline constexpr vm_flags_t VM_GROWSDOWN = 0x100;
+inline constexpr vm_flags_t VM_PFNMAP = 0x400;
+inline constexpr vm_flags_t VM_LOCKED = 0x2000;
+inline constexpr vm_flags_t VM_IO = 0x4000;
+inline constexpr vm_flags_t VM_SEQ_READ = 0x8000;
+inline constexpr vm_flags_t VM_RAND_READ = 0x10000;
+inline constexpr vm_flags_t VM_DONTCOPY = 0x20000;
+inline constexpr vm_flags_t VM_DONTEXPAND = 0x40000;
+inline constexpr vm_flags_t VM_LOCKONFAULT = 0x80000;
+inline constexpr vm_flags_t VM_ACCOUNT = 0x100000;
+inline constexpr vm_flags_t VM_NORESERVE = 0x200000;
+inline constexpr vm_flags_t VM_HUGETLB = 0x400000;
+inline constexpr vm_flags_t VM_WIPEONFORK = 0x2000000;
+inline constexpr vm_flags_t VM_DONTDUMP = 0x4000000;
+inline constexpr vm_flags_t VM_MIXEDMAP = 0x10000000;
+inline constexpr vm_flags_t VM_HUGEPAGE = 0x20000000;
+inline constexpr vm_flags_t VM_NOHUGEPAGE = 0x40000000;
+inline constexpr vm_flags_t VM_MERGEABLE = 0x80000000;
+inline constexpr int kVmPkeyShift = 32;
+inline constexpr vm_flags_t VM_PKEY_MASK = 0xfull << kVmPkeyShift;
+inline constexpr vm_flags_t VM_GROWSUP = VM_NONE;     // x86 has no upward-growing stacks
+inline constexpr vm_flags_t VM_SOFTDIRTY = VM_NONE;   // CONFIG_MEM_SOFT_DIRTY is off on the host
+inline constexpr vm_flags_t VM_STACK = VM_GROWSDOWN;
+inline constexpr vm_flags_t VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC;
+inline constexpr vm_flags_t VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP;
+inline constexpr vm_flags_t VM_IGNORE_MERGE = VM_SOFTDIRTY;
+inline constexpr vm_flags_t VM_FLAGS_CLEAR = VM_PKEY_MASK;
+
+inline int vma_pkey_of(vm_flags_t f) { return static_cast<int>((f & VM_PKEY_MASK) >> kVmPkeyShift); }
+
+// An anon_vma: the identity that private anonymous pages point to, shared by the VMAs that
+// may map them (a process's VMA, its split pieces and, through the chain, its fork children).
+//
+// Lifecycle: allocated by anon_vma_prepare() or anon_vma_fork() with refcount 1; that
+// reference is dropped when the last anon_vma_chain link goes (num_avcs reaches 0). A child
+// holds a reference on its root. Freed when refcount reaches 0.
+// Guarded by root->rwsem: num_children, num_active_vmas, num_avcs (the model takes mmap_lock
+// for write around every change too, which is what makes them stable for merge decisions).
+struct AnonVma {
+  AnonVma* root = nullptr;    // written once at creation
+  AnonVma* parent = nullptr;  // written once at creation
+  std::atomic<int> refcount{1};
+  RwSem rwsem;                // only the root's is used
+  int num_children = 0;       // anon_vmas whose parent this is (a root counts itself)
+  int num_active_vmas = 0;    // VMAs whose ->anon_vma is this
+  int num_avcs = 0;           // chain links (VMAs that may map pages of this anon_vma)
+};
+
+// An open file description (struct file) of a shared-memory file. VMAs that map it hold a
+// reference; merging compares File pointers, not inodes.
+// Lifecycle: refcount; the last put drops the inode reference.
+struct File {
+  ShmemInode* inode = nullptr;  // written once
+  std::atomic<int> refcount{1};
+  bool writable = false;        // f_mode & FMODE_WRITE; written once
+};
+
+class Mm;
+
+// A virtual memory area. Every field is guarded by vm_mm->mmap_lock_: written with it held
+// for write, read with it held for read or write. anon_vma is the exception: the fault path
+// installs it holding mmap_lock for read plus vm_mm->page_table_lock_.
+struct Vma {
+  uint64_t vm_start = 0;
+  uint64_t vm_end = 0;
+  uint64_t vm_pgoff = 0;
+  vm_flags_t vm_flags = 0;
+  pgprot_t vm_page_prot = 0;
+  Mm* vm_mm = nullptr;
+  AnonVma* anon_vma = nullptr;
+  // The anon_vma_chain: every anon_vma this VMA is linked into, oldest (the root side) first.
+  // A fork child's chain has more than one entry ("not singular").
+  std::vector<AnonVma*> anon_vma_chain;
+  File* vm_file = nullptr;  // holds a reference
+
+  uint64_t pages() const { return (vm_end - vm_start) >> kPageShift; }
+  bool is_anonymous() const { return vm_file == nullptr; }
+  bool is_accessible() const { return vm_flags & VM_ACCESS_FLAGS; }
+  uint64_t linear_page_index(uint64_t addr) const { return vm_pgoff + ((addr - vm_start) >> kPageShift); }
+};
+
+inline bool vma_is_fork_child(const Vma* v) {
+  return v && v->anon_vma && v->anon_vma_chain.size() != 1;
+}
+
+enum RssCounter { MM_ANONPAGES, MM_SHMEMPAGES, NR_MM_COUNTERS };
+
+// An address space (mm_struct).
+//
+// Lifecycle: kAlive from creation; exit_mmap() tears the mappings down and moves it to
+// kDead; it is destroyed when the last user (Task) drops it.
+class Mm {
+ public:
+  enum class State { kAlive, kDead };
+
+  Mm(System* sys, uint64_t id);
+  ~Mm();
+  Mm(const Mm&) = delete;
+  Mm& operator=(const Mm&) = delete;
+
+  System* sys() const { return sys_; }
+  uint64_t id() const { return id_; }
+
+  // mmap_lock: an rwsem. Held for write by every system call that changes the VMA set,
+  // for read by faults, mincore and populate.
+  RwSem mmap_lock_;
+
+  // VMAs keyed by vm_start. Lookups are O(log n).
+  std::map<uint64_t, Vma*> vmas_ GUARDED_BY(mmap_lock_);
+  uint64_t map_count_ GUARDED_BY(mmap_lock_) = 0;
+  State state_ GUARDED_BY(mmap_lock_) = State::kAlive;
+  int execute_only_pkey_ GUARDED_BY(mmap_lock_) = -1;
+
+  // Guards installation of upper-level page-table entries and of vma->anon_vma.
+  SpinLock page_table_lock_;
+  Page* pgd_ = nullptr;  // written once at creation
+
+  std::atomic<int64_t> rss_[NR_MM_COUNTERS] = {};
+  // CPUs that may hold TLB entries of this address space (mm_cpumask). Bits are set by the
+  // CPU before its first walk of this mm and never cleared while the mm lives.
+  std::atomic<uint64_t> cpumask_{0};
+
+  void add_rss(RssCounter c, int64_t n) { rss_[c].fetch_add(n, std::memory_order_relaxed); }
+  int64_t rss(RssCounter c) const { return rss_[c].load(std::memory_order_relaxed); }
+
+  // VMA lookups (Linux's find_vma & co). All REQUIRE mmap_lock (shared or exclusive).
+  Vma* find_vma(uint64_t addr) REQUIRES_SHARED(mmap_lock_);           // first with vm_end > addr
+  Vma* vma_lookup(uint64_t addr) REQUIRES_SHARED(mmap_lock_);         // containing addr
+  Vma* find_vma_intersection(uint64_t start, uint64_t end) REQUIRES_SHARED(mmap_lock_);
+  Vma* vma_prev(const Vma* vma) REQUIRES_SHARED(mmap_lock_);
+  Vma* vma_next(const Vma* vma) REQUIRES_SHARED(mmap_lock_);
+  // The VMA ending at or before addr with the greatest start (prev of a hole at addr).
+  Vma* find_vma_prev(uint64_t addr) REQUIRES_SHARED(mmap_lock_);
+
+ private:
+  System* sys_;
+  uint64_t id_;
+};
+
+// Tell the thread-safety analysis (and the reader) that mm's mmap_lock is held, where it
+// cannot follow the aliasing itself (mm reached through vma->vm_mm or a local copy). These
+// are Linux's mmap_assert_locked()/mmap_assert_write_locked(); the contract is the caller's.
+inline void mmap_assert_locked(Mm* mm) ASSERT_SHARED_CAPABILITY(mm->mmap_lock_) { (void)mm; }
+inline void mmap_assert_write_locked(Mm* mm) ASSERT_CAPABILITY(mm->mmap_lock_) { (void)mm; }
+
+}  // namespace mirrormm

@@ -1,0 +1,180 @@
+// mprotect (mm/mprotect.c): do_mprotect_pkey, mprotect_fixup and change_protection.
+#include "mm/internal.h"
+#include "mm/mm.h"
+#include "mm/pgtable_walk.h"
+#include "mm/system_internal.h"
+
+namespace mirrormm {
+
+namespace {
+
+vm_flags_t calc_vm_prot_bits(uint64_t prot, int pkey) {
+  vm_flags_t f = 0;
+  if (prot & kProtRead) f |= VM_READ;
+  if (prot & kProtWrite) f |= VM_WRITE;
+  if (prot & kProtExec) f |= VM_EXEC;
+  return f | (static_cast<vm_flags_t>(pkey) << kVmPkeyShift);
+}
+
+// arch_override_mprotect_pkey for x86 with protection keys.
+int override_mprotect_pkey(Mm* mm, const Vma* vma, uint64_t prot) REQUIRES(mm->mmap_lock_) {
+  if (!mm->sys()->config().exec_only_pkey) return 0;
+  if (prot == kProtExec) {
+    if (mm->execute_only_pkey_ == -1) mm->execute_only_pkey_ = 1;
+    return mm->execute_only_pkey_;
+  }
+  if ((vma->vm_flags & VM_ACCESS_FLAGS) == VM_EXEC && vma_pkey_of(vma->vm_flags) == mm->execute_only_pkey_)
+    return 0;
+  return vma_pkey_of(vma->vm_flags);
+}
+
+// can_change_pte_writable: whether a PTE of a writable VMA may be made writable right away
+// instead of waiting for a write fault.
+bool can_change_pte_writable(Vma* vma, pteval_t pte) {
+  if (pte_protnone(pte)) return false;
+  if (!(vma->vm_flags & VM_SHARED)) {
+    if (pte_special(pte)) return false;
+    Page* page = vma->vm_mm->sys()->mem().pfn_to_page(pte_pfn(pte));
+    return page->test(PG_anon) && page->test(PG_anon_exclusive);
+  }
+  return pte_dirty(pte);
+}
+
+// Whether going from old to new needs a TLB flush: a hardware-visible right was removed or
+// the frame changed.
+bool pte_needs_flush(pteval_t old, pteval_t nw) {
+  if (!pte_hw_present(old)) return false;
+  if (!pte_hw_present(nw) || pte_pfn(old) != pte_pfn(nw)) return true;
+  if (pte_write(old) && !pte_write(nw)) return true;
+  if (!(old & _PAGE_NX) && (nw & _PAGE_NX)) return true;
+  return false;
+}
+
+// vma_wants_manual_pte_write_upgrade.
+bool wants_manual_pte_write_upgrade(const Vma* vma) {
+  // Shared mappings here never need write notification (shmem has no writeback), so their
+  // vm_page_prot is already writable; private ones upgrade exclusive anonymous pages.
+  return (vma->vm_flags & VM_WRITE) && !(vma->vm_flags & VM_SHARED);
+}
+
+Errno mprotect_fixup(MmuGather& tlb, Mm* mm, Vma* vma, Vma** pprev, uint64_t start, uint64_t end,
+                     vm_flags_t newflags) REQUIRES(mm->mmap_lock_) {
+  const vm_flags_t oldflags = vma->vm_flags;
+  const int64_t nrpages = static_cast<int64_t>((end - start) >> kPageShift);
+  int64_t charged = 0;
+  if (newflags == oldflags) {
+    *pprev = vma;
+    return Errno::kOk;
+  }
+  if (newflags & VM_WRITE) {
+    if (!(oldflags & (VM_ACCOUNT | VM_WRITE | VM_HUGETLB | VM_SHARED | VM_NORESERVE))) {
+      charged = nrpages;
+      if (!vm_enough_memory(mm->sys(), charged)) return Errno::kNoMem;
+      newflags |= VM_ACCOUNT;
+    }
+  } else if ((oldflags & VM_ACCOUNT) && vma->is_anonymous() && !vma->anon_vma) {
+    newflags &= ~VM_ACCOUNT;
+  }
+  Result<Vma*> r = vma_modify_flags(mm, *pprev, vma, start, end, newflags);
+  if (!r.ok()) {
+    if (charged) vm_unacct_memory(mm->sys(), charged);
+    return r.error();
+  }
+  vma = r.value();
+  *pprev = vma;
+  vma->vm_flags = newflags;
+  vma_set_page_prot(vma);
+  mmap_assert_write_locked(vma->vm_mm);
+  change_protection(tlb, vma, start, end,
+                    wants_manual_pte_write_upgrade(vma) ? unsigned{MM_CP_TRY_CHANGE_WRITABLE} : 0u);
+  if ((oldflags & VM_ACCOUNT) && !(newflags & VM_ACCOUNT)) vm_unacct_memory(mm->sys(), nrpages);
+  return Errno::kOk;
+}
+
+}  // namespace
+
+long change_protection(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, unsigned cp_flags) {
+  Mm* mm = vma->vm_mm;
+  const pgprot_t newprot = vma->vm_page_prot;
+  long pages = 0;
+  walk_pte_tables(mm, start, end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page* table) {
+    SpinGuard g(table->ptl);
+    for (; addr < stop; addr += kPageSize, ptep++) {
+      pteval_t v = ptep->load(std::memory_order_relaxed);
+      if (pte_none(v) || !pte_present(v)) continue;
+      const pteval_t oldpte = ptep_modify_prot_start(ptep);
+      pteval_t ptent = pte_modify(oldpte, newprot);
+      if ((cp_flags & MM_CP_TRY_CHANGE_WRITABLE) && !pte_write(ptent) &&
+          can_change_pte_writable(vma, ptent))
+        ptent = pte_mkwrite(ptent);
+      ptep_modify_prot_commit(ptep, ptent);
+      if (pte_needs_flush(oldpte, ptent)) tlb.flush_range(addr, addr + kPageSize);
+      pages++;
+    }
+  });
+  return pages;
+}
+
+Errno do_mprotect_pkey(Mm* mm, uint64_t start, uint64_t len, uint64_t prot, int pkey) {
+  const uint64_t grows = prot & (kProtGrowsDown | kProtGrowsUp);
+  prot &= ~(kProtGrowsDown | kProtGrowsUp);
+  if (grows == (kProtGrowsDown | kProtGrowsUp)) return Errno::kInval;
+  if (offset_in_page(start)) return Errno::kInval;
+  if (!len) return Errno::kOk;
+  len = page_align(len);
+  uint64_t end = start + len;
+  if (end <= start) return Errno::kNoMem;
+  if (prot & ~(kProtRead | kProtWrite | kProtExec | kProtSem)) return Errno::kInval;
+  (void)pkey;
+
+  WriteGuard g(mm->mmap_lock_);
+  Vma* vma = mm->find_vma_intersection(start, end);
+  if (!vma) return Errno::kNoMem;
+  if (grows & kProtGrowsDown) {
+    if (vma->vm_start >= end) return Errno::kNoMem;
+    start = vma->vm_start;
+    if (!(vma->vm_flags & VM_GROWSDOWN)) return Errno::kInval;
+  } else {
+    if (vma->vm_start > start) return Errno::kNoMem;
+    if (grows & kProtGrowsUp) {
+      end = vma->vm_end;
+      if (!(vma->vm_flags & VM_GROWSUP)) return Errno::kInval;
+    }
+  }
+  Vma* prev = mm->vma_prev(vma);
+  if (start > vma->vm_start) prev = vma;
+
+  Errno error = Errno::kOk;
+  uint64_t nstart = start;
+  uint64_t tmp = vma->vm_start;
+  {
+    MmuGather tlb(mm);
+    for (;;) {
+      if (!vma || vma->vm_start >= end) break;
+      if (vma->vm_start != tmp) {
+        error = Errno::kNoMem;
+        break;
+      }
+      const int new_pkey = override_mprotect_pkey(mm, vma, prot);
+      vm_flags_t newflags = calc_vm_prot_bits(prot, new_pkey);
+      newflags |= vma->vm_flags & ~(VM_ACCESS_FLAGS | VM_FLAGS_CLEAR);
+      // newflags >> 4 shifts VM_MAY* onto VM_*: asking for a right whose VM_MAY* is missing.
+      if ((newflags & ~(newflags >> 4)) & VM_ACCESS_FLAGS) {
+        error = Errno::kAcces;
+        break;
+      }
+      tmp = std::min(vma->vm_end, end);
+      error = mprotect_fixup(tlb, mm, vma, &prev, nstart, tmp, newflags);
+      if (error != Errno::kOk) break;
+      // Continue after the range just changed: prev now covers up to at least tmp.
+      tmp = prev->vm_end;
+      nstart = tmp;
+      vma = mm->find_vma(tmp);
+    }
+  }
+  if constexpr (kDebugChecks) validate_mm(mm);
+  if (error == Errno::kOk && tmp < end) error = Errno::kNoMem;
+  return error;
+}
+
+}  // namespace mirrormm

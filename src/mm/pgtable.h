@@ -1,0 +1,107 @@
+// Page-table entries and their atomic discipline (arch/x86's pgtable.h role).
+//
+// Four levels (PGD, PUD, PMD, PTE) of 512 64-bit entries, each table a frame from PhysMem.
+// Entry bits follow x86-64: present, writable, user, accessed, dirty, no-exec, with the pfn in
+// bits 12..51. A non-present entry is one of:
+//   - none (0);
+//   - PROT_NONE: _PAGE_PROTNONE set, present clear. Hardware faults on it; software still
+//     treats it as present (pte_present), as Linux does;
+//   - a swap-type entry: neither present nor PROTNONE, nonzero; type in bits 58..62 and offset
+//     in bits 12..57. Later mechanisms use types for swap, migration and device-private.
+//
+// Memory ordering: entries are std::atomic<uint64_t>. The software CPU's page walk and its
+// accessed/dirty updates run without the PTE lock (as hardware does): it reads entries with
+// acquire loads and sets A/D with a CAS that fails if the entry changed. Every other writer
+// holds the PTE lock, and any writer that could lose a concurrently set A/D bit uses an
+// atomic read-modify-write (ptep_get_and_clear, ptep_set_wrprotect, the
+// ptep_modify_prot_start/commit pair), never a plain load followed by a store.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "mm/physmem.h"
+
+namespace mirrormm {
+
+using pteval_t = uint64_t;
+using pte_t = std::atomic<pteval_t>;
+
+inline constexpr pteval_t _PAGE_PRESENT = 1ull << 0;
+inline constexpr pteval_t _PAGE_RW = 1ull << 1;
+inline constexpr pteval_t _PAGE_USER = 1ull << 2;
+inline constexpr pteval_t _PAGE_ACCESSED = 1ull << 5;
+inline constexpr pteval_t _PAGE_DIRTY = 1ull << 6;
+inline constexpr pteval_t _PAGE_PROTNONE = 1ull << 8;  // x86 reuses the global bit
+inline constexpr pteval_t _PAGE_SPECIAL = 1ull << 9;   // no struct page refcounting (zero page)
+inline constexpr pteval_t _PAGE_NX = 1ull << 63;
+inline constexpr pteval_t kPfnMask = ((1ull << 52) - 1) & kPageMask;
+// Bits pte_modify() keeps: pfn, A, D, special (x86 _PAGE_CHG_MASK).
+inline constexpr pteval_t kPageChgMask = kPfnMask | _PAGE_ACCESSED | _PAGE_DIRTY | _PAGE_SPECIAL;
+inline constexpr pteval_t kTableEntry = _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED;
+
+inline constexpr int kPtrsPerTable = 512;
+inline constexpr int kPteShift = 12, kPmdShift = 21, kPudShift = 30, kPgdShift = 39;
+inline constexpr uint64_t kPmdSize = 1ull << kPmdShift;
+inline constexpr uint64_t kPmdMask = ~(kPmdSize - 1);
+inline constexpr uint64_t kPudSize = 1ull << kPudShift;
+inline constexpr uint64_t kPgdSize = 1ull << kPgdShift;
+
+inline constexpr int index_at(uint64_t addr, int shift) { return (addr >> shift) & (kPtrsPerTable - 1); }
+
+// Protection bits for a VMA (vm_page_prot), x86's protection_map.
+using pgprot_t = pteval_t;
+inline constexpr pgprot_t PAGE_NONE = _PAGE_PROTNONE | _PAGE_ACCESSED;
+inline constexpr pgprot_t PAGE_READONLY = _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED | _PAGE_NX;
+inline constexpr pgprot_t PAGE_COPY = PAGE_READONLY;
+inline constexpr pgprot_t PAGE_READONLY_EXEC = _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED;
+inline constexpr pgprot_t PAGE_COPY_EXEC = PAGE_READONLY_EXEC;
+inline constexpr pgprot_t PAGE_SHARED = _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED | _PAGE_NX;
+inline constexpr pgprot_t PAGE_SHARED_EXEC = _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED;
+
+inline constexpr bool pte_none(pteval_t v) { return v == 0; }
+// Present to software: hardware-present or PROT_NONE (Linux's pte_present()).
+inline constexpr bool pte_present(pteval_t v) { return v & (_PAGE_PRESENT | _PAGE_PROTNONE); }
+inline constexpr bool pte_hw_present(pteval_t v) { return v & _PAGE_PRESENT; }
+inline constexpr bool pte_protnone(pteval_t v) { return (v & (_PAGE_PRESENT | _PAGE_PROTNONE)) == _PAGE_PROTNONE; }
+inline constexpr bool pte_write(pteval_t v) { return v & _PAGE_RW; }
+inline constexpr bool pte_dirty(pteval_t v) { return v & _PAGE_DIRTY; }
+inline constexpr bool pte_young(pteval_t v) { return v & _PAGE_ACCESSED; }
+inline constexpr bool pte_special(pteval_t v) { return v & _PAGE_SPECIAL; }
+inline constexpr pfn_t pte_pfn(pteval_t v) { return static_cast<pfn_t>((v & kPfnMask) >> kPageShift); }
+inline constexpr pteval_t pfn_pte(pfn_t pfn, pgprot_t prot) { return (static_cast<pteval_t>(pfn) << kPageShift) | prot; }
+inline constexpr pteval_t pte_mkwrite(pteval_t v) { return v | _PAGE_RW; }
+inline constexpr pteval_t pte_wrprotect(pteval_t v) { return v & ~_PAGE_RW; }
+inline constexpr pteval_t pte_mkdirty(pteval_t v) { return v | _PAGE_DIRTY; }
+inline constexpr pteval_t pte_mkclean(pteval_t v) { return v & ~_PAGE_DIRTY; }
+inline constexpr pteval_t pte_mkyoung(pteval_t v) { return v | _PAGE_ACCESSED; }
+inline constexpr pteval_t pte_mkold(pteval_t v) { return v & ~_PAGE_ACCESSED; }
+inline constexpr pteval_t pte_mkspecial(pteval_t v) { return v | _PAGE_SPECIAL; }
+// Changes the protection of a present entry, keeping pfn, accessed, dirty and special.
+inline constexpr pteval_t pte_modify(pteval_t v, pgprot_t prot) { return (v & kPageChgMask) | (prot & ~kPageChgMask); }
+
+// Swap-type (non-present) entries.
+inline constexpr int kSwpTypeShift = 58;
+inline constexpr bool is_swap_pte(pteval_t v) { return v != 0 && !pte_present(v); }
+inline constexpr unsigned swp_type(pteval_t v) { return (v >> kSwpTypeShift) & 0x1f; }
+inline constexpr uint64_t swp_offset(pteval_t v) { return (v >> kPageShift) & ((1ull << (kSwpTypeShift - kPageShift)) - 1); }
+inline constexpr pteval_t swp_entry(unsigned type, uint64_t offset) {
+  return (static_cast<pteval_t>(type) << kSwpTypeShift) | (offset << kPageShift);
+}
+
+// Entry accessors. Readers outside the PTE lock use ptep_get (acquire).
+inline pteval_t ptep_get(const pte_t* p) { return p->load(std::memory_order_acquire); }
+inline void set_pte(pte_t* p, pteval_t v) { p->store(v, std::memory_order_release); }
+inline void pte_clear(pte_t* p) { p->store(0, std::memory_order_release); }
+inline pteval_t ptep_get_and_clear(pte_t* p) { return p->exchange(0, std::memory_order_acq_rel); }
+inline void ptep_set_wrprotect(pte_t* p) { p->fetch_and(~_PAGE_RW, std::memory_order_acq_rel); }
+inline bool ptep_test_and_clear_young(pte_t* p) {
+  return p->fetch_and(~_PAGE_ACCESSED, std::memory_order_acq_rel) & _PAGE_ACCESSED;
+}
+// ptep_modify_prot_start/commit: the entry is cleared for the duration so that no CPU can set
+// accessed/dirty on the old value behind our back; commit installs the new value, which the
+// caller derived from the value start returned (so bits set before start are kept).
+inline pteval_t ptep_modify_prot_start(pte_t* p) { return ptep_get_and_clear(p); }
+inline void ptep_modify_prot_commit(pte_t* p, pteval_t newval) { set_pte(p, newval); }
+
+}  // namespace mirrormm

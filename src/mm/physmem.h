@@ -1,0 +1,123 @@
+// Physical memory: a pool of 4 KiB frames holding real data, one page descriptor per frame,
+// and the shared zero page (mm/page_alloc.c's role).
+//
+// Frames are numbered by pfn; pfn 0 is never handed out (a zero pfn in an entry means
+// "none"), pfn 1 is the zero page. The pool and the descriptor array are reserved with
+// MAP_NORESERVE and touched only as frames come into use, so a large configured pool costs
+// nothing until it is used. Freed frames go to a LIFO list so hot frames are reused first.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "mirrormm/base/assert.h"
+#include "mirrormm/base/locking.h"
+
+namespace mirrormm {
+
+inline constexpr uint64_t kPageShift = 12;
+inline constexpr uint64_t kPageSize = 1ull << kPageShift;
+inline constexpr uint64_t kPageMask = ~(kPageSize - 1);
+
+inline constexpr uint64_t page_align(uint64_t x) { return (x + kPageSize - 1) & kPageMask; }
+inline constexpr uint64_t offset_in_page(uint64_t x) { return x & (kPageSize - 1); }
+
+using pfn_t = uint32_t;
+
+// Page flags (the subset of Linux's PG_* the model uses).
+enum PageFlags : uint32_t {
+  PG_locked = 1u << 0,
+  PG_reserved = 1u << 1,   // the zero page: never freed, never counted in rss
+  PG_pgtable = 1u << 2,    // a page-table page (its ptl is the split PTE lock)
+  PG_anon = 1u << 3,       // mapping_ is an AnonVma
+  PG_anon_exclusive = 1u << 4,  // mapped by exactly one process; a write may reuse it
+  PG_dirty = 1u << 5,
+  PG_shmem = 1u << 6,      // mapping_ is a ShmemInode (page cache)
+  PG_free = 1u << 7,       // on the free list; any reference to it is a use-after-free
+};
+
+// The page descriptor (struct page). 40 bytes.
+//
+// refcount_ and mapcount_ are atomics (Linux's _refcount/_mapcount; mapcount_ counts PTEs,
+// starting at 0). flags_ is atomic; its bits are set under the lock that owns the state they
+// describe (PG_anon_exclusive under the PTE lock of the mapping PTE). mapping_ and index_ are
+// written once when the frame is first mapped (under the PTE lock or the shmem inode lock) and
+// cleared when it is freed; rmap readers hold the page lock. ptl is used only when the frame is
+// a page table.
+struct Page {
+  std::atomic<uint32_t> flags{0};
+  std::atomic<int32_t> refcount{0};
+  std::atomic<int32_t> mapcount{0};
+  uint32_t gen = 0;           // bumped each time the frame is freed (use-after-free checks)
+  void* mapping = nullptr;    // AnonVma* (PG_anon) or ShmemInode* (PG_shmem)
+  uint64_t index = 0;         // page offset within mapping
+  SpinLock ptl;               // split page-table lock when PG_pgtable
+  uint32_t next_free = 0;     // free-list link, guarded by PhysMem::lock_
+
+  bool test(PageFlags f) const { return flags.load(std::memory_order_relaxed) & f; }
+  void set(PageFlags f) { flags.fetch_or(f, std::memory_order_relaxed); }
+  void clear(PageFlags f) { flags.fetch_and(~static_cast<uint32_t>(f), std::memory_order_relaxed); }
+};
+
+enum class Zero { kNo, kYes };
+
+class PhysMem {
+ public:
+  // Reserves room for `bytes` of frames (rounded down to pages; at least 16 frames).
+  explicit PhysMem(uint64_t bytes);
+  ~PhysMem();
+  PhysMem(const PhysMem&) = delete;
+  PhysMem& operator=(const PhysMem&) = delete;
+
+  // A frame with refcount 1, or nullptr when the pool is exhausted.
+  Page* alloc_page(Zero zero) EXCLUDES(lock_);
+  // Drops a reference; the frame is freed when the last one goes.
+  void put_page(Page* page) EXCLUDES(lock_) {
+    MM_BUG_ON(page->test(PG_reserved));
+    int32_t old = page->refcount.fetch_sub(1, std::memory_order_acq_rel);
+    MM_BUG_ON(old <= 0);
+    if (old == 1) free_page(page);
+  }
+  void get_page(Page* page) {
+    int32_t old = page->refcount.fetch_add(1, std::memory_order_relaxed);
+    MM_BUG_ON(old <= 0 && !page->test(PG_reserved));
+  }
+
+  Page* pfn_to_page(pfn_t pfn) const {
+    MM_DEBUG_ON(pfn == 0 || pfn >= nr_frames_);
+    return &pages_[pfn];
+  }
+  pfn_t page_to_pfn(const Page* page) const { return static_cast<pfn_t>(page - pages_); }
+  uint8_t* pfn_to_virt(pfn_t pfn) const { return base_ + (static_cast<uint64_t>(pfn) << kPageShift); }
+  uint8_t* page_address(const Page* page) const { return pfn_to_virt(page_to_pfn(page)); }
+
+  pfn_t zero_pfn() const { return kZeroPfn; }
+  Page* zero_page() const { return &pages_[kZeroPfn]; }
+  bool is_zero_pfn(pfn_t pfn) const { return pfn == kZeroPfn; }
+
+  uint64_t nr_frames() const { return nr_frames_; }
+  uint64_t nr_free() const { return nr_free_.load(std::memory_order_relaxed); }
+  // Frames handed out and not yet freed (page tables and data, zero page excluded).
+  uint64_t nr_used() const { return nr_frames_ - 2 - nr_free(); }
+  bool debug_is_free(pfn_t pfn) const { return pages_[pfn].test(PG_free); }
+  bool valid_pfn(pfn_t pfn) const { return pfn >= 2 && pfn < nr_frames_; }
+
+  static constexpr size_t kDescriptorBytes = sizeof(Page);
+
+ private:
+  void free_page(Page* page) EXCLUDES(lock_);
+
+  static constexpr pfn_t kZeroPfn = 1;
+
+  uint8_t* base_ = nullptr;   // frame data; written once in the constructor
+  Page* pages_ = nullptr;     // descriptors; written once in the constructor
+  uint64_t nr_frames_ = 0;    // written once in the constructor
+  std::atomic<uint64_t> nr_free_{0};
+
+  SpinLock lock_;
+  pfn_t free_head_ GUARDED_BY(lock_) = 0;     // LIFO list of freed frames
+  pfn_t next_fresh_ GUARDED_BY(lock_) = 2;    // frames never used yet start here
+};
+
+}  // namespace mirrormm

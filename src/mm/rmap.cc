@@ -1,0 +1,137 @@
+// anon_vma identities and their chains (the anon_vma half of mm/rmap.c).
+//
+// Only what VMA merging and fork need exists yet: identity, the chain of a VMA, and the
+// counters Linux uses to decide reuse (num_children, num_active_vmas). The reverse-map walk
+// over a page's mappings comes with the rmap issue; pages already point at their anon_vma.
+#include "mm/internal.h"
+#include "mm/system_internal.h"
+
+namespace mirrormm {
+
+namespace {
+
+AnonVma* anon_vma_alloc() {
+  AnonVma* av = new AnonVma();
+  av->root = av;
+  av->parent = av;
+  return av;
+}
+
+void put_anon_vma(AnonVma* av) {
+  if (av->refcount.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  AnonVma* root = av->root;
+  delete av;
+  if (root != av) put_anon_vma(root);
+}
+
+void anon_vma_chain_link(Vma* vma, AnonVma* av) {
+  vma->anon_vma_chain.push_back(av);
+  av->num_avcs++;
+}
+
+// anon_vma_compatible(a, b): a ends where b starts and they differ only in rwx.
+bool anon_vma_compatible(const Vma* a, const Vma* b) {
+  return a->vm_end == b->vm_start && a->vm_file == b->vm_file &&
+         !((a->vm_flags ^ b->vm_flags) & ~(VM_ACCESS_FLAGS | VM_SOFTDIRTY)) &&
+         b->vm_pgoff == a->vm_pgoff + ((b->vm_start - a->vm_start) >> kPageShift);
+}
+
+AnonVma* reusable_anon_vma(const Vma* old, const Vma* a, const Vma* b) {
+  if (anon_vma_compatible(a, b) && old->anon_vma && old->anon_vma_chain.size() == 1)
+    return old->anon_vma;
+  return nullptr;
+}
+
+// find_mergeable_anon_vma: the immediate next neighbour first, then the previous one.
+AnonVma* find_mergeable_anon_vma(Vma* vma) REQUIRES_SHARED(vma->vm_mm->mmap_lock_) {
+  Mm* mm = vma->vm_mm;
+  mmap_assert_locked(mm);
+  Vma* next = mm->vma_next(vma);
+  if (next && next->vm_start == vma->vm_end) {
+    if (AnonVma* av = reusable_anon_vma(next, vma, next)) return av;
+  }
+  Vma* prev = mm->vma_prev(vma);
+  if (prev) return reusable_anon_vma(prev, prev, vma);
+  return nullptr;
+}
+
+}  // namespace
+
+Errno anon_vma_prepare(Vma* vma) {
+  if (vma->anon_vma) return Errno::kOk;
+  Mm* mm = vma->vm_mm;
+  AnonVma* av = find_mergeable_anon_vma(vma);
+  AnonVma* allocated = nullptr;
+  if (!av) {
+    av = allocated = anon_vma_alloc();
+    av->num_children++;  // a new root is its own parent
+  }
+  {
+    WriteGuard rw(av->root->rwsem);
+    SpinGuard g(mm->page_table_lock_);
+    if (!vma->anon_vma) {
+      vma->anon_vma = av;
+      anon_vma_chain_link(vma, av);
+      av->num_active_vmas++;
+      allocated = nullptr;
+    }
+  }
+  if (allocated) put_anon_vma(allocated);
+  return Errno::kOk;
+}
+
+Errno anon_vma_clone(Vma* dst, const Vma* src) {
+  for (AnonVma* av : src->anon_vma_chain) {  // oldest first, as Linux's reverse walk
+    anon_vma_chain_link(dst, av);
+    // Reuse an anon_vma that no VMA uses any more and that has at most one child. The root
+    // is never reused: it counts itself as a child.
+    if (!dst->anon_vma && src->anon_vma && av->num_children < 2 && av->num_active_vmas == 0)
+      dst->anon_vma = av;
+  }
+  if (dst->anon_vma) dst->anon_vma->num_active_vmas++;
+  return Errno::kOk;
+}
+
+Errno anon_vma_fork(Vma* vma, const Vma* pvma) {
+  if (!pvma->anon_vma) return Errno::kOk;
+  vma->anon_vma = nullptr;
+  if (Errno e = anon_vma_clone(vma, pvma); e != Errno::kOk) return e;
+  if (vma->anon_vma) return Errno::kOk;  // an existing anon_vma was reused
+  AnonVma* av = anon_vma_alloc();
+  av->num_active_vmas++;
+  av->root = pvma->anon_vma->root;
+  av->parent = pvma->anon_vma;
+  av->root->refcount.fetch_add(1, std::memory_order_relaxed);
+  vma->anon_vma = av;
+  anon_vma_chain_link(vma, av);
+  av->parent->num_children++;
+  return Errno::kOk;
+}
+
+void unlink_anon_vmas(Vma* vma) {
+  std::vector<AnonVma*> empty;
+  // Newest first, so that a root is released after its children.
+  for (auto it = vma->anon_vma_chain.rbegin(); it != vma->anon_vma_chain.rend(); ++it) {
+    AnonVma* av = *it;
+    if (--av->num_avcs == 0) {
+      av->parent->num_children--;
+      empty.push_back(av);
+    }
+  }
+  if (vma->anon_vma) {
+    vma->anon_vma->num_active_vmas--;
+    vma->anon_vma = nullptr;
+  }
+  vma->anon_vma_chain.clear();
+  for (AnonVma* av : empty) put_anon_vma(av);
+}
+
+Errno dup_anon_vma(Vma* dst, const Vma* src) {
+  if (src->anon_vma && !dst->anon_vma) {
+    dst->anon_vma = src->anon_vma;
+    return anon_vma_clone(dst, src);
+  }
+  return Errno::kOk;
+}
+
+}  // namespace mirrormm

@@ -1,0 +1,72 @@
+// Shared memory files (mm/shmem.c's role): a page cache per inode, used by MAP_SHARED
+// anonymous memory (one inode per mmap, as shmem_zero_setup makes) and by memfd files.
+//
+// Lifecycle: an inode is referenced by its Files (and by a name table for memfds); it frees its
+// pages when the last reference goes. Pages in the cache hold one reference each and carry
+// PG_shmem with mapping = the inode and index = the page offset.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "mirrormm/base/locking.h"
+#include "mm/mm_types.h"
+#include "mm/physmem.h"
+
+namespace mirrormm {
+
+class ShmemInode {
+ public:
+  ShmemInode(PhysMem* mem, std::string name, uint64_t size);
+  ~ShmemInode();
+
+  const std::string& name() const { return name_; }
+  uint64_t size() const { return size_.load(std::memory_order_acquire); }
+  void set_size(uint64_t size) { size_.store(size, std::memory_order_release); }
+
+  // The cached page at pgoff, or nullptr. The returned page carries a new reference.
+  Page* find_get_page(uint64_t pgoff) EXCLUDES(lock_);
+  // The page at pgoff, allocating a zeroed one if absent; nullptr when out of frames. The
+  // returned page carries a new reference.
+  Page* find_or_create_page(uint64_t pgoff) EXCLUDES(lock_);
+  // Whether a page is cached at pgoff (mincore).
+  bool is_resident(uint64_t pgoff) EXCLUDES(lock_);
+  uint64_t nr_pages() EXCLUDES(lock_);
+
+  void get() { refcount_.fetch_add(1, std::memory_order_relaxed); }
+  void put() {
+    if (refcount_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+ private:
+  static constexpr int kChunkShift = 9;
+  struct Chunk {
+    Page* slots[1 << kChunkShift] = {};
+    int used = 0;
+  };
+
+  PhysMem* mem_;            // written once
+  const std::string name_;  // written once
+  std::atomic<uint64_t> size_;
+  std::atomic<int> refcount_{1};
+  Mutex lock_;
+  // pgoff >> kChunkShift -> 512 slots; 8 bytes of index per cached page.
+  std::unordered_map<uint64_t, std::unique_ptr<Chunk>> chunks_ GUARDED_BY(lock_);
+  uint64_t nr_pages_ GUARDED_BY(lock_) = 0;
+};
+
+inline void get_file(File* f) { f->refcount.fetch_add(1, std::memory_order_relaxed); }
+inline void fput(File* f) {
+  if (f->refcount.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    f->inode->put();
+    delete f;
+  }
+}
+
+// A new open file description of inode (takes an inode reference).
+File* open_file(ShmemInode* inode, bool writable);
+
+}  // namespace mirrormm

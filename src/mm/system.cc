@@ -1,0 +1,114 @@
+// The System: processes, their system calls, and memory accesses on software CPUs.
+#include "mirrormm/system.h"
+
+#include "mm/internal.h"
+#include "mm/mm.h"
+#include "mm/system_internal.h"
+
+namespace mirrormm {
+
+System::System(const SystemConfig& config, int nr_cpus) : config_(config) {
+  mem_ = std::make_unique<PhysMem>(config.memory_bytes);
+  if (nr_cpus < 1) nr_cpus = 1;
+  if (nr_cpus > 64) nr_cpus = 64;
+  for (int i = 0; i < nr_cpus; i++) cpus_.push_back(std::make_unique<Cpu>(this, i));
+  Mm* mm = mm_alloc(this);
+  MM_BUG_ON(!mm);
+  procs_.push_back(std::unique_ptr<Process>(new Process(1, mm)));
+}
+
+System::~System() {
+  for (auto& p : procs_)
+    if (p->alive()) exit(p.get());
+}
+
+Process* System::process(uint64_t pid) {
+  std::lock_guard<std::mutex> g(procs_lock_);
+  if (pid == 0 || pid > procs_.size()) return nullptr;
+  Process* p = procs_[pid - 1].get();
+  return p->alive() ? p : nullptr;
+}
+
+uint64_t System::nr_processes_created() {
+  std::lock_guard<std::mutex> g(procs_lock_);
+  return procs_.size();
+}
+
+Result<uint64_t> System::mmap(Process* p, uint64_t addr, uint64_t len, uint64_t prot, uint64_t flags,
+                              File* file, uint64_t off) {
+  if (!p || !p->alive()) return Errno::kSrch;
+  if (offset_in_page(off)) return Errno::kInval;  // sys_mmap's check, even for anonymous memory
+  if (flags & kMapAnonymous) file = nullptr;
+  else if (!file) return Errno::kBadf;
+  Mm* mm = p->mm();
+  uint64_t populate = 0;
+  Result<uint64_t> r = [&]() {
+    WriteGuard g(mm->mmap_lock_);
+    return do_mmap(mm, file, addr, len, prot, flags, off >> kPageShift, &populate);
+  }();
+  if (r.ok() && populate) mm_populate(mm, r.value(), populate);
+  return r;
+}
+
+Status System::munmap(Process* p, uint64_t addr, uint64_t len) {
+  if (!p || !p->alive()) return Errno::kSrch;
+  Mm* mm = p->mm();
+  WriteGuard g(mm->mmap_lock_);
+  Errno e = do_munmap(mm, addr, len);
+  if (e != Errno::kOk) return e;
+  return kSuccess;
+}
+
+Status System::mprotect(Process* p, uint64_t addr, uint64_t len, uint64_t prot) {
+  if (!p || !p->alive()) return Errno::kSrch;
+  Errno e = do_mprotect_pkey(p->mm(), addr, len, prot, -1);
+  if (e != Errno::kOk) return e;
+  return kSuccess;
+}
+
+Status System::mincore(Process* p, uint64_t addr, uint64_t len, std::vector<uint8_t>* vec) {
+  if (!p || !p->alive()) return Errno::kSrch;
+  Errno e = do_mincore_syscall(p->mm(), addr, len, vec);
+  if (e != Errno::kOk) return e;
+  return kSuccess;
+}
+
+Result<Process*> System::fork(Process* p) {
+  if (!p || !p->alive()) return Errno::kSrch;
+  Result<Mm*> r = dup_mm(p->mm());
+  if (!r.ok()) return r.error();
+  std::lock_guard<std::mutex> g(procs_lock_);
+  procs_.push_back(std::unique_ptr<Process>(new Process(procs_.size() + 1, r.value())));
+  return procs_.back().get();
+}
+
+void System::exit(Process* p) {
+  if (!p || !p->alive()) return;
+  Mm* mm = p->mm();
+  p->mm_ = nullptr;
+  exit_mmap(mm);
+  mm_free(mm);
+}
+
+AccessResult System::access(Process* p, int cpu, uint64_t addr, uint64_t len, bool write, const ChunkFn& fn) {
+  MM_BUG_ON(!p || !p->alive() || cpu < 0 || cpu >= nr_cpus());
+  AccessResult r = cpus_[cpu]->access(p->mm(), addr, len, write, fn);
+  // Out of frames in a fault: the OOM killer picks the faulting process.
+  if (r.kind == AccessResult::Kind::kOom) exit(p);
+  return r;
+}
+
+uint64_t System::debug_metadata_bytes() {
+  uint64_t bytes = mem_->nr_used() * sizeof(Page);
+  std::lock_guard<std::mutex> g(procs_lock_);
+  for (auto& p : procs_) {
+    if (!p->alive()) continue;
+    Mm* mm = p->mm();
+    ReadGuard rg(mm->mmap_lock_);
+    bytes += count_pgtables(mm) * kPageSize;
+    bytes += mm->vmas_.size() * (sizeof(Vma) + 48 /* tree node */);
+  }
+  return bytes;
+}
+
+}  // namespace mirrormm

@@ -1,0 +1,47 @@
+#include "mm/tlb.h"
+
+#include "mm/system_internal.h"
+
+namespace mirrormm {
+
+namespace {
+template <class Fn>
+void for_each_cpu_of(Mm* mm, Fn fn) {
+  System* sys = mm->sys();
+  uint64_t mask = mm->cpumask_.load(std::memory_order_seq_cst);
+  while (mask) {
+    int cpu = __builtin_ctzll(mask);
+    mask &= mask - 1;
+    if (cpu < sys->nr_cpus()) fn(sys->cpu(cpu));
+  }
+}
+}  // namespace
+
+void flush_tlb_range(Mm* mm, uint64_t start, uint64_t end) {
+  if (start >= end) return;
+  for_each_cpu_of(mm, [&](Cpu& c) { c.flush_range(mm->id(), start, end); });
+}
+
+void flush_tlb_mm(Mm* mm) {
+  for_each_cpu_of(mm, [&](Cpu& c) { c.flush_mm(mm->id()); });
+}
+
+MmuGather::MmuGather(Mm* mm) : mm_(mm) {}
+
+MmuGather::~MmuGather() { flush(); }
+
+void MmuGather::flush() {
+  if (start_ < end_) flush_tlb_range(mm_, start_, end_);
+  start_ = ~0ull;
+  end_ = 0;
+  PhysMem& mem = mm_->sys()->mem();
+  for (Page* p : pages_) mem.put_page(p);
+  pages_.clear();
+  for (Page* t : tables_) {
+    t->clear(PG_pgtable);
+    mem.put_page(t);
+  }
+  tables_.clear();
+}
+
+}  // namespace mirrormm

@@ -1,0 +1,342 @@
+// VMAs: the tree, splitting and merging (mm/vma.c).
+//
+// Merging follows Linux 6.18: vma_merge_new_range() for new ranges (mmap), and
+// vma_merge_existing_range() for flag changes of an existing range (mprotect, madvise), with
+// the 6.16+ anon_vma rules (an unfaulted and a faulted VMA may merge unless the faulted one is
+// a fork child). Every function here runs with mmap_lock held for write.
+#include <iterator>
+
+#include "mm/internal.h"
+#include "mm/shmem.h"
+#include "mm/system_internal.h"
+
+namespace mirrormm {
+
+// ---- allocation and the tree ----
+
+Vma* vm_area_alloc(Mm* mm) {
+  Vma* v = new Vma();
+  v->vm_mm = mm;
+  return v;
+}
+
+Vma* vm_area_dup(const Vma* orig) {
+  Vma* v = new Vma();
+  v->vm_start = orig->vm_start;
+  v->vm_end = orig->vm_end;
+  v->vm_pgoff = orig->vm_pgoff;
+  v->vm_flags = orig->vm_flags;
+  v->vm_page_prot = orig->vm_page_prot;
+  v->vm_mm = orig->vm_mm;
+  v->anon_vma = orig->anon_vma;
+  v->vm_file = orig->vm_file;
+  if (v->vm_file) get_file(v->vm_file);
+  return v;
+}
+
+void vm_area_free(Vma* vma) {
+  MM_BUG_ON(!vma->anon_vma_chain.empty());
+  if (vma->vm_file) fput(vma->vm_file);
+  delete vma;
+}
+
+void vma_link(Mm* mm, Vma* vma) {
+  auto [it, inserted] = mm->vmas_.emplace(vma->vm_start, vma);
+  MM_BUG_ON(!inserted);
+  (void)it;
+  mm->map_count_++;
+}
+
+void vma_unlink(Mm* mm, Vma* vma) {
+  auto it = mm->vmas_.find(vma->vm_start);
+  MM_BUG_ON(it == mm->vmas_.end() || it->second != vma);
+  mm->vmas_.erase(it);
+  mm->map_count_--;
+}
+
+void vma_set_start(Mm* mm, Vma* vma, uint64_t start) {
+  auto it = mm->vmas_.find(vma->vm_start);
+  MM_BUG_ON(it == mm->vmas_.end() || it->second != vma);
+  mm->vmas_.erase(it);
+  if (start >= vma->vm_start)
+    vma->vm_pgoff += (start - vma->vm_start) >> kPageShift;
+  else
+    vma->vm_pgoff -= (vma->vm_start - start) >> kPageShift;
+  vma->vm_start = start;
+  mm->vmas_.emplace(start, vma);
+}
+
+void remove_vma(Mm* mm, Vma* vma) {
+  vma_unlink(mm, vma);
+  unlink_anon_vmas(vma);
+  vm_area_free(vma);
+}
+
+// ---- lookups ----
+
+Vma* Mm::find_vma(uint64_t addr) {
+  auto it = vmas_.upper_bound(addr);
+  if (it != vmas_.begin()) {
+    auto p = std::prev(it);
+    if (p->second->vm_end > addr) return p->second;
+  }
+  return it == vmas_.end() ? nullptr : it->second;
+}
+
+Vma* Mm::vma_lookup(uint64_t addr) {
+  Vma* v = find_vma(addr);
+  return (v && v->vm_start <= addr) ? v : nullptr;
+}
+
+Vma* Mm::find_vma_intersection(uint64_t start, uint64_t end) {
+  Vma* v = find_vma(start);
+  return (v && v->vm_start < end) ? v : nullptr;
+}
+
+Vma* Mm::vma_prev(const Vma* vma) {
+  auto it = vmas_.find(vma->vm_start);
+  if (it == vmas_.begin()) return nullptr;
+  return std::prev(it)->second;
+}
+
+Vma* Mm::vma_next(const Vma* vma) {
+  auto it = vmas_.find(vma->vm_start);
+  ++it;
+  return it == vmas_.end() ? nullptr : it->second;
+}
+
+Vma* Mm::find_vma_prev(uint64_t addr) {
+  auto it = vmas_.upper_bound(addr);
+  if (it == vmas_.begin()) return nullptr;
+  Vma* v = std::prev(it)->second;
+  if (v->vm_end > addr) {  // addr is inside v: its prev is the one before
+    auto pit = std::prev(it);
+    if (pit == vmas_.begin()) return nullptr;
+    return std::prev(pit)->second;
+  }
+  return v;
+}
+
+// ---- splitting ----
+
+Errno __split_vma(Mm* mm, Vma* vma, uint64_t addr, NewBelow new_below) {
+  MM_BUG_ON(addr <= vma->vm_start || addr >= vma->vm_end || offset_in_page(addr));
+  Vma* n = vm_area_dup(vma);
+  if (new_below == NewBelow::kYes) {
+    n->vm_end = addr;
+  } else {
+    n->vm_start = addr;
+    n->vm_pgoff += (addr - vma->vm_start) >> kPageShift;
+  }
+  if (Errno e = anon_vma_clone(n, vma); e != Errno::kOk) {
+    n->anon_vma = nullptr;
+    vm_area_free(n);
+    return e;
+  }
+  if (new_below == NewBelow::kYes)
+    vma_set_start(mm, vma, addr);
+  else
+    vma->vm_end = addr;
+  vma_link(mm, n);
+  return Errno::kOk;
+}
+
+Errno split_vma(Mm* mm, Vma* vma, uint64_t addr, NewBelow new_below) {
+  if (mm->map_count_ >= mm->sys()->config().max_map_count) return Errno::kNoMem;
+  return __split_vma(mm, vma, addr, new_below);
+}
+
+// ---- merge compatibility ----
+
+namespace {
+
+uint64_t range_pages(uint64_t start, uint64_t end) { return (end - start) >> kPageShift; }
+
+bool is_mergeable_vma(const VmaMergeState& vmg, bool merge_next) {
+  const Vma* tgt = merge_next ? vmg.next : vmg.prev;
+  if ((tgt->vm_flags ^ vmg.vm_flags) & ~VM_IGNORE_MERGE) return false;
+  if (tgt->vm_file != vmg.file) return false;
+  return true;
+}
+
+bool is_mergeable_anon_vma(const VmaMergeState& vmg, bool merge_next) {
+  const Vma* tgt = merge_next ? vmg.next : vmg.prev;
+  const Vma* src = vmg.middle;
+  AnonVma* tgt_anon = tgt->anon_vma;
+  AnonVma* src_anon = vmg.anon_vma;
+  // Case 1: src's anon_vma will be duplicated into tgt.
+  if (!tgt_anon && src_anon) {
+    if (vma_is_fork_child(src)) return false;
+    if (vma_is_fork_child(vmg.copied_from)) return false;
+    return true;
+  }
+  // Case 2: tgt's anon_vma will cover the range.
+  if (tgt_anon && !src_anon) return !vma_is_fork_child(tgt);
+  // Case 3: both set (must be the same) or both unset.
+  return src_anon == tgt_anon;
+}
+
+bool can_vma_merge_after(const VmaMergeState& vmg) {
+  return is_mergeable_vma(vmg, false) && is_mergeable_anon_vma(vmg, false) &&
+         vmg.prev->vm_pgoff + vmg.prev->pages() == vmg.pgoff;
+}
+
+bool can_vma_merge_before(const VmaMergeState& vmg) {
+  return is_mergeable_vma(vmg, true) && is_mergeable_anon_vma(vmg, true) &&
+         vmg.next->vm_pgoff == vmg.pgoff + range_pages(vmg.start, vmg.end);
+}
+
+bool can_vma_merge_left(const VmaMergeState& vmg) {
+  return vmg.prev && vmg.prev->vm_end == vmg.start && can_vma_merge_after(vmg);
+}
+
+bool are_anon_vmas_compatible(const Vma* a, const Vma* b) {
+  return !a->anon_vma || !b->anon_vma || a->anon_vma == b->anon_vma;
+}
+
+bool can_vma_merge_right(const VmaMergeState& vmg, bool can_merge_left) {
+  if (!vmg.next || vmg.end != vmg.next->vm_start || !can_vma_merge_before(vmg)) return false;
+  if (!can_merge_left) return true;
+  return are_anon_vmas_compatible(vmg.prev, vmg.next);
+}
+
+// vma_merge_existing_range: [start, end) lies in middle and touches at least one of its ends.
+Vma* vma_merge_existing_range(VmaMergeState& vmg) REQUIRES(vmg.mm->mmap_lock_) {
+  Mm* mm = vmg.mm;
+  Vma* middle = vmg.middle;
+  mmap_assert_write_locked(mm);
+  Vma* prev = vmg.prev;
+  const uint64_t start = vmg.start, end = vmg.end;
+  const bool left_side = start == middle->vm_start;
+  const bool right_side = end == middle->vm_end;
+
+  if ((vmg.vm_flags & VM_SPECIAL) || (!left_side && !right_side)) return nullptr;
+
+  bool merge_left = left_side && can_vma_merge_left(vmg);
+  Vma* next = nullptr;
+  bool merge_right = false;
+  if (right_side) {
+    next = vmg.next = mm->vma_next(middle);
+    merge_right = can_vma_merge_right(vmg, merge_left);
+  }
+  if (!merge_left && !merge_right) return nullptr;
+  const bool remove_middle = left_side && right_side;
+  const bool merge_both = merge_left && merge_right;
+
+  if (merge_both) {
+    // prev extends over middle and next; both are deleted.
+    Errno e = dup_anon_vma(prev, next->anon_vma ? next : middle);
+    if (e != Errno::kOk) return nullptr;
+    uint64_t new_end = next->vm_end;
+    remove_vma(mm, middle);
+    remove_vma(mm, next);
+    prev->vm_end = new_end;
+    return prev;
+  }
+  if (merge_left) {
+    // prev extends to end; middle shrinks from the left or is deleted.
+    Errno e = dup_anon_vma(prev, middle);
+    if (e != Errno::kOk) return nullptr;
+    if (remove_middle)
+      remove_vma(mm, middle);
+    else
+      vma_set_start(mm, middle, end);
+    prev->vm_end = end;
+    return prev;
+  }
+  // merge_right: next extends down to start; middle shrinks from the right or is deleted.
+  Errno e = dup_anon_vma(next, middle);
+  if (e != Errno::kOk) return nullptr;
+  if (remove_middle)
+    remove_vma(mm, middle);
+  else
+    middle->vm_end = start;
+  vma_set_start(mm, next, start);
+  return next;
+}
+
+}  // namespace
+
+Vma* vma_merge_new_range(VmaMergeState& vmg) {
+  Mm* mm = vmg.mm;
+  Vma* prev = vmg.prev;
+  mmap_assert_write_locked(mm);
+  Vma* next = vmg.next;
+  if ((vmg.vm_flags & VM_SPECIAL) || (!prev && !next)) return nullptr;
+
+  const bool can_merge_left = can_vma_merge_left(vmg);
+  const bool can_merge_right = !vmg.just_expand && can_vma_merge_right(vmg, can_merge_left);
+  uint64_t new_start = vmg.start, new_end = vmg.end, new_pgoff = vmg.pgoff;
+  Vma* target = nullptr;
+  if (can_merge_right) {
+    new_end = next->vm_end;
+    target = next;
+  }
+  if (can_merge_left) {
+    new_start = prev->vm_start;
+    new_pgoff = prev->vm_pgoff;
+    target = prev;
+  }
+  if (!target) return nullptr;
+
+  // vma_expand: target grows to [new_start, new_end); a next that is swallowed is removed
+  // after target has taken its anon_vma.
+  const bool remove_next = next && target != next && new_end == next->vm_end;
+  if (remove_next && dup_anon_vma(target, next) != Errno::kOk) return nullptr;
+  if (vmg.copied_from && dup_anon_vma(target, vmg.copied_from) != Errno::kOk) return nullptr;
+  if (remove_next) remove_vma(mm, next);
+  if (target->vm_start != new_start) {
+    vma_set_start(mm, target, new_start);
+  }
+  target->vm_pgoff = new_pgoff;
+  target->vm_end = new_end;
+  return target;
+}
+
+Result<Vma*> vma_modify_flags(Mm* mm, Vma* prev, Vma* vma, uint64_t start, uint64_t end,
+                              vm_flags_t newflags) {
+  VmaMergeState vmg;
+  vmg.mm = mm;
+  vmg.prev = prev;
+  vmg.middle = vma;
+  vmg.start = start;
+  vmg.end = end;
+  vmg.pgoff = vma->linear_page_index(start);
+  vmg.vm_flags = newflags;
+  vmg.file = vma->vm_file;
+  vmg.anon_vma = vma->anon_vma;
+  mmap_assert_write_locked(vmg.mm);
+  if (Vma* merged = vma_merge_existing_range(vmg)) return merged;
+
+  if (vma->vm_start < start) {
+    Errno e = split_vma(mm, vma, start, NewBelow::kYes);
+    if (e != Errno::kOk) return e;
+  }
+  if (vma->vm_end > end) {
+    Errno e = split_vma(mm, vma, end, NewBelow::kNo);
+    if (e != Errno::kOk) return e;
+  }
+  return vma;
+}
+
+void validate_mm(Mm* mm) {
+  uint64_t count = 0, last_end = 0;
+  for (auto& [key, v] : mm->vmas_) {
+    MM_BUG_ON(key != v->vm_start);
+    MM_BUG_ON(v->vm_start >= v->vm_end);
+    MM_BUG_ON(v->vm_start < last_end);
+    MM_BUG_ON(offset_in_page(v->vm_start) || offset_in_page(v->vm_end));
+    MM_BUG_ON(v->vm_mm != mm);
+    MM_BUG_ON((v->anon_vma == nullptr) != v->anon_vma_chain.empty());
+    if (v->anon_vma) {
+      bool found = false;
+      for (AnonVma* av : v->anon_vma_chain) found |= av == v->anon_vma;
+      MM_BUG_ON(!found);
+    }
+    last_end = v->vm_end;
+    count++;
+  }
+  MM_BUG_ON(count != mm->map_count_);
+}
+
+}  // namespace mirrormm

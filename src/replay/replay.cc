@@ -1,0 +1,160 @@
+// Runs `.mms` scripts against the model and formats results as the spec prints them.
+#include "mirrormm/replay.h"
+
+#include <fmt/format.h>
+
+#include "mm/internal.h"
+#include "mm/shmem.h"
+#include "mm/system_internal.h"
+
+namespace mirrormm::replay {
+
+namespace {
+
+using script::Command;
+using script::Op;
+
+std::string err(Errno e) { return std::string("-") + errno_name(e); }
+
+std::string fault_token(const AccessResult& r) {
+  switch (r.kind) {
+    case AccessResult::Kind::kOk: return "ok";
+    case AccessResult::Kind::kSegv: return "SEGV";
+    case AccessResult::Kind::kBus: return "SIGBUS";
+    case AccessResult::Kind::kOom: return "SIGKILL";  // the OOM killer
+  }
+  return "?";
+}
+
+uint64_t prot_of(uint32_t p) {
+  uint64_t prot = 0;
+  if (p & script::kProtRead) prot |= kProtRead;
+  if (p & script::kProtWrite) prot |= kProtWrite;
+  if (p & script::kProtExec) prot |= kProtExec;
+  if (p & script::kProtGrowsDown) prot |= kProtGrowsDown;
+  if (p & script::kProtGrowsUp) prot |= kProtGrowsUp;
+  return prot;
+}
+
+uint64_t map_flags_of(uint32_t f) {
+  uint64_t flags = 0;
+  if (f & script::kMapPrivate) flags |= kMapPrivate;
+  if (f & script::kMapShared) flags |= kMapShared;
+  if (f & script::kMapAnon) flags |= kMapAnonymous;
+  if (f & script::kMapFixed) flags |= kMapFixed;
+  if (f & script::kMapNoreplace) flags |= kMapFixedNoReplace;
+  if (f & script::kMapPopulate) flags |= kMapPopulate;
+  if (f & script::kMapNoreserve) flags |= kMapNoReserve;
+  if (f & script::kMapGrowsdown) flags |= kMapGrowsDown;
+  return flags;
+}
+
+std::string format_maps(Mm* mm) NO_THREAD_SAFETY_ANALYSIS {
+  ReadGuard g(mm->mmap_lock_);
+  std::string out;
+  for (auto it = mm->vmas_.lower_bound(0); it != mm->vmas_.end(); ++it) {
+    const Vma* v = it->second;
+    if (v->vm_end <= script::kWindowStart) continue;
+    if (v->vm_start >= script::kWindowEnd) break;
+    if (!out.empty()) out += "; ";
+    out += fmt::format("{:x}-{:x} {}{}{}{}", v->vm_start, v->vm_end, (v->vm_flags & VM_READ) ? 'r' : '-',
+                       (v->vm_flags & VM_WRITE) ? 'w' : '-', (v->vm_flags & VM_EXEC) ? 'x' : '-',
+                       (v->vm_flags & VM_MAYSHARE) ? 's' : 'p');
+    if (v->vm_file) {
+      const std::string& name = v->vm_file->inode->name();
+      out += fmt::format(" {:x} {}", v->vm_pgoff << kPageShift, name == "dev/zero" ? "shmem" : name);
+    }
+  }
+  return out.empty() ? "none" : out;
+}
+
+class Runner {
+ public:
+  explicit Runner(const Options& o) : sys_(o.config) {}
+
+  std::string run(const Command& c) {
+    Process* p = sys_.process(c.pid);
+    if (!p) return err(Errno::kSrch);
+    switch (c.op) {
+      case Op::kMmap: {
+        Result<uint64_t> r = sys_.mmap(p, c.addr, c.len, prot_of(c.prot), map_flags_of(c.map_flags),
+                                       nullptr, c.offset);
+        return r.ok() ? fmt::format("0x{:x}", r.value()) : err(r.error());
+      }
+      case Op::kMunmap: {
+        Status s = sys_.munmap(p, c.addr, c.len);
+        return s.ok() ? "0" : err(s.error());
+      }
+      case Op::kMprotect: {
+        Status s = sys_.mprotect(p, c.addr, c.len, prot_of(c.prot));
+        return s.ok() ? "0" : err(s.error());
+      }
+      case Op::kWrite: {
+        const uint64_t seed = c.seed;
+        AccessResult r = sys_.access(p, 0, c.addr, c.len, true, [seed](uint8_t* d, uint64_t a, uint64_t n) {
+          for (uint64_t i = 0; i < n; i++) d[i] = script::pattern(a + i, seed);
+        });
+        return fault_token(r);
+      }
+      case Op::kRead: {
+        uint64_t h = script::kFnvOffset;
+        AccessResult r = sys_.access(p, 0, c.addr, c.len, false, [&h](uint8_t* d, uint64_t, uint64_t n) {
+          for (uint64_t i = 0; i < n; i++) h = (h ^ d[i]) * script::kFnvPrime;
+        });
+        if (!r.ok()) return fault_token(r);
+        return fmt::format("fnv:{:016x}", h);
+      }
+      case Op::kMincore: {
+        std::vector<uint8_t> vec;
+        Status s = sys_.mincore(p, c.addr, c.len, &vec);
+        if (!s.ok()) return err(s.error());
+        std::string out(vec.size(), '0');
+        for (size_t i = 0; i < vec.size(); i++) out[i] = (vec[i] & 1) ? '1' : '0';
+        return out;
+      }
+      case Op::kMaps:
+        return format_maps(p->mm());
+      case Op::kFork: {
+        Result<Process*> r = sys_.fork(p);
+        return r.ok() ? std::to_string(r.value()->pid()) : err(r.error());
+      }
+      case Op::kExit:
+        sys_.exit(p);
+        return "0";
+      case Op::kMadvise:
+      case Op::kMremap:
+      case Op::kMemfd:
+      case Op::kTruncate:
+        break;
+    }
+    return "-EINVAL";
+  }
+
+ private:
+  System sys_;
+};
+
+}  // namespace
+
+std::optional<std::string> unsupported(const script::Script& s) {
+  for (const Command& c : s.commands) {
+    const char* what = nullptr;
+    if (c.op == Op::kMadvise) what = "madvise";
+    if (c.op == Op::kMremap) what = "mremap";
+    if (c.op == Op::kMemfd) what = "memfd";
+    if (c.op == Op::kTruncate) what = "truncate";
+    if (c.op == Op::kMmap && c.has_file && !(c.map_flags & script::kMapAnon)) what = "file mappings";
+    if (what) return fmt::format("{}:{}: {} is not supported by the model yet", s.file, c.line, what);
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> run(const script::Script& s, const Options& options) {
+  Runner r(options);
+  std::vector<std::string> out;
+  out.reserve(s.commands.size());
+  for (const Command& c : s.commands) out.push_back(r.run(c));
+  return out;
+}
+
+}  // namespace mirrormm::replay

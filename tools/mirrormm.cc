@@ -1,0 +1,153 @@
+// mirrormm: the command-line front end. A thin layer over the library: every subcommand
+// parses its arguments, calls one library entry point and prints what it returns.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "mirrormm/config.h"
+#include "mirrormm/host.h"
+#include "mirrormm/oracle.h"
+#include "mirrormm/replay.h"
+#include "mirrormm/script.h"
+#include "mirrormm/scriptgen.h"
+
+namespace {
+
+using namespace mirrormm;
+
+// Model settings shared by the subcommands that run the model.
+struct ModelFlags {
+  std::string pku = "auto";
+  uint64_t memory_mib = 1024;
+
+  void add(CLI::App* app) {
+    app->add_option("--pku", pku, "x86 protection keys: auto (as this host), on, off")
+        ->check(CLI::IsMember({"auto", "on", "off"}));
+    app->add_option("--memory", memory_mib, "physical memory of the model, MiB")->check(CLI::Range(1, 1 << 20));
+  }
+  SystemConfig config() const {
+    SystemConfig c = SystemConfig::from_host();
+    if (pku == "on") c.exec_only_pkey = true;
+    if (pku == "off") c.exec_only_pkey = false;
+    c.memory_bytes = memory_mib << 20;
+    return c;
+  }
+};
+
+int load(const std::string& path, script::Script* s) {
+  std::string error;
+  auto parsed = script::parse_file(path, &error);
+  if (!parsed) {
+    std::cerr << error << "\n";
+    return 2;
+  }
+  *s = std::move(*parsed);
+  return 0;
+}
+
+int cmd_replay(const std::string& path, const ModelFlags& mf) {
+  script::Script s;
+  if (int rc = load(path, &s)) return rc;
+  if (auto why = replay::unsupported(s)) {
+    std::cerr << *why << "\n";
+    return 2;
+  }
+  replay::Options o;
+  o.config = mf.config();
+  for (const std::string& line : replay::run(s, o)) std::cout << line << "\n";
+  return 0;
+}
+
+int cmd_host(const std::string& path) {
+  script::Script s;
+  if (int rc = load(path, &s)) return rc;
+  std::vector<std::string> out;
+  std::string error;
+  if (!host::run(s, &out, &error)) {
+    std::cerr << "host runner: " << error << "\n";
+    return 1;
+  }
+  for (const std::string& line : out) std::cout << line << "\n";
+  return 0;
+}
+
+int cmd_gen(uint64_t seed, int commands, const std::string& profile) {
+  gen::Options o;
+  o.seed = seed;
+  o.commands = commands;
+  o.profile = gen::parse_profile(profile);
+  std::cout << gen::generate(o);
+  return 0;
+}
+
+int cmd_oracle(uint64_t seed0, uint64_t seeds, int commands, const std::string& profile, const ModelFlags& mf) {
+  replay::Options mo;
+  mo.config = mf.config();
+  uint64_t bad = 0;
+  for (uint64_t seed = seed0; seed < seed0 + seeds; seed++) {
+    gen::Options o;
+    o.seed = seed;
+    o.commands = commands;
+    o.profile = gen::parse_profile(profile);
+    std::string text = gen::generate(o);
+    std::string error;
+    auto s = script::parse(text, "seed-" + std::to_string(seed) + ".mms", &error);
+    if (!s) {
+      std::cerr << "generator produced an unparsable script: " << error << "\n";
+      return 1;
+    }
+    auto d = oracle::compare(*s, mo, &error);
+    if (!error.empty()) {
+      std::cerr << "seed " << seed << ": " << error << "\n";
+      return 1;
+    }
+    if (d) {
+      d->seed = seed;
+      std::cout << oracle::describe(*d) << "\n";
+      bad++;
+      return 1;
+    }
+    if ((seed - seed0 + 1) % 100 == 0) std::cerr << "seeds checked: " << (seed - seed0 + 1) << "\n";
+  }
+  std::cout << seeds << " passed, " << bad << " failed\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mirrormm: a userspace model of the Linux VM and its MMU notifiers"};
+  app.require_subcommand(1);
+  ModelFlags mf;
+
+  std::string path;
+  auto* replay = app.add_subcommand("replay", "run a .mms script against the model");
+  replay->add_option("FILE", path, "script")->required();
+  mf.add(replay);
+
+  auto* host = app.add_subcommand("host", "run a .mms script against the host kernel");
+  host->add_option("FILE", path, "script")->required();
+
+  uint64_t seed = 1, seeds = 100;
+  int commands = 300;
+  std::string profile = "anon";
+  auto* gen = app.add_subcommand("gen", "print a random host-comparable script");
+  gen->add_option("--seed", seed);
+  gen->add_option("--commands", commands)->check(CLI::Range(1, 1000000));
+  gen->add_option("--profile", profile)->check(CLI::IsMember({"anon", "files", "all"}));
+
+  auto* oracle = app.add_subcommand("oracle", "compare model and host kernel on random scripts");
+  oracle->add_option("--seed", seed, "first seed");
+  oracle->add_option("--seeds", seeds, "number of seeds");
+  oracle->add_option("--commands", commands)->check(CLI::Range(1, 1000000));
+  oracle->add_option("--profile", profile)->check(CLI::IsMember({"anon", "files", "all"}));
+  mf.add(oracle);
+
+  CLI11_PARSE(app, argc, argv);
+  if (*replay) return cmd_replay(path, mf);
+  if (*host) return cmd_host(path);
+  if (*gen) return cmd_gen(seed, commands, profile);
+  if (*oracle) return cmd_oracle(seed, seeds, commands, profile, mf);
+  return 2;
+}
