@@ -6,6 +6,7 @@
 #include "mm/internal.h"
 #include "mm/shmem.h"
 #include "mm/system_internal.h"
+#include "replay/format.h"
 
 namespace mirrormm::replay {
 
@@ -47,25 +48,6 @@ uint64_t map_flags_of(uint32_t f) {
   if (f & script::kMapNoreserve) flags |= kMapNoReserve;
   if (f & script::kMapGrowsdown) flags |= kMapGrowsDown;
   return flags;
-}
-
-std::string format_maps(Mm* mm) NO_THREAD_SAFETY_ANALYSIS {
-  ReadGuard g(mm->mmap_lock_);
-  std::string out;
-  for (auto it = mm->vmas_.lower_bound(0); it != mm->vmas_.end(); ++it) {
-    const Vma* v = it->second;
-    if (v->vm_end <= script::kWindowStart) continue;
-    if (v->vm_start >= script::kWindowEnd) break;
-    if (!out.empty()) out += "; ";
-    out += fmt::format("{:x}-{:x} {}{}{}{}", v->vm_start, v->vm_end, (v->vm_flags & VM_READ) ? 'r' : '-',
-                       (v->vm_flags & VM_WRITE) ? 'w' : '-', (v->vm_flags & VM_EXEC) ? 'x' : '-',
-                       (v->vm_flags & VM_MAYSHARE) ? 's' : 'p');
-    if (v->vm_file) {
-      const std::string& name = v->vm_file->inode->name();
-      out += fmt::format(" {:x} {}", v->vm_pgoff << kPageShift, name == "dev/zero" ? "shmem" : name);
-    }
-  }
-  return out.empty() ? "none" : out;
 }
 
 class Runner {
@@ -135,6 +117,25 @@ class Runner {
 };
 
 }  // namespace
+
+std::string format_maps(Mm* mm) NO_THREAD_SAFETY_ANALYSIS {
+  ReadGuard g(mm->mmap_lock_);
+  std::string out;
+  for (auto it = mm->vmas_.lower_bound(0); it != mm->vmas_.end(); ++it) {
+    const Vma* v = it->second;
+    if (v->vm_end <= script::kWindowStart) continue;
+    if (v->vm_start >= script::kWindowEnd) break;
+    if (!out.empty()) out += "; ";
+    out += fmt::format("{:x}-{:x} {}{}{}{}", v->vm_start, v->vm_end, (v->vm_flags & VM_READ) ? 'r' : '-',
+                       (v->vm_flags & VM_WRITE) ? 'w' : '-', (v->vm_flags & VM_EXEC) ? 'x' : '-',
+                       (v->vm_flags & VM_MAYSHARE) ? 's' : 'p');
+    if (v->vm_file) {
+      const std::string& name = v->vm_file->inode->name();
+      out += fmt::format(" {:x} {}", v->vm_pgoff << kPageShift, name == "dev/zero" ? "shmem" : name);
+    }
+  }
+  return out.empty() ? "none" : out;
+}
 
 std::optional<std::string> unsupported(const script::Script& s) {
   for (const Command& c : s.commands) {

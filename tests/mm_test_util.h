@@ -1,0 +1,77 @@
+// Helpers for tests that drive the model through its public API and inspect its internals.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mirrormm/system.h"
+#include "mm/internal.h"
+#include "mm/system_internal.h"
+#include "replay/format.h"
+
+namespace mirrormm::testing {
+
+inline constexpr uint64_t W = 0x200000000000ull;  // the window start
+inline constexpr uint64_t P = 4096;
+inline constexpr uint64_t RW = kProtRead | kProtWrite;
+inline constexpr uint64_t PRIV = kMapPrivate | kMapAnonymous | kMapFixed;
+inline constexpr uint64_t SHARED = kMapShared | kMapAnonymous | kMapFixed;
+
+class ModelTest : public ::testing::Test {
+ protected:
+  explicit ModelTest(SystemConfig c = SystemConfig{}) : sys_(std::make_unique<System>(c)) {}
+
+  System& sys() { return *sys_; }
+  Process* p1() { return sys_->process(1); }
+
+  uint64_t map(Process* p, uint64_t addr, uint64_t len, uint64_t prot = RW, uint64_t flags = PRIV) {
+    Result<uint64_t> r = sys_->mmap(p, addr, len, prot, flags);
+    EXPECT_TRUE(r.ok()) << errno_name(r.error());
+    return r.ok() ? r.value() : 0;
+  }
+  std::string maps(Process* p) { return replay::format_maps(p->mm()); }
+
+  AccessResult fill(Process* p, uint64_t addr, uint64_t len, uint8_t v) {
+    return sys_->access(p, 0, addr, len, true, [v](uint8_t* d, uint64_t, uint64_t n) {
+      for (uint64_t i = 0; i < n; i++) d[i] = v;
+    });
+  }
+  // The bytes at [addr, addr+len), or an empty vector when the read faults.
+  std::vector<uint8_t> bytes(Process* p, uint64_t addr, uint64_t len) {
+    std::vector<uint8_t> out;
+    AccessResult r = sys_->access(p, 0, addr, len, false, [&](uint8_t* d, uint64_t, uint64_t n) {
+      out.insert(out.end(), d, d + n);
+    });
+    if (!r.ok()) out.clear();
+    return out;
+  }
+  AccessResult touch_read(Process* p, uint64_t addr) {
+    return sys_->access(p, 0, addr, 1, false, [](uint8_t*, uint64_t, uint64_t) {});
+  }
+  std::string mincore(Process* p, uint64_t addr, uint64_t len) {
+    std::vector<uint8_t> vec;
+    Status s = sys_->mincore(p, addr, len, &vec);
+    if (!s.ok()) return std::string("-") + errno_name(s.error());
+    std::string out;
+    for (uint8_t b : vec) out += (b & 1) ? '1' : '0';
+    return out;
+  }
+  // The VMA containing addr (test-only peek; the model is quiescent).
+  Vma* vma_at(Process* p, uint64_t addr) NO_THREAD_SAFETY_ANALYSIS { return p->mm()->vma_lookup(addr); }
+  pteval_t pte_at(Process* p, uint64_t addr) {
+    pte_t* ptep = pte_offset(p->mm(), addr);
+    return ptep ? ptep_get(ptep) : 0;
+  }
+  Page* page_at(Process* p, uint64_t addr) {
+    pteval_t v = pte_at(p, addr);
+    if (!pte_present(v) || pte_special(v)) return nullptr;
+    return sys_->mem().pfn_to_page(pte_pfn(v));
+  }
+
+  std::unique_ptr<System> sys_;
+};
+
+}  // namespace mirrormm::testing
