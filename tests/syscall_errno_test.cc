@@ -85,6 +85,14 @@ TEST_F(ErrnoTest, FailedFixedMappingLeavesTheOldOneInPlace) {
   EXPECT_EQ(bytes(p1(), W + 3 * P, 1), std::vector<uint8_t>{4});
 }
 
+TEST_F(ErrnoTest, FailedSharedMappingLeavesAGap) {
+  // shmem's accounting fails after the replaced mappings were cleared: they stay gone, and
+  // the split at the end of the range stays too.
+  map(p1(), W, 8 * P);
+  EXPECT_EQ(mmap_err(W + 2 * P, (1ull << 40) - 4 * P, RW, SHARED), Errno::kNoMem);
+  EXPECT_EQ(maps(p1()), "200000000000-200000002000 rw-p");
+}
+
 TEST_F(ErrnoTest, HintIsUsedWhenFree) {
   Result<uint64_t> r = sys().mmap(p1(), W + 5 * P + 17, P, RW, kMapPrivate | kMapAnonymous);
   ASSERT_TRUE(r.ok());

@@ -176,16 +176,6 @@ Result<uint64_t> mmap_region(Mm* mm, File* file, uint64_t addr, uint64_t len, vm
     if (charged < 0) charged = 0;
     vm_flags |= VM_ACCOUNT;
   }
-  // A shared anonymous mapping charges its shmem size when the VMA is set up; check it before
-  // anything is torn down, which is where Linux's abort path would leave things.
-  if (!file && (vm_flags & VM_SHARED) && !(vm_flags & VM_NORESERVE) && pglen > 0) {
-    if (!vm_enough_memory(sys, pglen)) {
-      if (charged) vm_unacct_memory(sys, charged);
-      return Errno::kNoMem;
-    }
-    vm_unacct_memory(sys, pglen);  // charged for real by shmem_zero_setup below
-  }
-
   // Old mappings go. Their commitment was netted against the new charge when the new
   // mapping is accountable; otherwise it is released with them.
   if (!old.empty()) {
@@ -216,6 +206,8 @@ Result<uint64_t> mmap_region(Mm* mm, File* file, uint64_t addr, uint64_t len, vm
       get_file(file);
       vma->vm_file = file;
     } else if (vm_flags & VM_SHARED) {
+      // The shmem file (and its accounting) is set up after the old mappings were cleared:
+      // when it fails, they stay gone (vms_abort_munmap_vmas leaves the gap).
       Errno e = shmem_zero_setup(vma);
       if (e != Errno::kOk) {
         delete vma;
