@@ -18,8 +18,16 @@ uint8_t* Cpu::translate_locked(Mm* mm, uint64_t addr, bool write) {
   misses_.store(misses_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   // The page walk, as hardware does it: no locks, acquire loads, A/D set by CAS.
   if (addr >= kTaskSize) return nullptr;
-  pte_t* ptep = pte_offset(mm, addr);
-  if (!ptep) return nullptr;
+  pte_t* ptep;
+  if (ptc_pmd_ == (addr >> kPmdShift) && ptc_mm_id_ == mm->id()) {
+    ptep = ptc_table_ + index_at(addr, kPteShift);
+  } else {
+    ptep = pte_offset(mm, addr);
+    if (!ptep) return nullptr;
+    ptc_mm_id_ = mm->id();
+    ptc_pmd_ = addr >> kPmdShift;
+    ptc_table_ = ptep - index_at(addr, kPteShift);
+  }
   for (;;) {
     pteval_t v = ptep_get(ptep);
     if (!pte_hw_present(v) || !(v & _PAGE_USER)) return nullptr;
@@ -69,6 +77,7 @@ AccessResult Cpu::access(Mm* mm, uint64_t addr, uint64_t len, bool write, const 
 
 void Cpu::flush_range(uint64_t mm_id, uint64_t start, uint64_t end) {
   SpinGuard g(tlb_lock_);
+  if (ptc_mm_id_ == mm_id) ptc_pmd_ = ~0ull;
   const uint64_t first = start >> kPageShift, last = (end - 1) >> kPageShift;
   if (last - first >= kTlbEntries) {
     for (TlbEntry& e : tlb_)
@@ -83,6 +92,7 @@ void Cpu::flush_range(uint64_t mm_id, uint64_t start, uint64_t end) {
 
 void Cpu::flush_mm(uint64_t mm_id) {
   SpinGuard g(tlb_lock_);
+  if (ptc_mm_id_ == mm_id) ptc_pmd_ = ~0ull;
   for (TlbEntry& e : tlb_)
     if (e.mm_id == mm_id) e.vpn = ~0ull;
 }

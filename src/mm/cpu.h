@@ -49,6 +49,12 @@ class Cpu {
   int id_;       // written once
   SpinLock tlb_lock_;
   TlbEntry tlb_[kTlbEntries] GUARDED_BY(tlb_lock_);
+  // The last PTE table this CPU walked to (a paging-structure cache, as x86's PDE cache):
+  // valid for 2 MiB of one address space. Page tables are freed only after a flush of the
+  // range they map, and every flush clears this, so it never points at a freed table.
+  uint64_t ptc_mm_id_ GUARDED_BY(tlb_lock_) = 0;
+  uint64_t ptc_pmd_ GUARDED_BY(tlb_lock_) = ~0ull;  // addr >> kPmdShift
+  pte_t* ptc_table_ GUARDED_BY(tlb_lock_) = nullptr;
   // Statistics: written only by this CPU under tlb_lock_ (plain load+store, no RMW), atomic
   // so that debug readers may race with it.
   std::atomic<uint64_t> hits_{0};

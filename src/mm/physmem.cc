@@ -48,8 +48,8 @@ Page* PhysMem::alloc_page(Zero zero) {
     } else {
       return nullptr;
     }
+    nr_free_.store(nr_free_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   }
-  nr_free_.fetch_sub(1, std::memory_order_relaxed);
   Page* page = &pages_[pfn];
   page->flags.store(0, std::memory_order_relaxed);
   page->mapcount.store(0, std::memory_order_relaxed);
@@ -61,20 +61,47 @@ Page* PhysMem::alloc_page(Zero zero) {
   return page;
 }
 
-void PhysMem::free_page(Page* page) {
+void PhysMem::prep_free(Page* page) {
   MM_BUG_ON(page->mapcount.load(std::memory_order_relaxed) != 0);
   MM_BUG_ON(page->test(PG_free));
   page->flags.store(PG_free, std::memory_order_relaxed);
   page->mapping = nullptr;
   page->gen++;
   if constexpr (kDebugChecks) std::memset(page_address(page), 0x6b, kPageSize);  // poison
+}
+
+void PhysMem::free_page(Page* page) {
+  prep_free(page);
   pfn_t pfn = page_to_pfn(page);
-  {
-    SpinGuard g(lock_);
-    page->next_free = free_head_;
-    free_head_ = pfn;
+  SpinGuard g(lock_);
+  page->next_free = free_head_;
+  free_head_ = pfn;
+  nr_free_.store(nr_free_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+void PhysMem::put_pages(Page* const* pages, size_t n) {
+  // Unlink the frames whose last reference goes into a private chain first, then splice the
+  // chain onto the free list under one lock hold.
+  pfn_t head = 0, tail = 0;
+  uint64_t count = 0;
+  for (size_t i = 0; i < n; i++) {
+    Page* page = pages[i];
+    MM_BUG_ON(page->test(PG_reserved));
+    int32_t old = page->refcount.fetch_sub(1, std::memory_order_acq_rel);
+    MM_BUG_ON(old <= 0);
+    if (old != 1) continue;
+    prep_free(page);
+    pfn_t pfn = page_to_pfn(page);
+    page->next_free = head;
+    head = pfn;
+    if (!tail) tail = pfn;
+    count++;
   }
-  nr_free_.fetch_add(1, std::memory_order_relaxed);
+  if (!count) return;
+  SpinGuard g(lock_);
+  pages_[tail].next_free = free_head_;
+  free_head_ = head;
+  nr_free_.store(nr_free_.load(std::memory_order_relaxed) + count, std::memory_order_relaxed);
 }
 
 }  // namespace mirrormm

@@ -79,6 +79,8 @@ class PhysMem {
     MM_BUG_ON(old <= 0);
     if (old == 1) free_page(page);
   }
+  // Drops one reference on each page, freeing those that reach zero under one lock hold.
+  void put_pages(Page* const* pages, size_t n) EXCLUDES(lock_);
   void get_page(Page* page) {
     int32_t old = page->refcount.fetch_add(1, std::memory_order_relaxed);
     MM_BUG_ON(old <= 0 && !page->test(PG_reserved));
@@ -107,12 +109,16 @@ class PhysMem {
 
  private:
   void free_page(Page* page) EXCLUDES(lock_);
+  // Prepares a frame whose last reference went for the free list (outside the lock).
+  void prep_free(Page* page);
 
   static constexpr pfn_t kZeroPfn = 1;
 
   uint8_t* base_ = nullptr;   // frame data; written once in the constructor
   Page* pages_ = nullptr;     // descriptors; written once in the constructor
   uint64_t nr_frames_ = 0;    // written once in the constructor
+  // Free frames. Changed only under lock_ (load + store, no read-modify-write); atomic so
+  // that statistics readers may race.
   std::atomic<uint64_t> nr_free_{0};
 
   SpinLock lock_;

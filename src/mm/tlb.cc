@@ -35,7 +35,7 @@ void MmuGather::flush() {
   start_ = ~0ull;
   end_ = 0;
   PhysMem& mem = mm_->sys()->mem();
-  for (Page* p : pages_) mem.put_page(p);
+  mem.put_pages(pages_.data(), pages_.size());
   pages_.clear();
   for (Page* t : tables_) {
     t->clear(PG_pgtable);
