@@ -75,6 +75,7 @@ class System {
                         File* file = nullptr, uint64_t off = 0);
   Status munmap(Process* p, uint64_t addr, uint64_t len);
   Status mprotect(Process* p, uint64_t addr, uint64_t len, uint64_t prot);
+  Status madvise(Process* p, uint64_t addr, uint64_t len, uint64_t advice);
   // Fills vec with one byte per page (bit 0: resident).
   Status mincore(Process* p, uint64_t addr, uint64_t len, std::vector<uint8_t>* vec);
   Result<Process*> fork(Process* p);

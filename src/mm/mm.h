@@ -25,6 +25,9 @@ Errno do_munmap(Mm* mm, uint64_t start, uint64_t len) REQUIRES(mm->mmap_lock_);
 // mprotect.c
 Errno do_mprotect_pkey(Mm* mm, uint64_t start, uint64_t len, uint64_t prot, int pkey) EXCLUDES(mm->mmap_lock_);
 
+// madvise.c
+Errno do_madvise(Mm* mm, uint64_t start, uint64_t len, uint64_t behavior) EXCLUDES(mm->mmap_lock_);
+
 // mincore.c
 Errno do_mincore_syscall(Mm* mm, uint64_t start, uint64_t len, std::vector<uint8_t>* vec) EXCLUDES(mm->mmap_lock_);
 

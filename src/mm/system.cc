@@ -66,6 +66,13 @@ Status System::mprotect(Process* p, uint64_t addr, uint64_t len, uint64_t prot) 
   return kSuccess;
 }
 
+Status System::madvise(Process* p, uint64_t addr, uint64_t len, uint64_t advice) {
+  if (!p || !p->alive()) return Errno::kSrch;
+  Errno e = do_madvise(p->mm(), addr, len, advice);
+  if (e != Errno::kOk) return e;
+  return kSuccess;
+}
+
 Status System::mincore(Process* p, uint64_t addr, uint64_t len, std::vector<uint8_t>* vec) {
   if (!p || !p->alive()) return Errno::kSrch;
   Errno e = do_mincore_syscall(p->mm(), addr, len, vec);

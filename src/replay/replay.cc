@@ -103,7 +103,13 @@ class Runner {
       case Op::kExit:
         sys_.exit(p);
         return "0";
-      case Op::kMadvise:
+      case Op::kMadvise: {
+        static constexpr uint64_t kAdvice[] = {kMadvDontneed, kMadvDontfork, kMadvDofork, kMadvWipeonfork,
+                                               kMadvKeeponfork, kMadvPopulateRead, kMadvPopulateWrite,
+                                               kMadvWillneed, kMadvCold, kMadvPageout};
+        Status s = sys_.madvise(p, c.addr, c.len, kAdvice[static_cast<int>(c.advice)]);
+        return s.ok() ? "0" : err(s.error());
+      }
       case Op::kMremap:
       case Op::kMemfd:
       case Op::kTruncate:
@@ -140,7 +146,6 @@ std::string format_maps(Mm* mm) NO_THREAD_SAFETY_ANALYSIS {
 std::optional<std::string> unsupported(const script::Script& s) {
   for (const Command& c : s.commands) {
     const char* what = nullptr;
-    if (c.op == Op::kMadvise) what = "madvise";
     if (c.op == Op::kMremap) what = "mremap";
     if (c.op == Op::kMemfd) what = "memfd";
     if (c.op == Op::kTruncate) what = "truncate";

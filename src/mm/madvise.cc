@@ -1,0 +1,161 @@
+// madvise (mm/madvise.c): the advice values of the v1 script format.
+//
+// Flag advice (DONTFORK, DOFORK, WIPEONFORK, KEEPONFORK) changes vm_flags through
+// vma_modify_flags, splitting and merging like mprotect, and turns -ENOMEM into -EAGAIN as
+// Linux does. DONTNEED zaps. POPULATE_READ/WRITE fault pages in as GUP does and report
+// -EINVAL/-ENOMEM/-EFAULT. WILLNEED, COLD and PAGEOUT change nothing visible on a machine
+// without swap (anonymous and shmem pages stay resident).
+#include "mm/internal.h"
+#include "mm/mm.h"
+#include "mm/system_internal.h"
+
+namespace mirrormm {
+
+namespace {
+
+bool behavior_valid(uint64_t b) {
+  switch (b) {
+    case kMadvWillneed:
+    case kMadvDontneed:
+    case kMadvDontfork:
+    case kMadvDofork:
+    case kMadvWipeonfork:
+    case kMadvKeeponfork:
+    case kMadvCold:
+    case kMadvPageout:
+    case kMadvPopulateRead:
+    case kMadvPopulateWrite:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool needs_write_lock(uint64_t b) {
+  return b == kMadvDontfork || b == kMadvDofork || b == kMadvWipeonfork || b == kMadvKeeponfork;
+}
+
+// madvise_vma_behavior for one VMA piece [start, end).
+Errno vma_behavior(Mm* mm, Vma* vma, Vma** prev, uint64_t start, uint64_t end, uint64_t behavior)
+    REQUIRES_SHARED(mm->mmap_lock_) NO_THREAD_SAFETY_ANALYSIS {
+  switch (behavior) {
+    case kMadvDontneed: {
+      *prev = vma;
+      if (vma->vm_flags & (VM_PFNMAP | VM_LOCKED)) return Errno::kInval;
+      MmuGather tlb(mm);
+      zap_page_range(tlb, vma, start, end);
+      return Errno::kOk;
+    }
+    case kMadvWillneed:
+      *prev = vma;
+      return Errno::kOk;
+    case kMadvCold:
+    case kMadvPageout:
+      *prev = vma;
+      if (vma->vm_flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB)) return Errno::kInval;
+      return Errno::kOk;
+    default:
+      break;
+  }
+  vm_flags_t new_flags = vma->vm_flags;
+  switch (behavior) {
+    case kMadvDontfork:
+      new_flags |= VM_DONTCOPY;
+      break;
+    case kMadvDofork:
+      if (new_flags & VM_IO) return Errno::kInval;
+      new_flags &= ~VM_DONTCOPY;
+      break;
+    case kMadvWipeonfork:
+      if (vma->vm_file || (new_flags & VM_SHARED)) return Errno::kInval;
+      new_flags |= VM_WIPEONFORK;
+      break;
+    case kMadvKeeponfork:
+      new_flags &= ~VM_WIPEONFORK;
+      break;
+  }
+  if (new_flags == vma->vm_flags) {
+    *prev = vma;
+    return Errno::kOk;
+  }
+  Result<Vma*> r = vma_modify_flags(mm, *prev, vma, start, end, new_flags);
+  if (!r.ok()) return r.error() == Errno::kNoMem ? Errno::kAgain : r.error();
+  *prev = r.value();
+  r.value()->vm_flags = new_flags;
+  return Errno::kOk;
+}
+
+// madvise_populate: GUP over the whole range; the first hole or bad VMA ends it.
+Errno madvise_populate(Mm* mm, uint64_t start, uint64_t end, bool write) REQUIRES_SHARED(mm->mmap_lock_) {
+  while (start < end) {
+    Vma* vma = mm->vma_lookup(start);
+    if (!vma) return Errno::kNoMem;
+    // check_vma_flags without FOLL_FORCE.
+    if (vma->vm_flags & (VM_IO | VM_PFNMAP)) return Errno::kInval;
+    if (write ? !(vma->vm_flags & VM_WRITE) : !(vma->vm_flags & VM_READ)) return Errno::kInval;
+    const uint64_t stop = std::min(end, vma->vm_end);
+    mmap_assert_locked(vma->vm_mm);
+    for (; start < stop; start += kPageSize) {
+      for (;;) {
+        pte_t* ptep = pte_offset(mm, start);
+        if (ptep) {
+          pteval_t v = ptep_get(ptep);
+          if (pte_hw_present(v) && (!write || pte_write(v))) break;
+        }
+        unsigned r = handle_mm_fault(vma, start, write ? unsigned{FAULT_FLAG_WRITE} : 0u);
+        if (r & VM_FAULT_OOM) return Errno::kNoMem;
+        if (r & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV)) return Errno::kFault;
+      }
+    }
+  }
+  return Errno::kOk;
+}
+
+}  // namespace
+
+Errno do_madvise(Mm* mm, uint64_t start, uint64_t len_in, uint64_t behavior) NO_THREAD_SAFETY_ANALYSIS {
+  if (offset_in_page(start)) return Errno::kInval;
+  const uint64_t len = page_align(len_in);
+  if (len_in && !len) return Errno::kInval;
+  if (start + len < start) return Errno::kInval;
+  if (!behavior_valid(behavior)) return Errno::kInval;
+  const uint64_t end = start + len;
+  if (end == start) return Errno::kOk;
+
+  const bool write_lock = needs_write_lock(behavior);
+  if (write_lock) mm->mmap_lock_.down_write(); else mm->mmap_lock_.down_read();
+  Errno error = Errno::kOk;
+  if (behavior == kMadvPopulateRead || behavior == kMadvPopulateWrite) {
+    error = madvise_populate(mm, start, end, behavior == kMadvPopulateWrite);
+  } else {
+    // madvise_walk_vmas: holes are skipped but reported as -ENOMEM at the end.
+    Errno unmapped_error = Errno::kOk;
+    Vma* vma = mm->find_vma(start);
+    Vma* prev = vma ? mm->vma_prev(vma) : nullptr;
+    if (vma && start > vma->vm_start) prev = vma;
+    for (;;) {
+      if (!vma) {
+        error = Errno::kNoMem;
+        break;
+      }
+      if (start < vma->vm_start) {
+        unmapped_error = Errno::kNoMem;
+        start = vma->vm_start;
+        if (start >= end) break;
+      }
+      uint64_t tmp = std::min(vma->vm_end, end);
+      error = vma_behavior(mm, vma, &prev, start, tmp, behavior);
+      if (error != Errno::kOk) break;
+      start = tmp;
+      if (prev && start < prev->vm_end) start = prev->vm_end;
+      if (start >= end) break;
+      vma = mm->find_vma(prev ? prev->vm_end : start);
+    }
+    if (error == Errno::kOk) error = unmapped_error;
+  }
+  if constexpr (kDebugChecks) validate_mm(mm);
+  if (write_lock) mm->mmap_lock_.up_write(); else mm->mmap_lock_.up_read();
+  return error;
+}
+
+}  // namespace mirrormm
