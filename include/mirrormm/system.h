@@ -75,6 +75,9 @@ class System {
                         File* file = nullptr, uint64_t off = 0);
   Status munmap(Process* p, uint64_t addr, uint64_t len);
   Status mprotect(Process* p, uint64_t addr, uint64_t len, uint64_t prot);
+  // flags: MREMAP_MAYMOVE 1, MREMAP_FIXED 2, MREMAP_DONTUNMAP 4.
+  Result<uint64_t> mremap(Process* p, uint64_t addr, uint64_t old_len, uint64_t new_len, uint64_t flags,
+                          uint64_t new_addr);
   Status madvise(Process* p, uint64_t addr, uint64_t len, uint64_t advice);
   // Fills vec with one byte per page (bit 0: resident).
   Status mincore(Process* p, uint64_t addr, uint64_t len, std::vector<uint8_t>* vec);

@@ -117,6 +117,9 @@ bool access_error(const Vma* vma, bool write);
 
 // ---- mmap.cc ----
 
+// __get_unmapped_area: checks a MAP_FIXED address, or finds room (honouring a free hint).
+Result<uint64_t> get_unmapped_area(Mm* mm, uint64_t addr, uint64_t len, uint64_t flags) REQUIRES(mm->mmap_lock_);
+
 // The overcommit check (security_vm_enough_memory_mm / __vm_enough_memory); charges on success.
 bool vm_enough_memory(System* sys, int64_t pages);
 void vm_unacct_memory(System* sys, int64_t pages);

@@ -25,6 +25,10 @@ Errno do_munmap(Mm* mm, uint64_t start, uint64_t len) REQUIRES(mm->mmap_lock_);
 // mprotect.c
 Errno do_mprotect_pkey(Mm* mm, uint64_t start, uint64_t len, uint64_t prot, int pkey) EXCLUDES(mm->mmap_lock_);
 
+// mremap.c
+Result<uint64_t> do_mremap(Mm* mm, uint64_t addr, uint64_t old_len, uint64_t new_len, uint64_t flags,
+                           uint64_t new_addr) EXCLUDES(mm->mmap_lock_);
+
 // madvise.c
 Errno do_madvise(Mm* mm, uint64_t start, uint64_t len, uint64_t behavior) EXCLUDES(mm->mmap_lock_);
 

@@ -69,7 +69,7 @@ Result<uint64_t> unmapped_area_topdown(Mm* mm, uint64_t len, uint64_t align) REQ
   }
 }
 
-Result<uint64_t> get_unmapped_area(Mm* mm, uint64_t addr, uint64_t len, uint64_t flags)
+Result<uint64_t> get_unmapped_area_impl(Mm* mm, uint64_t addr, uint64_t len, uint64_t flags)
     REQUIRES(mm->mmap_lock_) {
   if (len > kTaskSize) return Errno::kNoMem;
   if (!(flags & kMapFixed)) {
@@ -224,6 +224,10 @@ Result<uint64_t> mmap_region(Mm* mm, File* file, uint64_t addr, uint64_t len, vm
 
 }  // namespace
 
+Result<uint64_t> get_unmapped_area(Mm* mm, uint64_t addr, uint64_t len, uint64_t flags) {
+  return get_unmapped_area_impl(mm, addr, len, flags);
+}
+
 bool vm_enough_memory(System* sys, int64_t pages) {
   const SystemConfig& c = sys->config();
   auto& committed = sys->committed_pages();
@@ -265,7 +269,7 @@ Result<uint64_t> do_mmap(Mm* mm, File* file, uint64_t addr, uint64_t len, uint64
   if (pgoff + (len >> kPageShift) < pgoff) return Errno::kOverflow;
   if (mm->map_count_ > cfg.max_map_count) return Errno::kNoMem;
 
-  Result<uint64_t> area = get_unmapped_area(mm, addr, len, flags);
+  Result<uint64_t> area = get_unmapped_area_impl(mm, addr, len, flags);
   if (!area.ok()) return area;
   addr = area.value();
   if ((flags & kMapFixedNoReplace) && mm->find_vma_intersection(addr, addr + len)) return Errno::kExist;

@@ -66,6 +66,12 @@ Status System::mprotect(Process* p, uint64_t addr, uint64_t len, uint64_t prot) 
   return kSuccess;
 }
 
+Result<uint64_t> System::mremap(Process* p, uint64_t addr, uint64_t old_len, uint64_t new_len,
+                                uint64_t flags, uint64_t new_addr) {
+  if (!p || !p->alive()) return Errno::kSrch;
+  return do_mremap(p->mm(), addr, old_len, new_len, flags, new_addr);
+}
+
 Status System::madvise(Process* p, uint64_t addr, uint64_t len, uint64_t advice) {
   if (!p || !p->alive()) return Errno::kSrch;
   Errno e = do_madvise(p->mm(), addr, len, advice);

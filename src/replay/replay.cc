@@ -110,7 +110,14 @@ class Runner {
         Status s = sys_.madvise(p, c.addr, c.len, kAdvice[static_cast<int>(c.advice)]);
         return s.ok() ? "0" : err(s.error());
       }
-      case Op::kMremap:
+      case Op::kMremap: {
+        uint64_t flags = 0;
+        if (c.remap_flags & script::kRemapMaymove) flags |= 1;
+        if (c.remap_flags & script::kRemapFixed) flags |= 2;
+        if (c.remap_flags & script::kRemapDontunmap) flags |= 4;
+        Result<uint64_t> r = sys_.mremap(p, c.addr, c.len, c.new_len, flags, c.has_new_addr ? c.new_addr : 0);
+        return r.ok() ? fmt::format("0x{:x}", r.value()) : err(r.error());
+      }
       case Op::kMemfd:
       case Op::kTruncate:
         break;
@@ -146,7 +153,6 @@ std::string format_maps(Mm* mm) NO_THREAD_SAFETY_ANALYSIS {
 std::optional<std::string> unsupported(const script::Script& s) {
   for (const Command& c : s.commands) {
     const char* what = nullptr;
-    if (c.op == Op::kMremap) what = "mremap";
     if (c.op == Op::kMemfd) what = "memfd";
     if (c.op == Op::kTruncate) what = "truncate";
     if (c.op == Op::kMmap && c.has_file && !(c.map_flags & script::kMapAnon)) what = "file mappings";
