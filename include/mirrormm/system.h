@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -78,6 +79,18 @@ class System {
   // flags: MREMAP_MAYMOVE 1, MREMAP_FIXED 2, MREMAP_DONTUNMAP 4.
   Result<uint64_t> mremap(Process* p, uint64_t addr, uint64_t old_len, uint64_t new_len, uint64_t flags,
                           uint64_t new_addr);
+  // Maps the shared-memory file NAME through a fresh open file description (read-only when
+  // mode is kReadOnly, as a mapping made through an O_RDONLY descriptor); -EBADF when no file
+  // of that name exists.
+  enum class FileMode { kReadWrite, kReadOnly };
+  Result<uint64_t> mmap_file(Process* p, uint64_t addr, uint64_t len, uint64_t prot, uint64_t flags,
+                             const std::string& name, uint64_t off, FileMode mode);
+  // Shared-memory files (memfd_create + ftruncate), shared by every process. memfd creates
+  // NAME or resizes it; truncate resizes an existing one (-ENOENT otherwise). Shrinking
+  // removes the pages beyond the new end from every mapping, private copies included.
+  Status memfd(const std::string& name, uint64_t size);
+  Status truncate(const std::string& name, uint64_t size);
+
   Status madvise(Process* p, uint64_t addr, uint64_t len, uint64_t advice);
   // Fills vec with one byte per page (bit 0: resident).
   Status mincore(Process* p, uint64_t addr, uint64_t len, std::vector<uint8_t>* vec);
@@ -104,6 +117,10 @@ class System {
   std::vector<std::unique_ptr<Cpu>> cpus_;
   std::atomic<int64_t> committed_pages_{0};
   std::atomic<uint64_t> next_mm_id_{1};
+  Status resize_file(ShmemInode* inode, uint64_t size);
+
+  std::mutex files_lock_;
+  std::map<std::string, ShmemInode*> files_;  // guarded by files_lock_; holds a reference each
   std::mutex procs_lock_;
   std::vector<std::unique_ptr<Process>> procs_;  // index pid-1; guarded by procs_lock_
 };

@@ -106,8 +106,13 @@ enum FaultFlags : unsigned {
 };
 // Handles a fault at addr in vma (mmap_lock held for read).
 unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) REQUIRES_SHARED(vma->vm_mm->mmap_lock_);
-// Removes the mappings of [start, end) inside vma; pages go to the gather.
-void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end) REQUIRES(vma->vm_mm->mmap_lock_);
+// Removes the mappings of [start, end) inside vma; pages go to the gather. The caller keeps
+// the VMA stable: mmap_lock, or for a file VMA the file's i_mmap lock. With kSharedOnly
+// (unmap_mapping_range without even_cows) private anonymous copies are kept.
+enum class ZapCows { kYes, kSharedOnly };
+void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCows cows = ZapCows::kYes);
+// unmap_mapping_range: removes every mapping of the file's pages at or after pgoff `first`.
+void unmap_mapping_range(ShmemInode* inode, uint64_t first, ZapCows cows);
 // fork: copies the page-table entries of src into dst (write-protecting COW entries in both).
 Errno copy_page_range(Vma* dst, Vma* src);
 // Populate (GUP-style faulting in) [start, end) of one VMA; errors ignored as mm_populate does.

@@ -248,14 +248,19 @@ unsigned do_user_addr_fault(Mm* mm, uint64_t addr, bool write) NO_THREAD_SAFETY_
   return ret;
 }
 
-void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end) {
+void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCows cows) {
   Mm* mm = vma->vm_mm;
   int64_t anon = 0, shmem = 0;
   walk_pte_tables(mm, start, end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page* table) {
     SpinGuard g(table->ptl);
     bool any = false;
     for (; addr < stop; addr += kPageSize, ptep++) {
-      if (pte_none(ptep->load(std::memory_order_relaxed))) continue;
+      pteval_t cur = ptep->load(std::memory_order_relaxed);
+      if (pte_none(cur)) continue;
+      if (cows == ZapCows::kSharedOnly && pte_present(cur)) {
+        Page* p = vm_normal_page(vma, cur);
+        if (!p || p->test(PG_anon)) continue;  // a private copy (or the zero page) stays
+      }
       pteval_t v = ptep_get_and_clear(ptep);
       any = true;
       if (!pte_present(v)) continue;  // swap-type entries: none exist yet
@@ -274,6 +279,16 @@ void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end) {
   });
   if (anon) mm->add_rss(MM_ANONPAGES, -anon);
   if (shmem) mm->add_rss(MM_SHMEMPAGES, -shmem);
+}
+
+void unmap_mapping_range(ShmemInode* inode, uint64_t first, ZapCows cows) {
+  inode->for_each_mapping([&](Vma* vma) {
+    const uint64_t vfirst = vma->vm_pgoff, vlast = vma->vm_pgoff + vma->pages();
+    if (vlast <= first) return;
+    const uint64_t start = vma->vm_start + ((first > vfirst ? first - vfirst : 0) << kPageShift);
+    MmuGather tlb(vma->vm_mm);
+    zap_page_range(tlb, vma, start, vma->vm_end, cows);
+  });
 }
 
 Errno copy_page_range(Vma* dst, Vma* src) {

@@ -283,20 +283,23 @@ Result<uint64_t> do_mmap(Mm* mm, File* file, uint64_t addr, uint64_t len, uint64
   if (flags & kMapGrowsDown) vm_flags |= VM_GROWSDOWN;
 
   if (file) {
-    // Shared-memory files: the descriptor's mode decides VM_MAY*.
+    // file_mmap_ok: the range must fit below MAX_LFS_FILESIZE.
+    constexpr uint64_t kMaxFileSize = 0x7fffffffffffffffull;
+    if (len > kMaxFileSize || pgoff > (kMaxFileSize - len) >> kPageShift) return Errno::kOverflow;
     switch (flags & kMapType) {
       case kMapShared:
       case kMapSharedValidate:
         if ((prot & kProtWrite) && !file->writable) return Errno::kAcces;
         vm_flags |= VM_SHARED | VM_MAYSHARE;
+        // A read-only descriptor: no VM_MAYWRITE, and not VM_SHARED (never writable).
         if (!file->writable) vm_flags &= ~(VM_MAYWRITE | VM_SHARED);
-        break;
+        [[fallthrough]];
       case kMapPrivate:
+        if (vm_flags & (VM_GROWSDOWN | VM_GROWSUP)) return Errno::kInval;
         break;
       default:
         return Errno::kInval;
     }
-    if (vm_flags & VM_GROWSDOWN) return Errno::kInval;
   } else {
     switch (flags & kMapType) {
       case kMapShared:

@@ -1,5 +1,7 @@
 #include "mm/shmem.h"
 
+#include <cstring>
+
 namespace mirrormm {
 
 ShmemInode::ShmemInode(PhysMem* mem, std::string name, uint64_t size)
@@ -57,6 +59,46 @@ bool ShmemInode::is_resident(uint64_t pgoff) {
 uint64_t ShmemInode::nr_pages() {
   MutexGuard g(lock_);
   return nr_pages_;
+}
+
+void ShmemInode::truncate_pages(uint64_t size) {
+  const uint64_t first = page_align(size) >> kPageShift;
+  MutexGuard g(lock_);
+  if (offset_in_page(size)) {
+    const uint64_t pgoff = size >> kPageShift;
+    auto it = chunks_.find(pgoff >> kChunkShift);
+    if (it != chunks_.end()) {
+      if (Page* p = it->second->slots[pgoff & ((1 << kChunkShift) - 1)]) {
+        uint8_t* d = mem_->page_address(p);
+        std::memset(d + offset_in_page(size), 0, kPageSize - offset_in_page(size));
+      }
+    }
+  }
+  for (auto it = chunks_.begin(); it != chunks_.end();) {
+    Chunk& c = *it->second;
+    const uint64_t base = it->first << kChunkShift;
+    for (int i = 0; i < (1 << kChunkShift); i++) {
+      if (!c.slots[i] || base + i < first) continue;
+      Page* p = c.slots[i];
+      c.slots[i] = nullptr;
+      c.used--;
+      nr_pages_--;
+      p->clear(PG_shmem);
+      p->mapping = nullptr;
+      mem_->put_page(p);
+    }
+    if (c.used == 0) it = chunks_.erase(it); else ++it;
+  }
+}
+
+void ShmemInode::i_mmap_insert(Vma* vma) {
+  MutexGuard g(i_mmap_lock_);
+  i_mmap_.insert(vma);
+}
+
+void ShmemInode::i_mmap_remove(Vma* vma) {
+  MutexGuard g(i_mmap_lock_);
+  i_mmap_.erase(vma);
 }
 
 File* open_file(ShmemInode* inode, bool writable) {

@@ -11,6 +11,8 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 #include "mirrormm/base/locking.h"
 #include "mm/mm_types.h"
@@ -36,6 +38,22 @@ class ShmemInode {
   bool is_resident(uint64_t pgoff) EXCLUDES(lock_);
   uint64_t nr_pages() EXCLUDES(lock_);
 
+  // The page-cache pages at or after pgoff leave the cache (truncate_inode_pages); the part of
+  // the page holding byte `size` beyond it is zeroed (truncate_inode_partial_folio).
+  void truncate_pages(uint64_t size) EXCLUDES(lock_);
+
+  // i_mmap: the VMAs that map this file (the reverse map for file pages). Maintained by
+  // vma_link/vma_unlink; unmap_mapping_range walks it.
+  void i_mmap_insert(Vma* vma) EXCLUDES(i_mmap_lock_);
+  void i_mmap_remove(Vma* vma) EXCLUDES(i_mmap_lock_);
+  // Calls fn(vma) for every mapping VMA with i_mmap_lock_ held: the VMAs cannot go away
+  // meanwhile (unlinking one takes the lock).
+  template <class Fn>
+  void for_each_mapping(Fn fn) EXCLUDES(i_mmap_lock_) {
+    MutexGuard g(i_mmap_lock_);
+    for (Vma* v : i_mmap_) fn(v);
+  }
+
   void get() { refcount_.fetch_add(1, std::memory_order_relaxed); }
   void put() {
     if (refcount_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
@@ -56,6 +74,9 @@ class ShmemInode {
   // pgoff >> kChunkShift -> 512 slots; 8 bytes of index per cached page.
   std::unordered_map<uint64_t, std::unique_ptr<Chunk>> chunks_ GUARDED_BY(lock_);
   uint64_t nr_pages_ GUARDED_BY(lock_) = 0;
+  // i_mmap_rwsem's role: nests outside the PTE locks (truncate zaps under it).
+  Mutex i_mmap_lock_;
+  std::unordered_set<Vma*> i_mmap_ GUARDED_BY(i_mmap_lock_);
 };
 
 inline void get_file(File* f) { f->refcount.fetch_add(1, std::memory_order_relaxed); }

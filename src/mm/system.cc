@@ -3,6 +3,7 @@
 
 #include "mm/internal.h"
 #include "mm/mm.h"
+#include "mm/shmem.h"
 #include "mm/system_internal.h"
 
 namespace mirrormm {
@@ -20,6 +21,7 @@ System::System(const SystemConfig& config, int nr_cpus) : config_(config) {
 System::~System() {
   for (auto& p : procs_)
     if (p->alive()) exit(p.get());
+  for (auto& [name, inode] : files_) inode->put();
 }
 
 Process* System::process(uint64_t pid) {
@@ -70,6 +72,70 @@ Result<uint64_t> System::mremap(Process* p, uint64_t addr, uint64_t old_len, uin
                                 uint64_t flags, uint64_t new_addr) {
   if (!p || !p->alive()) return Errno::kSrch;
   return do_mremap(p->mm(), addr, old_len, new_len, flags, new_addr);
+}
+
+Result<uint64_t> System::mmap_file(Process* p, uint64_t addr, uint64_t len, uint64_t prot, uint64_t flags,
+                                   const std::string& name, uint64_t off, FileMode mode) {
+  if (!p || !p->alive()) return Errno::kSrch;
+  if (flags & kMapAnonymous) return mmap(p, addr, len, prot, flags, nullptr, off);
+  if (offset_in_page(off)) return Errno::kInval;
+  ShmemInode* inode = nullptr;
+  {
+    std::lock_guard<std::mutex> g(files_lock_);
+    auto it = files_.find(name);
+    if (it == files_.end()) return Errno::kBadf;
+    inode = it->second;
+  }
+  File* f = open_file(inode, mode == FileMode::kReadWrite);  // like open("/proc/self/fd/N")
+  Result<uint64_t> r = mmap(p, addr, len, prot, flags, f, off);
+  fput(f);  // ... and close(): the mapping keeps its own reference
+  return r;
+}
+
+Status System::resize_file(ShmemInode* inode, uint64_t size) {
+  if (static_cast<int64_t>(size) < 0) return Errno::kInval;
+  const uint64_t old = inode->size();
+  inode->set_size(size);
+  if (size <= old) {
+    // shmem_setattr: unmap beyond the new end (private copies too), drop and zero the page
+    // cache, and unmap again for copies made meanwhile.
+    const uint64_t holebegin = page_align(size) >> kPageShift;
+    if (old > (holebegin << kPageShift)) unmap_mapping_range(inode, holebegin, ZapCows::kYes);
+    inode->truncate_pages(size);
+    if (old > (holebegin << kPageShift)) unmap_mapping_range(inode, holebegin, ZapCows::kYes);
+  }
+  return kSuccess;
+}
+
+Status System::memfd(const std::string& name, uint64_t size) {
+  if (name.size() > 249) return Errno::kInval;  // memfd_create's name limit
+  ShmemInode* inode;
+  {
+    std::lock_guard<std::mutex> g(files_lock_);
+    auto it = files_.find(name);
+    if (it == files_.end()) {
+      if (static_cast<int64_t>(size) < 0) {
+        // memfd_create succeeds, then ftruncate fails: the file exists with size 0.
+        files_.emplace(name, new ShmemInode(mem_.get(), name, 0));
+        return Errno::kInval;
+      }
+      files_.emplace(name, new ShmemInode(mem_.get(), name, size));
+      return kSuccess;
+    }
+    inode = it->second;
+  }
+  return resize_file(inode, size);
+}
+
+Status System::truncate(const std::string& name, uint64_t size) {
+  ShmemInode* inode;
+  {
+    std::lock_guard<std::mutex> g(files_lock_);
+    auto it = files_.find(name);
+    if (it == files_.end()) return Errno::kNoEnt;
+    inode = it->second;
+  }
+  return resize_file(inode, size);
 }
 
 Status System::madvise(Process* p, uint64_t addr, uint64_t len, uint64_t advice) {

@@ -45,6 +45,7 @@ void vma_link(Mm* mm, Vma* vma) {
   MM_BUG_ON(!inserted);
   (void)it;
   mm->map_count_++;
+  if (vma->vm_file) vma->vm_file->inode->i_mmap_insert(vma);
 }
 
 void vma_unlink(Mm* mm, Vma* vma) {
@@ -52,6 +53,7 @@ void vma_unlink(Mm* mm, Vma* vma) {
   MM_BUG_ON(it == mm->vmas_.end() || it->second != vma);
   mm->vmas_.erase(it);
   mm->map_count_--;
+  if (vma->vm_file) vma->vm_file->inode->i_mmap_remove(vma);
 }
 
 void vma_set_start(Mm* mm, Vma* vma, uint64_t start) {

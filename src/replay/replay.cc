@@ -59,8 +59,12 @@ class Runner {
     if (!p) return err(Errno::kSrch);
     switch (c.op) {
       case Op::kMmap: {
-        Result<uint64_t> r = sys_.mmap(p, c.addr, c.len, prot_of(c.prot), map_flags_of(c.map_flags),
-                                       nullptr, c.offset);
+        Result<uint64_t> r =
+            c.has_file ? sys_.mmap_file(p, c.addr, c.len, prot_of(c.prot), map_flags_of(c.map_flags), c.name,
+                                        c.offset,
+                                        (c.map_flags & script::kMapRofd) ? System::FileMode::kReadOnly
+                                                                         : System::FileMode::kReadWrite)
+                       : sys_.mmap(p, c.addr, c.len, prot_of(c.prot), map_flags_of(c.map_flags), nullptr, c.offset);
         return r.ok() ? fmt::format("0x{:x}", r.value()) : err(r.error());
       }
       case Op::kMunmap: {
@@ -118,9 +122,14 @@ class Runner {
         Result<uint64_t> r = sys_.mremap(p, c.addr, c.len, c.new_len, flags, c.has_new_addr ? c.new_addr : 0);
         return r.ok() ? fmt::format("0x{:x}", r.value()) : err(r.error());
       }
-      case Op::kMemfd:
-      case Op::kTruncate:
-        break;
+      case Op::kMemfd: {
+        Status s = sys_.memfd(c.name, c.size);
+        return s.ok() ? "0" : err(s.error());
+      }
+      case Op::kTruncate: {
+        Status s = sys_.truncate(c.name, c.size);
+        return s.ok() ? "0" : err(s.error());
+      }
     }
     return "-EINVAL";
   }
@@ -153,9 +162,6 @@ std::string format_maps(Mm* mm) NO_THREAD_SAFETY_ANALYSIS {
 std::optional<std::string> unsupported(const script::Script& s) {
   for (const Command& c : s.commands) {
     const char* what = nullptr;
-    if (c.op == Op::kMemfd) what = "memfd";
-    if (c.op == Op::kTruncate) what = "truncate";
-    if (c.op == Op::kMmap && c.has_file && !(c.map_flags & script::kMapAnon)) what = "file mappings";
     if (what) return fmt::format("{}:{}: {} is not supported by the model yet", s.file, c.line, what);
   }
   return std::nullopt;

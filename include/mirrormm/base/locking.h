@@ -4,6 +4,9 @@
 // branch, never the other way round). Where it nests is noted on the right.
 //
 //   Mm::mmap_lock_                           (rwsem; syscalls write, faults read)
+//     ShmemInode::i_mmap_lock_               (vma_link/unlink of file VMAs; truncate's
+//                                             unmap_mapping_range holds it, without
+//                                             mmap_lock, around the zap below)
 //     AnonVma::root->rwsem_                  (anon_vma_prepare, fork's anon_vma_fork)
 //     Mm::page_table_lock_                   (upper page-table levels, vma->anon_vma install)
 //     Page::ptl (split PTE lock)             (zap, change_protection, faults, copy_page_range:
