@@ -105,6 +105,11 @@ int cmd_oracle(uint64_t seed0, uint64_t seeds, int commands, const std::string& 
     if (d) {
       d->seed = seed;
       std::cout << oracle::describe(*d) << "\n";
+      std::string rerr;
+      if (auto r = oracle::reduce(*s, mo, &rerr)) {
+        r->seed = seed;
+        std::cout << "\nreduced:\n" << oracle::describe(*r) << "\n";
+      }
       bad++;
       return 1;
     }

@@ -7,6 +7,8 @@
 // without swap (anonymous and shmem pages stay resident).
 #include "mm/internal.h"
 #include "mm/mm.h"
+#include "mm/pgtable_walk.h"
+#include "mm/shmem.h"
 #include "mm/system_internal.h"
 
 namespace mirrormm {
@@ -35,6 +37,42 @@ bool needs_write_lock(uint64_t b) {
   return b == kMadvDontfork || b == kMadvDofork || b == kMadvWipeonfork || b == kMadvKeeponfork;
 }
 
+// madvise_pageout on a machine without swap: anonymous pages cannot be written anywhere and
+// stay mapped. Page-cache (shmem) pages that only this mapping maps are unmapped (their
+// dirty bit moving to the page); a clean one is then dropped from the cache, a dirty one
+// stays cached (shmem cannot write it out either).
+void madvise_pageout(Vma* vma, uint64_t start, uint64_t end) {
+  Mm* mm = vma->vm_mm;
+  std::vector<Page*> unmapped;
+  {
+    MmuGather tlb(mm);
+    int64_t shmem = 0;
+    walk_pte_tables(mm, start, end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page* table) {
+      SpinGuard g(table->ptl);
+      for (; addr < stop; addr += kPageSize, ptep++) {
+        pteval_t v = ptep_get(ptep);
+        if (!pte_present(v) || pte_special(v)) continue;
+        Page* page = mm->sys()->mem().pfn_to_page(pte_pfn(v));
+        if (!page->test(PG_shmem) || page->mapcount.load(std::memory_order_relaxed) != 1) continue;
+        v = ptep_get_and_clear(ptep);
+        tlb.flush_range(addr, addr + kPageSize);
+        if (pte_dirty(v)) page->set(PG_dirty);
+        page->mapcount.fetch_sub(1, std::memory_order_relaxed);
+        shmem++;
+        mm->sys()->mem().get_page(page);  // held until the clean check below
+        unmapped.push_back(page);
+        tlb.remove_page(page);  // the PTE's reference
+      }
+    });
+    if (shmem) mm->add_rss(MM_SHMEMPAGES, -shmem);
+  }
+  for (Page* page : unmapped) {
+    if (page->test(PG_shmem) && page->mapping)
+      static_cast<ShmemInode*>(page->mapping)->remove_clean_page(page->index, page);
+    mm->sys()->mem().put_page(page);
+  }
+}
+
 // madvise_vma_behavior for one VMA piece [start, end).
 Errno vma_behavior(Mm* mm, Vma* vma, Vma** prev, uint64_t start, uint64_t end, uint64_t behavior)
     REQUIRES_SHARED(mm->mmap_lock_) NO_THREAD_SAFETY_ANALYSIS {
@@ -50,9 +88,13 @@ Errno vma_behavior(Mm* mm, Vma* vma, Vma** prev, uint64_t start, uint64_t end, u
       *prev = vma;
       return Errno::kOk;
     case kMadvCold:
+      *prev = vma;
+      if (vma->vm_flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB)) return Errno::kInval;
+      return Errno::kOk;
     case kMadvPageout:
       *prev = vma;
       if (vma->vm_flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB)) return Errno::kInval;
+      madvise_pageout(vma, start, end);
       return Errno::kOk;
     default:
       break;

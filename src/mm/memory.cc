@@ -70,13 +70,15 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags)
   PhysMem& mem = mem_of(vma);
   ShmemInode* inode = vma->vm_file->inode;
   const uint64_t pgoff = vma->linear_page_index(addr);
-  if (pgoff >= page_align(inode->size()) >> kPageShift) return VM_FAULT_SIGBUS;
+  const bool beyond_eof = pgoff >= page_align(inode->size()) >> kPageShift;
   const bool write = flags & FAULT_FLAG_WRITE;
   SpinLock& ptl = pte_lockptr(mm, ptep);
 
   if (write && !(vma->vm_flags & VM_SHARED)) {
-    // do_cow_fault: a private copy of the file page.
+    // do_cow_fault: a private copy of the file page. The anon_vma comes first, so a write
+    // beyond the end of the file leaves the VMA faulted even though it gets SIGBUS.
     if (anon_vma_prepare(vma) != Errno::kOk) return VM_FAULT_OOM;
+    if (beyond_eof) return VM_FAULT_SIGBUS;
     Page* src = inode->find_or_create_page(pgoff);
     if (!src) return VM_FAULT_OOM;
     Page* page = mem.alloc_page(Zero::kNo);
@@ -98,8 +100,10 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags)
     return VM_FAULT_OK;
   }
 
+  if (beyond_eof) return VM_FAULT_SIGBUS;
   Page* page = inode->find_or_create_page(pgoff);  // the reference the PTE will hold
   if (!page) return VM_FAULT_OOM;
+  if (write) page->set(PG_dirty);  // do_shared_fault: fault_dirty_shared_page
   pteval_t entry = pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot);
   if (write) entry = pte_mkdirty(pte_mkwrite(entry));
   {
@@ -125,6 +129,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
 
   if (vma->vm_flags & VM_SHARED) {
     // wp_page_shared: shared memory needs no copy; make the entry writable and dirty.
+    if (old) old->set(PG_dirty);
     ptep->fetch_or(_PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, std::memory_order_acq_rel);
     ptl.unlock();
     return VM_FAULT_OK;

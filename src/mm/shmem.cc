@@ -91,6 +91,21 @@ void ShmemInode::truncate_pages(uint64_t size) {
   }
 }
 
+bool ShmemInode::remove_clean_page(uint64_t pgoff, Page* page) {
+  MutexGuard g(lock_);
+  auto it = chunks_.find(pgoff >> kChunkShift);
+  if (it == chunks_.end()) return false;
+  Page*& slot = it->second->slots[pgoff & ((1 << kChunkShift) - 1)];
+  if (slot != page || page->test(PG_dirty) || page->mapcount.load(std::memory_order_acquire) != 0) return false;
+  slot = nullptr;
+  nr_pages_--;
+  if (--it->second->used == 0) chunks_.erase(it);
+  page->clear(PG_shmem);
+  page->mapping = nullptr;
+  mem_->put_page(page);
+  return true;
+}
+
 void ShmemInode::i_mmap_insert(Vma* vma) {
   MutexGuard g(i_mmap_lock_);
   i_mmap_.insert(vma);

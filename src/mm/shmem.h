@@ -42,6 +42,10 @@ class ShmemInode {
   // the page holding byte `size` beyond it is zeroed (truncate_inode_partial_folio).
   void truncate_pages(uint64_t size) EXCLUDES(lock_);
 
+  // Reclaim of a clean page: removes `page` from the cache at pgoff unless it is dirty or
+  // mapped (remove_mapping). Returns whether it was removed.
+  bool remove_clean_page(uint64_t pgoff, Page* page) EXCLUDES(lock_);
+
   // i_mmap: the VMAs that map this file (the reverse map for file pages). Maintained by
   // vma_link/vma_unlink; unmap_mapping_range walks it.
   void i_mmap_insert(Vma* vma) EXCLUDES(i_mmap_lock_);

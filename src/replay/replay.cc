@@ -50,11 +50,13 @@ uint64_t map_flags_of(uint32_t f) {
   return flags;
 }
 
-class Runner {
- public:
-  explicit Runner(const Options& o) : sys_(o.config) {}
+}  // namespace
 
-  std::string run(const Command& c) {
+Replayer::Replayer(const Options& o) : sys_(std::make_unique<System>(o.config)) {}
+Replayer::~Replayer() = default;
+
+std::string Replayer::run(const Command& c) {
+    System& sys_ = *this->sys_;
     Process* p = sys_.process(c.pid);
     if (!p) return err(Errno::kSrch);
     switch (c.op) {
@@ -132,13 +134,7 @@ class Runner {
       }
     }
     return "-EINVAL";
-  }
-
- private:
-  System sys_;
-};
-
-}  // namespace
+}
 
 std::string format_maps(Mm* mm) NO_THREAD_SAFETY_ANALYSIS {
   ReadGuard g(mm->mmap_lock_);
@@ -168,7 +164,7 @@ std::optional<std::string> unsupported(const script::Script& s) {
 }
 
 std::vector<std::string> run(const script::Script& s, const Options& options) {
-  Runner r(options);
+  Replayer r(options);
   std::vector<std::string> out;
   out.reserve(s.commands.size());
   for (const Command& c : s.commands) out.push_back(r.run(c));

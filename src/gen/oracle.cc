@@ -1,0 +1,146 @@
+// The host-as-oracle comparison (see oracle.h).
+#include "mirrormm/oracle.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "mirrormm/host.h"
+
+namespace mirrormm::oracle {
+namespace {
+
+constexpr const char* kMissing = "<missing>";
+
+// Parses "0x..." as printed by the executors; false for anything else.
+bool parse_address(const std::string& s, uint64_t* out) {
+  if (s.size() < 3 || s.size() > 18 || s[0] != '0' || s[1] != 'x') return false;
+  uint64_t v = 0;
+  for (size_t i = 2; i < s.size(); ++i) {
+    char c = s[i];
+    int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+    if (d < 0) return false;
+    v = (v << 4) | static_cast<uint64_t>(d);
+  }
+  *out = v;
+  return true;
+}
+
+bool outside_window(uint64_t a) { return a < script::kWindowStart || a >= script::kWindowEnd; }
+
+std::string render(const script::Script& s) {
+  std::string text;
+  for (const script::Command& c : s.commands) {
+    text += script::format(c);
+    text += '\n';
+  }
+  return text;
+}
+
+// The first index where the outputs disagree, looking at no more than `limit` lines.
+std::optional<size_t> first_difference(const script::Script& s, const std::vector<std::string>& host,
+                                       const std::vector<std::string>& model, size_t limit) {
+  for (size_t i = 0; i < s.commands.size() && i < limit; ++i) {
+    bool have_host = i < host.size(), have_model = i < model.size();
+    if (!have_host || !have_model) {
+      if (have_host != have_model) return i;
+      continue;
+    }
+    if (!lines_agree(s.commands[i], host[i], model[i])) return i;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+bool lines_agree(const script::Command& c, const std::string& host, const std::string& model) {
+  if (host == model) return true;
+  if (c.op != script::Op::kMmap || (c.map_flags & (script::kMapFixed | script::kMapNoreplace))) return false;
+  uint64_t h = 0, m = 0;
+  return parse_address(host, &h) && parse_address(model, &m) && outside_window(h) && outside_window(m);
+}
+
+std::optional<Divergence> compare(const script::Script& s, const replay::Options& model_opts, std::string* error) {
+  std::vector<std::string> host_out;
+  std::string host_error;
+  bool host_ok = host::run(s, &host_out, &host_error);
+  size_t limit = s.commands.size();
+  if (!host_ok) {
+    // Lines before the first failure are still the kernel's answers.
+    limit = 0;
+    while (limit < host_out.size() && host_out[limit].rfind("ERROR", 0) != 0) ++limit;
+  }
+  std::vector<std::string> model_out = replay::run(s, model_opts);
+  std::optional<size_t> i = first_difference(s, host_out, model_out, limit);
+  if (!i) {
+    if (!host_ok && error) *error = "host run failed: " + host_error;
+    return std::nullopt;
+  }
+  Divergence d;
+  d.script = render(s);
+  d.line = *i + 1;
+  d.command = script::format(s.commands[*i]);
+  d.host = *i < host_out.size() ? host_out[*i] : kMissing;
+  d.model = *i < model_out.size() ? model_out[*i] : kMissing;
+  return d;
+}
+
+std::optional<Divergence> reduce(const script::Script& s, const replay::Options& model_opts, std::string* error) {
+  std::optional<Divergence> best = compare(s, model_opts, error);
+  if (!best) return std::nullopt;
+  script::Script current = s;
+  // Everything after the diverging command is irrelevant.
+  current.commands.resize(best->line);
+  script::Op op = current.commands.back().op;
+
+  auto diverges_on_op = [&](const script::Script& candidate) -> std::optional<Divergence> {
+    std::string ignored;
+    std::optional<Divergence> d = compare(candidate, model_opts, &ignored);
+    if (d && candidate.commands[d->line - 1].op == op) return d;
+    return std::nullopt;
+  };
+
+  // ddmin-style: try removing chunks, halving the chunk size when nothing can go.
+  size_t chunk = current.commands.size() / 2;
+  while (chunk >= 1) {
+    bool removed = false;
+    for (size_t start = 0; start < current.commands.size();) {
+      script::Script candidate = current;
+      size_t end = std::min(start + chunk, candidate.commands.size());
+      candidate.commands.erase(candidate.commands.begin() + static_cast<long>(start),
+                               candidate.commands.begin() + static_cast<long>(end));
+      if (candidate.commands.empty()) {
+        start = end;
+        continue;
+      }
+      if (std::optional<Divergence> d = diverges_on_op(candidate)) {
+        candidate.commands.resize(d->line);
+        current = std::move(candidate);
+        best = d;
+        removed = true;
+      } else {
+        start = end;
+      }
+    }
+    if (!removed) chunk /= 2;
+  }
+  // Renumber lines so that Divergence::line matches the rendered script.
+  for (size_t i = 0; i < current.commands.size(); ++i) current.commands[i].line = static_cast<uint32_t>(i + 1);
+  std::string ignored;
+  std::optional<Divergence> final_d = compare(current, model_opts, &ignored);
+  return final_d ? final_d : best;
+}
+
+std::string describe(const Divergence& d) {
+  std::string text = "mirrormm oracle: the model diverges from the host kernel";
+  if (d.seed != 0) text += " (generator seed " + std::to_string(d.seed) + ")";
+  text += " at script line " + std::to_string(d.line) + "\n";
+  text += "  command: " + d.command + "\n";
+  text += "  host:    " + d.host + "\n";
+  text += "  model:   " + d.model + "\n";
+  text += "script (" + std::to_string(d.line) + " of its lines reach the divergence):\n";
+  text += d.script;
+  if (!d.script.empty() && d.script.back() != '\n') text += '\n';
+  return text;
+}
+
+}  // namespace mirrormm::oracle

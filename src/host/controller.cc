@@ -1,0 +1,430 @@
+// host::run(): the controller side of the host runner (see host.h and protocol.h).
+//
+// The controller owns:
+//   - one Worker per script process ever created (index = process number - 1), each with
+//     its socket; a worker is live until its process exits or its worker fails;
+//   - the memfd files: created here (memfd_create), resized here (ftruncate), and passed to
+//     every live worker (kInstallFile) when created. Workers forked later inherit their
+//     parent's table, so every process can map every file, as the spec requires.
+// Commands run strictly one at a time: send a request, wait for its answer line.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <map>
+
+#include "host/format.h"
+#include "host/protocol.h"
+#include "host/worker.h"
+#include "mirrormm/host.h"
+
+namespace mirrormm::host {
+namespace {
+
+// How long a worker may take to answer one request before it is killed. Commands of
+// generated scripts take milliseconds; the limit exists so that the runner never hangs.
+constexpr int kReplyTimeoutMs = 120 * 1000;
+
+constexpr unsigned kMfdExec = 0x10;  // MFD_EXEC (6.3+): executable memfd, no warning
+
+struct Worker {
+  int fd = -1;
+  pid_t pid = -1;
+  bool direct_child = false;  // forked by the controller (process 1): reaped here
+  bool live = false;
+  std::string pending;        // bytes received after the last answer line (none expected)
+};
+
+struct File {
+  int index = -1;
+  int fd = -1;
+};
+
+std::string errno_token(int err) {
+  char buf[32];
+  return std::string(buf, put_errno(buf, err));
+}
+
+class Controller {
+ public:
+  ~Controller() { shutdown(); }
+
+  // Forks process 1's worker and waits for its "ready". False with *error on failure.
+  bool start(std::string* error);
+
+  std::string execute(const script::Command& c);
+
+  // Ends every live worker (kExit, then waits for its socket to close) and closes files.
+  void shutdown();
+
+  const std::string& first_error() const { return first_error_; }
+
+ private:
+  std::string execute_in(Worker& w, uint64_t number, const script::Command& c);
+  std::string memfd(const script::Command& c);
+  std::string truncate(const script::Command& c);
+
+  // Sends req (with fd passed if fd >= 0). False if the worker is gone.
+  bool send_request(Worker& w, const Request& req, int fd);
+  // Reads one answer line (without '\n'); a passed descriptor lands in *passed_fd.
+  // On EOF, error or timeout returns false with *why set.
+  bool read_line(Worker& w, std::string* line, int* passed_fd, std::string* why);
+  // Waits (bounded) until the worker's socket reports EOF, i.e. the process has released
+  // its descriptors, which it does after its address space.
+  void wait_for_eof(Worker& w);
+  // The worker stopped answering or died: kill it if needed and remember the failure.
+  std::string fail(Worker& w, uint64_t number, const std::string& why);
+  void close_worker(Worker& w);
+
+  std::vector<Worker> workers_;
+  std::map<std::string, File> files_;
+  std::string first_error_;
+};
+
+bool Controller::start(std::string* error) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+    *error = "host runner: socketpair: " + errno_token(errno);
+    return false;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    *error = "host runner: fork: " + errno_token(errno);
+    close(sv[0]);
+    close(sv[1]);
+    return false;
+  }
+  if (pid == 0) {
+    close(sv[0]);
+    worker_main(sv[1]);
+  }
+  close(sv[1]);
+  Worker w;
+  w.fd = sv[0];
+  w.pid = pid;
+  w.direct_child = true;
+  w.live = true;
+  workers_.push_back(std::move(w));
+  std::string line, why;
+  int passed = -1;
+  if (!read_line(workers_[0], &line, &passed, &why) || line != "ready") {
+    *error = "host runner: worker did not start: " + (line.empty() ? why : line);
+    if (passed >= 0) close(passed);
+    fail(workers_[0], 1, *error);
+    return false;
+  }
+  return true;
+}
+
+std::string Controller::execute(const script::Command& c) {
+  if (c.pid == 0 || c.pid > workers_.size() || !workers_[c.pid - 1].live) return "-ESRCH";
+  if (!host_safe(c)) return "UNSAFE";
+  switch (c.op) {
+    case script::Op::kMemfd: return memfd(c);
+    case script::Op::kTruncate: return truncate(c);
+    default: return execute_in(workers_[c.pid - 1], c.pid, c);
+  }
+}
+
+unsigned long map_flags(uint32_t f) {
+  unsigned long flags = 0;
+  if (f & script::kMapPrivate) flags |= MAP_PRIVATE;
+  if (f & script::kMapShared) flags |= MAP_SHARED;
+  if (f & script::kMapAnon) flags |= MAP_ANONYMOUS;
+  if (f & script::kMapFixed) flags |= MAP_FIXED;
+  if (f & script::kMapNoreplace) flags |= MAP_FIXED_NOREPLACE;
+  if (f & script::kMapPopulate) flags |= MAP_POPULATE;
+  if (f & script::kMapNoreserve) flags |= MAP_NORESERVE;
+  if (f & script::kMapGrowsdown) flags |= MAP_GROWSDOWN;
+  return flags;
+}
+
+uint32_t madvise_value(script::Advice a) {
+  switch (a) {
+    case script::Advice::kDontneed: return 4;
+    case script::Advice::kDontfork: return 10;
+    case script::Advice::kDofork: return 11;
+    case script::Advice::kWipeonfork: return 18;
+    case script::Advice::kKeeponfork: return 19;
+    case script::Advice::kPopulateRead: return 22;
+    case script::Advice::kPopulateWrite: return 23;
+    case script::Advice::kWillneed: return 3;
+    case script::Advice::kCold: return 20;
+    case script::Advice::kPageout: return 21;
+  }
+  return ~0u;
+}
+
+uint32_t mremap_flags(uint32_t f) {
+  uint32_t flags = 0;
+  if (f & script::kRemapMaymove) flags |= 1;    // MREMAP_MAYMOVE
+  if (f & script::kRemapFixed) flags |= 2;      // MREMAP_FIXED
+  if (f & script::kRemapDontunmap) flags |= 4;  // MREMAP_DONTUNMAP
+  return flags;
+}
+
+std::string Controller::execute_in(Worker& w, uint64_t number, const script::Command& c) {
+  Request req;
+  req.addr = c.addr;
+  req.len = c.len;
+  switch (c.op) {
+    case script::Op::kMmap:
+      req.op = ReqOp::kMmap;
+      req.prot = c.prot;
+      req.flags = static_cast<uint32_t>(map_flags(c.map_flags));
+      req.offset = c.offset;
+      if (c.has_file && !(c.map_flags & script::kMapAnon)) {
+        // A NAME no memfd created is a bad descriptor: the worker passes -1 and the kernel
+        // answers in its own order of checks (EBADF, or EINVAL first for a bad offset).
+        auto it = files_.find(c.name);
+        if (it != files_.end()) req.file = it->second.index;
+        req.read_only = (c.map_flags & script::kMapRofd) ? 1 : 0;
+      }
+      break;
+    case script::Op::kMunmap: req.op = ReqOp::kMunmap; break;
+    case script::Op::kMprotect:
+      req.op = ReqOp::kMprotect;
+      req.prot = c.prot;
+      break;
+    case script::Op::kMadvise:
+      req.op = ReqOp::kMadvise;
+      req.flags = madvise_value(c.advice);
+      break;
+    case script::Op::kMremap:
+      req.op = ReqOp::kMremap;
+      req.new_len = c.new_len;
+      req.flags = mremap_flags(c.remap_flags);
+      req.new_addr = c.has_new_addr ? c.new_addr : 0;
+      break;
+    case script::Op::kWrite:
+      req.op = ReqOp::kWrite;
+      req.seed = c.seed;
+      break;
+    case script::Op::kRead: req.op = ReqOp::kRead; break;
+    case script::Op::kMincore: req.op = ReqOp::kMincore; break;
+    case script::Op::kMaps: req.op = ReqOp::kMaps; break;
+    case script::Op::kFork: req.op = ReqOp::kFork; break;
+    case script::Op::kExit: req.op = ReqOp::kExit; break;
+    case script::Op::kMemfd:
+    case script::Op::kTruncate: return "ERROR not a worker command";
+  }
+  if (!send_request(w, req, -1))
+    return fail(w, number, "cannot send to the worker of process " + std::to_string(number));
+  std::string line, why;
+  int passed = -1;
+  if (!read_line(w, &line, &passed, &why)) return fail(w, number, why);
+  if (c.op == script::Op::kFork) {
+    if (line.empty() || line[0] != '+') {
+      if (passed >= 0) close(passed);
+      return line;  // fork or socketpair failed in the worker: -E...
+    }
+    if (passed < 0) return fail(w, number, "fork answer without a socket");
+    Worker child;
+    child.fd = passed;
+    child.pid = static_cast<pid_t>(std::strtol(line.c_str() + 1, nullptr, 10));
+    child.live = true;
+    workers_.push_back(std::move(child));
+    return std::to_string(workers_.size());
+  }
+  if (passed >= 0) close(passed);
+  if (c.op == script::Op::kExit) {
+    wait_for_eof(workers_[number - 1]);
+    close_worker(workers_[number - 1]);
+  }
+  return line;
+}
+
+std::string Controller::memfd(const script::Command& c) {
+  auto it = files_.find(c.name);
+  if (it == files_.end()) {
+    if (files_.size() >= static_cast<size_t>(kMaxFiles)) return "-EMFILE";
+    int fd = static_cast<int>(syscall(SYS_memfd_create, c.name.c_str(), MFD_CLOEXEC | kMfdExec));
+    // Kernels before 6.3 do not know MFD_EXEC (EINVAL); vm.memfd_noexec=2 refuses it (EACCES).
+    if (fd < 0 && (errno == EINVAL || errno == EACCES))
+      fd = static_cast<int>(syscall(SYS_memfd_create, c.name.c_str(), MFD_CLOEXEC));
+    if (fd < 0) return errno_token(errno);
+    File f{static_cast<int>(files_.size()), fd};
+    it = files_.emplace(c.name, f).first;
+    Request req;
+    req.op = ReqOp::kInstallFile;
+    req.file = f.index;
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      // A worker that cannot take the file is found out by its next command.
+      if (workers_[i].live) send_request(workers_[i], req, fd);
+    }
+  }
+  if (syscall(SYS_ftruncate, it->second.fd, c.size) != 0) return errno_token(errno);
+  return "0";
+}
+
+std::string Controller::truncate(const script::Command& c) {
+  auto it = files_.find(c.name);
+  if (it == files_.end()) return "-ENOENT";
+  if (syscall(SYS_ftruncate, it->second.fd, c.size) != 0) return errno_token(errno);
+  return "0";
+}
+
+bool Controller::send_request(Worker& w, const Request& req, int fd) {
+  const char* bytes = reinterpret_cast<const char*>(&req);
+  size_t off = 0;
+  if (fd >= 0) {
+    iovec iov{const_cast<char*>(bytes), sizeof req};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    ssize_t n;
+    do {
+      n = sendmsg(w.fd, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) return false;
+    off = static_cast<size_t>(n);
+  }
+  while (off < sizeof req) {
+    ssize_t n = send(w.fd, bytes + off, sizeof req - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool Controller::read_line(Worker& w, std::string* line, int* passed_fd, std::string* why) {
+  line->clear();
+  *passed_fd = -1;
+  std::string& buf = w.pending;
+  char chunk[65536];
+  while (true) {
+    size_t nl = buf.find('\n');
+    if (nl != std::string::npos) {
+      line->assign(buf, 0, nl);
+      buf.erase(0, nl + 1);
+      return true;
+    }
+    pollfd p{w.fd, POLLIN, 0};
+    int r = poll(&p, 1, kReplyTimeoutMs);
+    if (r < 0 && errno == EINTR) continue;
+    if (r == 0) {
+      *why = "no answer within " + std::to_string(kReplyTimeoutMs / 1000) + " s";
+      return false;
+    }
+    if (r < 0) {
+      *why = "poll: " + errno_token(errno);
+      return false;
+    }
+    iovec iov{chunk, sizeof chunk};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = recvmsg(w.fd, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); n > 0 && cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
+      if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int))) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+        if (*passed_fd >= 0) close(*passed_fd);
+        *passed_fd = fd;
+      }
+    }
+    if (n == 0) {
+      *why = "the worker exited unexpectedly";
+      return false;
+    }
+    if (n < 0) {
+      *why = "recvmsg: " + errno_token(errno);
+      return false;
+    }
+    buf.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+void Controller::wait_for_eof(Worker& w) {
+  char chunk[256];
+  while (true) {
+    pollfd p{w.fd, POLLIN, 0};
+    int r = poll(&p, 1, kReplyTimeoutMs);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    ssize_t n = recv(w.fd, chunk, sizeof chunk, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+  }
+  if (w.pid > 0) kill(w.pid, SIGKILL);
+}
+
+void Controller::close_worker(Worker& w) {
+  if (w.fd >= 0) close(w.fd);
+  w.fd = -1;
+  w.live = false;
+  if (w.direct_child && w.pid > 0) {
+    while (waitpid(w.pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    w.pid = -1;
+  }
+}
+
+std::string Controller::fail(Worker& w, uint64_t number, const std::string& why) {
+  std::string message = "process " + std::to_string(number) + ": " + why;
+  if (first_error_.empty()) first_error_ = message;
+  if (w.pid > 0) kill(w.pid, SIGKILL);
+  close_worker(w);
+  return "ERROR " + message;
+}
+
+void Controller::shutdown() {
+  Request req;
+  req.op = ReqOp::kExit;
+  for (Worker& w : workers_) {
+    if (!w.live) continue;
+    std::string line, why;
+    int passed = -1;
+    if (send_request(w, req, -1) && read_line(w, &line, &passed, &why)) {
+      wait_for_eof(w);
+    } else if (w.pid > 0) {
+      kill(w.pid, SIGKILL);
+    }
+    if (passed >= 0) close(passed);
+    close_worker(w);
+  }
+  for (auto& [name, f] : files_) close(f.fd);
+  files_.clear();
+}
+
+}  // namespace
+
+bool run(const script::Script& s, std::vector<std::string>* out, std::string* error) {
+  out->clear();
+  Controller controller;
+  std::string start_error;
+  if (!controller.start(&start_error)) {
+    if (error) *error = start_error;
+    return false;
+  }
+  out->reserve(s.commands.size());
+  for (const script::Command& c : s.commands) out->push_back(controller.execute(c));
+  controller.shutdown();
+  if (!controller.first_error().empty()) {
+    if (error) *error = controller.first_error();
+    return false;
+  }
+  return true;
+}
+
+}  // namespace mirrormm::host

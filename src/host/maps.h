@@ -1,0 +1,30 @@
+// The `maps` command in a host worker: /proc/self/maps restricted to the window, in the
+// spec's format, read with raw read() into static buffers (no stdio, no allocation, so that
+// reading maps cannot itself change the address space).
+#pragma once
+
+#include <cstdint>
+
+#include "host/line_writer.h"
+
+namespace mirrormm::host {
+
+// One /proc/self/maps line, parsed. name points into the caller's line buffer.
+struct MapsEntry {
+  uint64_t start = 0;
+  uint64_t end = 0;
+  char perms[4] = {};
+  uint64_t offset = 0;
+  const char* name = nullptr;  // empty string for anonymous memory
+  uint32_t name_len = 0;
+};
+
+// Calls fn(entry, ctx) for each line of /proc/self/maps. Returns 0, or the errno of a
+// failed open/read.
+int for_each_maps_entry(void (*fn)(const MapsEntry&, void*), void* ctx);
+
+// Writes the window's entries as the spec prints them (`START-END PERMS[ OFFSET NAME]`
+// joined by "; ", or "none") to out, without the final newline.
+void write_window_maps(LineWriter* out);
+
+}  // namespace mirrormm::host

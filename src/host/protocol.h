@@ -1,0 +1,54 @@
+// The controller <-> worker protocol of the host runner.
+//
+// One SOCK_STREAM socketpair per worker. The controller sends a fixed-size Request; the
+// worker answers with one result line ending in '\n' (the line the script prints), except:
+//   kInstallFile  carries one file descriptor (SCM_RIGHTS) and has no answer;
+//   kFork         is answered by the parent worker with "+PID\n" carrying (SCM_RIGHTS) the
+//                 controller's end of a new socketpair whose other end the child keeps, or
+//                 with "-E...\n" when fork or socketpair failed; the child never answers it;
+//   kExit         is answered with "0\n", after which the worker exits and its end closes.
+// The controller sends the next request only after the previous answer, so a worker is
+// either blocked reading a request or executing exactly one. A worker that reads EOF exits.
+//
+// The controller translates script values into Linux ones (MAP_*, MADV_*, MREMAP_*), so the
+// worker passes them to the kernel unchanged.
+#pragma once
+
+#include <cstdint>
+
+namespace mirrormm::host {
+
+enum class ReqOp : uint32_t {
+  kMmap,
+  kMunmap,
+  kMprotect,
+  kMadvise,
+  kMremap,
+  kWrite,
+  kRead,
+  kMincore,
+  kMaps,
+  kFork,
+  kExit,
+  kInstallFile,
+};
+
+// How many memfd files a run may create: the worker's file table is a fixed array.
+inline constexpr int kMaxFiles = 256;
+
+struct Request {
+  ReqOp op = ReqOp::kMaps;
+  uint32_t prot = 0;       // mmap/mprotect: PROT_* (incl. PROT_GROWSDOWN/UP)
+  uint32_t flags = 0;      // mmap: MAP_*; mremap: MREMAP_*; madvise: MADV_*
+  int32_t file = -1;       // mmap of a file, kInstallFile: index in the worker's file table
+  uint32_t read_only = 0;  // mmap of a file: open it O_RDONLY (`rofd`)
+  uint32_t reserved = 0;
+  uint64_t addr = 0;
+  uint64_t len = 0;
+  uint64_t new_len = 0;
+  uint64_t new_addr = 0;
+  uint64_t seed = 0;
+  uint64_t offset = 0;
+};
+
+}  // namespace mirrormm::host

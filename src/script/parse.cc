@@ -1,0 +1,509 @@
+// The `.mms` parser and its inverse, format().
+//
+// The lexical rules are those of ../shared/spec/mms-format.md: `#` comments, blank lines,
+// tokens separated by spaces or tabs, numbers decimal or 0x-hex with an optional K/M/G binary
+// suffix, an optional `@N` process prefix. Every check a command's arguments need happens
+// here, so that both executors (the model's replay and the host runner) see only commands
+// that are well formed; whether a well-formed command succeeds is the executors' business.
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "mirrormm/script.h"
+
+namespace mirrormm::script {
+namespace {
+
+// A usage error: the message without the "FILE:LINE: " prefix.
+struct ParseError {
+  std::string message;
+};
+
+bool is_space(char c) { return c == ' ' || c == '\t'; }
+
+// Splits a line (comment already removed) into tokens separated by spaces or tabs.
+std::vector<std::string_view> tokenize(std::string_view line) {
+  std::vector<std::string_view> tokens;
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && is_space(line[i])) ++i;
+    size_t start = i;
+    while (i < line.size() && !is_space(line[i])) ++i;
+    if (i > start) tokens.push_back(line.substr(start, i - start));
+  }
+  return tokens;
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Parses a number token: decimal or `0x` hex, with an optional K, M or G binary suffix.
+// Returns false when the token is not a number or its value does not fit in 64 bits.
+bool parse_number(std::string_view tok, uint64_t* out, std::string* why) {
+  uint64_t multiplier = 1;
+  if (!tok.empty()) {
+    switch (tok.back()) {
+      case 'K': multiplier = 1ull << 10; break;
+      case 'M': multiplier = 1ull << 20; break;
+      case 'G': multiplier = 1ull << 30; break;
+      default: break;
+    }
+    if (multiplier != 1) tok.remove_suffix(1);
+  }
+  unsigned base = 10;
+  if (tok.size() >= 2 && tok[0] == '0' && tok[1] == 'x') {
+    base = 16;
+    tok.remove_prefix(2);
+  }
+  if (tok.empty()) {
+    *why = "not a number";
+    return false;
+  }
+  uint64_t value = 0;
+  for (char c : tok) {
+    int d = hex_digit(c);
+    if (d < 0 || static_cast<unsigned>(d) >= base) {
+      *why = "not a number";
+      return false;
+    }
+    if (__builtin_mul_overflow(value, base, &value) ||
+        __builtin_add_overflow(value, static_cast<uint64_t>(d), &value)) {
+      *why = "does not fit in 64 bits";
+      return false;
+    }
+  }
+  if (__builtin_mul_overflow(value, multiplier, &value)) {
+    *why = "does not fit in 64 bits";
+    return false;
+  }
+  *out = value;
+  return true;
+}
+
+std::string quoted(std::string_view s) {
+  std::string q;
+  q.reserve(s.size() + 2);
+  q += '\'';
+  q += s;
+  q += '\'';
+  return q;
+}
+
+// Everything a command parser needs: the command name for messages and the arguments.
+class ArgReader {
+ public:
+  ArgReader(std::string_view cmd, const std::vector<std::string_view>& args)
+      : cmd_(cmd), args_(args) {}
+
+  [[noreturn]] void fail(const std::string& message) const {
+    throw ParseError{std::string(cmd_) + ": " + message};
+  }
+
+  uint64_t number(size_t i, const char* what) const {
+    uint64_t v = 0;
+    std::string why;
+    if (!parse_number(args_[i], &v, &why)) fail("bad " + std::string(what) + " " + quoted(args_[i]) + ": " + why);
+    return v;
+  }
+
+  // PROT: exactly three characters [r-][w-][x-]; `whole` is the token shown in a message.
+  uint32_t prot(std::string_view tok, std::string_view whole) const {
+    if (tok.size() != 3 || (tok[0] != 'r' && tok[0] != '-') || (tok[1] != 'w' && tok[1] != '-') ||
+        (tok[2] != 'x' && tok[2] != '-'))
+      fail("bad PROT " + quoted(whole) + " (expected three characters [r-][w-][x-])");
+    uint32_t p = 0;
+    if (tok[0] == 'r') p |= kProtRead;
+    if (tok[1] == 'w') p |= kProtWrite;
+    if (tok[2] == 'x') p |= kProtExec;
+    return p;
+  }
+
+  // A file name: [A-Za-z0-9_.-]+.
+  std::string name(size_t i) const {
+    std::string_view tok = args_[i];
+    for (char c : tok) {
+      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '_' || c == '.' || c == '-';
+      if (!ok) fail("bad NAME " + quoted(tok) + " (expected characters [A-Za-z0-9_.-])");
+    }
+    return std::string(tok);
+  }
+
+  const std::vector<std::string_view>& args() const { return args_; }
+  std::string_view arg(size_t i) const { return args_[i]; }
+
+ private:
+  std::string_view cmd_;
+  const std::vector<std::string_view>& args_;
+};
+
+struct Word {
+  const char* text;
+  uint32_t bit;
+};
+
+constexpr Word kMapWords[] = {
+    {"private", kMapPrivate},     {"shared", kMapShared},   {"anon", kMapAnon},
+    {"fixed", kMapFixed},         {"noreplace", kMapNoreplace}, {"populate", kMapPopulate},
+    {"noreserve", kMapNoreserve}, {"growsdown", kMapGrowsdown}, {"rofd", kMapRofd},
+};
+
+constexpr Word kRemapWords[] = {
+    {"maymove", kRemapMaymove},
+    {"fixed", kRemapFixed},
+    {"dontunmap", kRemapDontunmap},
+};
+
+struct AdviceWord {
+  const char* text;
+  Advice advice;
+};
+
+constexpr AdviceWord kAdviceWords[] = {
+    {"dontneed", Advice::kDontneed},         {"dontfork", Advice::kDontfork},
+    {"dofork", Advice::kDofork},             {"wipeonfork", Advice::kWipeonfork},
+    {"keeponfork", Advice::kKeeponfork},     {"populate_read", Advice::kPopulateRead},
+    {"populate_write", Advice::kPopulateWrite}, {"willneed", Advice::kWillneed},
+    {"cold", Advice::kCold},                 {"pageout", Advice::kPageout},
+};
+
+// Splits a `+`-joined list of words; every word must be known and appear at most once.
+template <size_t N>
+uint32_t parse_words(const ArgReader& r, std::string_view tok, const Word (&words)[N], const char* what) {
+  uint32_t bits = 0;
+  size_t i = 0;
+  while (true) {
+    size_t plus = tok.find('+', i);
+    std::string_view word = tok.substr(i, plus == std::string_view::npos ? std::string_view::npos : plus - i);
+    uint32_t bit = 0;
+    for (const Word& w : words) {
+      if (word == w.text) bit = w.bit;
+    }
+    if (bit == 0) {
+      if (word.empty()) r.fail(std::string("bad ") + what + " " + quoted(tok) + ": empty word");
+      r.fail(std::string("bad ") + what + " " + quoted(tok) + ": unknown word " + quoted(word));
+    }
+    if (bits & bit) r.fail(std::string("bad ") + what + " " + quoted(tok) + ": duplicate word " + quoted(word));
+    bits |= bit;
+    if (plus == std::string_view::npos) break;
+    i = plus + 1;
+  }
+  return bits;
+}
+
+void expect_arity(const ArgReader& r, size_t n, const char* usage) {
+  if (r.args().size() != n)
+    r.fail("expected " + std::to_string(n) + " argument" + (n == 1 ? "" : "s") + " (" + usage + "), got " +
+           std::to_string(r.args().size()));
+}
+
+void parse_mmap(const ArgReader& r, Command* c) {
+  size_t n = r.args().size();
+  if (n != 4 && n != 6)
+    r.fail("expected 4 or 6 arguments (ADDR LEN PROT FLAGS [NAME OFFSET]), got " + std::to_string(n));
+  c->addr = r.number(0, "ADDR");
+  c->len = r.number(1, "LEN");
+  c->prot = r.prot(r.arg(2), r.arg(2));
+  c->map_flags = parse_words(r, r.arg(3), kMapWords, "FLAGS");
+  bool is_private = c->map_flags & kMapPrivate, is_shared = c->map_flags & kMapShared;
+  if (is_private == is_shared) r.fail("bad FLAGS " + quoted(r.arg(3)) + ": exactly one of private/shared is required");
+  if (n == 6) {
+    c->has_file = true;
+    c->name = r.name(4);
+    c->offset = r.number(5, "OFFSET");
+  } else if (!(c->map_flags & kMapAnon)) {
+    r.fail("bad FLAGS " + quoted(r.arg(3)) + ": anon is required without NAME OFFSET");
+  }
+}
+
+void parse_mprotect(const ArgReader& r, Command* c) {
+  expect_arity(r, 3, "ADDR LEN PROT[+growsdown|+growsup]");
+  c->addr = r.number(0, "ADDR");
+  c->len = r.number(1, "LEN");
+  std::string_view tok = r.arg(2);
+  c->prot = r.prot(tok.substr(0, tok.find('+')), tok);
+  size_t plus = tok.find('+');
+  while (plus != std::string_view::npos) {
+    size_t next = tok.find('+', plus + 1);
+    std::string_view word =
+        tok.substr(plus + 1, next == std::string_view::npos ? std::string_view::npos : next - plus - 1);
+    uint32_t bit = 0;
+    if (word == "growsdown") bit = kProtGrowsDown;
+    if (word == "growsup") bit = kProtGrowsUp;
+    if (bit == 0)
+      r.fail("bad PROT " + quoted(tok) + ": unknown suffix " + quoted(word) + " (expected growsdown or growsup)");
+    if (c->prot & bit) r.fail("bad PROT " + quoted(tok) + ": duplicate suffix " + quoted(word));
+    c->prot |= bit;
+    plus = next;
+  }
+}
+
+void parse_madvise(const ArgReader& r, Command* c) {
+  expect_arity(r, 3, "ADDR LEN ADVICE");
+  c->addr = r.number(0, "ADDR");
+  c->len = r.number(1, "LEN");
+  for (const AdviceWord& w : kAdviceWords) {
+    if (r.arg(2) == w.text) {
+      c->advice = w.advice;
+      return;
+    }
+  }
+  r.fail("bad ADVICE " + quoted(r.arg(2)));
+}
+
+void parse_mremap(const ArgReader& r, Command* c) {
+  size_t n = r.args().size();
+  if (n != 4 && n != 5)
+    r.fail("expected 4 or 5 arguments (OLD OLDLEN NEWLEN FLAGS [NEWADDR]), got " + std::to_string(n));
+  c->addr = r.number(0, "OLD");
+  c->len = r.number(1, "OLDLEN");
+  c->new_len = r.number(2, "NEWLEN");
+  c->remap_flags = r.arg(3) == "0" ? 0 : parse_words(r, r.arg(3), kRemapWords, "FLAGS");
+  if (n == 5) {
+    c->has_new_addr = true;
+    c->new_addr = r.number(4, "NEWADDR");
+  }
+}
+
+void parse_sized_name(const ArgReader& r, Command* c) {
+  expect_arity(r, 2, "NAME SIZE");
+  c->name = r.name(0);
+  c->size = r.number(1, "SIZE");
+}
+
+void parse_addr_len(const ArgReader& r, Command* c) {
+  expect_arity(r, 2, "ADDR LEN");
+  c->addr = r.number(0, "ADDR");
+  c->len = r.number(1, "LEN");
+}
+
+// Parses one line's tokens (at least one) into *c; throws ParseError.
+void parse_command(const std::vector<std::string_view>& tokens, Command* c) {
+  size_t i = 0;
+  if (tokens[0][0] == '@') {
+    std::string why;
+    if (!parse_number(tokens[0].substr(1), &c->pid, &why))
+      throw ParseError{"bad process prefix " + quoted(tokens[0]) + ": " + why};
+    if (tokens.size() == 1) throw ParseError{"missing command after " + quoted(tokens[0])};
+    i = 1;
+  }
+  std::string_view cmd = tokens[i];
+  std::vector<std::string_view> args(tokens.begin() + static_cast<long>(i) + 1, tokens.end());
+  ArgReader r(cmd, args);
+  if (cmd == "mmap") {
+    c->op = Op::kMmap;
+    parse_mmap(r, c);
+  } else if (cmd == "munmap") {
+    c->op = Op::kMunmap;
+    parse_addr_len(r, c);
+  } else if (cmd == "mprotect") {
+    c->op = Op::kMprotect;
+    parse_mprotect(r, c);
+  } else if (cmd == "madvise") {
+    c->op = Op::kMadvise;
+    parse_madvise(r, c);
+  } else if (cmd == "mremap") {
+    c->op = Op::kMremap;
+    parse_mremap(r, c);
+  } else if (cmd == "write") {
+    c->op = Op::kWrite;
+    expect_arity(r, 3, "ADDR LEN SEED");
+    c->addr = r.number(0, "ADDR");
+    c->len = r.number(1, "LEN");
+    c->seed = r.number(2, "SEED");
+  } else if (cmd == "read") {
+    c->op = Op::kRead;
+    parse_addr_len(r, c);
+  } else if (cmd == "mincore") {
+    c->op = Op::kMincore;
+    parse_addr_len(r, c);
+  } else if (cmd == "maps") {
+    c->op = Op::kMaps;
+    expect_arity(r, 0, "no arguments");
+  } else if (cmd == "fork") {
+    c->op = Op::kFork;
+    expect_arity(r, 0, "no arguments");
+  } else if (cmd == "exit") {
+    c->op = Op::kExit;
+    expect_arity(r, 0, "no arguments");
+  } else if (cmd == "memfd") {
+    c->op = Op::kMemfd;
+    parse_sized_name(r, c);
+  } else if (cmd == "truncate") {
+    c->op = Op::kTruncate;
+    parse_sized_name(r, c);
+  } else {
+    throw ParseError{"unknown command " + quoted(cmd)};
+  }
+}
+
+void append_hex(std::string* out, uint64_t v) {
+  static const char kDigits[] = "0123456789abcdef";
+  char buf[16];
+  int n = 0;
+  do {
+    buf[n++] = kDigits[v & 0xf];
+    v >>= 4;
+  } while (v != 0);
+  *out += "0x";
+  while (n > 0) *out += buf[--n];
+}
+
+void append_prot(std::string* out, uint32_t prot) {
+  *out += (prot & kProtRead) ? 'r' : '-';
+  *out += (prot & kProtWrite) ? 'w' : '-';
+  *out += (prot & kProtExec) ? 'x' : '-';
+}
+
+template <size_t N>
+void append_words(std::string* out, uint32_t bits, const Word (&words)[N]) {
+  bool first = true;
+  for (const Word& w : words) {
+    if (!(bits & w.bit)) continue;
+    if (!first) *out += '+';
+    *out += w.text;
+    first = false;
+  }
+  if (first) *out += '0';
+}
+
+const char* advice_word(Advice a) {
+  for (const AdviceWord& w : kAdviceWords) {
+    if (w.advice == a) return w.text;
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::optional<Script> parse(std::string_view text, std::string_view file, std::string* error) {
+  Script script;
+  script.file = std::string(file);
+  uint32_t line_no = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t eol = text.find('\n', pos);
+    std::string_view line = text.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
+    pos = eol == std::string_view::npos ? text.size() : eol + 1;
+    ++line_no;
+    // A CRLF line ending is a line ending, not part of the last token.
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    size_t hash = line.find('#');
+    if (hash != std::string_view::npos) line = line.substr(0, hash);
+    std::vector<std::string_view> tokens = tokenize(line);
+    if (tokens.empty()) continue;
+    Command c;
+    c.line = line_no;
+    try {
+      parse_command(tokens, &c);
+    } catch (const ParseError& e) {
+      if (error) *error = std::string(file) + ":" + std::to_string(line_no) + ": " + e.message;
+      return std::nullopt;
+    }
+    script.commands.push_back(std::move(c));
+  }
+  return script;
+}
+
+std::optional<Script> parse_file(const std::string& path, std::string* error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (error) *error = path + ": cannot open: " + std::strerror(errno);
+    return std::nullopt;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) {
+    if (error) *error = path + ": read error";
+    return std::nullopt;
+  }
+  return parse(text.str(), path, error);
+}
+
+std::string format(const Command& c) {
+  std::string s;
+  if (c.pid != 1) {
+    s += '@';
+    s += std::to_string(c.pid);
+    s += ' ';
+  }
+  auto addr_len = [&](const char* name) {
+    s += name;
+    s += ' ';
+    append_hex(&s, c.addr);
+    s += ' ';
+    append_hex(&s, c.len);
+  };
+  switch (c.op) {
+    case Op::kMmap:
+      addr_len("mmap");
+      s += ' ';
+      append_prot(&s, c.prot);
+      s += ' ';
+      append_words(&s, c.map_flags, kMapWords);
+      if (c.has_file) {
+        s += ' ' + c.name + ' ';
+        append_hex(&s, c.offset);
+      }
+      break;
+    case Op::kMunmap:
+      addr_len("munmap");
+      break;
+    case Op::kMprotect:
+      addr_len("mprotect");
+      s += ' ';
+      append_prot(&s, c.prot);
+      if (c.prot & kProtGrowsDown) s += "+growsdown";
+      if (c.prot & kProtGrowsUp) s += "+growsup";
+      break;
+    case Op::kMadvise:
+      addr_len("madvise");
+      s += ' ';
+      s += advice_word(c.advice);
+      break;
+    case Op::kMremap:
+      addr_len("mremap");
+      s += ' ';
+      append_hex(&s, c.new_len);
+      s += ' ';
+      append_words(&s, c.remap_flags, kRemapWords);
+      if (c.has_new_addr) {
+        s += ' ';
+        append_hex(&s, c.new_addr);
+      }
+      break;
+    case Op::kWrite:
+      addr_len("write");
+      s += ' ' + std::to_string(c.seed);
+      break;
+    case Op::kRead:
+      addr_len("read");
+      break;
+    case Op::kMincore:
+      addr_len("mincore");
+      break;
+    case Op::kMaps:
+      s += "maps";
+      break;
+    case Op::kFork:
+      s += "fork";
+      break;
+    case Op::kExit:
+      s += "exit";
+      break;
+    case Op::kMemfd:
+    case Op::kTruncate:
+      s += c.op == Op::kMemfd ? "memfd " : "truncate ";
+      s += c.name + ' ';
+      append_hex(&s, c.size);
+      break;
+  }
+  return s;
+}
+
+}  // namespace mirrormm::script
