@@ -119,6 +119,13 @@ std::optional<Script> parse_file(const std::string& path, std::string* error);
 // "@2 mmap 0x200000000000 0x4000 rw- private+anon+fixed". parse(format(c)) == c.
 std::string format(const Command& c);
 
+// Script words to Linux's ABI values (the constants of mirrormm/mman.h), shared by the model's
+// replay and the host runner so that both hand the kernel the same arguments.
+// PROT and its +growsdown/+growsup bits already are Linux's values.
+uint64_t linux_map_flags(uint32_t map_flags);
+uint64_t linux_madvise(Advice advice);
+uint64_t linux_mremap_flags(uint32_t remap_flags);
+
 // The byte written at address a by `write ... SEED`.
 inline uint8_t pattern(uint64_t a, uint64_t seed) {
   return static_cast<uint8_t>(((a ^ (seed << 32)) * 0x9E3779B97F4A7C15ull) >> 56);

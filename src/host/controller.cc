@@ -133,43 +133,6 @@ std::string Controller::execute(const script::Command& c) {
   }
 }
 
-unsigned long map_flags(uint32_t f) {
-  unsigned long flags = 0;
-  if (f & script::kMapPrivate) flags |= MAP_PRIVATE;
-  if (f & script::kMapShared) flags |= MAP_SHARED;
-  if (f & script::kMapAnon) flags |= MAP_ANONYMOUS;
-  if (f & script::kMapFixed) flags |= MAP_FIXED;
-  if (f & script::kMapNoreplace) flags |= MAP_FIXED_NOREPLACE;
-  if (f & script::kMapPopulate) flags |= MAP_POPULATE;
-  if (f & script::kMapNoreserve) flags |= MAP_NORESERVE;
-  if (f & script::kMapGrowsdown) flags |= MAP_GROWSDOWN;
-  return flags;
-}
-
-uint32_t madvise_value(script::Advice a) {
-  switch (a) {
-    case script::Advice::kDontneed: return 4;
-    case script::Advice::kDontfork: return 10;
-    case script::Advice::kDofork: return 11;
-    case script::Advice::kWipeonfork: return 18;
-    case script::Advice::kKeeponfork: return 19;
-    case script::Advice::kPopulateRead: return 22;
-    case script::Advice::kPopulateWrite: return 23;
-    case script::Advice::kWillneed: return 3;
-    case script::Advice::kCold: return 20;
-    case script::Advice::kPageout: return 21;
-  }
-  return ~0u;
-}
-
-uint32_t mremap_flags(uint32_t f) {
-  uint32_t flags = 0;
-  if (f & script::kRemapMaymove) flags |= 1;    // MREMAP_MAYMOVE
-  if (f & script::kRemapFixed) flags |= 2;      // MREMAP_FIXED
-  if (f & script::kRemapDontunmap) flags |= 4;  // MREMAP_DONTUNMAP
-  return flags;
-}
-
 std::string Controller::execute_in(Worker& w, uint64_t number, const script::Command& c) {
   Request req;
   req.addr = c.addr;
@@ -178,7 +141,7 @@ std::string Controller::execute_in(Worker& w, uint64_t number, const script::Com
     case script::Op::kMmap:
       req.op = ReqOp::kMmap;
       req.prot = c.prot;
-      req.flags = static_cast<uint32_t>(map_flags(c.map_flags));
+      req.flags = static_cast<uint32_t>(script::linux_map_flags(c.map_flags));
       req.offset = c.offset;
       if (c.has_file && !(c.map_flags & script::kMapAnon)) {
         // A NAME no memfd created is a bad descriptor: the worker passes -1 and the kernel
@@ -195,12 +158,12 @@ std::string Controller::execute_in(Worker& w, uint64_t number, const script::Com
       break;
     case script::Op::kMadvise:
       req.op = ReqOp::kMadvise;
-      req.flags = madvise_value(c.advice);
+      req.flags = static_cast<uint32_t>(script::linux_madvise(c.advice));
       break;
     case script::Op::kMremap:
       req.op = ReqOp::kMremap;
       req.new_len = c.new_len;
-      req.flags = mremap_flags(c.remap_flags);
+      req.flags = static_cast<uint32_t>(script::linux_mremap_flags(c.remap_flags));
       req.new_addr = c.has_new_addr ? c.new_addr : 0;
       break;
     case script::Op::kWrite:

@@ -122,6 +122,15 @@ bool access_error(const Vma* vma, bool write);
 
 // ---- mmap.cc ----
 
+// PROT_* (and a protection key) to VM_READ/WRITE/EXEC (calc_vm_prot_bits).
+inline vm_flags_t calc_vm_prot_bits(uint64_t prot, int pkey) {
+  vm_flags_t f = 0;
+  if (prot & 0x1) f |= VM_READ;
+  if (prot & 0x2) f |= VM_WRITE;
+  if (prot & 0x4) f |= VM_EXEC;
+  return f | (static_cast<vm_flags_t>(pkey) << kVmPkeyShift);
+}
+
 // __get_unmapped_area: checks a MAP_FIXED address, or finds room (honouring a free hint).
 Result<uint64_t> get_unmapped_area(Mm* mm, uint64_t addr, uint64_t len, uint64_t flags) REQUIRES(mm->mmap_lock_);
 

@@ -35,14 +35,6 @@ bool accountable_mapping(const File* file, vm_flags_t vm_flags) {
   return (vm_flags & (VM_NORESERVE | VM_SHARED | VM_WRITE)) == VM_WRITE;
 }
 
-vm_flags_t calc_vm_prot_bits(uint64_t prot, int pkey) {
-  vm_flags_t f = 0;
-  if (prot & kProtRead) f |= VM_READ;
-  if (prot & kProtWrite) f |= VM_WRITE;
-  if (prot & kProtExec) f |= VM_EXEC;
-  return f | (static_cast<vm_flags_t>(pkey) << kVmPkeyShift);
-}
-
 // Top-down search for a free range of len bytes below kMmapBase (vm_unmapped_area).
 Result<uint64_t> unmapped_area_topdown(Mm* mm, uint64_t len, uint64_t align) REQUIRES(mm->mmap_lock_) {
   const uint64_t gap = mm->sys()->config().stack_guard_gap;

@@ -8,14 +8,6 @@ namespace mirrormm {
 
 namespace {
 
-vm_flags_t calc_vm_prot_bits(uint64_t prot, int pkey) {
-  vm_flags_t f = 0;
-  if (prot & kProtRead) f |= VM_READ;
-  if (prot & kProtWrite) f |= VM_WRITE;
-  if (prot & kProtExec) f |= VM_EXEC;
-  return f | (static_cast<vm_flags_t>(pkey) << kVmPkeyShift);
-}
-
 // arch_override_mprotect_pkey for x86 with protection keys.
 int override_mprotect_pkey(Mm* mm, const Vma* vma, uint64_t prot) REQUIRES(mm->mmap_lock_) {
   if (!mm->sys()->config().exec_only_pkey) return 0;

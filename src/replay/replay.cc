@@ -27,29 +27,6 @@ std::string fault_token(const AccessResult& r) {
   return "?";
 }
 
-uint64_t prot_of(uint32_t p) {
-  uint64_t prot = 0;
-  if (p & script::kProtRead) prot |= kProtRead;
-  if (p & script::kProtWrite) prot |= kProtWrite;
-  if (p & script::kProtExec) prot |= kProtExec;
-  if (p & script::kProtGrowsDown) prot |= kProtGrowsDown;
-  if (p & script::kProtGrowsUp) prot |= kProtGrowsUp;
-  return prot;
-}
-
-uint64_t map_flags_of(uint32_t f) {
-  uint64_t flags = 0;
-  if (f & script::kMapPrivate) flags |= kMapPrivate;
-  if (f & script::kMapShared) flags |= kMapShared;
-  if (f & script::kMapAnon) flags |= kMapAnonymous;
-  if (f & script::kMapFixed) flags |= kMapFixed;
-  if (f & script::kMapNoreplace) flags |= kMapFixedNoReplace;
-  if (f & script::kMapPopulate) flags |= kMapPopulate;
-  if (f & script::kMapNoreserve) flags |= kMapNoReserve;
-  if (f & script::kMapGrowsdown) flags |= kMapGrowsDown;
-  return flags;
-}
-
 }  // namespace
 
 Replayer::Replayer(const Options& o) : sys_(std::make_unique<System>(o.config)) {}
@@ -62,11 +39,11 @@ std::string Replayer::run(const Command& c) {
     switch (c.op) {
       case Op::kMmap: {
         Result<uint64_t> r =
-            c.has_file ? sys_.mmap_file(p, c.addr, c.len, prot_of(c.prot), map_flags_of(c.map_flags), c.name,
+            c.has_file ? sys_.mmap_file(p, c.addr, c.len, uint64_t{c.prot}, script::linux_map_flags(c.map_flags), c.name,
                                         c.offset,
                                         (c.map_flags & script::kMapRofd) ? System::FileMode::kReadOnly
                                                                          : System::FileMode::kReadWrite)
-                       : sys_.mmap(p, c.addr, c.len, prot_of(c.prot), map_flags_of(c.map_flags), nullptr, c.offset);
+                       : sys_.mmap(p, c.addr, c.len, uint64_t{c.prot}, script::linux_map_flags(c.map_flags), nullptr, c.offset);
         return r.ok() ? fmt::format("0x{:x}", r.value()) : err(r.error());
       }
       case Op::kMunmap: {
@@ -74,7 +51,7 @@ std::string Replayer::run(const Command& c) {
         return s.ok() ? "0" : err(s.error());
       }
       case Op::kMprotect: {
-        Status s = sys_.mprotect(p, c.addr, c.len, prot_of(c.prot));
+        Status s = sys_.mprotect(p, c.addr, c.len, uint64_t{c.prot});
         return s.ok() ? "0" : err(s.error());
       }
       case Op::kWrite: {
@@ -110,18 +87,12 @@ std::string Replayer::run(const Command& c) {
         sys_.exit(p);
         return "0";
       case Op::kMadvise: {
-        static constexpr uint64_t kAdvice[] = {kMadvDontneed, kMadvDontfork, kMadvDofork, kMadvWipeonfork,
-                                               kMadvKeeponfork, kMadvPopulateRead, kMadvPopulateWrite,
-                                               kMadvWillneed, kMadvCold, kMadvPageout};
-        Status s = sys_.madvise(p, c.addr, c.len, kAdvice[static_cast<int>(c.advice)]);
+        Status s = sys_.madvise(p, c.addr, c.len, script::linux_madvise(c.advice));
         return s.ok() ? "0" : err(s.error());
       }
       case Op::kMremap: {
-        uint64_t flags = 0;
-        if (c.remap_flags & script::kRemapMaymove) flags |= 1;
-        if (c.remap_flags & script::kRemapFixed) flags |= 2;
-        if (c.remap_flags & script::kRemapDontunmap) flags |= 4;
-        Result<uint64_t> r = sys_.mremap(p, c.addr, c.len, c.new_len, flags, c.has_new_addr ? c.new_addr : 0);
+        Result<uint64_t> r = sys_.mremap(p, c.addr, c.len, c.new_len, script::linux_mremap_flags(c.remap_flags),
+                                         c.has_new_addr ? c.new_addr : 0);
         return r.ok() ? fmt::format("0x{:x}", r.value()) : err(r.error());
       }
       case Op::kMemfd: {

@@ -1,0 +1,44 @@
+// Script words to Linux ABI values.
+#include "mirrormm/mman.h"
+#include "mirrormm/script.h"
+
+namespace mirrormm::script {
+
+uint64_t linux_map_flags(uint32_t f) {
+  uint64_t flags = 0;
+  if (f & kMapPrivate) flags |= mirrormm::kMapPrivate;
+  if (f & kMapShared) flags |= mirrormm::kMapShared;
+  if (f & kMapAnon) flags |= mirrormm::kMapAnonymous;
+  if (f & kMapFixed) flags |= mirrormm::kMapFixed;
+  if (f & kMapNoreplace) flags |= mirrormm::kMapFixedNoReplace;
+  if (f & kMapPopulate) flags |= mirrormm::kMapPopulate;
+  if (f & kMapNoreserve) flags |= mirrormm::kMapNoReserve;
+  if (f & kMapGrowsdown) flags |= mirrormm::kMapGrowsDown;
+  return flags;
+}
+
+uint64_t linux_madvise(Advice a) {
+  switch (a) {
+    case Advice::kDontneed: return kMadvDontneed;
+    case Advice::kDontfork: return kMadvDontfork;
+    case Advice::kDofork: return kMadvDofork;
+    case Advice::kWipeonfork: return kMadvWipeonfork;
+    case Advice::kKeeponfork: return kMadvKeeponfork;
+    case Advice::kPopulateRead: return kMadvPopulateRead;
+    case Advice::kPopulateWrite: return kMadvPopulateWrite;
+    case Advice::kWillneed: return kMadvWillneed;
+    case Advice::kCold: return kMadvCold;
+    case Advice::kPageout: return kMadvPageout;
+  }
+  return ~0ull;
+}
+
+uint64_t linux_mremap_flags(uint32_t f) {
+  uint64_t flags = 0;
+  if (f & kRemapMaymove) flags |= 1;    // MREMAP_MAYMOVE
+  if (f & kRemapFixed) flags |= 2;      // MREMAP_FIXED
+  if (f & kRemapDontunmap) flags |= 4;  // MREMAP_DONTUNMAP
+  return flags;
+}
+
+}  // namespace mirrormm::script
