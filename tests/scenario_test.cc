@@ -1,0 +1,123 @@
+// The scenario scripts of tests/scenarios/: ports of upstream test scenarios (the kernel's
+// selftests/mm/merge.c, LTP's mprotect/munmap/mremap tests) as host-comparable `.mms` files.
+//
+// Each NAME.mms is one test: it runs on the model and on the host kernel, the two outputs
+// must agree line by line (oracle::lines_agree), and the model's output must equal
+// NAME.expected, the host output recorded when the script was written (regenerate it with
+// `mirrormm host NAME.mms > NAME.expected` after checking it against what the upstream
+// test asserts). The host comparison catches model bugs; the .expected comparison also
+// catches a host kernel whose behaviour drifted from the one the scripts were checked on.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "mirrormm/config.h"
+#include "mirrormm/host.h"
+#include "mirrormm/oracle.h"
+#include "mirrormm/replay.h"
+#include "mirrormm/script.h"
+
+namespace mirrormm {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path scenario_dir() { return fs::path(MIRRORMM_SOURCE_DIR) / "tests" / "scenarios"; }
+
+// Every tests/scenarios/*.mms, sorted so that test names come in a stable order.
+std::vector<std::string> scenario_files() {
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(scenario_dir(), ec)) {
+    if (e.is_regular_file() && e.path().extension() == ".mms") files.push_back(e.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// The test name of a script: its file stem, with anything GoogleTest does not accept in a
+// name turned into '_'.
+std::string test_name(const ::testing::TestParamInfo<std::string>& info) {
+  std::string name = fs::path(info.param).stem().string();
+  for (char& ch : name) {
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  }
+  return name;
+}
+
+// The lines of a text file, without their terminators; nullopt if it cannot be read.
+std::optional<std::vector<std::string>> read_lines(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) lines.push_back(line);
+  return lines;
+}
+
+// "FILE:LINE: COMMAND" for messages about one command.
+std::string where(const script::Script& s, const script::Command& c) {
+  return s.file + ":" + std::to_string(c.line) + ": " + script::format(c);
+}
+
+class ScenarioTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ScenarioTest, ModelMatchesHostAndExpected) {
+  const fs::path path = GetParam();
+  std::string error;
+  std::optional<script::Script> s = script::parse_file(path.string(), &error);
+  ASSERT_TRUE(s.has_value()) << error;
+  ASSERT_FALSE(s->commands.empty()) << path << " has no commands";
+  std::optional<std::string> unsupported = replay::unsupported(*s);
+  ASSERT_FALSE(unsupported.has_value()) << *unsupported;
+
+  std::vector<std::string> model = replay::run(*s, replay::Options{SystemConfig::from_host()});
+  std::vector<std::string> host;
+  ASSERT_TRUE(host::run(*s, &host, &error)) << path << ": host run failed: " << error;
+  ASSERT_EQ(host.size(), s->commands.size()) << "host printed a wrong number of lines";
+  ASSERT_EQ(model.size(), s->commands.size()) << "model printed a wrong number of lines";
+
+  for (size_t i = 0; i < s->commands.size(); ++i) {
+    const script::Command& c = s->commands[i];
+    EXPECT_TRUE(oracle::lines_agree(c, host[i], model[i])) << "model and host disagree\n"
+                                                           << "  command: " << where(*s, c) << "\n"
+                                                           << "  host:    " << host[i] << "\n"
+                                                           << "  model:   " << model[i];
+  }
+
+  fs::path expected_path = path;
+  expected_path.replace_extension(".expected");
+  std::optional<std::vector<std::string>> expected = read_lines(expected_path);
+  ASSERT_TRUE(expected.has_value()) << "cannot read " << expected_path << "; record it with `mirrormm host "
+                                    << path.filename().string() << " > " << expected_path.filename().string()
+                                    << "` and check it against the upstream test";
+  EXPECT_EQ(expected->size(), model.size()) << expected_path << " has a wrong number of lines";
+  for (size_t i = 0; i < std::min(expected->size(), model.size()); ++i) {
+    const script::Command& c = s->commands[i];
+    EXPECT_EQ((*expected)[i], model[i]) << "model output differs from " << expected_path.filename().string() << "\n"
+                                        << "  command:  " << where(*s, c) << "\n"
+                                        << "  expected: " << (*expected)[i] << "\n"
+                                        << "  model:    " << model[i] << "\n"
+                                        << "  host:     " << host[i];
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Scenarios, ScenarioTest, ::testing::ValuesIn(scenario_files()), test_name);
+
+// An empty or missing directory would otherwise pass silently (and leave the suite above
+// without instances).
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(ScenarioTest);
+
+TEST(Scenarios, DirectoryHasScripts) {
+  EXPECT_FALSE(scenario_files().empty()) << "no .mms scripts in " << scenario_dir();
+}
+
+}  // namespace
+}  // namespace mirrormm
