@@ -36,6 +36,7 @@ Result<Mm*> dup_mm(Mm* oldmm) NO_THREAD_SAFETY_ANALYSIS {
     mm->execute_only_pkey_ = oldmm->execute_only_pkey_;
     for (auto& [start, mpnt] : oldmm->vmas_) {
       if (mpnt->vm_flags & VM_DONTCOPY) continue;
+      vma_start_write(mpnt);  // no faults on the parent's VMA while it is copied
       if (mpnt->vm_flags & VM_ACCOUNT) {
         if (!vm_enough_memory(mm->sys(), static_cast<int64_t>(mpnt->pages()))) {
           err = Errno::kNoMem;

@@ -25,6 +25,15 @@ void vma_link(Mm* mm, Vma* vma) REQUIRES(mm->mmap_lock_);     // insert into the
 void vma_unlink(Mm* mm, Vma* vma) REQUIRES(mm->mmap_lock_);   // erase from the tree
 // Moves vm_start (re-keying the tree) and adjusts vm_pgoff by the same number of pages.
 void vma_set_start(Mm* mm, Vma* vma, uint64_t start) REQUIRES(mm->mmap_lock_);
+// Field updates of a linked VMA: each write-locks the VMA first.
+inline void vma_set_end(Vma* vma, uint64_t end) {
+  vma_start_write(vma);
+  vma->vm_end = end;
+}
+inline void vma_set_flags(Vma* vma, vm_flags_t flags) {
+  vma_start_write(vma);
+  vma->vm_flags = flags;
+}
 // Erases a VMA from the tree, unlinks its anon_vmas and frees it.
 void remove_vma(Mm* mm, Vma* vma) REQUIRES(mm->mmap_lock_);
 
@@ -103,9 +112,12 @@ enum VmFault : unsigned {
 enum FaultFlags : unsigned {
   FAULT_FLAG_WRITE = 1u << 0,
   FAULT_FLAG_REMOTE = 1u << 1,  // GUP (populate): no access_error, no stack expansion
+  FAULT_FLAG_VMA_LOCK = 1u << 2,  // only the VMA's read lock is held, not the mmap_lock
 };
-// Handles a fault at addr in vma (mmap_lock held for read).
-unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) REQUIRES_SHARED(vma->vm_mm->mmap_lock_);
+// Handles a fault at addr in vma, with the mmap_lock held for read or (FAULT_FLAG_VMA_LOCK)
+// only the VMA read-locked; in the latter case work that needs the mmap_lock (a first
+// anon_vma) answers VM_FAULT_RETRY and the caller retries under the mmap_lock.
+unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags);
 // Removes the mappings of [start, end) inside vma; pages go to the gather. The caller keeps
 // the VMA stable: mmap_lock, or for a file VMA the file's i_mmap lock. With kSharedOnly
 // (unmap_mapping_range without even_cows) private anonymous copies are kept.

@@ -123,7 +123,7 @@ Errno vma_behavior(Mm* mm, Vma* vma, Vma** prev, uint64_t start, uint64_t end, u
   Result<Vma*> r = vma_modify_flags(mm, *prev, vma, start, end, new_flags);
   if (!r.ok()) return r.error() == Errno::kNoMem ? Errno::kAgain : r.error();
   *prev = r.value();
-  r.value()->vm_flags = new_flags;
+  vma_set_flags(r.value(), new_flags);
   return Errno::kOk;
 }
 

@@ -24,6 +24,15 @@ Page* vm_normal_page(const Vma* vma, pteval_t v) {
 
 bool is_cow_mapping(vm_flags_t f) { return (f & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE; }
 
+// vmf_anon_prepare: the VMA needs an anon_vma before it maps a private page. Under the per-VMA
+// lock only an existing one can be used; creating one needs the mmap_lock (RETRY).
+unsigned vmf_anon_prepare(Vma* vma, unsigned flags) NO_THREAD_SAFETY_ANALYSIS {
+  if (vma->anon_vma.load(std::memory_order_acquire)) return VM_FAULT_OK;
+  if (flags & FAULT_FLAG_VMA_LOCK) return VM_FAULT_RETRY;
+  mmap_assert_locked(vma->vm_mm);  // the contract of the non-VMA_LOCK path
+  return anon_vma_prepare(vma) == Errno::kOk ? VM_FAULT_OK : VM_FAULT_OOM;
+}
+
 void page_add_new_anon_rmap(Page* page, Vma* vma, uint64_t addr) {
   page->mapping = vma->anon_vma;
   page->index = vma->linear_page_index(addr);
@@ -32,8 +41,7 @@ void page_add_new_anon_rmap(Page* page, Vma* vma, uint64_t addr) {
 }
 
 // do_anonymous_page: the PTE was none in a private anonymous VMA.
-unsigned do_anonymous_page(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags)
-    REQUIRES_SHARED(vma->vm_mm->mmap_lock_) {
+unsigned do_anonymous_page(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
   Mm* mm = vma->vm_mm;
   PhysMem& mem = mem_of(vma);
   if (vma->vm_flags & VM_SHARED) return VM_FAULT_SIGBUS;
@@ -45,7 +53,7 @@ unsigned do_anonymous_page(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags)
     if (pte_none(ptep_get(ptep))) set_pte(ptep, entry);
     return VM_FAULT_OK;
   }
-  if (anon_vma_prepare(vma) != Errno::kOk) return VM_FAULT_OOM;
+  if (unsigned r = vmf_anon_prepare(vma, flags)) return r;
   Page* page = mem.alloc_page(Zero::kYes);
   if (!page) return VM_FAULT_OOM;
   pteval_t entry = pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot);
@@ -64,8 +72,7 @@ unsigned do_anonymous_page(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags)
 }
 
 // do_fault for a shared-memory file mapping: read, COW (private write) or shared write.
-unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags)
-    REQUIRES_SHARED(vma->vm_mm->mmap_lock_) {
+unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
   Mm* mm = vma->vm_mm;
   PhysMem& mem = mem_of(vma);
   ShmemInode* inode = vma->vm_file->inode;
@@ -77,7 +84,7 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags)
   if (write && !(vma->vm_flags & VM_SHARED)) {
     // do_cow_fault: a private copy of the file page. The anon_vma comes first, so a write
     // beyond the end of the file leaves the VMA faulted even though it gets SIGBUS.
-    if (anon_vma_prepare(vma) != Errno::kOk) return VM_FAULT_OOM;
+    if (unsigned r = vmf_anon_prepare(vma, flags)) return r;
     if (beyond_eof) return VM_FAULT_SIGBUS;
     Page* src = inode->find_or_create_page(pgoff);
     if (!src) return VM_FAULT_OOM;
@@ -121,8 +128,8 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags)
 
 // do_wp_page: a write to a present, write-protected PTE of a writable VMA. Called with the
 // PTE lock held; returns with it released (the guard is the caller's, passed by reference).
-unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLock& ptl)
-    REQUIRES_SHARED(vma->vm_mm->mmap_lock_) RELEASE(ptl) {
+unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLock& ptl, unsigned flags)
+    RELEASE(ptl) {
   Mm* mm = vma->vm_mm;
   PhysMem& mem = mem_of(vma);
   Page* old = vm_normal_page(vma, orig);
@@ -149,8 +156,8 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
   // wp_page_copy.
   unsigned ret = VM_FAULT_OK;
   Page* page = nullptr;
-  if (anon_vma_prepare(vma) != Errno::kOk) {
-    ret = VM_FAULT_OOM;
+  if (unsigned r = vmf_anon_prepare(vma, flags)) {
+    ret = r;
   } else if (!(page = mem.alloc_page(old ? Zero::kNo : Zero::kYes))) {
     ret = VM_FAULT_OOM;
   } else {
@@ -216,21 +223,30 @@ unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) {
     ptl.unlock();
     return VM_FAULT_SIGSEGV;
   }
-  if ((flags & FAULT_FLAG_WRITE) && !pte_write(cur)) return do_wp_page(vma, addr, ptep, cur, ptl);
+  if ((flags & FAULT_FLAG_WRITE) && !pte_write(cur)) return do_wp_page(vma, addr, ptep, cur, ptl, flags);
   // A spurious fault (the entry already allows the access): mark it young (and dirty).
   ptep->fetch_or(_PAGE_ACCESSED | ((flags & FAULT_FLAG_WRITE) ? _PAGE_DIRTY : 0), std::memory_order_acq_rel);
   ptl.unlock();
   return VM_FAULT_OK;
 }
 
-// The x86 user fault entry (do_user_addr_fault + lock_mm_and_find_vma).
+// The x86 user fault entry (do_user_addr_fault): the per-VMA lock path first
+// (lock_vma_under_rcu), then the mmap_lock path (lock_mm_and_find_vma), which also expands
+// stacks and rebuilds the lockless lookup's snapshot.
 unsigned do_user_addr_fault(Mm* mm, uint64_t addr, bool write) NO_THREAD_SAFETY_ANALYSIS {
   if (addr >= kTaskSize) return VM_FAULT_SIGSEGV;
   const unsigned flags = write ? unsigned{FAULT_FLAG_WRITE} : 0u;
+  if (Vma* vma = mm->lock_vma_under_rcu(addr)) {
+    unsigned ret = access_error(vma, write) ? unsigned{VM_FAULT_SIGSEGV}
+                                            : handle_mm_fault(vma, addr, flags | FAULT_FLAG_VMA_LOCK);
+    vma_end_read(vma);
+    if (!(ret & VM_FAULT_RETRY)) return ret;
+  }
   mm->mmap_lock_.down_read();
+  mm->refresh_snapshot();
   Vma* vma = mm->find_vma(addr);
   if (vma && vma->vm_start <= addr) {
-    unsigned ret = access_error(vma, write) ? VM_FAULT_SIGSEGV : handle_mm_fault(vma, addr, flags);
+    unsigned ret = access_error(vma, write) ? unsigned{VM_FAULT_SIGSEGV} : handle_mm_fault(vma, addr, flags);
     mm->mmap_lock_.up_read();
     return ret;
   }
@@ -247,7 +263,7 @@ unsigned do_user_addr_fault(Mm* mm, uint64_t addr, bool write) NO_THREAD_SAFETY_
                                         expand_stack_locked(vma, addr) != Errno::kOk))) {
     ret = VM_FAULT_SIGSEGV;
   } else {
-    ret = access_error(vma, write) ? VM_FAULT_SIGSEGV : handle_mm_fault(vma, addr, flags);
+    ret = access_error(vma, write) ? unsigned{VM_FAULT_SIGSEGV} : handle_mm_fault(vma, addr, flags);
   }
   mm->mmap_lock_.up_write();
   return ret;

@@ -90,9 +90,36 @@ struct File {
 
 class Mm;
 
+// The mmap_lock: an rw-semaphore plus the sequence count that per-VMA locks compare with
+// (Linux's mm_lock_seq). The sequence is odd exactly while the lock is held for write; a
+// VMA is write-locked when its vm_lock_seq equals the current (odd) sequence, so releasing
+// the mmap_lock releases every VMA write lock at once.
+class CAPABILITY("mmap_lock") MmapLock {
+ public:
+  void down_write() ACQUIRE() NO_THREAD_SAFETY_ANALYSIS {
+    sem_.down_write();
+    seq_.store(seq_.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
+  }
+  void up_write() RELEASE() NO_THREAD_SAFETY_ANALYSIS {
+    seq_.store(seq_.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
+    sem_.up_write();
+  }
+  void down_read() ACQUIRE_SHARED() NO_THREAD_SAFETY_ANALYSIS { sem_.down_read(); }
+  void up_read() RELEASE_SHARED() NO_THREAD_SAFETY_ANALYSIS { sem_.up_read(); }
+  uint64_t seq() const { return seq_.load(std::memory_order_seq_cst); }
+
+ private:
+  RwSem sem_;
+  std::atomic<uint64_t> seq_{0};
+};
+
 // A virtual memory area. Every field is guarded by vm_mm->mmap_lock_: written with it held
-// for write, read with it held for read or write. anon_vma is the exception: the fault path
-// installs it holding mmap_lock for read plus vm_mm->page_table_lock_.
+// for write *and* the VMA write-locked (vma_start_write), read with the mmap_lock held or the
+// VMA read-locked (the per-VMA lock of the fault path). anon_vma is the exception: the fault
+// path installs it holding mmap_lock for read plus vm_mm->page_table_lock_, so it is atomic.
+//
+// Lifecycle: detached until vma_link(), detached again by vma_unlink(); freed after an RCU
+// grace period (lockless lookups may still hold the pointer).
 struct Vma {
   uint64_t vm_start = 0;
   uint64_t vm_end = 0;
@@ -100,17 +127,33 @@ struct Vma {
   vm_flags_t vm_flags = 0;
   pgprot_t vm_page_prot = 0;
   Mm* vm_mm = nullptr;
-  AnonVma* anon_vma = nullptr;
+  std::atomic<AnonVma*> anon_vma{nullptr};
   // The anon_vma_chain: every anon_vma this VMA is linked into, oldest (the root side) first.
   // A fork child's chain has more than one entry ("not singular").
   std::vector<AnonVma*> anon_vma_chain;
   File* vm_file = nullptr;  // holds a reference
+
+  // The per-VMA lock (Linux 6.4+). vm_lock_seq: the mm's mmap_lock sequence when the VMA was
+  // last write-locked. vm_refcnt: fault-path readers holding the read lock. detached: not in
+  // the tree. Memory ordering: a writer stores vm_lock_seq, then waits for vm_refcnt to reach
+  // zero; a reader increments vm_refcnt, then checks vm_lock_seq and detached; all seq_cst,
+  // so one of them always sees the other.
+  std::atomic<uint64_t> vm_lock_seq{~0ull};
+  std::atomic<int> vm_refcnt{0};
+  std::atomic<bool> detached{true};
 
   uint64_t pages() const { return (vm_end - vm_start) >> kPageShift; }
   bool is_anonymous() const { return vm_file == nullptr; }
   bool is_accessible() const { return vm_flags & VM_ACCESS_FLAGS; }
   uint64_t linear_page_index(uint64_t addr) const { return vm_pgoff + ((addr - vm_start) >> kPageShift); }
 };
+
+// Write-locks a VMA (caller holds the mmap_lock for write): waits until no fault holds its
+// read lock; no new reader gets in until the mmap_lock is released.
+void vma_start_write(Vma* vma);
+// The fault path's read lock; false when the VMA is write-locked or detached.
+bool vma_start_read(Vma* vma);
+inline void vma_end_read(Vma* vma) { vma->vm_refcnt.fetch_sub(1, std::memory_order_release); }
 
 inline bool vma_is_fork_child(const Vma* v) {
   return v && v->anon_vma && v->anon_vma_chain.size() != 1;
@@ -134,9 +177,28 @@ class Mm {
   System* sys() const { return sys_; }
   uint64_t id() const { return id_; }
 
-  // mmap_lock: an rwsem. Held for write by every system call that changes the VMA set,
-  // for read by faults, mincore and populate.
-  RwSem mmap_lock_;
+  // mmap_lock: held for write by every system call that changes the VMA set, for read by
+  // faults that cannot use the per-VMA lock, mincore and populate.
+  MmapLock mmap_lock_;
+
+  // A sorted copy of the VMA tree for lock-free lookups (lock_vma_under_rcu), tagged with the
+  // mmap_lock sequence it was built at: valid only while that sequence is current. Rebuilt
+  // lazily by the fault slow path (under mmap_lock for read and snapshot_lock_); old copies
+  // are freed after an RCU grace period.
+  struct VmaSnapshot {
+    uint64_t seq;
+    std::vector<uint64_t> starts, ends;
+    std::vector<Vma*> vmas;
+  };
+  std::atomic<VmaSnapshot*> snapshot_{nullptr};
+  Mutex snapshot_lock_;
+  // The VMA containing addr, read-locked, or nullptr (then take the mmap_lock path).
+  Vma* lock_vma_under_rcu(uint64_t addr);
+  void refresh_snapshot() REQUIRES_SHARED(mmap_lock_);
+
+  // Users (the process and in-flight system calls); the address space is torn down when
+  // the last goes (mmput).
+  std::atomic<int> mm_users_{1};
 
   // VMAs keyed by vm_start. Lookups are O(log n).
   std::map<uint64_t, Vma*> vmas_ GUARDED_BY(mmap_lock_);
@@ -148,13 +210,22 @@ class Mm {
   SpinLock page_table_lock_;
   Page* pgd_ = nullptr;  // written once at creation
 
-  std::atomic<int64_t> rss_[NR_MM_COUNTERS] = {};
+  // Split rss counters: one cache line per CPU (Linux's percpu rss), summed by rss().
+  static constexpr int kRssSlots = 64;
+  struct alignas(64) RssSlot {
+    std::atomic<int64_t> v[NR_MM_COUNTERS] = {};
+  };
+  RssSlot rss_[kRssSlots];
   // CPUs that may hold TLB entries of this address space (mm_cpumask). Bits are set by the
   // CPU before its first walk of this mm and never cleared while the mm lives.
   std::atomic<uint64_t> cpumask_{0};
 
-  void add_rss(RssCounter c, int64_t n) { rss_[c].fetch_add(n, std::memory_order_relaxed); }
-  int64_t rss(RssCounter c) const { return rss_[c].load(std::memory_order_relaxed); }
+  void add_rss(RssCounter c, int64_t n);
+  int64_t rss(RssCounter c) const {
+    int64_t sum = 0;
+    for (const RssSlot& s : rss_) sum += s.v[c].load(std::memory_order_relaxed);
+    return sum;
+  }
 
   // VMA lookups (Linux's find_vma & co). All REQUIRE mmap_lock (shared or exclusive).
   Vma* find_vma(uint64_t addr) REQUIRES_SHARED(mmap_lock_);           // first with vm_end > addr

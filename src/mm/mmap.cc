@@ -172,7 +172,7 @@ Result<uint64_t> mmap_region(Mm* mm, File* file, uint64_t addr, uint64_t len, vm
   // mapping is accountable; otherwise it is released with them.
   if (!old.empty()) {
     if (vm_flags & VM_ACCOUNT)
-      for (Vma* v : old) v->vm_flags &= ~VM_ACCOUNT;
+      for (Vma* v : old) vma_set_flags(v, v->vm_flags & ~VM_ACCOUNT);
     complete_munmap_vmas(mm, old, 0, 0, /*free_tables=*/false);
   }
 

@@ -74,7 +74,7 @@ Errno mprotect_fixup(MmuGather& tlb, Mm* mm, Vma* vma, Vma** pprev, uint64_t sta
   }
   vma = r.value();
   *pprev = vma;
-  vma->vm_flags = newflags;
+  vma_set_flags(vma, newflags);
   vma_set_page_prot(vma);
   mmap_assert_write_locked(vma->vm_mm);
   change_protection(tlb, vma, start, end,

@@ -189,7 +189,7 @@ void unmap_source_vma(Vrm& v) REQUIRES(v.mm->mmap_lock_) {
   const bool accountable_move = (vma->vm_flags & VM_ACCOUNT) && !(v.flags & kRemapDontunmap);
   uint64_t vm_start = 0, vm_end = 0;
   if (accountable_move) {
-    vma->vm_flags &= ~VM_ACCOUNT;
+    vma_set_flags(vma, vma->vm_flags & ~VM_ACCOUNT);
     vm_start = vma->vm_start;
     vm_end = vma->vm_end;
   }
@@ -201,10 +201,10 @@ void unmap_source_vma(Vrm& v) REQUIRES(v.mm->mmap_lock_) {
   }
   if (accountable_move) {
     if (vm_start < addr) {
-      if (Vma* prev = mm->find_vma_prev(addr)) prev->vm_flags |= VM_ACCOUNT;
+      if (Vma* prev = mm->find_vma_prev(addr)) vma_set_flags(prev, prev->vm_flags | VM_ACCOUNT);
     }
     if (vm_end > addr + len) {
-      if (Vma* next = mm->find_vma(addr + len)) next->vm_flags |= VM_ACCOUNT;
+      if (Vma* next = mm->find_vma(addr + len)) vma_set_flags(next, next->vm_flags | VM_ACCOUNT);
     }
   }
 }
@@ -215,6 +215,7 @@ Result<uint64_t> move_vma(Vrm& v) REQUIRES(v.mm->mmap_lock_) {
   if (mm->map_count_ >= mm->sys()->config().max_map_count - 3) return Errno::kNoMem;
   if (!calc_charge(v)) return Errno::kNoMem;
   Vma* vma = v.vma;
+  vma_start_write(vma);  // no racing faults while the entries move
   const uint64_t new_pgoff = vma->linear_page_index(v.addr);
   Vma* new_vma = copy_vma(mm, &vma, v.new_addr, v.new_len, new_pgoff);
   if (!new_vma) {
@@ -237,7 +238,7 @@ Result<uint64_t> move_vma(Vrm& v) REQUIRES(v.mm->mmap_lock_) {
   }
   if (v.flags & kRemapDontunmap) {
     // dontunmap_complete: the source stays, empty; whole-VMA moves drop its anon_vma.
-    vma->vm_flags &= ~(VM_LOCKED | VM_LOCKONFAULT);
+    vma_set_flags(vma, vma->vm_flags & ~(VM_LOCKED | VM_LOCKONFAULT));
     if (new_vma != vma && v.addr == vma->vm_start && v.addr + v.old_len == vma->vm_end)
       unlink_anon_vmas(vma);
   } else {

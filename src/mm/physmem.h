@@ -25,6 +25,11 @@ inline constexpr uint64_t offset_in_page(uint64_t x) { return x & (kPageSize - 1
 
 using pfn_t = uint32_t;
 
+// The software CPU the calling thread is running as (set by Cpu::access for its duration),
+// or -1. Per-CPU structures (frame caches, rss slots) are indexed by it.
+inline thread_local int tls_this_cpu = -1;
+inline int this_cpu_slot(int nslots) { return tls_this_cpu >= 0 ? tls_this_cpu % nslots : nslots - 1; }
+
 // Page flags (the subset of Linux's PG_* the model uses).
 enum PageFlags : uint32_t {
   PG_locked = 1u << 0,

@@ -37,8 +37,11 @@ bool anon_vma_compatible(const Vma* a, const Vma* b) {
 }
 
 AnonVma* reusable_anon_vma(const Vma* old, const Vma* a, const Vma* b) {
-  if (anon_vma_compatible(a, b) && old->anon_vma && old->anon_vma_chain.size() == 1)
-    return old->anon_vma;
+  if (!anon_vma_compatible(a, b)) return nullptr;
+  // Another fault (mmap_lock for read) may be installing old's anon_vma right now; that
+  // happens under page_table_lock.
+  SpinGuard g(old->vm_mm->page_table_lock_);
+  if (old->anon_vma && old->anon_vma_chain.size() == 1) return old->anon_vma;
   return nullptr;
 }
 
@@ -88,7 +91,7 @@ Errno anon_vma_clone(Vma* dst, const Vma* src) {
     if (!dst->anon_vma && src->anon_vma && av->num_children < 2 && av->num_active_vmas == 0)
       dst->anon_vma = av;
   }
-  if (dst->anon_vma) dst->anon_vma->num_active_vmas++;
+  if (dst->anon_vma) dst->anon_vma.load()->num_active_vmas++;
   return Errno::kOk;
 }
 
@@ -99,7 +102,7 @@ Errno anon_vma_fork(Vma* vma, const Vma* pvma) {
   if (vma->anon_vma) return Errno::kOk;  // an existing anon_vma was reused
   AnonVma* av = anon_vma_alloc();
   av->num_active_vmas++;
-  av->root = pvma->anon_vma->root;
+  av->root = pvma->anon_vma.load()->root;
   av->parent = pvma->anon_vma;
   av->root->refcount.fetch_add(1, std::memory_order_relaxed);
   vma->anon_vma = av;
@@ -119,7 +122,7 @@ void unlink_anon_vmas(Vma* vma) {
     }
   }
   if (vma->anon_vma) {
-    vma->anon_vma->num_active_vmas--;
+    vma->anon_vma.load()->num_active_vmas--;
     vma->anon_vma = nullptr;
   }
   vma->anon_vma_chain.clear();
@@ -128,7 +131,7 @@ void unlink_anon_vmas(Vma* vma) {
 
 Errno dup_anon_vma(Vma* dst, const Vma* src) {
   if (src->anon_vma && !dst->anon_vma) {
-    dst->anon_vma = src->anon_vma;
+    dst->anon_vma = src->anon_vma.load();
     return anon_vma_clone(dst, src);
   }
   return Errno::kOk;

@@ -4,7 +4,10 @@
 // vma_merge_existing_range() for flag changes of an existing range (mprotect, madvise), with
 // the 6.16+ anon_vma rules (an unfaulted and a faulted VMA may merge unless the faulted one is
 // a fork child). Every function here runs with mmap_lock held for write.
+#include <algorithm>
 #include <iterator>
+
+#include "mirrormm/base/rcu.h"
 
 #include "mm/internal.h"
 #include "mm/shmem.h"
@@ -28,7 +31,7 @@ Vma* vm_area_dup(const Vma* orig) {
   v->vm_flags = orig->vm_flags;
   v->vm_page_prot = orig->vm_page_prot;
   v->vm_mm = orig->vm_mm;
-  v->anon_vma = orig->anon_vma;
+  v->anon_vma = orig->anon_vma.load();
   v->vm_file = orig->vm_file;
   if (v->vm_file) get_file(v->vm_file);
   return v;
@@ -36,19 +39,89 @@ Vma* vm_area_dup(const Vma* orig) {
 
 void vm_area_free(Vma* vma) {
   MM_BUG_ON(!vma->anon_vma_chain.empty());
+  MM_BUG_ON(!vma->detached.load(std::memory_order_relaxed));
   if (vma->vm_file) fput(vma->vm_file);
-  delete vma;
+  vma->vm_file = nullptr;
+  // Lockless lookups may still hold the pointer: free after a grace period.
+  rcu_call([vma] { delete vma; });
+}
+
+void vma_start_write(Vma* vma) {
+  const uint64_t seq = vma->vm_mm->mmap_lock_.seq();
+  MM_DEBUG_ON((seq & 1) == 0);  // the mmap_lock must be held for write
+  if (vma->vm_lock_seq.load(std::memory_order_relaxed) == seq) return;
+  vma->vm_lock_seq.store(seq, std::memory_order_seq_cst);
+  while (vma->vm_refcnt.load(std::memory_order_seq_cst) != 0) MM_CPU_RELAX();
+}
+
+bool vma_start_read(Vma* vma) {
+  MmapLock& l = vma->vm_mm->mmap_lock_;
+  if (vma->vm_lock_seq.load(std::memory_order_seq_cst) == l.seq()) return false;
+  vma->vm_refcnt.fetch_add(1, std::memory_order_seq_cst);
+  if (vma->detached.load(std::memory_order_seq_cst) ||
+      vma->vm_lock_seq.load(std::memory_order_seq_cst) == l.seq()) {
+    vma_end_read(vma);
+    return false;
+  }
+  return true;
+}
+
+void Mm::add_rss(RssCounter c, int64_t n) {
+  std::atomic<int64_t>& v = rss_[this_cpu_slot(kRssSlots)].v[c];
+  v.fetch_add(n, std::memory_order_relaxed);
+}
+
+void Mm::refresh_snapshot() {
+  VmaSnapshot* cur = snapshot_.load(std::memory_order_acquire);
+  const uint64_t seq = mmap_lock_.seq();
+  if (cur && cur->seq == seq) return;
+  MutexGuard g(snapshot_lock_);
+  cur = snapshot_.load(std::memory_order_acquire);
+  if (cur && cur->seq == seq) return;
+  auto* snap = new VmaSnapshot();
+  snap->seq = seq;
+  snap->starts.reserve(vmas_.size());
+  snap->ends.reserve(vmas_.size());
+  snap->vmas.reserve(vmas_.size());
+  for (auto& [start, v] : vmas_) {
+    snap->starts.push_back(v->vm_start);
+    snap->ends.push_back(v->vm_end);
+    snap->vmas.push_back(v);
+  }
+  snapshot_.store(snap, std::memory_order_release);
+  if (cur) rcu_call([cur] { delete cur; });
+}
+
+Vma* Mm::lock_vma_under_rcu(uint64_t addr) {
+  RcuReadGuard rcu;
+  VmaSnapshot* snap = snapshot_.load(std::memory_order_acquire);
+  if (!snap || snap->seq != mmap_lock_.seq()) return nullptr;
+  auto it = std::upper_bound(snap->starts.begin(), snap->starts.end(), addr);
+  if (it == snap->starts.begin()) return nullptr;
+  const size_t i = static_cast<size_t>(it - snap->starts.begin()) - 1;
+  if (addr >= snap->ends[i]) return nullptr;
+  Vma* vma = snap->vmas[i];
+  if (!vma_start_read(vma)) return nullptr;
+  // Read-locked: the fields are stable now; the snapshot's copy may be out of date.
+  if (addr < vma->vm_start || addr >= vma->vm_end) {
+    vma_end_read(vma);
+    return nullptr;
+  }
+  return vma;
 }
 
 void vma_link(Mm* mm, Vma* vma) {
   auto [it, inserted] = mm->vmas_.emplace(vma->vm_start, vma);
   MM_BUG_ON(!inserted);
   (void)it;
+  vma->detached.store(false, std::memory_order_release);
   mm->map_count_++;
   if (vma->vm_file) vma->vm_file->inode->i_mmap_insert(vma);
 }
 
 void vma_unlink(Mm* mm, Vma* vma) {
+  vma_start_write(vma);
+  vma->detached.store(true, std::memory_order_seq_cst);
   auto it = mm->vmas_.find(vma->vm_start);
   MM_BUG_ON(it == mm->vmas_.end() || it->second != vma);
   mm->vmas_.erase(it);
@@ -57,6 +130,7 @@ void vma_unlink(Mm* mm, Vma* vma) {
 }
 
 void vma_set_start(Mm* mm, Vma* vma, uint64_t start) {
+  vma_start_write(vma);
   auto it = mm->vmas_.find(vma->vm_start);
   MM_BUG_ON(it == mm->vmas_.end() || it->second != vma);
   mm->vmas_.erase(it);
@@ -123,6 +197,7 @@ Vma* Mm::find_vma_prev(uint64_t addr) {
 
 Errno __split_vma(Mm* mm, Vma* vma, uint64_t addr, NewBelow new_below) {
   MM_BUG_ON(addr <= vma->vm_start || addr >= vma->vm_end || offset_in_page(addr));
+  vma_start_write(vma);
   Vma* n = vm_area_dup(vma);
   if (new_below == NewBelow::kYes) {
     n->vm_end = addr;
@@ -138,7 +213,7 @@ Errno __split_vma(Mm* mm, Vma* vma, uint64_t addr, NewBelow new_below) {
   if (new_below == NewBelow::kYes)
     vma_set_start(mm, vma, addr);
   else
-    vma->vm_end = addr;
+    vma_set_end(vma, addr);
   vma_link(mm, n);
   return Errno::kOk;
 }
@@ -222,6 +297,9 @@ Vma* vma_merge_existing_range(VmaMergeState& vmg) REQUIRES(vmg.mm->mmap_lock_) {
     merge_right = can_vma_merge_right(vmg, merge_left);
   }
   if (!merge_left && !merge_right) return nullptr;
+  vma_start_write(middle);
+  if (merge_left) vma_start_write(prev);
+  if (merge_right) vma_start_write(next);
   const bool remove_middle = left_side && right_side;
   const bool merge_both = merge_left && merge_right;
 
@@ -232,7 +310,7 @@ Vma* vma_merge_existing_range(VmaMergeState& vmg) REQUIRES(vmg.mm->mmap_lock_) {
     uint64_t new_end = next->vm_end;
     remove_vma(mm, middle);
     remove_vma(mm, next);
-    prev->vm_end = new_end;
+    vma_set_end(prev, new_end);
     return prev;
   }
   if (merge_left) {
@@ -243,7 +321,7 @@ Vma* vma_merge_existing_range(VmaMergeState& vmg) REQUIRES(vmg.mm->mmap_lock_) {
       remove_vma(mm, middle);
     else
       vma_set_start(mm, middle, end);
-    prev->vm_end = end;
+    vma_set_end(prev, end);
     return prev;
   }
   // merge_right: next extends down to start; middle shrinks from the right or is deleted.
@@ -252,7 +330,7 @@ Vma* vma_merge_existing_range(VmaMergeState& vmg) REQUIRES(vmg.mm->mmap_lock_) {
   if (remove_middle)
     remove_vma(mm, middle);
   else
-    middle->vm_end = start;
+    vma_set_end(middle, start);
   vma_set_start(mm, next, start);
   return next;
 }
@@ -284,6 +362,8 @@ Vma* vma_merge_new_range(VmaMergeState& vmg) {
   // vma_expand: target grows to [new_start, new_end); a next that is swallowed is removed
   // after target has taken its anon_vma.
   const bool remove_next = next && target != next && new_end == next->vm_end;
+  vma_start_write(target);
+  if (remove_next) vma_start_write(next);
   if (remove_next && dup_anon_vma(target, next) != Errno::kOk) return nullptr;
   if (vmg.copied_from && dup_anon_vma(target, vmg.copied_from) != Errno::kOk) return nullptr;
   if (remove_next) remove_vma(mm, next);

@@ -95,26 +95,29 @@ class SCOPED_CAPABILITY LockGuard {
 using SpinGuard = LockGuard<SpinLock>;
 using MutexGuard = LockGuard<Mutex>;
 
+// Scoped write/read holds of any rw-semaphore-like lock (RwSem, the mm's MmapLock).
+template <class S>
 class SCOPED_CAPABILITY WriteGuard {
  public:
-  explicit WriteGuard(RwSem& s) ACQUIRE(s) : s_(s) { s_.down_write(); }
+  explicit WriteGuard(S& s) ACQUIRE(s) : s_(s) { s_.down_write(); }
   ~WriteGuard() RELEASE() { s_.up_write(); }
   WriteGuard(const WriteGuard&) = delete;
   WriteGuard& operator=(const WriteGuard&) = delete;
 
  private:
-  RwSem& s_;
+  S& s_;
 };
 
+template <class S>
 class SCOPED_CAPABILITY ReadGuard {
  public:
-  explicit ReadGuard(RwSem& s) ACQUIRE_SHARED(s) : s_(s) { s_.down_read(); }
+  explicit ReadGuard(S& s) ACQUIRE_SHARED(s) : s_(s) { s_.down_read(); }
   ~ReadGuard() RELEASE() { s_.up_read(); }
   ReadGuard(const ReadGuard&) = delete;
   ReadGuard& operator=(const ReadGuard&) = delete;
 
  private:
-  RwSem& s_;
+  S& s_;
 };
 
 }  // namespace mirrormm
