@@ -28,10 +28,11 @@ class PhysMem;
 class ShmemInode;
 class System;
 struct File;
+struct ProcessAccess;  // the library's internal access to Process
 
 // How an access ended.
 struct AccessResult {
-  enum class Kind { kOk, kSegv, kBus, kOom };
+  enum class Kind { kOk, kSegv, kBus, kOom, kNoProcess };
   Kind kind = Kind::kOk;
   uint64_t fault_addr = 0;  // the first address that could not be accessed
   bool ok() const { return kind == Kind::kOk; }
@@ -44,14 +45,20 @@ struct AccessResult {
 class Process {
  public:
   uint64_t pid() const { return pid_; }
-  bool alive() const { return mm_ != nullptr; }
-  Mm* mm() const { return mm_; }
+  bool alive() const { return mm_.load(std::memory_order_acquire) != nullptr; }
+  // The address space, or nullptr once exited. A caller that is not the only thread working
+  // with this process must hold a reference (System's calls do) or an RCU read lock.
+  Mm* mm() const { return mm_.load(std::memory_order_acquire); }
 
  private:
   friend class System;
+  friend struct ProcessAccess;
   Process(uint64_t pid, Mm* mm) : pid_(pid), mm_(mm) {}
-  uint64_t pid_;
-  Mm* mm_;  // owned reference (mm_users); nullptr once exited
+  const uint64_t pid_;
+  // The process's reference (one of mm_users); swapped to nullptr by exit. lock_ makes
+  // "load and take a reference" atomic against exit (get_task_mm's task_lock).
+  std::atomic<Mm*> mm_;
+  std::mutex lock_;
 };
 
 class System {

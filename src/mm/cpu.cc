@@ -17,7 +17,7 @@ uint8_t* Cpu::translate_locked(Mm* mm, uint64_t addr, bool write) {
   }
   misses_.store(misses_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   // The page walk, as hardware does it: no locks, acquire loads, A/D set by CAS.
-  if (addr >= kTaskSize) return nullptr;
+  if (addr >= kTaskSize || mm->dead_.load(std::memory_order_acquire)) return nullptr;
   pte_t* ptep;
   if (ptc_pmd_ == (addr >> kPmdShift) && ptc_mm_id_ == mm->id()) {
     ptep = ptc_table_ + index_at(addr, kPteShift);
@@ -49,6 +49,13 @@ AccessResult Cpu::access(Mm* mm, uint64_t addr, uint64_t len, bool write, const 
   const uint64_t bit = 1ull << id_;
   if (!(mm->cpumask_.load(std::memory_order_relaxed) & bit))
     mm->cpumask_.fetch_or(bit, std::memory_order_seq_cst);
+
+  // Per-CPU structures (frame caches, rss slots) follow the CPU this thread runs as.
+  struct CpuScope {
+    int saved;
+    explicit CpuScope(int id) : saved(tls_this_cpu) { tls_this_cpu = id; }
+    ~CpuScope() { tls_this_cpu = saved; }
+  } scope(id_);
 
   uint64_t done = 0;
   while (done < len) {

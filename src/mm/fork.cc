@@ -1,4 +1,5 @@
 // Address-space lifecycle and fork's copy (kernel/fork.c's mm part and dup_mmap).
+#include "mirrormm/base/rcu.h"
 #include "mm/internal.h"
 #include "mm/mm.h"
 #include "mm/system_internal.h"
@@ -19,11 +20,17 @@ Mm* mm_alloc(System* sys) {
 }
 
 void mm_free(Mm* mm) {
-  // Every CPU must forget the address space before its id could be confused with another's;
-  // ids are never reused, so flushing is only hygiene for the TLB slots.
-  flush_tlb_mm(mm);
-  free_all_pgtables(mm);
-  delete mm;
+  MM_BUG_ON(mm->pgd_ != nullptr);
+  rcu_call([mm] {
+    delete mm->snapshot_.exchange(nullptr);
+    delete mm;
+  });
+}
+
+void mmput(Mm* mm) {
+  if (mm->mm_users_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  exit_mmap(mm);
+  mm_free(mm);
 }
 
 Result<Mm*> dup_mm(Mm* oldmm) NO_THREAD_SAFETY_ANALYSIS {

@@ -11,8 +11,11 @@ namespace mirrormm {
 
 // mm lifecycle (kernel/fork.c): a new, empty address space; nullptr when out of frames.
 Mm* mm_alloc(System* sys);
-// Drops an address space that exit_mmap() has emptied.
+// Frees an address space that exit_mmap() has emptied, after an RCU grace period (CPUs may
+// still hold the pointer inside their read-side sections).
 void mm_free(Mm* mm);
+// Drops a user reference; the last one tears the address space down (exit_mmap) and frees it.
+void mmput(Mm* mm);
 // dup_mmap: the child's copy of oldmm.
 Result<Mm*> dup_mm(Mm* oldmm);
 

@@ -199,6 +199,9 @@ class Mm {
   // Users (the process and in-flight system calls); the address space is torn down when
   // the last goes (mmput).
   std::atomic<int> mm_users_{1};
+  // Set by exit_mmap before it frees the page tables; a CPU checks it under its TLB lock
+  // before walking (the flush that follows waits for walks already under way).
+  std::atomic<bool> dead_{false};
 
   // VMAs keyed by vm_start. Lookups are O(log n).
   std::map<uint64_t, Vma*> vmas_ GUARDED_BY(mmap_lock_);

@@ -376,10 +376,14 @@ Errno expand_stack_locked(Vma* vma, uint64_t address) {
 
 void exit_mmap(Mm* mm) {
   WriteGuard g(mm->mmap_lock_);
+  mm->dead_.store(true, std::memory_order_seq_cst);
   std::vector<Vma*> all;
   for (auto& [start, v] : mm->vmas_) all.push_back(v);
   complete_munmap_vmas(mm, all, 0, kTaskSize, /*free_tables=*/false);
   mm->state_ = Mm::State::kDead;
+  // No CPU walks the tables once this flush has returned (they check dead_ first).
+  flush_tlb_mm(mm);
+  free_all_pgtables(mm);
 }
 
 }  // namespace mirrormm

@@ -4,6 +4,7 @@
 #include "mm/internal.h"
 #include "mm/mm.h"
 #include "mm/shmem.h"
+#include "mirrormm/base/rcu.h"
 #include "mm/system_internal.h"
 
 namespace mirrormm {
@@ -22,7 +23,36 @@ System::~System() {
   for (auto& p : procs_)
     if (p->alive()) exit(p.get());
   for (auto& [name, inode] : files_) inode->put();
+  rcu_barrier();  // deferred frees of VMAs and address spaces run before memory goes
 }
+
+struct ProcessAccess {
+  static std::mutex& lock(Process* p) { return p->lock_; }
+};
+
+namespace {
+// A user reference on a process's address space for the duration of a system call.
+class MmRef {
+ public:
+  explicit MmRef(Process* p) {
+    if (!p) return;
+    std::lock_guard<std::mutex> g(lock_of(p));
+    mm_ = p->mm();
+    if (mm_) mm_->mm_users_.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~MmRef() {
+    if (mm_) mmput(mm_);
+  }
+  MmRef(const MmRef&) = delete;
+  MmRef& operator=(const MmRef&) = delete;
+  Mm* get() const { return mm_; }
+  explicit operator bool() const { return mm_ != nullptr; }
+  static std::mutex& lock_of(Process* p);
+
+ private:
+  Mm* mm_ = nullptr;
+};
+}  // namespace
 
 Process* System::process(uint64_t pid) {
   std::lock_guard<std::mutex> g(procs_lock_);
@@ -38,11 +68,12 @@ uint64_t System::nr_processes_created() {
 
 Result<uint64_t> System::mmap(Process* p, uint64_t addr, uint64_t len, uint64_t prot, uint64_t flags,
                               File* file, uint64_t off) {
-  if (!p || !p->alive()) return Errno::kSrch;
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
   if (offset_in_page(off)) return Errno::kInval;  // sys_mmap's check, even for anonymous memory
   if (flags & kMapAnonymous) file = nullptr;
   else if (!file) return Errno::kBadf;
-  Mm* mm = p->mm();
+  Mm* mm = ref.get();
   uint64_t populate = 0;
   Result<uint64_t> r = [&]() {
     WriteGuard g(mm->mmap_lock_);
@@ -53,8 +84,9 @@ Result<uint64_t> System::mmap(Process* p, uint64_t addr, uint64_t len, uint64_t 
 }
 
 Status System::munmap(Process* p, uint64_t addr, uint64_t len) {
-  if (!p || !p->alive()) return Errno::kSrch;
-  Mm* mm = p->mm();
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  Mm* mm = ref.get();
   WriteGuard g(mm->mmap_lock_);
   Errno e = do_munmap(mm, addr, len);
   if (e != Errno::kOk) return e;
@@ -62,16 +94,18 @@ Status System::munmap(Process* p, uint64_t addr, uint64_t len) {
 }
 
 Status System::mprotect(Process* p, uint64_t addr, uint64_t len, uint64_t prot) {
-  if (!p || !p->alive()) return Errno::kSrch;
-  Errno e = do_mprotect_pkey(p->mm(), addr, len, prot, -1);
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  Errno e = do_mprotect_pkey(ref.get(), addr, len, prot, -1);
   if (e != Errno::kOk) return e;
   return kSuccess;
 }
 
 Result<uint64_t> System::mremap(Process* p, uint64_t addr, uint64_t old_len, uint64_t new_len,
                                 uint64_t flags, uint64_t new_addr) {
-  if (!p || !p->alive()) return Errno::kSrch;
-  return do_mremap(p->mm(), addr, old_len, new_len, flags, new_addr);
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  return do_mremap(ref.get(), addr, old_len, new_len, flags, new_addr);
 }
 
 Result<uint64_t> System::mmap_file(Process* p, uint64_t addr, uint64_t len, uint64_t prot, uint64_t flags,
@@ -139,22 +173,25 @@ Status System::truncate(const std::string& name, uint64_t size) {
 }
 
 Status System::madvise(Process* p, uint64_t addr, uint64_t len, uint64_t advice) {
-  if (!p || !p->alive()) return Errno::kSrch;
-  Errno e = do_madvise(p->mm(), addr, len, advice);
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  Errno e = do_madvise(ref.get(), addr, len, advice);
   if (e != Errno::kOk) return e;
   return kSuccess;
 }
 
 Status System::mincore(Process* p, uint64_t addr, uint64_t len, std::vector<uint8_t>* vec) {
-  if (!p || !p->alive()) return Errno::kSrch;
-  Errno e = do_mincore_syscall(p->mm(), addr, len, vec);
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  Errno e = do_mincore_syscall(ref.get(), addr, len, vec);
   if (e != Errno::kOk) return e;
   return kSuccess;
 }
 
 Result<Process*> System::fork(Process* p) {
-  if (!p || !p->alive()) return Errno::kSrch;
-  Result<Mm*> r = dup_mm(p->mm());
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  Result<Mm*> r = dup_mm(ref.get());
   if (!r.ok()) return r.error();
   std::lock_guard<std::mutex> g(procs_lock_);
   procs_.push_back(std::unique_ptr<Process>(new Process(procs_.size() + 1, r.value())));
@@ -162,16 +199,28 @@ Result<Process*> System::fork(Process* p) {
 }
 
 void System::exit(Process* p) {
-  if (!p || !p->alive()) return;
-  Mm* mm = p->mm();
-  p->mm_ = nullptr;
-  exit_mmap(mm);
-  mm_free(mm);
+  if (!p) return;
+  Mm* mm;
+  {
+    std::lock_guard<std::mutex> g(p->lock_);
+    mm = p->mm_.exchange(nullptr, std::memory_order_acq_rel);
+  }
+  if (mm) mmput(mm);
 }
 
+std::mutex& MmRef::lock_of(Process* p) { return ProcessAccess::lock(p); }
+
 AccessResult System::access(Process* p, int cpu, uint64_t addr, uint64_t len, bool write, const ChunkFn& fn) {
-  MM_BUG_ON(!p || !p->alive() || cpu < 0 || cpu >= nr_cpus());
-  AccessResult r = cpus_[cpu]->access(p->mm(), addr, len, write, fn);
+  MM_BUG_ON(!p || cpu < 0 || cpu >= nr_cpus());
+  AccessResult r;
+  {
+    // The CPU runs the process's address space; the RCU read section keeps the Mm alive
+    // against a concurrent exit (which frees it after a grace period).
+    RcuReadGuard rcu;
+    Mm* mm = p->mm();
+    if (!mm) return {AccessResult::Kind::kNoProcess, addr};
+    r = cpus_[cpu]->access(mm, addr, len, write, fn);
+  }
   // Out of frames in a fault: the OOM killer picks the faulting process.
   if (r.kind == AccessResult::Kind::kOom) exit(p);
   return r;
@@ -181,8 +230,9 @@ uint64_t System::debug_metadata_bytes() {
   uint64_t bytes = mem_->nr_used() * sizeof(Page);
   std::lock_guard<std::mutex> g(procs_lock_);
   for (auto& p : procs_) {
-    if (!p->alive()) continue;
-    Mm* mm = p->mm();
+    MmRef ref(p.get());
+    if (!ref) continue;
+    Mm* mm = ref.get();
     ReadGuard rg(mm->mmap_lock_);
     bytes += count_pgtables(mm) * kPageSize;
     bytes += mm->vmas_.size() * (sizeof(Vma) + 48 /* tree node */);

@@ -23,6 +23,7 @@ std::string fault_token(const AccessResult& r) {
     case AccessResult::Kind::kSegv: return "SEGV";
     case AccessResult::Kind::kBus: return "SIGBUS";
     case AccessResult::Kind::kOom: return "SIGKILL";  // the OOM killer
+    case AccessResult::Kind::kNoProcess: return "-ESRCH";
   }
   return "?";
 }
