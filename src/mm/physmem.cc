@@ -35,29 +35,77 @@ PhysMem::~PhysMem() {
   ::munmap(pages_, nr_frames_ * sizeof(Page));
 }
 
-Page* PhysMem::alloc_page(Zero zero) {
-  pfn_t pfn;
-  {
-    SpinGuard g(lock_);
+int PhysMem::take_global(pfn_t* out, int n) {
+  SpinGuard g(lock_);
+  int got = 0;
+  while (got < n) {
+    pfn_t pfn;
     if (free_head_ != 0) {
       pfn = free_head_;
       free_head_ = pages_[pfn].next_free;
     } else if (next_fresh_ < nr_frames_) {
       pfn = next_fresh_++;
       new (&pages_[pfn]) Page();
+      pages_[pfn].flags.store(PG_free, std::memory_order_relaxed);
     } else {
-      return nullptr;
+      break;
     }
-    nr_free_.store(nr_free_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    out[got++] = pfn;
   }
-  Page* page = &pages_[pfn];
+  nr_free_.store(nr_free_.load(std::memory_order_relaxed) - got, std::memory_order_relaxed);
+  return got;
+}
+
+void PhysMem::give_global(const pfn_t* pfns, int n) {
+  SpinGuard g(lock_);
+  for (int i = 0; i < n; i++) {
+    pages_[pfns[i]].next_free = free_head_;
+    free_head_ = pfns[i];
+  }
+  nr_free_.store(nr_free_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+void PhysMem::init_page(Page* page, Zero zero) {
+  MM_BUG_ON(!page->test(PG_free));
   page->flags.store(0, std::memory_order_relaxed);
   page->mapcount.store(0, std::memory_order_relaxed);
   page->mapping = nullptr;
   page->index = 0;
   page->next_free = 0;
   page->refcount.store(1, std::memory_order_release);
-  if (zero == Zero::kYes) std::memset(pfn_to_virt(pfn), 0, kPageSize);
+  if (zero == Zero::kYes) std::memset(page_address(page), 0, kPageSize);
+}
+
+Page* PhysMem::alloc_page(Zero zero) {
+  pfn_t pfn = 0;
+  if (tls_this_cpu >= 0) {
+    Pcp& c = pcp_[this_cpu_slot(kPcpSlots)];
+    SpinGuard g(c.lock);
+    int n = c.count.load(std::memory_order_relaxed);
+    if (n == 0) n = take_global(c.pfns, kPcpBatch);
+    if (n > 0) {
+      pfn = c.pfns[--n];
+      c.count.store(n, std::memory_order_relaxed);
+    }
+  } else if (take_global(&pfn, 1) == 0) {
+    pfn = 0;
+  }
+  if (!pfn) {
+    // This CPU's list and the global list are empty; other CPUs may still cache frames.
+    for (Pcp& c : pcp_) {
+      if (c.count.load(std::memory_order_relaxed) == 0) continue;
+      SpinGuard g(c.lock);
+      int n = c.count.load(std::memory_order_relaxed);
+      if (n > 0) {
+        pfn = c.pfns[--n];
+        c.count.store(n, std::memory_order_relaxed);
+        break;
+      }
+    }
+    if (!pfn) return nullptr;
+  }
+  Page* page = &pages_[pfn];
+  init_page(page, zero);
   return page;
 }
 
@@ -73,17 +121,32 @@ void PhysMem::prep_free(Page* page) {
 void PhysMem::free_page(Page* page) {
   prep_free(page);
   pfn_t pfn = page_to_pfn(page);
-  SpinGuard g(lock_);
-  page->next_free = free_head_;
-  free_head_ = pfn;
-  nr_free_.store(nr_free_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  put_free_pfns(&pfn, 1);
+}
+
+void PhysMem::put_free_pfns(const pfn_t* pfns, int n) {
+  if (tls_this_cpu < 0) {
+    give_global(pfns, n);
+    return;
+  }
+  Pcp& c = pcp_[this_cpu_slot(kPcpSlots)];
+  SpinGuard g(c.lock);
+  int count = c.count.load(std::memory_order_relaxed);
+  for (int i = 0; i < n; i++) {
+    c.pfns[count++] = pfns[i];
+    if (count >= kPcpHigh + kPcpBatch) {
+      // Drain the oldest batch (the bottom of the stack) to the global list.
+      give_global(c.pfns, kPcpBatch);
+      std::memmove(c.pfns, c.pfns + kPcpBatch, (count - kPcpBatch) * sizeof(pfn_t));
+      count -= kPcpBatch;
+    }
+  }
+  c.count.store(count, std::memory_order_relaxed);
 }
 
 void PhysMem::put_pages(Page* const* pages, size_t n) {
-  // Unlink the frames whose last reference goes into a private chain first, then splice the
-  // chain onto the free list under one lock hold.
-  pfn_t head = 0, tail = 0;
-  uint64_t count = 0;
+  pfn_t batch[kPcpBatch];
+  int k = 0;
   for (size_t i = 0; i < n; i++) {
     Page* page = pages[i];
     MM_BUG_ON(page->test(PG_reserved));
@@ -91,17 +154,13 @@ void PhysMem::put_pages(Page* const* pages, size_t n) {
     MM_BUG_ON(old <= 0);
     if (old != 1) continue;
     prep_free(page);
-    pfn_t pfn = page_to_pfn(page);
-    page->next_free = head;
-    head = pfn;
-    if (!tail) tail = pfn;
-    count++;
+    batch[k++] = page_to_pfn(page);
+    if (k == kPcpBatch) {
+      put_free_pfns(batch, k);
+      k = 0;
+    }
   }
-  if (!count) return;
-  SpinGuard g(lock_);
-  pages_[tail].next_free = free_head_;
-  free_head_ = head;
-  nr_free_.store(nr_free_.load(std::memory_order_relaxed) + count, std::memory_order_relaxed);
+  if (k) put_free_pfns(batch, k);
 }
 
 }  // namespace mirrormm

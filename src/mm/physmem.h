@@ -104,7 +104,11 @@ class PhysMem {
   bool is_zero_pfn(pfn_t pfn) const { return pfn == kZeroPfn; }
 
   uint64_t nr_frames() const { return nr_frames_; }
-  uint64_t nr_free() const { return nr_free_.load(std::memory_order_relaxed); }
+  uint64_t nr_free() const {
+    uint64_t n = nr_free_.load(std::memory_order_relaxed);
+    for (const Pcp& c : pcp_) n += static_cast<uint64_t>(c.count.load(std::memory_order_relaxed));
+    return n;
+  }
   // Frames handed out and not yet freed (page tables and data, zero page excluded).
   uint64_t nr_used() const { return nr_frames_ - 2 - nr_free(); }
   bool debug_is_free(pfn_t pfn) const { return pages_[pfn].test(PG_free); }
@@ -118,13 +122,33 @@ class PhysMem {
   void prep_free(Page* page);
 
   static constexpr pfn_t kZeroPfn = 1;
+  static constexpr int kPcpSlots = 64;
+  static constexpr int kPcpBatch = 32;
+  static constexpr int kPcpHigh = 128;
+
+  // Per-CPU frame lists (Linux's pcp lists): a CPU allocates and frees through its own
+  // list and moves batches to and from the global list. Each list's lock is taken only by
+  // its CPU's thread, and by nobody else, so it is uncontended; it exists for threads that
+  // are not CPUs (they use the last slot).
+  struct alignas(64) Pcp {
+    SpinLock lock;
+    std::atomic<int> count{0};  // written under lock (load + store); read racily by nr_free()
+    pfn_t pfns[kPcpHigh + kPcpBatch];
+  };
+  Pcp pcp_[kPcpSlots];
+
+  // Takes up to n frames from the global list into out; returns how many.
+  int take_global(pfn_t* out, int n) EXCLUDES(lock_);
+  void give_global(const pfn_t* pfns, int n) EXCLUDES(lock_);
+  void init_page(Page* page, Zero zero);
+  void put_free_pfns(const pfn_t* pfns, int n) EXCLUDES(lock_);
 
   uint8_t* base_ = nullptr;   // frame data; written once in the constructor
   Page* pages_ = nullptr;     // descriptors; written once in the constructor
   uint64_t nr_frames_ = 0;    // written once in the constructor
   // Free frames. Changed only under lock_ (load + store, no read-modify-write); atomic so
   // that statistics readers may race.
-  std::atomic<uint64_t> nr_free_{0};
+  std::atomic<uint64_t> nr_free_{0};  // frames on the global list and never used
 
   SpinLock lock_;
   pfn_t free_head_ GUARDED_BY(lock_) = 0;     // LIFO list of freed frames
