@@ -11,6 +11,7 @@
 #include "mirrormm/replay.h"
 #include "mirrormm/script.h"
 #include "mirrormm/scriptgen.h"
+#include "mirrormm/stress.h"
 
 namespace {
 
@@ -119,6 +120,27 @@ int cmd_oracle(uint64_t seed0, uint64_t seeds, int commands, const std::string& 
   return 0;
 }
 
+int cmd_stress(int threads, double seconds, uint64_t seed, bool broken) {
+  stress::Options o;
+  o.threads = threads;
+  o.seconds = seconds;
+  o.seed = seed;
+  o.break_shootdown = broken;
+  o.progress = &std::cerr;
+  std::cout << "stress: " << threads << " CPUs, " << seconds << " s, seed " << seed
+            << (broken ? ", shootdown deliberately broken" : "") << "\n";
+  std::cout.flush();
+  stress::Report r = stress::run(o);
+  std::cout << "ops " << r.ops << " (accesses " << r.accesses << ", system calls " << r.syscalls << ", forks " << r.forks
+            << "), consistency checks " << r.checks << "\n";
+  for (const std::string& m : r.messages) std::cout << "violation: " << m << "\n";
+  if (r.violations)
+    std::cout << "replay: mirrormm stress --threads " << threads << " --seconds " << seconds << " --seed " << seed
+              << (broken ? " --break-shootdown" : "") << "\n";
+  std::cout << "violations: " << r.violations << "\n";
+  return r.violations ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -149,7 +171,17 @@ int main(int argc, char** argv) {
   oracle->add_option("--profile", profile)->check(CLI::IsMember({"anon", "files", "all"}));
   mf.add(oracle);
 
+  int threads = 4;
+  double seconds = 10;
+  bool broken = false;
+  auto* stress_cmd = app.add_subcommand("stress", "random concurrent workload with invariant checks");
+  stress_cmd->add_option("--threads", threads, "software CPUs (threads)")->check(CLI::Range(1, 64));
+  stress_cmd->add_option("--seconds", seconds)->check(CLI::Range(0.1, 86400.0));
+  stress_cmd->add_option("--seed", seed);
+  stress_cmd->add_flag("--break-shootdown", broken, "leave stale TLB entries (tests the checker)");
+
   CLI11_PARSE(app, argc, argv);
+  if (*stress_cmd) return cmd_stress(threads, seconds, seed, broken);
   if (*replay) return cmd_replay(path, mf);
   if (*host) return cmd_host(path);
   if (*gen) return cmd_gen(seed, commands, profile);

@@ -114,6 +114,21 @@ class System {
   std::atomic<int64_t>& committed_pages() { return committed_pages_; }
   uint64_t next_mm_id() { return next_mm_id_.fetch_add(1, std::memory_order_relaxed); }
 
+  // ---- checkers (stress, tests) ----
+  // Records an invariant violation (thread-safe). The first few messages are kept.
+  void report_violation(const std::string& what);
+  uint64_t violations() const { return violations_.load(std::memory_order_relaxed); }
+  std::vector<std::string> violation_messages();
+  // Quiescent-point check (no access or system call may run meanwhile): rss counters,
+  // mapcounts and refcounts agree with the page tables and page caches, and nothing maps a
+  // freed frame. Returns the number of violations found (also reported).
+  uint64_t debug_check_consistency();
+  // Whether the page-cache page of file NAME at pgoff is marked dirty (false if absent).
+  bool debug_file_page_dirty(const std::string& name, uint64_t pgoff);
+  // Test switch: TLB shootdowns do nothing (a deliberately broken kernel for the checkers).
+  void debug_break_shootdown(bool broken) { broken_shootdown_.store(broken, std::memory_order_relaxed); }
+  bool debug_shootdown_broken() const { return broken_shootdown_.load(std::memory_order_relaxed); }
+
   // Model metadata bytes (page descriptors of used frames, page tables, VMAs), for the
   // metadata-per-page figure.
   uint64_t debug_metadata_bytes();
@@ -125,6 +140,11 @@ class System {
   std::atomic<int64_t> committed_pages_{0};
   std::atomic<uint64_t> next_mm_id_{1};
   Status resize_file(ShmemInode* inode, uint64_t size);
+
+  std::atomic<uint64_t> violations_{0};
+  std::atomic<bool> broken_shootdown_{false};
+  std::mutex violations_lock_;
+  std::vector<std::string> violation_messages_;  // guarded by violations_lock_
 
   std::mutex files_lock_;
   std::map<std::string, ShmemInode*> files_;  // guarded by files_lock_; holds a reference each

@@ -13,7 +13,13 @@ uint8_t* Cpu::translate_locked(Mm* mm, uint64_t addr, bool write) {
   TlbEntry& e = tlb_[vpn & (kTlbEntries - 1)];
   if (e.vpn == vpn && e.mm_id == mm->id() && (!write || e.dirty)) {
     hits_.store(hits_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    return e.data;
+    // Checker: a TLB entry whose frame was freed since it was filled is a translation that
+    // a shootdown should have removed.
+    // The access is refused after the report, so that a broken kernel (the test switch) cannot
+    // corrupt frames that now belong to someone else, page tables included.
+    if (e.page->gen == e.gen && !e.page->test(PG_free)) return e.data;
+    sys_->report_violation("stale TLB entry: access to a freed frame");
+    e.vpn = ~0ull;
   }
   misses_.store(misses_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   // The page walk, as hardware does it: no locks, acquire loads, A/D set by CAS.
@@ -38,6 +44,9 @@ uint8_t* Cpu::translate_locked(Mm* mm, uint64_t addr, bool write) {
     e.vpn = vpn;
     e.mm_id = mm->id();
     e.data = sys_->mem().pfn_to_virt(pte_pfn(nv));
+    e.page = sys_->mem().pfn_to_page(pte_pfn(nv));
+    e.gen = e.page->gen;
+    if (e.page->test(PG_free)) sys_->report_violation("page table maps a freed frame");
     e.writable = pte_write(nv);
     e.dirty = pte_write(nv) && pte_dirty(nv);
     return e.data;
@@ -85,6 +94,9 @@ AccessResult Cpu::access(Mm* mm, uint64_t addr, uint64_t len, bool write, const 
 void Cpu::flush_range(uint64_t mm_id, uint64_t start, uint64_t end) {
   SpinGuard g(tlb_lock_);
   if (ptc_mm_id_ == mm_id) ptc_pmd_ = ~0ull;
+  // The broken-shootdown test switch leaves the data translations in place (the paging
+  // structure cache still goes, so walks never read freed tables).
+  if (sys_->debug_shootdown_broken()) return;
   const uint64_t first = start >> kPageShift, last = (end - 1) >> kPageShift;
   if (last - first >= kTlbEntries) {
     for (TlbEntry& e : tlb_)
@@ -100,6 +112,7 @@ void Cpu::flush_range(uint64_t mm_id, uint64_t start, uint64_t end) {
 void Cpu::flush_mm(uint64_t mm_id) {
   SpinGuard g(tlb_lock_);
   if (ptc_mm_id_ == mm_id) ptc_pmd_ = ~0ull;
+  if (sys_->debug_shootdown_broken()) return;
   for (TlbEntry& e : tlb_)
     if (e.mm_id == mm_id) e.vpn = ~0ull;
 }

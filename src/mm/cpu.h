@@ -37,6 +37,8 @@ class Cpu {
     uint64_t vpn = ~0ull;   // virtual page number; ~0 when empty
     uint64_t mm_id = 0;
     uint8_t* data = nullptr;
+    Page* page = nullptr;   // the frame, and its generation when the entry was filled: a
+    uint32_t gen = 0;       // mismatch on use means the frame was freed under the entry
     bool writable = false;  // the PTE was writable when filled
     bool dirty = false;     // the PTE's dirty bit was set (a write may use the entry)
   };

@@ -195,7 +195,8 @@ Errno do_madvise(Mm* mm, uint64_t start, uint64_t len_in, uint64_t behavior) NO_
     }
     if (error == Errno::kOk) error = unmapped_error;
   }
-  if constexpr (kDebugChecks) validate_mm(mm);
+  // The validator needs the VMAs stable: readers may be installing anon_vmas meanwhile.
+  if constexpr (kDebugChecks) if (write_lock) validate_mm(mm);
   if (write_lock) mm->mmap_lock_.up_write(); else mm->mmap_lock_.up_read();
   return error;
 }

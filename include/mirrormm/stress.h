@@ -1,0 +1,37 @@
+// Random concurrent workloads with invariant checks (`mirrormm stress`).
+#pragma once
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace mirrormm::stress {
+
+struct Options {
+  int threads = 4;          // software CPUs, one thread each
+  double seconds = 10;
+  uint64_t seed = 1;
+  uint64_t memory_mib = 512;
+  bool break_shootdown = false;   // the deliberately broken kernel of the checker test
+  std::ostream* progress = nullptr;  // a line per second, if set
+};
+
+struct Report {
+  uint64_t ops = 0;            // system calls and accesses issued
+  uint64_t accesses = 0;
+  uint64_t syscalls = 0;
+  uint64_t forks = 0;
+  uint64_t checks = 0;         // quiescent-point consistency checks run
+  uint64_t violations = 0;
+  std::vector<std::string> messages;  // the first violations, described
+};
+
+// Runs the workload: `threads` CPUs issue random accesses and system calls on a few
+// processes (forking and exiting them), sharing anonymous and file-backed memory, while the
+// checkers look for accesses through stale TLB entries, freed frames reachable from page
+// tables, lost dirty bits, lost or corrupted private data, and rss/mapcount/refcount
+// mismatches at quiescent points.
+Report run(const Options& options);
+
+}  // namespace mirrormm::stress
