@@ -67,10 +67,12 @@ struct Callback {
 };
 
 void run_callback(rcu_head* head) {
+  Callback* raw = caa_container_of(head, Callback, head);
 #ifdef MM_TSAN
+  __tsan_acquire(raw);  // liburcu's queue hands the callback over; TSan cannot see it
   __tsan_acquire(&rcu_internal::grace_token);
 #endif
-  std::unique_ptr<Callback> cb(caa_container_of(head, Callback, head));
+  std::unique_ptr<Callback> cb(raw);
   std::unique_ptr<std::function<void()>> fn(cb->fn);
   (*fn)();
 }
@@ -88,6 +90,9 @@ void rcu_call(std::function<void()> fn) {
   if (!rcu_internal::registered) rcu_internal::register_thread();
   auto* cb = new Callback{};
   cb->fn = new std::function<void()>(std::move(fn));
+#ifdef MM_TSAN
+  __tsan_release(cb);
+#endif
   urcu_memb_call_rcu(&cb->head, run_callback);
 }
 

@@ -24,8 +24,11 @@ void put_anon_vma(AnonVma* av) {
   if (root != av) put_anon_vma(root);
 }
 
-void anon_vma_chain_link(Vma* vma, AnonVma* av) {
+// The counters of an anon_vma change under its root's rwsem: the VMAs linked to one family of
+// anon_vmas belong to different processes, under different mmap_locks.
+void anon_vma_chain_link(Vma* vma, AnonVma* av) NO_THREAD_SAFETY_ANALYSIS {
   vma->anon_vma_chain.push_back(av);
+  WriteGuard g(av->root->rwsem);
   av->num_avcs++;
 }
 
@@ -70,12 +73,14 @@ Errno anon_vma_prepare(Vma* vma) {
     av->num_children++;  // a new root is its own parent
   }
   {
-    WriteGuard rw(av->root->rwsem);
     SpinGuard g(mm->page_table_lock_);
     if (!vma->anon_vma) {
       vma->anon_vma = av;
       anon_vma_chain_link(vma, av);
-      av->num_active_vmas++;
+      {
+        WriteGuard rw(av->root->rwsem);
+        av->num_active_vmas++;
+      }
       allocated = nullptr;
     }
   }
@@ -83,15 +88,19 @@ Errno anon_vma_prepare(Vma* vma) {
   return Errno::kOk;
 }
 
-Errno anon_vma_clone(Vma* dst, const Vma* src) {
+Errno anon_vma_clone(Vma* dst, const Vma* src) NO_THREAD_SAFETY_ANALYSIS {
   for (AnonVma* av : src->anon_vma_chain) {  // oldest first, as Linux's reverse walk
     anon_vma_chain_link(dst, av);
     // Reuse an anon_vma that no VMA uses any more and that has at most one child. The root
     // is never reused: it counts itself as a child.
+    WriteGuard g(av->root->rwsem);
     if (!dst->anon_vma && src->anon_vma && av->num_children < 2 && av->num_active_vmas == 0)
       dst->anon_vma = av;
   }
-  if (dst->anon_vma) dst->anon_vma.load()->num_active_vmas++;
+  if (AnonVma* av = dst->anon_vma) {
+    WriteGuard g(av->root->rwsem);
+    av->num_active_vmas++;
+  }
   return Errno::kOk;
 }
 
@@ -107,22 +116,25 @@ Errno anon_vma_fork(Vma* vma, const Vma* pvma) {
   av->root->refcount.fetch_add(1, std::memory_order_relaxed);
   vma->anon_vma = av;
   anon_vma_chain_link(vma, av);
+  WriteGuard g(av->root->rwsem);
   av->parent->num_children++;
   return Errno::kOk;
 }
 
-void unlink_anon_vmas(Vma* vma) {
+void unlink_anon_vmas(Vma* vma) NO_THREAD_SAFETY_ANALYSIS {
   std::vector<AnonVma*> empty;
   // Newest first, so that a root is released after its children.
   for (auto it = vma->anon_vma_chain.rbegin(); it != vma->anon_vma_chain.rend(); ++it) {
     AnonVma* av = *it;
+    WriteGuard g(av->root->rwsem);
     if (--av->num_avcs == 0) {
       av->parent->num_children--;
       empty.push_back(av);
     }
   }
-  if (vma->anon_vma) {
-    vma->anon_vma.load()->num_active_vmas--;
+  if (AnonVma* av = vma->anon_vma) {
+    WriteGuard g(av->root->rwsem);
+    av->num_active_vmas--;
     vma->anon_vma = nullptr;
   }
   vma->anon_vma_chain.clear();

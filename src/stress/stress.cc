@@ -70,7 +70,9 @@ class Worker {
   Process* random_process() {
     for (int tries = 0; tries < 4; tries++) {
       uint64_t pid = sh_.slot_pid[rnd(kSlots)].load(std::memory_order_acquire);
-      if (pid) return sh_.sys->process(pid) ? sh_.sys->process(pid) : sh_.sys->process(1);
+      if (!pid) continue;
+      // The process may exit at any time; a dead one answers ESRCH, which is fine to race.
+      if (Process* p = sh_.sys->process(pid)) return p;
     }
     return sh_.sys->process(1);
   }
