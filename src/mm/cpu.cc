@@ -1,6 +1,7 @@
 // The software CPU's access path: TLB lookup, hardware-style page walk, fault.
 #include "mm/cpu.h"
 
+#include "mirrormm/base/tsan.h"
 #include "mm/internal.h"
 #include "mm/pgtable_walk.h"
 
@@ -17,7 +18,7 @@ uint8_t* Cpu::translate_locked(Mm* mm, uint64_t addr, bool write) {
     // a shootdown should have removed.
     // The access is refused after the report, so that a broken kernel (the test switch) cannot
     // corrupt frames that now belong to someone else, page tables included.
-    if (e.page->gen == e.gen && !e.page->test(PG_free)) return e.data;
+    if (e.page->gen.load(std::memory_order_relaxed) == e.gen && !e.page->test(PG_free)) return e.data;
     sys_->report_violation("stale TLB entry: access to a freed frame");
     e.vpn = ~0ull;
   }
@@ -45,7 +46,7 @@ uint8_t* Cpu::translate_locked(Mm* mm, uint64_t addr, bool write) {
     e.mm_id = mm->id();
     e.data = sys_->mem().pfn_to_virt(pte_pfn(nv));
     e.page = sys_->mem().pfn_to_page(pte_pfn(nv));
-    e.gen = e.page->gen;
+    e.gen = e.page->gen.load(std::memory_order_relaxed);
     if (e.page->test(PG_free)) sys_->report_violation("page table maps a freed frame");
     e.writable = pte_write(nv);
     e.dirty = pte_write(nv) && pte_dirty(nv);
@@ -76,7 +77,11 @@ AccessResult Cpu::access(Mm* mm, uint64_t addr, uint64_t len, bool write, const 
       SpinGuard g(tlb_lock_);
       uint8_t* data = translate_locked(mm, a, write);
       ok = data != nullptr;
-      if (ok) fn(data + offset_in_page(a), a, n);
+      if (ok) {
+        MM_TSAN_IGNORE_BEGIN();  // the simulated RAM (see mirrormm/base/tsan.h)
+        fn(data + offset_in_page(a), a, n);
+        MM_TSAN_IGNORE_END();
+      }
     }
     if (ok) {
       done += n;

@@ -6,6 +6,7 @@
 // which a write fault may reuse instead of copying.
 #include <cstring>
 
+#include "mirrormm/base/tsan.h"
 #include "mm/internal.h"
 #include "mm/pgtable_walk.h"
 #include "mm/shmem.h"
@@ -93,7 +94,9 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
       mem.put_page(src);
       return VM_FAULT_OOM;
     }
+    MM_TSAN_IGNORE_BEGIN();  // the source may be written through a shared mapping meanwhile
     std::memcpy(mem.page_address(page), mem.page_address(src), kPageSize);
+    MM_TSAN_IGNORE_END();
     mem.put_page(src);
     pteval_t entry = pte_mkwrite(pte_mkdirty(pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot)));
     SpinGuard g(ptl);
@@ -161,7 +164,11 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
   } else if (!(page = mem.alloc_page(old ? Zero::kNo : Zero::kYes))) {
     ret = VM_FAULT_OOM;
   } else {
-    if (old) std::memcpy(mem.page_address(page), mem.page_address(old), kPageSize);
+    if (old) {
+      MM_TSAN_IGNORE_BEGIN();  // other mappings of the old page may write it meanwhile
+      std::memcpy(mem.page_address(page), mem.page_address(old), kPageSize);
+      MM_TSAN_IGNORE_END();
+    }
     pteval_t entry = pte_mkwrite(pte_mkdirty(pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot)));
     SpinGuard g(ptl);
     if (ptep_get(ptep) == orig) {

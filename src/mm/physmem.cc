@@ -114,7 +114,7 @@ void PhysMem::prep_free(Page* page) {
   MM_BUG_ON(page->test(PG_free));
   page->flags.store(PG_free, std::memory_order_relaxed);
   page->mapping = nullptr;
-  page->gen++;
+  page->gen.fetch_add(1, std::memory_order_relaxed);
   if constexpr (kDebugChecks) std::memset(page_address(page), 0x6b, kPageSize);  // poison
 }
 

@@ -54,7 +54,7 @@ struct Page {
   std::atomic<uint32_t> flags{0};
   std::atomic<int32_t> refcount{0};
   std::atomic<int32_t> mapcount{0};
-  uint32_t gen = 0;           // bumped each time the frame is freed (use-after-free checks)
+  std::atomic<uint32_t> gen{0};  // bumped each time the frame is freed (use-after-free checks)
   void* mapping = nullptr;    // AnonVma* (PG_anon) or ShmemInode* (PG_shmem)
   uint64_t index = 0;         // page offset within mapping
   SpinLock ptl;               // split page-table lock when PG_pgtable

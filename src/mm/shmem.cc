@@ -1,5 +1,7 @@
 #include "mm/shmem.h"
 
+#include "mirrormm/base/tsan.h"
+
 #include <cstring>
 
 namespace mirrormm {
@@ -70,7 +72,9 @@ void ShmemInode::truncate_pages(uint64_t size) {
     if (it != chunks_.end()) {
       if (Page* p = it->second->slots[pgoff & ((1 << kChunkShift) - 1)]) {
         uint8_t* d = mem_->page_address(p);
+        MM_TSAN_IGNORE_BEGIN();  // mappings may access the page meanwhile, as on Linux
         std::memset(d + offset_in_page(size), 0, kPageSize - offset_in_page(size));
+        MM_TSAN_IGNORE_END();
       }
     }
   }
