@@ -104,6 +104,11 @@ class System {
   Result<Process*> fork(Process* p);
   void exit(Process* p);
 
+  // Makes the calling thread run as CPU `cpu` (-1: none) for the system calls it issues, so
+  // that they use that CPU's per-CPU structures (frame lists, counters). Accesses always run
+  // as the CPU they name.
+  static void bind_thread_to_cpu(int cpu);
+
   // ---- memory access through CPU `cpu` ----
   // Calls fn for each contiguous piece (at most a page) in ascending order; stops at the
   // first address that faults without a fix.

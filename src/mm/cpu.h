@@ -14,7 +14,7 @@
 
 namespace mirrormm {
 
-class Cpu {
+class alignas(64) Cpu {
  public:
   static constexpr int kTlbEntries = 256;
 
@@ -49,7 +49,7 @@ class Cpu {
 
   System* sys_;  // written once
   int id_;       // written once
-  SpinLock tlb_lock_;
+  alignas(64) SpinLock tlb_lock_;  // its own cache line: taken by shootdowns from other CPUs
   TlbEntry tlb_[kTlbEntries] GUARDED_BY(tlb_lock_);
   // The last PTE table this CPU walked to (a paging-structure cache, as x86's PDE cache):
   // valid for 2 MiB of one address space. Page tables are freed only after a flush of the
@@ -59,7 +59,7 @@ class Cpu {
   pte_t* ptc_table_ GUARDED_BY(tlb_lock_) = nullptr;
   // Statistics: written only by this CPU under tlb_lock_ (plain load+store, no RMW), atomic
   // so that debug readers may race with it.
-  std::atomic<uint64_t> hits_{0};
+  alignas(64) std::atomic<uint64_t> hits_{0};
   std::atomic<uint64_t> misses_{0};
 };
 

@@ -123,8 +123,8 @@ class PhysMem {
 
   static constexpr pfn_t kZeroPfn = 1;
   static constexpr int kPcpSlots = 64;
-  static constexpr int kPcpBatch = 32;
-  static constexpr int kPcpHigh = 128;
+  static constexpr int kPcpBatch = 64;
+  static constexpr int kPcpHigh = 512;
 
   // Per-CPU frame lists (Linux's pcp lists): a CPU allocates and frees through its own
   // list and moves batches to and from the global list. Each list's lock is taken only by

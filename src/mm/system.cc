@@ -226,6 +226,8 @@ AccessResult System::access(Process* p, int cpu, uint64_t addr, uint64_t len, bo
   return r;
 }
 
+void System::bind_thread_to_cpu(int cpu) { tls_this_cpu = cpu; }
+
 uint64_t System::debug_metadata_bytes() {
   uint64_t bytes = mem_->nr_used() * sizeof(Page);
   std::lock_guard<std::mutex> g(procs_lock_);

@@ -49,6 +49,7 @@ class Worker {
 
   void run() {
     System& sys = *sh_.sys;
+    System::bind_thread_to_cpu(id_);
     Process* p1 = sys.process(1);
     (void)sys.mmap(p1, private_base(id_), kPrivatePages * kP, kProtRead | kProtWrite,
                    kMapPrivate | kMapAnonymous | kMapFixed);
