@@ -6,6 +6,8 @@
 
 #include <cstdlib>
 #include <memory>
+#include <utility>
+#include <vector>
 
 #if defined(__SANITIZE_THREAD__)
 #define MM_TSAN 1
@@ -96,8 +98,32 @@ void rcu_call(std::function<void()> fn) {
   urcu_memb_call_rcu(&cb->head, run_callback);
 }
 
+namespace {
+// The calling thread's batch of rcu_free_later() requests.
+struct FreeBatch {
+  static constexpr size_t kMax = 64;
+  std::vector<std::pair<void (*)(void*), void*>> items;
+  void submit() {
+    if (items.empty()) return;
+    auto batch = std::make_shared<std::vector<std::pair<void (*)(void*), void*>>>(std::move(items));
+    items.clear();
+    rcu_call([batch] {
+      for (auto& [fn, p] : *batch) fn(p);
+    });
+  }
+  ~FreeBatch() { submit(); }
+};
+thread_local FreeBatch free_batch;
+}  // namespace
+
+void rcu_free_later(void (*fn)(void*), void* p) {
+  free_batch.items.emplace_back(fn, p);
+  if (free_batch.items.size() >= FreeBatch::kMax) free_batch.submit();
+}
+
 void rcu_barrier() {
   if (!rcu_internal::registered) rcu_internal::register_thread();
+  free_batch.submit();
   urcu_memb_barrier();
 }
 

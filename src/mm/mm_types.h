@@ -120,7 +120,7 @@ class CAPABILITY("mmap_lock") MmapLock {
 //
 // Lifecycle: detached until vma_link(), detached again by vma_unlink(); freed after an RCU
 // grace period (lockless lookups may still hold the pointer).
-struct alignas(64) Vma {
+struct Vma {
   uint64_t vm_start = 0;
   uint64_t vm_end = 0;
   uint64_t vm_pgoff = 0;
@@ -140,9 +140,11 @@ struct alignas(64) Vma {
   // so one of them always sees the other.
   std::atomic<uint64_t> vm_lock_seq{~0ull};
   std::atomic<bool> detached{true};
-  // Written by every fault that takes the read lock: on its own cache line, away from the
-  // fields those faults read.
-  alignas(64) std::atomic<int> vm_refcnt{0};
+  // Written by every fault that takes the read lock: padded onto a cache line of its own,
+  // away from the fields those faults read (and from neighbouring allocations).
+  char pad_before_refcnt_[64] = {};
+  std::atomic<int> vm_refcnt{0};
+  char pad_after_refcnt_[60] = {};
 
   uint64_t pages() const { return (vm_end - vm_start) >> kPageShift; }
   bool is_anonymous() const { return vm_file == nullptr; }

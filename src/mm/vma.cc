@@ -43,7 +43,7 @@ void vm_area_free(Vma* vma) {
   if (vma->vm_file) fput(vma->vm_file);
   vma->vm_file = nullptr;
   // Lockless lookups may still hold the pointer: free after a grace period.
-  rcu_call([vma] { delete vma; });
+  rcu_delete_later(vma);
 }
 
 void vma_start_write(Vma* vma) {
@@ -89,7 +89,7 @@ void Mm::refresh_snapshot() {
     snap->vmas.push_back(v);
   }
   snapshot_.store(snap, std::memory_order_release);
-  if (cur) rcu_call([cur] { delete cur; });
+  if (cur) rcu_delete_later(cur);
 }
 
 Vma* Mm::lock_vma_under_rcu(uint64_t addr) {
