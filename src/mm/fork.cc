@@ -39,7 +39,7 @@ Result<Mm*> dup_mm(Mm* oldmm) NO_THREAD_SAFETY_ANALYSIS {
   Errno err = Errno::kOk;
   {
     WriteGuard og(oldmm->mmap_lock_);
-    WriteGuard ng(mm->mmap_lock_);
+    mm->mmap_lock_.down_write_nested();  // the child's, inside the parent's
     mm->execute_only_pkey_ = oldmm->execute_only_pkey_;
     for (auto& [start, mpnt] : oldmm->vmas_) {
       if (mpnt->vm_flags & VM_DONTCOPY) continue;
@@ -68,6 +68,7 @@ Result<Mm*> dup_mm(Mm* oldmm) NO_THREAD_SAFETY_ANALYSIS {
     }
     // The parent's writable entries were write-protected: flush them.
     flush_tlb_mm(oldmm);
+    mm->mmap_lock_.up_write();
   }
   if (err != Errno::kOk) {
     exit_mmap(mm);

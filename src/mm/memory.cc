@@ -348,7 +348,7 @@ Errno copy_page_range(Vma* dst, Vma* src) {
     }
     if (!dbase) return;
     SpinGuard g(stable->ptl);
-    SpinGuard dg(pte_lockptr(dst_mm, dbase));
+    NestedSpinGuard dg(pte_lockptr(dst_mm, dbase));  // the child's table, inside the parent's
     for (; addr < stop; addr += kPageSize, sptep++) {
       pteval_t v = ptep_get(sptep);
       if (pte_none(v)) continue;

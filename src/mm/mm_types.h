@@ -73,7 +73,7 @@ struct AnonVma {
   AnonVma* root = nullptr;    // written once at creation
   AnonVma* parent = nullptr;  // written once at creation
   std::atomic<int> refcount{1};
-  RwSem rwsem;                // only the root's is used
+  RwSem rwsem{LockClass::kAnonVma};  // only the root's is used
   int num_children = 0;       // anon_vmas whose parent this is (a root counts itself)
   int num_active_vmas = 0;    // VMAs whose ->anon_vma is this
   int num_avcs = 0;           // chain links (VMAs that may map pages of this anon_vma)
@@ -100,6 +100,11 @@ class CAPABILITY("mmap_lock") MmapLock {
     sem_.down_write();
     seq_.store(seq_.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
   }
+  // fork: the child's mmap_lock inside the parent's (one level of same-class nesting).
+  void down_write_nested() ACQUIRE() NO_THREAD_SAFETY_ANALYSIS {
+    sem_.down_write_nested();
+    seq_.store(seq_.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
+  }
   void up_write() RELEASE() NO_THREAD_SAFETY_ANALYSIS {
     seq_.store(seq_.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
     sem_.up_write();
@@ -109,7 +114,7 @@ class CAPABILITY("mmap_lock") MmapLock {
   uint64_t seq() const { return seq_.load(std::memory_order_seq_cst); }
 
  private:
-  RwSem sem_;
+  RwSem sem_{LockClass::kMmapLock};
   std::atomic<uint64_t> seq_{0};
 };
 
@@ -195,7 +200,7 @@ class Mm {
     std::vector<Vma*> vmas;
   };
   std::atomic<VmaSnapshot*> snapshot_{nullptr};
-  Mutex snapshot_lock_;
+  Mutex snapshot_lock_ ACQUIRED_AFTER(mmap_lock_){LockClass::kSnapshotLock};
   // The VMA containing addr, read-locked, or nullptr (then take the mmap_lock path).
   Vma* lock_vma_under_rcu(uint64_t addr);
   void refresh_snapshot() REQUIRES_SHARED(mmap_lock_);
@@ -214,7 +219,7 @@ class Mm {
   int execute_only_pkey_ GUARDED_BY(mmap_lock_) = -1;
 
   // Guards installation of upper-level page-table entries and of vma->anon_vma.
-  SpinLock page_table_lock_;
+  SpinLock page_table_lock_ ACQUIRED_AFTER(mmap_lock_){LockClass::kPageTableLock};
   Page* pgd_ = nullptr;  // written once at creation
 
   // Split rss counters: one cache line per CPU (Linux's percpu rss), summed by rss().

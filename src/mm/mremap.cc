@@ -151,7 +151,7 @@ Vma* copy_vma(Mm* mm, Vma** vmap, uint64_t addr, uint64_t len, uint64_t pgoff) R
 void move_pte(SpinLock& sptl, SpinLock& dptl, pte_t* sptep, pte_t* dptep) NO_THREAD_SAFETY_ANALYSIS {
   sptl.lock();
   const bool same = &dptl == &sptl;
-  if (!same) dptl.lock();
+  if (!same) dptl.lock_nested();
   set_pte(dptep, ptep_get_and_clear(sptep));
   if (!same) dptl.unlock();
   sptl.unlock();

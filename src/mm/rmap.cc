@@ -73,14 +73,14 @@ Errno anon_vma_prepare(Vma* vma) {
     av->num_children++;  // a new root is its own parent
   }
   {
+    // anon_vma_lock_write, then page_table_lock (the lock order).
+    WriteGuard rw(av->root->rwsem);
     SpinGuard g(mm->page_table_lock_);
     if (!vma->anon_vma) {
+      vma->anon_vma_chain.push_back(av);
+      av->num_avcs++;
+      av->num_active_vmas++;
       vma->anon_vma = av;
-      anon_vma_chain_link(vma, av);
-      {
-        WriteGuard rw(av->root->rwsem);
-        av->num_active_vmas++;
-      }
       allocated = nullptr;
     }
   }

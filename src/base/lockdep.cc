@@ -1,0 +1,57 @@
+// The run-time lock-order checker (see LockClass in mirrormm/base/locking.h).
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "mirrormm/base/locking.h"
+
+namespace mirrormm::lockdep {
+
+#ifdef MIRRORMM_DEBUG_CHECKS
+std::atomic<bool> enabled{true};
+#else
+std::atomic<bool> enabled{false};
+#endif
+
+namespace {
+struct Held {
+  LockClass c;
+  const void* lock;
+};
+thread_local std::vector<Held> held;
+
+[[noreturn]] void violation(const char* what, LockClass c, const void* lock) {
+  std::fprintf(stderr, "mirrormm lockdep: %s: taking class %d (%p) while holding:", what, static_cast<int>(c), lock);
+  for (const Held& h : held) std::fprintf(stderr, " %d(%p)", static_cast<int>(h.c), h.lock);
+  std::fprintf(stderr, "\n");
+  std::abort();
+}
+}  // namespace
+
+void acquire(LockClass c, const void* lock, bool nested) {
+  if (!held.empty()) {
+    const Held& top = held.back();
+    for (const Held& h : held)
+      if (h.lock == lock) violation("recursive acquisition", c, lock);
+    if (static_cast<int>(c) < static_cast<int>(top.c)) violation("lock order inversion", c, lock);
+    if (c == top.c) {
+      if (!nested) violation("same-class nesting without a nested annotation", c, lock);
+      // One level only: a third lock of the class would need an order among equals.
+      if (held.size() >= 2 && held[held.size() - 2].c == c) violation("same-class nesting deeper than one level", c, lock);
+    }
+  }
+  held.push_back({c, lock});
+}
+
+void release(LockClass c, const void* lock) {
+  for (size_t i = held.size(); i-- > 0;) {
+    if (held[i].lock == lock) {
+      held.erase(held.begin() + static_cast<long>(i));
+      return;
+    }
+  }
+  // Taken while checking was off: nothing to forget.
+  (void)c;
+}
+
+}  // namespace mirrormm::lockdep

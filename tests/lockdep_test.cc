@@ -1,0 +1,71 @@
+// The run-time lock-order checker: out-of-order and unannotated same-class nesting abort.
+#include <gtest/gtest.h>
+
+#include "mirrormm/base/locking.h"
+
+namespace mirrormm {
+namespace {
+
+class LockdepTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    saved_ = lockdep::enabled.load();
+    lockdep::enabled.store(true);
+  }
+  void TearDown() override { lockdep::enabled.store(saved_); }
+  bool saved_ = false;
+};
+
+TEST_F(LockdepTest, OrderedNestingIsAllowed) {
+  RwSem mmap_lock(LockClass::kMmapLock);
+  SpinLock ptl(LockClass::kPtl);
+  SpinLock ptl2(LockClass::kPtl);
+  SpinLock tlb(LockClass::kTlb);
+  WriteGuard<RwSem> m(mmap_lock);
+  SpinGuard a(ptl);
+  NestedSpinGuard b(ptl2);  // annotated: one level of same-class nesting
+  SpinGuard c(tlb);
+  SUCCEED();
+}
+
+void inversion() {
+  SpinLock ptl(LockClass::kPtl);
+  SpinLock tlb(LockClass::kTlb);
+  SpinGuard a(tlb);
+  SpinGuard b(ptl);  // the PTE lock ranks above the TLB lock
+}
+
+void unannotated_nesting() {
+  SpinLock p1(LockClass::kPtl);
+  SpinLock p2(LockClass::kPtl);
+  SpinGuard a(p1);
+  SpinGuard b(p2);
+}
+
+void double_nesting() {
+  SpinLock p1(LockClass::kPtl);
+  SpinLock p2(LockClass::kPtl);
+  SpinLock p3(LockClass::kPtl);
+  SpinGuard a(p1);
+  NestedSpinGuard b(p2);
+  NestedSpinGuard c(p3);
+}
+
+void rwsem_inversion() {
+  RwSem anon(LockClass::kAnonVma);
+  RwSem mmap_lock(LockClass::kMmapLock);
+  WriteGuard<RwSem> a(anon);
+  WriteGuard<RwSem> b(mmap_lock);  // the mmap_lock ranks first
+}
+
+using LockdepDeathTest = LockdepTest;
+
+TEST_F(LockdepDeathTest, InversionAborts) { EXPECT_DEATH(inversion(), "lock order inversion"); }
+TEST_F(LockdepDeathTest, UnannotatedSameClassNestingAborts) {
+  EXPECT_DEATH(unannotated_nesting(), "same-class nesting without a nested annotation");
+}
+TEST_F(LockdepDeathTest, DoubleNestingAborts) { EXPECT_DEATH(double_nesting(), "deeper than one level"); }
+TEST_F(LockdepDeathTest, RwSemInversionAborts) { EXPECT_DEATH(rwsem_inversion(), "lock order inversion"); }
+
+}  // namespace
+}  // namespace mirrormm
