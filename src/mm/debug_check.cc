@@ -44,6 +44,7 @@ uint64_t System::debug_check_consistency() NO_THREAD_SAFETY_ANALYSIS {
     report_violation(what);
   };
   std::unordered_map<Page*, int> mapped;  // PTEs seen per page
+  std::unordered_map<Page*, std::string> where;  // and where
   std::vector<Mm*> mms;
   {
     std::lock_guard<std::mutex> g(procs_lock_);
@@ -64,10 +65,26 @@ uint64_t System::debug_check_consistency() NO_THREAD_SAFETY_ANALYSIS {
             continue;
           }
           mapped[page]++;
+          where[page] += fmt::format(" mm{}@{:#x}{}", mm->id(), addr, vma->vm_file ? "f" : "a");
           if (page->test(PG_anon)) anon++; else shmem++;
         }
       });
     }
+    // Nothing may stay mapped outside the VMAs.
+    uint64_t last_end = 0;
+    auto outside = [&](uint64_t lo, uint64_t hi) {
+      if (lo >= hi) return;
+      walk_pte_tables(mm, lo, hi, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page*) {
+        for (; addr < stop; addr += kPageSize, ptep++)
+          if (!pte_none(ptep_get(ptep)))
+            bad(fmt::format("mm {}: entry {:#x} at {:#x} outside every VMA", mm->id(), ptep_get(ptep), addr));
+      });
+    };
+    for (auto& [start, vma] : mm->vmas_) {
+      outside(last_end, vma->vm_start);
+      last_end = vma->vm_end;
+    }
+    outside(last_end, kTaskSize);
     if (anon != mm->rss(MM_ANONPAGES))
       bad(fmt::format("mm {}: rss anon {} but {} anonymous pages mapped", mm->id(), mm->rss(MM_ANONPAGES), anon));
     if (shmem != mm->rss(MM_SHMEMPAGES))
@@ -76,7 +93,9 @@ uint64_t System::debug_check_consistency() NO_THREAD_SAFETY_ANALYSIS {
   for (auto& [page, n] : mapped) {
     const int mc = page->mapcount.load(std::memory_order_relaxed);
     const int rc = page->refcount.load(std::memory_order_relaxed);
-    if (mc != n) bad(fmt::format("frame {}: mapcount {} but {} mappings", mem_->page_to_pfn(page), mc, n));
+    if (mc != n)
+      bad(fmt::format("frame {}: mapcount {} but {} mappings (flags {:#x}, refcount {}):{}", mem_->page_to_pfn(page), mc,
+                      n, page->flags.load(), page->refcount.load(), where[page]));
     const int cache_ref = page->test(PG_shmem) ? 1 : 0;
     if (rc < n + cache_ref)
       bad(fmt::format("frame {}: refcount {} below {} mappings + {} cache", mem_->page_to_pfn(page), rc, n, cache_ref));

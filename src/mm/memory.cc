@@ -118,6 +118,12 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
   if (write) entry = pte_mkdirty(pte_mkwrite(entry));
   {
     SpinGuard g(ptl);
+    // Recheck the size under the PTE lock: a truncate that shrank the file either finished
+    // its unmap before we took the lock (then we see the new size) or will remove this entry.
+    if (pgoff >= page_align(inode->size()) >> kPageShift) {
+      mem.put_page(page);
+      return VM_FAULT_SIGBUS;
+    }
     if (pte_none(ptep_get(ptep))) {
       page->mapcount.fetch_add(1, std::memory_order_relaxed);
       mm->add_rss(MM_SHMEMPAGES, 1);

@@ -116,6 +116,10 @@ Errno gather_munmap_vmas(Mm* mm, Vma* vma, uint64_t start, uint64_t end, std::ve
 void complete_munmap_vmas(Mm* mm, const std::vector<Vma*>& vmas, uint64_t floor, uint64_t ceiling,
                           bool free_tables) REQUIRES(mm->mmap_lock_) {
   if (vmas.empty()) return;
+  // Faults holding a VMA read lock must be out before the entries go (and stay out: the
+  // VMAs stay write-locked until the mmap_lock is released), or they could map pages that
+  // the zap has already passed.
+  for (Vma* v : vmas) vma_start_write(v);
   int64_t unacct = 0;
   {
     MmuGather tlb(mm);
