@@ -54,7 +54,8 @@ uint64_t System::debug_check_consistency() NO_THREAD_SAFETY_ANALYSIS {
   for (Mm* mm : mms) {
     ReadGuard rg(mm->mmap_lock_);
     int64_t anon = 0, shmem = 0;
-    for (auto& [start, vma] : mm->vmas_) {
+    for (auto& entry : mm->vmas_) {
+      Vma* vma = entry.second;  // (a structured binding cannot be captured by clang 14)
       walk_pte_tables(mm, vma->vm_start, vma->vm_end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page*) {
         for (; addr < stop; addr += kPageSize, ptep++) {
           pteval_t v = ptep_get(ptep);
