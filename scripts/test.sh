@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# The whole test suite: set up, build the release and asan-ubsan presets, run ctest on both
-# (the oracle test compares the model with this host's kernel on a bounded number of random
-# scripts; MIRRORMM_ORACLE_SEEDS raises it). A long campaign: scripts/campaign.sh.
+# The whole test suite: set up, then for each preset (release, asan-ubsan, tsan) build
+# everything and run ctest. The oracle compares the model with this host's kernel on random
+# scripts (2,000 per profile in release, 200 under the sanitizers); the stress tests run
+# concurrent workloads with the checkers, and the tsan preset adds a 10-second
+# `mirrormm stress` run. Long campaigns: scripts/campaign.sh, scripts/stress-campaign.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 jobs=$(nproc)
-for preset in ${MIRRORMM_PRESETS:-release asan-ubsan}; do
+for preset in ${MIRRORMM_PRESETS:-release asan-ubsan tsan}; do
   echo "== preset $preset"
   cmake --preset "$preset" >/dev/null
   cmake --build "build/$preset" -j "$jobs"
-  # The oracle compares with this host's kernel: 2,000 scripts per profile in release, fewer
-  # under the sanitizers (slower, same code).
   seeds=2000
   [ "$preset" = release ] || seeds=200
   MIRRORMM_ORACLE_SEEDS=${MIRRORMM_ORACLE_SEEDS:-$seeds} ctest --preset "$preset" -j "$jobs"
+  if [ "$preset" = tsan ]; then
+    TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp halt_on_error=1" \
+      "build/$preset/mirrormm" stress --threads 4 --seconds 10 --seed 1
+  fi
 done
