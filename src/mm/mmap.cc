@@ -206,7 +206,7 @@ Result<uint64_t> mmap_region(Mm* mm, File* file, uint64_t addr, uint64_t len, vm
       // when it fails, they stay gone (vms_abort_munmap_vmas leaves the gap).
       Errno e = shmem_zero_setup(vma);
       if (e != Errno::kOk) {
-        delete vma;
+        vm_area_free(vma);  // never linked: detached, no anon_vma
         if (charged) vm_unacct_memory(sys, charged);
         return e;
       }

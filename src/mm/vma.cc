@@ -6,6 +6,9 @@
 // a fork child). Every function here runs with mmap_lock held for write.
 #include <algorithm>
 #include <iterator>
+#include <mutex>
+#include <new>
+#include <vector>
 
 #include "mirrormm/base/rcu.h"
 
@@ -17,14 +20,53 @@ namespace mirrormm {
 
 // ---- allocation and the tree ----
 
+namespace {
+// The VMA cache (Linux's vm_area_cachep): storage of VMAs freed after their grace period is
+// kept for reuse, so that splitting and merging do not pay for cross-thread malloc frees (the
+// grace period ends on liburcu's thread).
+struct VmaCache {
+  std::mutex lock;
+  std::vector<void*> free;  // guarded by lock; raw storage for a Vma
+  static constexpr size_t kMax = 4096;
+};
+VmaCache& vma_cache() {
+  static VmaCache* cache = new VmaCache();  // never destroyed: callbacks may run at exit
+  return *cache;
+}
+void* vma_storage_alloc() {
+  VmaCache& c = vma_cache();
+  {
+    std::lock_guard<std::mutex> g(c.lock);
+    if (!c.free.empty()) {
+      void* p = c.free.back();
+      c.free.pop_back();
+      return p;
+    }
+  }
+  return ::operator new(sizeof(Vma));
+}
+void vma_storage_free(void* p) {
+  static_cast<Vma*>(p)->~Vma();
+  VmaCache& c = vma_cache();
+  {
+    std::lock_guard<std::mutex> g(c.lock);
+    if (c.free.size() < VmaCache::kMax) {
+      c.free.push_back(p);
+      return;
+    }
+  }
+  ::operator delete(p);
+}
+}  // namespace
+
 Vma* vm_area_alloc(Mm* mm) {
-  Vma* v = new Vma();
+  Vma* v = new (vma_storage_alloc()) Vma();
   v->vm_mm = mm;
   return v;
 }
 
 Vma* vm_area_dup(const Vma* orig) {
-  Vma* v = new Vma();
+  Vma* v = new (vma_storage_alloc()) Vma();
   v->vm_start = orig->vm_start;
   v->vm_end = orig->vm_end;
   v->vm_pgoff = orig->vm_pgoff;
@@ -42,8 +84,8 @@ void vm_area_free(Vma* vma) {
   MM_BUG_ON(!vma->detached.load(std::memory_order_relaxed));
   if (vma->vm_file) fput(vma->vm_file);
   vma->vm_file = nullptr;
-  // Lockless lookups may still hold the pointer: free after a grace period.
-  rcu_delete_later(vma);
+  // Lockless lookups may still hold the pointer: reuse only after a grace period.
+  rcu_free_later(vma_storage_free, vma);
 }
 
 void vma_start_write(Vma* vma) {
