@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "mirrormm/base/locking.h"
+#include "mm/physmem.h"
 
 namespace mirrormm {
 namespace {
@@ -66,6 +67,35 @@ TEST_F(LockdepDeathTest, UnannotatedSameClassNestingAborts) {
 }
 TEST_F(LockdepDeathTest, DoubleNestingAborts) { EXPECT_DEATH(double_nesting(), "deeper than one level"); }
 TEST_F(LockdepDeathTest, RwSemInversionAborts) { EXPECT_DEATH(rwsem_inversion(), "lock order inversion"); }
+
+}  // namespace
+}  // namespace mirrormm
+
+namespace mirrormm {
+namespace {
+
+TEST(PageLock, ExcludesAndOrdersBeforeAnonVma) {
+  Page page;
+  ASSERT_TRUE(trylock_page(&page));
+  EXPECT_FALSE(trylock_page(&page));
+  unlock_page(&page);
+  lock_page(&page);
+  EXPECT_TRUE(page.test(PG_locked));
+  unlock_page(&page);
+  EXPECT_FALSE(page.test(PG_locked));
+}
+
+void page_lock_inside_anon_vma() {
+  lockdep::enabled.store(true);
+  RwSem anon(LockClass::kAnonVma);
+  Page page;
+  WriteGuard<RwSem> a(anon);
+  lock_page(&page);  // the page lock ranks before the anon_vma lock
+}
+
+TEST(PageLockDeathTest, InsideAnonVmaLockAborts) {
+  EXPECT_DEATH(page_lock_inside_anon_vma(), "lock order inversion");
+}
 
 }  // namespace
 }  // namespace mirrormm

@@ -67,6 +67,13 @@ struct Page {
 
 enum class Zero { kNo, kYes };
 
+// The page lock (PG_locked), a bit lock in the descriptor: rmap walks, migration and
+// truncation of one page hold it (rank in base/locking.h: after the mmap_lock, before i_mmap
+// and anon_vma locks). lock_page waits; trylock_page does not.
+bool trylock_page(Page* page);
+void lock_page(Page* page);
+void unlock_page(Page* page);
+
 class PhysMem {
  public:
   // Reserves room for `bytes` of frames (rounded down to pages; at least 16 frames).

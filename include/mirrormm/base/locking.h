@@ -7,6 +7,8 @@
 //   Mm::mmap_lock_ [10]                      (rwsem; syscalls write, slow-path faults read;
 //                                             fork nests the child's inside the parent's)
 //     Mm::snapshot_lock_ [15]                (fault slow path rebuilding the VMA snapshot)
+//     the page lock, PG_locked [17]          (lock_page: rmap walks, migration, truncation of
+//                                             a page take it before the locks below)
 //     ShmemInode::i_mmap_lock_ [20]          (vma_link/unlink of file VMAs; truncate's
 //                                             unmap_mapping_range holds it without mmap_lock)
 //       AnonVma::root->rwsem [30]            (anon_vma_prepare, clone, fork, unlink)
@@ -52,6 +54,7 @@ enum class LockClass : uint8_t {
   kNone = 0,
   kMmapLock = 10,
   kSnapshotLock = 15,
+  kPageLock = 17,
   kIMmap = 20,
   kAnonVma = 30,
   kPageTableLock = 40,
