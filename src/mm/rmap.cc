@@ -123,6 +123,13 @@ Errno anon_vma_fork(Vma* vma, const Vma* pvma) {
 
 void unlink_anon_vmas(Vma* vma) NO_THREAD_SAFETY_ANALYSIS {
   std::vector<AnonVma*> empty;
+  // vma->anon_vma is in the chain: while our link on it is still counted, nobody can free it.
+  // (Touching it after the loop would race with another process dropping the last link.)
+  if (AnonVma* av = vma->anon_vma) {
+    WriteGuard g(av->root->rwsem);
+    av->num_active_vmas--;
+    vma->anon_vma = nullptr;
+  }
   // Newest first, so that a root is released after its children.
   for (auto it = vma->anon_vma_chain.rbegin(); it != vma->anon_vma_chain.rend(); ++it) {
     AnonVma* av = *it;
@@ -131,11 +138,6 @@ void unlink_anon_vmas(Vma* vma) NO_THREAD_SAFETY_ANALYSIS {
       av->parent->num_children--;
       empty.push_back(av);
     }
-  }
-  if (AnonVma* av = vma->anon_vma) {
-    WriteGuard g(av->root->rwsem);
-    av->num_active_vmas--;
-    vma->anon_vma = nullptr;
   }
   vma->anon_vma_chain.clear();
   for (AnonVma* av : empty) put_anon_vma(av);
