@@ -22,6 +22,7 @@
 
 #include "host/format.h"
 #include "host/protocol.h"
+#include "host/fdpass.h"
 #include "host/worker.h"
 #include "mirrormm/host.h"
 
@@ -235,35 +236,7 @@ std::string Controller::truncate(const script::Command& c) {
 }
 
 bool Controller::send_request(Worker& w, const Request& req, int fd) {
-  const char* bytes = reinterpret_cast<const char*>(&req);
-  size_t off = 0;
-  if (fd >= 0) {
-    iovec iov{const_cast<char*>(bytes), sizeof req};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-    ssize_t n;
-    do {
-      n = sendmsg(w.fd, &msg, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n <= 0) return false;
-    off = static_cast<size_t>(n);
-  }
-  while (off < sizeof req) {
-    ssize_t n = send(w.fd, bytes + off, sizeof req - off, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    off += static_cast<size_t>(n);
-  }
-  return true;
+  return send_all_with_fd(w.fd, &req, sizeof req, fd);
 }
 
 bool Controller::read_line(Worker& w, std::string* line, int* passed_fd, std::string* why) {
@@ -289,23 +262,7 @@ bool Controller::read_line(Worker& w, std::string* line, int* passed_fd, std::st
       *why = "poll: " + errno_token(errno);
       return false;
     }
-    iovec iov{chunk, sizeof chunk};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t n = recvmsg(w.fd, &msg, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == EINTR) continue;
-    for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); n > 0 && cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
-      if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int))) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-        if (*passed_fd >= 0) close(*passed_fd);
-        *passed_fd = fd;
-      }
-    }
+    ssize_t n = recv_with_fd(w.fd, chunk, sizeof chunk, passed_fd);
     if (n == 0) {
       *why = "the worker exited unexpectedly";
       return false;

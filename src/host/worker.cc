@@ -10,6 +10,8 @@
 // of a large mincore, mapped for that call and unmapped after it.
 #include "host/worker.h"
 
+#include "host/fdpass.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -48,24 +50,8 @@ bool read_request(int fd, Request* req, int* passed_fd) {
   auto* bytes = reinterpret_cast<char*>(req);
   size_t got = 0;
   while (got < sizeof(Request)) {
-    iovec iov{bytes + got, sizeof(Request) - got};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == EINTR) continue;
+    ssize_t n = recv_with_fd(fd, bytes + got, sizeof(Request) - got, passed_fd);
     if (n <= 0) return false;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int))) {
-        int received;
-        std::memcpy(&received, CMSG_DATA(c), sizeof(int));
-        if (*passed_fd >= 0) close(*passed_fd);
-        *passed_fd = received;
-      }
-    }
     got += static_cast<size_t>(n);
   }
   return true;
@@ -73,32 +59,7 @@ bool read_request(int fd, Request* req, int* passed_fd) {
 
 // Sends line (with its '\n') and, if fd >= 0, the descriptor fd along with it.
 bool send_with_fd(int sock, const char* line, size_t len, int fd) {
-  iovec iov{const_cast<char*>(line), len};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  while (true) {
-    ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return false;
-    // The descriptor went with the first byte; send any remainder plainly.
-    size_t off = static_cast<size_t>(n);
-    while (off < len) {
-      ssize_t m = send(sock, line + off, len - off, MSG_NOSIGNAL);
-      if (m < 0 && errno == EINTR) continue;
-      if (m <= 0) return false;
-      off += static_cast<size_t>(m);
-    }
-    return true;
-  }
+  return send_all_with_fd(sock, line, len, fd);
 }
 
 // Writes the address a successful mmap/mremap returned, or -ERRNO.
