@@ -303,6 +303,44 @@ TEST(HostRunner, HintsAndUnsafeCommands) {
   EXPECT_EQ(out[8], "200000100000-200000101000 rw-p");
 }
 
+// The worker is a program of its own with an ordinary process layout: a controller built
+// with a sanitizer (shadow and guard regions above the window) must not change where the
+// kernel places mappings without MAP_FIXED. Four terabytes whose hint is taken all land
+// above the window, as in any ordinary process (tens of TiB free below mmap_base).
+TEST(HostRunner, TerabyteHintsLandAboveTheWindowWhateverTheController) {
+  auto out = run_text(
+      "mmap 0x200000000000 4K rw- private+anon+fixed\n"
+      "mmap 0x200000000000 0x10000000000 --- private+anon+noreserve\n"
+      "mmap 0x200000000000 0x10000000000 rw- private+anon+noreserve\n"
+      "mmap 0x200000000000 0x10000000000 r-- private+anon+noreserve\n"
+      "mmap 0 0x10000000000 --- private+anon+noreserve\n"
+      "maps\n");
+  ASSERT_EQ(out.size(), 6u);
+  for (int i = 1; i <= 4; ++i) {
+    ASSERT_EQ(out[i].rfind("0x", 0), 0u) << out[i];
+    uint64_t a = std::stoull(out[i].substr(2), nullptr, 16);
+    EXPECT_GE(a, script::kWindowEnd) << "mapping " << i << " at " << out[i];
+  }
+  EXPECT_EQ(out[5], "200000000000-200000001000 rw-p");
+}
+
+TEST(HostRunner, MissingWorkerProgramIsAnError) {
+  const char* saved = std::getenv("MIRRORMM_HOST_WORKER");
+  std::string keep = saved ? saved : "";
+  setenv("MIRRORMM_HOST_WORKER", "/nonexistent/mirrormm-host-worker", 1);
+  std::string error;
+  std::optional<script::Script> s = script::parse("maps\n", "t.mms", &error);
+  ASSERT_TRUE(s.has_value()) << error;
+  std::vector<std::string> out;
+  EXPECT_FALSE(run(*s, &out, &error));
+  EXPECT_THAT(error, ::testing::HasSubstr("MIRRORMM_HOST_WORKER"));
+  if (saved) {
+    setenv("MIRRORMM_HOST_WORKER", keep.c_str(), 1);
+  } else {
+    unsetenv("MIRRORMM_HOST_WORKER");
+  }
+}
+
 TEST(HostRunner, EmptyScript) {
   script::Script s;
   std::vector<std::string> out = {"stale"};

@@ -10,20 +10,23 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
 #include "host/format.h"
 #include "host/protocol.h"
 #include "host/fdpass.h"
-#include "host/worker.h"
 #include "mirrormm/host.h"
 
 namespace mirrormm::host {
@@ -53,11 +56,36 @@ std::string errno_token(int err) {
   return std::string(buf, put_errno(buf, err));
 }
 
+bool executable(const std::string& path) { return !path.empty() && access(path.c_str(), X_OK) == 0; }
+
+// The worker program (mirrormm-host-worker), looked up in this order: $MIRRORMM_HOST_WORKER,
+// the directory of the running program, the build tree this library was built in. Empty
+// with *error when none is executable.
+std::string worker_program(std::string* error) {
+  if (const char* env = std::getenv("MIRRORMM_HOST_WORKER"); env && *env) {
+    if (executable(env)) return env;
+    *error = std::string("host runner: MIRRORMM_HOST_WORKER=") + env + " is not an executable program";
+    return {};
+  }
+  char self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    std::string dir(self, static_cast<size_t>(n));
+    dir.resize(dir.rfind('/') + 1);
+    if (std::string p = dir + "mirrormm-host-worker"; executable(p)) return p;
+  }
+  if (executable(MIRRORMM_HOST_WORKER_PATH)) return MIRRORMM_HOST_WORKER_PATH;
+  *error = "host runner: cannot find mirrormm-host-worker (next to this program, at " MIRRORMM_HOST_WORKER_PATH
+           ", or named by MIRRORMM_HOST_WORKER)";
+  return {};
+}
+
 class Controller {
  public:
   ~Controller() { shutdown(); }
 
-  // Forks process 1's worker and waits for its "ready". False with *error on failure.
+  // Starts process 1's worker (fork, then exec of the worker program with its socket as
+  // descriptor 3) and waits for its "ready". False with *error on failure.
   bool start(std::string* error);
 
   std::string execute(const script::Command& c);
@@ -90,10 +118,28 @@ class Controller {
 };
 
 bool Controller::start(std::string* error) {
+  const std::string program = worker_program(error);
+  if (program.empty()) return false;
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
     *error = "host runner: socketpair: " + errno_token(errno);
     return false;
+  }
+  // Everything the child needs is prepared before fork(): the controller may have threads,
+  // so the child only makes async-signal-safe calls until execve.
+  char fd_arg[] = "3";
+  char* argv[] = {const_cast<char*>(program.c_str()), fd_arg, nullptr};
+  // execve lays the new address space out by RLIMIT_STACK (an unlimited one gives the legacy
+  // bottom-up layout, with libraries in the window): the worker starts with Linux's default
+  // 8 MiB, raising the hard limit if needed (root can), else as close as the hard limit lets.
+  constexpr rlim_t kStackLimit = 8ull << 20;
+  rlimit stack{kStackLimit, kStackLimit};
+  rlimit stack_fallback = stack;
+  if (getrlimit(RLIMIT_STACK, &stack_fallback) == 0) {
+    if (stack_fallback.rlim_max == RLIM_INFINITY || stack_fallback.rlim_max > kStackLimit) {
+      stack.rlim_max = stack_fallback.rlim_max;
+    }
+    stack_fallback.rlim_cur = std::min<rlim_t>(kStackLimit, stack_fallback.rlim_max);
   }
   pid_t pid = fork();
   if (pid < 0) {
@@ -103,8 +149,17 @@ bool Controller::start(std::string* error) {
     return false;
   }
   if (pid == 0) {
-    close(sv[0]);
-    worker_main(sv[1]);
+    // The worker's socket becomes descriptor 3 without FD_CLOEXEC (dup2 clears it; when it
+    // already is 3, clear the flag instead).
+    if ((sv[1] == 3 ? fcntl(3, F_SETFD, 0) : dup2(sv[1], 3)) < 0) _exit(127);
+    if (setrlimit(RLIMIT_STACK, &stack) != 0) setrlimit(RLIMIT_STACK, &stack_fallback);
+    execve(program.c_str(), argv, environ);
+    char line[64] = "ERROR execve of the worker program: ";
+    char* end = put_errno(line + std::strlen(line), errno);
+    *end++ = '\n';
+    ssize_t n = write(3, line, static_cast<size_t>(end - line));
+    (void)n;
+    _exit(127);
   }
   close(sv[1]);
   Worker w;

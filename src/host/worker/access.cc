@@ -9,7 +9,7 @@
 // The access loops are excluded from sanitizer instrumentation: the window is application
 // memory the sanitizers know nothing about (under ThreadSanitizer it is even inside a range
 // its runtime reserves for itself; the first worker unmaps that part of the reservation).
-#include "host/access.h"
+#include "host/worker/access.h"
 
 #include <csetjmp>
 #include <csignal>

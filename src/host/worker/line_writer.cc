@@ -1,5 +1,5 @@
 // LineWriter: buffered, allocation-free sending of result lines (see line_writer.h).
-#include "host/line_writer.h"
+#include "host/worker/line_writer.h"
 
 #include <sys/socket.h>
 #include <unistd.h>

@@ -3,7 +3,7 @@
 // seq_file hands out whole lines per read() and the worker is single-threaded, so reading
 // the file in chunks yields one consistent snapshot of its VMAs. Line format (fs/proc/
 // task_mmu.c): "%08lx-%08lx %c%c%c%c %08llx %02x:%02x %lu" padded, then the name.
-#include "host/maps.h"
+#include "host/worker/maps.h"
 
 #include <fcntl.h>
 #include <sys/syscall.h>

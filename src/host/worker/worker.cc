@@ -8,7 +8,7 @@
 // Memory discipline: the loop uses static buffers only, so that the worker's own mappings
 // (all outside the window) stay fixed while a script runs; the one exception is the vector
 // of a large mincore, mapped for that call and unmapped after it.
-#include "host/worker.h"
+#include "host/worker/worker.h"
 
 #include "host/fdpass.h"
 
@@ -24,10 +24,10 @@
 #include <csignal>
 #include <cstring>
 
-#include "host/access.h"
+#include "host/worker/access.h"
 #include "host/format.h"
-#include "host/line_writer.h"
-#include "host/maps.h"
+#include "host/worker/line_writer.h"
+#include "host/worker/maps.h"
 #include "host/protocol.h"
 #include "mirrormm/script.h"
 

@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "host/line_writer.h"
+#include "host/worker/line_writer.h"
 
 namespace mirrormm::host {
 
