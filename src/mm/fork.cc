@@ -2,6 +2,7 @@
 #include "mirrormm/base/rcu.h"
 #include "mm/internal.h"
 #include "mm/mm.h"
+#include "mm/mmu_notifier_internal.h"
 #include "mm/system_internal.h"
 
 namespace mirrormm {
@@ -21,16 +22,28 @@ Mm* mm_alloc(System* sys) {
 
 void mm_free(Mm* mm) {
   MM_BUG_ON(mm->pgd_ != nullptr);
+  mmu_notifier_subscriptions_destroy(mm);
   rcu_call([mm] {
     delete mm->snapshot_.exchange(nullptr);
     delete mm;
   });
 }
 
+void mmgrab(Mm* mm) {
+  int old = mm->mm_count_.fetch_add(1, std::memory_order_relaxed);
+  MM_BUG_ON(old <= 0);
+}
+
+void mmdrop(Mm* mm) {
+  int old = mm->mm_count_.fetch_sub(1, std::memory_order_acq_rel);
+  MM_BUG_ON(old <= 0);
+  if (old == 1) mm_free(mm);
+}
+
 void mmput(Mm* mm) {
   if (mm->mm_users_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   exit_mmap(mm);
-  mm_free(mm);
+  mmdrop(mm);
 }
 
 Result<Mm*> dup_mm(Mm* oldmm) NO_THREAD_SAFETY_ANALYSIS {
@@ -72,7 +85,7 @@ Result<Mm*> dup_mm(Mm* oldmm) NO_THREAD_SAFETY_ANALYSIS {
   }
   if (err != Errno::kOk) {
     exit_mmap(mm);
-    mm_free(mm);
+    mmdrop(mm);
     return err;
   }
   return mm;

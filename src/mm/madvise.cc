@@ -6,6 +6,7 @@
 // -EINVAL/-ENOMEM/-EFAULT. WILLNEED, COLD and PAGEOUT change nothing visible on a machine
 // without swap (anonymous and shmem pages stay resident).
 #include "mm/internal.h"
+#include "mm/mmu_notifier_internal.h"
 #include "mm/mm.h"
 #include "mm/pgtable_walk.h"
 #include "mm/shmem.h"
@@ -45,6 +46,9 @@ void madvise_pageout(Vma* vma, uint64_t start, uint64_t end) {
   Mm* mm = vma->vm_mm;
   std::vector<Page*> unmapped;
   {
+    // Reclaim's try_to_unmap brackets each page with MMU_NOTIFY_CLEAR; here one bracket
+    // covers the range walked.
+    MmuNotifierBracket bracket(MmuNotifyEvent::kClear, mm, start, end);
     MmuGather tlb(mm);
     int64_t shmem = 0;
     walk_pte_tables(mm, start, end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page* table) {
@@ -55,6 +59,7 @@ void madvise_pageout(Vma* vma, uint64_t start, uint64_t end) {
         Page* page = mm->sys()->mem().pfn_to_page(pte_pfn(v));
         if (!page->test(PG_shmem) || page->mapcount.load(std::memory_order_relaxed) != 1) continue;
         v = ptep_get_and_clear(ptep);
+        mmu_checker_pte_change(mm, addr, v, 0);
         tlb.flush_range(addr, addr + kPageSize);
         if (pte_dirty(v)) page->set(PG_dirty);
         page->mapcount.fetch_sub(1, std::memory_order_relaxed);
@@ -80,6 +85,7 @@ Errno vma_behavior(Mm* mm, Vma* vma, Vma** prev, uint64_t start, uint64_t end, u
     case kMadvDontneed: {
       *prev = vma;
       if (vma->vm_flags & (VM_PFNMAP | VM_LOCKED)) return Errno::kInval;
+      MmuNotifierBracket bracket(MmuNotifyEvent::kClear, mm, start, end);
       MmuGather tlb(mm);
       zap_page_range(tlb, vma, start, end);
       return Errno::kOk;

@@ -12,10 +12,14 @@ namespace mirrormm {
 // mm lifecycle (kernel/fork.c): a new, empty address space; nullptr when out of frames.
 Mm* mm_alloc(System* sys);
 // Frees an address space that exit_mmap() has emptied, after an RCU grace period (CPUs may
-// still hold the pointer inside their read-side sections).
+// still hold the pointer inside their read-side sections). Only mmdrop calls it.
 void mm_free(Mm* mm);
-// Drops a user reference; the last one tears the address space down (exit_mmap) and frees it.
+// Drops a user reference; the last one tears the address space down (exit_mmap) and drops
+// the users' structure reference.
 void mmput(Mm* mm);
+// Structure references (mm_count): the last mmdrop frees the Mm (mm_free).
+void mmgrab(Mm* mm);
+void mmdrop(Mm* mm);
 // dup_mmap: the child's copy of oldmm.
 Result<Mm*> dup_mm(Mm* oldmm);
 

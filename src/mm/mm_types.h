@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@ namespace mirrormm {
 
 class System;
 class ShmemInode;
+struct MmuNotifierSubscriptions;
 
 using vm_flags_t = uint64_t;
 inline constexpr vm_flags_t VM_NONE = 0;
@@ -208,6 +210,16 @@ class Mm {
   // Users (the process and in-flight system calls); the address space is torn down when
   // the last goes (mmput).
   std::atomic<int> mm_users_{1};
+  // References on the structure itself (mmgrab/mmdrop): all users together hold one, every
+  // notifier subscription holds one. The last mmdrop frees the Mm after a grace period.
+  std::atomic<int> mm_count_{1};
+  // MMU notifiers: allocated by the first registration, published with a release store,
+  // freed by the last mmdrop (mmu_notifier.cc).
+  std::atomic<MmuNotifierSubscriptions*> notifier_subscriptions_{nullptr};
+  // The coherence checker's record of this mm's active invalidations [start, end) (a leaf
+  // lock, taken under any other).
+  std::mutex checker_lock_;
+  std::vector<std::pair<uint64_t, uint64_t>> checker_ranges_;
   // Set by exit_mmap before it frees the page tables; a CPU checks it under its TLB lock
   // before walking (the flush that follows waits for walks already under way).
   std::atomic<bool> dead_{false};

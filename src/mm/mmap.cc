@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "mm/internal.h"
+#include "mm/mmu_notifier_internal.h"
 #include "mm/mm.h"
 #include "mm/shmem.h"
 #include "mm/system_internal.h"
@@ -122,6 +123,7 @@ void complete_munmap_vmas(Mm* mm, const std::vector<Vma*>& vmas, uint64_t floor,
   for (Vma* v : vmas) vma_start_write(v);
   int64_t unacct = 0;
   {
+    MmuNotifierBracket bracket(MmuNotifyEvent::kUnmap, mm, vmas.front()->vm_start, vmas.back()->vm_end);
     MmuGather tlb(mm);
     for (Vma* v : vmas) {
       mmap_assert_write_locked(v->vm_mm);
@@ -379,6 +381,10 @@ Errno expand_stack_locked(Vma* vma, uint64_t address) {
 }
 
 void exit_mmap(Mm* mm) {
+  // Release first, without the mmap_lock (a release callback may take driver locks that its
+  // fault path holds around mmap_lock): interval notifiers see RELEASE, classic subscribers
+  // release() once; then exit's own unmap sends UNMAP to the intervals that stay registered.
+  mmu_notifier_release(mm);
   WriteGuard g(mm->mmap_lock_);
   mm->dead_.store(true, std::memory_order_seq_cst);
   std::vector<Vma*> all;
@@ -388,6 +394,7 @@ void exit_mmap(Mm* mm) {
   // No CPU walks the tables once this flush has returned (they check dead_ first).
   flush_tlb_mm(mm);
   free_all_pgtables(mm);
+  mmu_checker_mm_exit(mm);
 }
 
 }  // namespace mirrormm

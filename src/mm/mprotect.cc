@@ -1,5 +1,6 @@
 // mprotect (mm/mprotect.c): do_mprotect_pkey, mprotect_fixup and change_protection.
 #include "mm/internal.h"
+#include "mm/mmu_notifier_internal.h"
 #include "mm/mm.h"
 #include "mm/pgtable_walk.h"
 #include "mm/system_internal.h"
@@ -89,6 +90,7 @@ long change_protection(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, u
   Mm* mm = vma->vm_mm;
   const pgprot_t newprot = vma->vm_page_prot;
   long pages = 0;
+  MmuNotifierBracket bracket(MmuNotifyEvent::kProtectionVma, mm, start, end);
   walk_pte_tables(mm, start, end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page* table) {
     SpinGuard g(table->ptl);
     for (; addr < stop; addr += kPageSize, ptep++) {
@@ -100,6 +102,7 @@ long change_protection(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, u
           can_change_pte_writable(vma, ptent))
         ptent = pte_mkwrite(ptent);
       ptep_modify_prot_commit(ptep, ptent);
+      mmu_checker_pte_change(mm, addr, oldpte, ptent);
       if (pte_needs_flush(oldpte, ptent)) tlb.flush_range(addr, addr + kPageSize);
       pages++;
     }

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "mm/internal.h"
+#include "mm/mmu_notifier_internal.h"
 #include "mm/mm.h"
 #include "mm/pgtable_walk.h"
 #include "mm/system_internal.h"
@@ -148,11 +149,14 @@ Vma* copy_vma(Mm* mm, Vma** vmap, uint64_t addr, uint64_t len, uint64_t pgoff) R
 // Moves one entry under the source PTE lock and, when it is another table's, the
 // destination's (nested inside, as Linux's move_ptes does). The analysis cannot follow the
 // conditional nesting.
-void move_pte(SpinLock& sptl, SpinLock& dptl, pte_t* sptep, pte_t* dptep) NO_THREAD_SAFETY_ANALYSIS {
+void move_pte(Mm* mm, uint64_t old_addr, SpinLock& sptl, SpinLock& dptl, pte_t* sptep, pte_t* dptep)
+    NO_THREAD_SAFETY_ANALYSIS {
   sptl.lock();
   const bool same = &dptl == &sptl;
   if (!same) dptl.lock_nested();
-  set_pte(dptep, ptep_get_and_clear(sptep));
+  const pteval_t v = ptep_get_and_clear(sptep);
+  mmu_checker_pte_change(mm, old_addr, v, 0);
+  set_pte(dptep, v);
   if (!same) dptl.unlock();
   sptl.unlock();
 }
@@ -161,6 +165,7 @@ void move_pte(SpinLock& sptl, SpinLock& dptl, pte_t* sptep, pte_t* dptep) NO_THR
 uint64_t move_page_tables(Mm* mm, uint64_t old_addr, uint64_t new_addr, uint64_t len) {
   uint64_t moved_to = old_addr;  // everything below has been moved
   bool failed = false;
+  MmuNotifierBracket bracket(MmuNotifyEvent::kUnmap, mm, old_addr, old_addr + len);
   walk_pte_tables(mm, old_addr, old_addr + len, [&](pte_t* sptep, uint64_t a, uint64_t stop, Page* stable) {
     if (failed) return;
     for (; a < stop; a += kPageSize, sptep++) {
@@ -170,7 +175,7 @@ uint64_t move_page_tables(Mm* mm, uint64_t old_addr, uint64_t new_addr, uint64_t
         failed = true;
         return;
       }
-      move_pte(stable->ptl, pte_lockptr(mm, dptep), sptep, dptep);
+      move_pte(mm, a, stable->ptl, pte_lockptr(mm, dptep), sptep, dptep);
       moved_to = a + kPageSize;
     }
     if (!failed) moved_to = stop;

@@ -1,5 +1,7 @@
 #include "mm/physmem.h"
 
+#include "mm/mmu_notifier_internal.h"
+
 #include <sys/mman.h>
 
 #include <cstring>
@@ -131,6 +133,7 @@ Page* PhysMem::alloc_page(Zero zero) {
 void PhysMem::prep_free(Page* page) {
   MM_BUG_ON(page->mapcount.load(std::memory_order_relaxed) != 0);
   MM_BUG_ON(page->test(PG_free));
+  mmu_checker_frame_freed(this, page_to_pfn(page));
   page->flags.store(PG_free, std::memory_order_relaxed);
   page->mapping = nullptr;
   page->gen.fetch_add(1, std::memory_order_relaxed);

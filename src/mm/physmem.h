@@ -40,6 +40,7 @@ enum PageFlags : uint32_t {
   PG_dirty = 1u << 5,
   PG_shmem = 1u << 6,      // mapping_ is a ShmemInode (page cache)
   PG_free = 1u << 7,       // on the free list; any reference to it is a use-after-free
+  PG_external_rmap = 1u << 8,  // a secondary MMU maps it through its own rmap (rmap notifiers)
 };
 
 // The page descriptor (struct page). 40 bytes.

@@ -1,8 +1,10 @@
 #include "mm/shmem.h"
 
 #include "mirrormm/base/tsan.h"
+#include "mm/mmu_notifier_internal.h"
 
 #include <cstring>
+#include <vector>
 
 namespace mirrormm {
 
@@ -63,8 +65,23 @@ uint64_t ShmemInode::nr_pages() {
   return nr_pages_;
 }
 
+namespace {
+// A page that left the cache (and every mapping) for good: the rmap notifiers hear of it
+// with the page locked, then the cache's reference goes.
+void release_cache_page(PhysMem* mem, Page* p) {
+  if (p->test(PG_external_rmap)) {
+    lock_page(p);
+    mmu_rmap_notify_page(mem, p);
+    unlock_page(p);
+  }
+  mem->put_page(p);
+}
+}  // namespace
+
 void ShmemInode::truncate_pages(uint64_t size) {
   const uint64_t first = page_align(size) >> kPageShift;
+  std::vector<Page*> removed;
+  {
   MutexGuard g(lock_);
   if (offset_in_page(size)) {
     const uint64_t pgoff = size >> kPageShift;
@@ -89,13 +106,16 @@ void ShmemInode::truncate_pages(uint64_t size) {
       nr_pages_--;
       p->clear(PG_shmem);
       p->mapping = nullptr;
-      mem_->put_page(p);
+      removed.push_back(p);
     }
     if (c.used == 0) it = chunks_.erase(it); else ++it;
   }
+  }
+  for (Page* p : removed) release_cache_page(mem_, p);
 }
 
 bool ShmemInode::remove_clean_page(uint64_t pgoff, Page* page) {
+  {
   MutexGuard g(lock_);
   auto it = chunks_.find(pgoff >> kChunkShift);
   if (it == chunks_.end()) return false;
@@ -106,7 +126,8 @@ bool ShmemInode::remove_clean_page(uint64_t pgoff, Page* page) {
   if (--it->second->used == 0) chunks_.erase(it);
   page->clear(PG_shmem);
   page->mapping = nullptr;
-  mem_->put_page(page);
+  }
+  release_cache_page(mem_, page);
   return true;
 }
 

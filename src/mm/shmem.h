@@ -48,6 +48,8 @@ class ShmemInode {
 
   // i_mmap: the VMAs that map this file (the reverse map for file pages). Maintained by
   // vma_link/vma_unlink; unmap_mapping_range walks it.
+  // mm_take_all_locks (mmu_notifier.cc) holds every mapped file's i_mmap lock.
+  Mutex& i_mmap_lock() RETURN_CAPABILITY(i_mmap_lock_) { return i_mmap_lock_; }
   void i_mmap_insert(Vma* vma) EXCLUDES(i_mmap_lock_);
   void i_mmap_remove(Vma* vma) EXCLUDES(i_mmap_lock_);
   // Calls fn(vma) for every mapping VMA with i_mmap_lock_ held: the VMAs cannot go away

@@ -1,6 +1,8 @@
 // The System: processes, their system calls, and memory accesses on software CPUs.
 #include "mirrormm/system.h"
 
+#include "mirrormm/mmu_notifier.h"
+
 #include "mm/internal.h"
 #include "mm/mm.h"
 #include "mm/shmem.h"
@@ -53,6 +55,16 @@ class MmRef {
   Mm* mm_ = nullptr;
 };
 }  // namespace
+
+Mm* get_task_mm(Process* p) {
+  if (!p) return nullptr;
+  std::lock_guard<std::mutex> g(ProcessAccess::lock(p));
+  Mm* mm = p->mm();
+  if (mm) mm->mm_users_.fetch_add(1, std::memory_order_relaxed);
+  return mm;
+}
+
+void mmput_ref(Mm* mm) { mmput(mm); }
 
 Process* System::process(uint64_t pid) {
   std::lock_guard<std::mutex> g(procs_lock_);

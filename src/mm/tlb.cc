@@ -1,5 +1,6 @@
 #include "mm/tlb.h"
 
+#include "mm/mmu_notifier_internal.h"
 #include "mm/system_internal.h"
 
 namespace mirrormm {
@@ -17,13 +18,17 @@ void for_each_cpu_of(Mm* mm, Fn fn) {
 }
 }  // namespace
 
+// Both flushes end with the secondary TLBs that share the page tables (x86's
+// flush_tlb_mm_range calls mmu_notifier_arch_invalidate_secondary_tlbs).
 void flush_tlb_range(Mm* mm, uint64_t start, uint64_t end) {
   if (start >= end) return;
   for_each_cpu_of(mm, [&](Cpu& c) { c.flush_range(mm->id(), start, end); });
+  mmu_notifier_arch_invalidate_secondary_tlbs(mm, start, end);
 }
 
 void flush_tlb_mm(Mm* mm) {
   for_each_cpu_of(mm, [&](Cpu& c) { c.flush_mm(mm->id()); });
+  mmu_notifier_arch_invalidate_secondary_tlbs(mm, 0, ~0ull);
 }
 
 MmuGather::MmuGather(Mm* mm) : mm_(mm) {}

@@ -12,6 +12,9 @@
 //     ShmemInode::i_mmap_lock_ [20]          (vma_link/unlink of file VMAs; truncate's
 //                                             unmap_mapping_range holds it without mmap_lock)
 //       AnonVma::root->rwsem [30]            (anon_vma_prepare, clone, fork, unlink)
+//         MmuNotifierSubscriptions::lock [35] (notifier lists, interval tree, invalidate_seq;
+//                                             never held across a callback; register holds
+//                                             it inside mm_take_all_locks)
 //         Mm::page_table_lock_ [40]          (upper page-table levels, vma->anon_vma install)
 //         Page::ptl (split PTE lock) [50]    (zap, change_protection, faults, copy_page_range
 //                                             and move_pte nest a second one: "nested")
@@ -57,6 +60,7 @@ enum class LockClass : uint8_t {
   kPageLock = 17,
   kIMmap = 20,
   kAnonVma = 30,
+  kMmuNotifier = 35,
   kPageTableLock = 40,
   kPtl = 50,
   kInode = 60,
@@ -74,6 +78,9 @@ void release(LockClass c, const void* lock);
 inline void check_acquire(LockClass c, const void* lock, bool nested) {
   if (c != LockClass::kNone && enabled.load(std::memory_order_relaxed)) acquire(c, lock, nested);
 }
+// Linux's nest_lock: while a thread holds the serializing lock of mm_take_all_locks (one
+// taker at a time), it may hold any number of locks of one class, taken in address order.
+extern thread_local int nest_lock_depth;
 inline void check_release(LockClass c, const void* lock) {
   if (c != LockClass::kNone && enabled.load(std::memory_order_relaxed)) release(c, lock);
 }

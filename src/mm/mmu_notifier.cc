@@ -1,0 +1,758 @@
+// MMU notifiers (mm/mmu_notifier.c): classic subscriptions, interval notifiers with the
+// odd/even invalidate_seq protocol, rmap notifiers, and the invalidation dispatch that the
+// primary paths call through mmu_notifier_internal.h.
+//
+// Locking (base/locking.h): MmuNotifierSubscriptions::lock ranks after the mmap_lock, i_mmap
+// and anon_vma locks (invalidations run under any of them; register holds all of them) and is
+// never held across a callback. Classic lists are walked under the notifier SRCU domain
+// (base/srcu.h), in which callbacks may sleep. The interval tree is walked without a lock only
+// while it is frozen (invalidate_seq odd), when inserts and removes are deferred.
+//
+// Waiting (read_begin, remove): a waiter checks the state under the spinlock while holding
+// wq_lock; a waker changes the state under the spinlock, then takes and drops wq_lock before
+// notify_all, so no wakeup is lost.
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <condition_variable>
+#include <mutex>
+#include <new>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "mirrormm/base/srcu.h"
+#include "mirrormm/base/tsan.h"
+#include "mirrormm/system.h"
+#include "mm/interval_tree.h"
+#include "mm/internal.h"
+#include "mm/mm.h"
+#include "mm/mmu_notifier_internal.h"
+#include "mm/shmem.h"
+#include "mm/system_internal.h"
+
+namespace mirrormm {
+
+namespace notifier_internal {
+std::atomic<bool> checker_on{kDebugChecks};
+std::atomic<unsigned> dropped_events{0};
+std::atomic<bool> hooks_off{false};
+std::atomic<bool> fail_take_all_locks{false};
+}  // namespace notifier_internal
+
+// struct mmu_notifier_subscriptions.
+struct MmuNotifierSubscriptions {
+  SpinLock lock{LockClass::kMmuNotifier};
+  std::atomic<MmuNotifier*> list{nullptr};  // the classic hlist (SRCU readers)
+  std::atomic<bool> has_itree{false};       // set under mmap_lock + all rmap locks
+  uint64_t invalidate_seq GUARDED_BY(lock) = 2;
+  uint64_t active_invalidate_ranges GUARDED_BY(lock) = 0;
+  IntervalTree<MmuIntervalNotifier> itree;  // changed under lock; read under lock or frozen
+  MmuIntervalNotifier* deferred_head GUARDED_BY(lock) = nullptr;
+  MmuIntervalNotifier* deferred_tail GUARDED_BY(lock) = nullptr;
+  std::mutex wq_lock;
+  std::condition_variable wq;
+};
+
+namespace {
+
+constexpr int kEagain = -static_cast<int>(Errno::kAgain);
+
+void warn(Mm* mm, const std::string& what) { mm->sys()->report_violation("mmu_notifier: " + what); }
+
+MmuNotifierSubscriptions* subs_of(const Mm* mm) {
+  return mm->notifier_subscriptions_.load(std::memory_order_acquire);
+}
+
+// ---- hlist with RCU-safe removal (readers keep following `next` of a removed node) ----
+
+template <class N>
+void hlist_add_head_rcu(std::atomic<N*>* head, N* n) {
+  N* first = head->load(std::memory_order_relaxed);
+  n->next.store(first, std::memory_order_relaxed);
+  if (first) first->pprev = &n->next;
+  n->pprev = head;
+  head->store(n, std::memory_order_release);
+}
+
+template <class N>
+void hlist_del_init_rcu(N* n) {
+  if (!n->pprev) return;  // already unhashed
+  N* next = n->next.load(std::memory_order_relaxed);
+  n->pprev->store(next, std::memory_order_release);
+  if (next) next->pprev = n->pprev;
+  n->pprev = nullptr;
+}
+
+// ---- waiting ----
+
+void wake_all(MmuNotifierSubscriptions* subs) {
+  { std::lock_guard<std::mutex> g(subs->wq_lock); }
+  subs->wq.notify_all();
+}
+
+template <class Pred>
+void wait_until(MmuNotifierSubscriptions* subs, Pred done) NO_THREAD_SAFETY_ANALYSIS {
+  std::unique_lock<std::mutex> wl(subs->wq_lock);
+  for (;;) {
+    bool ok;
+    {
+      SpinGuard g(subs->lock);
+      ok = done();
+    }
+    if (ok) return;
+    subs->wq.wait(wl);
+  }
+}
+
+// ---- mm_take_all_locks ----
+
+std::mutex mm_all_locks_mutex;
+
+// Every rmap lock of mm (file i_mmap locks, anon_vma roots) plus every VMA write-locked, so
+// that no invalidation of mm is under way while the notifier state changes: invalidations
+// run under the mmap_lock (held for write by the caller), a per-VMA lock (now excluded) or
+// an rmap lock (now held).
+class AllLocks {
+ public:
+  explicit AllLocks(Mm* mm) NO_THREAD_SAFETY_ANALYSIS : guard_(mm_all_locks_mutex) {
+    mmap_assert_write_locked(mm);
+    for (auto& [start, vma] : mm->vmas_) {
+      vma_start_write(vma);
+      if (vma->vm_file) inodes_.push_back(vma->vm_file->inode);
+      for (AnonVma* av : vma->anon_vma_chain) roots_.push_back(av->root);
+    }
+    std::sort(inodes_.begin(), inodes_.end());
+    inodes_.erase(std::unique(inodes_.begin(), inodes_.end()), inodes_.end());
+    std::sort(roots_.begin(), roots_.end());
+    roots_.erase(std::unique(roots_.begin(), roots_.end()), roots_.end());
+    ++lockdep::nest_lock_depth;
+    for (ShmemInode* i : inodes_) i->i_mmap_lock().lock();
+    for (AnonVma* r : roots_) r->rwsem.down_write();
+  }
+  ~AllLocks() NO_THREAD_SAFETY_ANALYSIS {
+    for (auto it = roots_.rbegin(); it != roots_.rend(); ++it) (*it)->rwsem.up_write();
+    for (auto it = inodes_.rbegin(); it != inodes_.rend(); ++it) (*it)->i_mmap_lock().unlock();
+    --lockdep::nest_lock_depth;
+  }
+  AllLocks(const AllLocks&) = delete;
+  AllLocks& operator=(const AllLocks&) = delete;
+
+ private:
+  std::lock_guard<std::mutex> guard_;
+  std::vector<ShmemInode*> inodes_;
+  std::vector<AnonVma*> roots_;
+};
+
+// ---- interval-tree invalidation ----
+
+// The first interval overlapping the range, with the tree frozen if there is one.
+MmuIntervalNotifier* mn_itree_inv_start_range(MmuNotifierSubscriptions* subs, const MmuNotifierRange* range,
+                                              uint64_t* seq) {
+  SpinGuard g(subs->lock);
+  subs->active_invalidate_ranges++;
+  MmuIntervalNotifier* first = subs->itree.iter_first(range->start, range->end - 1);
+  if (first) subs->invalidate_seq |= 1;
+  *seq = subs->invalidate_seq;
+  return first;
+}
+
+void mn_itree_inv_end(MmuNotifierSubscriptions* subs) {
+  {
+    SpinGuard g(subs->lock);
+    MM_BUG_ON(subs->active_invalidate_ranges == 0);
+    if (--subs->active_invalidate_ranges || !(subs->invalidate_seq & 1)) return;
+    // The last end of an odd period: unfreeze, then apply the deferred changes in order.
+    subs->invalidate_seq++;
+    for (MmuIntervalNotifier* n = subs->deferred_head; n;) {
+      MmuIntervalNotifier* next = n->deferred_next;
+      n->deferred_next = nullptr;
+      n->on_deferred = false;
+      if (n->in_tree) {
+        subs->itree.erase(n);
+      } else {
+        subs->itree.insert(n);
+      }
+      n = next;
+    }
+    subs->deferred_head = subs->deferred_tail = nullptr;
+  }
+  wake_all(subs);
+}
+
+// Errno::kAgain when a non-blockable range met an interval that would have to sleep (the
+// range's share of the active count is already undone).
+Errno mn_itree_invalidate(MmuNotifierSubscriptions* subs, const MmuNotifierRange* range) {
+  uint64_t cur_seq;
+  MmuIntervalNotifier* first = mn_itree_inv_start_range(subs, range, &cur_seq);
+  if (!first) return Errno::kOk;
+  // Frozen: the tree cannot change until the last end.
+  bool failed = false;
+  subs->itree.for_each_overlap(range->start, range->end - 1, [&](MmuIntervalNotifier* sub) {
+    if (sub->ops->invalidate(sub, range, cur_seq)) return true;
+    if (mmu_notifier_range_blockable(range)) {
+      warn(range->mm, "interval invalidate() failed on a blockable range");
+      return true;
+    }
+    failed = true;
+    return false;
+  });
+  if (failed) {
+    mn_itree_inv_end(subs);
+    return Errno::kAgain;
+  }
+  return Errno::kOk;
+}
+
+// ---- classic invalidation ----
+
+Errno mn_hlist_invalidate_range_start(MmuNotifierSubscriptions* subs, const MmuNotifierRange* range) {
+  int ret = 0;
+  SrcuReadGuard r;
+  for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire)) {
+    if (!s->ops->invalidate_range_start) continue;
+    int rc = s->ops->invalidate_range_start(s, range);
+    if (rc == 0) continue;
+    if (mmu_notifier_range_blockable(range) || rc != kEagain)
+      warn(range->mm, "invalidate_range_start failed with " + std::to_string(rc) +
+                          (mmu_notifier_range_blockable(range) ? " on a blockable range" : ""));
+    if (s->ops->invalidate_range_end) warn(range->mm, "a subscriber whose start can fail has an end");
+    ret = rc;
+  }
+  if (ret) {
+    // The 2021 rule: every subscriber with an end gets it, since the caller will not call end.
+    for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire))
+      if (s->ops->invalidate_range_end) s->ops->invalidate_range_end(s, range);
+    return Errno::kAgain;
+  }
+  return Errno::kOk;
+}
+
+// ---- the checker's record of active invalidations ----
+
+void checker_range_start(const MmuNotifierRange* range) {
+  if (!notifier_internal::checker_on.load(std::memory_order_relaxed)) return;
+  std::lock_guard<std::mutex> g(range->mm->checker_lock_);
+  range->mm->checker_ranges_.emplace_back(range->start, range->end);
+}
+
+void checker_range_end(const MmuNotifierRange* range) {
+  if (!notifier_internal::checker_on.load(std::memory_order_relaxed)) return;
+  Mm* mm = range->mm;
+  std::lock_guard<std::mutex> g(mm->checker_lock_);
+  auto& v = mm->checker_ranges_;
+  auto it = std::find(v.begin(), v.end(), std::make_pair(range->start, range->end));
+  if (it == v.end()) {
+    warn(mm, "invalidate_range_end without a matching start");
+    return;
+  }
+  *it = v.back();
+  v.pop_back();
+}
+
+Errno invalidate_range_start(MmuNotifierRange* range) {
+  checker_range_start(range);
+  MmuNotifierSubscriptions* subs = subs_of(range->mm);
+  if (!subs) return Errno::kOk;
+  bool itree = subs->has_itree.load(std::memory_order_acquire);
+  if (itree) {
+    Errno e = mn_itree_invalidate(subs, range);
+    if (e != Errno::kOk) {
+      checker_range_end(range);
+      return e;
+    }
+  }
+  if (subs->list.load(std::memory_order_acquire)) {
+    Errno e = mn_hlist_invalidate_range_start(subs, range);
+    if (e != Errno::kOk) {
+      // Linux returns here with the interval share still active; the caller calls no end,
+      // so undo it (else the tree would stay frozen and read_begin wait forever).
+      if (itree) mn_itree_inv_end(subs);
+      checker_range_end(range);
+      return e;
+    }
+  }
+  return Errno::kOk;
+}
+
+}  // namespace
+
+// ---- the primary paths' entry points ----
+
+void __mmu_notifier_invalidate_range_start_checked(MmuNotifierRange* range) {
+  Errno e = invalidate_range_start(range);
+  MM_BUG_ON(e != Errno::kOk);  // blockable: failures were warned about and ignored
+}
+
+Errno __mmu_notifier_invalidate_range_start_nonblock(MmuNotifierRange* range) { return invalidate_range_start(range); }
+
+void __mmu_notifier_invalidate_range_end_checked(MmuNotifierRange* range) {
+  if (MmuNotifierSubscriptions* subs = subs_of(range->mm)) {
+    if (subs->has_itree.load(std::memory_order_acquire)) mn_itree_inv_end(subs);
+    if (subs->list.load(std::memory_order_acquire)) {
+      SrcuReadGuard r;
+      for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire))
+        if (s->ops->invalidate_range_end) s->ops->invalidate_range_end(s, range);
+    }
+  }
+  checker_range_end(range);
+}
+
+void __mmu_notifier_release(Mm* mm) {
+  MmuNotifierSubscriptions* subs = subs_of(mm);
+  if (subs->has_itree.load(std::memory_order_acquire)) {
+    // Interval notifiers: one RELEASE invalidation of everything; they stay registered.
+    MmuNotifierRange range;
+    mmu_notifier_range_init(&range, MmuNotifyEvent::kRelease, MMU_NOTIFIER_RANGE_BLOCKABLE, mm, 0, ~0ull);
+    uint64_t cur_seq;
+    if (mn_itree_inv_start_range(subs, &range, &cur_seq)) {
+      subs->itree.for_each_overlap(0, ~0ull, [&](MmuIntervalNotifier* sub) {
+        if (!sub->ops->invalidate(sub, &range, cur_seq)) warn(mm, "interval invalidate() failed on release");
+        return true;
+      });
+    }
+    mn_itree_inv_end(subs);
+  }
+  if (subs->list.load(std::memory_order_acquire)) {
+    {
+      SrcuReadGuard r;
+      for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire)) {
+        if (!s->released.exchange(true, std::memory_order_acq_rel) && s->ops->release) s->ops->release(s, mm);
+      }
+    }
+    {
+      SpinGuard g(subs->lock);
+      while (MmuNotifier* s = subs->list.load(std::memory_order_relaxed)) hlist_del_init_rcu(s);
+    }
+    // A release begun by a racing unregister finishes before exit frees any page.
+    srcu_synchronize();
+  }
+}
+
+void __mmu_notifier_arch_invalidate_secondary_tlbs(Mm* mm, uint64_t start, uint64_t end) {
+  MmuNotifierSubscriptions* subs = subs_of(mm);
+  if (!subs->list.load(std::memory_order_acquire)) return;
+  SrcuReadGuard r;
+  for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire))
+    if (s->ops->arch_invalidate_secondary_tlbs) s->ops->arch_invalidate_secondary_tlbs(s, mm, start, end);
+}
+
+namespace {
+template <class Fn>
+int young_walk(Mm* mm, Fn fn) {
+  MmuNotifierSubscriptions* subs = subs_of(mm);
+  if (!subs || !subs->list.load(std::memory_order_acquire)) return 0;
+  SrcuReadGuard r;
+  int young = 0;
+  for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire))
+    if (fn(s, &young)) break;
+  return young;
+}
+}  // namespace
+
+int mmu_notifier_clear_flush_young(Mm* mm, uint64_t start, uint64_t end) {
+  return young_walk(mm, [&](MmuNotifier* s, int* young) {
+    if (s->ops->clear_flush_young) *young |= s->ops->clear_flush_young(s, mm, start, end);
+    return false;
+  });
+}
+
+int mmu_notifier_clear_young(Mm* mm, uint64_t start, uint64_t end) {
+  return young_walk(mm, [&](MmuNotifier* s, int* young) {
+    if (s->ops->clear_young) *young |= s->ops->clear_young(s, mm, start, end);
+    return false;
+  });
+}
+
+int mmu_notifier_test_young(Mm* mm, uint64_t addr) {
+  return young_walk(mm, [&](MmuNotifier* s, int* young) {
+    if (s->ops->test_young && s->ops->test_young(s, mm, addr)) {
+      *young = 1;
+      return true;
+    }
+    return false;
+  });
+}
+
+void mmu_notifier_subscriptions_destroy(Mm* mm) {
+  MmuNotifierSubscriptions* subs = mm->notifier_subscriptions_.exchange(nullptr, std::memory_order_acq_rel);
+  if (!subs) return;
+  MM_BUG_ON(subs->list.load(std::memory_order_relaxed) != nullptr);
+  MM_BUG_ON(!subs->itree.empty());
+  delete subs;
+}
+
+const char* mmu_notify_event_name(MmuNotifyEvent e) {
+  switch (e) {
+    case MmuNotifyEvent::kUnmap: return "unmap";
+    case MmuNotifyEvent::kClear: return "clear";
+    case MmuNotifyEvent::kProtectionVma: return "protection_vma";
+    case MmuNotifyEvent::kProtectionPage: return "protection_page";
+    case MmuNotifyEvent::kSoftDirty: return "soft_dirty";
+    case MmuNotifyEvent::kRelease: return "release";
+    case MmuNotifyEvent::kMigrate: return "migrate";
+    case MmuNotifyEvent::kExclusive: return "exclusive";
+  }
+  return "?";
+}
+
+// ---- classic registration ----
+
+Errno __mmu_notifier_register(MmuNotifier* sub, Mm* mm) NO_THREAD_SAFETY_ANALYSIS {
+  mmap_assert_write_locked(mm);
+  MM_BUG_ON(mm->mm_users_.load(std::memory_order_relaxed) <= 0);
+  if (sub && sub->ops && sub->ops->arch_invalidate_secondary_tlbs &&
+      (sub->ops->invalidate_range_start || sub->ops->invalidate_range_end)) {
+    warn(mm, "a subscriber with both start/end and arch_invalidate_secondary_tlbs");
+    return Errno::kInval;
+  }
+  MmuNotifierSubscriptions* subs = subs_of(mm);
+  std::unique_ptr<MmuNotifierSubscriptions> fresh;
+  if (!subs) {
+    fresh.reset(new (std::nothrow) MmuNotifierSubscriptions);
+    if (!fresh) return Errno::kNoMem;
+  }
+  if (notifier_internal::fail_take_all_locks.load(std::memory_order_relaxed)) return Errno::kIntr;
+  AllLocks all(mm);
+  if (fresh) {
+    subs = fresh.release();
+    mm->notifier_subscriptions_.store(subs, std::memory_order_release);
+  }
+  if (sub) {
+    mmgrab(mm);
+    sub->mm = mm;
+    sub->users = 1;
+    sub->released.store(false, std::memory_order_relaxed);
+    SpinGuard g(subs->lock);
+    hlist_add_head_rcu(&subs->list, sub);
+  } else {
+    subs->has_itree.store(true, std::memory_order_release);
+  }
+  return Errno::kOk;
+}
+
+Errno mmu_notifier_register(MmuNotifier* sub, Mm* mm) {
+  WriteGuard g(mm->mmap_lock_);
+  return __mmu_notifier_register(sub, mm);
+}
+
+void mmu_notifier_unregister(MmuNotifier* sub, Mm* mm) {
+  MmuNotifierSubscriptions* subs = subs_of(mm);
+  bool hashed;
+  {
+    SpinGuard g(subs->lock);
+    hashed = sub->pprev != nullptr;
+  }
+  if (hashed) {
+    {
+      SrcuReadGuard r;
+      if (!sub->released.exchange(true, std::memory_order_acq_rel) && sub->ops->release) sub->ops->release(sub, mm);
+    }
+    SpinGuard g(subs->lock);
+    hlist_del_init_rcu(sub);
+  }
+  // Waits for every callback of sub, including a release that exit began.
+  srcu_synchronize();
+  mmdrop(mm);
+}
+
+Result<MmuNotifier*> mmu_notifier_get_locked(const MmuNotifierOps* ops, Mm* mm) NO_THREAD_SAFETY_ANALYSIS {
+  mmap_assert_write_locked(mm);
+  if (MmuNotifierSubscriptions* subs = subs_of(mm)) {
+    SpinGuard g(subs->lock);
+    for (MmuNotifier* s = subs->list.load(std::memory_order_relaxed); s; s = s->next.load(std::memory_order_relaxed)) {
+      if (s->ops != ops) continue;
+      if (s->users == UINT_MAX) return Errno::kOverflow;
+      s->users++;
+      return s;
+    }
+  }
+  if (!ops->alloc_notifier) return Errno::kInval;
+  MmuNotifier* sub = ops->alloc_notifier(mm);
+  if (!sub) return Errno::kNoMem;
+  sub->ops = ops;
+  Errno e = __mmu_notifier_register(sub, mm);
+  if (e != Errno::kOk) {
+    if (ops->free_notifier) ops->free_notifier(sub);
+    return e;
+  }
+  return sub;
+}
+
+Result<MmuNotifier*> mmu_notifier_get(const MmuNotifierOps* ops, Mm* mm) {
+  WriteGuard g(mm->mmap_lock_);
+  return mmu_notifier_get_locked(ops, mm);
+}
+
+void mmu_notifier_put(MmuNotifier* sub) {
+  Mm* mm = sub->mm;
+  MmuNotifierSubscriptions* subs = subs_of(mm);
+  {
+    SpinGuard g(subs->lock);
+    if (sub->users == 0) {
+      warn(mm, "mmu_notifier_put without a reference");
+      return;
+    }
+    if (--sub->users) return;
+    hlist_del_init_rcu(sub);
+  }
+  srcu_call([sub, mm] {
+    if (sub->ops->free_notifier) sub->ops->free_notifier(sub);
+    mmdrop(mm);
+  });
+}
+
+void mmu_notifier_synchronize() { srcu_barrier(); }
+
+// ---- interval notifiers ----
+
+namespace {
+Errno interval_insert(MmuIntervalNotifier* sub, Mm* mm, uint64_t start, uint64_t length,
+                      const MmuIntervalNotifierOps* ops) {
+  MmuNotifierSubscriptions* subs = subs_of(mm);
+  MM_BUG_ON(!subs || !subs->has_itree.load(std::memory_order_acquire));
+  sub->mm = mm;
+  sub->ops = ops;
+  sub->start = start;
+  sub->last = start + length - 1;
+  sub->in_tree = false;
+  sub->on_deferred = false;
+  sub->deferred_next = nullptr;
+  sub->removing = false;
+  sub->refs.store(0, std::memory_order_relaxed);
+  mmgrab(mm);
+  SpinGuard g(subs->lock);
+  if (subs->active_invalidate_ranges) {
+    // Some invalidation is running whose range is unknown here: assume it hits the new
+    // interval, so the first read_begin waits for the current window to close.
+    if (subs->invalidate_seq & 1) {
+      sub->on_deferred = true;
+      if (subs->deferred_tail) {
+        subs->deferred_tail->deferred_next = sub;
+      } else {
+        subs->deferred_head = sub;
+      }
+      subs->deferred_tail = sub;
+    } else {
+      subs->invalidate_seq |= 1;
+      subs->itree.insert(sub);
+    }
+    sub->invalidate_seq.store(subs->invalidate_seq, std::memory_order_relaxed);
+  } else {
+    MM_BUG_ON(subs->invalidate_seq & 1);
+    sub->invalidate_seq.store(subs->invalidate_seq - 1, std::memory_order_relaxed);
+    subs->itree.insert(sub);
+  }
+  return Errno::kOk;
+}
+
+bool bad_interval(uint64_t start, uint64_t length) { return length == 0 || start + (length - 1) < start; }
+}  // namespace
+
+Errno mmu_interval_notifier_insert(MmuIntervalNotifier* sub, Mm* mm, uint64_t start, uint64_t length,
+                                   const MmuIntervalNotifierOps* ops) {
+  if (bad_interval(start, length)) return Errno::kOverflow;
+  if (mm->mm_users_.load(std::memory_order_acquire) <= 0) return Errno::kInval;
+  MmuNotifierSubscriptions* subs = subs_of(mm);
+  if (!subs || !subs->has_itree.load(std::memory_order_acquire)) {
+    Errno e = mmu_notifier_register(nullptr, mm);
+    if (e != Errno::kOk) return e;
+  }
+  return interval_insert(sub, mm, start, length, ops);
+}
+
+Errno mmu_interval_notifier_insert_locked(MmuIntervalNotifier* sub, Mm* mm, uint64_t start, uint64_t length,
+                                          const MmuIntervalNotifierOps* ops) {
+  mmap_assert_write_locked(mm);
+  if (bad_interval(start, length)) return Errno::kOverflow;
+  if (mm->mm_users_.load(std::memory_order_acquire) <= 0) return Errno::kInval;
+  MmuNotifierSubscriptions* subs = subs_of(mm);
+  if (!subs || !subs->has_itree.load(std::memory_order_acquire)) {
+    Errno e = __mmu_notifier_register(nullptr, mm);
+    if (e != Errno::kOk) return e;
+  }
+  return interval_insert(sub, mm, start, length, ops);
+}
+
+void mmu_interval_notifier_remove(MmuIntervalNotifier* sub) NO_THREAD_SAFETY_ANALYSIS {
+  Mm* mm = sub->mm;
+  MmuNotifierSubscriptions* subs = subs_of(mm);
+  uint64_t seq = 0;
+  bool wait_seq = false;
+  {
+    SpinGuard g(subs->lock);
+    sub->removing = true;
+    if (subs->invalidate_seq & 1) {
+      if (!sub->in_tree) {
+        // A pending insert: just drop it from the deferred list.
+        MmuIntervalNotifier* prev = nullptr;
+        for (MmuIntervalNotifier* n = subs->deferred_head; n; prev = n, n = n->deferred_next) {
+          if (n != sub) continue;
+          (prev ? prev->deferred_next : subs->deferred_head) = n->deferred_next;
+          if (subs->deferred_tail == n) subs->deferred_tail = prev;
+          break;
+        }
+        sub->on_deferred = false;
+        sub->deferred_next = nullptr;
+      } else {
+        sub->on_deferred = true;
+        if (subs->deferred_tail) {
+          subs->deferred_tail->deferred_next = sub;
+        } else {
+          subs->deferred_head = sub;
+        }
+        subs->deferred_tail = sub;
+        seq = subs->invalidate_seq;
+        wait_seq = true;
+      }
+    } else {
+      if (!sub->in_tree) {
+        warn(mm, "mmu_interval_notifier_remove of an interval not in the tree");
+      } else {
+        subs->itree.erase(sub);
+      }
+    }
+  }
+  // The 2022 fix: the sequence is compared under the lock, so the deferred removal has been
+  // applied when this returns.
+  if (wait_seq) wait_until(subs, [&]() NO_THREAD_SAFETY_ANALYSIS { return subs->invalidate_seq != seq; });
+  // find() references.
+  wait_until(subs, [&] { return sub->refs.load(std::memory_order_acquire) == 0; });
+  mmdrop(mm);
+}
+
+uint64_t mmu_interval_read_begin(MmuIntervalNotifier* sub) NO_THREAD_SAFETY_ANALYSIS {
+  MmuNotifierSubscriptions* subs = subs_of(sub->mm);
+  uint64_t seq;
+  bool is_invalidating;
+  {
+    SpinGuard g(subs->lock);
+    seq = sub->invalidate_seq.load(std::memory_order_relaxed);
+    is_invalidating = seq == subs->invalidate_seq;
+  }
+  // One wait, no loop: read_retry may already be true when this returns.
+  if (is_invalidating) wait_until(subs, [&]() NO_THREAD_SAFETY_ANALYSIS { return subs->invalidate_seq != seq; });
+  return seq;
+}
+
+MmuIntervalNotifier* mmu_interval_notifier_find(Mm* mm, const MmuIntervalNotifierOps* ops, uint64_t start,
+                                                uint64_t last) NO_THREAD_SAFETY_ANALYSIS {
+  MmuNotifierSubscriptions* subs = subs_of(mm);
+  if (!subs || last < start) return nullptr;
+  SpinGuard g(subs->lock);
+  MmuIntervalNotifier* best = nullptr;
+  // Program order: the tree minus pending removals, plus pending inserts.
+  subs->itree.for_each_overlap(start, last, [&](MmuIntervalNotifier* n) {
+    if (n->ops != ops || n->removing) return true;
+    best = n;
+    return false;
+  });
+  for (MmuIntervalNotifier* n = subs->deferred_head; n; n = n->deferred_next) {
+    if (n->in_tree || n->removing || n->ops != ops || n->start > last || n->last < start) continue;
+    if (!best || n->start < best->start) best = n;
+  }
+  if (best) best->refs.fetch_add(1, std::memory_order_relaxed);
+  return best;
+}
+
+void mmu_interval_notifier_put_ref(MmuIntervalNotifier* sub) {
+  MmuNotifierSubscriptions* subs = subs_of(sub->mm);
+  int old = sub->refs.fetch_sub(1, std::memory_order_acq_rel);
+  MM_BUG_ON(old <= 0);
+  if (old == 1) wake_all(subs);
+}
+
+// ---- rmap notifiers ----
+
+namespace {
+std::mutex rmap_lock;
+// One list per modeled machine, keyed by its physical memory (what truncation knows).
+std::unordered_map<const PhysMem*, std::atomic<MmuRmapNotifier*>>& rmap_lists() {
+  static auto* lists = new std::unordered_map<const PhysMem*, std::atomic<MmuRmapNotifier*>>;
+  return *lists;
+}
+}  // namespace
+
+void mmu_rmap_notifier_register(System* sys, MmuRmapNotifier* mrn) {
+  std::lock_guard<std::mutex> g(rmap_lock);
+  hlist_add_head_rcu(&rmap_lists()[&sys->mem()], mrn);
+}
+
+void mmu_rmap_notifier_unregister(System* sys, MmuRmapNotifier* mrn) {
+  (void)sys;
+  {
+    std::lock_guard<std::mutex> g(rmap_lock);
+    hlist_del_init_rcu(mrn);
+  }
+  srcu_synchronize();
+}
+
+void set_page_external_rmap(System* sys, uint64_t pfn) { sys->mem().pfn_to_page(pfn)->set(PG_external_rmap); }
+void clear_page_external_rmap(System* sys, uint64_t pfn) { sys->mem().pfn_to_page(pfn)->clear(PG_external_rmap); }
+
+void mmu_rmap_notify_page(PhysMem* mem, Page* page) {
+  if (!page->test(PG_external_rmap)) return;
+  MM_BUG_ON(!page->test(PG_locked));
+  std::atomic<MmuRmapNotifier*>* head;
+  {
+    std::lock_guard<std::mutex> g(rmap_lock);
+    auto it = rmap_lists().find(mem);
+    if (it == rmap_lists().end()) return;
+    head = &it->second;  // map nodes are stable
+  }
+  const uint64_t pfn = mem->page_to_pfn(page);
+  SrcuReadGuard r;
+  for (MmuRmapNotifier* n = head->load(std::memory_order_acquire); n; n = n->next.load(std::memory_order_acquire))
+    if (n->ops->invalidate_page) n->ops->invalidate_page(n, page, pfn);
+}
+
+// ---- primary lookups for secondary MMUs ----
+
+Result<uint64_t> mm_get_pfn(Mm* mm, uint64_t addr, bool fault, bool write, bool* writable) {
+  *writable = false;
+  ReadGuard g(mm->mmap_lock_);
+  Vma* vma = mm->vma_lookup(addr);
+  if (!vma || !(vma->vm_flags & VM_READ) || (vma->vm_flags & (VM_IO | VM_PFNMAP))) return Errno::kFault;
+  if (write && !(vma->vm_flags & VM_WRITE)) return Errno::kPerm;
+  for (int tries = 0; tries < 16; ++tries) {
+    if (pte_t* ptep = pte_offset(mm, addr)) {
+      SpinGuard pg(pte_lockptr(mm, ptep));
+      pteval_t v = ptep_get(ptep);
+      if (pte_hw_present(v) && (!write || pte_write(v))) {
+        *writable = pte_write(v);
+        return pte_pfn(v);
+      }
+    }
+    if (!fault) return Errno::kNoEnt;
+    unsigned r = handle_mm_fault(vma, addr, FAULT_FLAG_REMOTE | (write ? unsigned{FAULT_FLAG_WRITE} : 0u));
+    if (r & VM_FAULT_OOM) return Errno::kNoMem;
+    if (r & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV)) return Errno::kFault;
+  }
+  return Errno::kBusy;
+}
+
+void device_access_pfn(System* sys, uint64_t pfn, uint64_t offset, void* buf, uint64_t len, bool write) {
+  MM_BUG_ON(offset + len > kPageSize);
+  uint8_t* frame = sys->mem().page_address(sys->mem().pfn_to_page(pfn)) + offset;
+  MM_TSAN_IGNORE_BEGIN();  // simulated RAM: races belong to the simulated programs
+  if (write) {
+    std::memcpy(frame, buf, len);
+  } else {
+    std::memcpy(buf, frame, len);
+  }
+  MM_TSAN_IGNORE_END();
+}
+
+// ---- test and benchmark switches ----
+
+void mmu_debug_drop_bracket(int event) {
+  if (event < 0) {
+    notifier_internal::dropped_events.store(0, std::memory_order_relaxed);
+  } else {
+    notifier_internal::dropped_events.fetch_or(1u << event, std::memory_order_relaxed);
+  }
+}
+void mmu_debug_fail_take_all_locks(bool fail) { notifier_internal::fail_take_all_locks.store(fail); }
+void mmu_debug_hooks_off(bool off) { notifier_internal::hooks_off.store(off, std::memory_order_relaxed); }
+
+}  // namespace mirrormm

@@ -1,0 +1,116 @@
+// The primary MMU's side of the MMU notifiers (mmu_notifier.h's inline wrappers in Linux):
+// the brackets every PTE-changing path calls, release on exit, the TLB-flush hook, the rmap
+// notifier call, and the coherence checker's hooks. Implemented in mmu_notifier.cc.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "mirrormm/mmu_notifier.h"
+#include "mm/mm_types.h"
+#include "mm/physmem.h"
+
+namespace mirrormm {
+
+namespace notifier_internal {
+// Whether the coherence checker runs (mmu_checker_enable). A relaxed load on every hook.
+extern std::atomic<bool> checker_on;
+// Bit e set: primary paths skip their brackets for event e (mmu_debug_drop_bracket).
+extern std::atomic<unsigned> dropped_events;
+// Test switch for the benchmarks: the hooks return at once, as before notifiers existed.
+extern std::atomic<bool> hooks_off;
+}  // namespace notifier_internal
+
+inline bool mm_has_notifiers(const Mm* mm) {
+  return mm->notifier_subscriptions_.load(std::memory_order_acquire) != nullptr;
+}
+
+// The out-of-line halves, called only when the inline test says there is work.
+void __mmu_notifier_invalidate_range_start_checked(MmuNotifierRange* range);
+Errno __mmu_notifier_invalidate_range_start_nonblock(MmuNotifierRange* range);
+void __mmu_notifier_invalidate_range_end_checked(MmuNotifierRange* range);
+void __mmu_notifier_release(Mm* mm);
+void __mmu_notifier_arch_invalidate_secondary_tlbs(Mm* mm, uint64_t start, uint64_t end);
+
+inline bool notifier_hooks_wanted(const Mm* mm) {
+  return mm_has_notifiers(mm) || notifier_internal::checker_on.load(std::memory_order_relaxed);
+}
+
+// Blockable start/end (mmu_notifier_invalidate_range_start/end).
+inline void mmu_notifier_invalidate_range_start(MmuNotifierRange* range) {
+  range->flags |= MMU_NOTIFIER_RANGE_BLOCKABLE;
+  if (notifier_hooks_wanted(range->mm)) __mmu_notifier_invalidate_range_start_checked(range);
+}
+// The non-blocking start: 0 or -EAGAIN; after -EAGAIN the caller changes no PTE and does not
+// call end.
+inline Errno mmu_notifier_invalidate_range_start_nonblock(MmuNotifierRange* range) {
+  range->flags &= ~MMU_NOTIFIER_RANGE_BLOCKABLE;
+  if (notifier_hooks_wanted(range->mm)) return __mmu_notifier_invalidate_range_start_nonblock(range);
+  return Errno::kOk;
+}
+inline void mmu_notifier_invalidate_range_end(MmuNotifierRange* range) {
+  if (notifier_hooks_wanted(range->mm)) __mmu_notifier_invalidate_range_end_checked(range);
+}
+
+// A bracket as a scope: start in the constructor, end in the destructor. The primary paths
+// use this so that no return path can miss the end.
+class MmuNotifierBracket {
+ public:
+  MmuNotifierBracket(MmuNotifyEvent event, Mm* mm, uint64_t start, uint64_t end, const void* owner = nullptr) {
+    mmu_notifier_range_init_owner(&range_, event, 0, mm, start, end, owner);
+    skip_ = notifier_internal::hooks_off.load(std::memory_order_relaxed) ||
+            (notifier_internal::dropped_events.load(std::memory_order_relaxed) >> static_cast<int>(event)) & 1;
+    if (!skip_) mmu_notifier_invalidate_range_start(&range_);
+  }
+  ~MmuNotifierBracket() {
+    if (!skip_) mmu_notifier_invalidate_range_end(&range_);
+  }
+  MmuNotifierBracket(const MmuNotifierBracket&) = delete;
+  MmuNotifierBracket& operator=(const MmuNotifierBracket&) = delete;
+
+ private:
+  MmuNotifierRange range_;
+  bool skip_;
+};
+
+// exit_mmap's first step: interval notifiers get invalidate(RELEASE, everything), classic
+// subscribers release() once and are unhashed, and a grace period passes.
+inline void mmu_notifier_release(Mm* mm) {
+  if (mm_has_notifiers(mm)) __mmu_notifier_release(mm);
+}
+
+// Called by the TLB-flush path for [start, end) of mm.
+inline void mmu_notifier_arch_invalidate_secondary_tlbs(Mm* mm, uint64_t start, uint64_t end) {
+  if (mm_has_notifiers(mm)) __mmu_notifier_arch_invalidate_secondary_tlbs(mm, start, end);
+}
+
+// Aging (rmap's folio_referenced side): ORed over subscribers; test_young stops at the first.
+int mmu_notifier_clear_flush_young(Mm* mm, uint64_t start, uint64_t end);
+int mmu_notifier_clear_young(Mm* mm, uint64_t start, uint64_t end);
+int mmu_notifier_test_young(Mm* mm, uint64_t addr);
+
+// page lost its primary PTEs for good (truncation, reclaim of a clean cache page); the caller
+// holds the page lock. Calls the rmap notifiers when the page is PG_external_rmap.
+void mmu_rmap_notify_page(PhysMem* mem, Page* page);
+
+// mmdrop's teardown of the per-mm state (interval notifiers hold mm_count, so the tree is
+// empty by then).
+void mmu_notifier_subscriptions_destroy(Mm* mm);
+
+// ---- checker hooks ----
+
+// A PTE of mm at addr changed from old_pte to new_pte (under its PTE lock).
+void mmu_checker_pte_change_slow(Mm* mm, uint64_t addr, pteval_t old_pte, pteval_t new_pte);
+inline void mmu_checker_pte_change(Mm* mm, uint64_t addr, pteval_t old_pte, pteval_t new_pte) {
+  if (notifier_internal::checker_on.load(std::memory_order_relaxed))
+    mmu_checker_pte_change_slow(mm, addr, old_pte, new_pte);
+}
+// A frame of mem is being freed.
+void mmu_checker_frame_freed_slow(const void* mem, uint64_t pfn);
+inline void mmu_checker_frame_freed(const void* mem, uint64_t pfn) {
+  if (notifier_internal::checker_on.load(std::memory_order_relaxed)) mmu_checker_frame_freed_slow(mem, pfn);
+}
+// mm is torn down: every bracket of it has ended and no secondary mapping of it remains.
+void mmu_checker_mm_exit(Mm* mm);
+
+}  // namespace mirrormm
