@@ -245,6 +245,8 @@ void clear_page_external_rmap(System* sys, uint64_t pfn);
 // mmput_ref. Registration requires one.
 Mm* get_task_mm(Process* p);
 void mmput_ref(Mm* mm);
+// The machine an address space belongs to.
+System* mm_sys(const Mm* mm);
 // The primary translation of addr in mm (what hmm_range_fault reports after faulting):
 // faults the page in first when fault is set (write: for writing). Returns the pfn with
 // *writable set, or -EFAULT (no VMA / no access), -EPERM (write to a VMA without VM_WRITE),

@@ -14,6 +14,12 @@ struct Options {
   uint64_t seed = 1;
   uint64_t memory_mib = 512;
   bool break_shootdown = false;   // the deliberately broken kernel of the checker test
+  // Secondary MMUs: every process gets a DeviceMirror (interval and classic modes alternate)
+  // that the threads fault pages into and read and write through, with the coherence checker
+  // on. drop_bracket >= 0 removes the primary paths' brackets of that MmuNotifyEvent (the
+  // broken kernel of the coherence checker's test).
+  bool devices = true;
+  int drop_bracket = -1;
   std::ostream* progress = nullptr;  // a line per second, if set
 };
 
@@ -23,6 +29,7 @@ struct Report {
   uint64_t syscalls = 0;
   uint64_t forks = 0;
   uint64_t checks = 0;         // quiescent-point consistency checks run
+  uint64_t device_ops = 0;     // secondary-MMU faults, reads and writes
   uint64_t violations = 0;
   std::vector<std::string> messages;  // the first violations, described
 };

@@ -66,6 +66,8 @@ Mm* get_task_mm(Process* p) {
 
 void mmput_ref(Mm* mm) { mmput(mm); }
 
+System* mm_sys(const Mm* mm) { return mm->sys(); }
+
 Process* System::process(uint64_t pid) {
   std::lock_guard<std::mutex> g(procs_lock_);
   if (pid == 0 || pid > procs_.size()) return nullptr;

@@ -15,8 +15,12 @@
 #include <chrono>
 #include <mutex>
 #include <random>
+#include <algorithm>
+#include <memory>
 #include <thread>
 
+#include "mirrormm/device_mirror.h"
+#include "mirrormm/mmu_notifier.h"
 #include "mirrormm/system.h"
 
 namespace mirrormm::stress {
@@ -35,6 +39,12 @@ uint64_t dirty_base(int t) { return private_base(t) + (32ull << 20); }
 
 struct Shared {
   System* sys;
+  bool devices = false;
+  // The secondary MMU of each slot's process (guarded by mirror_lock; a worker copies the
+  // pointer out and uses the mirror unlocked: the mirror is thread-safe and outlives uses).
+  std::mutex mirror_lock;
+  std::shared_ptr<DeviceMirror> mirror[kSlots];
+  std::atomic<uint64_t> device_ops{0};
   std::atomic<bool> stop{false};
   std::atomic<bool> pause{false};
   std::atomic<int> parked{0};
@@ -190,10 +200,16 @@ class Worker {
     uint64_t pid = sh_.slot_pid[slot].load(std::memory_order_relaxed);
     if (pid) {
       sh_.slot_pid[slot].store(0, std::memory_order_release);
+      // Exit with the device still attached (interval mirrors get RELEASE, classic ones
+      // release()), then detach it, sometimes before the exit instead.
+      std::shared_ptr<DeviceMirror> m = take_mirror(slot);
+      if (m && rnd(4) == 0) m->detach();
       sys.exit(sys.process(pid));
+      if (m) m->detach();
     } else {
       Result<Process*> r = sys.fork(sys.process(1));
       if (r.ok()) {
+        attach_mirror(slot, r.value());
         sh_.slot_pid[slot].store(r.value()->pid(), std::memory_order_release);
         sh_.forks.fetch_add(1, std::memory_order_relaxed);
       }
@@ -201,11 +217,53 @@ class Worker {
     sh_.syscalls.fetch_add(1, std::memory_order_relaxed);
   }
 
+  std::shared_ptr<DeviceMirror> take_mirror(int slot) {
+    std::lock_guard<std::mutex> g(sh_.mirror_lock);
+    return std::move(sh_.mirror[slot]);
+  }
+
+  void attach_mirror(int slot, Process* p) {
+    if (!sh_.devices) return;
+    auto mode = rnd(2) ? DeviceMirror::Mode::kInterval : DeviceMirror::Mode::kClassic;
+    Result<std::unique_ptr<DeviceMirror>> m = DeviceMirror::attach(p, mode, kChaosBase, kChaosPages * kP);
+    if (!m.ok()) return;
+    std::lock_guard<std::mutex> g(sh_.mirror_lock);
+    sh_.mirror[slot] = std::shared_ptr<DeviceMirror>(std::move(m.value()));
+  }
+
+  // The secondary MMU's traffic: fault a few chaos pages in, read or write through the
+  // device page table. The coherence checker judges every mapping it creates.
+  void device_op() {
+    std::shared_ptr<DeviceMirror> m;
+    {
+      std::lock_guard<std::mutex> g(sh_.mirror_lock);
+      m = sh_.mirror[rnd(kSlots)];
+    }
+    if (!m) return;
+    const uint64_t start = kChaosBase + rnd(kChaosPages) * kP;
+    const uint64_t len = std::min<uint64_t>((1 + rnd(8)) * kP, kChaosBase + kChaosPages * kP - start);
+    switch (rnd(3)) {
+      case 0: (void)m->fault(start, len, rnd(2)); break;
+      case 1: {
+        std::vector<uint8_t> buf;
+        (void)m->read(start, len, &buf);
+        break;
+      }
+      default: {
+        std::vector<uint8_t> buf(len, static_cast<uint8_t>(id_));
+        (void)m->write(start, len, buf.data());
+        break;
+      }
+    }
+    sh_.device_ops.fetch_add(1, std::memory_order_relaxed);
+  }
+
   void step() {
     const uint64_t r = rnd(1000);
     if (r < 450) private_op();
     else if (r < 460) dirty_op();
-    else if (r < 995) chaos_op();
+    else if (r < 900 || (r < 995 && !sh_.devices)) chaos_op();
+    else if (r < 995) device_op();
     else process_op();
   }
 
@@ -222,8 +280,17 @@ Report run(const Options& o) {
   cfg.memory_bytes = o.memory_mib << 20;
   System sys(cfg, o.threads);
   sys.debug_break_shootdown(o.break_shootdown);
+  const bool checker_was_on = mmu_checker_enabled();
+  mmu_checker_enable(true);
+  if (o.drop_bracket >= 0) mmu_debug_drop_bracket(o.drop_bracket);
   Shared sh;
   sh.sys = &sys;
+  sh.devices = o.devices;
+  if (o.devices) {
+    Result<std::unique_ptr<DeviceMirror>> m =
+        DeviceMirror::attach(sys.process(1), DeviceMirror::Mode::kInterval, kChaosBase, kChaosPages * kP);
+    if (m.ok()) sh.mirror[0] = std::shared_ptr<DeviceMirror>(std::move(m.value()));
+  }
   for (auto& s : sh.slot_pid) s.store(0);
   sh.slot_pid[0].store(1);
   (void)sys.memfd("chaos0", 64 * kP);
@@ -261,6 +328,11 @@ Report run(const Options& o) {
   }
   sh.stop.store(true);
   for (auto& t : threads) t.join();
+  for (auto& m : sh.mirror) {
+    if (m) m->detach();
+    m.reset();
+  }
+  if (o.drop_bracket >= 0) mmu_debug_drop_bracket(-1);
   sys.debug_check_consistency();
   res.checks++;
   res.ops = sh.ops.load();
@@ -269,6 +341,8 @@ Report run(const Options& o) {
   res.forks = sh.forks.load();
   res.violations = sys.violations();
   res.messages = sys.violation_messages();
+  res.device_ops = sh.device_ops.load();
+  mmu_checker_enable(checker_was_on);
   return res;
 }
 

@@ -1,0 +1,120 @@
+// DeviceMirror: a ready-made secondary MMU over one process, built only on the public
+// notifier API (mmu_notifier.h), for tests, the stress tool, `.mms` scripts (`dev …`) and as
+// a worked example of the two protocols a driver can follow:
+//
+//   Mode::kInterval  an HMM device mirror (Linux's test_hmm dmirror): one interval notifier
+//                    over the mirrored span; faults follow read_begin / mm_get_pfn /
+//                    lock(update) / read_retry; invalidate() drops the overlap under the
+//                    update lock and calls mmu_interval_set_seq.
+//   Mode::kClassic   a KVM-style shadow MMU: a classic subscription with
+//                    invalidate_range_start/end and release; faults snapshot an invalidation
+//                    sequence, resolve the pfn unlocked, and retry when an invalidation is in
+//                    progress or completed meanwhile (mmu_invalidate_retry).
+//
+// The device page table maps page addresses to (pfn, writable). Every mapping is declared to
+// the coherence checker. Every notification is recorded (take_events) for inspection.
+//
+// Thread safety: all methods may be called concurrently with each other and with any
+// activity of the mirrored process, including its exit. Destroying the mirror detaches it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "mirrormm/errno.h"
+#include "mirrormm/mmu_notifier.h"
+
+namespace mirrormm {
+
+class DeviceMirror {
+ public:
+  enum class Mode { kInterval, kClassic };
+  // What the mirror was told: one line per notification.
+  struct Event {
+    MmuNotifyEvent event = MmuNotifyEvent::kUnmap;
+    uint64_t start = 0, end = 0;  // end exclusive; a classic release is [0, ~0)
+    bool blockable = true;
+    bool release = false;  // classic release() (event is then kRelease)
+  };
+  struct Stats {
+    uint64_t faults = 0;         // fault() rounds that installed entries
+    uint64_t retries = 0;        // collisions with an invalidation
+    uint64_t invalidations = 0;  // notifications received
+    uint64_t pages_dropped = 0;  // device entries removed by notifications
+  };
+
+  // Attaches to p's address space, mirroring [start, start+length) (interval mode; length 0
+  // means the whole user address space) or everything (classic mode). Errors: -ESRCH when p
+  // has exited, the registration's errno otherwise.
+  static Result<std::unique_ptr<DeviceMirror>> attach(Process* p, Mode mode, uint64_t start = 0, uint64_t length = 0);
+  ~DeviceMirror();
+  DeviceMirror(const DeviceMirror&) = delete;
+  DeviceMirror& operator=(const DeviceMirror&) = delete;
+
+  // hmm_range_fault + program the device: mirrors every page of [addr, addr+len), faulting
+  // it in on the CPU side as needed (for writing when write). Returns the number of pages
+  // mirrored, or -EFAULT (no VMA, no read access, outside the mirrored span), -EPERM (write
+  // to a VMA without VM_WRITE), -ENOMEM, -EBUSY (too many collisions).
+  Result<uint64_t> fault(uint64_t addr, uint64_t len, bool write);
+  // Device DMA through the device page table: false at the first page not mirrored
+  // (writable, for a write); earlier pages were transferred.
+  bool read(uint64_t addr, uint64_t len, std::vector<uint8_t>* out);
+  bool write(uint64_t addr, uint64_t len, const uint8_t* data);
+  // One character per page of [addr, addr+len): '-' not mirrored, 'r' read-only, 'w' writable.
+  std::string show(uint64_t addr, uint64_t len);
+  uint64_t pages_mirrored();
+  std::vector<Event> take_events();
+  Stats stats();
+  Mode mode() const { return mode_; }
+  // Drops the subscription (interval remove / classic unregister) and every device entry.
+  // Idempotent; the destructor calls it.
+  void detach();
+
+ private:
+  struct Entry {
+    uint64_t pfn;
+    bool writable;
+  };
+  struct IntervalSub : MmuIntervalNotifier {
+    DeviceMirror* owner;
+  };
+  struct ClassicSub : MmuNotifier {
+    DeviceMirror* owner;
+  };
+
+  DeviceMirror(Mode mode, Mm* mm, System* sys, uint64_t start, uint64_t last);
+  static bool interval_invalidate(MmuIntervalNotifier* sub, const MmuNotifierRange* range, uint64_t cur_seq);
+  static int classic_start(MmuNotifier* sub, const MmuNotifierRange* range);
+  static void classic_end(MmuNotifier* sub, const MmuNotifierRange* range);
+  static void classic_release(MmuNotifier* sub, Mm* mm);
+  // Under lock_: removes entries of [start, end).
+  void drop_locked(uint64_t start, uint64_t end);
+  void record_locked(const MmuNotifierRange* range, bool release);
+
+  const Mode mode_;
+  Mm* const mm_;  // kept alive by the subscription's mm reference
+  System* const sys_;
+  const uint64_t start_, last_;  // the mirrored span (inclusive)
+  IntervalSub interval_;
+  ClassicSub classic_;
+  // Held shared by fault() (which uses the subscription and the mm) and exclusively by
+  // detach(), after which the mm may be gone.
+  std::shared_mutex detach_lock_;
+  bool attached_ = false;  // guarded by detach_lock_
+
+  // The "update" lock: the device page table, the event log, the classic sequence.
+  std::mutex lock_;
+  std::map<uint64_t, Entry> table_;
+  std::vector<Event> events_;
+  Stats stats_;
+  uint64_t invalidate_seq_ = 0;        // classic: completed invalidations
+  uint64_t invalidate_in_progress_ = 0;  // classic: started, not yet ended
+  bool released_ = false;
+};
+
+}  // namespace mirrormm

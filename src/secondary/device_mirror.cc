@@ -1,0 +1,246 @@
+// DeviceMirror (see mirrormm/device_mirror.h): the two driver protocols on the public API.
+#include "mirrormm/device_mirror.h"
+
+#include <algorithm>
+
+#include "mirrormm/system.h"
+
+namespace mirrormm {
+
+namespace {
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kUserEnd = 1ull << 47;  // x86-64 TASK_SIZE (rounded up to the page)
+constexpr int kMaxRetries = 1000;
+}  // namespace
+
+DeviceMirror::DeviceMirror(Mode mode, Mm* mm, System* sys, uint64_t start, uint64_t last)
+    : mode_(mode), mm_(mm), sys_(sys), start_(start), last_(last) {
+  interval_.owner = this;
+  classic_.owner = this;
+}
+
+Result<std::unique_ptr<DeviceMirror>> DeviceMirror::attach(Process* p, Mode mode, uint64_t start, uint64_t length) {
+  static const MmuIntervalNotifierOps interval_ops = [] {
+    MmuIntervalNotifierOps o;
+    o.invalidate = &DeviceMirror::interval_invalidate;
+    return o;
+  }();
+  static const MmuNotifierOps classic_ops = [] {
+    MmuNotifierOps o;
+    o.invalidate_range_start = &DeviceMirror::classic_start;
+    o.invalidate_range_end = &DeviceMirror::classic_end;
+    o.release = &DeviceMirror::classic_release;
+    return o;
+  }();
+  Mm* mm = get_task_mm(p);
+  if (!mm) return Errno::kSrch;
+  if (mode == Mode::kClassic || length == 0) {
+    start = 0;
+    length = kUserEnd;
+  }
+  if (length == 0 || start + (length - 1) < start) {
+    mmput_ref(mm);
+    return Errno::kOverflow;
+  }
+  std::unique_ptr<DeviceMirror> m(new DeviceMirror(mode, mm, mm_sys(mm), start, start + length - 1));
+  Errno e;
+  if (mode == Mode::kInterval) {
+    e = mmu_interval_notifier_insert(&m->interval_, mm, start, length, &interval_ops);
+  } else {
+    m->classic_.ops = &classic_ops;
+    e = mmu_notifier_register(&m->classic_, mm);
+  }
+  mmput_ref(mm);
+  if (e != Errno::kOk) return e;
+  m->attached_ = true;
+  return m;
+}
+
+DeviceMirror::~DeviceMirror() { detach(); }
+
+void DeviceMirror::detach() {
+  std::unique_lock<std::shared_mutex> d(detach_lock_);
+  if (!attached_) return;
+  // Stop using the device page table first (no fault can refill it: they hold detach_lock_
+  // shared), then leave: between the two the subscription still covers every entry.
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    drop_locked(0, ~0ull);
+  }
+  if (mode_ == Mode::kInterval) {
+    mmu_interval_notifier_remove(&interval_);
+  } else {
+    mmu_notifier_unregister(&classic_, mm_);
+  }
+  attached_ = false;
+}
+
+void DeviceMirror::drop_locked(uint64_t start, uint64_t end) {
+  auto it = table_.lower_bound(start);
+  while (it != table_.end() && it->first < end) {
+    mmu_checker_unmap(this, mm_, it->first);
+    stats_.pages_dropped++;
+    it = table_.erase(it);
+  }
+}
+
+void DeviceMirror::record_locked(const MmuNotifierRange* range, bool release) {
+  stats_.invalidations++;
+  Event e;
+  e.event = release ? MmuNotifyEvent::kRelease : range->event;
+  e.start = release ? 0 : range->start;
+  e.end = release ? ~0ull : range->end;
+  e.blockable = release || mmu_notifier_range_blockable(range);
+  e.release = release;
+  if (events_.size() < 100000) events_.push_back(e);
+}
+
+bool DeviceMirror::interval_invalidate(MmuIntervalNotifier* sub, const MmuNotifierRange* range, uint64_t cur_seq) {
+  DeviceMirror* m = static_cast<IntervalSub*>(sub)->owner;
+  std::unique_lock<std::mutex> g(m->lock_, std::defer_lock);
+  if (mmu_notifier_range_blockable(range)) {
+    g.lock();
+  } else if (!g.try_lock()) {
+    return false;  // would sleep
+  }
+  mmu_interval_set_seq(sub, cur_seq);
+  m->record_locked(range, false);
+  m->drop_locked(range->start, range->end);
+  return true;
+}
+
+int DeviceMirror::classic_start(MmuNotifier* sub, const MmuNotifierRange* range) {
+  DeviceMirror* m = static_cast<ClassicSub*>(sub)->owner;
+  // KVM's rule: a start that cannot fail, paired with an end.
+  std::lock_guard<std::mutex> g(m->lock_);
+  m->invalidate_in_progress_++;
+  m->record_locked(range, false);
+  m->drop_locked(range->start, range->end);
+  return 0;
+}
+
+void DeviceMirror::classic_end(MmuNotifier* sub, const MmuNotifierRange* range) {
+  (void)range;
+  DeviceMirror* m = static_cast<ClassicSub*>(sub)->owner;
+  std::lock_guard<std::mutex> g(m->lock_);
+  m->invalidate_seq_++;
+  if (m->invalidate_in_progress_ > 0) m->invalidate_in_progress_--;
+}
+
+void DeviceMirror::classic_release(MmuNotifier* sub, Mm* mm) {
+  (void)mm;
+  DeviceMirror* m = static_cast<ClassicSub*>(sub)->owner;
+  std::lock_guard<std::mutex> g(m->lock_);
+  m->released_ = true;
+  m->record_locked(nullptr, true);
+  m->drop_locked(0, ~0ull);
+}
+
+Result<uint64_t> DeviceMirror::fault(uint64_t addr, uint64_t len, bool write) {
+  if (len == 0) return uint64_t{0};
+  const uint64_t first = addr & ~(kPage - 1);
+  const uint64_t end = addr + len;
+  if (end < addr || first < start_ || end - 1 > last_) return Errno::kFault;
+  std::shared_lock<std::shared_mutex> d(detach_lock_);
+  if (!attached_) return Errno::kFault;
+  std::vector<Entry> found;
+  for (int attempt = 0; attempt < kMaxRetries; ++attempt) {
+    // The sequence first, then the CPU page tables, then the check under the update lock.
+    uint64_t seq = 0;
+    if (mode_ == Mode::kInterval) {
+      seq = mmu_interval_read_begin(&interval_);
+    } else {
+      std::lock_guard<std::mutex> g(lock_);
+      if (released_) return Errno::kFault;
+      seq = invalidate_seq_;
+    }
+    found.clear();
+    bool collided = false;
+    for (uint64_t a = first; a < end; a += kPage) {
+      bool writable = false;
+      Result<uint64_t> pfn = mm_get_pfn(mm_, a, /*fault=*/true, write, &writable);
+      if (!pfn.ok()) return pfn.error();
+      found.push_back({pfn.value(), writable});
+      if (mode_ == Mode::kInterval && mmu_interval_check_retry(&interval_, seq)) {
+        collided = true;
+        break;
+      }
+    }
+    std::lock_guard<std::mutex> g(lock_);
+    if (!collided) {
+      collided = mode_ == Mode::kInterval ? mmu_interval_read_retry(&interval_, seq)
+                                          : (invalidate_in_progress_ != 0 || invalidate_seq_ != seq || released_);
+    }
+    if (collided) {
+      stats_.retries++;
+      continue;
+    }
+    uint64_t a = first;
+    for (const Entry& e : found) {
+      mmu_checker_map(this, mm_, a, e.pfn, e.writable);
+      table_[a] = e;
+      a += kPage;
+    }
+    stats_.faults++;
+    return static_cast<uint64_t>(found.size());
+  }
+  return Errno::kBusy;
+}
+
+bool DeviceMirror::read(uint64_t addr, uint64_t len, std::vector<uint8_t>* out) {
+  out->clear();
+  std::lock_guard<std::mutex> g(lock_);
+  for (uint64_t a = addr; a < addr + len;) {
+    auto it = table_.find(a & ~(kPage - 1));
+    if (it == table_.end()) return false;
+    const uint64_t off = a & (kPage - 1);
+    const uint64_t n = std::min(kPage - off, addr + len - a);
+    size_t at = out->size();
+    out->resize(at + n);
+    device_access_pfn(sys_, it->second.pfn, off, out->data() + at, n, false);
+    a += n;
+  }
+  return true;
+}
+
+bool DeviceMirror::write(uint64_t addr, uint64_t len, const uint8_t* data) {
+  std::lock_guard<std::mutex> g(lock_);
+  for (uint64_t a = addr; a < addr + len;) {
+    auto it = table_.find(a & ~(kPage - 1));
+    if (it == table_.end() || !it->second.writable) return false;
+    const uint64_t off = a & (kPage - 1);
+    const uint64_t n = std::min(kPage - off, addr + len - a);
+    device_access_pfn(sys_, it->second.pfn, off, const_cast<uint8_t*>(data + (a - addr)), n, true);
+    a += n;
+  }
+  return true;
+}
+
+std::string DeviceMirror::show(uint64_t addr, uint64_t len) {
+  std::string s;
+  std::lock_guard<std::mutex> g(lock_);
+  for (uint64_t a = addr & ~(kPage - 1); a < addr + len; a += kPage) {
+    auto it = table_.find(a);
+    s.push_back(it == table_.end() ? '-' : it->second.writable ? 'w' : 'r');
+  }
+  return s;
+}
+
+uint64_t DeviceMirror::pages_mirrored() {
+  std::lock_guard<std::mutex> g(lock_);
+  return table_.size();
+}
+
+std::vector<DeviceMirror::Event> DeviceMirror::take_events() {
+  std::lock_guard<std::mutex> g(lock_);
+  std::vector<Event> out;
+  out.swap(events_);
+  return out;
+}
+
+DeviceMirror::Stats DeviceMirror::stats() {
+  std::lock_guard<std::mutex> g(lock_);
+  return stats_;
+}
+
+}  // namespace mirrormm
