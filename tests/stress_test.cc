@@ -1,6 +1,7 @@
 // The concurrent stress workload and its checkers.
 #include <gtest/gtest.h>
 
+#include "mirrormm/mmu_notifier.h"
 #include "mirrormm/stress.h"
 
 namespace mirrormm::stress {
@@ -15,7 +16,25 @@ TEST(Stress, ConcurrentWorkloadHasNoViolations) {
   EXPECT_GT(r.accesses, 100u);  // low bars: CI machines may be loaded
   EXPECT_GT(r.syscalls, 100u);
   EXPECT_GT(r.checks, 1u);
+  EXPECT_GT(r.device_ops, 10u);  // secondary MMUs attached, checker on
   EXPECT_EQ(r.violations, 0u) << (r.messages.empty() ? "" : r.messages[0]);
+}
+
+// The coherence checker's reason to exist: take the brackets away from one family of primary
+// paths and the stale secondary mappings (and the unbracketed PTE changes) are reported.
+TEST(Stress, DroppedBracketIsCaught) {
+  for (MmuNotifyEvent e : {MmuNotifyEvent::kUnmap, MmuNotifyEvent::kProtectionVma}) {
+    Options o;
+    o.threads = 4;
+    o.seconds = 2;
+    o.seed = 3;
+    o.drop_bracket = static_cast<int>(e);
+    Report r = run(o);
+    EXPECT_GT(r.violations, 0u) << mmu_notify_event_name(e);
+    bool named = false;
+    for (const std::string& m : r.messages) named |= m.find("mmu checker") != std::string::npos;
+    EXPECT_TRUE(named) << mmu_notify_event_name(e);
+  }
 }
 
 TEST(Stress, BrokenShootdownIsCaught) {
