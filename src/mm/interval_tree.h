@@ -52,10 +52,11 @@ class IntervalTree {
   // Calls fn(node) for every node in start order.
   template <class Fn>
   void for_each(Fn&& fn) const {
-    visit(root_, 0, ~0ull, [&](Node* n) {
+    auto all = [&](Node* n) {
       fn(n);
       return true;
-    });
+    };
+    visit(root_, 0, ~0ull, all);
   }
 
   // Debug validator: order, balance, heights and augmentation.

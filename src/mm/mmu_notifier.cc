@@ -52,6 +52,7 @@ struct MmuNotifierSubscriptions {
   MmuIntervalNotifier* deferred_tail GUARDED_BY(lock) = nullptr;
   std::mutex wq_lock;
   std::condition_variable wq;
+  std::atomic<int> waiters{0};  // threads in wait_until: wakers skip the wakeup when none
 };
 
 namespace {
@@ -86,7 +87,11 @@ void hlist_del_init_rcu(N* n) {
 
 // ---- waiting ----
 
+// A waiter announces itself (waiters++) before it checks the state under the spinlock; a
+// waker changes the state under the spinlock and reads `waiters` after: one of them sees the
+// other, so skipping the wakeup when nobody waits loses none.
 void wake_all(MmuNotifierSubscriptions* subs) {
+  if (subs->waiters.load(std::memory_order_seq_cst) == 0) return;
   { std::lock_guard<std::mutex> g(subs->wq_lock); }
   subs->wq.notify_all();
 }
@@ -94,15 +99,17 @@ void wake_all(MmuNotifierSubscriptions* subs) {
 template <class Pred>
 void wait_until(MmuNotifierSubscriptions* subs, Pred done) NO_THREAD_SAFETY_ANALYSIS {
   std::unique_lock<std::mutex> wl(subs->wq_lock);
+  subs->waiters.fetch_add(1, std::memory_order_seq_cst);
   for (;;) {
     bool ok;
     {
       SpinGuard g(subs->lock);
       ok = done();
     }
-    if (ok) return;
+    if (ok) break;
     subs->wq.wait(wl);
   }
+  subs->waiters.fetch_sub(1, std::memory_order_relaxed);
 }
 
 // ---- mm_take_all_locks ----
