@@ -11,6 +11,7 @@
 #include "mirrormm/replay.h"
 #include "mirrormm/script.h"
 #include "mirrormm/scriptgen.h"
+#include "mirrormm/mmu_notifier.h"
 #include "mirrormm/stress.h"
 
 namespace {
@@ -120,23 +121,28 @@ int cmd_oracle(uint64_t seed0, uint64_t seeds, int commands, const std::string& 
   return 0;
 }
 
-int cmd_stress(int threads, double seconds, uint64_t seed, bool broken) {
+int cmd_stress(int threads, double seconds, uint64_t seed, bool broken, bool no_devices, const std::string& drop) {
   stress::Options o;
   o.threads = threads;
   o.seconds = seconds;
   o.seed = seed;
   o.break_shootdown = broken;
+  o.devices = !no_devices;
+  for (int e = 0; e <= static_cast<int>(MmuNotifyEvent::kExclusive); ++e)
+    if (drop == mmu_notify_event_name(static_cast<MmuNotifyEvent>(e))) o.drop_bracket = e;
   o.progress = &std::cerr;
   std::cout << "stress: " << threads << " CPUs, " << seconds << " s, seed " << seed
-            << (broken ? ", shootdown deliberately broken" : "") << "\n";
+            << (broken ? ", shootdown deliberately broken" : "") << (no_devices ? ", no devices" : ", devices attached")
+            << (drop.empty() ? "" : ", brackets of " + drop + " deliberately dropped") << "\n";
   std::cout.flush();
   stress::Report r = stress::run(o);
   std::cout << "ops " << r.ops << " (accesses " << r.accesses << ", system calls " << r.syscalls << ", forks " << r.forks
-            << "), consistency checks " << r.checks << "\n";
+            << "), device operations " << r.device_ops << ", consistency checks " << r.checks << "\n";
   for (const std::string& m : r.messages) std::cout << "violation: " << m << "\n";
   if (r.violations)
     std::cout << "replay: mirrormm stress --threads " << threads << " --seconds " << seconds << " --seed " << seed
-              << (broken ? " --break-shootdown" : "") << "\n";
+              << (broken ? " --break-shootdown" : "") << (no_devices ? " --no-devices" : "")
+              << (drop.empty() ? "" : " --drop-bracket " + drop) << "\n";
   std::cout << "violations: " << r.violations << "\n";
   return r.violations ? 1 : 0;
 }
@@ -153,7 +159,7 @@ int main(int argc, char** argv) {
   replay->add_option("FILE", path, "script")->required();
   mf.add(replay);
 
-  auto* host = app.add_subcommand("host", "run a .mms script against the host kernel");
+  auto* host = app.add_subcommand("host", "run a .mms script against the host kernel (model-only v2 commands print SKIP)");
   host->add_option("FILE", path, "script")->required();
 
   uint64_t seed = 1, seeds = 100;
@@ -179,9 +185,14 @@ int main(int argc, char** argv) {
   stress_cmd->add_option("--seconds", seconds)->check(CLI::Range(0.1, 86400.0));
   stress_cmd->add_option("--seed", seed);
   stress_cmd->add_flag("--break-shootdown", broken, "leave stale TLB entries (tests the checker)");
+  bool no_devices = false;
+  std::string drop_bracket;
+  stress_cmd->add_flag("--no-devices", no_devices, "attach no secondary MMUs");
+  stress_cmd->add_option("--drop-bracket", drop_bracket, "skip the primary paths' brackets of this event (tests the coherence checker)")
+      ->check(CLI::IsMember({"unmap", "clear", "protection_vma"}));
 
   CLI11_PARSE(app, argc, argv);
-  if (*stress_cmd) return cmd_stress(threads, seconds, seed, broken);
+  if (*stress_cmd) return cmd_stress(threads, seconds, seed, broken, no_devices, drop_bracket);
   if (*replay) return cmd_replay(path, mf);
   if (*host) return cmd_host(path);
   if (*gen) return cmd_gen(seed, commands, profile);

@@ -26,7 +26,9 @@ struct Divergence {
 
 // True when the two result lines agree: byte-identical, or both are addresses outside the
 // window returned by an mmap without fixed/noreplace (the host picks those from its own
-// layout, which the model does not know).
+// layout, which the model does not know), or c is a model-only command (format version 2:
+// dev, stats, check) for which the host printed `SKIP` (not compared). The generator never
+// produces model-only commands; scripts written by hand may have them.
 bool lines_agree(const script::Command& c, const std::string& host, const std::string& model);
 
 // Runs the script on the host and on the model and returns the first divergence, if any.

@@ -2,12 +2,14 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "mirrormm/config.h"
+#include "mirrormm/device_mirror.h"
 #include "mirrormm/script.h"
 #include "mirrormm/system.h"
 
@@ -19,20 +21,37 @@ struct Options {
 
 // Runs commands one at a time against one modeled system (for tools and tests that want to
 // look at the model between commands).
+//
+// Model-only (version 2) commands: the Replayer owns the devices of `dev attach` (a
+// DeviceMirror per NAME) and detaches them all when destroyed, before the System goes. The
+// first model-only command turns the coherence checker on (mmu_checker_enable) if it is not
+// on yet; between two commands no invalidation is under way, so nothing is missed. The
+// destructor restores the checker's previous state. `@N` chooses the process of `dev
+// attach`; the other model-only commands act on a device or on the whole model and ignore it.
 class Replayer {
  public:
   explicit Replayer(const Options& options);
   ~Replayer();
+  Replayer(const Replayer&) = delete;
+  Replayer& operator=(const Replayer&) = delete;
   // The result line of one command.
   std::string run(const script::Command& c);
   System& system() { return *sys_; }
 
  private:
+  std::string run_model_only(const script::Command& c);
+  std::string stats();
+  std::string check();
+
   std::unique_ptr<System> sys_;
+  std::map<std::string, std::unique_ptr<DeviceMirror>> devices_;  // by NAME
+  bool checker_was_on_ = false;
+  bool checker_switched_ = false;  // this Replayer turned the checker on
 };
 
 // Runs every command of the script against a fresh modeled system and returns one result
-// line per command, as `mirrormm replay` prints them.
+// line per command, as `mirrormm replay` prints them. A script with a model-only command
+// runs with the coherence checker on (switched on before the first command, restored after).
 std::vector<std::string> run(const script::Script& script, const Options& options);
 
 // "FILE:LINE: message" for the first command the model cannot run yet, if any. Callers check

@@ -71,7 +71,29 @@ enum RemapFlag : uint32_t {
   kRemapDontunmap = 1u << 2,
 };
 
-// One command line. Only the fields its Op uses are meaningful:
+// Version 2 of the format adds model-only commands: secondary MMUs (`dev …`, a DeviceMirror
+// per NAME) and model inspection (`stats`, `check`). They have no Op of their own: a Command
+// whose `model` is not kNone is one of them, and its `op` is then Op::kMaps and means
+// nothing. Code written for the host-comparable set (host_safe, the generator, the host
+// worker) therefore never meets an Op it does not know; executors test model_only() first.
+// The host runner prints `SKIP` for them (docs/mms-v2.md).
+enum class ModelOp : uint8_t {
+  kNone,       // a host-comparable (v1) command: see `op`
+  kDevAttach,  // dev attach NAME interval ADDR LEN | dev attach NAME classic
+  kDevFault,   // dev fault NAME ADDR LEN read|write
+  kDevShow,    // dev show NAME ADDR LEN
+  kDevRead,    // dev read NAME ADDR LEN
+  kDevWrite,   // dev write NAME ADDR LEN SEED
+  kDevLog,     // dev log NAME
+  kDevDetach,  // dev detach NAME
+  kStats,      // stats
+  kCheck,      // check
+};
+
+// The protocol of `dev attach` (DeviceMirror::Mode).
+enum class DevMode : uint8_t { kInterval, kClassic };
+
+// One command line. Only the fields its Op (or ModelOp) uses are meaningful:
 //   mmap      addr len prot map_flags [name offset]   (has_file says whether NAME OFFSET given)
 //   munmap    addr len
 //   mprotect  addr len prot (prot may carry kProtGrowsDown / kProtGrowsUp)
@@ -83,6 +105,12 @@ enum RemapFlag : uint32_t {
 //   maps, fork, exit
 //   memfd     name size
 //   truncate  name size
+//   dev attach   name dev_mode [addr len]   (addr len: interval mode only)
+//   dev fault    name addr len dev_write
+//   dev show|read name addr len
+//   dev write    name addr len seed
+//   dev log|detach name
+//   stats, check
 struct Command {
   Op op = Op::kMaps;
   uint32_t line = 0;  // 1-based line number in the file
@@ -100,8 +128,14 @@ struct Command {
   Advice advice = Advice::kDontneed;
   bool has_file = false;
   bool has_new_addr = false;
-  std::string name;
+  std::string name;  // a file NAME, or a device NAME for `dev`
+  ModelOp model = ModelOp::kNone;
+  DevMode dev_mode = DevMode::kInterval;
+  bool dev_write = false;  // dev fault: `write` (else `read`)
 };
+
+// True for the model-only (version 2) commands: dev, stats, check.
+inline bool model_only(const Command& c) { return c.model != ModelOp::kNone; }
 
 struct Script {
   std::string file;  // the name used in diagnostics
@@ -111,6 +145,9 @@ struct Script {
 // Parses a whole script. On success returns the script; on the first usage error returns
 // std::nullopt and sets *error to "FILE:LINE: message".
 std::optional<Script> parse(std::string_view text, std::string_view file, std::string* error);
+
+// True when the script has a model-only command (it then needs the coherence checker).
+bool uses_model_only(const Script& s);
 
 // Reads and parses FILE; an unreadable file is reported as "FILE: message".
 std::optional<Script> parse_file(const std::string& path, std::string* error);

@@ -180,6 +180,8 @@ bool Controller::start(std::string* error) {
 }
 
 std::string Controller::execute(const script::Command& c) {
+  // Model-only (format version 2) commands have nothing to run on the host: no request.
+  if (script::model_only(c)) return "SKIP";
   if (c.pid == 0 || c.pid > workers_.size() || !workers_[c.pid - 1].live) return "-ESRCH";
   if (!host_safe(c)) return "UNSAFE";
   switch (c.op) {

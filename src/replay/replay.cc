@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "mm/internal.h"
 #include "mm/shmem.h"
 #include "mm/system_internal.h"
@@ -28,12 +30,45 @@ std::string fault_token(const AccessResult& r) {
   return "?";
 }
 
+// dev show/read/write: longest range (a show prints one character per page, a read or write
+// moves the bytes through a buffer).
+constexpr uint64_t kMaxDevRange = 1ull << 30;
+// `dev log` prints range ends at or beyond the end of the user address space as this.
+constexpr uint64_t kLogEndCap = 0x800000000000ull;
+
+// One `dev log` entry: "EVENT START-END[ nonblock]", or "release" for a classic release().
+std::string format_event(const DeviceMirror::Event& e) {
+  if (e.release) return "release";
+  std::string s = fmt::format("{} {:x}-{:x}", mmu_notify_event_name(e.event), std::min(e.start, kLogEndCap),
+                              std::min(e.end, kLogEndCap));
+  if (!e.blockable) s += " nonblock";
+  return s;
+}
+
+// A range the device commands accept: it does not wrap and is at most kMaxDevRange long.
+bool dev_range_ok(const Command& c) { return c.len <= kMaxDevRange && c.addr + c.len >= c.addr; }
+
 }  // namespace
 
 Replayer::Replayer(const Options& o) : sys_(std::make_unique<System>(o.config)) {}
-Replayer::~Replayer() = default;
+
+Replayer::~Replayer() {
+  // Devices first: detaching needs the System (and the mm the subscription keeps alive).
+  for (auto& [name, dev] : devices_) dev->detach();
+  devices_.clear();
+  sys_.reset();
+  if (checker_switched_) mmu_checker_enable(checker_was_on_);
+}
 
 std::string Replayer::run(const Command& c) {
+    if (script::model_only(c)) {
+      if (!mmu_checker_enabled()) {
+        checker_was_on_ = false;
+        checker_switched_ = true;
+        mmu_checker_enable(true);
+      }
+      return run_model_only(c);
+    }
     System& sys_ = *this->sys_;
     Process* p = sys_.process(c.pid);
     if (!p) return err(Errno::kSrch);
@@ -108,6 +143,98 @@ std::string Replayer::run(const Command& c) {
     return "-EINVAL";
 }
 
+std::string Replayer::run_model_only(const Command& c) {
+  using script::ModelOp;
+  if (c.model == ModelOp::kStats) return stats();
+  if (c.model == ModelOp::kCheck) return check();
+  auto it = devices_.find(c.name);
+  if (c.model == ModelOp::kDevAttach) {
+    Process* p = sys_->process(c.pid);
+    if (!p) return err(Errno::kSrch);
+    if (it != devices_.end()) return err(Errno::kExist);
+    Result<std::unique_ptr<DeviceMirror>> r = Errno::kOverflow;
+    if (c.dev_mode == script::DevMode::kClassic) {
+      r = DeviceMirror::attach(p, DeviceMirror::Mode::kClassic);
+    } else if (c.len != 0) {  // LEN 0 is -EOVERFLOW, as for mmu_interval_notifier_insert
+      r = DeviceMirror::attach(p, DeviceMirror::Mode::kInterval, c.addr, c.len);
+    }
+    if (!r.ok()) return err(r.error());
+    devices_.emplace(c.name, std::move(r.value()));
+    return "0";
+  }
+  if (it == devices_.end()) return err(Errno::kNoEnt);
+  DeviceMirror& dev = *it->second;
+  switch (c.model) {
+    case ModelOp::kDevFault: {
+      Result<uint64_t> r = dev.fault(c.addr, c.len, c.dev_write);
+      return r.ok() ? std::to_string(r.value()) : err(r.error());
+    }
+    case ModelOp::kDevShow:
+      if (!dev_range_ok(c)) return err(Errno::kInval);
+      return dev.show(c.addr, c.len);
+    case ModelOp::kDevRead: {
+      if (!dev_range_ok(c)) return err(Errno::kInval);
+      std::vector<uint8_t> data;
+      if (!dev.read(c.addr, c.len, &data)) return "DEVFAULT";
+      uint64_t h = script::kFnvOffset;
+      for (uint8_t b : data) h = (h ^ b) * script::kFnvPrime;
+      return fmt::format("fnv:{:016x}", h);
+    }
+    case ModelOp::kDevWrite: {
+      if (!dev_range_ok(c)) return err(Errno::kInval);
+      std::vector<uint8_t> data(c.len);
+      for (uint64_t i = 0; i < c.len; i++) data[i] = script::pattern(c.addr + i, c.seed);
+      return dev.write(c.addr, c.len, data.data()) ? "ok" : "DEVFAULT";
+    }
+    case ModelOp::kDevLog: {
+      std::string out;
+      for (const DeviceMirror::Event& e : dev.take_events()) {
+        if (!out.empty()) out += "; ";
+        out += format_event(e);
+      }
+      return out.empty() ? "none" : out;
+    }
+    case ModelOp::kDevDetach:
+      dev.detach();
+      devices_.erase(it);
+      return "0";
+    case ModelOp::kNone:
+    case ModelOp::kDevAttach:
+    case ModelOp::kStats:
+    case ModelOp::kCheck: break;
+  }
+  return "-EINVAL";
+}
+
+std::string Replayer::stats() {
+  uint64_t processes = 0;
+  const uint64_t created = sys_->nr_processes_created();
+  for (uint64_t pid = 1; pid <= created; pid++) processes += sys_->process(pid) != nullptr;
+  uint64_t mirrored = 0, invalidations = 0;
+  for (auto& [name, dev] : devices_) {
+    mirrored += dev->pages_mirrored();
+    invalidations += dev->stats().invalidations;
+  }
+  return fmt::format("processes={} devices={} mirrored={} invalidations={} violations={}", processes,
+                     devices_.size(), mirrored, invalidations, sys_->violations());
+}
+
+std::string Replayer::check() {
+  sys_->debug_check_consistency();
+  const uint64_t n = sys_->violations();
+  if (n == 0) return "ok";
+  std::vector<std::string> messages = sys_->violation_messages();
+  std::string out = fmt::format("violations {}", n);
+  if (!messages.empty()) {
+    std::string first = messages.front();
+    for (char& ch : first) {
+      if (ch == '\n' || ch == '\r') ch = ' ';  // one result line per command
+    }
+    out += ": " + first;
+  }
+  return out;
+}
+
 std::string format_maps(Mm* mm) NO_THREAD_SAFETY_ANALYSIS {
   ReadGuard g(mm->mmap_lock_);
   std::string out;
@@ -136,10 +263,18 @@ std::optional<std::string> unsupported(const script::Script& s) {
 }
 
 std::vector<std::string> run(const script::Script& s, const Options& options) {
-  Replayer r(options);
+  // The checker must watch the whole run of a script with secondary MMUs, from its first
+  // command (it is a process-wide switch: restore it afterwards).
+  const bool checker_was_on = mmu_checker_enabled();
+  const bool switch_checker = !checker_was_on && script::uses_model_only(s);
+  if (switch_checker) mmu_checker_enable(true);
   std::vector<std::string> out;
-  out.reserve(s.commands.size());
-  for (const Command& c : s.commands) out.push_back(r.run(c));
+  {
+    Replayer r(options);
+    out.reserve(s.commands.size());
+    for (const Command& c : s.commands) out.push_back(r.run(c));
+  }
+  if (switch_checker) mmu_checker_enable(false);
   return out;
 }
 

@@ -134,6 +134,17 @@ class ArgReader {
     return std::string(tok);
   }
 
+  // A device name: [A-Za-z_][A-Za-z0-9_]*.
+  std::string dev_name(size_t i) const {
+    std::string_view tok = args_[i];
+    bool ok = !tok.empty() && !(tok[0] >= '0' && tok[0] <= '9');
+    for (char c : tok) {
+      ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_');
+    }
+    if (!ok) fail("bad NAME " + quoted(tok) + " (expected [A-Za-z_][A-Za-z0-9_]*)");
+    return std::string(tok);
+  }
+
   const std::vector<std::string_view>& args() const { return args_; }
   std::string_view arg(size_t i) const { return args_[i]; }
 
@@ -282,6 +293,64 @@ void parse_addr_len(const ArgReader& r, Command* c) {
   c->len = r.number(1, "LEN");
 }
 
+// `dev SUBCOMMAND NAME ...` (format version 2). Messages name the command as "dev SUB".
+void parse_dev(const std::vector<std::string_view>& args, Command* c) {
+  if (args.empty())
+    throw ParseError{"dev: missing subcommand (attach, fault, show, read, write, log or detach)"};
+  const std::string_view sub = args[0];
+  const std::string cmd = "dev " + std::string(sub);
+  const std::vector<std::string_view> rest(args.begin() + 1, args.end());
+  ArgReader r(cmd, rest);
+  if (sub == "attach") {
+    c->model = ModelOp::kDevAttach;
+    if (rest.size() < 2)
+      r.fail("expected 2 or 4 arguments (NAME classic | NAME interval ADDR LEN), got " + std::to_string(rest.size()));
+    c->name = r.dev_name(0);
+    if (rest[1] == "classic") {
+      c->dev_mode = DevMode::kClassic;
+      expect_arity(r, 2, "NAME classic");
+    } else if (rest[1] == "interval") {
+      c->dev_mode = DevMode::kInterval;
+      expect_arity(r, 4, "NAME interval ADDR LEN");
+      c->addr = r.number(2, "ADDR");
+      c->len = r.number(3, "LEN");
+    } else {
+      r.fail("bad MODE " + quoted(rest[1]) + " (expected interval or classic)");
+    }
+  } else if (sub == "fault") {
+    c->model = ModelOp::kDevFault;
+    expect_arity(r, 4, "NAME ADDR LEN read|write");
+    c->name = r.dev_name(0);
+    c->addr = r.number(1, "ADDR");
+    c->len = r.number(2, "LEN");
+    if (rest[3] == "write") {
+      c->dev_write = true;
+    } else if (rest[3] != "read") {
+      r.fail("bad ACCESS " + quoted(rest[3]) + " (expected read or write)");
+    }
+  } else if (sub == "show" || sub == "read") {
+    c->model = sub == "show" ? ModelOp::kDevShow : ModelOp::kDevRead;
+    expect_arity(r, 3, "NAME ADDR LEN");
+    c->name = r.dev_name(0);
+    c->addr = r.number(1, "ADDR");
+    c->len = r.number(2, "LEN");
+  } else if (sub == "write") {
+    c->model = ModelOp::kDevWrite;
+    expect_arity(r, 4, "NAME ADDR LEN SEED");
+    c->name = r.dev_name(0);
+    c->addr = r.number(1, "ADDR");
+    c->len = r.number(2, "LEN");
+    c->seed = r.number(3, "SEED");
+  } else if (sub == "log" || sub == "detach") {
+    c->model = sub == "log" ? ModelOp::kDevLog : ModelOp::kDevDetach;
+    expect_arity(r, 1, "NAME");
+    c->name = r.dev_name(0);
+  } else {
+    throw ParseError{"dev: unknown subcommand " + quoted(sub) +
+                     " (expected attach, fault, show, read, write, log or detach)"};
+  }
+}
+
 // Parses one line's tokens (at least one) into *c; throws ParseError.
 void parse_command(const std::vector<std::string_view>& tokens, Command* c) {
   size_t i = 0;
@@ -337,6 +406,14 @@ void parse_command(const std::vector<std::string_view>& tokens, Command* c) {
   } else if (cmd == "truncate") {
     c->op = Op::kTruncate;
     parse_sized_name(r, c);
+  } else if (cmd == "dev") {
+    parse_dev(args, c);
+  } else if (cmd == "stats") {
+    c->model = ModelOp::kStats;
+    expect_arity(r, 0, "no arguments");
+  } else if (cmd == "check") {
+    c->model = ModelOp::kCheck;
+    expect_arity(r, 0, "no arguments");
   } else {
     throw ParseError{"unknown command " + quoted(cmd)};
   }
@@ -425,6 +502,13 @@ std::optional<Script> parse_file(const std::string& path, std::string* error) {
   return parse(text.str(), path, error);
 }
 
+bool uses_model_only(const Script& s) {
+  for (const Command& c : s.commands) {
+    if (model_only(c)) return true;
+  }
+  return false;
+}
+
 std::string format(const Command& c) {
   std::string s;
   if (c.pid != 1) {
@@ -439,6 +523,42 @@ std::string format(const Command& c) {
     s += ' ';
     append_hex(&s, c.len);
   };
+  auto dev = [&](const char* sub) {
+    s += "dev ";
+    s += sub;
+    s += ' ';
+    s += c.name;
+  };
+  auto dev_range = [&](const char* sub) {
+    dev(sub);
+    s += ' ';
+    append_hex(&s, c.addr);
+    s += ' ';
+    append_hex(&s, c.len);
+  };
+  switch (c.model) {
+    case ModelOp::kNone: break;
+    case ModelOp::kDevAttach:
+      dev("attach");
+      if (c.dev_mode == DevMode::kClassic) return s + " classic";
+      s += " interval ";
+      append_hex(&s, c.addr);
+      s += ' ';
+      append_hex(&s, c.len);
+      return s;
+    case ModelOp::kDevFault:
+      dev_range("fault");
+      return s + (c.dev_write ? " write" : " read");
+    case ModelOp::kDevShow: dev_range("show"); return s;
+    case ModelOp::kDevRead: dev_range("read"); return s;
+    case ModelOp::kDevWrite:
+      dev_range("write");
+      return s + ' ' + std::to_string(c.seed);
+    case ModelOp::kDevLog: dev("log"); return s;
+    case ModelOp::kDevDetach: dev("detach"); return s;
+    case ModelOp::kStats: return s + "stats";
+    case ModelOp::kCheck: return s + "check";
+  }
   switch (c.op) {
     case Op::kMmap:
       addr_len("mmap");
