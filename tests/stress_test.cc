@@ -26,8 +26,9 @@ TEST(Stress, DroppedBracketIsCaught) {
   for (MmuNotifyEvent e : {MmuNotifyEvent::kUnmap, MmuNotifyEvent::kProtectionVma}) {
     Options o;
     o.threads = 4;
-    o.seconds = 2;
+    o.seconds = 60;  // an upper bound for loaded machines: the run ends at the first violation
     o.seed = 3;
+    o.stop_on_violation = true;
     o.drop_bracket = static_cast<int>(e);
     Report r = run(o);
     EXPECT_GT(r.violations, 0u) << mmu_notify_event_name(e);
@@ -40,8 +41,9 @@ TEST(Stress, DroppedBracketIsCaught) {
 TEST(Stress, BrokenShootdownIsCaught) {
   Options o;
   o.threads = 4;
-  o.seconds = 2;
+  o.seconds = 60;  // upper bound; ends at the first violation
   o.seed = 1;
+  o.stop_on_violation = true;
   o.break_shootdown = true;
   Report r = run(o);
   EXPECT_GT(r.violations, 0u);

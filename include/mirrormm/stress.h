@@ -20,6 +20,9 @@ struct Options {
   // broken kernel of the coherence checker's test).
   bool devices = true;
   int drop_bracket = -1;
+  // End the run at the first violation (the broken-kernel tests: as long as it takes, no
+  // longer).
+  bool stop_on_violation = false;
   std::ostream* progress = nullptr;  // a line per second, if set
 };
 

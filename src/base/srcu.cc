@@ -1,5 +1,9 @@
 // liburcu-bp glue for the notifier SRCU domain (see mirrormm/base/srcu.h).
-#define _LGPL_SOURCE 1
+//
+// Without _LGPL_SOURCE: the read side calls into liburcu-bp instead of inlining it here. The
+// inline fast path reads the library's thread-local reader record through a pointer that
+// UBSan's alignment check rejects (liburcu-bp's TLS layout), and the notifier read side is
+// not the hot path the VM's RCU read side is.
 #include <urcu/urcu-bp.h>
 
 #include "mirrormm/base/srcu.h"

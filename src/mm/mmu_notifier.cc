@@ -664,9 +664,13 @@ MmuIntervalNotifier* mmu_interval_notifier_find(Mm* mm, const MmuIntervalNotifie
 
 void mmu_interval_notifier_put_ref(MmuIntervalNotifier* sub) {
   MmuNotifierSubscriptions* subs = subs_of(sub->mm);
+  // Decrement and wake under wq_lock: remove() checks refs holding wq_lock, so it cannot see
+  // zero, return and drop what may be the last mm reference (freeing subs) while this still
+  // uses subs->wq.
+  std::lock_guard<std::mutex> g(subs->wq_lock);
   int old = sub->refs.fetch_sub(1, std::memory_order_acq_rel);
   MM_BUG_ON(old <= 0);
-  if (old == 1) wake_all(subs);
+  if (old == 1) subs->wq.notify_all();
 }
 
 // ---- rmap notifiers ----

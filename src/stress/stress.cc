@@ -308,6 +308,7 @@ Report run(const Options& o) {
   for (;;) {
     const auto now = Clock::now();
     if (now - t0 >= std::chrono::duration<double>(o.seconds)) break;
+    if (o.stop_on_violation && sys.violations() > 0) break;
     if (now >= next_check) {
       // Stop the world, check, resume.
       sh.pause.store(true, std::memory_order_release);
