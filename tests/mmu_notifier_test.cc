@@ -1702,3 +1702,52 @@ TEST_F(MmuNotifierTest, DroppedBracketIsPerEvent) {
 
 }  // namespace
 }  // namespace mirrormm
+
+namespace mirrormm {
+namespace {
+
+// More hits than the dispatcher collects in its first walk (16): every overlapping interval
+// is invalidated exactly once, in start order, and the others not at all.
+struct OrderRec : MmuIntervalNotifier {
+  std::vector<uint64_t>* order = nullptr;
+  int calls = 0;
+};
+
+TEST(MmuIntervalDispatch, ManyHitsAreEachInvalidatedOnceInStartOrder) {
+  System sys;
+  Process* p = sys.process(1);
+  ASSERT_TRUE(sys.mmap(p, W, 64 * P, RW, PRIV).ok());
+  static const MmuIntervalNotifierOps ops = [] {
+    MmuIntervalNotifierOps o;
+    o.invalidate = [](MmuIntervalNotifier* sub, const MmuNotifierRange*, uint64_t cur_seq) {
+      auto* r = static_cast<OrderRec*>(sub);
+      mmu_interval_set_seq(sub, cur_seq);
+      r->calls++;
+      r->order->push_back(r->start);
+      return true;
+    };
+    return o;
+  }();
+  std::vector<uint64_t> order;
+  std::vector<std::unique_ptr<OrderRec>> subs;
+  Mm* mm = get_task_mm(p);
+  ASSERT_NE(mm, nullptr);
+  for (int i = 63; i >= 0; --i) {  // inserted in reverse: order must come from the tree
+    subs.push_back(std::make_unique<OrderRec>());
+    subs.back()->order = &order;
+    ASSERT_EQ(mmu_interval_notifier_insert(subs.back().get(), mm, W + static_cast<uint64_t>(i) * P, P, &ops),
+              Errno::kOk);
+  }
+  mmput_ref(mm);
+  ASSERT_TRUE(sys.munmap(p, W + 8 * P, 40 * P).ok());  // hits intervals 8..47: 40 of them
+  ASSERT_EQ(order.size(), 40u);
+  for (size_t i = 0; i < order.size(); ++i) EXPECT_EQ(order[i], W + (8 + i) * P) << i;
+  for (auto& s : subs) {
+    const uint64_t idx = (s->start - W) / P;
+    EXPECT_EQ(s->calls, (idx >= 8 && idx < 48) ? 1 : 0) << idx;
+    mmu_interval_notifier_remove(s.get());
+  }
+}
+
+}  // namespace
+}  // namespace mirrormm

@@ -27,6 +27,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 
 #include "mirrormm/errno.h"
 
@@ -271,6 +272,12 @@ bool mmu_checker_enabled();
 void mmu_checker_map(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, bool writable);
 void mmu_checker_unmap(const void* sub, Mm* mm, uint64_t addr);
 void mmu_checker_unmap_all(const void* sub);
+// Process-wide: how many violations the checker has reported so far, the last one, and how
+// many times a broken kernel was requested (mmu_debug_drop_bracket with an event). The test
+// suite fails any test during which the first grew while the last did not.
+uint64_t mmu_checker_reports();
+std::string mmu_checker_last_report();
+uint64_t mmu_debug_breakages();
 // Test switch: the primary paths skip their brackets for this event (a deliberately broken
 // kernel, to show that the checker catches it). -1 restores them all.
 void mmu_debug_drop_bracket(int event);

@@ -8,6 +8,7 @@
 // finds an mm's leftovers without scanning the others. Frames are counted per (memory, pfn)
 // in their own shards, for the free check.
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -102,7 +103,29 @@ bool drop_entry(Mm* mm, std::vector<Spte>& list, const void* sub) {
   return false;
 }
 
+// Process-wide record of what the checker reported (for test listeners): how many, the last
+// message, and whether a deliberately broken kernel (mmu_debug_drop_bracket) was asked for.
+std::atomic<uint64_t> reported{0};
+std::mutex last_lock;
+std::string last_message;
+
+void report(System* sys, const std::string& what) {
+  reported.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> g(last_lock);
+    last_message = what;
+  }
+  sys->report_violation(what);
+}
+
 }  // namespace
+
+uint64_t mmu_checker_reports() { return reported.load(std::memory_order_relaxed); }
+
+std::string mmu_checker_last_report() {
+  std::lock_guard<std::mutex> g(last_lock);
+  return last_message;
+}
 
 void mmu_checker_enable(bool on) { notifier_internal::checker_on.store(on, std::memory_order_relaxed); }
 bool mmu_checker_enabled() { return notifier_internal::checker_on.load(std::memory_order_relaxed); }
@@ -116,11 +139,11 @@ void mmu_checker_map(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, bool 
   pte_t* ptep = pte_offset(mm, addr);
   pteval_t v = ptep ? ptep_get(ptep) : 0;
   if (!pte_hw_present(v) || pte_pfn(v) != pfn) {
-    mm->sys()->report_violation("mmu checker: secondary mapping of " + hex(addr) + " -> pfn " + hex(pfn) +
+    report(mm->sys(), "mmu checker: secondary mapping of " + hex(addr) + " -> pfn " + hex(pfn) +
                                 " created while the primary PTE " +
                                 (pte_hw_present(v) ? "maps pfn " + hex(pte_pfn(v)) : std::string("is not present")));
   } else if (writable && !pte_write(v)) {
-    mm->sys()->report_violation("mmu checker: writable secondary mapping of " + hex(addr) +
+    report(mm->sys(), "mmu checker: writable secondary mapping of " + hex(addr) +
                                 " created over a read-only primary PTE");
   }
   MmShard& s = shard_of(mm);
@@ -164,7 +187,7 @@ void mmu_checker_pte_change_slow(Mm* mm, uint64_t addr, pteval_t old_pte, pteval
     bool covered = std::any_of(mm->checker_ranges_.begin(), mm->checker_ranges_.end(),
                                [&](const auto& r) { return r.first <= addr && addr < r.second; });
     if (!covered)
-      mm->sys()->report_violation("mmu checker: the PTE of " + hex(addr) + " lost access or changed frame "
+      report(mm->sys(), "mmu checker: the PTE of " + hex(addr) + " lost access or changed frame "
                                   "outside an active invalidation");
   }
   MmShard& s = shard_of(mm);
@@ -173,10 +196,10 @@ void mmu_checker_pte_change_slow(Mm* mm, uint64_t addr, pteval_t old_pte, pteval
   if (it == s.sptes.end()) return;
   for (const Spte& e : it->second) {
     if (!pte_hw_present(new_pte) || pte_pfn(new_pte) != e.pfn) {
-      mm->sys()->report_violation("mmu checker: a secondary mapping of " + hex(addr) + " -> pfn " + hex(e.pfn) +
+      report(mm->sys(), "mmu checker: a secondary mapping of " + hex(addr) + " -> pfn " + hex(e.pfn) +
                                   " outlives its primary PTE");
     } else if (e.writable && !pte_write(new_pte)) {
-      mm->sys()->report_violation("mmu checker: a writable secondary mapping of " + hex(addr) +
+      report(mm->sys(), "mmu checker: a writable secondary mapping of " + hex(addr) +
                                   " outranks its read-only primary PTE");
     }
   }
@@ -187,7 +210,7 @@ void mmu_checker_frame_freed_slow(const void* mem, uint64_t pfn) {
   std::lock_guard<std::mutex> g(fs.lock);
   auto it = fs.frames.find({mem, pfn});
   if (it == fs.frames.end() || it->second.count == 0) return;
-  it->second.sys->report_violation("mmu checker: frame " + hex(pfn) + " freed while " +
+  report(it->second.sys, "mmu checker: frame " + hex(pfn) + " freed while " +
                                    std::to_string(it->second.count) + " secondary mapping(s) name it");
 }
 
@@ -196,7 +219,7 @@ void mmu_checker_mm_exit(Mm* mm) {
   {
     std::lock_guard<std::mutex> g(mm->checker_lock_);
     if (!mm->checker_ranges_.empty()) {
-      mm->sys()->report_violation("mmu checker: " + std::to_string(mm->checker_ranges_.size()) +
+      report(mm->sys(), "mmu checker: " + std::to_string(mm->checker_ranges_.size()) +
                                   " invalidation(s) started on an exiting mm never ended");
       mm->checker_ranges_.clear();
     }
@@ -205,7 +228,7 @@ void mmu_checker_mm_exit(Mm* mm) {
   std::lock_guard<std::mutex> g(s.lock);
   auto pm = s.per_mm.find(mm);
   if (pm == s.per_mm.end()) return;
-  mm->sys()->report_violation("mmu checker: " + std::to_string(pm->second) +
+  report(mm->sys(), "mmu checker: " + std::to_string(pm->second) +
                               " secondary mapping(s) outlive their address space");
   for (auto it = s.sptes.begin(); it != s.sptes.end();) {
     if (it->first.mm != mm) {

@@ -153,15 +153,47 @@ class AllLocks {
 
 // ---- interval-tree invalidation ----
 
-// The first interval overlapping the range, with the tree frozen if there is one.
-MmuIntervalNotifier* mn_itree_inv_start_range(MmuNotifierSubscriptions* subs, const MmuNotifierRange* range,
-                                              uint64_t* seq) {
+// The intervals an invalidation hits, collected in the same walk that decides whether the
+// tree must freeze (one descent instead of two; the common case is a few hits). When there
+// are more than fit, the rest are found by walking the frozen tree again.
+struct ItreeHits {
+  static constexpr int kInline = 16;
+  MmuIntervalNotifier* inl[kInline];
+  int n = 0;
+  bool more = false;
+};
+
+// Opens the range's share of the active count; with hits, the tree is frozen (seq odd).
+void mn_itree_inv_start_range(MmuNotifierSubscriptions* subs, const MmuNotifierRange* range, uint64_t* seq,
+                              ItreeHits* hits) {
   SpinGuard g(subs->lock);
   subs->active_invalidate_ranges++;
-  MmuIntervalNotifier* first = subs->itree.iter_first(range->start, range->end - 1);
-  if (first) subs->invalidate_seq |= 1;
+  subs->itree.for_each_overlap(range->start, range->end - 1, [&](MmuIntervalNotifier* n) {
+    if (hits->n == ItreeHits::kInline) {
+      hits->more = true;
+      return false;
+    }
+    hits->inl[hits->n++] = n;
+    return true;
+  });
+  if (hits->n) subs->invalidate_seq |= 1;
   *seq = subs->invalidate_seq;
-  return first;
+}
+
+// Calls fn on every hit in start order until it returns false; the tree is frozen.
+template <class Fn>
+void for_each_hit(MmuNotifierSubscriptions* subs, const MmuNotifierRange* range, const ItreeHits& hits, Fn fn) {
+  for (int i = 0; i < hits.n; ++i)
+    if (!fn(hits.inl[i])) return;
+  if (!hits.more) return;
+  int skip = hits.n;
+  subs->itree.for_each_overlap(range->start, range->end - 1, [&](MmuIntervalNotifier* n) {
+    if (skip > 0) {
+      --skip;
+      return true;
+    }
+    return fn(n);
+  });
 }
 
 void mn_itree_inv_end(MmuNotifierSubscriptions* subs) {
@@ -191,11 +223,12 @@ void mn_itree_inv_end(MmuNotifierSubscriptions* subs) {
 // range's share of the active count is already undone).
 Errno mn_itree_invalidate(MmuNotifierSubscriptions* subs, const MmuNotifierRange* range) {
   uint64_t cur_seq;
-  MmuIntervalNotifier* first = mn_itree_inv_start_range(subs, range, &cur_seq);
-  if (!first) return Errno::kOk;
+  ItreeHits hits;
+  mn_itree_inv_start_range(subs, range, &cur_seq, &hits);
+  if (!hits.n) return Errno::kOk;
   // Frozen: the tree cannot change until the last end.
   bool failed = false;
-  subs->itree.for_each_overlap(range->start, range->end - 1, [&](MmuIntervalNotifier* sub) {
+  for_each_hit(subs, range, hits, [&](MmuIntervalNotifier* sub) {
     if (sub->ops->invalidate(sub, range, cur_seq)) return true;
     if (mmu_notifier_range_blockable(range)) {
       warn(range->mm, "interval invalidate() failed on a blockable range");
@@ -312,12 +345,12 @@ void __mmu_notifier_release(Mm* mm) {
     MmuNotifierRange range;
     mmu_notifier_range_init(&range, MmuNotifyEvent::kRelease, MMU_NOTIFIER_RANGE_BLOCKABLE, mm, 0, ~0ull);
     uint64_t cur_seq;
-    if (mn_itree_inv_start_range(subs, &range, &cur_seq)) {
-      subs->itree.for_each_overlap(0, ~0ull, [&](MmuIntervalNotifier* sub) {
-        if (!sub->ops->invalidate(sub, &range, cur_seq)) warn(mm, "interval invalidate() failed on release");
-        return true;
-      });
-    }
+    ItreeHits hits;
+    mn_itree_inv_start_range(subs, &range, &cur_seq, &hits);
+    for_each_hit(subs, &range, hits, [&](MmuIntervalNotifier* sub) {
+      if (!sub->ops->invalidate(sub, &range, cur_seq)) warn(mm, "interval invalidate() failed on release");
+      return true;
+    });
     mn_itree_inv_end(subs);
   }
   if (subs->list.load(std::memory_order_acquire)) {
@@ -756,13 +789,20 @@ void device_access_pfn(System* sys, uint64_t pfn, uint64_t offset, void* buf, ui
 
 // ---- test and benchmark switches ----
 
+namespace {
+std::atomic<uint64_t> breakages{0};
+}  // namespace
+
 void mmu_debug_drop_bracket(int event) {
   if (event < 0) {
     notifier_internal::dropped_events.store(0, std::memory_order_relaxed);
   } else {
+    breakages.fetch_add(1, std::memory_order_relaxed);
     notifier_internal::dropped_events.fetch_or(1u << event, std::memory_order_relaxed);
   }
 }
+
+uint64_t mmu_debug_breakages() { return breakages.load(std::memory_order_relaxed); }
 void mmu_debug_fail_take_all_locks(bool fail) { notifier_internal::fail_take_all_locks.store(fail); }
 void mmu_debug_hooks_off(bool off) { notifier_internal::hooks_off.store(off, std::memory_order_relaxed); }
 
