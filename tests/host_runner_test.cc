@@ -1,5 +1,6 @@
 // The host runner: small scripts with exactly known outputs on Linux 6.x x86-64.
 #include <dirent.h>
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -9,7 +10,6 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -363,8 +363,16 @@ std::vector<Child> children() {
     char* end = nullptr;
     long pid = std::strtol(e->d_name, &end, 10);
     if (pid <= 0 || *end != '\0') continue;
-    std::ifstream stat("/proc/" + std::string(e->d_name) + "/stat");
-    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    // Processes (other tests' runners among them) come and go while /proc is listed: a read
+    // of a vanished one fails (ESRCH), which is not an error here. POSIX reads, because
+    // libstdc++'s filebuf throws on such a read error.
+    std::string text;
+    if (int fd = open(("/proc/" + std::string(e->d_name) + "/stat").c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+      char buf[1024];
+      ssize_t n = read(fd, buf, sizeof buf);
+      close(fd);
+      if (n > 0) text.assign(buf, static_cast<size_t>(n));
+    }
     size_t paren = text.rfind(')');
     if (paren == std::string::npos) continue;
     // After the command: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
