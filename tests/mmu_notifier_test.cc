@@ -1751,3 +1751,54 @@ TEST(MmuIntervalDispatch, ManyHitsAreEachInvalidatedOnceInStartOrder) {
 
 }  // namespace
 }  // namespace mirrormm
+
+namespace mirrormm {
+namespace {
+
+// Misuse gets a clear answer (an errno or a warning), never a corrupted list or a crash.
+TEST(MmuNotifierMisuse, DoubleRegisterInsertRemoveAndUnregisterAreRefusedOrHarmless) {
+  System sys;
+  Process* p = sys.process(1);
+  Mm* mm = get_task_mm(p);
+  ASSERT_NE(mm, nullptr);
+  static const MmuNotifierOps ops = [] {
+    MmuNotifierOps o;
+    o.invalidate_range_start = [](MmuNotifier*, const MmuNotifierRange*) { return 0; };
+    return o;
+  }();
+  MmuNotifier sub;
+  sub.ops = &ops;
+  ASSERT_EQ(mmu_notifier_register(&sub, mm), Errno::kOk);
+  EXPECT_EQ(mmu_notifier_register(&sub, mm), Errno::kInval);  // already registered
+  MmuNotifier no_ops;
+  EXPECT_EQ(mmu_notifier_register(&no_ops, mm), Errno::kInval);
+  mmu_notifier_unregister(&sub, mm);
+  const uint64_t before = sys.violations();
+  mmu_notifier_unregister(&sub, mm);  // a second unregister: warned about, nothing dropped
+  EXPECT_EQ(sys.violations(), before + 1);
+  ASSERT_EQ(mmu_notifier_register(&sub, mm), Errno::kOk);  // registering again is fine
+  mmu_notifier_unregister(&sub, mm);
+
+  static const MmuIntervalNotifierOps iops = [] {
+    MmuIntervalNotifierOps o;
+    o.invalidate = [](MmuIntervalNotifier* s, const MmuNotifierRange*, uint64_t seq) {
+      mmu_interval_set_seq(s, seq);
+      return true;
+    };
+    return o;
+  }();
+  MmuIntervalNotifier in;
+  ASSERT_EQ(mmu_interval_notifier_insert(&in, mm, W, P, &iops), Errno::kOk);
+  EXPECT_EQ(mmu_interval_notifier_insert(&in, mm, W, P, &iops), Errno::kInval);  // already inserted
+  MmuIntervalNotifier no_cb;
+  EXPECT_EQ(mmu_interval_notifier_insert(&no_cb, mm, W, P, nullptr), Errno::kInval);
+  mmu_interval_notifier_remove(&in);
+  mmu_interval_notifier_remove(&in);  // harmless
+  (void)mmu_interval_read_begin(&in);  // not inserted: returns at once
+  ASSERT_EQ(mmu_interval_notifier_insert(&in, mm, W, P, &iops), Errno::kOk);  // reusable
+  mmu_interval_notifier_remove(&in);
+  mmput_ref(mm);
+}
+
+}  // namespace
+}  // namespace mirrormm

@@ -441,6 +441,10 @@ const char* mmu_notify_event_name(MmuNotifyEvent e) {
 Errno __mmu_notifier_register(MmuNotifier* sub, Mm* mm) NO_THREAD_SAFETY_ANALYSIS {
   mmap_assert_write_locked(mm);
   MM_BUG_ON(mm->mm_users_.load(std::memory_order_relaxed) <= 0);
+  if (sub && (!sub->ops || sub->pprev || sub->mm)) {
+    warn(mm, "registering a subscription without ops, or one that is already registered");
+    return Errno::kInval;
+  }
   if (sub && sub->ops && sub->ops->arch_invalidate_secondary_tlbs &&
       (sub->ops->invalidate_range_start || sub->ops->invalidate_range_end)) {
     warn(mm, "a subscriber with both start/end and arch_invalidate_secondary_tlbs");
@@ -478,6 +482,10 @@ Errno mmu_notifier_register(MmuNotifier* sub, Mm* mm) {
 
 void mmu_notifier_unregister(MmuNotifier* sub, Mm* mm) {
   MmuNotifierSubscriptions* subs = subs_of(mm);
+  if (!subs || sub->mm != mm) {
+    warn(mm, "mmu_notifier_unregister of a subscription not registered on this mm");
+    return;
+  }
   bool hashed;
   {
     SpinGuard g(subs->lock);
@@ -493,6 +501,7 @@ void mmu_notifier_unregister(MmuNotifier* sub, Mm* mm) {
   }
   // Waits for every callback of sub, including a release that exit began.
   srcu_synchronize();
+  sub->mm = nullptr;  // may be registered again; a second unregister is refused
   mmdrop(mm);
 }
 
@@ -592,6 +601,7 @@ bool bad_interval(uint64_t start, uint64_t length) { return length == 0 || start
 Errno mmu_interval_notifier_insert(MmuIntervalNotifier* sub, Mm* mm, uint64_t start, uint64_t length,
                                    const MmuIntervalNotifierOps* ops) {
   if (bad_interval(start, length)) return Errno::kOverflow;
+  if (sub->mm || !ops || !ops->invalidate) return Errno::kInval;  // inserted already, or no callback
   if (mm->mm_users_.load(std::memory_order_acquire) <= 0) return Errno::kInval;
   MmuNotifierSubscriptions* subs = subs_of(mm);
   if (!subs || !subs->has_itree.load(std::memory_order_acquire)) {
@@ -605,6 +615,7 @@ Errno mmu_interval_notifier_insert_locked(MmuIntervalNotifier* sub, Mm* mm, uint
                                           const MmuIntervalNotifierOps* ops) {
   mmap_assert_write_locked(mm);
   if (bad_interval(start, length)) return Errno::kOverflow;
+  if (sub->mm || !ops || !ops->invalidate) return Errno::kInval;
   if (mm->mm_users_.load(std::memory_order_acquire) <= 0) return Errno::kInval;
   MmuNotifierSubscriptions* subs = subs_of(mm);
   if (!subs || !subs->has_itree.load(std::memory_order_acquire)) {
@@ -616,6 +627,7 @@ Errno mmu_interval_notifier_insert_locked(MmuIntervalNotifier* sub, Mm* mm, uint
 
 void mmu_interval_notifier_remove(MmuIntervalNotifier* sub) NO_THREAD_SAFETY_ANALYSIS {
   Mm* mm = sub->mm;
+  if (!mm) return;  // never inserted, or removed already
   MmuNotifierSubscriptions* subs = subs_of(mm);
   uint64_t seq = 0;
   bool wait_seq = false;
@@ -658,10 +670,12 @@ void mmu_interval_notifier_remove(MmuIntervalNotifier* sub) NO_THREAD_SAFETY_ANA
   if (wait_seq) wait_until(subs, [&]() NO_THREAD_SAFETY_ANALYSIS { return subs->invalidate_seq != seq; });
   // find() references.
   wait_until(subs, [&] { return sub->refs.load(std::memory_order_acquire) == 0; });
+  sub->mm = nullptr;
   mmdrop(mm);
 }
 
 uint64_t mmu_interval_read_begin(MmuIntervalNotifier* sub) NO_THREAD_SAFETY_ANALYSIS {
+  if (!sub->mm) return sub->invalidate_seq.load(std::memory_order_acquire);  // not inserted
   MmuNotifierSubscriptions* subs = subs_of(sub->mm);
   uint64_t seq;
   bool is_invalidating;
