@@ -1802,3 +1802,40 @@ TEST(MmuNotifierMisuse, DoubleRegisterInsertRemoveAndUnregisterAreRefusedOrHarml
 
 }  // namespace
 }  // namespace mirrormm
+
+namespace mirrormm {
+namespace {
+
+// change_pud_range notifies only once it meets a populated PUD: an mprotect of memory that
+// no page table maps sends nothing; once a page is touched, the whole piece is covered.
+TEST(MmuNotifierPaths, MprotectOfUnpopulatedMemoryNotifiesNothing) {
+  System sys;
+  Process* p = sys.process(1);
+  const uint64_t far = W + (64ull << 30);  // its own PUD and PMD tables
+  ASSERT_TRUE(sys.mmap(p, far, 16 * P, RW, PRIV).ok());
+  static std::vector<std::pair<uint64_t, uint64_t>>* seen = new std::vector<std::pair<uint64_t, uint64_t>>;
+  static const MmuNotifierOps ops = [] {
+    MmuNotifierOps o;
+    o.invalidate_range_start = [](MmuNotifier*, const MmuNotifierRange* r) {
+      if (r->event == MmuNotifyEvent::kProtectionVma) seen->emplace_back(r->start, r->end);
+      return 0;
+    };
+    return o;
+  }();
+  MmuNotifier sub;
+  sub.ops = &ops;
+  Mm* mm = get_task_mm(p);
+  ASSERT_EQ(mmu_notifier_register(&sub, mm), Errno::kOk);
+  ASSERT_TRUE(sys.mprotect(p, far, 16 * P, kProtRead).ok());
+  EXPECT_TRUE(seen->empty());
+  ASSERT_TRUE(sys.mprotect(p, far, 16 * P, RW).ok());
+  ASSERT_TRUE(sys.access(p, 0, far + 3 * P, 1, true, [](uint8_t* d, uint64_t, uint64_t) { *d = 1; }).ok());
+  ASSERT_TRUE(sys.mprotect(p, far + 2 * P, 8 * P, kProtRead).ok());
+  ASSERT_EQ(seen->size(), 1u);
+  EXPECT_EQ((*seen)[0], std::make_pair(far + 2 * P, far + 10 * P));
+  mmu_notifier_unregister(&sub, mm);
+  mmput_ref(mm);
+}
+
+}  // namespace
+}  // namespace mirrormm

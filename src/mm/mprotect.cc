@@ -86,11 +86,44 @@ Errno mprotect_fixup(MmuGather& tlb, Mm* mm, Vma* vma, Vma** pprev, uint64_t sta
 
 }  // namespace
 
+// change_protection's PTE level: the entries of [start, end), under the caller's bracket.
+long change_pte_tables(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, unsigned cp_flags);
+
+// The range change_pud_range notifies for the top-level chunk [addr, chunk_end): from the
+// first address whose PUD entry is populated to the chunk's end; empty when none is (Linux
+// 6.18 invokes the notifier only once it meets a populated PUD, and ends it per chunk).
+std::pair<uint64_t, uint64_t> protection_notify_range(Mm* mm, uint64_t addr, uint64_t chunk_end) {
+  PhysMem& mem = mm->sys()->mem();
+  const pteval_t pgde = ptep_get(&pgd_table(mm)[index_at(addr, kPgdShift)]);
+  if (pte_none(pgde)) return {0, 0};
+  const pte_t* pud = table_of(mem, pgde);
+  for (uint64_t a = addr; a < chunk_end; a = (a + kPudSize) & ~(kPudSize - 1)) {
+    if (!pte_none(ptep_get(&pud[index_at(a, kPudShift)]))) return {a, chunk_end};
+    if (((a + kPudSize) & ~(kPudSize - 1)) == 0) break;
+  }
+  return {0, 0};
+}
+
 long change_protection(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, unsigned cp_flags) {
+  Mm* mm = vma->vm_mm;
+  long pages = 0;
+  for (uint64_t chunk = start; chunk < end;) {
+    uint64_t chunk_end = (chunk + kPgdSize) & ~(kPgdSize - 1);
+    if (chunk_end == 0 || chunk_end > end) chunk_end = end;
+    auto [ns, ne] = protection_notify_range(mm, chunk, chunk_end);
+    if (ns < ne) {
+      MmuNotifierBracket bracket(MmuNotifyEvent::kProtectionVma, mm, ns, ne);
+      pages += change_pte_tables(tlb, vma, chunk, chunk_end, cp_flags);
+    }
+    chunk = chunk_end;
+  }
+  return pages;
+}
+
+long change_pte_tables(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, unsigned cp_flags) {
   Mm* mm = vma->vm_mm;
   const pgprot_t newprot = vma->vm_page_prot;
   long pages = 0;
-  MmuNotifierBracket bracket(MmuNotifyEvent::kProtectionVma, mm, start, end);
   walk_pte_tables(mm, start, end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page* table) {
     SpinGuard g(table->ptl);
     for (; addr < stop; addr += kPageSize, ptep++) {
