@@ -355,14 +355,25 @@ void __mmu_notifier_release(Mm* mm) {
   }
   if (subs->list.load(std::memory_order_acquire)) {
     {
+      // The read section begins before the unhash, so an unregister that finds its
+      // subscription unhashed waits (synchronize) until the release below has run.
       SrcuReadGuard r;
-      for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire)) {
-        if (!s->released.exchange(true, std::memory_order_acq_rel) && s->ops->release) s->ops->release(s, mm);
+      std::vector<MmuNotifier*> subscribers;
+      {
+        // Unhash first (readers already on a node keep following its next pointer), so that
+        // the core never touches a subscription after its release() returned: release may
+        // hand it to mmu_notifier_put, whose free_notifier runs after a grace period (the
+        // seed 000 review's "release frees the notifier" problem).
+        SpinGuard g(subs->lock);
+        while (MmuNotifier* s = subs->list.load(std::memory_order_relaxed)) {
+          subscribers.push_back(s);
+          hlist_del_init_rcu(s);
+        }
       }
-    }
-    {
-      SpinGuard g(subs->lock);
-      while (MmuNotifier* s = subs->list.load(std::memory_order_relaxed)) hlist_del_init_rcu(s);
+      for (MmuNotifier* s : subscribers) {
+        const MmuNotifierOps* ops = s->ops;
+        if (!s->released.exchange(true, std::memory_order_acq_rel) && ops->release) ops->release(s, mm);
+      }
     }
     // A release begun by a racing unregister finishes before exit frees any page.
     srcu_synchronize();
