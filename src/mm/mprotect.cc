@@ -106,6 +106,9 @@ std::pair<uint64_t, uint64_t> protection_notify_range(Mm* mm, uint64_t addr, uin
 
 long change_protection(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, unsigned cp_flags) {
   Mm* mm = vma->vm_mm;
+  // Nobody listens (no subscription, checker off): no range to compute. Registration cannot
+  // start meanwhile: the caller holds the mmap_lock for write.
+  if (!notifier_hooks_wanted(mm)) return change_pte_tables(tlb, vma, start, end, cp_flags);
   long pages = 0;
   for (uint64_t chunk = start; chunk < end;) {
     uint64_t chunk_end = (chunk + kPgdSize) & ~(kPgdSize - 1);
