@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -1834,6 +1835,63 @@ TEST(MmuNotifierPaths, MprotectOfUnpopulatedMemoryNotifiesNothing) {
   ASSERT_EQ(seen->size(), 1u);
   EXPECT_EQ((*seen)[0], std::make_pair(far + 2 * P, far + 10 * P));
   mmu_notifier_unregister(&sub, mm);
+  mmput_ref(mm);
+}
+
+}  // namespace
+}  // namespace mirrormm
+
+namespace mirrormm {
+namespace {
+
+// The API pieces no primary path exercises: insert_locked under the caller's mmap_lock,
+// mmu_checker_unmap_all, and clearing PG_external_rmap.
+TEST(MmuNotifierApi, InsertLockedUnmapAllAndClearExternalRmap) {
+  System sys;
+  Process* p = sys.process(1);
+  ASSERT_TRUE(sys.mmap(p, W, 4 * P, RW, PRIV).ok());
+  ASSERT_TRUE(sys.access(p, 0, W, 4 * P, true, [](uint8_t* d, uint64_t, uint64_t n) { std::memset(d, 7, n); }).ok());
+  Mm* mm = get_task_mm(p);
+  ASSERT_NE(mm, nullptr);
+
+  static int calls = 0;
+  static const MmuIntervalNotifierOps ops = [] {
+    MmuIntervalNotifierOps o;
+    o.invalidate = [](MmuIntervalNotifier* s, const MmuNotifierRange*, uint64_t seq) {
+      mmu_interval_set_seq(s, seq);
+      calls++;
+      return true;
+    };
+    return o;
+  }();
+  MmuIntervalNotifier in;
+  mm->mmap_lock_.down_write();
+  EXPECT_EQ(mmu_interval_notifier_insert_locked(&in, mm, W, 4 * P, &ops), Errno::kOk);
+  mm->mmap_lock_.up_write();
+  ASSERT_TRUE(sys.mprotect(p, W, P, kProtRead).ok());
+  EXPECT_EQ(calls, 1);
+
+  // A driver that drops every mapping at once (e.g. on a device reset) tells the checker so.
+  int dev = 0;
+  bool writable = false;
+  for (uint64_t a = W + P; a < W + 4 * P; a += P) {
+    Result<uint64_t> pfn = mm_get_pfn(mm, a, false, false, &writable);
+    ASSERT_TRUE(pfn.ok());
+    mmu_checker_map(&dev, mm, a, pfn.value(), writable);
+  }
+  mmu_checker_unmap_all(&dev);
+  const uint64_t before = mmu_checker_reports();
+  ASSERT_TRUE(sys.munmap(p, W + P, 3 * P).ok());  // no secondary mapping left to outlive it
+  EXPECT_EQ(mmu_checker_reports(), before);
+
+  Result<uint64_t> pfn = mm_get_pfn(mm, W, false, false, &writable);
+  ASSERT_TRUE(pfn.ok());
+  set_page_external_rmap(&sys, pfn.value());
+  EXPECT_TRUE(sys.mem().pfn_to_page(pfn.value())->test(PG_external_rmap));
+  clear_page_external_rmap(&sys, pfn.value());
+  EXPECT_FALSE(sys.mem().pfn_to_page(pfn.value())->test(PG_external_rmap));
+
+  mmu_interval_notifier_remove(&in);
   mmput_ref(mm);
 }
 

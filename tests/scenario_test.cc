@@ -23,44 +23,17 @@
 #include "mirrormm/oracle.h"
 #include "mirrormm/replay.h"
 #include "mirrormm/script.h"
+#include "scenario_files.h"
 
 namespace mirrormm {
 namespace {
 
 namespace fs = std::filesystem;
 
-fs::path scenario_dir() { return fs::path(MIRRORMM_SOURCE_DIR) / "tests" / "scenarios"; }
-
-// Every tests/scenarios/*.mms, sorted so that test names come in a stable order.
-std::vector<std::string> scenario_files() {
-  std::vector<std::string> files;
-  std::error_code ec;
-  for (const fs::directory_entry& e : fs::directory_iterator(scenario_dir(), ec)) {
-    if (e.is_regular_file() && e.path().extension() == ".mms") files.push_back(e.path().string());
-  }
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
-// The test name of a script: its file stem, with anything GoogleTest does not accept in a
-// name turned into '_'.
-std::string test_name(const ::testing::TestParamInfo<std::string>& info) {
-  std::string name = fs::path(info.param).stem().string();
-  for (char& ch : name) {
-    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-  }
-  return name;
-}
-
-// The lines of a text file, without their terminators; nullopt if it cannot be read.
-std::optional<std::vector<std::string>> read_lines(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::vector<std::string> lines;
-  std::string line;
-  while (std::getline(in, line)) lines.push_back(line);
-  return lines;
-}
+fs::path scenario_dir() { return scenario::dir("scenarios"); }
+std::vector<std::string> scenario_files() { return scenario::files(scenario_dir()); }
+using scenario::read_lines;
+using scenario::test_name;
 
 // "FILE:LINE: COMMAND" for messages about one command.
 std::string where(const script::Script& s, const script::Command& c) {

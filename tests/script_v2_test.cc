@@ -20,6 +20,7 @@
 #include "mirrormm/replay.h"
 #include "mirrormm/script.h"
 #include "mirrormm/scriptgen.h"
+#include "scenario_files.h"
 
 namespace mirrormm {
 namespace {
@@ -436,34 +437,10 @@ TEST(ScriptV2Gen, GeneratorNeverProducesModelOnlyCommands) {
 
 // ---- tests/scenarios-v2 ----
 
-fs::path scenario_dir() { return fs::path(MIRRORMM_SOURCE_DIR) / "tests" / "scenarios-v2"; }
-
-std::vector<std::string> scenario_files() {
-  std::vector<std::string> files;
-  std::error_code ec;
-  for (const fs::directory_entry& e : fs::directory_iterator(scenario_dir(), ec)) {
-    if (e.is_regular_file() && e.path().extension() == ".mms") files.push_back(e.path().string());
-  }
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
-std::string test_name(const ::testing::TestParamInfo<std::string>& info) {
-  std::string name = fs::path(info.param).stem().string();
-  for (char& ch : name) {
-    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-  }
-  return name;
-}
-
-std::optional<std::vector<std::string>> read_lines(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::vector<std::string> lines;
-  std::string line;
-  while (std::getline(in, line)) lines.push_back(line);
-  return lines;
-}
+fs::path scenario_dir() { return scenario::dir("scenarios-v2"); }
+std::vector<std::string> scenario_files() { return scenario::files(scenario_dir()); }
+using scenario::read_lines;
+using scenario::test_name;
 
 class ScenarioV2Test : public ::testing::TestWithParam<std::string> {};
 

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "mirrormm/base/locking.h"
 #include "mirrormm/errno.h"
 #include "mirrormm/mmu_notifier.h"
 
@@ -48,10 +49,15 @@ class DeviceMirror {
     uint64_t pages_dropped = 0;  // device entries removed by notifications
   };
 
-  // Attaches to p's address space, mirroring [start, start+length) (interval mode; length 0
-  // means the whole user address space) or everything (classic mode). Errors: -ESRCH when p
-  // has exited, the registration's errno otherwise.
-  static Result<std::unique_ptr<DeviceMirror>> attach(Process* p, Mode mode, uint64_t start = 0, uint64_t length = 0);
+  // The x86-64 user address space, [0, TASK_SIZE) rounded up to the page.
+  static constexpr uint64_t kUserSpaceEnd = 1ull << 47;
+
+  // Attaches to p's address space, mirroring [start, start+length) (interval mode; the
+  // defaults cover the whole user address space) or everything (classic mode, which ignores
+  // start and length). Errors: -ESRCH when p has exited, -EOVERFLOW for an empty or wrapping
+  // interval (as mmu_interval_notifier_insert), the registration's errno otherwise.
+  static Result<std::unique_ptr<DeviceMirror>> attach(Process* p, Mode mode, uint64_t start = 0,
+                                                      uint64_t length = kUserSpaceEnd);
   ~DeviceMirror();
   DeviceMirror(const DeviceMirror&) = delete;
   DeviceMirror& operator=(const DeviceMirror&) = delete;
@@ -92,9 +98,9 @@ class DeviceMirror {
   static int classic_start(MmuNotifier* sub, const MmuNotifierRange* range);
   static void classic_end(MmuNotifier* sub, const MmuNotifierRange* range);
   static void classic_release(MmuNotifier* sub, Mm* mm);
-  // Under lock_: removes entries of [start, end).
-  void drop_locked(uint64_t start, uint64_t end);
-  void record_locked(const MmuNotifierRange* range, bool release);
+  // Removes entries of [start, end).
+  void drop_locked(uint64_t start, uint64_t end) REQUIRES(lock_);
+  void record_locked(const MmuNotifierRange* range, bool release) REQUIRES(lock_);
 
   const Mode mode_;
   Mm* const mm_;  // kept alive by the subscription's mm reference
@@ -108,13 +114,13 @@ class DeviceMirror {
   bool attached_ = false;  // guarded by detach_lock_
 
   // The "update" lock: the device page table, the event log, the classic sequence.
-  std::mutex lock_;
-  std::map<uint64_t, Entry> table_;
-  std::vector<Event> events_;
-  Stats stats_;
-  uint64_t invalidate_seq_ = 0;        // classic: completed invalidations
-  uint64_t invalidate_in_progress_ = 0;  // classic: started, not yet ended
-  bool released_ = false;
+  Mutex lock_;
+  std::map<uint64_t, Entry> table_ GUARDED_BY(lock_);
+  std::vector<Event> events_ GUARDED_BY(lock_);
+  Stats stats_ GUARDED_BY(lock_);
+  uint64_t invalidate_seq_ GUARDED_BY(lock_) = 0;          // classic: completed invalidations
+  uint64_t invalidate_in_progress_ GUARDED_BY(lock_) = 0;  // classic: started, not yet ended
+  bool released_ GUARDED_BY(lock_) = false;
 };
 
 }  // namespace mirrormm

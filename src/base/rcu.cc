@@ -9,18 +9,8 @@
 #include <utility>
 #include <vector>
 
-#if defined(__SANITIZE_THREAD__)
-#define MM_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MM_TSAN 1
-#endif
-#endif
-
-#ifdef MM_TSAN
-extern "C" void __tsan_acquire(void* addr);
-extern "C" void __tsan_release(void* addr);
-#endif
+#include "base/rcu_callback.h"
+#include "mirrormm/base/tsan.h"
 
 namespace mirrormm {
 
@@ -29,10 +19,8 @@ namespace rcu_internal {
 thread_local bool registered = false;
 
 namespace {
-#ifdef MM_TSAN
 // The token through which reader critical sections happen-before grace periods' ends.
 char grace_token;
-#endif
 
 // Unregisters the thread from liburcu when it exits.
 struct Registration {
@@ -53,49 +41,23 @@ void register_thread() {
 void read_lock() { urcu_memb_read_lock(); }
 
 void read_unlock() {
-#ifdef MM_TSAN
-  __tsan_release(&grace_token);
-#endif
+  MM_TSAN_RELEASE(&grace_token);
   urcu_memb_read_unlock();
 }
 
+void after_grace_period() { MM_TSAN_ACQUIRE(&grace_token); }
+
 }  // namespace rcu_internal
-
-namespace {
-// Standard layout, so that the rcu_head can be mapped back to its Callback.
-struct Callback {
-  rcu_head head;
-  std::function<void()>* fn;
-};
-
-void run_callback(rcu_head* head) {
-  Callback* raw = caa_container_of(head, Callback, head);
-#ifdef MM_TSAN
-  __tsan_acquire(raw);  // liburcu's queue hands the callback over; TSan cannot see it
-  __tsan_acquire(&rcu_internal::grace_token);
-#endif
-  std::unique_ptr<Callback> cb(raw);
-  std::unique_ptr<std::function<void()>> fn(cb->fn);
-  (*fn)();
-}
-}  // namespace
 
 void rcu_synchronize() {
   if (!rcu_internal::registered) rcu_internal::register_thread();
   urcu_memb_synchronize_rcu();
-#ifdef MM_TSAN
-  __tsan_acquire(&rcu_internal::grace_token);
-#endif
+  rcu_internal::after_grace_period();
 }
 
 void rcu_call(std::function<void()> fn) {
   if (!rcu_internal::registered) rcu_internal::register_thread();
-  auto* cb = new Callback{};
-  cb->fn = new std::function<void()>(std::move(fn));
-#ifdef MM_TSAN
-  __tsan_release(cb);
-#endif
-  urcu_memb_call_rcu(&cb->head, run_callback);
+  rcu_internal::queue_callback<&urcu_memb_call_rcu, &rcu_internal::after_grace_period>(std::move(fn));
 }
 
 namespace {

@@ -40,7 +40,14 @@ class IntervalTree {
   }
 
   // The first node (in start order) overlapping [start, last], or nullptr.
-  Node* iter_first(uint64_t start, uint64_t last) const { return first_overlap(root_, start, last); }
+  Node* iter_first(uint64_t start, uint64_t last) const {
+    Node* first = nullptr;
+    for_each_overlap(start, last, [&](Node* n) {
+      first = n;
+      return false;
+    });
+    return first;
+  }
 
   // Calls fn(node) for every node overlapping [start, last], in start order, until fn returns
   // false. Returns false if fn stopped the walk.
@@ -142,21 +149,6 @@ class IntervalTree {
       t->right = erase_at(t->right, n);
     }
     return balance(t);
-  }
-  static Node* first_overlap(Node* t, uint64_t start, uint64_t last) {
-    while (t) {
-      if (t->left && t->left->subtree_last >= start) {
-        t = t->left;  // the leftmost candidate is there, if any is
-        Node* r = first_overlap(t, start, last);
-        if (r) return r;
-        return nullptr;  // every node right of the left subtree starts later; see below
-      }
-      if (t->start > last) return nullptr;
-      if (t->last >= start) return t;
-      t = t->right;
-      if (!t || t->subtree_last < start) return nullptr;
-    }
-    return nullptr;
   }
   template <class Fn>
   static bool visit(Node* t, uint64_t start, uint64_t last, Fn& fn) {

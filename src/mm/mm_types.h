@@ -218,8 +218,8 @@ class Mm {
   std::atomic<MmuNotifierSubscriptions*> notifier_subscriptions_{nullptr};
   // The coherence checker's record of this mm's active invalidations [start, end) (a leaf
   // lock, taken under any other).
-  std::mutex checker_lock_;
-  std::vector<std::pair<uint64_t, uint64_t>> checker_ranges_;
+  Mutex checker_lock_;
+  std::vector<std::pair<uint64_t, uint64_t>> checker_ranges_ GUARDED_BY(checker_lock_);
   // Set by exit_mmap before it frees the page tables; a CPU checks it under its TLB lock
   // before walking (the flush that follows waits for walks already under way).
   std::atomic<bool> dead_{false};

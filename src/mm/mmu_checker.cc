@@ -40,10 +40,11 @@ struct MmAddrHash {
   }
 };
 
+// Shard locks are leaves: a frame shard may be taken inside an mm shard, nothing inside either.
 struct MmShard {
-  std::mutex lock;
-  std::unordered_map<MmAddr, std::vector<Spte>, MmAddrHash> sptes;
-  std::unordered_map<const Mm*, uint64_t> per_mm;  // entries per mm
+  Mutex lock;
+  std::unordered_map<MmAddr, std::vector<Spte>, MmAddrHash> sptes GUARDED_BY(lock);
+  std::unordered_map<const Mm*, uint64_t> per_mm GUARDED_BY(lock);  // entries per mm
 };
 
 struct FrameKey {
@@ -59,8 +60,8 @@ struct FrameUse {
   System* sys = nullptr;
 };
 struct FrameShard {
-  std::mutex lock;
-  std::unordered_map<FrameKey, FrameUse, FrameKeyHash> frames;
+  Mutex lock;
+  std::unordered_map<FrameKey, FrameUse, FrameKeyHash> frames GUARDED_BY(lock);
 };
 
 constexpr size_t kShards = 64;
@@ -75,7 +76,7 @@ FrameShard& shard_of(const void* mem, uint64_t pfn) {
 void frame_ref(Mm* mm, uint64_t pfn, int delta) {
   const void* mem = &mm->sys()->mem();
   FrameShard& fs = shard_of(mem, pfn);
-  std::lock_guard<std::mutex> g(fs.lock);
+  MutexGuard g(fs.lock);
   FrameUse& u = fs.frames[{mem, pfn}];
   u.sys = mm->sys();
   if (delta > 0) {
@@ -106,13 +107,13 @@ bool drop_entry(Mm* mm, std::vector<Spte>& list, const void* sub) {
 // Process-wide record of what the checker reported (for test listeners): how many, the last
 // message, and whether a deliberately broken kernel (mmu_debug_drop_bracket) was asked for.
 std::atomic<uint64_t> reported{0};
-std::mutex last_lock;
-std::string last_message;
+Mutex last_lock;
+std::string last_message GUARDED_BY(last_lock);
 
 void report(System* sys, const std::string& what) {
   reported.fetch_add(1, std::memory_order_relaxed);
   {
-    std::lock_guard<std::mutex> g(last_lock);
+    MutexGuard g(last_lock);
     last_message = what;
   }
   sys->report_violation(what);
@@ -123,7 +124,7 @@ void report(System* sys, const std::string& what) {
 uint64_t mmu_checker_reports() { return reported.load(std::memory_order_relaxed); }
 
 std::string mmu_checker_last_report() {
-  std::lock_guard<std::mutex> g(last_lock);
+  MutexGuard g(last_lock);
   return last_message;
 }
 
@@ -147,7 +148,7 @@ void mmu_checker_map(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, bool 
                                 " created over a read-only primary PTE");
   }
   MmShard& s = shard_of(mm);
-  std::lock_guard<std::mutex> g(s.lock);
+  MutexGuard g(s.lock);
   std::vector<Spte>& list = s.sptes[{mm, addr}];
   if (!drop_entry(mm, list, sub)) s.per_mm[mm]++;
   list.push_back({sub, pfn, writable});
@@ -157,7 +158,7 @@ void mmu_checker_map(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, bool 
 void mmu_checker_unmap(const void* sub, Mm* mm, uint64_t addr) {
   addr &= kPageMask;
   MmShard& s = shard_of(mm);
-  std::lock_guard<std::mutex> g(s.lock);
+  MutexGuard g(s.lock);
   auto it = s.sptes.find({mm, addr});
   if (it == s.sptes.end()) return;
   if (drop_entry(mm, it->second, sub) && --s.per_mm[mm] == 0) s.per_mm.erase(mm);
@@ -166,7 +167,7 @@ void mmu_checker_unmap(const void* sub, Mm* mm, uint64_t addr) {
 
 void mmu_checker_unmap_all(const void* sub) {
   for (MmShard& s : mm_shards) {
-    std::lock_guard<std::mutex> g(s.lock);
+    MutexGuard g(s.lock);
     for (auto it = s.sptes.begin(); it != s.sptes.end();) {
       Mm* mm = const_cast<Mm*>(it->first.mm);
       if (drop_entry(mm, it->second, sub) && --s.per_mm[mm] == 0) s.per_mm.erase(mm);
@@ -183,7 +184,7 @@ void mmu_checker_pte_change_slow(Mm* mm, uint64_t addr, pteval_t old_pte, pteval
   if (!downgrade) return;
   addr &= kPageMask;
   {
-    std::lock_guard<std::mutex> g(mm->checker_lock_);
+    MutexGuard g(mm->checker_lock_);
     bool covered = std::any_of(mm->checker_ranges_.begin(), mm->checker_ranges_.end(),
                                [&](const auto& r) { return r.first <= addr && addr < r.second; });
     if (!covered)
@@ -191,7 +192,7 @@ void mmu_checker_pte_change_slow(Mm* mm, uint64_t addr, pteval_t old_pte, pteval
                                   "outside an active invalidation");
   }
   MmShard& s = shard_of(mm);
-  std::lock_guard<std::mutex> g(s.lock);
+  MutexGuard g(s.lock);
   auto it = s.sptes.find({mm, addr});
   if (it == s.sptes.end()) return;
   for (const Spte& e : it->second) {
@@ -207,7 +208,7 @@ void mmu_checker_pte_change_slow(Mm* mm, uint64_t addr, pteval_t old_pte, pteval
 
 void mmu_checker_frame_freed_slow(const void* mem, uint64_t pfn) {
   FrameShard& fs = shard_of(mem, pfn);
-  std::lock_guard<std::mutex> g(fs.lock);
+  MutexGuard g(fs.lock);
   auto it = fs.frames.find({mem, pfn});
   if (it == fs.frames.end() || it->second.count == 0) return;
   report(it->second.sys, "mmu checker: frame " + hex(pfn) + " freed while " +
@@ -217,7 +218,7 @@ void mmu_checker_frame_freed_slow(const void* mem, uint64_t pfn) {
 void mmu_checker_mm_exit(Mm* mm) {
   if (!mmu_checker_enabled()) return;
   {
-    std::lock_guard<std::mutex> g(mm->checker_lock_);
+    MutexGuard g(mm->checker_lock_);
     if (!mm->checker_ranges_.empty()) {
       report(mm->sys(), "mmu checker: " + std::to_string(mm->checker_ranges_.size()) +
                                   " invalidation(s) started on an exiting mm never ended");
@@ -225,7 +226,7 @@ void mmu_checker_mm_exit(Mm* mm) {
     }
   }
   MmShard& s = shard_of(mm);
-  std::lock_guard<std::mutex> g(s.lock);
+  MutexGuard g(s.lock);
   auto pm = s.per_mm.find(mm);
   if (pm == s.per_mm.end()) return;
   report(mm->sys(), "mmu checker: " + std::to_string(pm->second) +

@@ -35,8 +35,7 @@ namespace mirrormm {
 
 namespace notifier_internal {
 std::atomic<bool> checker_on{kDebugChecks};
-std::atomic<unsigned> dropped_events{0};
-std::atomic<bool> hooks_off{false};
+std::atomic<unsigned> skipped_brackets{0};
 std::atomic<bool> fail_take_all_locks{false};
 }  // namespace notifier_internal
 
@@ -272,14 +271,14 @@ Errno mn_hlist_invalidate_range_start(MmuNotifierSubscriptions* subs, const MmuN
 
 void checker_range_start(const MmuNotifierRange* range) {
   if (!notifier_internal::checker_on.load(std::memory_order_relaxed)) return;
-  std::lock_guard<std::mutex> g(range->mm->checker_lock_);
+  MutexGuard g(range->mm->checker_lock_);
   range->mm->checker_ranges_.emplace_back(range->start, range->end);
 }
 
 void checker_range_end(const MmuNotifierRange* range) {
   if (!notifier_internal::checker_on.load(std::memory_order_relaxed)) return;
   Mm* mm = range->mm;
-  std::lock_guard<std::mutex> g(mm->checker_lock_);
+  MutexGuard g(mm->checker_lock_);
   auto& v = mm->checker_ranges_;
   auto it = std::find(v.begin(), v.end(), std::make_pair(range->start, range->end));
   if (it == v.end()) {
@@ -820,15 +819,21 @@ std::atomic<uint64_t> breakages{0};
 
 void mmu_debug_drop_bracket(int event) {
   if (event < 0) {
-    notifier_internal::dropped_events.store(0, std::memory_order_relaxed);
+    notifier_internal::skipped_brackets.fetch_and(notifier_internal::kAllBrackets, std::memory_order_relaxed);
   } else {
     breakages.fetch_add(1, std::memory_order_relaxed);
-    notifier_internal::dropped_events.fetch_or(1u << event, std::memory_order_relaxed);
+    notifier_internal::skipped_brackets.fetch_or(1u << event, std::memory_order_relaxed);
   }
 }
 
 uint64_t mmu_debug_breakages() { return breakages.load(std::memory_order_relaxed); }
 void mmu_debug_fail_take_all_locks(bool fail) { notifier_internal::fail_take_all_locks.store(fail); }
-void mmu_debug_hooks_off(bool off) { notifier_internal::hooks_off.store(off, std::memory_order_relaxed); }
+void mmu_debug_hooks_off(bool off) {
+  if (off) {
+    notifier_internal::skipped_brackets.fetch_or(notifier_internal::kAllBrackets, std::memory_order_relaxed);
+  } else {
+    notifier_internal::skipped_brackets.fetch_and(~notifier_internal::kAllBrackets, std::memory_order_relaxed);
+  }
+}
 
 }  // namespace mirrormm

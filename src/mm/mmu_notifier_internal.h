@@ -15,10 +15,11 @@ namespace mirrormm {
 namespace notifier_internal {
 // Whether the coherence checker runs (mmu_checker_enable). A relaxed load on every hook.
 extern std::atomic<bool> checker_on;
-// Bit e set: primary paths skip their brackets for event e (mmu_debug_drop_bracket).
-extern std::atomic<unsigned> dropped_events;
-// Test switch for the benchmarks: the hooks return at once, as before notifiers existed.
-extern std::atomic<bool> hooks_off;
+// Brackets the primary paths skip: bit e for event e (mmu_debug_drop_bracket), kAllBrackets
+// for every event (mmu_debug_hooks_off, the benchmarks' "as before notifiers" baseline). One
+// load per bracket.
+inline constexpr unsigned kAllBrackets = 1u << 31;
+extern std::atomic<unsigned> skipped_brackets;
 }  // namespace notifier_internal
 
 inline bool mm_has_notifiers(const Mm* mm) {
@@ -58,8 +59,8 @@ class MmuNotifierBracket {
  public:
   MmuNotifierBracket(MmuNotifyEvent event, Mm* mm, uint64_t start, uint64_t end, const void* owner = nullptr) {
     mmu_notifier_range_init_owner(&range_, event, 0, mm, start, end, owner);
-    skip_ = notifier_internal::hooks_off.load(std::memory_order_relaxed) ||
-            (notifier_internal::dropped_events.load(std::memory_order_relaxed) >> static_cast<int>(event)) & 1;
+    const unsigned mask = notifier_internal::kAllBrackets | (1u << static_cast<int>(event));
+    skip_ = (notifier_internal::skipped_brackets.load(std::memory_order_relaxed) & mask) != 0;
     if (!skip_) mmu_notifier_invalidate_range_start(&range_);
   }
   ~MmuNotifierBracket() {

@@ -152,12 +152,10 @@ std::string Replayer::run_model_only(const Command& c) {
     Process* p = sys_->process(c.pid);
     if (!p) return err(Errno::kSrch);
     if (it != devices_.end()) return err(Errno::kExist);
-    Result<std::unique_ptr<DeviceMirror>> r = Errno::kOverflow;
-    if (c.dev_mode == script::DevMode::kClassic) {
-      r = DeviceMirror::attach(p, DeviceMirror::Mode::kClassic);
-    } else if (c.len != 0) {  // LEN 0 is -EOVERFLOW, as for mmu_interval_notifier_insert
-      r = DeviceMirror::attach(p, DeviceMirror::Mode::kInterval, c.addr, c.len);
-    }
+    Result<std::unique_ptr<DeviceMirror>> r =
+        c.dev_mode == script::DevMode::kClassic
+            ? DeviceMirror::attach(p, DeviceMirror::Mode::kClassic)
+            : DeviceMirror::attach(p, DeviceMirror::Mode::kInterval, c.addr, c.len);
     if (!r.ok()) return err(r.error());
     devices_.emplace(c.name, std::move(r.value()));
     return "0";

@@ -9,7 +9,6 @@ namespace mirrormm {
 
 namespace {
 constexpr uint64_t kPage = 4096;
-constexpr uint64_t kUserEnd = 1ull << 47;  // x86-64 TASK_SIZE (rounded up to the page)
 constexpr int kMaxRetries = 1000;
 }  // namespace
 
@@ -34,9 +33,9 @@ Result<std::unique_ptr<DeviceMirror>> DeviceMirror::attach(Process* p, Mode mode
   }();
   Mm* mm = get_task_mm(p);
   if (!mm) return Errno::kSrch;
-  if (mode == Mode::kClassic || length == 0) {
+  if (mode == Mode::kClassic) {
     start = 0;
-    length = kUserEnd;
+    length = kUserSpaceEnd;
   }
   if (length == 0 || start + (length - 1) < start) {
     mmput_ref(mm);
@@ -64,7 +63,7 @@ void DeviceMirror::detach() {
   // Stop using the device page table first (no fault can refill it: they hold detach_lock_
   // shared), then leave: between the two the subscription still covers every entry.
   {
-    std::lock_guard<std::mutex> g(lock_);
+    MutexGuard g(lock_);
     drop_locked(0, ~0ull);
   }
   if (mode_ == Mode::kInterval) {
@@ -97,22 +96,22 @@ void DeviceMirror::record_locked(const MmuNotifierRange* range, bool release) {
 
 bool DeviceMirror::interval_invalidate(MmuIntervalNotifier* sub, const MmuNotifierRange* range, uint64_t cur_seq) {
   DeviceMirror* m = static_cast<IntervalSub*>(sub)->owner;
-  std::unique_lock<std::mutex> g(m->lock_, std::defer_lock);
   if (mmu_notifier_range_blockable(range)) {
-    g.lock();
-  } else if (!g.try_lock()) {
+    m->lock_.lock();
+  } else if (!m->lock_.try_lock()) {
     return false;  // would sleep
   }
   mmu_interval_set_seq(sub, cur_seq);
   m->record_locked(range, false);
   m->drop_locked(range->start, range->end);
+  m->lock_.unlock();
   return true;
 }
 
 int DeviceMirror::classic_start(MmuNotifier* sub, const MmuNotifierRange* range) {
   DeviceMirror* m = static_cast<ClassicSub*>(sub)->owner;
   // KVM's rule: a start that cannot fail, paired with an end.
-  std::lock_guard<std::mutex> g(m->lock_);
+  MutexGuard g(m->lock_);
   m->invalidate_in_progress_++;
   m->record_locked(range, false);
   m->drop_locked(range->start, range->end);
@@ -122,7 +121,7 @@ int DeviceMirror::classic_start(MmuNotifier* sub, const MmuNotifierRange* range)
 void DeviceMirror::classic_end(MmuNotifier* sub, const MmuNotifierRange* range) {
   (void)range;
   DeviceMirror* m = static_cast<ClassicSub*>(sub)->owner;
-  std::lock_guard<std::mutex> g(m->lock_);
+  MutexGuard g(m->lock_);
   m->invalidate_seq_++;
   if (m->invalidate_in_progress_ > 0) m->invalidate_in_progress_--;
 }
@@ -130,7 +129,7 @@ void DeviceMirror::classic_end(MmuNotifier* sub, const MmuNotifierRange* range) 
 void DeviceMirror::classic_release(MmuNotifier* sub, Mm* mm) {
   (void)mm;
   DeviceMirror* m = static_cast<ClassicSub*>(sub)->owner;
-  std::lock_guard<std::mutex> g(m->lock_);
+  MutexGuard g(m->lock_);
   m->released_ = true;
   m->record_locked(nullptr, true);
   m->drop_locked(0, ~0ull);
@@ -150,7 +149,7 @@ Result<uint64_t> DeviceMirror::fault(uint64_t addr, uint64_t len, bool write) {
     if (mode_ == Mode::kInterval) {
       seq = mmu_interval_read_begin(&interval_);
     } else {
-      std::lock_guard<std::mutex> g(lock_);
+      MutexGuard g(lock_);
       if (released_) return Errno::kFault;
       seq = invalidate_seq_;
     }
@@ -166,7 +165,7 @@ Result<uint64_t> DeviceMirror::fault(uint64_t addr, uint64_t len, bool write) {
         break;
       }
     }
-    std::lock_guard<std::mutex> g(lock_);
+    MutexGuard g(lock_);
     if (!collided) {
       collided = mode_ == Mode::kInterval ? mmu_interval_read_retry(&interval_, seq)
                                           : (invalidate_in_progress_ != 0 || invalidate_seq_ != seq || released_);
@@ -189,7 +188,7 @@ Result<uint64_t> DeviceMirror::fault(uint64_t addr, uint64_t len, bool write) {
 
 bool DeviceMirror::read(uint64_t addr, uint64_t len, std::vector<uint8_t>* out) {
   out->clear();
-  std::lock_guard<std::mutex> g(lock_);
+  MutexGuard g(lock_);
   for (uint64_t a = addr; a < addr + len;) {
     auto it = table_.find(a & ~(kPage - 1));
     if (it == table_.end()) return false;
@@ -204,7 +203,7 @@ bool DeviceMirror::read(uint64_t addr, uint64_t len, std::vector<uint8_t>* out) 
 }
 
 bool DeviceMirror::write(uint64_t addr, uint64_t len, const uint8_t* data) {
-  std::lock_guard<std::mutex> g(lock_);
+  MutexGuard g(lock_);
   for (uint64_t a = addr; a < addr + len;) {
     auto it = table_.find(a & ~(kPage - 1));
     if (it == table_.end() || !it->second.writable) return false;
@@ -218,7 +217,7 @@ bool DeviceMirror::write(uint64_t addr, uint64_t len, const uint8_t* data) {
 
 std::string DeviceMirror::show(uint64_t addr, uint64_t len) {
   std::string s;
-  std::lock_guard<std::mutex> g(lock_);
+  MutexGuard g(lock_);
   for (uint64_t a = addr & ~(kPage - 1); a < addr + len; a += kPage) {
     auto it = table_.find(a);
     s.push_back(it == table_.end() ? '-' : it->second.writable ? 'w' : 'r');
@@ -227,19 +226,19 @@ std::string DeviceMirror::show(uint64_t addr, uint64_t len) {
 }
 
 uint64_t DeviceMirror::pages_mirrored() {
-  std::lock_guard<std::mutex> g(lock_);
+  MutexGuard g(lock_);
   return table_.size();
 }
 
 std::vector<DeviceMirror::Event> DeviceMirror::take_events() {
-  std::lock_guard<std::mutex> g(lock_);
+  MutexGuard g(lock_);
   std::vector<Event> out;
   out.swap(events_);
   return out;
 }
 
 DeviceMirror::Stats DeviceMirror::stats() {
-  std::lock_guard<std::mutex> g(lock_);
+  MutexGuard g(lock_);
   return stats_;
 }
 

@@ -129,6 +129,11 @@ class CAPABILITY("mutex") Mutex {
     lockdep::check_acquire(class_, this, false);
     m_.lock();
   }
+  bool try_lock() TRY_ACQUIRE(true) {
+    if (!m_.try_lock()) return false;
+    lockdep::check_acquire(class_, this, true);  // a trylock cannot deadlock
+    return true;
+  }
   void unlock() RELEASE() {
     lockdep::check_release(class_, this);
     m_.unlock();

@@ -36,3 +36,16 @@ extern "C" void AnnotateIgnoreWritesEnd(const char* file, int line);
 #define MM_TSAN_IGNORE_BEGIN() ((void)0)
 #define MM_TSAN_IGNORE_END() ((void)0)
 #endif
+
+// Happens-before edges that TSan cannot see through liburcu's own atomics (the RCU glue in
+// src/base/rcu.cc and src/base/srcu.cc): a release on an address here, an acquire on the same
+// address there.
+#ifdef MM_TSAN_BUILD
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+#define MM_TSAN_ACQUIRE(addr) __tsan_acquire(addr)
+#define MM_TSAN_RELEASE(addr) __tsan_release(addr)
+#else
+#define MM_TSAN_ACQUIRE(addr) ((void)(addr))
+#define MM_TSAN_RELEASE(addr) ((void)(addr))
+#endif
