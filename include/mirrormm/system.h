@@ -130,9 +130,29 @@ class System {
   uint64_t debug_check_consistency();
   // Whether the page-cache page of file NAME at pgoff is marked dirty (false if absent).
   bool debug_file_page_dirty(const std::string& name, uint64_t pgoff);
-  // Test switch: TLB shootdowns do nothing (a deliberately broken kernel for the checkers).
-  void debug_break_shootdown(bool broken) { broken_shootdown_.store(broken, std::memory_order_relaxed); }
-  bool debug_shootdown_broken() const { return broken_shootdown_.load(std::memory_order_relaxed); }
+  // Deliberately broken kernels, for the checkers' own tests: each switch removes one rule
+  // the model normally keeps, so that a test can show the rule's checker reports the breakage
+  // (instead of the model crashing or hanging). Off by default; never used outside tests,
+  // `stress --break-*` and the mutation runs.
+  enum class DebugBreak : unsigned {
+    kShootdown,            // TLB shootdowns do nothing
+    kPutBeforeFlush,       // zap frees pages before the TLB flush (not after it)
+    kNoPteNoneRecheck,     // faults install without rechecking the PTE under its lock
+    kNoVmaLockRecheck,     // the per-VMA-lock fault path skips its recheck of the VMA
+    kForkUnchainedAnonVma, // fork leaves the child's anon_vma out of the child's chain
+    kInsertWhileFrozen,    // interval inserts enter the tree during an invalidation
+    kCount
+  };
+  void debug_break(DebugBreak b, bool broken) {
+    const unsigned bit = 1u << static_cast<unsigned>(b);
+    if (broken) broken_.fetch_or(bit, std::memory_order_relaxed);
+    else broken_.fetch_and(~bit, std::memory_order_relaxed);
+  }
+  bool debug_broken(DebugBreak b) const {
+    return broken_.load(std::memory_order_relaxed) & (1u << static_cast<unsigned>(b));
+  }
+  void debug_break_shootdown(bool broken) { debug_break(DebugBreak::kShootdown, broken); }
+  bool debug_shootdown_broken() const { return debug_broken(DebugBreak::kShootdown); }
 
   // Model metadata bytes (page descriptors of used frames, page tables, VMAs), for the
   // metadata-per-page figure.
@@ -147,7 +167,7 @@ class System {
   Status resize_file(ShmemInode* inode, uint64_t size);
 
   std::atomic<uint64_t> violations_{0};
-  std::atomic<bool> broken_shootdown_{false};
+  std::atomic<unsigned> broken_{0};  // DebugBreak bits
   std::mutex violations_lock_;
   std::vector<std::string> violation_messages_;  // guarded by violations_lock_
 
