@@ -157,9 +157,20 @@ struct MmuIntervalNotifierOps {
   bool (*invalidate)(MmuIntervalNotifier* sub, const MmuNotifierRange* range, uint64_t cur_seq) = nullptr;
 };
 
+// An interval notifier's lifecycle, guarded by the mm's subscriptions lock:
+//
+//   kIdle --insert--> kInTree                    (tree not frozen)
+//         --insert--> kInsertPending --last end--> kInTree     (frozen: deferred)
+//   kInTree --remove--> kRemoving                (not frozen: erased at once)
+//           --remove--> kRemovePending --last end--> kRemoving  (frozen: deferred)
+//   kInsertPending --remove--> kRemoving         (dropped from the deferred list)
+//   kRemoving --no find() reference left--> kIdle  (remove returns; may be inserted again)
+enum class MmuIntervalState : uint8_t { kIdle, kInsertPending, kInTree, kRemovePending, kRemoving };
+
 // struct mmu_interval_notifier. Fields are the library's; read them with the accessors.
 struct MmuIntervalNotifier {
   // Interval-tree node: [start, last] inclusive, augmented with the subtree's largest last.
+  // in_tree is the tree's own node bit (kInTree and kRemovePending).
   uint64_t start = 0;
   uint64_t last = 0;
   uint64_t subtree_last = 0;
@@ -167,15 +178,14 @@ struct MmuIntervalNotifier {
   MmuIntervalNotifier* right = nullptr;
   int height = 0;
   bool in_tree = false;
-  // Deferred list (while the tree is frozen): pending insert when !in_tree, else removal.
+  MmuIntervalState state = MmuIntervalState::kIdle;
+  // The deferred list (while the tree is frozen): kInsertPending and kRemovePending entries.
   MmuIntervalNotifier* deferred_next = nullptr;
-  bool on_deferred = false;
   const MmuIntervalNotifierOps* ops = nullptr;
-  Mm* mm = nullptr;
+  Mm* mm = nullptr;  // set by insert, cleared when remove returns (the owner's thread only)
   std::atomic<uint64_t> invalidate_seq{0};
   // find() references: remove waits until they are dropped.
   std::atomic<int> refs{0};
-  bool removing = false;
 };
 inline uint64_t mmu_interval_notifier_start(const MmuIntervalNotifier* s) { return s->start; }
 inline uint64_t mmu_interval_notifier_last(const MmuIntervalNotifier* s) { return s->last; }

@@ -4,6 +4,7 @@
 #include "mirrormm/base/tsan.h"
 #include "mm/internal.h"
 #include "mm/pgtable_walk.h"
+#include "mm/system_internal.h"
 
 namespace mirrormm {
 

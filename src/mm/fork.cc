@@ -7,7 +7,7 @@
 
 namespace mirrormm {
 
-Mm::Mm(System* sys, uint64_t id) : sys_(sys), id_(id) {}
+Mm::Mm(System* sys, uint64_t id) : sys_(sys), mem_(&sys->mem()), id_(id) {}
 
 Mm::~Mm() { MM_BUG_ON(pgd_ != nullptr); }
 

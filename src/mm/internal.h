@@ -82,6 +82,16 @@ void unlink_anon_vmas(Vma* vma);
 // dup_anon_vma: when src has an anon_vma and dst has none, dst takes src's.
 Errno dup_anon_vma(Vma* dst, const Vma* src);
 
+// ---- mm_take_all_locks.cc ----
+
+// Serializes mm_take_all_locks callers (the nest lock of the rmap locks they take).
+extern Mutex mm_all_locks_mutex;
+// Write-locks every VMA of mm and takes every rmap lock its VMAs reach (i_mmap locks, anon_vma
+// roots), in address order; mm_drop_all_locks releases them. The caller holds the mmap_lock
+// for write from before take until after drop.
+Errno mm_take_all_locks(Mm* mm) REQUIRES(mm->mmap_lock_);
+void mm_drop_all_locks(Mm* mm) REQUIRES(mm->mmap_lock_);
+
 // ---- pgtable.cc: page-table allocation and walks ----
 
 // The PTE slot for addr, or nullptr when a level is missing. The caller keeps the tables alive

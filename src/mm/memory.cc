@@ -11,6 +11,7 @@
 #include "mm/internal.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/pgtable_walk.h"
+#include "mm/system_internal.h"
 #include "mm/shmem.h"
 
 namespace mirrormm {

@@ -5,6 +5,7 @@
 #include "mm/internal.h"
 #include "mm/mm.h"
 #include "mm/pgtable_walk.h"
+#include "mm/system_internal.h"
 #include "mm/shmem.h"
 
 namespace mirrormm {

@@ -186,6 +186,8 @@ class Mm {
   Mm& operator=(const Mm&) = delete;
 
   System* sys() const { return sys_; }
+  // The machine's frames (what page-table walks need, without reaching the System).
+  PhysMem& mem() const { return *mem_; }
   uint64_t id() const { return id_; }
 
   // mmap_lock: held for write by every system call that changes the VMA set, for read by
@@ -261,7 +263,8 @@ class Mm {
   Vma* find_vma_prev(uint64_t addr) REQUIRES_SHARED(mmap_lock_);
 
  private:
-  System* sys_;
+  System* sys_;    // written once at creation
+  PhysMem* mem_;   // sys_'s frame pool; written once at creation
   uint64_t id_;
 };
 

@@ -1,6 +1,7 @@
 // MMU notifiers (mm/mmu_notifier.c): classic subscriptions, interval notifiers with the
-// odd/even invalidate_seq protocol, rmap notifiers, and the invalidation dispatch that the
-// primary paths call through mmu_notifier_internal.h.
+// odd/even invalidate_seq protocol, and the invalidation dispatch that the primary paths call
+// through mmu_notifier_internal.h. Rmap notifiers are in rmap_notifier.cc, the lookups that
+// secondary MMUs call in hmm.cc, the test switches in mmu_debug.cc.
 //
 // Locking (base/locking.h): MmuNotifierSubscriptions::lock ranks after the mmap_lock, i_mmap
 // and anon_vma locks (invalidations run under any of them; register holds all of them) and is
@@ -15,7 +16,6 @@
 #include <climits>
 #include <cstring>
 #include <condition_variable>
-#include <mutex>
 #include <new>
 #include <string>
 #include <unordered_map>
@@ -28,16 +28,10 @@
 #include "mm/internal.h"
 #include "mm/mm.h"
 #include "mm/mmu_notifier_internal.h"
-#include "mm/shmem.h"
+#include "mm/rcu_hlist.h"
 #include "mm/system_internal.h"
 
 namespace mirrormm {
-
-namespace notifier_internal {
-std::atomic<bool> checker_on{kDebugChecks};
-std::atomic<unsigned> skipped_brackets{0};
-std::atomic<bool> fail_take_all_locks{false};
-}  // namespace notifier_internal
 
 // struct mmu_notifier_subscriptions.
 struct MmuNotifierSubscriptions {
@@ -49,8 +43,8 @@ struct MmuNotifierSubscriptions {
   IntervalTree<MmuIntervalNotifier> itree;  // changed under lock; read under lock or frozen
   MmuIntervalNotifier* deferred_head GUARDED_BY(lock) = nullptr;
   MmuIntervalNotifier* deferred_tail GUARDED_BY(lock) = nullptr;
-  std::mutex wq_lock;
-  std::condition_variable wq;
+  Mutex wq_lock{LockClass::kNotifierWait};  // see "Waiting" above; taken before `lock`
+  std::condition_variable_any wq;
   std::atomic<int> waiters{0};  // threads in wait_until: wakers skip the wakeup when none
 };
 
@@ -64,26 +58,6 @@ MmuNotifierSubscriptions* subs_of(const Mm* mm) {
   return mm->notifier_subscriptions_.load(std::memory_order_acquire);
 }
 
-// ---- hlist with RCU-safe removal (readers keep following `next` of a removed node) ----
-
-template <class N>
-void hlist_add_head_rcu(std::atomic<N*>* head, N* n) {
-  N* first = head->load(std::memory_order_relaxed);
-  n->next.store(first, std::memory_order_relaxed);
-  if (first) first->pprev = &n->next;
-  n->pprev = head;
-  head->store(n, std::memory_order_release);
-}
-
-template <class N>
-void hlist_del_init_rcu(N* n) {
-  if (!n->pprev) return;  // already unhashed
-  N* next = n->next.load(std::memory_order_relaxed);
-  n->pprev->store(next, std::memory_order_release);
-  if (next) next->pprev = n->pprev;
-  n->pprev = nullptr;
-}
-
 // ---- waiting ----
 
 // A waiter announces itself (waiters++) before it checks the state under the spinlock; a
@@ -91,13 +65,13 @@ void hlist_del_init_rcu(N* n) {
 // other, so skipping the wakeup when nobody waits loses none.
 void wake_all(MmuNotifierSubscriptions* subs) {
   if (subs->waiters.load(std::memory_order_seq_cst) == 0) return;
-  { std::lock_guard<std::mutex> g(subs->wq_lock); }
+  { MutexGuard g(subs->wq_lock); }
   subs->wq.notify_all();
 }
 
 template <class Pred>
-void wait_until(MmuNotifierSubscriptions* subs, Pred done) NO_THREAD_SAFETY_ANALYSIS {
-  std::unique_lock<std::mutex> wl(subs->wq_lock);
+void wait_until(MmuNotifierSubscriptions* subs, Pred done) {
+  MutexGuard wl(subs->wq_lock);
   subs->waiters.fetch_add(1, std::memory_order_seq_cst);
   for (;;) {
     bool ok;
@@ -106,49 +80,10 @@ void wait_until(MmuNotifierSubscriptions* subs, Pred done) NO_THREAD_SAFETY_ANAL
       ok = done();
     }
     if (ok) break;
-    subs->wq.wait(wl);
+    subs->wq.wait(subs->wq_lock);
   }
   subs->waiters.fetch_sub(1, std::memory_order_relaxed);
 }
-
-// ---- mm_take_all_locks ----
-
-std::mutex mm_all_locks_mutex;
-
-// Every rmap lock of mm (file i_mmap locks, anon_vma roots) plus every VMA write-locked, so
-// that no invalidation of mm is under way while the notifier state changes: invalidations
-// run under the mmap_lock (held for write by the caller), a per-VMA lock (now excluded) or
-// an rmap lock (now held).
-class AllLocks {
- public:
-  explicit AllLocks(Mm* mm) NO_THREAD_SAFETY_ANALYSIS : guard_(mm_all_locks_mutex) {
-    mmap_assert_write_locked(mm);
-    for (auto& [start, vma] : mm->vmas_) {
-      vma_start_write(vma);
-      if (vma->vm_file) inodes_.push_back(vma->vm_file->inode);
-      for (AnonVma* av : vma->anon_vma_chain) roots_.push_back(av->root);
-    }
-    std::sort(inodes_.begin(), inodes_.end());
-    inodes_.erase(std::unique(inodes_.begin(), inodes_.end()), inodes_.end());
-    std::sort(roots_.begin(), roots_.end());
-    roots_.erase(std::unique(roots_.begin(), roots_.end()), roots_.end());
-    ++lockdep::nest_lock_depth;
-    for (ShmemInode* i : inodes_) i->i_mmap_lock().lock();
-    for (AnonVma* r : roots_) r->rwsem.down_write();
-  }
-  ~AllLocks() NO_THREAD_SAFETY_ANALYSIS {
-    for (auto it = roots_.rbegin(); it != roots_.rend(); ++it) (*it)->rwsem.up_write();
-    for (auto it = inodes_.rbegin(); it != inodes_.rend(); ++it) (*it)->i_mmap_lock().unlock();
-    --lockdep::nest_lock_depth;
-  }
-  AllLocks(const AllLocks&) = delete;
-  AllLocks& operator=(const AllLocks&) = delete;
-
- private:
-  std::lock_guard<std::mutex> guard_;
-  std::vector<ShmemInode*> inodes_;
-  std::vector<AnonVma*> roots_;
-};
 
 // ---- interval-tree invalidation ----
 
@@ -195,6 +130,37 @@ void for_each_hit(MmuNotifierSubscriptions* subs, const MmuNotifierRange* range,
   });
 }
 
+// Every change of the interval tree goes through these two. While the tree is frozen
+// (invalidate_seq odd) invalidations walk it without the lock, so a change then could pull a
+// node from under a walker: it is reported and refused (the caller defers it instead).
+bool itree_frozen_check(MmuNotifierSubscriptions* subs, Mm* mm) REQUIRES(subs->lock) {
+  if (!(subs->invalidate_seq & 1)) return true;
+  warn(mm, "the interval tree changed while frozen (an invalidation is walking it)");
+  return false;
+}
+
+void itree_insert(MmuNotifierSubscriptions* subs, MmuIntervalNotifier* n) REQUIRES(subs->lock) {
+  MM_BUG_ON(!itree_frozen_check(subs, n->mm));
+  subs->itree.insert(n);
+  n->state = MmuIntervalState::kInTree;
+}
+
+void itree_erase(MmuNotifierSubscriptions* subs, MmuIntervalNotifier* n) REQUIRES(subs->lock) {
+  MM_BUG_ON(!itree_frozen_check(subs, n->mm));
+  subs->itree.erase(n);
+  n->state = MmuIntervalState::kRemoving;
+}
+
+void deferred_add(MmuNotifierSubscriptions* subs, MmuIntervalNotifier* n) REQUIRES(subs->lock) {
+  n->deferred_next = nullptr;
+  if (subs->deferred_tail) {
+    subs->deferred_tail->deferred_next = n;
+  } else {
+    subs->deferred_head = n;
+  }
+  subs->deferred_tail = n;
+}
+
 void mn_itree_inv_end(MmuNotifierSubscriptions* subs) {
   {
     SpinGuard g(subs->lock);
@@ -205,11 +171,11 @@ void mn_itree_inv_end(MmuNotifierSubscriptions* subs) {
     for (MmuIntervalNotifier* n = subs->deferred_head; n;) {
       MmuIntervalNotifier* next = n->deferred_next;
       n->deferred_next = nullptr;
-      n->on_deferred = false;
-      if (n->in_tree) {
-        subs->itree.erase(n);
+      if (n->state == MmuIntervalState::kRemovePending) {
+        itree_erase(subs, n);
       } else {
-        subs->itree.insert(n);
+        MM_BUG_ON(n->state != MmuIntervalState::kInsertPending);
+        itree_insert(subs, n);
       }
       n = next;
     }
@@ -256,7 +222,10 @@ Errno mn_hlist_invalidate_range_start(MmuNotifierSubscriptions* subs, const MmuN
       warn(range->mm, "invalidate_range_start failed with " + std::to_string(rc) +
                           (mmu_notifier_range_blockable(range) ? " on a blockable range" : ""));
     if (s->ops->invalidate_range_end) warn(range->mm, "a subscriber whose start can fail has an end");
-    ret = rc;
+    // A blockable range cannot fail: Linux warns and the caller goes on (and calls end). The
+    // early ends below would then come twice, so for a blockable range the failure is only
+    // warned about.
+    if (!mmu_notifier_range_blockable(range)) ret = rc;
   }
   if (ret) {
     // The 2021 rule: every subscriber with an end gets it, since the caller will not call end.
@@ -467,7 +436,7 @@ Errno __mmu_notifier_register(MmuNotifier* sub, Mm* mm) NO_THREAD_SAFETY_ANALYSI
     if (!fresh) return Errno::kNoMem;
   }
   if (notifier_internal::fail_take_all_locks.load(std::memory_order_relaxed)) return Errno::kIntr;
-  AllLocks all(mm);
+  if (Errno e = mm_take_all_locks(mm); e != Errno::kOk) return e;
   if (fresh) {
     subs = fresh.release();
     mm->notifier_subscriptions_.store(subs, std::memory_order_release);
@@ -482,6 +451,7 @@ Errno __mmu_notifier_register(MmuNotifier* sub, Mm* mm) NO_THREAD_SAFETY_ANALYSI
   } else {
     subs->has_itree.store(true, std::memory_order_release);
   }
+  mm_drop_all_locks(mm);
   return Errno::kOk;
 }
 
@@ -570,37 +540,33 @@ Errno interval_insert(MmuIntervalNotifier* sub, Mm* mm, uint64_t start, uint64_t
                       const MmuIntervalNotifierOps* ops) {
   MmuNotifierSubscriptions* subs = subs_of(mm);
   MM_BUG_ON(!subs || !subs->has_itree.load(std::memory_order_acquire));
+  MM_BUG_ON(sub->state != MmuIntervalState::kIdle);
   sub->mm = mm;
   sub->ops = ops;
   sub->start = start;
   sub->last = start + length - 1;
-  sub->in_tree = false;
-  sub->on_deferred = false;
   sub->deferred_next = nullptr;
-  sub->removing = false;
   sub->refs.store(0, std::memory_order_relaxed);
   mmgrab(mm);
   SpinGuard g(subs->lock);
   if (subs->active_invalidate_ranges) {
     // Some invalidation is running whose range is unknown here: assume it hits the new
     // interval, so the first read_begin waits for the current window to close.
-    if (subs->invalidate_seq & 1) {
-      sub->on_deferred = true;
-      if (subs->deferred_tail) {
-        subs->deferred_tail->deferred_next = sub;
-      } else {
-        subs->deferred_head = sub;
-      }
-      subs->deferred_tail = sub;
+    const bool frozen = subs->invalidate_seq & 1;
+    if (frozen && !(mm->sys()->debug_broken(System::DebugBreak::kInsertWhileFrozen) &&
+                    itree_frozen_check(subs, mm))) {
+      sub->state = MmuIntervalState::kInsertPending;
+      deferred_add(subs, sub);
     } else {
+      // Not frozen yet: no walker is on the tree, so the insert goes in before the freeze.
+      itree_insert(subs, sub);
       subs->invalidate_seq |= 1;
-      subs->itree.insert(sub);
     }
     sub->invalidate_seq.store(subs->invalidate_seq, std::memory_order_relaxed);
   } else {
     MM_BUG_ON(subs->invalidate_seq & 1);
     sub->invalidate_seq.store(subs->invalidate_seq - 1, std::memory_order_relaxed);
-    subs->itree.insert(sub);
+    itree_insert(subs, sub);
   }
   return Errno::kOk;
 }
@@ -611,7 +577,8 @@ bool bad_interval(uint64_t start, uint64_t length) { return length == 0 || start
 Errno mmu_interval_notifier_insert(MmuIntervalNotifier* sub, Mm* mm, uint64_t start, uint64_t length,
                                    const MmuIntervalNotifierOps* ops) {
   if (bad_interval(start, length)) return Errno::kOverflow;
-  if (sub->mm || !ops || !ops->invalidate) return Errno::kInval;  // inserted already, or no callback
+  // Inserted already (any state but idle), or no callback.
+  if (sub->state != MmuIntervalState::kIdle || sub->mm || !ops || !ops->invalidate) return Errno::kInval;
   if (mm->mm_users_.load(std::memory_order_acquire) <= 0) return Errno::kInval;
   MmuNotifierSubscriptions* subs = subs_of(mm);
   if (!subs || !subs->has_itree.load(std::memory_order_acquire)) {
@@ -625,7 +592,7 @@ Errno mmu_interval_notifier_insert_locked(MmuIntervalNotifier* sub, Mm* mm, uint
                                           const MmuIntervalNotifierOps* ops) {
   mmap_assert_write_locked(mm);
   if (bad_interval(start, length)) return Errno::kOverflow;
-  if (sub->mm || !ops || !ops->invalidate) return Errno::kInval;
+  if (sub->state != MmuIntervalState::kIdle || sub->mm || !ops || !ops->invalidate) return Errno::kInval;
   if (mm->mm_users_.load(std::memory_order_acquire) <= 0) return Errno::kInval;
   MmuNotifierSubscriptions* subs = subs_of(mm);
   if (!subs || !subs->has_itree.load(std::memory_order_acquire)) {
@@ -635,7 +602,7 @@ Errno mmu_interval_notifier_insert_locked(MmuIntervalNotifier* sub, Mm* mm, uint
   return interval_insert(sub, mm, start, length, ops);
 }
 
-void mmu_interval_notifier_remove(MmuIntervalNotifier* sub) NO_THREAD_SAFETY_ANALYSIS {
+void mmu_interval_notifier_remove(MmuIntervalNotifier* sub) {
   Mm* mm = sub->mm;
   if (!mm) return;  // never inserted, or removed already
   MmuNotifierSubscriptions* subs = subs_of(mm);
@@ -643,10 +610,9 @@ void mmu_interval_notifier_remove(MmuIntervalNotifier* sub) NO_THREAD_SAFETY_ANA
   bool wait_seq = false;
   {
     SpinGuard g(subs->lock);
-    sub->removing = true;
-    if (subs->invalidate_seq & 1) {
-      if (!sub->in_tree) {
-        // A pending insert: just drop it from the deferred list.
+    switch (sub->state) {
+      case MmuIntervalState::kInsertPending: {
+        // A pending insert never reached the tree: just drop it from the deferred list.
         MmuIntervalNotifier* prev = nullptr;
         for (MmuIntervalNotifier* n = subs->deferred_head; n; prev = n, n = n->deferred_next) {
           if (n != sub) continue;
@@ -654,32 +620,36 @@ void mmu_interval_notifier_remove(MmuIntervalNotifier* sub) NO_THREAD_SAFETY_ANA
           if (subs->deferred_tail == n) subs->deferred_tail = prev;
           break;
         }
-        sub->on_deferred = false;
         sub->deferred_next = nullptr;
-      } else {
-        sub->on_deferred = true;
-        if (subs->deferred_tail) {
-          subs->deferred_tail->deferred_next = sub;
+        sub->state = MmuIntervalState::kRemoving;
+        break;
+      }
+      case MmuIntervalState::kInTree:
+        if (subs->invalidate_seq & 1) {
+          // Frozen: the last invalidate_range_end erases it.
+          sub->state = MmuIntervalState::kRemovePending;
+          deferred_add(subs, sub);
+          seq = subs->invalidate_seq;
+          wait_seq = true;
         } else {
-          subs->deferred_head = sub;
+          itree_erase(subs, sub);
         }
-        subs->deferred_tail = sub;
-        seq = subs->invalidate_seq;
-        wait_seq = true;
-      }
-    } else {
-      if (!sub->in_tree) {
-        warn(mm, "mmu_interval_notifier_remove of an interval not in the tree");
-      } else {
-        subs->itree.erase(sub);
-      }
+        break;
+      case MmuIntervalState::kRemovePending:
+      case MmuIntervalState::kRemoving:
+        warn(mm, "mmu_interval_notifier_remove of an interval already being removed");
+        return;
+      case MmuIntervalState::kIdle:
+        MM_BUG_ON(true);  // mm is set only while not idle
     }
   }
-  // The 2022 fix: the sequence is compared under the lock, so the deferred removal has been
-  // applied when this returns.
-  if (wait_seq) wait_until(subs, [&]() NO_THREAD_SAFETY_ANALYSIS { return subs->invalidate_seq != seq; });
+  // The sequence is compared under the lock, so the deferred removal has been applied when
+  // this returns (Linux's "mm/mmu_notifier: fix race in mmu_interval_notifier_remove").
+  if (wait_seq) wait_until(subs, [&]() REQUIRES(subs->lock) { return subs->invalidate_seq != seq; });
   // find() references.
   wait_until(subs, [&] { return sub->refs.load(std::memory_order_acquire) == 0; });
+  MM_BUG_ON(sub->state != MmuIntervalState::kRemoving);
+  sub->state = MmuIntervalState::kIdle;
   sub->mm = nullptr;
   mmdrop(mm);
 }
@@ -695,7 +665,7 @@ uint64_t mmu_interval_read_begin(MmuIntervalNotifier* sub) NO_THREAD_SAFETY_ANAL
     is_invalidating = seq == subs->invalidate_seq;
   }
   // One wait, no loop: read_retry may already be true when this returns.
-  if (is_invalidating) wait_until(subs, [&]() NO_THREAD_SAFETY_ANALYSIS { return subs->invalidate_seq != seq; });
+  if (is_invalidating) wait_until(subs, [&]() REQUIRES(subs->lock) { return subs->invalidate_seq != seq; });
   return seq;
 }
 
@@ -707,12 +677,12 @@ MmuIntervalNotifier* mmu_interval_notifier_find(Mm* mm, const MmuIntervalNotifie
   MmuIntervalNotifier* best = nullptr;
   // Program order: the tree minus pending removals, plus pending inserts.
   subs->itree.for_each_overlap(start, last, [&](MmuIntervalNotifier* n) {
-    if (n->ops != ops || n->removing) return true;
+    if (n->ops != ops || n->state != MmuIntervalState::kInTree) return true;
     best = n;
     return false;
   });
   for (MmuIntervalNotifier* n = subs->deferred_head; n; n = n->deferred_next) {
-    if (n->in_tree || n->removing || n->ops != ops || n->start > last || n->last < start) continue;
+    if (n->state != MmuIntervalState::kInsertPending || n->ops != ops || n->start > last || n->last < start) continue;
     if (!best || n->start < best->start) best = n;
   }
   if (best) best->refs.fetch_add(1, std::memory_order_relaxed);
@@ -724,116 +694,10 @@ void mmu_interval_notifier_put_ref(MmuIntervalNotifier* sub) {
   // Decrement and wake under wq_lock: remove() checks refs holding wq_lock, so it cannot see
   // zero, return and drop what may be the last mm reference (freeing subs) while this still
   // uses subs->wq.
-  std::lock_guard<std::mutex> g(subs->wq_lock);
+  MutexGuard g(subs->wq_lock);
   int old = sub->refs.fetch_sub(1, std::memory_order_acq_rel);
   MM_BUG_ON(old <= 0);
   if (old == 1) subs->wq.notify_all();
-}
-
-// ---- rmap notifiers ----
-
-namespace {
-std::mutex rmap_lock;
-// One list per modeled machine, keyed by its physical memory (what truncation knows).
-std::unordered_map<const PhysMem*, std::atomic<MmuRmapNotifier*>>& rmap_lists() {
-  static auto* lists = new std::unordered_map<const PhysMem*, std::atomic<MmuRmapNotifier*>>;
-  return *lists;
-}
-}  // namespace
-
-void mmu_rmap_notifier_register(System* sys, MmuRmapNotifier* mrn) {
-  std::lock_guard<std::mutex> g(rmap_lock);
-  hlist_add_head_rcu(&rmap_lists()[&sys->mem()], mrn);
-}
-
-void mmu_rmap_notifier_unregister(System* sys, MmuRmapNotifier* mrn) {
-  (void)sys;
-  {
-    std::lock_guard<std::mutex> g(rmap_lock);
-    hlist_del_init_rcu(mrn);
-  }
-  srcu_synchronize();
-}
-
-void set_page_external_rmap(System* sys, uint64_t pfn) { sys->mem().pfn_to_page(pfn)->set(PG_external_rmap); }
-void clear_page_external_rmap(System* sys, uint64_t pfn) { sys->mem().pfn_to_page(pfn)->clear(PG_external_rmap); }
-
-void mmu_rmap_notify_page(PhysMem* mem, Page* page) {
-  if (!page->test(PG_external_rmap)) return;
-  MM_BUG_ON(!page->test(PG_locked));
-  std::atomic<MmuRmapNotifier*>* head;
-  {
-    std::lock_guard<std::mutex> g(rmap_lock);
-    auto it = rmap_lists().find(mem);
-    if (it == rmap_lists().end()) return;
-    head = &it->second;  // map nodes are stable
-  }
-  const uint64_t pfn = mem->page_to_pfn(page);
-  SrcuReadGuard r;
-  for (MmuRmapNotifier* n = head->load(std::memory_order_acquire); n; n = n->next.load(std::memory_order_acquire))
-    if (n->ops->invalidate_page) n->ops->invalidate_page(n, page, pfn);
-}
-
-// ---- primary lookups for secondary MMUs ----
-
-Result<uint64_t> mm_get_pfn(Mm* mm, uint64_t addr, bool fault, bool write, bool* writable) {
-  *writable = false;
-  ReadGuard g(mm->mmap_lock_);
-  Vma* vma = mm->vma_lookup(addr);
-  if (!vma || !(vma->vm_flags & VM_READ) || (vma->vm_flags & (VM_IO | VM_PFNMAP))) return Errno::kFault;
-  if (write && !(vma->vm_flags & VM_WRITE)) return Errno::kPerm;
-  for (int tries = 0; tries < 16; ++tries) {
-    if (pte_t* ptep = pte_offset(mm, addr)) {
-      SpinGuard pg(pte_lockptr(mm, ptep));
-      pteval_t v = ptep_get(ptep);
-      if (pte_hw_present(v) && (!write || pte_write(v))) {
-        *writable = pte_write(v);
-        return pte_pfn(v);
-      }
-    }
-    if (!fault) return Errno::kNoEnt;
-    unsigned r = handle_mm_fault(vma, addr, FAULT_FLAG_REMOTE | (write ? unsigned{FAULT_FLAG_WRITE} : 0u));
-    if (r & VM_FAULT_OOM) return Errno::kNoMem;
-    if (r & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV)) return Errno::kFault;
-  }
-  return Errno::kBusy;
-}
-
-void device_access_pfn(System* sys, uint64_t pfn, uint64_t offset, void* buf, uint64_t len, bool write) {
-  MM_BUG_ON(offset + len > kPageSize);
-  uint8_t* frame = sys->mem().page_address(sys->mem().pfn_to_page(pfn)) + offset;
-  MM_TSAN_IGNORE_BEGIN();  // simulated RAM: races belong to the simulated programs
-  if (write) {
-    std::memcpy(frame, buf, len);
-  } else {
-    std::memcpy(buf, frame, len);
-  }
-  MM_TSAN_IGNORE_END();
-}
-
-// ---- test and benchmark switches ----
-
-namespace {
-std::atomic<uint64_t> breakages{0};
-}  // namespace
-
-void mmu_debug_drop_bracket(int event) {
-  if (event < 0) {
-    notifier_internal::skipped_brackets.fetch_and(notifier_internal::kAllBrackets, std::memory_order_relaxed);
-  } else {
-    breakages.fetch_add(1, std::memory_order_relaxed);
-    notifier_internal::skipped_brackets.fetch_or(1u << event, std::memory_order_relaxed);
-  }
-}
-
-uint64_t mmu_debug_breakages() { return breakages.load(std::memory_order_relaxed); }
-void mmu_debug_fail_take_all_locks(bool fail) { notifier_internal::fail_take_all_locks.store(fail); }
-void mmu_debug_hooks_off(bool off) {
-  if (off) {
-    notifier_internal::skipped_brackets.fetch_or(notifier_internal::kAllBrackets, std::memory_order_relaxed);
-  } else {
-    notifier_internal::skipped_brackets.fetch_and(~notifier_internal::kAllBrackets, std::memory_order_relaxed);
-  }
 }
 
 }  // namespace mirrormm

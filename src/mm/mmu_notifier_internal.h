@@ -8,18 +8,19 @@
 
 #include "mirrormm/mmu_notifier.h"
 #include "mm/mm_types.h"
+#include "mm/notifier_hooks.h"
 #include "mm/physmem.h"
 
 namespace mirrormm {
 
 namespace notifier_internal {
-// Whether the coherence checker runs (mmu_checker_enable). A relaxed load on every hook.
-extern std::atomic<bool> checker_on;
 // Brackets the primary paths skip: bit e for event e (mmu_debug_drop_bracket), kAllBrackets
 // for every event (mmu_debug_hooks_off, the benchmarks' "as before notifiers" baseline). One
 // load per bracket.
 inline constexpr unsigned kAllBrackets = 1u << 31;
 extern std::atomic<unsigned> skipped_brackets;
+// mmu_debug_fail_take_all_locks: registration fails with -EINTR as if a signal were pending.
+extern std::atomic<bool> fail_take_all_locks;
 }  // namespace notifier_internal
 
 inline bool mm_has_notifiers(const Mm* mm) {
@@ -90,10 +91,6 @@ int mmu_notifier_clear_flush_young(Mm* mm, uint64_t start, uint64_t end);
 int mmu_notifier_clear_young(Mm* mm, uint64_t start, uint64_t end);
 int mmu_notifier_test_young(Mm* mm, uint64_t addr);
 
-// page lost its primary PTEs for good (truncation, reclaim of a clean cache page); the caller
-// holds the page lock. Calls the rmap notifiers when the page is PG_external_rmap.
-void mmu_rmap_notify_page(PhysMem* mem, Page* page);
-
 // mmdrop's teardown of the per-mm state (interval notifiers hold mm_count, so the tree is
 // empty by then).
 void mmu_notifier_subscriptions_destroy(Mm* mm);
@@ -105,11 +102,6 @@ void mmu_checker_pte_change_slow(Mm* mm, uint64_t addr, pteval_t old_pte, pteval
 inline void mmu_checker_pte_change(Mm* mm, uint64_t addr, pteval_t old_pte, pteval_t new_pte) {
   if (notifier_internal::checker_on.load(std::memory_order_relaxed))
     mmu_checker_pte_change_slow(mm, addr, old_pte, new_pte);
-}
-// A frame of mem is being freed.
-void mmu_checker_frame_freed_slow(const void* mem, uint64_t pfn);
-inline void mmu_checker_frame_freed(const void* mem, uint64_t pfn) {
-  if (notifier_internal::checker_on.load(std::memory_order_relaxed)) mmu_checker_frame_freed_slow(mem, pfn);
 }
 // mm is torn down: every bracket of it has ended and no secondary mapping of it remains.
 void mmu_checker_mm_exit(Mm* mm);

@@ -1,6 +1,7 @@
 // Page-table allocation, lookup and freeing.
 #include "mm/internal.h"
 #include "mm/pgtable_walk.h"
+#include "mm/system_internal.h"
 
 namespace mirrormm {
 
@@ -8,7 +9,7 @@ namespace {
 
 // Returns the next-level table of entry slot e, allocating it when alloc is set.
 pte_t* next_table(Mm* mm, pte_t* e, bool alloc) {
-  PhysMem& mem = mm->sys()->mem();
+  PhysMem& mem = mm->mem();
   pteval_t v = ptep_get(e);
   if (!pte_none(v)) return table_of(mem, v);
   if (!alloc) return nullptr;
@@ -76,7 +77,7 @@ pte_t* pte_offset(Mm* mm, uint64_t addr) { return walk(mm, addr, false); }
 pte_t* pte_alloc(Mm* mm, uint64_t addr) { return walk(mm, addr, true); }
 
 Page* pte_table_page(Mm* mm, const pte_t* pte) {
-  PhysMem& mem = mm->sys()->mem();
+  PhysMem& mem = mm->mem();
   // Tables are frames of the pool: the frame number of the slot's address is the table's pfn.
   uint64_t off = reinterpret_cast<const uint8_t*>(pte) - mem.pfn_to_virt(0);
   return mem.pfn_to_page(static_cast<pfn_t>(off >> kPageShift));
@@ -86,7 +87,7 @@ void free_pgd_range(MmuGather& tlb, uint64_t start, uint64_t end, uint64_t floor
   // A table can go when no VMA can overlap what it maps: everything it maps lies in
   // [floor, ceiling) (the gap between the surviving neighbours) and it overlaps [start, end).
   Mm* mm = tlb.mm();
-  PhysMem& mem = mm->sys()->mem();
+  PhysMem& mem = mm->mem();
   pte_t* pgd = pgd_table(mm);
   auto free_level = [&](auto& self, pte_t* table, uint64_t base, int shift, uint64_t lo, uint64_t hi) -> void {
     const uint64_t span = 1ull << shift;
@@ -120,7 +121,7 @@ void free_pgd_range(MmuGather& tlb, uint64_t start, uint64_t end, uint64_t floor
 }
 
 void free_all_pgtables(Mm* mm) {
-  PhysMem& mem = mm->sys()->mem();
+  PhysMem& mem = mm->mem();
   pte_t* pgd = pgd_table(mm);
   for (int i = 0; i < kPtrsPerTable; i++) {
     pteval_t v = pgd[i].load(std::memory_order_relaxed);
@@ -133,7 +134,7 @@ void free_all_pgtables(Mm* mm) {
 }
 
 uint64_t count_pgtables(Mm* mm) {
-  PhysMem& mem = mm->sys()->mem();
+  PhysMem& mem = mm->mem();
   pte_t* pgd = pgd_table(mm);
   uint64_t n = 1;
   for (int i = 0; i < kPtrsPerTable; i++) {

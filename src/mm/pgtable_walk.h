@@ -6,14 +6,13 @@
 #include <cstdint>
 
 #include "mm/mm_types.h"
-#include "mm/system_internal.h"
 
 namespace mirrormm {
 
 inline pte_t* table_of(PhysMem& mem, pteval_t entry) {
   return reinterpret_cast<pte_t*>(mem.pfn_to_virt(pte_pfn(entry)));
 }
-inline pte_t* pgd_table(Mm* mm) { return reinterpret_cast<pte_t*>(mm->sys()->mem().page_address(mm->pgd_)); }
+inline pte_t* pgd_table(Mm* mm) { return reinterpret_cast<pte_t*>(mm->mem().page_address(mm->pgd_)); }
 
 // Calls fn(pte_t* ptep, uint64_t addr, uint64_t end, Page* table) for every existing PTE table
 // overlapping [start, end): ptep is the slot of addr, and the slots up to end (exclusive,
@@ -21,7 +20,7 @@ inline pte_t* pgd_table(Mm* mm) { return reinterpret_cast<pte_t*>(mm->sys()->mem
 // for each skipped range (mincore needs them).
 template <class Fn, class Hole>
 void walk_pte_tables(Mm* mm, uint64_t start, uint64_t end, Fn&& fn, Hole&& hole) {
-  PhysMem& mem = mm->sys()->mem();
+  PhysMem& mem = mm->mem();
   pte_t* pgd = pgd_table(mm);
   uint64_t addr = start;
   while (addr < end) {

@@ -1,6 +1,6 @@
 #include "mm/physmem.h"
 
-#include "mm/mmu_notifier_internal.h"
+#include "mm/notifier_hooks.h"
 
 #include <sys/mman.h>
 

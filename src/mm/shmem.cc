@@ -1,7 +1,7 @@
 #include "mm/shmem.h"
 
 #include "mirrormm/base/tsan.h"
-#include "mm/mmu_notifier_internal.h"
+#include "mm/notifier_hooks.h"
 
 #include <cstring>
 #include <vector>

@@ -56,10 +56,12 @@ namespace mirrormm {
 enum class LockClass : uint8_t {
   kNone = 0,
   kMmapLock = 10,
+  kAllLocks = 12,
   kSnapshotLock = 15,
   kPageLock = 17,
   kIMmap = 20,
   kAnonVma = 30,
+  kNotifierWait = 33,
   kMmuNotifier = 35,
   kPageTableLock = 40,
   kPtl = 50,
@@ -67,6 +69,7 @@ enum class LockClass : uint8_t {
   kPcp = 70,
   kFreeList = 75,
   kTlb = 80,
+  kRmapNotifierList = 90,
 };
 
 namespace lockdep {
