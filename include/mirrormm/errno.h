@@ -5,11 +5,13 @@
 #include <cstdint>
 #include <utility>
 
+#include "mirrormm/base/assert.h"
+
 namespace mirrormm {
 
 // Linux x86-64 errno numbers. Retry-type errors (kAgain, kBusy, kIntr) are kept apart from
 // real failures by is_retry().
-enum class Errno : int16_t {
+enum class [[nodiscard]] Errno : int16_t {
   kOk = 0,
   kPerm = 1,
   kNoEnt = 2,
@@ -36,7 +38,8 @@ inline bool is_retry(Errno e) {
   return e == Errno::kAgain || e == Errno::kBusy || e == Errno::kIntr;
 }
 
-// A value or an errno. Construct from either; check ok() before value().
+// A value or an errno. Construct from either; check ok() before value(): value() of an error
+// is a bug and stops the program.
 template <class T>
 class [[nodiscard]] Result {
  public:
@@ -44,8 +47,14 @@ class [[nodiscard]] Result {
   Result(Errno e) : value_(), error_(e) {}                            // NOLINT
   bool ok() const { return error_ == Errno::kOk; }
   Errno error() const { return error_; }
-  const T& value() const { return value_; }
-  T& value() { return value_; }
+  const T& value() const {
+    MM_BUG_ON(error_ != Errno::kOk);
+    return value_;
+  }
+  T& value() {
+    MM_BUG_ON(error_ != Errno::kOk);
+    return value_;
+  }
 
  private:
   T value_;
