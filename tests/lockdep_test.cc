@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "mirrormm/base/locking.h"
+#include "mm/lock_order.h"
 #include "mm/physmem.h"
 
 namespace mirrormm {
@@ -18,10 +19,10 @@ class LockdepTest : public ::testing::Test {
 };
 
 TEST_F(LockdepTest, OrderedNestingIsAllowed) {
-  RwSem mmap_lock(LockClass::kMmapLock);
-  SpinLock ptl(LockClass::kPtl);
-  SpinLock ptl2(LockClass::kPtl);
-  SpinLock tlb(LockClass::kTlb);
+  RwSem mmap_lock(lock_class::kMmapLock);
+  SpinLock ptl(lock_class::kPtl);
+  SpinLock ptl2(lock_class::kPtl);
+  SpinLock tlb(lock_class::kTlb);
   WriteGuard<RwSem> m(mmap_lock);
   SpinGuard a(ptl);
   NestedSpinGuard b(ptl2);  // annotated: one level of same-class nesting
@@ -30,31 +31,31 @@ TEST_F(LockdepTest, OrderedNestingIsAllowed) {
 }
 
 void inversion() {
-  SpinLock ptl(LockClass::kPtl);
-  SpinLock tlb(LockClass::kTlb);
+  SpinLock ptl(lock_class::kPtl);
+  SpinLock tlb(lock_class::kTlb);
   SpinGuard a(tlb);
   SpinGuard b(ptl);  // the PTE lock ranks above the TLB lock
 }
 
 void unannotated_nesting() {
-  SpinLock p1(LockClass::kPtl);
-  SpinLock p2(LockClass::kPtl);
+  SpinLock p1(lock_class::kPtl);
+  SpinLock p2(lock_class::kPtl);
   SpinGuard a(p1);
   SpinGuard b(p2);
 }
 
 void double_nesting() {
-  SpinLock p1(LockClass::kPtl);
-  SpinLock p2(LockClass::kPtl);
-  SpinLock p3(LockClass::kPtl);
+  SpinLock p1(lock_class::kPtl);
+  SpinLock p2(lock_class::kPtl);
+  SpinLock p3(lock_class::kPtl);
   SpinGuard a(p1);
   NestedSpinGuard b(p2);
   NestedSpinGuard c(p3);
 }
 
 void rwsem_inversion() {
-  RwSem anon(LockClass::kAnonVma);
-  RwSem mmap_lock(LockClass::kMmapLock);
+  RwSem anon(lock_class::kAnonVma);
+  RwSem mmap_lock(lock_class::kMmapLock);
   WriteGuard<RwSem> a(anon);
   WriteGuard<RwSem> b(mmap_lock);  // the mmap_lock ranks first
 }
@@ -87,7 +88,7 @@ TEST(PageLock, ExcludesAndOrdersBeforeAnonVma) {
 
 void page_lock_inside_anon_vma() {
   lockdep::enabled.store(true);
-  RwSem anon(LockClass::kAnonVma);
+  RwSem anon(lock_class::kAnonVma);
   Page page;
   WriteGuard<RwSem> a(anon);
   lock_page(&page);  // the page lock ranks before the anon_vma lock

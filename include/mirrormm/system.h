@@ -12,10 +12,10 @@
 #include <functional>
 #include <memory>
 #include <map>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "mirrormm/base/locking.h"
 #include "mirrormm/config.h"
 #include "mirrormm/errno.h"
 #include "mirrormm/mman.h"
@@ -40,12 +40,15 @@ struct AccessResult {
 
 // One modeled process (a task with its own address space).
 //
-// Lifecycle: kAlive from creation (System's constructor or fork) until exit(); a dead
-// Process stays in the table (its number is never reused) and answers -ESRCH.
+// Lifecycle: kAlive from creation (System's constructor or fork) until exit(), then kDead. A
+// dead Process stays in the table (its number is never reused) and answers -ESRCH.
 class Process {
  public:
+  enum class State : uint8_t { kAlive, kDead };
+
   uint64_t pid() const { return pid_; }
-  bool alive() const { return mm_.load(std::memory_order_acquire) != nullptr; }
+  State state() const { return state_.load(std::memory_order_acquire); }
+  bool alive() const { return state() == State::kAlive; }
   // The address space, or nullptr once exited. A caller that is not the only thread working
   // with this process must hold a reference (System's calls do) or an RCU read lock.
   Mm* mm() const { return mm_.load(std::memory_order_acquire); }
@@ -53,12 +56,15 @@ class Process {
  private:
   friend class System;
   friend struct ProcessAccess;
-  Process(uint64_t pid, Mm* mm) : pid_(pid), mm_(mm) {}
+  Process(uint64_t pid, Mm* mm);
   const uint64_t pid_;
-  // The process's reference (one of mm_users); swapped to nullptr by exit. lock_ makes
-  // "load and take a reference" atomic against exit (get_task_mm's task_lock).
+  // lock_ makes "load the mm and take a reference" atomic against exit (get_task_mm's
+  // task_lock). mm_ is the process's reference (one of mm_users), swapped to nullptr by exit;
+  // state_ moves to kDead at the same time. Both are written under lock_ and read without it
+  // (acquire) by the accessors above.
+  Mutex lock_;
   std::atomic<Mm*> mm_;
-  std::mutex lock_;
+  std::atomic<State> state_{State::kAlive};
 };
 
 class System {
@@ -168,13 +174,14 @@ class System {
 
   std::atomic<uint64_t> violations_{0};
   std::atomic<unsigned> broken_{0};  // DebugBreak bits
-  std::mutex violations_lock_;
-  std::vector<std::string> violation_messages_;  // guarded by violations_lock_
+  // Lock classes (src/mm/lock_order.h) are set by the constructor.
+  Mutex violations_lock_;
+  std::vector<std::string> violation_messages_ GUARDED_BY(violations_lock_);
 
-  std::mutex files_lock_;
-  std::map<std::string, ShmemInode*> files_;  // guarded by files_lock_; holds a reference each
-  std::mutex procs_lock_;
-  std::vector<std::unique_ptr<Process>> procs_;  // index pid-1; guarded by procs_lock_
+  Mutex files_lock_;
+  std::map<std::string, ShmemInode*> files_ GUARDED_BY(files_lock_);  // holds a reference each
+  Mutex procs_lock_;
+  std::vector<std::unique_ptr<Process>> procs_ GUARDED_BY(procs_lock_);  // index pid-1
 };
 
 }  // namespace mirrormm

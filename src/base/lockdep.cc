@@ -1,4 +1,5 @@
-// The run-time lock-order checker (see LockClass in mirrormm/base/locking.h).
+// The run-time lock checker (see LockClass in mirrormm/base/locking.h): order, same-class
+// nesting, and what the calling thread holds (for the lock assertions).
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -14,15 +15,16 @@ std::atomic<bool> enabled{false};
 #endif
 
 namespace {
-struct Held {
+struct HeldLock {
   LockClass c;
   const void* lock;
+  LockMode mode;
 };
-thread_local std::vector<Held> held;
+thread_local std::vector<HeldLock> held;
 
 [[noreturn]] void violation(const char* what, LockClass c, const void* lock) {
   std::fprintf(stderr, "mirrormm lockdep: %s: taking class %d (%p) while holding:", what, static_cast<int>(c), lock);
-  for (const Held& h : held) std::fprintf(stderr, " %d(%p)", static_cast<int>(h.c), h.lock);
+  for (const HeldLock& h : held) std::fprintf(stderr, " %d(%p)", static_cast<int>(h.c), h.lock);
   std::fprintf(stderr, "\n");
   std::abort();
 }
@@ -30,10 +32,10 @@ thread_local std::vector<Held> held;
 
 thread_local int nest_lock_depth = 0;
 
-void acquire(LockClass c, const void* lock, bool nested) {
+void acquire(LockClass c, const void* lock, bool nested, LockMode mode) {
   if (!held.empty()) {
-    const Held& top = held.back();
-    for (const Held& h : held)
+    const HeldLock& top = held.back();
+    for (const HeldLock& h : held)
       if (h.lock == lock) violation("recursive acquisition", c, lock);
     if (static_cast<int>(c) < static_cast<int>(top.c)) violation("lock order inversion", c, lock);
     if (c == top.c && nest_lock_depth > 0) {
@@ -44,7 +46,7 @@ void acquire(LockClass c, const void* lock, bool nested) {
       if (held.size() >= 2 && held[held.size() - 2].c == c) violation("same-class nesting deeper than one level", c, lock);
     }
   }
-  held.push_back({c, lock});
+  held.push_back({c, lock, mode});
 }
 
 void release(LockClass c, const void* lock) {
@@ -56,6 +58,13 @@ void release(LockClass c, const void* lock) {
   }
   // Taken while checking was off: nothing to forget.
   (void)c;
+}
+
+Held held_by_me(const void* lock) {
+  if (!enabled.load(std::memory_order_relaxed)) return Held::kUnknown;
+  for (const HeldLock& h : held)
+    if (h.lock == lock) return h.mode == LockMode::kShared ? Held::kShared : Held::kExclusive;
+  return Held::kNo;
 }
 
 }  // namespace mirrormm::lockdep

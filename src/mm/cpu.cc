@@ -25,7 +25,7 @@ uint8_t* Cpu::translate_locked(Mm* mm, uint64_t addr, bool write) {
   }
   misses_.store(misses_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   // The page walk, as hardware does it: no locks, acquire loads, A/D set by CAS.
-  if (addr >= kTaskSize || mm->dead_.load(std::memory_order_acquire)) return nullptr;
+  if (addr >= kTaskSize || mm->state() != Mm::State::kAlive) return nullptr;
   pte_t* ptep;
   if (ptc_pmd_ == (addr >> kPmdShift) && ptc_mm_id_ == mm->id()) {
     ptep = ptc_table_ + index_at(addr, kPteShift);

@@ -49,7 +49,7 @@ class alignas(64) Cpu {
 
   System* sys_;  // written once
   int id_;       // written once
-  alignas(64) SpinLock tlb_lock_{LockClass::kTlb};  // its own cache line: taken by shootdowns from other CPUs
+  alignas(64) SpinLock tlb_lock_{lock_class::kTlb};  // its own cache line: taken by shootdowns from other CPUs
   TlbEntry tlb_[kTlbEntries] GUARDED_BY(tlb_lock_);
   // The last PTE table this CPU walked to (a paging-structure cache, as x86's PDE cache):
   // valid for 2 MiB of one address space. Page tables are freed only after a flush of the

@@ -13,19 +13,19 @@ namespace mirrormm {
 
 void System::report_violation(const std::string& what) {
   violations_.fetch_add(1, std::memory_order_relaxed);
-  std::lock_guard<std::mutex> g(violations_lock_);
+  MutexGuard g(violations_lock_);
   if (violation_messages_.size() < 20) violation_messages_.push_back(what);
 }
 
 std::vector<std::string> System::violation_messages() {
-  std::lock_guard<std::mutex> g(violations_lock_);
+  MutexGuard g(violations_lock_);
   return violation_messages_;
 }
 
 bool System::debug_file_page_dirty(const std::string& name, uint64_t pgoff) {
   ShmemInode* inode;
   {
-    std::lock_guard<std::mutex> g(files_lock_);
+    MutexGuard g(files_lock_);
     auto it = files_.find(name);
     if (it == files_.end()) return false;
     inode = it->second;
@@ -47,7 +47,7 @@ uint64_t System::debug_check_consistency() NO_THREAD_SAFETY_ANALYSIS {
   std::unordered_map<Page*, std::string> where;  // and where
   std::vector<Mm*> mms;
   {
-    std::lock_guard<std::mutex> g(procs_lock_);
+    MutexGuard g(procs_lock_);
     for (auto& p : procs_)
       if (Mm* mm = p->mm()) mms.push_back(mm);
   }

@@ -21,7 +21,7 @@ Mm* mm_alloc(System* sys) {
 }
 
 void mm_free(Mm* mm) {
-  MM_BUG_ON(mm->pgd_ != nullptr);
+  MM_BUG_ON(mm->pgd_ != nullptr || mm->state() != Mm::State::kDead);
   mmu_notifier_subscriptions_destroy(mm);
   rcu_call([mm] {
     delete mm->snapshot_.exchange(nullptr);

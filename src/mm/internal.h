@@ -89,8 +89,8 @@ extern Mutex mm_all_locks_mutex;
 // Write-locks every VMA of mm and takes every rmap lock its VMAs reach (i_mmap locks, anon_vma
 // roots), in address order; mm_drop_all_locks releases them. The caller holds the mmap_lock
 // for write from before take until after drop.
-Errno mm_take_all_locks(Mm* mm) REQUIRES(mm->mmap_lock_);
-void mm_drop_all_locks(Mm* mm) REQUIRES(mm->mmap_lock_);
+void mm_take_all_locks(Mm* mm) REQUIRES(mm->mmap_lock_) ACQUIRE(mm_all_locks_mutex);
+void mm_drop_all_locks(Mm* mm) REQUIRES(mm->mmap_lock_) RELEASE(mm_all_locks_mutex);
 
 // ---- pgtable.cc: page-table allocation and walks ----
 

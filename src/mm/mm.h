@@ -23,7 +23,15 @@ void mmdrop(Mm* mm);
 // dup_mmap: the child's copy of oldmm.
 Result<Mm*> dup_mm(Mm* oldmm);
 
-// mmap.c
+// The system calls' entry points into the mechanisms. Every one has the same lock boundary:
+// the caller (System) holds a user reference on mm and no mm lock; the entry point takes the
+// mmap_lock itself, in the mode the call needs, and returns Linux's result.
+
+// mmap.c: vm_mmap_pgoff and vm_munmap take the mmap_lock for write (then populate, without
+// it, what MAP_POPULATE asks); do_mmap and do_munmap are the locked halves.
+Result<uint64_t> vm_mmap_pgoff(Mm* mm, File* file, uint64_t addr, uint64_t len, uint64_t prot, uint64_t flags,
+                               uint64_t pgoff) EXCLUDES(mm->mmap_lock_);
+Errno vm_munmap(Mm* mm, uint64_t start, uint64_t len) EXCLUDES(mm->mmap_lock_);
 Result<uint64_t> do_mmap(Mm* mm, File* file, uint64_t addr, uint64_t len, uint64_t prot,
                          uint64_t flags, uint64_t pgoff, uint64_t* populate) REQUIRES(mm->mmap_lock_);
 void mm_populate(Mm* mm, uint64_t start, uint64_t len) EXCLUDES(mm->mmap_lock_);

@@ -17,7 +17,7 @@
 
 namespace mirrormm {
 
-Mutex mm_all_locks_mutex{LockClass::kAllLocks};
+Mutex mm_all_locks_mutex{lock_class::kAllLocks};
 
 namespace {
 // The distinct inodes and anon_vma roots mm's VMAs reach, sorted by address (the order both
@@ -41,24 +41,23 @@ RmapLocks collect_rmap_locks(Mm* mm) REQUIRES(mm->mmap_lock_) {
 }
 }  // namespace
 
-// The analysis cannot follow a variable number of locks taken in a loop.
-Errno mm_take_all_locks(Mm* mm) NO_THREAD_SAFETY_ANALYSIS {
+void mm_take_all_locks(Mm* mm) {
   mmap_assert_write_locked(mm);
   mm_all_locks_mutex.lock();
   for (auto& [start, vma] : mm->vmas_) vma_start_write(vma);
   RmapLocks l = collect_rmap_locks(mm);
   ++lockdep::nest_lock_depth;
-  for (ShmemInode* i : l.inodes) i->i_mmap_lock().lock();
-  for (AnonVma* r : l.roots) r->rwsem.down_write();
-  return Errno::kOk;
+  for (ShmemInode* i : l.inodes) i->i_mmap_lock().lock_nest_lock(mm_all_locks_mutex);
+  for (AnonVma* r : l.roots) r->rwsem.down_write_nest_lock(mm_all_locks_mutex);
 }
 
 // The same loop in reverse: the VMA set is what take saw (mmap_lock still held for write).
-void mm_drop_all_locks(Mm* mm) NO_THREAD_SAFETY_ANALYSIS {
+void mm_drop_all_locks(Mm* mm) {
   mmap_assert_write_locked(mm);
   RmapLocks l = collect_rmap_locks(mm);
-  for (auto it = l.roots.rbegin(); it != l.roots.rend(); ++it) (*it)->rwsem.up_write();
-  for (auto it = l.inodes.rbegin(); it != l.inodes.rend(); ++it) (*it)->i_mmap_lock().unlock();
+  for (auto it = l.roots.rbegin(); it != l.roots.rend(); ++it) (*it)->rwsem.up_write_nest_lock(mm_all_locks_mutex);
+  for (auto it = l.inodes.rbegin(); it != l.inodes.rend(); ++it)
+    (*it)->i_mmap_lock().unlock_nest_lock(mm_all_locks_mutex);
   --lockdep::nest_lock_depth;
   mm_all_locks_mutex.unlock();
 }

@@ -9,10 +9,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
 #include "mirrormm/base/locking.h"
+#include "mm/lock_order.h"
 #include "mirrormm/config.h"
 #include "mm/pgtable.h"
 #include "mm/physmem.h"
@@ -75,7 +77,7 @@ struct AnonVma {
   AnonVma* root = nullptr;    // written once at creation
   AnonVma* parent = nullptr;  // written once at creation
   std::atomic<int> refcount{1};
-  RwSem rwsem{LockClass::kAnonVma};  // only the root's is used
+  RwSem rwsem{lock_class::kAnonVma};  // only the root's is used
   int num_children = 0;       // anon_vmas whose parent this is (a root counts itself)
   int num_active_vmas = 0;    // VMAs whose ->anon_vma is this
   int num_avcs = 0;           // chain links (VMAs that may map pages of this anon_vma)
@@ -98,25 +100,34 @@ class Mm;
 // the mmap_lock releases every VMA write lock at once.
 class CAPABILITY("mmap_lock") MmapLock {
  public:
-  void down_write() ACQUIRE() NO_THREAD_SAFETY_ANALYSIS {
-    sem_.down_write();
+  void down_write() ACQUIRE() {
+    lockdep::check_acquire(lock_class::kMmapLock, this, false);
+    sem_.lock();
     seq_.store(seq_.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
   }
   // fork: the child's mmap_lock inside the parent's (one level of same-class nesting).
-  void down_write_nested() ACQUIRE() NO_THREAD_SAFETY_ANALYSIS {
-    sem_.down_write_nested();
+  void down_write_nested() ACQUIRE() {
+    lockdep::check_acquire(lock_class::kMmapLock, this, true);
+    sem_.lock();
     seq_.store(seq_.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
   }
-  void up_write() RELEASE() NO_THREAD_SAFETY_ANALYSIS {
+  void up_write() RELEASE() {
     seq_.store(seq_.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
-    sem_.up_write();
+    lockdep::check_release(lock_class::kMmapLock, this);
+    sem_.unlock();
   }
-  void down_read() ACQUIRE_SHARED() NO_THREAD_SAFETY_ANALYSIS { sem_.down_read(); }
-  void up_read() RELEASE_SHARED() NO_THREAD_SAFETY_ANALYSIS { sem_.up_read(); }
+  void down_read() ACQUIRE_SHARED() {
+    lockdep::check_acquire(lock_class::kMmapLock, this, false, LockMode::kShared);
+    sem_.lock_shared();
+  }
+  void up_read() RELEASE_SHARED() {
+    lockdep::check_release(lock_class::kMmapLock, this);
+    sem_.unlock_shared();
+  }
   uint64_t seq() const { return seq_.load(std::memory_order_seq_cst); }
 
  private:
-  RwSem sem_{LockClass::kMmapLock};
+  std::shared_mutex sem_;  // the rw-semaphore itself; this class is its annotated face
   std::atomic<uint64_t> seq_{0};
 };
 
@@ -174,11 +185,13 @@ enum RssCounter { MM_ANONPAGES, MM_SHMEMPAGES, NR_MM_COUNTERS };
 
 // An address space (mm_struct).
 //
-// Lifecycle: kAlive from creation; exit_mmap() tears the mappings down and moves it to
-// kDead; it is destroyed when the last user (Task) drops it.
+// Lifecycle (state_): kAlive from creation; exit_mmap() moves it to kExiting before it tears
+// the mappings down (from then on no CPU walks its page tables) and to kDead when they are
+// gone; the structure is freed when the last mm_count reference goes (mmdrop), after an RCU
+// grace period. System calls run only on a kAlive address space (they hold a user reference).
 class Mm {
  public:
-  enum class State { kAlive, kDead };
+  enum class State : uint8_t { kAlive, kExiting, kDead };
 
   Mm(System* sys, uint64_t id);
   ~Mm();
@@ -204,7 +217,7 @@ class Mm {
     std::vector<Vma*> vmas;
   };
   std::atomic<VmaSnapshot*> snapshot_{nullptr};
-  Mutex snapshot_lock_ ACQUIRED_AFTER(mmap_lock_){LockClass::kSnapshotLock};
+  Mutex snapshot_lock_ ACQUIRED_AFTER(mmap_lock_){lock_class::kSnapshotLock};
   // The VMA containing addr, read-locked, or nullptr (then take the mmap_lock path).
   Vma* lock_vma_under_rcu(uint64_t addr);
   void refresh_snapshot() REQUIRES_SHARED(mmap_lock_);
@@ -222,18 +235,19 @@ class Mm {
   // lock, taken under any other).
   Mutex checker_lock_;
   std::vector<std::pair<uint64_t, uint64_t>> checker_ranges_ GUARDED_BY(checker_lock_);
-  // Set by exit_mmap before it frees the page tables; a CPU checks it under its TLB lock
-  // before walking (the flush that follows waits for walks already under way).
-  std::atomic<bool> dead_{false};
+  // Written by exit_mmap under the mmap_lock for write; read without it (acquire) by CPUs,
+  // which check it under their TLB lock before walking (the flush that follows kExiting waits
+  // for walks already under way).
+  std::atomic<State> state_{State::kAlive};
+  State state() const { return state_.load(std::memory_order_acquire); }
 
   // VMAs keyed by vm_start. Lookups are O(log n).
   std::map<uint64_t, Vma*> vmas_ GUARDED_BY(mmap_lock_);
   uint64_t map_count_ GUARDED_BY(mmap_lock_) = 0;
-  State state_ GUARDED_BY(mmap_lock_) = State::kAlive;
   int execute_only_pkey_ GUARDED_BY(mmap_lock_) = -1;
 
   // Guards installation of upper-level page-table entries and of vma->anon_vma.
-  SpinLock page_table_lock_ ACQUIRED_AFTER(mmap_lock_){LockClass::kPageTableLock};
+  SpinLock page_table_lock_ ACQUIRED_AFTER(mmap_lock_){lock_class::kPageTableLock};
   Page* pgd_ = nullptr;  // written once at creation
 
   // Split rss counters: one cache line per CPU (Linux's percpu rss), summed by rss().
@@ -268,10 +282,50 @@ class Mm {
   uint64_t id_;
 };
 
-// Tell the thread-safety analysis (and the reader) that mm's mmap_lock is held, where it
-// cannot follow the aliasing itself (mm reached through vma->vm_mm or a local copy). These
-// are Linux's mmap_assert_locked()/mmap_assert_write_locked(); the contract is the caller's.
-inline void mmap_assert_locked(Mm* mm) ASSERT_SHARED_CAPABILITY(mm->mmap_lock_) { (void)mm; }
-inline void mmap_assert_write_locked(Mm* mm) ASSERT_CAPABILITY(mm->mmap_lock_) { (void)mm; }
+// Linux's mmap_assert_locked()/mmap_assert_write_locked(): state that mm's mmap_lock is held
+// (for read or write / for write). They tell the thread-safety analysis what it cannot follow
+// itself (mm reached through vma->vm_mm or a local copy) and, in debug builds with the lock
+// checker on, check it against the calling thread's held locks.
+void mmap_assert_failed(const Mm* mm, const char* what);
+inline void mmap_assert_locked(Mm* mm) ASSERT_SHARED_CAPABILITY(mm->mmap_lock_) {
+  if constexpr (kDebugChecks) {
+    if (lockdep::held_by_me(&mm->mmap_lock_) == lockdep::Held::kNo) mmap_assert_failed(mm, "locked");
+  }
+}
+inline void mmap_assert_write_locked(Mm* mm) ASSERT_CAPABILITY(mm->mmap_lock_) {
+  if constexpr (kDebugChecks) {
+    const lockdep::Held h = lockdep::held_by_me(&mm->mmap_lock_);
+    if (h == lockdep::Held::kNo || h == lockdep::Held::kShared) mmap_assert_failed(mm, "write-locked");
+  }
+}
+
+// The mmap_lock as Linux's calls and as scoped guards (guard(mmap_read_lock)): system calls
+// and drivers take it through these.
+inline void mmap_read_lock(Mm* mm) ACQUIRE_SHARED(mm->mmap_lock_) { mm->mmap_lock_.down_read(); }
+inline void mmap_read_unlock(Mm* mm) RELEASE_SHARED(mm->mmap_lock_) { mm->mmap_lock_.up_read(); }
+inline void mmap_write_lock(Mm* mm) ACQUIRE(mm->mmap_lock_) { mm->mmap_lock_.down_write(); }
+inline void mmap_write_unlock(Mm* mm) RELEASE(mm->mmap_lock_) { mm->mmap_lock_.up_write(); }
+
+class SCOPED_CAPABILITY MmapReadGuard {
+ public:
+  explicit MmapReadGuard(Mm* mm) ACQUIRE_SHARED(mm->mmap_lock_) : mm_(mm) { mm_->mmap_lock_.down_read(); }
+  ~MmapReadGuard() RELEASE() { mm_->mmap_lock_.up_read(); }
+  MmapReadGuard(const MmapReadGuard&) = delete;
+  MmapReadGuard& operator=(const MmapReadGuard&) = delete;
+
+ private:
+  Mm* mm_;
+};
+
+class SCOPED_CAPABILITY MmapWriteGuard {
+ public:
+  explicit MmapWriteGuard(Mm* mm) ACQUIRE(mm->mmap_lock_) : mm_(mm) { mm_->mmap_lock_.down_write(); }
+  ~MmapWriteGuard() RELEASE() { mm_->mmap_lock_.up_write(); }
+  MmapWriteGuard(const MmapWriteGuard&) = delete;
+  MmapWriteGuard& operator=(const MmapWriteGuard&) = delete;
+
+ private:
+  Mm* mm_;
+};
 
 }  // namespace mirrormm

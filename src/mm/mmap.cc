@@ -380,18 +380,35 @@ Errno expand_stack_locked(Vma* vma, uint64_t address) {
   return Errno::kOk;
 }
 
+Result<uint64_t> vm_mmap_pgoff(Mm* mm, File* file, uint64_t addr, uint64_t len, uint64_t prot, uint64_t flags,
+                               uint64_t pgoff) {
+  uint64_t populate = 0;
+  Result<uint64_t> r = [&] {
+    MmapWriteGuard g(mm);
+    return do_mmap(mm, file, addr, len, prot, flags, pgoff, &populate);
+  }();
+  if (r.ok() && populate) mm_populate(mm, r.value(), populate);
+  return r;
+}
+
+Errno vm_munmap(Mm* mm, uint64_t start, uint64_t len) {
+  MmapWriteGuard g(mm);
+  return do_munmap(mm, start, len);
+}
+
 void exit_mmap(Mm* mm) {
   // Release first, without the mmap_lock (a release callback may take driver locks that its
   // fault path holds around mmap_lock): interval notifiers see RELEASE, classic subscribers
   // release() once; then exit's own unmap sends UNMAP to the intervals that stay registered.
   mmu_notifier_release(mm);
-  WriteGuard g(mm->mmap_lock_);
-  mm->dead_.store(true, std::memory_order_seq_cst);
+  MmapWriteGuard g(mm);
+  MM_BUG_ON(mm->state() != Mm::State::kAlive);
+  mm->state_.store(Mm::State::kExiting, std::memory_order_seq_cst);
   std::vector<Vma*> all;
   for (auto& [start, v] : mm->vmas_) all.push_back(v);
   complete_munmap_vmas(mm, all, 0, kTaskSize, /*free_tables=*/false);
-  mm->state_ = Mm::State::kDead;
-  // No CPU walks the tables once this flush has returned (they check dead_ first).
+  mm->state_.store(Mm::State::kDead, std::memory_order_release);
+  // No CPU walks the tables once this flush has returned (they check the state first).
   flush_tlb_mm(mm);
   free_all_pgtables(mm);
   mmu_checker_mm_exit(mm);

@@ -35,7 +35,7 @@ namespace mirrormm {
 
 // struct mmu_notifier_subscriptions.
 struct MmuNotifierSubscriptions {
-  SpinLock lock{LockClass::kMmuNotifier};
+  SpinLock lock{lock_class::kMmuNotifier};
   std::atomic<MmuNotifier*> list{nullptr};  // the classic hlist (SRCU readers)
   std::atomic<bool> has_itree{false};       // set under mmap_lock + all rmap locks
   uint64_t invalidate_seq GUARDED_BY(lock) = 2;
@@ -43,7 +43,7 @@ struct MmuNotifierSubscriptions {
   IntervalTree<MmuIntervalNotifier> itree;  // changed under lock; read under lock or frozen
   MmuIntervalNotifier* deferred_head GUARDED_BY(lock) = nullptr;
   MmuIntervalNotifier* deferred_tail GUARDED_BY(lock) = nullptr;
-  Mutex wq_lock{LockClass::kNotifierWait};  // see "Waiting" above; taken before `lock`
+  Mutex wq_lock{lock_class::kNotifierWait};  // see "Waiting" above; taken before `lock`
   std::condition_variable_any wq;
   std::atomic<int> waiters{0};  // threads in wait_until: wakers skip the wakeup when none
 };
@@ -436,7 +436,7 @@ Errno __mmu_notifier_register(MmuNotifier* sub, Mm* mm) NO_THREAD_SAFETY_ANALYSI
     if (!fresh) return Errno::kNoMem;
   }
   if (notifier_internal::fail_take_all_locks.load(std::memory_order_relaxed)) return Errno::kIntr;
-  if (Errno e = mm_take_all_locks(mm); e != Errno::kOk) return e;
+  mm_take_all_locks(mm);
   if (fresh) {
     subs = fresh.release();
     mm->notifier_subscriptions_.store(subs, std::memory_order_release);

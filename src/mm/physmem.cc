@@ -40,19 +40,19 @@ PhysMem::~PhysMem() {
 
 bool trylock_page(Page* page) {
   if (page->flags.fetch_or(PG_locked, std::memory_order_acquire) & PG_locked) return false;
-  lockdep::check_acquire(LockClass::kPageLock, page, true);  // a trylock cannot deadlock
+  lockdep::check_acquire(lock_class::kPageLock, page, true);  // a trylock cannot deadlock
   return true;
 }
 
 void lock_page(Page* page) {
-  lockdep::check_acquire(LockClass::kPageLock, page, false);
+  lockdep::check_acquire(lock_class::kPageLock, page, false);
   while (page->flags.fetch_or(PG_locked, std::memory_order_acquire) & PG_locked) {
     while (page->flags.load(std::memory_order_relaxed) & PG_locked) std::this_thread::yield();
   }
 }
 
 void unlock_page(Page* page) {
-  lockdep::check_release(LockClass::kPageLock, page);
+  lockdep::check_release(lock_class::kPageLock, page);
   MM_BUG_ON(!(page->flags.fetch_and(~static_cast<uint32_t>(PG_locked), std::memory_order_release) & PG_locked));
 }
 

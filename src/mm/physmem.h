@@ -13,6 +13,7 @@
 
 #include "mirrormm/base/assert.h"
 #include "mirrormm/base/locking.h"
+#include "mm/lock_order.h"
 
 namespace mirrormm {
 
@@ -58,7 +59,7 @@ struct Page {
   std::atomic<uint32_t> gen{0};  // bumped each time the frame is freed (use-after-free checks)
   void* mapping = nullptr;    // AnonVma* (PG_anon) or ShmemInode* (PG_shmem)
   uint64_t index = 0;         // page offset within mapping
-  SpinLock ptl{LockClass::kPtl};  // split page-table lock when PG_pgtable
+  SpinLock ptl{lock_class::kPtl};  // split page-table lock when PG_pgtable
   uint32_t next_free = 0;     // free-list link, guarded by PhysMem::lock_
 
   bool test(PageFlags f) const { return flags.load(std::memory_order_relaxed) & f; }
@@ -139,7 +140,7 @@ class PhysMem {
   // its CPU's thread, and by nobody else, so it is uncontended; it exists for threads that
   // are not CPUs (they use the last slot).
   struct alignas(64) Pcp {
-    SpinLock lock{LockClass::kPcp};
+    SpinLock lock{lock_class::kPcp};
     std::atomic<int> count{0};  // written under lock (load + store); read racily by nr_free()
     pfn_t pfns[kPcpHigh + kPcpBatch];
   };
@@ -158,7 +159,7 @@ class PhysMem {
   // that statistics readers may race.
   std::atomic<uint64_t> nr_free_{0};  // frames on the global list and never used
 
-  SpinLock lock_{LockClass::kFreeList};
+  SpinLock lock_{lock_class::kFreeList};
   pfn_t free_head_ GUARDED_BY(lock_) = 0;     // LIFO list of freed frames
   pfn_t next_fresh_ GUARDED_BY(lock_) = 2;    // frames never used yet start here
 };

@@ -16,7 +16,7 @@ namespace mirrormm {
 
 namespace {
 // A leaf lock: taken under the page lock and any other lock of a truncation or reclaim.
-Mutex rmap_lists_lock{LockClass::kRmapNotifierList};
+Mutex rmap_lists_lock{lock_class::kRmapNotifierList};
 // Never freed: lists outlive every System (nodes of a destroyed System's list are empty).
 // Map nodes are stable, so a head found under the lock may be walked after dropping it.
 std::unordered_map<const PhysMem*, std::atomic<MmuRmapNotifier*>>& rmap_lists() REQUIRES(rmap_lists_lock) {

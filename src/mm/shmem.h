@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "mirrormm/base/locking.h"
+#include "mm/lock_order.h"
 #include "mm/mm_types.h"
 #include "mm/physmem.h"
 
@@ -76,12 +77,12 @@ class ShmemInode {
   const std::string name_;  // written once
   std::atomic<uint64_t> size_;
   std::atomic<int> refcount_{1};
-  Mutex lock_{LockClass::kInode};
+  Mutex lock_{lock_class::kInode};
   // pgoff >> kChunkShift -> 512 slots; 8 bytes of index per cached page.
   std::unordered_map<uint64_t, std::unique_ptr<Chunk>> chunks_ GUARDED_BY(lock_);
   uint64_t nr_pages_ GUARDED_BY(lock_) = 0;
   // i_mmap_rwsem's role: nests outside the PTE locks (truncate zaps under it).
-  Mutex i_mmap_lock_{LockClass::kIMmap};
+  Mutex i_mmap_lock_{lock_class::kIMmap};
   std::unordered_set<Vma*> i_mmap_ GUARDED_BY(i_mmap_lock_);
 };
 

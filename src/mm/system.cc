@@ -11,36 +11,48 @@
 
 namespace mirrormm {
 
+Process::Process(uint64_t pid, Mm* mm) : pid_(pid), mm_(mm) { lock_.set_class(lock_class::kProcess); }
+
 System::System(const SystemConfig& config, int nr_cpus) : config_(config) {
+  violations_lock_.set_class(lock_class::kViolations);
+  files_lock_.set_class(lock_class::kFiles);
+  procs_lock_.set_class(lock_class::kProcs);
   mem_ = std::make_unique<PhysMem>(config.memory_bytes);
   if (nr_cpus < 1) nr_cpus = 1;
   if (nr_cpus > 64) nr_cpus = 64;
   for (int i = 0; i < nr_cpus; i++) cpus_.push_back(std::make_unique<Cpu>(this, i));
   Mm* mm = mm_alloc(this);
   MM_BUG_ON(!mm);
+  MutexGuard g(procs_lock_);
   procs_.push_back(std::unique_ptr<Process>(new Process(1, mm)));
 }
 
 System::~System() {
-  for (auto& p : procs_)
-    if (p->alive()) exit(p.get());
-  for (auto& [name, inode] : files_) inode->put();
+  std::vector<Process*> procs;
+  {
+    MutexGuard g(procs_lock_);
+    for (auto& p : procs_) procs.push_back(p.get());
+  }
+  for (Process* p : procs)
+    if (p->alive()) exit(p);
+  {
+    MutexGuard g(files_lock_);
+    for (auto& [name, inode] : files_) inode->put();
+  }
   rcu_barrier();  // deferred frees of VMAs and address spaces run before memory goes
 }
 
 struct ProcessAccess {
-  static std::mutex& lock(Process* p) { return p->lock_; }
+  static Mutex& lock(Process* p) RETURN_CAPABILITY(p->lock_) { return p->lock_; }
 };
 
 namespace {
-// A user reference on a process's address space for the duration of a system call.
+// A user reference on a process's address space for the duration of a system call: the one
+// lock boundary of every call (System takes the reference, the mechanism takes the mmap_lock).
 class MmRef {
  public:
-  explicit MmRef(Process* p) {
-    if (!p) return;
-    std::lock_guard<std::mutex> g(lock_of(p));
-    mm_ = p->mm();
-    if (mm_) mm_->mm_users_.fetch_add(1, std::memory_order_relaxed);
+  explicit MmRef(Process* p) : mm_(p ? get_task_mm(p) : nullptr) {
+    MM_BUG_ON(mm_ && mm_->state() != Mm::State::kAlive);
   }
   ~MmRef() {
     if (mm_) mmput(mm_);
@@ -49,16 +61,15 @@ class MmRef {
   MmRef& operator=(const MmRef&) = delete;
   Mm* get() const { return mm_; }
   explicit operator bool() const { return mm_ != nullptr; }
-  static std::mutex& lock_of(Process* p);
 
  private:
-  Mm* mm_ = nullptr;
+  Mm* mm_;
 };
 }  // namespace
 
 Mm* get_task_mm(Process* p) {
   if (!p) return nullptr;
-  std::lock_guard<std::mutex> g(ProcessAccess::lock(p));
+  MutexGuard g(ProcessAccess::lock(p));
   Mm* mm = p->mm();
   if (mm) mm->mm_users_.fetch_add(1, std::memory_order_relaxed);
   return mm;
@@ -69,14 +80,14 @@ void mmput_ref(Mm* mm) { mmput(mm); }
 System* mm_sys(const Mm* mm) { return mm->sys(); }
 
 Process* System::process(uint64_t pid) {
-  std::lock_guard<std::mutex> g(procs_lock_);
+  MutexGuard g(procs_lock_);
   if (pid == 0 || pid > procs_.size()) return nullptr;
   Process* p = procs_[pid - 1].get();
   return p->alive() ? p : nullptr;
 }
 
 uint64_t System::nr_processes_created() {
-  std::lock_guard<std::mutex> g(procs_lock_);
+  MutexGuard g(procs_lock_);
   return procs_.size();
 }
 
@@ -87,22 +98,14 @@ Result<uint64_t> System::mmap(Process* p, uint64_t addr, uint64_t len, uint64_t 
   if (offset_in_page(off)) return Errno::kInval;  // sys_mmap's check, even for anonymous memory
   if (flags & kMapAnonymous) file = nullptr;
   else if (!file) return Errno::kBadf;
-  Mm* mm = ref.get();
-  uint64_t populate = 0;
-  Result<uint64_t> r = [&]() {
-    WriteGuard g(mm->mmap_lock_);
-    return do_mmap(mm, file, addr, len, prot, flags, off >> kPageShift, &populate);
-  }();
-  if (r.ok() && populate) mm_populate(mm, r.value(), populate);
+  Result<uint64_t> r = vm_mmap_pgoff(ref.get(), file, addr, len, prot, flags, off >> kPageShift);
   return r;
 }
 
 Status System::munmap(Process* p, uint64_t addr, uint64_t len) {
   MmRef ref(p);
   if (!ref) return Errno::kSrch;
-  Mm* mm = ref.get();
-  WriteGuard g(mm->mmap_lock_);
-  Errno e = do_munmap(mm, addr, len);
+  Errno e = vm_munmap(ref.get(), addr, len);
   if (e != Errno::kOk) return e;
   return kSuccess;
 }
@@ -129,7 +132,7 @@ Result<uint64_t> System::mmap_file(Process* p, uint64_t addr, uint64_t len, uint
   if (offset_in_page(off)) return Errno::kInval;
   ShmemInode* inode = nullptr;
   {
-    std::lock_guard<std::mutex> g(files_lock_);
+    MutexGuard g(files_lock_);
     auto it = files_.find(name);
     if (it == files_.end()) return Errno::kBadf;
     inode = it->second;
@@ -159,7 +162,7 @@ Status System::memfd(const std::string& name, uint64_t size) {
   if (name.size() > 249) return Errno::kInval;  // memfd_create's name limit
   ShmemInode* inode;
   {
-    std::lock_guard<std::mutex> g(files_lock_);
+    MutexGuard g(files_lock_);
     auto it = files_.find(name);
     if (it == files_.end()) {
       if (static_cast<int64_t>(size) < 0) {
@@ -178,7 +181,7 @@ Status System::memfd(const std::string& name, uint64_t size) {
 Status System::truncate(const std::string& name, uint64_t size) {
   ShmemInode* inode;
   {
-    std::lock_guard<std::mutex> g(files_lock_);
+    MutexGuard g(files_lock_);
     auto it = files_.find(name);
     if (it == files_.end()) return Errno::kNoEnt;
     inode = it->second;
@@ -207,7 +210,7 @@ Result<Process*> System::fork(Process* p) {
   if (!ref) return Errno::kSrch;
   Result<Mm*> r = dup_mm(ref.get());
   if (!r.ok()) return r.error();
-  std::lock_guard<std::mutex> g(procs_lock_);
+  MutexGuard g(procs_lock_);
   procs_.push_back(std::unique_ptr<Process>(new Process(procs_.size() + 1, r.value())));
   return procs_.back().get();
 }
@@ -216,13 +219,12 @@ void System::exit(Process* p) {
   if (!p) return;
   Mm* mm;
   {
-    std::lock_guard<std::mutex> g(p->lock_);
+    MutexGuard g(p->lock_);
     mm = p->mm_.exchange(nullptr, std::memory_order_acq_rel);
+    p->state_.store(Process::State::kDead, std::memory_order_release);
   }
   if (mm) mmput(mm);
 }
-
-std::mutex& MmRef::lock_of(Process* p) { return ProcessAccess::lock(p); }
 
 AccessResult System::access(Process* p, int cpu, uint64_t addr, uint64_t len, bool write, const ChunkFn& fn) {
   MM_BUG_ON(!p || cpu < 0 || cpu >= nr_cpus());
@@ -244,12 +246,12 @@ void System::bind_thread_to_cpu(int cpu) { tls_this_cpu = cpu; }
 
 uint64_t System::debug_metadata_bytes() {
   uint64_t bytes = mem_->nr_used() * sizeof(Page);
-  std::lock_guard<std::mutex> g(procs_lock_);
+  MutexGuard g(procs_lock_);
   for (auto& p : procs_) {
     MmRef ref(p.get());
     if (!ref) continue;
     Mm* mm = ref.get();
-    ReadGuard rg(mm->mmap_lock_);
+    MmapReadGuard rg(mm);
     bytes += count_pgtables(mm) * kPageSize;
     bytes += mm->vmas_.size() * (sizeof(Vma) + 48 /* tree node */);
   }

@@ -25,8 +25,8 @@ namespace {
 // kept for reuse, so that splitting and merging do not pay for cross-thread malloc frees (the
 // grace period ends on liburcu's thread).
 struct VmaCache {
-  std::mutex lock;
-  std::vector<void*> free;  // guarded by lock; raw storage for a Vma
+  SpinLock lock{lock_class::kVmaCache};
+  std::vector<void*> free GUARDED_BY(lock);  // raw storage for a Vma
   static constexpr size_t kMax = 4096;
 };
 VmaCache& vma_cache() {
@@ -36,7 +36,7 @@ VmaCache& vma_cache() {
 void* vma_storage_alloc() {
   VmaCache& c = vma_cache();
   {
-    std::lock_guard<std::mutex> g(c.lock);
+    SpinGuard g(c.lock);
     if (!c.free.empty()) {
       void* p = c.free.back();
       c.free.pop_back();
@@ -49,7 +49,7 @@ void vma_storage_free(void* p) {
   static_cast<Vma*>(p)->~Vma();
   VmaCache& c = vma_cache();
   {
-    std::lock_guard<std::mutex> g(c.lock);
+    SpinGuard g(c.lock);
     if (c.free.size() < VmaCache::kMax) {
       c.free.push_back(p);
       return;

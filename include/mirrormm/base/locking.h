@@ -1,36 +1,8 @@
-// Annotated lock types and scoped guards, and the model's lock order.
+// Annotated lock types and scoped guards, and the run-time lock checker they report to.
 //
-// LOCK ORDER (outermost first; a lock may be taken while holding the ones above it on its
-// branch, never the other way round). Where it nests is noted on the right; the rank in
-// brackets is what the run-time checker (LockClass below) enforces.
-//
-//   Mm::mmap_lock_ [10]                      (rwsem; syscalls write, slow-path faults read;
-//                                             fork nests the child's inside the parent's)
-//     Mm::snapshot_lock_ [15]                (fault slow path rebuilding the VMA snapshot)
-//     the page lock, PG_locked [17]          (lock_page: rmap walks, migration, truncation of
-//                                             a page take it before the locks below)
-//     ShmemInode::i_mmap_lock_ [20]          (vma_link/unlink of file VMAs; truncate's
-//                                             unmap_mapping_range holds it without mmap_lock)
-//       AnonVma::root->rwsem [30]            (anon_vma_prepare, clone, fork, unlink)
-//         MmuNotifierSubscriptions::lock [35] (notifier lists, interval tree, invalidate_seq;
-//                                             never held across a callback; register holds
-//                                             it inside mm_take_all_locks)
-//         Mm::page_table_lock_ [40]          (upper page-table levels, vma->anon_vma install)
-//         Page::ptl (split PTE lock) [50]    (zap, change_protection, faults, copy_page_range
-//                                             and move_pte nest a second one: "nested")
-//           ShmemInode::lock_ [60]           (page cache)
-//             PhysMem::Pcp::lock [70]        (per-CPU frame lists)
-//               PhysMem::lock_ [75]          (global frame list)
-//           Cpu::tlb_lock_ [80]              (TLB fill and shootdown)
-//   The per-VMA lock is not a lock object: a fault holds one VMA's read side instead of the
-//   mmap_lock (lock_vma_under_rcu), and vma_start_write (under mmap_lock for write) waits
-//   for those readers; it ranks with the mmap_lock.
-//   System::procs_lock_, files_lock_, violations_lock_ (std::mutex) are leaves, never held
-//   across mm work.
-//
-// Faults take the PTE lock with either the mmap_lock (read) or a VMA read lock held; the
-// software CPU's TLB lock is never held while faulting (a fault can shoot down the faulting
-// CPU's own TLB).
+// Every lock has a class (LockClass: its rank in the lock order). The classes and the lock
+// order itself are declared by the layer that owns the locks: the VM's are in
+// src/mm/lock_order.h, the one place where the order is written.
 #pragma once
 
 #include <atomic>
@@ -49,44 +21,36 @@
 
 namespace mirrormm {
 
-// Lock classes and their ranks for the run-time order checker (lockdep's idea, reduced to a
-// total order): a thread may only take a lock whose rank is higher than every lock it holds,
-// or, with the `nested` variants, a second lock of the class it holds last (one level, as
-// Linux's SINGLE_DEPTH_NESTING). kNone locks are not checked.
-enum class LockClass : uint8_t {
-  kNone = 0,
-  kMmapLock = 10,
-  kAllLocks = 12,
-  kSnapshotLock = 15,
-  kPageLock = 17,
-  kIMmap = 20,
-  kAnonVma = 30,
-  kNotifierWait = 33,
-  kMmuNotifier = 35,
-  kPageTableLock = 40,
-  kPtl = 50,
-  kInode = 60,
-  kPcp = 70,
-  kFreeList = 75,
-  kTlb = 80,
-  kRmapNotifierList = 90,
-};
+// A lock class: its rank for the run-time order checker (lockdep's idea, reduced to a total
+// order). A thread may only take a lock whose rank is higher than every lock it holds, or,
+// with the `nested` variants, a second lock of the class it holds last (one level, as Linux's
+// SINGLE_DEPTH_NESTING). Classes are values of this type declared by the owning layer
+// (src/mm/lock_order.h); LockClass{} (rank 0) is not checked.
+enum class LockClass : uint8_t {};
+inline constexpr LockClass kUncheckedLock{};
+
+// How a lock is held: rw-semaphores can be held shared.
+enum class LockMode : uint8_t { kExclusive, kShared };
 
 namespace lockdep {
 // Whether acquisitions are checked. On by default in debug builds (MIRRORMM_DEBUG_CHECKS),
 // off otherwise; tests may switch it. Checking costs a relaxed load when off.
 extern std::atomic<bool> enabled;
-void acquire(LockClass c, const void* lock, bool nested);
+void acquire(LockClass c, const void* lock, bool nested, LockMode mode);
 void release(LockClass c, const void* lock);
-inline void check_acquire(LockClass c, const void* lock, bool nested) {
-  if (c != LockClass::kNone && enabled.load(std::memory_order_relaxed)) acquire(c, lock, nested);
+inline void check_acquire(LockClass c, const void* lock, bool nested, LockMode mode = LockMode::kExclusive) {
+  if (c != kUncheckedLock && enabled.load(std::memory_order_relaxed)) acquire(c, lock, nested, mode);
 }
 // Linux's nest_lock: while a thread holds the serializing lock of mm_take_all_locks (one
 // taker at a time), it may hold any number of locks of one class, taken in address order.
 extern thread_local int nest_lock_depth;
 inline void check_release(LockClass c, const void* lock) {
-  if (c != LockClass::kNone && enabled.load(std::memory_order_relaxed)) release(c, lock);
+  if (c != kUncheckedLock && enabled.load(std::memory_order_relaxed)) release(c, lock);
 }
+// What the calling thread holds of `lock` according to the checker (lockdep_is_held): used by
+// the lock assertions. kUnknown when checking is off (nothing can be said).
+enum class Held : uint8_t { kUnknown, kNo, kShared, kExclusive };
+Held held_by_me(const void* lock);
 }  // namespace lockdep
 
 // A test-and-test-and-set spinlock for short, non-sleeping sections (PTE locks, free lists).
@@ -120,7 +84,7 @@ class CAPABILITY("spinlock") SpinLock {
     }
   }
   std::atomic<bool> locked_{false};
-  LockClass class_ = LockClass::kNone;  // written once, before the lock is shared
+  LockClass class_ = kUncheckedLock;  // written once, before the lock is shared
 };
 
 // A sleeping mutex.
@@ -141,10 +105,24 @@ class CAPABILITY("mutex") Mutex {
     lockdep::check_release(class_, this);
     m_.unlock();
   }
+  // Linux's mutex_lock_nest_lock: one of any number of locks of this class taken while the
+  // caller holds `nest` (mm_take_all_locks). The static analysis tracks the nest lock, not
+  // these; the run-time checker tracks both.
+  void lock_nest_lock(const Mutex& nest) REQUIRES(nest) {
+    (void)nest;
+    lockdep::check_acquire(class_, this, false);
+    m_.lock();
+  }
+  void unlock_nest_lock(const Mutex& nest) REQUIRES(nest) {
+    (void)nest;
+    lockdep::check_release(class_, this);
+    m_.unlock();
+  }
+  void set_class(LockClass c) { class_ = c; }  // before the lock is shared
 
  private:
   std::mutex m_;
-  LockClass class_ = LockClass::kNone;  // written once
+  LockClass class_ = kUncheckedLock;  // written once
 };
 
 // A reader/writer semaphore (Linux's rw_semaphore): mmap_lock, anon_vma's rwsem.
@@ -166,17 +144,28 @@ class CAPABILITY("rwsem") RwSem {
     m_.unlock();
   }
   void down_read() ACQUIRE_SHARED() {
-    lockdep::check_acquire(class_, this, false);
+    lockdep::check_acquire(class_, this, false, LockMode::kShared);
     m_.lock_shared();
   }
   void up_read() RELEASE_SHARED() {
     lockdep::check_release(class_, this);
     m_.unlock_shared();
   }
+  // down_write_nest_lock: see Mutex::lock_nest_lock.
+  void down_write_nest_lock(const Mutex& nest) REQUIRES(nest) {
+    (void)nest;
+    lockdep::check_acquire(class_, this, false);
+    m_.lock();
+  }
+  void up_write_nest_lock(const Mutex& nest) REQUIRES(nest) {
+    (void)nest;
+    lockdep::check_release(class_, this);
+    m_.unlock();
+  }
 
  private:
   std::shared_mutex m_;
-  LockClass class_ = LockClass::kNone;  // written once
+  LockClass class_ = kUncheckedLock;  // written once
 };
 
 template <class L>

@@ -1,0 +1,79 @@
+// THE LOCK ORDER of the modeled VM, and its lock classes (the one place where both are
+// written; docs/locking.md explains it, mm/rmap.c's header comment is the model).
+//
+// Outermost first: a lock may be taken while holding the ones above it on its branch, never
+// the other way round. Where each nesting happens is noted on the right; the number in
+// brackets is the class's rank, which the run-time checker enforces (base/locking.h).
+//
+//   System::procs_lock_ [3]                  (the process table; debug walks hold it across
+//                                             their per-mm work)
+//   Process::lock_ [5]                       (get_task_mm against exit: load the mm and take
+//                                             a user reference; nothing nests inside)
+//   Mm::mmap_lock_ [10]                      (rwsem; syscalls write, slow-path faults read;
+//                                             fork nests the child's inside the parent's)
+//     mm_all_locks_mutex [12]                (mm_take_all_locks: one taker at a time; the
+//                                             nest lock of the i_mmap and anon_vma locks)
+//     Mm::snapshot_lock_ [15]                (fault slow path rebuilding the VMA snapshot)
+//     the page lock, PG_locked [17]          (lock_page: rmap walks, migration, truncation of
+//                                             a page take it before the locks below)
+//     ShmemInode::i_mmap_lock_ [20]          (vma_link/unlink of file VMAs; truncate's
+//                                             unmap_mapping_range holds it without mmap_lock)
+//       AnonVma::root->rwsem [30]            (anon_vma_prepare, clone, fork, unlink)
+//         MmuNotifierSubscriptions::wq_lock [33] (waiters of read_begin and remove; the
+//                                             subscriptions lock nests inside)
+//         MmuNotifierSubscriptions::lock [35] (notifier lists, interval tree, invalidate_seq;
+//                                             never held across a callback; register holds
+//                                             it inside mm_take_all_locks)
+//         Mm::page_table_lock_ [40]          (upper page-table levels, vma->anon_vma install)
+//         Page::ptl (split PTE lock) [50]    (zap, change_protection, faults, copy_page_range
+//                                             and move_pte nest a second one: "nested")
+//           ShmemInode::lock_ [60]           (page cache)
+//             PhysMem::Pcp::lock [70]        (per-CPU frame lists)
+//               PhysMem::lock_ [75]          (global frame list)
+//           Cpu::tlb_lock_ [80]              (TLB fill and shootdown)
+//   Leaves, taken under any of the above and never held across mm work:
+//     the VMA cache's lock [88]              (vm_area_alloc/free; storage only)
+//     rmap_lists_lock [90]                   (rmap-notifier lists; under the page lock)
+//     Mm::checker_lock_, the coherence checker's registry locks [92]
+//                                            (from brackets, PTE changes and frame frees)
+//     System::files_lock_ [94]               (the file table)
+//     System::violations_lock_ [96]          (the report list; taken by every checker)
+//
+// The per-VMA lock is not a lock object: a fault holds one VMA's read side instead of the
+// mmap_lock (lock_vma_under_rcu), and vma_start_write (under mmap_lock for write) waits for
+// those readers; it ranks with the mmap_lock.
+//
+// Faults take the PTE lock with either the mmap_lock (read) or a VMA read lock held; the
+// software CPU's TLB lock is never held while faulting (a fault can shoot down the faulting
+// CPU's own TLB). Secondary MMUs' own locks (a driver's page-table lock) are taken inside
+// their callbacks and around read_retry; they are outside this order and must not be held
+// across a call into the VM that can fault.
+#pragma once
+
+#include "mirrormm/base/locking.h"
+
+namespace mirrormm::lock_class {
+
+inline constexpr LockClass kProcs{3};
+inline constexpr LockClass kProcess{5};
+inline constexpr LockClass kMmapLock{10};
+inline constexpr LockClass kAllLocks{12};
+inline constexpr LockClass kSnapshotLock{15};
+inline constexpr LockClass kPageLock{17};
+inline constexpr LockClass kIMmap{20};
+inline constexpr LockClass kAnonVma{30};
+inline constexpr LockClass kNotifierWait{33};
+inline constexpr LockClass kMmuNotifier{35};
+inline constexpr LockClass kPageTableLock{40};
+inline constexpr LockClass kPtl{50};
+inline constexpr LockClass kInode{60};
+inline constexpr LockClass kPcp{70};
+inline constexpr LockClass kFreeList{75};
+inline constexpr LockClass kTlb{80};
+inline constexpr LockClass kVmaCache{88};
+inline constexpr LockClass kRmapNotifierList{90};
+inline constexpr LockClass kChecker{92};
+inline constexpr LockClass kFiles{94};
+inline constexpr LockClass kViolations{96};
+
+}  // namespace mirrormm::lock_class

@@ -1,0 +1,14 @@
+// The mmap_lock's out-of-line parts (mm/mmap_lock.c): what a failed lock assertion reports.
+#include <cstdio>
+
+#include "mm/mm_types.h"
+
+namespace mirrormm {
+
+void mmap_assert_failed(const Mm* mm, const char* what) {
+  std::fprintf(stderr, "mirrormm BUG: mm %llu: mmap_lock not %s by this thread\n",
+               static_cast<unsigned long long>(mm->id()), what);
+  std::abort();
+}
+
+}  // namespace mirrormm
