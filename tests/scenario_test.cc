@@ -48,8 +48,6 @@ TEST_P(ScenarioTest, ModelMatchesHostAndExpected) {
   std::optional<script::Script> s = script::parse_file(path.string(), &error);
   ASSERT_TRUE(s.has_value()) << error;
   ASSERT_FALSE(s->commands.empty()) << path << " has no commands";
-  std::optional<std::string> unsupported = replay::unsupported(*s);
-  ASSERT_FALSE(unsupported.has_value()) << *unsupported;
 
   std::vector<std::string> model = replay::run(*s, replay::Options{SystemConfig::from_host()});
   std::vector<std::string> host;

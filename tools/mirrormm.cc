@@ -51,10 +51,6 @@ int load(const std::string& path, script::Script* s) {
 int cmd_replay(const std::string& path, const ModelFlags& mf) {
   script::Script s;
   if (int rc = load(path, &s)) return rc;
-  if (auto why = replay::unsupported(s)) {
-    std::cerr << *why << "\n";
-    return 2;
-  }
   replay::Options o;
   o.config = mf.config();
   for (const std::string& line : replay::run(s, o)) std::cout << line << "\n";

@@ -4,7 +4,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,9 +52,5 @@ class Replayer {
 // line per command, as `mirrormm replay` prints them. A script with a model-only command
 // runs with the coherence checker on (switched on before the first command, restored after).
 std::vector<std::string> run(const script::Script& script, const Options& options);
-
-// "FILE:LINE: message" for the first command the model cannot run yet, if any. Callers check
-// this before run() so that a script is either run whole or refused whole.
-std::optional<std::string> unsupported(const script::Script& script);
 
 }  // namespace mirrormm::replay

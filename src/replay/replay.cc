@@ -252,14 +252,6 @@ std::string format_maps(Mm* mm) NO_THREAD_SAFETY_ANALYSIS {
   return out.empty() ? "none" : out;
 }
 
-std::optional<std::string> unsupported(const script::Script& s) {
-  for (const Command& c : s.commands) {
-    const char* what = nullptr;
-    if (what) return fmt::format("{}:{}: {} is not supported by the model yet", s.file, c.line, what);
-  }
-  return std::nullopt;
-}
-
 std::vector<std::string> run(const script::Script& s, const Options& options) {
   // The checker must watch the whole run of a script with secondary MMUs, from its first
   // command (it is a process-wide switch: restore it afterwards).
