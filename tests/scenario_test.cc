@@ -24,11 +24,15 @@
 #include "mirrormm/replay.h"
 #include "mirrormm/script.h"
 #include "scenario_files.h"
+#include "support/watchdog.h"
 
 namespace mirrormm {
 namespace {
 
 namespace fs = std::filesystem;
+
+// A hang fails the test within this limit with a message (tests/support/watchdog.h).
+const bool kWatchdog = testing::install_test_watchdog(testing::scaled(std::chrono::seconds(120)));
 
 fs::path scenario_dir() { return scenario::dir("scenarios"); }
 std::vector<std::string> scenario_files() { return scenario::files(scenario_dir()); }
