@@ -20,6 +20,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -60,11 +61,12 @@ inline double watchdog_env_scale() {
 }
 
 // A limit meant for an optimized build, for this one: times kSanitizerSlowdown and the
-// environment's factor. Zero when the environment switched watchdogs off.
+// environment's factor, at least 1 ms. Zero when the environment switched watchdogs off.
 inline std::chrono::milliseconds scaled(std::chrono::milliseconds base) {
-  return std::chrono::milliseconds(
-      static_cast<std::chrono::milliseconds::rep>(static_cast<double>(base.count()) * kSanitizerSlowdown *
-                                                  watchdog_env_scale()));
+  const double ms = static_cast<double>(base.count()) * kSanitizerSlowdown * watchdog_env_scale();
+  if (ms <= 0) return std::chrono::milliseconds(0);
+  using Rep = std::chrono::milliseconds::rep;
+  return std::chrono::milliseconds(std::max<Rep>(1, static_cast<Rep>(ms)));
 }
 
 // The end of a hang: the message, then abort (so that a core dump or a debugger shows the
