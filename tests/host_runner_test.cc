@@ -16,9 +16,13 @@
 
 #include "mirrormm/host.h"
 #include "mirrormm/script.h"
+#include "support/watchdog.h"
 
 namespace mirrormm::host {
 namespace {
+
+// A hang fails the test within this limit with a message (tests/support/watchdog.h).
+const bool kWatchdog = testing::install_test_watchdog(testing::scaled(std::chrono::seconds(120)));
 
 using ::testing::ElementsAre;
 

@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "mirrormm/replay.h"
 #include "mirrormm/system.h"
 #include "mm/internal.h"
 #include "mm/system_internal.h"
-#include "replay/format.h"
 
 namespace mirrormm::testing {
 
@@ -32,7 +32,11 @@ class ModelTest : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << errno_name(r.error());
     return r.ok() ? r.value() : 0;
   }
-  std::string maps(Process* p) { return replay::format_maps(p->mm()); }
+  // The `maps` line of the script format (the VMAs inside the window), or -ESRCH.
+  std::string maps(Process* p) {
+    Result<std::vector<MapsEntry>> r = sys_->proc_maps(p);
+    return r.ok() ? replay::format_maps(r.value()) : std::string("-") + errno_name(r.error());
+  }
 
   AccessResult fill(Process* p, uint64_t addr, uint64_t len, uint8_t v) {
     return sys_->access(p, 0, addr, len, true, [v](uint8_t* d, uint64_t, uint64_t n) {

@@ -35,6 +35,7 @@
 #include "mm/mm_types.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/physmem.h"
+#include "support/watchdog.h"
 
 namespace mirrormm {
 namespace {
@@ -63,44 +64,7 @@ class ScopeExit {
   F f_;
 };
 
-// A thread whose join is bounded: past the limit the binary aborts (a hang is a failure).
-class BoundedThread {
- public:
-  template <class F>
-  explicit BoundedThread(F f) : t_([this, f]() mutable {
-      f();
-      std::lock_guard<std::mutex> g(mu_);
-      done_ = true;
-      cv_.notify_all();
-    }) {}
-  ~BoundedThread() {
-    if (t_.joinable()) join("thread");
-  }
-  BoundedThread(const BoundedThread&) = delete;
-  BoundedThread& operator=(const BoundedThread&) = delete;
-  bool done() {
-    std::lock_guard<std::mutex> g(mu_);
-    return done_;
-  }
-  bool wait_for(std::chrono::milliseconds ms) {
-    std::unique_lock<std::mutex> l(mu_);
-    return cv_.wait_for(l, ms, [&] { return done_; });
-  }
-  void join(const char* what, std::chrono::milliseconds limit = 30s) {
-    if (!wait_for(limit)) {
-      std::fprintf(stderr, "FATAL: %s did not finish within %lld ms (hang)\n", what,
-                   static_cast<long long>(limit.count()));
-      std::abort();
-    }
-    t_.join();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread t_;
-};
+using testing::BoundedThread;  // tests/support/watchdog.h
 
 // Blocks a callback (pass) until the test opens it.
 class Gate {

@@ -21,11 +21,15 @@
 #include "mirrormm/script.h"
 #include "mirrormm/scriptgen.h"
 #include "scenario_files.h"
+#include "support/watchdog.h"
 
 namespace mirrormm {
 namespace {
 
 namespace fs = std::filesystem;
+
+// A hang fails the test within this limit with a message (tests/support/watchdog.h).
+const bool kWatchdog = testing::install_test_watchdog(testing::scaled(std::chrono::seconds(120)));
 using ::testing::ElementsAre;
 using ::testing::StartsWith;
 

@@ -3,9 +3,16 @@
 
 #include "mirrormm/mmu_notifier.h"
 #include "mirrormm/stress.h"
+#include "support/watchdog.h"
 
 namespace mirrormm::stress {
 namespace {
+
+// A hang fails the test within this limit with a message (tests/support/watchdog.h). Each
+// stress run ends by its own wall-clock bound (DroppedBracketIsCaught's two runs: 120 s at
+// most); the scaled part covers setup, the checks at the end and teardown.
+const bool kWatchdog =
+    testing::install_test_watchdog(std::chrono::seconds(120) + testing::scaled(std::chrono::seconds(60)));
 
 TEST(Stress, ConcurrentWorkloadHasNoViolations) {
   Options o;

@@ -51,10 +51,6 @@ int load(const std::string& path, script::Script* s) {
 int cmd_replay(const std::string& path, const ModelFlags& mf) {
   script::Script s;
   if (int rc = load(path, &s)) return rc;
-  if (auto why = replay::unsupported(s)) {
-    std::cerr << *why << "\n";
-    return 2;
-  }
   replay::Options o;
   o.config = mf.config();
   for (const std::string& line : replay::run(s, o)) std::cout << line << "\n";
@@ -83,42 +79,24 @@ int cmd_gen(uint64_t seed, int commands, const std::string& profile) {
   return 0;
 }
 
-int cmd_oracle(uint64_t seed0, uint64_t seeds, int commands, const std::string& profile, const ModelFlags& mf) {
-  replay::Options mo;
-  mo.config = mf.config();
-  uint64_t bad = 0;
-  for (uint64_t seed = seed0; seed < seed0 + seeds; seed++) {
-    gen::Options o;
-    o.seed = seed;
-    o.commands = commands;
-    o.profile = gen::parse_profile(profile);
-    std::string text = gen::generate(o);
-    std::string error;
-    auto s = script::parse(text, "seed-" + std::to_string(seed) + ".mms", &error);
-    if (!s) {
-      std::cerr << "generator produced an unparsable script: " << error << "\n";
-      return 1;
-    }
-    auto d = oracle::compare(*s, mo, &error);
-    if (!error.empty()) {
-      std::cerr << "seed " << seed << ": " << error << "\n";
-      return 1;
-    }
-    if (d) {
-      d->seed = seed;
-      std::cout << oracle::describe(*d) << "\n";
-      std::string rerr;
-      if (auto r = oracle::reduce(*s, mo, &rerr)) {
-        r->seed = seed;
-        std::cout << "\nreduced:\n" << oracle::describe(*r) << "\n";
-      }
-      bad++;
-      return 1;
-    }
-    if ((seed - seed0 + 1) % 100 == 0) std::cerr << "seeds checked: " << (seed - seed0 + 1) << "\n";
-  }
-  std::cout << seeds << " passed, " << bad << " failed\n";
-  return 0;
+int cmd_oracle(uint64_t seed0, uint64_t seeds, int commands, const std::string& profile, bool keep_going,
+               const ModelFlags& mf) {
+  gen::Options first;
+  first.seed = seed0;
+  first.commands = commands;
+  first.profile = gen::parse_profile(profile);
+  oracle::CampaignOptions o;
+  o.model.config = mf.config();
+  o.on_divergence = keep_going ? oracle::CampaignOptions::OnDivergence::kContinue
+                               : oracle::CampaignOptions::OnDivergence::kStop;
+  o.on_script = [](const oracle::ScriptOutcome& r) {
+    if (const oracle::Divergence* d = r.divergence)
+      std::cerr << "seed " << r.seed << ": diverges at line " << d->line << ": " << d->command << "\n";
+    if ((r.index + 1) % 100 == 0) std::cerr << "seeds checked: " << (r.index + 1) << "\n";
+  };
+  oracle::CampaignSummary sum = oracle::run_campaign(first, seeds, o);
+  std::cout << oracle::describe(sum);
+  return sum.ok() ? 0 : 1;
 }
 
 int cmd_stress(int threads, double seconds, uint64_t seed, bool broken, bool no_devices, const std::string& drop) {
@@ -175,6 +153,8 @@ int main(int argc, char** argv) {
   oracle->add_option("--seeds", seeds, "number of seeds");
   oracle->add_option("--commands", commands)->check(CLI::Range(1, 1000000));
   oracle->add_option("--profile", profile)->check(CLI::IsMember({"anon", "files", "all"}));
+  bool keep_going = false;
+  oracle->add_flag("--keep-going", keep_going, "count every diverging seed instead of stopping at the first");
   mf.add(oracle);
 
   int threads = 4;
@@ -196,6 +176,6 @@ int main(int argc, char** argv) {
   if (*replay) return cmd_replay(path, mf);
   if (*host) return cmd_host(path);
   if (*gen) return cmd_gen(seed, commands, profile);
-  if (*oracle) return cmd_oracle(seed, seeds, commands, profile, mf);
+  if (*oracle) return cmd_oracle(seed, seeds, commands, profile, keep_going, mf);
   return 2;
 }

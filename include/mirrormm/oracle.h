@@ -3,16 +3,20 @@
 // compare() runs one script on the host (host::run) and on the model (replay::run) and
 // finds the first line where they disagree; reduce() shrinks a diverging script to a short
 // one that still diverges; describe() renders a divergence for a human, with everything
-// needed to replay it.
+// needed to replay it. run_campaign() does all three over many scripts (generated from a
+// range of seeds, or given) and sums up what it saw.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "mirrormm/replay.h"
 #include "mirrormm/script.h"
+#include "mirrormm/scriptgen.h"
 
 namespace mirrormm::oracle {
 
@@ -49,5 +53,49 @@ std::optional<Divergence> reduce(const script::Script& s, const replay::Options&
 // A human-readable report: seed, the first differing line (command, host, model), then the
 // whole script, ready to be saved as a .mms file and replayed.
 std::string describe(const Divergence& d);
+
+// ---- campaigns: many scripts, one summary ----
+
+// What one script of a campaign came to, as the campaign reports it after each script.
+struct ScriptOutcome {
+  uint64_t index = 0;  // 0-based position of the script in the campaign
+  uint64_t seed = 0;   // its generator seed, 0 for a given script
+  const Divergence* divergence = nullptr;  // null when host and model agreed
+};
+
+struct CampaignOptions {
+  replay::Options model;
+  // At the first divergence, stop (the summary then ends with it) or go on and count.
+  enum class OnDivergence { kStop, kContinue };
+  OnDivergence on_divergence = OnDivergence::kStop;
+  // Whether to reduce() the first divergence (seconds of host and model runs).
+  enum class Reduce { kNo, kFirst };
+  Reduce reduce = Reduce::kFirst;
+  // Called after every script that ran to a verdict (progress reports, watchdogs). Optional.
+  std::function<void(const ScriptOutcome&)> on_script;
+};
+
+struct CampaignSummary {
+  uint64_t scripts = 0;  // scripts compared to a verdict: passed + failed
+  uint64_t passed = 0;   // host and model agreed on every line
+  uint64_t failed = 0;   // diverged
+  std::optional<Divergence> first;    // the first divergence, with its seed
+  std::optional<Divergence> reduced;  // the first divergence reduced, when asked and found
+  // Why the campaign stopped early, if it did for something other than a divergence: a
+  // script that could not be run ("FILE: host run failed: ..."), or an unparsable generated
+  // script. Empty otherwise.
+  std::string error;
+  bool ok() const { return failed == 0 && error.empty(); }
+};
+
+// Compares the generated scripts of seeds [first.seed, first.seed + seeds), each of
+// first.commands commands of first.profile. Divergence::script is the generator's text.
+CampaignSummary run_campaign(const gen::Options& first, uint64_t seeds, const CampaignOptions& options);
+// Compares the given scripts, in order.
+CampaignSummary run_campaign(const std::vector<script::Script>& scripts, const CampaignOptions& options);
+
+// A human-readable report of a campaign: the first divergence described (and reduced), then
+// "N scripts: P passed, F failed", then the error if any.
+std::string describe(const CampaignSummary& s);
 
 }  // namespace mirrormm::oracle

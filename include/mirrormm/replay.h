@@ -4,7 +4,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,13 +48,14 @@ class Replayer {
   bool checker_switched_ = false;  // this Replayer turned the checker on
 };
 
+// The `maps` result line of the format: the entries of System::proc_maps that intersect the
+// window, each as format_maps_entry() prints it, joined by "; ", or "none" when there are
+// none.
+std::string format_maps(const std::vector<MapsEntry>& maps);
+
 // Runs every command of the script against a fresh modeled system and returns one result
 // line per command, as `mirrormm replay` prints them. A script with a model-only command
 // runs with the coherence checker on (switched on before the first command, restored after).
 std::vector<std::string> run(const script::Script& script, const Options& options);
-
-// "FILE:LINE: message" for the first command the model cannot run yet, if any. Callers check
-// this before run() so that a script is either run whole or refused whole.
-std::optional<std::string> unsupported(const script::Script& script);
 
 }  // namespace mirrormm::replay

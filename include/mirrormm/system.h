@@ -38,6 +38,26 @@ struct AccessResult {
   bool ok() const { return kind == Kind::kOk; }
 };
 
+// One VMA as /proc/PID/maps shows it (fs/proc/task_mmu.c, show_map_vma): its range, its
+// protections, private or shared, and for a mapping of a file the offset and the file.
+struct MapsEntry {
+  // What the VMA maps. Shared anonymous memory is backed by a shmem file of its own
+  // (shmem_zero_setup), which Linux shows as "/dev/zero (deleted)".
+  enum class Backing { kAnon, kSharedAnon, kFile };
+  uint64_t start = 0, end = 0;  // [vm_start, vm_end)
+  bool read = false, write = false, exec = false;  // VM_READ, VM_WRITE, VM_EXEC
+  bool shared = false;  // VM_MAYSHARE: 's' in the permissions, else 'p'
+  Backing backing = Backing::kAnon;
+  uint64_t offset = 0;  // bytes into the file (vm_pgoff << PAGE_SHIFT); 0 for kAnon
+  std::string file;     // the shared-memory file's name for kFile, else empty
+};
+
+// One entry in the layout of the `maps` result line of the script format:
+// "START-END PERMS[ OFFSET NAME]", START, END and OFFSET in lowercase hex without 0x, PERMS as
+// in /proc/PID/maps ("rw-p"), OFFSET and NAME only for a file, shared anonymous memory
+// named "shmem". Example: "200000008000-20000000a000 rw-s 0 shmem".
+std::string format_maps_entry(const MapsEntry& e);
+
 // One modeled process (a task with its own address space).
 //
 // Lifecycle: kAlive from creation (System's constructor or fork) until exit(), then kDead. A
@@ -109,6 +129,11 @@ class System {
   Status mincore(Process* p, uint64_t addr, uint64_t len, std::vector<uint8_t>* vec);
   Result<Process*> fork(Process* p);
   void exit(Process* p);
+
+  // The VMAs of p's address space in address order, as /proc/PID/maps lists them
+  // (src/mm/task_mmu.cc). Takes the mmap_lock for read, so the list is one consistent
+  // snapshot; -ESRCH when p is null or has exited.
+  Result<std::vector<MapsEntry>> proc_maps(Process* p);
 
   // Makes the calling thread run as CPU `cpu` (-1: none) for the system calls it issues, so
   // that they use that CPU's per-CPU structures (frame lists, counters). Accesses always run

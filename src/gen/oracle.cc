@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "mirrormm/host.h"
+#include "mirrormm/scriptgen.h"
 
 namespace mirrormm::oracle {
 namespace {
@@ -131,6 +132,91 @@ std::optional<Divergence> reduce(const script::Script& s, const replay::Options&
   std::string ignored;
   std::optional<Divergence> final_d = compare(current, model_opts, &ignored);
   return final_d ? final_d : best;
+}
+
+namespace {
+
+// One script of a campaign: the script, its seed (0 if given) and, for a generated one, the
+// generator's text.
+struct CampaignScript {
+  script::Script script;
+  uint64_t seed = 0;
+  std::string text;
+};
+
+// The campaign loop. next(i, &cs) produces script i, returning false when there are no more
+// (or, having set *error, when script i cannot be produced).
+CampaignSummary campaign(const std::function<bool(uint64_t, CampaignScript*, std::string*)>& next,
+                         const CampaignOptions& o) {
+  CampaignSummary sum;
+  CampaignScript cs;
+  for (uint64_t i = 0; next(i, &cs, &sum.error); ++i) {
+    std::string error;
+    std::optional<Divergence> d = compare(cs.script, o.model, &error);
+    if (!d && !error.empty()) {
+      sum.error = cs.script.file + ": " + error;
+      break;
+    }
+    sum.scripts++;
+    if (d) {
+      sum.failed++;
+      d->seed = cs.seed;
+      if (!cs.text.empty()) d->script = cs.text;
+    } else {
+      sum.passed++;
+    }
+    if (o.on_script) o.on_script(ScriptOutcome{i, cs.seed, d ? &*d : nullptr});
+    if (!d) continue;
+    if (!sum.first) {
+      sum.first = *d;
+      std::string reduce_error;
+      if (o.reduce == CampaignOptions::Reduce::kFirst) sum.reduced = reduce(cs.script, o.model, &reduce_error);
+      if (sum.reduced) sum.reduced->seed = cs.seed;
+    }
+    if (o.on_divergence == CampaignOptions::OnDivergence::kStop) break;
+  }
+  return sum;
+}
+
+}  // namespace
+
+CampaignSummary run_campaign(const gen::Options& first, uint64_t seeds, const CampaignOptions& options) {
+  auto next = [&](uint64_t i, CampaignScript* cs, std::string* error) {
+    if (i >= seeds) return false;
+    gen::Options g = first;
+    g.seed = first.seed + i;
+    cs->seed = g.seed;
+    cs->text = gen::generate(g);
+    std::optional<script::Script> s =
+        script::parse(cs->text, "seed-" + std::to_string(g.seed) + ".mms", error);
+    if (!s) {
+      *error = "the generator produced an unparsable script: " + *error;
+      return false;
+    }
+    cs->script = std::move(*s);
+    return true;
+  };
+  return campaign(next, options);
+}
+
+CampaignSummary run_campaign(const std::vector<script::Script>& scripts, const CampaignOptions& options) {
+  auto next = [&](uint64_t i, CampaignScript* cs, std::string*) {
+    if (i >= scripts.size()) return false;
+    cs->script = scripts[i];
+    return true;
+  };
+  return campaign(next, options);
+}
+
+std::string describe(const CampaignSummary& s) {
+  std::string text;
+  if (s.first) text += describe(*s.first);
+  if (s.reduced) text += "\nreduced:\n" + describe(*s.reduced);
+  if (!text.empty()) text += '\n';
+  text += std::to_string(s.scripts) + " scripts: " + std::to_string(s.passed) + " passed, " +
+          std::to_string(s.failed) + " failed\n";
+  if (!s.error.empty()) text += "stopped: " + s.error + "\n";
+  return text;
 }
 
 std::string describe(const Divergence& d) {

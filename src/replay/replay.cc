@@ -5,10 +5,7 @@
 
 #include <algorithm>
 
-#include "mm/internal.h"
-#include "mm/shmem.h"
-#include "mm/system_internal.h"
-#include "replay/format.h"
+#include "mirrormm/mmu_notifier.h"
 
 namespace mirrormm::replay {
 
@@ -113,8 +110,10 @@ std::string Replayer::run(const Command& c) {
         for (size_t i = 0; i < vec.size(); i++) out[i] = (vec[i] & 1) ? '1' : '0';
         return out;
       }
-      case Op::kMaps:
-        return format_maps(p->mm());
+      case Op::kMaps: {
+        Result<std::vector<MapsEntry>> r = sys_.proc_maps(p);
+        return r.ok() ? format_maps(r.value()) : err(r.error());
+      }
       case Op::kFork: {
         Result<Process*> r = sys_.fork(p);
         return r.ok() ? std::to_string(r.value()->pid()) : err(r.error());
@@ -233,31 +232,14 @@ std::string Replayer::check() {
   return out;
 }
 
-std::string format_maps(Mm* mm) NO_THREAD_SAFETY_ANALYSIS {
-  ReadGuard g(mm->mmap_lock_);
+std::string format_maps(const std::vector<MapsEntry>& maps) {
   std::string out;
-  for (auto it = mm->vmas_.lower_bound(0); it != mm->vmas_.end(); ++it) {
-    const Vma* v = it->second;
-    if (v->vm_end <= script::kWindowStart) continue;
-    if (v->vm_start >= script::kWindowEnd) break;
+  for (const MapsEntry& e : maps) {
+    if (e.end <= script::kWindowStart || e.start >= script::kWindowEnd) continue;
     if (!out.empty()) out += "; ";
-    out += fmt::format("{:x}-{:x} {}{}{}{}", v->vm_start, v->vm_end, (v->vm_flags & VM_READ) ? 'r' : '-',
-                       (v->vm_flags & VM_WRITE) ? 'w' : '-', (v->vm_flags & VM_EXEC) ? 'x' : '-',
-                       (v->vm_flags & VM_MAYSHARE) ? 's' : 'p');
-    if (v->vm_file) {
-      const std::string& name = v->vm_file->inode->name();
-      out += fmt::format(" {:x} {}", v->vm_pgoff << kPageShift, name == "dev/zero" ? "shmem" : name);
-    }
+    out += format_maps_entry(e);
   }
   return out.empty() ? "none" : out;
-}
-
-std::optional<std::string> unsupported(const script::Script& s) {
-  for (const Command& c : s.commands) {
-    const char* what = nullptr;
-    if (what) return fmt::format("{}:{}: {} is not supported by the model yet", s.file, c.line, what);
-  }
-  return std::nullopt;
 }
 
 std::vector<std::string> run(const script::Script& s, const Options& options) {
