@@ -31,6 +31,8 @@ class CheckerMutationTest : public ::testing::Test {
   AccessResult read(Process* p, int cpu, uint64_t addr) {
     return sys_.access(p, cpu, addr, 1, false, [](uint8_t*, uint64_t, uint64_t) {});
   }
+  // The VMA containing addr (test-only peek; the model is quiescent).
+  Vma* vma_of(Process* p, uint64_t addr) NO_THREAD_SAFETY_ANALYSIS { return p->mm()->vma_lookup(addr); }
   pfn_t pfn_at(Process* p, uint64_t addr) {
     pte_t* ptep = pte_offset(p->mm(), addr);
     return ptep ? pte_pfn(ptep_get(ptep)) : 0;
@@ -191,6 +193,158 @@ TEST_F(CheckerMutationTest, CleanWorkloadLeaksNothing) {
   sys_.exit(child.value());
   EXPECT_EQ(sys_.debug_check_consistency(), 0u) << messages();
   EXPECT_EQ(sys_.violations(), 0u) << messages();
+}
+
+// ---- the per-VMA lock's recheck ----
+
+// Replaces mm's lockless-lookup snapshot by one that maps [start, end) to vma, valid at the
+// current mmap_lock sequence: what a fault sees when its lookup ran just before a writer
+// changed vma.
+void plant_snapshot(Mm* mm, uint64_t start, uint64_t end, Vma* vma) {
+  auto* snap = new Mm::VmaSnapshot{mm->mmap_lock_.seq(), {start}, {end}, {vma}};
+  delete mm->snapshot_.exchange(snap);  // no lookup runs meanwhile
+}
+
+TEST_F(CheckerMutationTest, VmaLockWithoutRecheckOnADetachedVmaIsRefused) {
+  Mm* mm = p1()->mm();
+  for (bool broken : {false, true}) {
+    SCOPED_TRACE(broken ? "broken" : "correct");
+    const uint64_t addr = W + (broken ? 16 * P : 0);
+    ASSERT_EQ(sys_.mmap(p1(), addr, 2 * P, RW, PRIV).value(), addr);
+    ASSERT_TRUE(write(p1(), 0, addr).ok());  // the fault slow path builds the snapshot
+    // The VMA the lookup found was detached by munmap since (a fresh, unlinked one here, so
+    // that it outlives the test's use of it).
+    Vma* gone = vm_area_alloc(mm);
+    gone->vm_start = addr;
+    gone->vm_end = addr + 2 * P;
+    ASSERT_TRUE(gone->detached.load());
+    plant_snapshot(mm, addr, addr + 2 * P, gone);
+    sys_.debug_break(Break::kNoVmaLockRecheck, broken);
+    // The fault on the second page takes the per-VMA-lock path first, then the mmap_lock path.
+    EXPECT_TRUE(write(p1(), 1, addr + P).ok());
+    EXPECT_EQ(mm->lock_vma_under_rcu(addr), nullptr);
+    sys_.debug_break(Break::kNoVmaLockRecheck, false);
+    if (broken) {
+      EXPECT_TRUE(reported(fmt::format("lock_vma_under_rcu({:#x}) read-locked VMA [{:#x}, {:#x}), which is detached",
+                                       addr + P, addr, addr + 2 * P)))
+          << messages();
+    } else {
+      EXPECT_EQ(sys_.violations(), 0u) << messages();
+    }
+    EXPECT_EQ(gone->vm_refcnt.load(), 0);
+    ASSERT_TRUE(sys_.munmap(p1(), addr, 2 * P).ok());  // a new sequence: the snapshot is stale
+    vm_area_free(gone);
+  }
+}
+
+TEST_F(CheckerMutationTest, VmaLockWithoutRecheckOnAWriteLockedVmaIsRefused) {
+  Mm* mm = p1()->mm();
+  ASSERT_EQ(sys_.mmap(p1(), W, P, RW, PRIV).value(), W);
+  for (bool broken : {false, true}) {
+    SCOPED_TRACE(broken ? "broken" : "correct");
+    // A writer (this thread) holds the mmap_lock and has write-locked the VMA that a fault's
+    // lookup found just before the writer began.
+    mm->mmap_lock_.down_write();
+    Vma* vma = mm->vma_lookup(W);
+    vma_start_write(vma);
+    plant_snapshot(mm, W, W + P, vma);
+    sys_.debug_break(Break::kNoVmaLockRecheck, broken);
+    EXPECT_EQ(mm->lock_vma_under_rcu(W), nullptr);
+    sys_.debug_break(Break::kNoVmaLockRecheck, false);
+    EXPECT_EQ(vma->vm_refcnt.load(), 0);
+    mm->mmap_lock_.up_write();
+    if (broken) {
+      EXPECT_TRUE(reported(fmt::format("read-locked VMA [{:#x}, {:#x}), which is write-locked", W, W + P)))
+          << messages();
+    } else {
+      EXPECT_EQ(sys_.violations(), 0u) << messages();
+    }
+  }
+  EXPECT_TRUE(write(p1(), 0, W).ok());
+}
+
+TEST_F(CheckerMutationTest, VmaLockWithoutRecheckOfTheRangeIsRefused) {
+  Mm* mm = p1()->mm();
+  ASSERT_EQ(sys_.mmap(p1(), W, P, RW, PRIV).value(), W);
+  Vma* vma = vma_of(p1(), W);
+  for (bool broken : {false, true}) {
+    SCOPED_TRACE(broken ? "broken" : "correct");
+    // The lookup's copy of the tree still says the VMA spans two pages (it shrank since).
+    plant_snapshot(mm, W, W + 2 * P, vma);
+    sys_.debug_break(Break::kNoVmaLockRecheck, broken);
+    EXPECT_EQ(mm->lock_vma_under_rcu(W + P), nullptr);
+    sys_.debug_break(Break::kNoVmaLockRecheck, false);
+    EXPECT_EQ(vma->vm_refcnt.load(), 0);
+    if (broken) {
+      EXPECT_TRUE(reported(fmt::format("read-locked VMA [{:#x}, {:#x}), which does not contain the address", W, W + P))) << messages();
+    } else {
+      EXPECT_EQ(sys_.violations(), 0u) << messages();
+    }
+  }
+  ASSERT_TRUE(sys_.munmap(p1(), W, P).ok());
+}
+
+// ---- fork and the child's anon_vma_chain ----
+
+bool in_own_chain(const Vma* v) {
+  for (AnonVma* av : v->anon_vma_chain)
+    if (av == v->anon_vma) return true;
+  return false;
+}
+
+TEST_F(CheckerMutationTest, ForkLeavingTheChildsAnonVmaUnchainedIsReportedAndRepaired) {
+  for (bool broken : {false, true}) {
+    SCOPED_TRACE(broken ? "broken" : "correct");
+    const uint64_t addr = W + (broken ? 64 * P : 0);
+    ASSERT_EQ(sys_.mmap(p1(), addr, 4 * P, RW, PRIV).value(), addr);
+    ASSERT_TRUE(write(p1(), 0, addr).ok());  // the parent's anon_vma
+    sys_.debug_break(Break::kForkUnchainedAnonVma, broken);
+    Result<Process*> child = sys_.fork(p1());
+    sys_.debug_break(Break::kForkUnchainedAnonVma, false);
+    ASSERT_TRUE(child.ok());
+    Process* c = child.value();
+    if (broken) {
+      EXPECT_EQ(sys_.violations(), 1u) << messages();
+      EXPECT_TRUE(reported(fmt::format("VMA [{:#x}, {:#x}) has anon_vma", addr, addr + 4 * P))) << messages();
+      EXPECT_TRUE(reported("outside its own anon_vma_chain")) << messages();
+    } else {
+      EXPECT_EQ(sys_.violations(), 0u) << messages();
+    }
+    Vma* cv = vma_of(c, addr);
+    ASSERT_NE(cv, nullptr);
+    EXPECT_TRUE(in_own_chain(cv));
+    // The child goes on: COW, a split, unmaps, a new VMA next to the old, exit.
+    const uint64_t violations = sys_.violations();
+    ASSERT_TRUE(write(c, 1, addr + P).ok());
+    ASSERT_TRUE(sys_.mprotect(c, addr + 2 * P, P, kProtRead).ok());
+    ASSERT_TRUE(sys_.munmap(c, addr + 2 * P, P).ok());
+    ASSERT_EQ(sys_.mmap(c, addr + 2 * P, P, RW, PRIV).value(), addr + 2 * P);
+    ASSERT_TRUE(write(c, 1, addr + 2 * P).ok());
+    ASSERT_TRUE(sys_.munmap(c, addr + 2 * P, P).ok());
+    ASSERT_TRUE(write(c, 0, addr + P).ok());
+    EXPECT_EQ(sys_.debug_check_consistency(), 0u) << messages();
+    sys_.exit(c);
+    ASSERT_TRUE(sys_.munmap(p1(), addr, 4 * P).ok());  // the next fork copies no VMA of this one
+    EXPECT_EQ(sys_.violations(), violations) << messages();
+  }
+}
+
+TEST_F(CheckerMutationTest, AnonVmaOutsideItsChainIsReportedByTheConsistencyCheck) {
+  ASSERT_EQ(sys_.mmap(p1(), W, P, RW, PRIV).value(), W);
+  ASSERT_TRUE(write(p1(), 0, W).ok());
+  Result<Process*> child = sys_.fork(p1());
+  ASSERT_TRUE(child.ok());
+  Vma* cv = vma_of(child.value(), W);
+  ASSERT_EQ(cv->anon_vma_chain.back(), cv->anon_vma.load());
+  AnonVma* own = cv->anon_vma_chain.back();
+  cv->anon_vma_chain.pop_back();  // the link fork leaves out when broken
+  EXPECT_EQ(sys_.debug_check_consistency(), 1u) << messages();
+  EXPECT_TRUE(reported(fmt::format("mm {}: VMA [{:#x}, {:#x}) has anon_vma", child.value()->mm()->id(), W, W + P)))
+      << messages();
+  cv->anon_vma_chain.push_back(own);
+  const uint64_t before = sys_.violations();
+  EXPECT_EQ(sys_.debug_check_consistency(), 0u) << messages();
+  EXPECT_EQ(sys_.violations(), before);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // Whole-system validators (the model's CONFIG_DEBUG_VM): rss counters, mapcounts and
 // refcounts against the page tables and page caches, every frame's references accounted for,
-// and the CPUs' TLBs against the page tables, run at quiescent points.
+// anon_vma chains, and the CPUs' TLBs against the page tables, run at quiescent points.
 #include <unordered_map>
 #include <unordered_set>
 
@@ -14,6 +14,9 @@
 #include "mm/tlb.h"
 
 namespace mirrormm {
+
+// rmap.cc: whether vma->anon_vma is in vma's own anon_vma_chain (reports it when not).
+bool anon_vma_chain_check(const Vma* vma);
 
 namespace {
 // Counts every page-table frame reachable from table (level 4: the PGD; 1: a PTE table).
@@ -101,6 +104,7 @@ uint64_t System::debug_check_consistency() NO_THREAD_SAFETY_ANALYSIS {
     for (auto& entry : mm->vmas_) {
       Vma* vma = entry.second;  // (a structured binding cannot be captured by clang 14)
       if (vma->vm_file) inodes.insert(vma->vm_file->inode);
+      if (!anon_vma_chain_check(vma)) found++;
       walk_pte_tables(mm, vma->vm_start, vma->vm_end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page*) {
         for (; addr < stop; addr += kPageSize, ptep++) {
           pteval_t v = ptep_get(ptep);
