@@ -172,6 +172,7 @@ class System {
     kNoVmaLockRecheck,     // the per-VMA-lock fault path skips its recheck of the VMA
     kForkUnchainedAnonVma, // fork leaves the child's anon_vma out of the child's chain
     kInsertWhileFrozen,    // interval inserts enter the tree during an invalidation
+    kShootdownLocal,       // TLB shootdowns flush only the initiating CPU (the caller's)
     kCount
   };
   void debug_break(DebugBreak b, bool broken) {

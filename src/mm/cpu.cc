@@ -1,6 +1,8 @@
 // The software CPU's access path: TLB lookup, hardware-style page walk, fault.
 #include "mm/cpu.h"
 
+#include <fmt/format.h>
+
 #include "mirrormm/base/tsan.h"
 #include "mm/internal.h"
 #include "mm/pgtable_walk.h"
@@ -97,12 +99,18 @@ AccessResult Cpu::access(Mm* mm, uint64_t addr, uint64_t len, bool write, const 
   return {};
 }
 
+bool Cpu::debug_keeps_stale_entries() const {
+  if (sys_->debug_broken(System::DebugBreak::kShootdown)) return true;
+  // The initiating CPU is the one the flushing thread runs as (-1, none, flushes no CPU).
+  return id_ != tls_this_cpu && sys_->debug_broken(System::DebugBreak::kShootdownLocal);
+}
+
 void Cpu::flush_range(uint64_t mm_id, uint64_t start, uint64_t end) {
   SpinGuard g(tlb_lock_);
   if (ptc_mm_id_ == mm_id) ptc_pmd_ = ~0ull;
-  // The broken-shootdown test switch leaves the data translations in place (the paging
+  // The broken-shootdown test switches leave the data translations in place (the paging
   // structure cache still goes, so walks never read freed tables).
-  if (sys_->debug_shootdown_broken()) return;
+  if (debug_keeps_stale_entries()) return;
   const uint64_t first = start >> kPageShift, last = (end - 1) >> kPageShift;
   if (last - first >= kTlbEntries) {
     for (TlbEntry& e : tlb_)
@@ -118,9 +126,45 @@ void Cpu::flush_range(uint64_t mm_id, uint64_t start, uint64_t end) {
 void Cpu::flush_mm(uint64_t mm_id) {
   SpinGuard g(tlb_lock_);
   if (ptc_mm_id_ == mm_id) ptc_pmd_ = ~0ull;
-  if (sys_->debug_shootdown_broken()) return;
+  if (debug_keeps_stale_entries()) return;
   for (TlbEntry& e : tlb_)
     if (e.mm_id == mm_id) e.vpn = ~0ull;
+}
+
+void Cpu::debug_check_frame_free(pfn_t pfn) {
+  PhysMem& mem = sys_->mem();
+  const Page* page = mem.pfn_to_page(pfn);
+  const uint32_t gen = page->gen.load(std::memory_order_relaxed);
+  std::vector<std::string> found;
+  {
+    SpinGuard g(tlb_lock_);
+    // Entries filled before an earlier free of this frame (an older generation) were
+    // reported by that free.
+    for (const TlbEntry& e : tlb_)
+      if (e.vpn != ~0ull && e.page == page && e.gen == gen)
+        found.push_back(fmt::format("frame {} freed while CPU {}'s TLB maps it at {:#x} (mm {}{})", pfn, id_,
+                                    e.vpn << kPageShift, e.mm_id, e.writable ? ", writable" : ""));
+    if (ptc_pmd_ != ~0ull && ptc_table_ == reinterpret_cast<pte_t*>(mem.pfn_to_virt(pfn))) {
+      found.push_back(fmt::format("frame {} freed while CPU {}'s paging-structure cache holds it as the PTE table of "
+                                  "{:#x} (mm {})",
+                                  pfn, id_, ptc_pmd_ << kPmdShift, ptc_mm_id_));
+      ptc_pmd_ = ~0ull;
+    }
+  }
+  // Reported outside the TLB lock (report_violation takes a leaf mutex of its own).
+  for (const std::string& m : found) sys_->report_violation(m);
+}
+
+std::vector<Cpu::DebugTlbEntry> Cpu::debug_tlb_entries() {
+  PhysMem& mem = sys_->mem();
+  std::vector<DebugTlbEntry> out;
+  SpinGuard g(tlb_lock_);
+  for (const TlbEntry& e : tlb_) {
+    if (e.vpn == ~0ull) continue;
+    const bool stale = e.page->gen.load(std::memory_order_relaxed) != e.gen || e.page->test(PG_free);
+    out.push_back({e.vpn << kPageShift, e.mm_id, mem.page_to_pfn(e.page), e.writable, e.dirty, stale});
+  }
+  return out;
 }
 
 }  // namespace mirrormm

@@ -8,17 +8,20 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "mirrormm/system.h"
 #include "mm/mm_types.h"
 
 namespace mirrormm {
 
-class alignas(64) Cpu {
+class alignas(64) Cpu final : public PhysMem::TlbWatcher {
  public:
   static constexpr int kTlbEntries = 256;
 
-  Cpu(System* sys, int id) : sys_(sys), id_(id) {}
+  // Registers this CPU's TLB with the frame pool for the free-time check (PhysMem::register_tlb);
+  // System creates its CPUs before it is shared.
+  Cpu(System* sys, int id) : sys_(sys), id_(id) { sys->mem().register_tlb(this); }
   int id() const { return id_; }
 
   // Accesses [addr, addr+len) of mm, calling fn for each piece in ascending order.
@@ -28,6 +31,26 @@ class alignas(64) Cpu {
   // Shootdown targets.
   void flush_range(uint64_t mm_id, uint64_t start, uint64_t end) EXCLUDES(tlb_lock_);
   void flush_mm(uint64_t mm_id) EXCLUDES(tlb_lock_);
+
+  // Checker (PhysMem's free path, with the checker on): frame pfn is being freed, so no
+  // translation to it may remain. Reports each entry that still maps it (frame, CPU, address)
+  // and leaves it for the access-time generation check; a paging-structure cache entry that
+  // points at it (a freed PTE table) is reported and dropped, so that no walk reads a freed
+  // table.
+  void debug_check_frame_free(pfn_t pfn) EXCLUDES(tlb_lock_);
+  void frame_freed(pfn_t pfn) override { debug_check_frame_free(pfn); }
+
+  // A copy of the valid TLB entries, for the quiescent checks (debug_check_consistency) and
+  // tests. Racy with accesses by nature; the entries themselves are read under tlb_lock_.
+  struct DebugTlbEntry {
+    uint64_t addr;
+    uint64_t mm_id;
+    pfn_t pfn;
+    bool writable;
+    bool dirty;
+    bool stale;  // the frame was freed since the entry was filled (generation mismatch)
+  };
+  std::vector<DebugTlbEntry> debug_tlb_entries() EXCLUDES(tlb_lock_);
 
   uint64_t debug_tlb_hits() const { return hits_.load(std::memory_order_relaxed); }
   uint64_t debug_tlb_misses() const { return misses_.load(std::memory_order_relaxed); }
@@ -42,6 +65,10 @@ class alignas(64) Cpu {
     bool writable = false;  // the PTE was writable when filled
     bool dirty = false;     // the PTE's dirty bit was set (a write may use the entry)
   };
+
+  // Whether a shootdown asked of this CPU keeps its data translations (the test switches
+  // kShootdown, and kShootdownLocal for a CPU other than the initiating one).
+  bool debug_keeps_stale_entries() const;
 
   // Translates addr under tlb_lock_; returns the frame data or nullptr when the access must
   // fault.

@@ -1,15 +1,35 @@
 // Whole-system validators (the model's CONFIG_DEBUG_VM): rss counters, mapcounts and
-// refcounts against the page tables and page caches, run at quiescent points.
+// refcounts against the page tables and page caches, every frame's references accounted for,
+// anon_vma chains, and the CPUs' TLBs against the page tables, run at quiescent points.
 #include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
+#include "mm/cpu.h"
 #include "mm/internal.h"
 #include "mm/pgtable_walk.h"
 #include "mm/shmem.h"
 #include "mm/system_internal.h"
+#include "mm/tlb.h"
 
 namespace mirrormm {
+
+// rmap.cc: whether vma->anon_vma is in vma's own anon_vma_chain (reports it when not).
+bool anon_vma_chain_check(const Vma* vma);
+
+namespace {
+// Counts every page-table frame reachable from table (level 4: the PGD; 1: a PTE table).
+void count_tables(PhysMem& mem, Page* table, int level, std::unordered_map<Page*, int>& tables) {
+  tables[table]++;
+  if (level == 1) return;
+  const pte_t* t = reinterpret_cast<const pte_t*>(mem.page_address(table));
+  for (int i = 0; i < kPtrsPerTable; i++) {
+    const pteval_t v = ptep_get(&t[i]);
+    if (!pte_none(v)) count_tables(mem, mem.pfn_to_page(pte_pfn(v)), level - 1, tables);
+  }
+}
+}  // namespace
 
 void System::report_violation(const std::string& what) {
   violations_.fetch_add(1, std::memory_order_relaxed);
@@ -44,18 +64,47 @@ uint64_t System::debug_check_consistency() NO_THREAD_SAFETY_ANALYSIS {
     report_violation(what);
   };
   std::unordered_map<Page*, int> mapped;  // PTEs seen per page
+  std::unordered_map<Page*, int> stray;   // PTEs outside every VMA, per page
+  std::unordered_map<Page*, int> tables;  // links to each page-table frame (a PGD: its mm)
   std::unordered_map<Page*, std::string> where;  // and where
+  std::unordered_set<ShmemInode*> inodes;  // live page caches
   std::vector<Mm*> mms;
   {
     MutexGuard g(procs_lock_);
     for (auto& p : procs_)
       if (Mm* mm = p->mm()) mms.push_back(mm);
   }
+  {
+    MutexGuard g(files_lock_);
+    for (auto& [name, inode] : files_) inodes.insert(inode);
+  }
+  // Every flush has returned at a quiescent point: each CPU's TLB entries of a live address
+  // space agree with its page tables (a missed shootdown leaves them behind).
+  std::unordered_map<uint64_t, std::vector<std::pair<int, Cpu::DebugTlbEntry>>> tlb_entries;  // by mm id
+  for (int c = 0; c < nr_cpus(); c++)
+    for (const Cpu::DebugTlbEntry& e : cpus_[c]->debug_tlb_entries()) tlb_entries[e.mm_id].push_back({c, e});
   for (Mm* mm : mms) {
     ReadGuard rg(mm->mmap_lock_);
+    count_tables(*mem_, mm->pgd_, 4, tables);
+    for (auto& [c, e] : tlb_entries[mm->id()]) {
+      pte_t* ptep = pte_offset(mm, e.addr);
+      const pteval_t v = ptep ? ptep_get(ptep) : 0;
+      if (e.stale) {
+        bad(fmt::format("CPU {}'s TLB maps {:#x} (mm {}) to frame {}, freed since the entry was filled", c, e.addr,
+                        mm->id(), e.pfn));
+      } else if (!pte_hw_present(v) || !(v & _PAGE_USER) || pte_pfn(v) != e.pfn) {
+        bad(fmt::format("CPU {}'s TLB maps {:#x} (mm {}) to frame {} but the PTE is {:#x}", c, e.addr, mm->id(), e.pfn,
+                        v));
+      } else if (e.writable && !pte_write(v)) {
+        bad(fmt::format("CPU {}'s TLB maps {:#x} (mm {}) writable but the PTE {:#x} is read-only", c, e.addr,
+                        mm->id(), v));
+      }
+    }
     int64_t anon = 0, shmem = 0;
     for (auto& entry : mm->vmas_) {
       Vma* vma = entry.second;  // (a structured binding cannot be captured by clang 14)
+      if (vma->vm_file) inodes.insert(vma->vm_file->inode);
+      if (!anon_vma_chain_check(vma)) found++;
       walk_pte_tables(mm, vma->vm_start, vma->vm_end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page*) {
         for (; addr < stop; addr += kPageSize, ptep++) {
           pteval_t v = ptep_get(ptep);
@@ -76,9 +125,12 @@ uint64_t System::debug_check_consistency() NO_THREAD_SAFETY_ANALYSIS {
     auto outside = [&](uint64_t lo, uint64_t hi) {
       if (lo >= hi) return;
       walk_pte_tables(mm, lo, hi, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page*) {
-        for (; addr < stop; addr += kPageSize, ptep++)
-          if (!pte_none(ptep_get(ptep)))
-            bad(fmt::format("mm {}: entry {:#x} at {:#x} outside every VMA", mm->id(), ptep_get(ptep), addr));
+        for (; addr < stop; addr += kPageSize, ptep++) {
+          const pteval_t v = ptep_get(ptep);
+          if (pte_none(v)) continue;
+          bad(fmt::format("mm {}: entry {:#x} at {:#x} outside every VMA", mm->id(), v, addr));
+          if (pte_present(v) && !pte_special(v) && mem_->valid_pfn(pte_pfn(v))) stray[mem_->pfn_to_page(pte_pfn(v))]++;
+        }
       });
     };
     for (auto& [start, vma] : mm->vmas_) {
@@ -100,6 +152,41 @@ uint64_t System::debug_check_consistency() NO_THREAD_SAFETY_ANALYSIS {
     const int cache_ref = page->test(PG_shmem) ? 1 : 0;
     if (rc < n + cache_ref)
       bad(fmt::format("frame {}: refcount {} below {} mappings + {} cache", mem_->page_to_pfn(page), rc, n, cache_ref));
+  }
+  // Leaked references: every reference on a frame in use is held by a PTE, the page cache
+  // (swap cache: none yet), a link from the page-table level above (or its mm, for a PGD), or
+  // a gather under way. A reference nothing accounts for keeps the frame from ever being
+  // freed. (References below the accounted number are the mapcount check's business above.)
+  std::unordered_map<Page*, int> gathered;
+  MmuGather::debug_for_each_pending(this, [&](Page* p) { gathered[p]++; });
+  auto count_of = [](const std::unordered_map<Page*, int>& m, Page* p) {
+    auto it = m.find(p);
+    return it == m.end() ? 0 : it->second;
+  };
+  const pfn_t end = mem_->debug_pfn_end();
+  for (pfn_t pfn = 2; pfn < end; pfn++) {
+    Page* page = mem_->pfn_to_page(pfn);
+    if (page->test(PG_free) || page->test(PG_reserved)) continue;
+    const int rc = page->refcount.load(std::memory_order_relaxed);
+    const int ptes = count_of(mapped, page) + count_of(stray, page);
+    const int links = count_of(tables, page);
+    const int pending = count_of(gathered, page);
+    int cache = 0;
+    if (page->test(PG_shmem)) {
+      // Only a live inode is asked (a page whose inode is gone is accounted for by nothing).
+      auto* inode = static_cast<ShmemInode*>(page->mapping);
+      if (inodes.count(inode)) {
+        if (Page* cached = inode->find_get_page(page->index)) {
+          cache = cached == page ? 1 : 0;
+          mem_->put_page(cached);
+        }
+      }
+    }
+    const int accounted = ptes + cache + links + pending;
+    if (rc > accounted)
+      bad(fmt::format("frame {}: refcount {} but {} accounted for ({} PTE, {} page cache, {} page-table link, "
+                      "{} pending gather; flags {:#x}): leaked reference",
+                      pfn, rc, accounted, ptes, cache, links, pending, page->flags.load(std::memory_order_relaxed)));
   }
   return found;
 }

@@ -7,6 +7,10 @@
 
 namespace mirrormm {
 
+// rmap.cc: vma->anon_vma must be in vma's own anon_vma_chain; the repair reports a missing
+// link and adds it.
+void anon_vma_chain_repair(Vma* vma);
+
 Mm::Mm(System* sys, uint64_t id) : sys_(sys), mem_(&sys->mem()), id_(id) {}
 
 Mm::~Mm() { MM_BUG_ON(pgd_ != nullptr); }
@@ -81,6 +85,12 @@ Result<Mm*> dup_mm(Mm* oldmm) NO_THREAD_SAFETY_ANALYSIS {
     }
     // The parent's writable entries were write-protected: flush them.
     flush_tlb_mm(oldmm);
+    // Checker: each child VMA's anon_vma is in its own chain. Without that link nothing
+    // counts the child's use of it, and a VMA that links it later frees it on its way out
+    // while the child still points at it; the link is added after the report, so that a
+    // broken fork (the test switch) leaves a consistent child.
+    if (kDebugChecks || notifier_internal::checker_on.load(std::memory_order_relaxed))
+      for (auto& [start, vma] : mm->vmas_) anon_vma_chain_repair(vma);
     mm->mmap_lock_.up_write();
   }
   if (err != Errno::kOk) {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "mirrormm/base/assert.h"
 #include "mirrormm/base/locking.h"
@@ -121,6 +122,26 @@ class PhysMem {
   // Frames handed out and not yet freed (page tables and data, zero page excluded).
   uint64_t nr_used() const { return nr_frames_ - 2 - nr_free(); }
   bool debug_is_free(pfn_t pfn) const { return pages_[pfn].test(PG_free); }
+  // Frames at or above this pfn have never been handed out (their descriptors are untouched):
+  // a whole-pool scan stops here.
+  pfn_t debug_pfn_end() EXCLUDES(lock_) {
+    SpinGuard g(lock_);
+    return next_fresh_;
+  }
+
+  // The free-time TLB check: while the checker is on (notifier_internal::checker_on, on in
+  // debug builds, in stress and for the suite), every frame about to be freed is looked up in
+  // the TLB of each registered CPU (Cpu::debug_check_frame_free), which reports a translation
+  // that outlived its shootdown. Off, it costs the one relaxed load of that flag. Each CPU
+  // registers itself when System creates it, before the System is shared.
+  class TlbWatcher {
+   public:
+    virtual void frame_freed(pfn_t pfn) = 0;
+
+   protected:
+    ~TlbWatcher() = default;
+  };
+  void register_tlb(TlbWatcher* tlb) { tlbs_.push_back(tlb); }
   bool valid_pfn(pfn_t pfn) const { return pfn >= 2 && pfn < nr_frames_; }
 
   static constexpr size_t kDescriptorBytes = sizeof(Page);
@@ -152,6 +173,7 @@ class PhysMem {
   void init_page(Page* page, Zero zero);
   void put_free_pfns(const pfn_t* pfns, int n) EXCLUDES(lock_);
 
+  std::vector<TlbWatcher*> tlbs_;  // written before the System is shared (register_tlb)
   uint8_t* base_ = nullptr;   // frame data; written once in the constructor
   Page* pages_ = nullptr;     // descriptors; written once in the constructor
   uint64_t nr_frames_ = 0;    // written once in the constructor

@@ -3,6 +3,8 @@
 // Only what VMA merging and fork need exists yet: identity, the chain of a VMA, and the
 // counters Linux uses to decide reuse (num_children, num_active_vmas). The reverse-map walk
 // over a page's mappings comes with the rmap issue; pages already point at their anon_vma.
+#include <fmt/format.h>
+
 #include "mm/internal.h"
 #include "mm/system_internal.h"
 
@@ -115,7 +117,10 @@ Errno anon_vma_fork(Vma* vma, const Vma* pvma) {
   av->parent = pvma->anon_vma;
   av->root->refcount.fetch_add(1, std::memory_order_relaxed);
   vma->anon_vma = av;
-  anon_vma_chain_link(vma, av);
+  // The unchained-anon_vma test switch leaves the child's own anon_vma out of its chain: no
+  // link counts it, so a VMA that links it later frees it, while the child still points at
+  // it, when that VMA goes.
+  if (!vma->vm_mm->sys()->debug_broken(System::DebugBreak::kForkUnchainedAnonVma)) anon_vma_chain_link(vma, av);
   WriteGuard g(av->root->rwsem);
   av->parent->num_children++;
   return Errno::kOk;
@@ -141,6 +146,21 @@ void unlink_anon_vmas(Vma* vma) NO_THREAD_SAFETY_ANALYSIS {
   }
   vma->anon_vma_chain.clear();
   for (AnonVma* av : empty) put_anon_vma(av);
+}
+
+bool anon_vma_chain_check(const Vma* vma) {
+  AnonVma* av = vma->anon_vma;
+  if (!av) return true;
+  for (AnonVma* linked : vma->anon_vma_chain)
+    if (linked == av) return true;
+  vma->vm_mm->sys()->report_violation(fmt::format(
+      "mm {}: VMA [{:#x}, {:#x}) has anon_vma {} outside its own anon_vma_chain ({} link(s))", vma->vm_mm->id(),
+      vma->vm_start, vma->vm_end, static_cast<const void*>(av), vma->anon_vma_chain.size()));
+  return false;
+}
+
+void anon_vma_chain_repair(Vma* vma) {
+  if (!anon_vma_chain_check(vma)) anon_vma_chain_link(vma, vma->anon_vma);
 }
 
 Errno dup_anon_vma(Vma* dst, const Vma* src) {

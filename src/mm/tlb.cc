@@ -1,11 +1,23 @@
 #include "mm/tlb.h"
 
+#include <algorithm>
+
 #include "mm/mmu_notifier_internal.h"
 #include "mm/system_internal.h"
 
 namespace mirrormm {
 
 namespace {
+// The gathers under way while the checker is on (MmuGather's class comment). A leaf lock.
+struct GatherRegistry {
+  Mutex lock;
+  std::vector<MmuGather*> live GUARDED_BY(lock);
+};
+GatherRegistry& gather_registry() {
+  static GatherRegistry* r = new GatherRegistry();  // never destroyed: gathers may run at exit
+  return *r;
+}
+
 template <class Fn>
 void for_each_cpu_of(Mm* mm, Fn fn) {
   System* sys = mm->sys();
@@ -31,22 +43,54 @@ void flush_tlb_mm(Mm* mm) {
   mmu_notifier_arch_invalidate_secondary_tlbs(mm, 0, ~0ull);
 }
 
-MmuGather::MmuGather(Mm* mm) : mm_(mm) {}
+MmuGather::MmuGather(Mm* mm) : mm_(mm) {
+  if (!notifier_internal::checker_on.load(std::memory_order_relaxed)) return;
+  registered_ = true;
+  GatherRegistry& r = gather_registry();
+  MutexGuard g(r.lock);
+  r.live.push_back(this);
+}
 
-MmuGather::~MmuGather() { flush(); }
+MmuGather::~MmuGather() {
+  flush();
+  if (!registered_) return;
+  GatherRegistry& r = gather_registry();
+  MutexGuard g(r.lock);
+  r.live.erase(std::find(r.live.begin(), r.live.end(), this));
+}
+
+void MmuGather::free_pages() {
+  mm_->sys()->mem().put_pages(pages_.data(), pages_.size());
+  pages_.clear();
+}
 
 void MmuGather::flush() {
+  // The put-before-flush test switch frees the pages while other CPUs may still translate to
+  // them (the free-time TLB check reports each such translation). Page tables still wait for
+  // the flush: a CPU's paging-structure cache may point at them, and walking a freed table
+  // would read whatever the frame holds next.
+  const bool put_first = mm_->sys()->debug_broken(System::DebugBreak::kPutBeforeFlush);
+  if (put_first) free_pages();
   if (start_ < end_) flush_tlb_range(mm_, start_, end_);
   start_ = ~0ull;
   end_ = 0;
+  if (!put_first) free_pages();
   PhysMem& mem = mm_->sys()->mem();
-  mem.put_pages(pages_.data(), pages_.size());
-  pages_.clear();
   for (Page* t : tables_) {
     t->clear(PG_pgtable);
     mem.put_page(t);
   }
   tables_.clear();
+}
+
+void MmuGather::debug_for_each_pending(System* sys, const std::function<void(Page*)>& fn) {
+  GatherRegistry& r = gather_registry();
+  MutexGuard g(r.lock);
+  for (MmuGather* tlb : r.live) {
+    if (tlb->mm_->sys() != sys) continue;
+    for (Page* p : tlb->pages_) fn(p);
+    for (Page* t : tlb->tables_) fn(t);
+  }
 }
 
 }  // namespace mirrormm

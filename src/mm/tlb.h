@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "mm/mm_types.h"
@@ -22,6 +23,10 @@ inline void flush_tlb_page(Mm* mm, uint64_t addr) { flush_tlb_range(mm, addr, ad
 
 // Collects the TLB range to flush and the pages and page tables to free after the flush
 // (tlb_gather_mmu ... tlb_finish_mmu). Used by zap, munmap, mprotect and exit.
+//
+// A gather lives on its caller's stack and is used by that thread only. While the checker is
+// on, a gather is also entered in a registry (a leaf mutex) for its lifetime, so that the
+// leaked-frame check can account for the references it holds.
 class MmuGather {
  public:
   explicit MmuGather(Mm* mm);
@@ -45,9 +50,16 @@ class MmuGather {
   // Flushes what is pending and frees what was gathered (tlb_flush_mmu).
   void flush();
 
+  // Checker (quiescent points, or while no gather of sys changes): calls fn for each page and
+  // page-table page that a registered gather of sys holds a reference on.
+  static void debug_for_each_pending(System* sys, const std::function<void(Page*)>& fn);
+
  private:
+  void free_pages();
+
   static constexpr size_t kBatch = 4096;
   Mm* mm_;
+  bool registered_ = false;  // in the checker's registry (decided at construction)
   uint64_t start_ = ~0ull, end_ = 0;
   std::vector<Page*> pages_;
   std::vector<Page*> tables_;
