@@ -78,9 +78,11 @@ void madvise_pageout(Vma* vma, uint64_t start, uint64_t end) {
   }
 }
 
-// madvise_vma_behavior for one VMA piece [start, end).
-Errno vma_behavior(Mm* mm, Vma* vma, Vma** prev, uint64_t start, uint64_t end, uint64_t behavior)
-    REQUIRES_SHARED(mm->mmap_lock_) NO_THREAD_SAFETY_ANALYSIS {
+// madvise_vma_behavior for one VMA piece [start, end), in two halves: the advices that only
+// look at pages run with the mmap_lock held for read, the ones that change VMA flags with it
+// held for write (madvise_need_mmap_write decides which; do_madvise picks the half).
+Errno vma_behavior_pages(Mm* mm, Vma* vma, Vma** prev, uint64_t start, uint64_t end, uint64_t behavior)
+    REQUIRES_SHARED(mm->mmap_lock_) {
   switch (behavior) {
     case kMadvDontneed: {
       *prev = vma;
@@ -102,9 +104,13 @@ Errno vma_behavior(Mm* mm, Vma* vma, Vma** prev, uint64_t start, uint64_t end, u
       if (vma->vm_flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB)) return Errno::kInval;
       madvise_pageout(vma, start, end);
       return Errno::kOk;
-    default:
-      break;
   }
+  MM_BUG_ON(true);  // needs_write_lock() sent every other advice to vma_behavior_flags
+  return Errno::kInval;
+}
+
+Errno vma_behavior_flags(Mm* mm, Vma* vma, Vma** prev, uint64_t start, uint64_t end, uint64_t behavior)
+    REQUIRES(mm->mmap_lock_) {
   vm_flags_t new_flags = vma->vm_flags;
   switch (behavior) {
     case kMadvDontfork:
@@ -159,9 +165,39 @@ Errno madvise_populate(Mm* mm, uint64_t start, uint64_t end, bool write) REQUIRE
   return Errno::kOk;
 }
 
+// madvise_walk_vmas: applies one half of madvise_vma_behavior to every VMA piece of
+// [start, end); holes are skipped but reported as -ENOMEM at the end. The caller holds the
+// mmap_lock in the mode that half requires (a function pointer carries no annotation: the
+// call sites in do_madvise pair them).
+using VmaBehaviorFn = Errno (*)(Mm*, Vma*, Vma**, uint64_t, uint64_t, uint64_t);
+Errno madvise_walk_vmas(Mm* mm, uint64_t start, uint64_t end, uint64_t behavior, VmaBehaviorFn vma_behavior)
+    REQUIRES_SHARED(mm->mmap_lock_) {
+  Errno error = Errno::kOk;
+  Errno unmapped_error = Errno::kOk;
+  Vma* vma = mm->find_vma(start);
+  Vma* prev = vma ? mm->vma_prev(vma) : nullptr;
+  if (vma && start > vma->vm_start) prev = vma;
+  for (;;) {
+    if (!vma) return Errno::kNoMem;
+    if (start < vma->vm_start) {
+      unmapped_error = Errno::kNoMem;
+      start = vma->vm_start;
+      if (start >= end) break;
+    }
+    uint64_t tmp = std::min(vma->vm_end, end);
+    error = vma_behavior(mm, vma, &prev, start, tmp, behavior);
+    if (error != Errno::kOk) return error;
+    start = tmp;
+    if (prev && start < prev->vm_end) start = prev->vm_end;
+    if (start >= end) break;
+    vma = mm->find_vma(prev ? prev->vm_end : start);
+  }
+  return unmapped_error;
+}
+
 }  // namespace
 
-Errno do_madvise(Mm* mm, uint64_t start, uint64_t len_in, uint64_t behavior) NO_THREAD_SAFETY_ANALYSIS {
+Errno do_madvise(Mm* mm, uint64_t start, uint64_t len_in, uint64_t behavior) {
   if (offset_in_page(start)) return Errno::kInval;
   const uint64_t len = page_align(len_in);
   if (len_in && !len) return Errno::kInval;
@@ -170,41 +206,16 @@ Errno do_madvise(Mm* mm, uint64_t start, uint64_t len_in, uint64_t behavior) NO_
   const uint64_t end = start + len;
   if (end == start) return Errno::kOk;
 
-  const bool write_lock = needs_write_lock(behavior);
-  if (write_lock) mm->mmap_lock_.down_write(); else mm->mmap_lock_.down_read();
-  Errno error = Errno::kOk;
-  if (behavior == kMadvPopulateRead || behavior == kMadvPopulateWrite) {
-    error = madvise_populate(mm, start, end, behavior == kMadvPopulateWrite);
-  } else {
-    // madvise_walk_vmas: holes are skipped but reported as -ENOMEM at the end.
-    Errno unmapped_error = Errno::kOk;
-    Vma* vma = mm->find_vma(start);
-    Vma* prev = vma ? mm->vma_prev(vma) : nullptr;
-    if (vma && start > vma->vm_start) prev = vma;
-    for (;;) {
-      if (!vma) {
-        error = Errno::kNoMem;
-        break;
-      }
-      if (start < vma->vm_start) {
-        unmapped_error = Errno::kNoMem;
-        start = vma->vm_start;
-        if (start >= end) break;
-      }
-      uint64_t tmp = std::min(vma->vm_end, end);
-      error = vma_behavior(mm, vma, &prev, start, tmp, behavior);
-      if (error != Errno::kOk) break;
-      start = tmp;
-      if (prev && start < prev->vm_end) start = prev->vm_end;
-      if (start >= end) break;
-      vma = mm->find_vma(prev ? prev->vm_end : start);
-    }
-    if (error == Errno::kOk) error = unmapped_error;
+  if (needs_write_lock(behavior)) {
+    MmapWriteGuard g(mm);
+    Errno error = madvise_walk_vmas(mm, start, end, behavior, vma_behavior_flags);
+    if constexpr (kDebugChecks) validate_mm(mm);  // needs the VMAs stable: only under write
+    return error;
   }
-  // The validator needs the VMAs stable: readers may be installing anon_vmas meanwhile.
-  if constexpr (kDebugChecks) if (write_lock) validate_mm(mm);
-  if (write_lock) mm->mmap_lock_.up_write(); else mm->mmap_lock_.up_read();
-  return error;
+  MmapReadGuard g(mm);
+  if (behavior == kMadvPopulateRead || behavior == kMadvPopulateWrite)
+    return madvise_populate(mm, start, end, behavior == kMadvPopulateWrite);
+  return madvise_walk_vmas(mm, start, end, behavior, vma_behavior_pages);
 }
 
 }  // namespace mirrormm

@@ -69,6 +69,7 @@ void wake_all(MmuNotifierSubscriptions* subs) {
   subs->wq.notify_all();
 }
 
+// Sleeps until done(invalidate_seq) holds, the sequence read under the subscriptions lock.
 template <class Pred>
 void wait_until(MmuNotifierSubscriptions* subs, Pred done) {
   MutexGuard wl(subs->wq_lock);
@@ -77,7 +78,7 @@ void wait_until(MmuNotifierSubscriptions* subs, Pred done) {
     bool ok;
     {
       SpinGuard g(subs->lock);
-      ok = done();
+      ok = done(subs->invalidate_seq);  // read under the lock, like every other state it needs
     }
     if (ok) break;
     subs->wq.wait(subs->wq_lock);
@@ -417,7 +418,7 @@ const char* mmu_notify_event_name(MmuNotifyEvent e) {
 
 // ---- classic registration ----
 
-Errno __mmu_notifier_register(MmuNotifier* sub, Mm* mm) NO_THREAD_SAFETY_ANALYSIS {
+Errno __mmu_notifier_register(MmuNotifier* sub, Mm* mm) {
   mmap_assert_write_locked(mm);
   MM_BUG_ON(mm->mm_users_.load(std::memory_order_relaxed) <= 0);
   if (sub && (!sub->ops || sub->pprev || sub->mm)) {
@@ -456,7 +457,7 @@ Errno __mmu_notifier_register(MmuNotifier* sub, Mm* mm) NO_THREAD_SAFETY_ANALYSI
 }
 
 Errno mmu_notifier_register(MmuNotifier* sub, Mm* mm) {
-  WriteGuard g(mm->mmap_lock_);
+  MmapWriteGuard g(mm);
   return __mmu_notifier_register(sub, mm);
 }
 
@@ -485,7 +486,7 @@ void mmu_notifier_unregister(MmuNotifier* sub, Mm* mm) {
   mmdrop(mm);
 }
 
-Result<MmuNotifier*> mmu_notifier_get_locked(const MmuNotifierOps* ops, Mm* mm) NO_THREAD_SAFETY_ANALYSIS {
+Result<MmuNotifier*> mmu_notifier_get_locked(const MmuNotifierOps* ops, Mm* mm) {
   mmap_assert_write_locked(mm);
   if (MmuNotifierSubscriptions* subs = subs_of(mm)) {
     SpinGuard g(subs->lock);
@@ -509,7 +510,7 @@ Result<MmuNotifier*> mmu_notifier_get_locked(const MmuNotifierOps* ops, Mm* mm) 
 }
 
 Result<MmuNotifier*> mmu_notifier_get(const MmuNotifierOps* ops, Mm* mm) {
-  WriteGuard g(mm->mmap_lock_);
+  MmapWriteGuard g(mm);
   return mmu_notifier_get_locked(ops, mm);
 }
 
@@ -645,16 +646,16 @@ void mmu_interval_notifier_remove(MmuIntervalNotifier* sub) {
   }
   // The sequence is compared under the lock, so the deferred removal has been applied when
   // this returns (Linux's "mm/mmu_notifier: fix race in mmu_interval_notifier_remove").
-  if (wait_seq) wait_until(subs, [&]() REQUIRES(subs->lock) { return subs->invalidate_seq != seq; });
+  if (wait_seq) wait_until(subs, [&](uint64_t invalidate_seq) { return invalidate_seq != seq; });
   // find() references.
-  wait_until(subs, [&] { return sub->refs.load(std::memory_order_acquire) == 0; });
+  wait_until(subs, [&](uint64_t) { return sub->refs.load(std::memory_order_acquire) == 0; });
   MM_BUG_ON(sub->state != MmuIntervalState::kRemoving);
   sub->state = MmuIntervalState::kIdle;
   sub->mm = nullptr;
   mmdrop(mm);
 }
 
-uint64_t mmu_interval_read_begin(MmuIntervalNotifier* sub) NO_THREAD_SAFETY_ANALYSIS {
+uint64_t mmu_interval_read_begin(MmuIntervalNotifier* sub) {
   if (!sub->mm) return sub->invalidate_seq.load(std::memory_order_acquire);  // not inserted
   MmuNotifierSubscriptions* subs = subs_of(sub->mm);
   uint64_t seq;
@@ -665,12 +666,12 @@ uint64_t mmu_interval_read_begin(MmuIntervalNotifier* sub) NO_THREAD_SAFETY_ANAL
     is_invalidating = seq == subs->invalidate_seq;
   }
   // One wait, no loop: read_retry may already be true when this returns.
-  if (is_invalidating) wait_until(subs, [&]() REQUIRES(subs->lock) { return subs->invalidate_seq != seq; });
+  if (is_invalidating) wait_until(subs, [&](uint64_t invalidate_seq) { return invalidate_seq != seq; });
   return seq;
 }
 
 MmuIntervalNotifier* mmu_interval_notifier_find(Mm* mm, const MmuIntervalNotifierOps* ops, uint64_t start,
-                                                uint64_t last) NO_THREAD_SAFETY_ANALYSIS {
+                                                uint64_t last) {
   MmuNotifierSubscriptions* subs = subs_of(mm);
   if (!subs || last < start) return nullptr;
   SpinGuard g(subs->lock);

@@ -23,6 +23,13 @@ extern std::atomic<unsigned> skipped_brackets;
 extern std::atomic<bool> fail_take_all_locks;
 }  // namespace notifier_internal
 
+// The public _locked entry points again, with the requirement the public header cannot spell
+// (Mm is opaque there): the caller holds mm's mmap_lock for write.
+Errno __mmu_notifier_register(MmuNotifier* sub, Mm* mm) REQUIRES(mm->mmap_lock_);
+Result<MmuNotifier*> mmu_notifier_get_locked(const MmuNotifierOps* ops, Mm* mm) REQUIRES(mm->mmap_lock_);
+Errno mmu_interval_notifier_insert_locked(MmuIntervalNotifier* sub, Mm* mm, uint64_t start, uint64_t length,
+                                          const MmuIntervalNotifierOps* ops) REQUIRES(mm->mmap_lock_);
+
 inline bool mm_has_notifiers(const Mm* mm) {
   return mm->notifier_subscriptions_.load(std::memory_order_acquire) != nullptr;
 }

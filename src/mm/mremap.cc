@@ -146,19 +146,23 @@ Vma* copy_vma(Mm* mm, Vma** vmap, uint64_t addr, uint64_t len, uint64_t pgoff) R
   return new_vma;
 }
 
-// Moves one entry under the source PTE lock and, when it is another table's, the
-// destination's (nested inside, as Linux's move_ptes does). The analysis cannot follow the
-// conditional nesting.
-void move_pte(Mm* mm, uint64_t old_addr, SpinLock& sptl, SpinLock& dptl, pte_t* sptep, pte_t* dptep)
-    NO_THREAD_SAFETY_ANALYSIS {
-  sptl.lock();
-  const bool same = &dptl == &sptl;
-  if (!same) dptl.lock_nested();
+// Moves one entry; the caller holds the PTE locks of both tables.
+void move_pte_locked(Mm* mm, uint64_t old_addr, pte_t* sptep, pte_t* dptep) {
   const pteval_t v = ptep_get_and_clear(sptep);
   mmu_checker_pte_change(mm, old_addr, v, 0);
   set_pte(dptep, v);
-  if (!same) dptl.unlock();
-  sptl.unlock();
+}
+
+// Moves one entry under the source PTE lock and, when it is another table's, the
+// destination's (nested inside, as Linux's move_ptes does).
+void move_pte(Mm* mm, uint64_t old_addr, SpinLock& sptl, SpinLock& dptl, pte_t* sptep, pte_t* dptep) {
+  SpinGuard s(sptl);
+  if (&dptl == &sptl) {
+    move_pte_locked(mm, old_addr, sptep, dptep);
+    return;
+  }
+  NestedSpinGuard d(dptl);
+  move_pte_locked(mm, old_addr, sptep, dptep);
 }
 
 // move_page_tables: entries of [old, old+len) move to [new, new+len) as they are.
