@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "mirrormm/access.h"
 #include "mirrormm/base/locking.h"
 #include "mirrormm/config.h"
 #include "mirrormm/errno.h"
@@ -29,14 +30,6 @@ class ShmemInode;
 class System;
 struct File;
 struct ProcessAccess;  // the library's internal access to Process
-
-// How an access ended.
-struct AccessResult {
-  enum class Kind { kOk, kSegv, kBus, kOom, kNoProcess };
-  Kind kind = Kind::kOk;
-  uint64_t fault_addr = 0;  // the first address that could not be accessed
-  bool ok() const { return kind == Kind::kOk; }
-};
 
 // One VMA as /proc/PID/maps shows it (fs/proc/task_mmu.c, show_map_vma): its range, its
 // protections, private or shared, and for a mapping of a file the offset and the file.
@@ -143,7 +136,7 @@ class System {
   // ---- memory access through CPU `cpu` ----
   // Calls fn for each contiguous piece (at most a page) in ascending order; stops at the
   // first address that faults without a fix.
-  using ChunkFn = std::function<void(uint8_t* data, uint64_t addr, uint64_t n)>;
+  using ChunkFn = AccessChunkFn;
   AccessResult access(Process* p, int cpu, uint64_t addr, uint64_t len, bool write, const ChunkFn& fn);
 
   // ---- accounting used by the overcommit policy ----

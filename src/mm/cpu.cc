@@ -57,7 +57,7 @@ uint8_t* Cpu::translate_locked(Mm* mm, uint64_t addr, bool write) {
   }
 }
 
-AccessResult Cpu::access(Mm* mm, uint64_t addr, uint64_t len, bool write, const System::ChunkFn& fn) {
+AccessResult Cpu::access(Mm* mm, uint64_t addr, uint64_t len, bool write, const AccessChunkFn& fn) {
   // switch_mm: be in the mm's cpumask before the first walk, so that shootdowns reach us.
   const uint64_t bit = 1ull << id_;
   if (!(mm->cpumask_.load(std::memory_order_relaxed) & bit))

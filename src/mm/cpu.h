@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "mirrormm/system.h"
+#include "mirrormm/access.h"
 #include "mm/mm_types.h"
 
 namespace mirrormm {
@@ -21,11 +21,11 @@ class alignas(64) Cpu final : public PhysMem::TlbWatcher {
 
   // Registers this CPU's TLB with the frame pool for the free-time check (PhysMem::register_tlb);
   // System creates its CPUs before it is shared.
-  Cpu(System* sys, int id) : sys_(sys), id_(id) { sys->mem().register_tlb(this); }
+  Cpu(System* sys, PhysMem* mem, int id) : sys_(sys), id_(id) { mem->register_tlb(this); }
   int id() const { return id_; }
 
   // Accesses [addr, addr+len) of mm, calling fn for each piece in ascending order.
-  AccessResult access(Mm* mm, uint64_t addr, uint64_t len, bool write, const System::ChunkFn& fn)
+  AccessResult access(Mm* mm, uint64_t addr, uint64_t len, bool write, const AccessChunkFn& fn)
       EXCLUDES(tlb_lock_);
 
   // Shootdown targets.

@@ -57,7 +57,7 @@ bool System::debug_file_page_dirty(const std::string& name, uint64_t pgoff) {
   return dirty;
 }
 
-uint64_t System::debug_check_consistency() NO_THREAD_SAFETY_ANALYSIS {
+uint64_t System::debug_check_consistency() {
   uint64_t found = 0;
   auto bad = [&](const std::string& what) {
     found++;

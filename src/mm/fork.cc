@@ -50,12 +50,12 @@ void mmput(Mm* mm) {
   mmdrop(mm);
 }
 
-Result<Mm*> dup_mm(Mm* oldmm) NO_THREAD_SAFETY_ANALYSIS {
+Result<Mm*> dup_mm(Mm* oldmm) {
   Mm* mm = mm_alloc(oldmm->sys());
   if (!mm) return Errno::kNoMem;
   Errno err = Errno::kOk;
   {
-    WriteGuard og(oldmm->mmap_lock_);
+    MmapWriteGuard og(oldmm);
     mm->mmap_lock_.down_write_nested();  // the child's, inside the parent's
     mm->execute_only_pkey_ = oldmm->execute_only_pkey_;
     for (auto& [start, mpnt] : oldmm->vmas_) {

@@ -7,6 +7,8 @@
 //
 //   System::procs_lock_ [3]                  (the process table; debug walks hold it across
 //                                             their per-mm work)
+//   System::files_lock_ [4]                  (the file table; checkers and teardown hold it
+//                                             across page-cache work)
 //   Process::lock_ [5]                       (get_task_mm against exit: load the mm and take
 //                                             a user reference; nothing nests inside)
 //   Mm::mmap_lock_ [10]                      (rwsem; syscalls write, slow-path faults read;
@@ -36,7 +38,6 @@
 //     rmap_lists_lock [90]                   (rmap-notifier lists; under the page lock)
 //     Mm::checker_lock_, the coherence checker's registry locks [92]
 //                                            (from brackets, PTE changes and frame frees)
-//     System::files_lock_ [94]               (the file table)
 //     System::violations_lock_ [96]          (the report list; taken by every checker)
 //
 // The per-VMA lock is not a lock object: a fault holds one VMA's read side instead of the
@@ -55,6 +56,7 @@
 namespace mirrormm::lock_class {
 
 inline constexpr LockClass kProcs{3};
+inline constexpr LockClass kFiles{4};
 inline constexpr LockClass kProcess{5};
 inline constexpr LockClass kMmapLock{10};
 inline constexpr LockClass kAllLocks{12};
@@ -73,7 +75,6 @@ inline constexpr LockClass kTlb{80};
 inline constexpr LockClass kVmaCache{88};
 inline constexpr LockClass kRmapNotifierList{90};
 inline constexpr LockClass kChecker{92};
-inline constexpr LockClass kFiles{94};
 inline constexpr LockClass kViolations{96};
 
 }  // namespace mirrormm::lock_class

@@ -74,14 +74,23 @@ inline int vma_pkey_of(vm_flags_t f) { return static_cast<int>((f & VM_PKEY_MASK
 // Guarded by root->rwsem: num_children, num_active_vmas, num_avcs (the model takes mmap_lock
 // for write around every change too, which is what makes them stable for merge decisions).
 struct AnonVma {
-  AnonVma* root = nullptr;    // written once at creation
-  AnonVma* parent = nullptr;  // written once at creation
+  AnonVma* root = nullptr;    // written once at creation, before publication
+  AnonVma* parent = nullptr;  // written once at creation, before publication
   std::atomic<int> refcount{1};
   RwSem rwsem{lock_class::kAnonVma};  // only the root's is used
-  int num_children = 0;       // anon_vmas whose parent this is (a root counts itself)
-  int num_active_vmas = 0;    // VMAs whose ->anon_vma is this
-  int num_avcs = 0;           // chain links (VMAs that may map pages of this anon_vma)
+  int num_children GUARDED_BY(root->rwsem) = 0;     // anon_vmas whose parent this is (a root counts itself)
+  int num_active_vmas GUARDED_BY(root->rwsem) = 0;  // VMAs whose ->anon_vma is this
+  int num_avcs GUARDED_BY(root->rwsem) = 0;         // chain links (VMAs that may map its pages)
 };
+
+// States that av's root rwsem is held for write, where the analysis cannot see it: every
+// anon_vma of a family shares the root, so holding one member's root lock holds them all
+// (av->parent->root is av->root). Checked in debug builds.
+inline void anon_vma_assert_write_locked(AnonVma* av, AnonVma* locked) ASSERT_CAPABILITY(av->root->rwsem) {
+  (void)av;
+  MM_DEBUG_ON(av->root != locked->root);
+  if constexpr (kDebugChecks) MM_BUG_ON(lockdep::held_by_me(&locked->root->rwsem) == lockdep::Held::kNo);
+}
 
 // An open file description (struct file) of a shared-memory file. VMAs that map it hold a
 // reference; merging compares File pointers, not inodes.

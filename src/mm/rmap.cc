@@ -28,7 +28,7 @@ void put_anon_vma(AnonVma* av) {
 
 // The counters of an anon_vma change under its root's rwsem: the VMAs linked to one family of
 // anon_vmas belong to different processes, under different mmap_locks.
-void anon_vma_chain_link(Vma* vma, AnonVma* av) NO_THREAD_SAFETY_ANALYSIS {
+void anon_vma_chain_link(Vma* vma, AnonVma* av) {
   vma->anon_vma_chain.push_back(av);
   WriteGuard g(av->root->rwsem);
   av->num_avcs++;
@@ -70,13 +70,11 @@ Errno anon_vma_prepare(Vma* vma) {
   Mm* mm = vma->vm_mm;
   AnonVma* av = find_mergeable_anon_vma(vma);
   AnonVma* allocated = nullptr;
-  if (!av) {
-    av = allocated = anon_vma_alloc();
-    av->num_children++;  // a new root is its own parent
-  }
+  if (!av) av = allocated = anon_vma_alloc();
   {
     // anon_vma_lock_write, then page_table_lock (the lock order).
     WriteGuard rw(av->root->rwsem);
+    if (allocated) av->num_children++;  // a new root is its own parent
     SpinGuard g(mm->page_table_lock_);
     if (!vma->anon_vma) {
       vma->anon_vma_chain.push_back(av);
@@ -90,7 +88,7 @@ Errno anon_vma_prepare(Vma* vma) {
   return Errno::kOk;
 }
 
-Errno anon_vma_clone(Vma* dst, const Vma* src) NO_THREAD_SAFETY_ANALYSIS {
+Errno anon_vma_clone(Vma* dst, const Vma* src) {
   for (AnonVma* av : src->anon_vma_chain) {  // oldest first, as Linux's reverse walk
     anon_vma_chain_link(dst, av);
     // Reuse an anon_vma that no VMA uses any more and that has at most one child. The root
@@ -112,7 +110,6 @@ Errno anon_vma_fork(Vma* vma, const Vma* pvma) {
   if (Errno e = anon_vma_clone(vma, pvma); e != Errno::kOk) return e;
   if (vma->anon_vma) return Errno::kOk;  // an existing anon_vma was reused
   AnonVma* av = anon_vma_alloc();
-  av->num_active_vmas++;
   av->root = pvma->anon_vma.load()->root;
   av->parent = pvma->anon_vma;
   av->root->refcount.fetch_add(1, std::memory_order_relaxed);
@@ -122,11 +119,13 @@ Errno anon_vma_fork(Vma* vma, const Vma* pvma) {
   // it, when that VMA goes.
   if (!vma->vm_mm->sys()->debug_broken(System::DebugBreak::kForkUnchainedAnonVma)) anon_vma_chain_link(vma, av);
   WriteGuard g(av->root->rwsem);
+  av->num_active_vmas++;
+  anon_vma_assert_write_locked(av->parent, av);
   av->parent->num_children++;
   return Errno::kOk;
 }
 
-void unlink_anon_vmas(Vma* vma) NO_THREAD_SAFETY_ANALYSIS {
+void unlink_anon_vmas(Vma* vma) {
   std::vector<AnonVma*> empty;
   // vma->anon_vma is in the chain: while our link on it is still counted, nobody can free it.
   // (Touching it after the loop would race with another process dropping the last link.)
@@ -140,6 +139,7 @@ void unlink_anon_vmas(Vma* vma) NO_THREAD_SAFETY_ANALYSIS {
     AnonVma* av = *it;
     WriteGuard g(av->root->rwsem);
     if (--av->num_avcs == 0) {
+      anon_vma_assert_write_locked(av->parent, av);
       av->parent->num_children--;
       empty.push_back(av);
     }

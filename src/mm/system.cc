@@ -20,7 +20,7 @@ System::System(const SystemConfig& config, int nr_cpus) : config_(config) {
   mem_ = std::make_unique<PhysMem>(config.memory_bytes);
   if (nr_cpus < 1) nr_cpus = 1;
   if (nr_cpus > 64) nr_cpus = 64;
-  for (int i = 0; i < nr_cpus; i++) cpus_.push_back(std::make_unique<Cpu>(this, i));
+  for (int i = 0; i < nr_cpus; i++) cpus_.push_back(std::make_unique<Cpu>(this, mem_.get(), i));
   Mm* mm = mm_alloc(this);
   MM_BUG_ON(!mm);
   MutexGuard g(procs_lock_);
