@@ -88,6 +88,11 @@ void ShmemInode::truncate_pages(uint64_t size) {
     auto it = chunks_.find(pgoff >> kChunkShift);
     if (it != chunks_.end()) {
       if (Page* p = it->second->slots[pgoff & ((1 << kChunkShift) - 1)]) {
+        // shmem_undo_range marks the partial page dirty before truncate_inode_partial_folio
+        // zeroes its tail: the zeroes exist only in memory now, so reclaim must keep the page.
+        // This holds for a "resize" to the current size too (shmem_setattr truncates whenever
+        // the size does not grow).
+        p->set(PG_dirty);
         uint8_t* d = mem_->page_address(p);
         MM_TSAN_IGNORE_BEGIN();  // mappings may access the page meanwhile, as on Linux
         std::memset(d + offset_in_page(size), 0, kPageSize - offset_in_page(size));

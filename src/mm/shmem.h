@@ -38,8 +38,9 @@ class ShmemInode {
   bool is_resident(uint64_t pgoff) EXCLUDES(lock_);
   uint64_t nr_pages() EXCLUDES(lock_);
 
-  // The page-cache pages at or after pgoff leave the cache (truncate_inode_pages); the part of
-  // the page holding byte `size` beyond it is zeroed (truncate_inode_partial_folio).
+  // The page-cache pages wholly beyond `size` leave the cache (truncate_inode_pages); the part
+  // of the page holding byte `size` beyond it is zeroed and the page marked dirty
+  // (shmem_undo_range, truncate_inode_partial_folio).
   void truncate_pages(uint64_t size) EXCLUDES(lock_);
 
   // Reclaim of a clean page: removes `page` from the cache at pgoff unless it is dirty or
