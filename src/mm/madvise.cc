@@ -133,32 +133,6 @@ Errno vma_behavior(Mm* mm, Vma* vma, Vma** prev, uint64_t start, uint64_t end, u
   return Errno::kOk;
 }
 
-// madvise_populate: GUP over the whole range; the first hole or bad VMA ends it.
-Errno madvise_populate(Mm* mm, uint64_t start, uint64_t end, bool write) REQUIRES_SHARED(mm->mmap_lock_) {
-  while (start < end) {
-    Vma* vma = mm->vma_lookup(start);
-    if (!vma) return Errno::kNoMem;
-    // check_vma_flags without FOLL_FORCE.
-    if (vma->vm_flags & (VM_IO | VM_PFNMAP)) return Errno::kInval;
-    if (write ? !(vma->vm_flags & VM_WRITE) : !(vma->vm_flags & VM_READ)) return Errno::kInval;
-    const uint64_t stop = std::min(end, vma->vm_end);
-    mmap_assert_locked(vma->vm_mm);
-    for (; start < stop; start += kPageSize) {
-      for (;;) {
-        pte_t* ptep = pte_offset(mm, start);
-        if (ptep) {
-          pteval_t v = ptep_get(ptep);
-          if (pte_hw_present(v) && (!write || pte_write(v))) break;
-        }
-        unsigned r = handle_mm_fault(vma, start, write ? unsigned{FAULT_FLAG_WRITE} : 0u);
-        if (r & VM_FAULT_OOM) return Errno::kNoMem;
-        if (r & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV)) return Errno::kFault;
-      }
-    }
-  }
-  return Errno::kOk;
-}
-
 }  // namespace
 
 Errno do_madvise(Mm* mm, uint64_t start, uint64_t len_in, uint64_t behavior) NO_THREAD_SAFETY_ANALYSIS {
@@ -174,7 +148,7 @@ Errno do_madvise(Mm* mm, uint64_t start, uint64_t len_in, uint64_t behavior) NO_
   if (write_lock) mm->mmap_lock_.down_write(); else mm->mmap_lock_.down_read();
   Errno error = Errno::kOk;
   if (behavior == kMadvPopulateRead || behavior == kMadvPopulateWrite) {
-    error = madvise_populate(mm, start, end, behavior == kMadvPopulateWrite);
+    error = faultin_page_range(mm, start, end, behavior == kMadvPopulateWrite ? ForWrite::kYes : ForWrite::kNo);
   } else {
     // madvise_walk_vmas: holes are skipped but reported as -ENOMEM at the end.
     Errno unmapped_error = Errno::kOk;

@@ -453,25 +453,4 @@ Errno copy_page_range(Vma* dst, Vma* src) {
   return err;
 }
 
-void populate_vma_page_range(Vma* vma, uint64_t start, uint64_t end) {
-  // GUP with FOLL_TOUCH: writable private mappings get write faults (breaking COW), everything
-  // else read faults (FOLL_FORCE covers write-only and exec-only mappings). PROT_NONE VMAs are
-  // skipped.
-  if (vma->vm_flags & (VM_IO | VM_PFNMAP)) return;
-  if (!vma->is_accessible()) return;
-  const bool write = (vma->vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE;
-  Mm* mm = vma->vm_mm;
-  for (uint64_t addr = start; addr < end; addr += kPageSize) {
-    for (;;) {
-      pte_t* ptep = pte_offset(mm, addr);
-      if (ptep) {
-        pteval_t v = ptep_get(ptep);
-        if (pte_hw_present(v) && (!write || pte_write(v))) break;
-      }
-      unsigned r = handle_mm_fault(vma, addr, write ? unsigned{FAULT_FLAG_WRITE} : 0u);
-      if (r & (VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV)) return;
-    }
-  }
-}
-
 }  // namespace mirrormm
