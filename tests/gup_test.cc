@@ -1,0 +1,80 @@
+// The fault-in loop of src/mm/gup.cc: driver lookups (get_user_pfns) and the errnos of the
+// populate paths. MAP_POPULATE and MADV_POPULATE_* are also covered in memory_test and
+// remap_madvise_file_test.
+#include "mm_test_util.h"
+
+namespace mirrormm::testing {
+namespace {
+
+class GupTest : public ModelTest {
+ protected:
+  Errno pfns(uint64_t addr, uint64_t n, ForWrite write, FaultIn fault, std::vector<GupPfn>* out) NO_THREAD_SAFETY_ANALYSIS {
+    out->assign(n, GupPfn{});
+    Mm* mm = p1()->mm();
+    ReadGuard g(mm->mmap_lock_);
+    return get_user_pfns(mm, addr, n, write, fault, out->data());
+  }
+};
+
+TEST_F(GupTest, WithoutFaultingUnmappedPagesComeBackInvalid) {
+  map(p1(), W, 2 * P);
+  ASSERT_TRUE(fill(p1(), W + P, 1, 1).ok());
+  std::vector<GupPfn> out;
+  ASSERT_EQ(pfns(W, 2, ForWrite::kNo, FaultIn::kNo, &out), Errno::kOk);
+  EXPECT_FALSE(out[0].valid);
+  ASSERT_TRUE(out[1].valid);
+  EXPECT_EQ(out[1].pfn, pte_pfn(pte_at(p1(), W + P)));
+  EXPECT_TRUE(out[1].writable);
+  EXPECT_EQ(mincore(p1(), W, 2 * P), "01");  // nothing was faulted
+}
+
+TEST_F(GupTest, FaultingResolvesEveryPageAndWritesBreakCow) {
+  map(p1(), W, 2 * P);
+  std::vector<GupPfn> out;
+  ASSERT_EQ(pfns(W, 2, ForWrite::kNo, FaultIn::kYes, &out), Errno::kOk);
+  EXPECT_TRUE(out[0].valid && out[1].valid);
+  EXPECT_EQ(out[0].pfn, sys().mem().zero_pfn());  // a read maps the zero page
+  EXPECT_FALSE(out[0].writable);
+  ASSERT_EQ(pfns(W, 2, ForWrite::kYes, FaultIn::kYes, &out), Errno::kOk);
+  EXPECT_NE(out[0].pfn, sys().mem().zero_pfn());
+  EXPECT_TRUE(out[0].writable && out[1].writable);
+  EXPECT_EQ(p1()->mm()->rss(MM_ANONPAGES), 2);
+  EXPECT_EQ(sys().debug_check_consistency(), 0u);
+}
+
+TEST_F(GupTest, RangesSpanVmasAndRefuseHolesAndWritesToReadOnlyVmas) {
+  map(p1(), W, P);
+  map(p1(), W + P, P, kProtRead);
+  std::vector<GupPfn> out;
+  EXPECT_EQ(pfns(W, 2, ForWrite::kNo, FaultIn::kYes, &out), Errno::kOk);
+  EXPECT_EQ(pfns(W, 2, ForWrite::kYes, FaultIn::kYes, &out), Errno::kPerm);
+  EXPECT_EQ(pfns(W, 3, ForWrite::kNo, FaultIn::kYes, &out), Errno::kFault);
+  map(p1(), W + 4 * P, P, kProtNone);
+  EXPECT_EQ(pfns(W + 4 * P, 1, ForWrite::kNo, FaultIn::kYes, &out), Errno::kFault);
+  // The checks come first: a refused range faults nothing in.
+  map(p1(), W + 8 * P, P);
+  EXPECT_EQ(pfns(W + 8 * P, 2, ForWrite::kNo, FaultIn::kYes, &out), Errno::kFault);
+  EXPECT_EQ(mincore(p1(), W + 8 * P, P), "0");
+}
+
+TEST_F(GupTest, FileBeyondItsEndIsEfault) {
+  ASSERT_TRUE(sys().memfd("f", P).ok());
+  ASSERT_TRUE(sys().mmap_file(p1(), W, 2 * P, RW, kMapShared | kMapFixed, "f", 0, System::FileMode::kReadWrite).ok());
+  std::vector<GupPfn> out;
+  EXPECT_EQ(pfns(W, 2, ForWrite::kYes, FaultIn::kYes, &out), Errno::kFault);
+  EXPECT_TRUE(pte_present(pte_at(p1(), W)));  // the page before the end was resolved
+}
+
+TEST_F(GupTest, GetUserPagesReportsHowFarItGot) NO_THREAD_SAFETY_ANALYSIS {
+  map(p1(), W, 2 * P);
+  Mm* mm = p1()->mm();
+  ReadGuard g(mm->mmap_lock_);
+  GupResult r = get_user_pages(mm, W, 3, FOLL_WRITE, nullptr);
+  EXPECT_EQ(r.nr_done, 2u);
+  EXPECT_EQ(r.error, Errno::kFault);
+  r = get_user_pages(mm, W, 3, FOLL_WRITE | FOLL_MADV_POPULATE, nullptr);
+  EXPECT_EQ(r.error, Errno::kNoMem);
+}
+
+}  // namespace
+}  // namespace mirrormm::testing
