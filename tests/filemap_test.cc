@@ -143,5 +143,24 @@ TEST_F(FilemapTest, ResizingToTheSameUnalignedSizeDirtiesThePartialPage) {
   EXPECT_TRUE(sys().debug_file_page_dirty("f", 1));
 }
 
+
+TEST_F(FilemapTest, PageoutKeepsAPageSomeoneElseHoldsAReferenceTo) {
+  ASSERT_TRUE(sys().memfd("f", P).ok());
+  map_file(W, P, kProtRead, kMapShared);
+  ASSERT_TRUE(touch_read(p1(), W).ok());
+  // A fault elsewhere that found the page in the cache and has not mapped it yet.
+  ShmemInode* inode = vma_at(p1(), W)->vm_file->inode;
+  Page* held = inode->find_get_page(0);
+  ASSERT_NE(held, nullptr);
+  ASSERT_TRUE(sys().madvise(p1(), W, P, kMadvPageout).ok());
+  EXPECT_EQ(pte_at(p1(), W), 0u);      // unmapped...
+  EXPECT_EQ(mincore(p1(), W, P), "1");  // ...but still cached
+  sys().mem().put_page(held);
+  ASSERT_TRUE(sys().madvise(p1(), W, P, kMadvPageout).ok());
+  EXPECT_EQ(mincore(p1(), W, P), "1");  // not mapped here: pageout does not reach it
+  ASSERT_TRUE(touch_read(p1(), W).ok());
+  ASSERT_TRUE(sys().madvise(p1(), W, P, kMadvPageout).ok());
+  EXPECT_EQ(mincore(p1(), W, P), "0");
+}
 }  // namespace
 }  // namespace mirrormm::testing

@@ -126,6 +126,10 @@ bool ShmemInode::remove_clean_page(uint64_t pgoff, Page* page) {
   if (it == chunks_.end()) return false;
   Page*& slot = it->second->slots[pgoff & ((1 << kChunkShift) - 1)];
   if (slot != page || page->test(PG_dirty) || page->mapcount.load(std::memory_order_acquire) != 0) return false;
+  // __remove_mapping's folio_ref_freeze: only the cache's reference and the caller's may be
+  // left. A fault (or fault-around) that found the page takes its reference under lock_ and
+  // maps the page afterwards; removing it meanwhile would map a page the cache no longer has.
+  if (page->refcount.load(std::memory_order_acquire) != 2) return false;
   slot = nullptr;
   nr_pages_--;
   if (--it->second->used == 0) chunks_.erase(it);

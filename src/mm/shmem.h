@@ -43,8 +43,9 @@ class ShmemInode {
   // (shmem_undo_range, truncate_inode_partial_folio).
   void truncate_pages(uint64_t size) EXCLUDES(lock_);
 
-  // Reclaim of a clean page: removes `page` from the cache at pgoff unless it is dirty or
-  // mapped (remove_mapping). Returns whether it was removed.
+  // Reclaim of a clean page: removes `page` from the cache at pgoff unless it is dirty, mapped
+  // or referenced by anyone but the cache and the caller (remove_mapping). Returns whether it
+  // was removed.
   bool remove_clean_page(uint64_t pgoff, Page* page) EXCLUDES(lock_);
 
   // i_mmap: the VMAs that map this file (the reverse map for file pages). Maintained by
