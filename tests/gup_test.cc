@@ -76,5 +76,22 @@ TEST_F(GupTest, GetUserPagesReportsHowFarItGot) NO_THREAD_SAFETY_ANALYSIS {
   EXPECT_EQ(r.error, Errno::kNoMem);
 }
 
+
+TEST_F(GupTest, TouchingWritesDirtyPagesTheyFindWritableAndClean) {
+  ASSERT_TRUE(sys().memfd("f", 2 * P).ok());
+  ASSERT_TRUE(sys().mmap_file(p1(), W, 2 * P, RW, kMapShared | kMapFixed, "f", 0, System::FileMode::kReadWrite).ok());
+  ASSERT_TRUE(touch_read(p1(), W).ok());
+  ASSERT_TRUE(touch_read(p1(), W + P).ok());
+  ASSERT_TRUE(pte_write(pte_at(p1(), W)) && !pte_dirty(pte_at(p1(), W)));
+  // A driver lookup for writing does not touch (hmm_range_fault does not dirty)...
+  std::vector<GupPfn> out;
+  ASSERT_EQ(pfns(W, 2, ForWrite::kYes, FaultIn::kYes, &out), Errno::kOk);
+  EXPECT_FALSE(sys().debug_file_page_dirty("f", 0));
+  // ...MADV_POPULATE_WRITE does (FOLL_TOUCH), without a fault: the PTE stays clean.
+  ASSERT_TRUE(sys().madvise(p1(), W + P, P, kMadvPopulateWrite).ok());
+  EXPECT_TRUE(sys().debug_file_page_dirty("f", 1));
+  EXPECT_FALSE(pte_dirty(pte_at(p1(), W + P)));
+  EXPECT_FALSE(sys().debug_file_page_dirty("f", 0));
+}
 }  // namespace
 }  // namespace mirrormm::testing

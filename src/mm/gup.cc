@@ -12,8 +12,10 @@
 #include <algorithm>
 #include <optional>
 
+#include "mirrormm/system.h"
 #include "mm/internal.h"
 #include "mm/pgtable.h"
+#include "mm/physmem.h"
 
 namespace mirrormm {
 
@@ -29,13 +31,18 @@ bool check_vma_flags(const Vma* vma, unsigned gup_flags) {
   return vma->vm_flags & VM_READ;
 }
 
-// follow_page_pte: the pfn addr maps when its entry allows the access, or nullopt.
+// follow_page_pte: the pfn addr maps when its entry allows the access, or nullopt. With
+// FOLL_TOUCH a write marks the page dirty unless its PTE already is (the caller is about to
+// write it without the MMU noticing): so MADV_POPULATE_WRITE through a writable, clean shared
+// entry dirties the page-cache page, and pageout keeps it.
 std::optional<GupPfn> follow_page_pte(Mm* mm, uint64_t addr, unsigned gup_flags) {
   pte_t* ptep = pte_offset(mm, addr);
   if (!ptep) return std::nullopt;
   SpinGuard g(pte_lockptr(mm, ptep));
   const pteval_t v = ptep_get(ptep);
   if (!pte_hw_present(v) || ((gup_flags & FOLL_WRITE) && !pte_write(v))) return std::nullopt;
+  if ((gup_flags & (FOLL_TOUCH | FOLL_WRITE)) == (FOLL_TOUCH | FOLL_WRITE) && !pte_dirty(v) && !pte_special(v))
+    mm->sys()->mem().pfn_to_page(pte_pfn(v))->set(PG_dirty);
   return GupPfn{pte_pfn(v), pte_write(v), true};
 }
 
@@ -86,13 +93,13 @@ void populate_vma_page_range(Vma* vma, uint64_t start, uint64_t end) {
   // would refuse them; mm_populate ignores errors), and errors end this VMA's range.
   if (vma->vm_flags & (VM_IO | VM_PFNMAP)) return;
   if (!vma->is_accessible()) return;
-  unsigned gup_flags = FOLL_FORCE;
+  unsigned gup_flags = FOLL_TOUCH | FOLL_FORCE;
   if ((vma->vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE) gup_flags |= FOLL_WRITE;
   (void)get_user_pages(vma->vm_mm, start, (end - start) >> kPageShift, gup_flags, nullptr);
 }
 
 Errno faultin_page_range(Mm* mm, uint64_t start, uint64_t end, ForWrite write) {
-  unsigned gup_flags = FOLL_MADV_POPULATE;
+  unsigned gup_flags = FOLL_TOUCH | FOLL_MADV_POPULATE;
   if (write == ForWrite::kYes) gup_flags |= FOLL_WRITE;
   return get_user_pages(mm, start, (end - start) >> kPageShift, gup_flags, nullptr).error;
 }

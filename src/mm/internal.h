@@ -138,6 +138,7 @@ enum FollFlags : unsigned {
   FOLL_NOFAULT = 1u << 2,        // never fault: a page not mapped as wanted is reported invalid
   FOLL_REMOTE = 1u << 3,         // on behalf of a device (FAULT_FLAG_REMOTE)
   FOLL_MADV_POPULATE = 1u << 4,  // madvise's errnos: no VMA -ENOMEM, a refused VMA -EINVAL
+  FOLL_TOUCH = 1u << 5,          // the access counts as one: FOLL_WRITE marks the page dirty
 };
 // What one page resolved to: the pfn its PTE maps and whether the PTE is writable; valid is
 // false only under FOLL_NOFAULT, for a page not mapped as wanted.
