@@ -95,13 +95,13 @@ void populate_vma_page_range(Vma* vma, uint64_t start, uint64_t end) {
   if (!vma->is_accessible()) return;
   unsigned gup_flags = FOLL_TOUCH | FOLL_FORCE;
   if ((vma->vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE) gup_flags |= FOLL_WRITE;
-  (void)get_user_pages(vma->vm_mm, start, (end - start) >> kPageShift, gup_flags, nullptr);
+  (void)get_user_pages(vma->vm_mm, start, (page_align(end) - start) >> kPageShift, gup_flags, nullptr);
 }
 
 Errno faultin_page_range(Mm* mm, uint64_t start, uint64_t end, ForWrite write) {
   unsigned gup_flags = FOLL_TOUCH | FOLL_MADV_POPULATE;
   if (write == ForWrite::kYes) gup_flags |= FOLL_WRITE;
-  return get_user_pages(mm, start, (end - start) >> kPageShift, gup_flags, nullptr).error;
+  return get_user_pages(mm, start, (page_align(end) - start) >> kPageShift, gup_flags, nullptr).error;
 }
 
 Errno get_user_pfns(Mm* mm, uint64_t start, uint64_t nr_pages, ForWrite write, FaultIn fault, GupPfn* pfns) {
