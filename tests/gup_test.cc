@@ -1,6 +1,7 @@
 // The fault-in loop of src/mm/gup.cc: driver lookups (get_user_pfns) and the errnos of the
 // populate paths. MAP_POPULATE and MADV_POPULATE_* are also covered in memory_test and
 // remap_madvise_file_test.
+#include "mirrormm/mmu_notifier.h"
 #include "mm_test_util.h"
 
 namespace mirrormm::testing {
@@ -92,6 +93,49 @@ TEST_F(GupTest, TouchingWritesDirtyPagesTheyFindWritableAndClean) {
   EXPECT_TRUE(sys().debug_file_page_dirty("f", 1));
   EXPECT_FALSE(pte_dirty(pte_at(p1(), W + P)));
   EXPECT_FALSE(sys().debug_file_page_dirty("f", 0));
+}
+
+// get_user_pfns answers one page as mm_get_pfn (the driver lookup of mmu_notifier.h) does, on
+// two machines built the same way: the same errno, pfn and writable bit, and the same faults.
+TEST(GupPfnTest, OnePageAnswersAsMmGetPfn) NO_THREAD_SAFETY_ANALYSIS {
+  auto build = [](System& sys) {
+    Process* p = sys.process(1);
+    EXPECT_TRUE(sys.mmap(p, W, 4 * P, RW, PRIV).ok());
+    EXPECT_TRUE(sys.mmap(p, W + 4 * P, 2 * P, kProtRead, PRIV).ok());
+    EXPECT_TRUE(sys.mmap(p, W + 6 * P, P, kProtNone, PRIV).ok());
+    EXPECT_TRUE(sys.memfd("f", P).ok());
+    EXPECT_TRUE(sys.mmap_file(p, W + 8 * P, 2 * P, RW, kMapShared | kMapFixed, "f", 0, System::FileMode::kReadWrite).ok());
+    sys.access(p, 0, W + P, 1, true, [](uint8_t* d, uint64_t, uint64_t) { *d = 1; });
+  };
+  System a, b;
+  build(a);
+  build(b);
+  Mm* ma = a.process(1)->mm();
+  Mm* mb = b.process(1)->mm();
+  for (uint64_t page : {0, 1, 4, 6, 7, 8, 9, 1, 0}) {
+    for (bool fault : {false, true}) {
+      for (bool write : {false, true}) {
+        const uint64_t addr = W + page * P;
+        bool writable = false;
+        Result<uint64_t> want = mm_get_pfn(ma, addr, fault, write, &writable);
+        GupPfn got;
+        Errno e;
+        {
+          ReadGuard g(mb->mmap_lock_);
+          e = get_user_pfns(mb, addr, 1, write ? ForWrite::kYes : ForWrite::kNo, fault ? FaultIn::kYes : FaultIn::kNo, &got);
+        }
+        SCOPED_TRACE(::testing::Message() << "page " << page << " fault " << fault << " write " << write);
+        if (!want.ok()) {
+          EXPECT_EQ(e == Errno::kOk && !got.valid ? Errno::kNoEnt : e, want.error());
+        } else {
+          ASSERT_EQ(e, Errno::kOk);
+          ASSERT_TRUE(got.valid);
+          EXPECT_EQ(got.pfn, want.value());
+          EXPECT_EQ(got.writable, writable);
+        }
+      }
+    }
+  }
 }
 }  // namespace
 }  // namespace mirrormm::testing
