@@ -279,6 +279,7 @@ unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) {
   pte_t* ptep = pte_alloc(mm, addr);
   if (!ptep) return VM_FAULT_OOM;
   pteval_t v = ptep_get(ptep);
+  // Test-only: a test may hold the fault here, after the unlocked read (System::FaultGate).
   if (const System::FaultGate& gate = mm->sys()->debug_fault_gate()) gate(addr);
   if (pte_none(v)) {
     if (vma->is_anonymous()) return do_anonymous_page(vma, addr, ptep, flags);
