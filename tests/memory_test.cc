@@ -1,4 +1,8 @@
 // Demand paging, copy-on-write, the zero page, TLB shootdown and the frame pool.
+#include <atomic>
+#include <chrono>
+#include <thread>
+
 #include "mm_test_util.h"
 
 namespace mirrormm::testing {
@@ -95,9 +99,9 @@ TEST_F(MemoryTest, SharedAnonymousMemoryIsSharedAcrossFork) {
   Process* child = sys().fork(p1()).value();
   ASSERT_TRUE(fill(child, W, 2 * P, 9).ok());
   EXPECT_EQ(bytes(p1(), W + P, 1), std::vector<uint8_t>{9});
-  // The parent never faulted, yet mincore sees the page cache.
+  // The parent's read fault also mapped the other cached page (fault-around).
   EXPECT_EQ(mincore(p1(), W, 2 * P), "11");
-  EXPECT_EQ(p1()->mm()->rss(MM_SHMEMPAGES), 1);
+  EXPECT_EQ(p1()->mm()->rss(MM_SHMEMPAGES), 2);
 }
 
 TEST_F(MemoryTest, UnmapShootsDownTheTlb) {
@@ -221,5 +225,82 @@ TEST_F(SmallMemoryTest, PopulateIgnoresExhaustion) {
   EXPECT_EQ(r.value(), W);
 }
 
+
+// Two CPUs fault the same page while the first is held at the fault gate, after its unlocked
+// read of the PTE and before the PTE lock: the second installs first, and the first must find
+// the entry taken when it rechecks under the lock (as do_anonymous_page, finish_fault do).
+class FaultRaceTest : public ModelTest {
+ protected:
+  FaultRaceTest() { sys_ = std::make_unique<System>(SystemConfig{}, 2); }
+  ~FaultRaceTest() override { sys().debug_set_fault_gate(nullptr); }
+
+  // CPU 0 faults addr (writing 1 or reading) and is held at the gate until CPU 1 has faulted
+  // it (writing 2 or reading). Returns CPU 0's access result.
+  AccessResult race(uint64_t addr, bool write) {
+    std::atomic<int> calls{0};
+    std::atomic<bool> held{false}, go{false};
+    sys().debug_set_fault_gate([&](uint64_t a) {
+      if (a != addr || calls.fetch_add(1) != 0) return;
+      held.store(true);
+      while (!go.load()) std::this_thread::yield();
+    });
+    AccessResult first{};
+    auto access = [&](int cpu, uint8_t v) {
+      return sys().access(p1(), cpu, addr, 1, write, [&](uint8_t* d, uint64_t, uint64_t) {
+        if (write) *d = v;
+      });
+    };
+    std::thread t([&] { first = access(0, 1); });
+    while (!held.load()) std::this_thread::yield();
+    AccessResult second = access(1, 2);
+    go.store(true);
+    t.join();
+    sys().debug_set_fault_gate(nullptr);
+    EXPECT_TRUE(second.ok());
+    return first;
+  }
+};
+
+TEST_F(FaultRaceTest, HeldAnonymousWriteFaultFindsThePteTaken) {
+  map(p1(), W, 2 * P);
+  ASSERT_TRUE(fill(p1(), W + P, 1, 7).ok());  // the anon_vma exists: no retry path
+  ASSERT_TRUE(race(W, true).ok());
+  EXPECT_EQ(sys().debug_check_consistency(), 0u);
+  EXPECT_EQ(p1()->mm()->rss(MM_ANONPAGES), 2);
+  EXPECT_EQ(bytes(p1(), W, 1), std::vector<uint8_t>{1});  // CPU 0 wrote last, to the same page
+}
+
+TEST_F(FaultRaceTest, HeldReadFaultsFindThePteTaken) {
+  map(p1(), W, P);
+  ASSERT_TRUE(race(W, false).ok());
+  EXPECT_EQ(pte_pfn(pte_at(p1(), W)), sys().mem().zero_pfn());
+  ASSERT_TRUE(sys().memfd("f", 16 * P).ok());
+  const uint64_t f = W + 16 * P;
+  ASSERT_TRUE(sys().mmap_file(p1(), f, 16 * P, RW, kMapShared | kMapFixed, "f", 0, System::FileMode::kReadWrite).ok());
+  ASSERT_TRUE(race(f + 3 * P, false).ok());
+  ASSERT_TRUE(race(f + 4 * P, true).ok());
+  EXPECT_EQ(page_at(p1(), f + 3 * P)->mapcount.load(), 1);
+  EXPECT_EQ(sys().debug_check_consistency(), 0u);
+}
+
+TEST_F(FaultRaceTest, WithoutTheRecheckTheRaceIsReported) {
+  map(p1(), W, 2 * P);
+  ASSERT_TRUE(fill(p1(), W + P, 1, 7).ok());
+  sys().debug_break(System::DebugBreak::kNoPteNoneRecheck, true);
+  EXPECT_TRUE(race(W, true).ok());
+  sys().debug_break(System::DebugBreak::kNoPteNoneRecheck, false);
+  // CPU 0 overwrote CPU 1's entry: the page it mapped is counted but no longer mapped.
+  EXPECT_GT(sys().debug_check_consistency(), 0u);
+  EXPECT_GT(sys().violations(), 0u);
+}
+
+TEST_F(FaultRaceTest, WithoutTheRecheckAFileRaceIsReported) {
+  ASSERT_TRUE(sys().memfd("f", P).ok());
+  ASSERT_TRUE(sys().mmap_file(p1(), W, P, RW, kMapShared | kMapFixed, "f", 0, System::FileMode::kReadWrite).ok());
+  sys().debug_break(System::DebugBreak::kNoPteNoneRecheck, true);
+  EXPECT_TRUE(race(W, true).ok());
+  sys().debug_break(System::DebugBreak::kNoPteNoneRecheck, false);
+  EXPECT_GT(sys().debug_check_consistency(), 0u);  // mapcount 2, one mapping
+}
 }  // namespace
 }  // namespace mirrormm::testing

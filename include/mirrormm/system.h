@@ -176,6 +176,12 @@ class System {
   bool debug_broken(DebugBreak b) const {
     return broken_.load(std::memory_order_relaxed) & (1u << static_cast<unsigned>(b));
   }
+  // Test-only: when set, every fault calls it with the faulting address between its unlocked
+  // read of the PTE and taking the PTE lock (handle_mm_fault), so that a test can hold one
+  // fault there while another runs. Set and clear it only while no fault runs.
+  using FaultGate = std::function<void(uint64_t addr)>;
+  void debug_set_fault_gate(FaultGate gate) { fault_gate_ = std::move(gate); }
+  const FaultGate& debug_fault_gate() const { return fault_gate_; }
   void debug_break_shootdown(bool broken) { debug_break(DebugBreak::kShootdown, broken); }
   bool debug_shootdown_broken() const { return debug_broken(DebugBreak::kShootdown); }
 
@@ -193,6 +199,7 @@ class System {
 
   std::atomic<uint64_t> violations_{0};
   std::atomic<unsigned> broken_{0};  // DebugBreak bits
+  FaultGate fault_gate_;             // test-only; written while no fault runs
   // Lock classes (src/mm/lock_order.h) are set by the constructor.
   Mutex violations_lock_;
   std::vector<std::string> violation_messages_ GUARDED_BY(violations_lock_);

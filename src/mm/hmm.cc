@@ -12,25 +12,14 @@ namespace mirrormm {
 
 Result<uint64_t> mm_get_pfn(Mm* mm, uint64_t addr, bool fault, bool write, bool* writable) {
   *writable = false;
-  ReadGuard g(mm->mmap_lock_);
-  Vma* vma = mm->vma_lookup(addr);
-  if (!vma || !(vma->vm_flags & VM_READ) || (vma->vm_flags & (VM_IO | VM_PFNMAP))) return Errno::kFault;
-  if (write && !(vma->vm_flags & VM_WRITE)) return Errno::kPerm;
-  for (int tries = 0; tries < 16; ++tries) {
-    if (pte_t* ptep = pte_offset(mm, addr)) {
-      SpinGuard pg(pte_lockptr(mm, ptep));
-      pteval_t v = ptep_get(ptep);
-      if (pte_hw_present(v) && (!write || pte_write(v))) {
-        *writable = pte_write(v);
-        return pte_pfn(v);
-      }
-    }
-    if (!fault) return Errno::kNoEnt;
-    unsigned r = handle_mm_fault(vma, addr, FAULT_FLAG_REMOTE | (write ? unsigned{FAULT_FLAG_WRITE} : 0u));
-    if (r & VM_FAULT_OOM) return Errno::kNoMem;
-    if (r & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV)) return Errno::kFault;
-  }
-  return Errno::kBusy;
+  MmapReadGuard g(mm);
+  GupPfn pfn;
+  Errno e = get_user_pfns(mm, addr, 1, write ? ForWrite::kYes : ForWrite::kNo, fault ? FaultIn::kYes : FaultIn::kNo,
+                          &pfn);
+  if (e != Errno::kOk) return e;
+  if (!pfn.valid) return Errno::kNoEnt;
+  *writable = pfn.writable;
+  return pfn.pfn;
 }
 
 void device_access_pfn(System* sys, uint64_t pfn, uint64_t offset, void* buf, uint64_t len, bool write) {

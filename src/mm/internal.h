@@ -137,10 +137,53 @@ void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapC
 void unmap_mapping_range(ShmemInode* inode, uint64_t first, ZapCows cows);
 // fork: copies the page-table entries of src into dst (write-protecting COW entries in both).
 Errno copy_page_range(Vma* dst, Vma* src);
-// Populate (GUP-style faulting in) [start, end) of one VMA; errors ignored as mm_populate does.
-void populate_vma_page_range(Vma* vma, uint64_t start, uint64_t end) REQUIRES_SHARED(vma->vm_mm->mmap_lock_);
 // Whether an access with these flags is allowed by the VMA (arch access_error()).
 bool access_error(const Vma* vma, bool write);
+
+// ---- gup.cc: faulting user pages in for the kernel (mm/gup.c) ----
+
+enum FollFlags : unsigned {
+  FOLL_WRITE = 1u << 0,          // the page must be mapped writable: faults are write faults
+  FOLL_FORCE = 1u << 1,          // reads need only an accessible VMA, not VM_READ (populate)
+  FOLL_NOFAULT = 1u << 2,        // never fault: a page not mapped as wanted is reported invalid
+  FOLL_REMOTE = 1u << 3,         // on behalf of a device (FAULT_FLAG_REMOTE)
+  FOLL_MADV_POPULATE = 1u << 4,  // madvise's errnos: no VMA -ENOMEM, a refused VMA -EINVAL
+  FOLL_TOUCH = 1u << 5,          // the access counts as one: FOLL_WRITE marks the page dirty
+};
+// What one page resolved to: the pfn its PTE maps and whether the PTE is writable; valid is
+// false only under FOLL_NOFAULT, for a page not mapped as wanted.
+struct GupPfn {
+  uint64_t pfn = 0;
+  bool writable = false;
+  bool valid = false;
+};
+// How far a walk got: nr_done pages resolved, then error (kOk when all were).
+struct GupResult {
+  uint64_t nr_done = 0;
+  Errno error = Errno::kOk;
+};
+// __get_user_pages: resolves the nr_pages pages from start in order, faulting each in as
+// gup_flags ask, and stores them in pfns (when not null). Stops at the first page whose VMA is
+// missing or refuses the access (-EFAULT) or whose fault fails (-ENOMEM, -EFAULT for SIGBUS
+// and SIGSEGV). The caller holds the mmap_lock for read.
+GupResult get_user_pages(Mm* mm, uint64_t start, uint64_t nr_pages, unsigned gup_flags, GupPfn* pfns)
+    REQUIRES_SHARED(mm->mmap_lock_);
+// Populate (GUP-style faulting in) [start, end) of one VMA; errors ignored as mm_populate does.
+void populate_vma_page_range(Vma* vma, uint64_t start, uint64_t end) REQUIRES_SHARED(vma->vm_mm->mmap_lock_);
+// faultin_page_range (madvise MADV_POPULATE_READ/WRITE): faults [start, end) in across VMAs;
+// -ENOMEM for a hole or no memory, -EINVAL for a VMA that refuses the access (VM_IO, VM_PFNMAP,
+// no VM_READ / VM_WRITE), -EFAULT for SIGBUS/SIGSEGV.
+enum class ForWrite { kNo, kYes };
+enum class FaultIn { kNo, kYes };
+Errno faultin_page_range(Mm* mm, uint64_t start, uint64_t end, ForWrite write) REQUIRES_SHARED(mm->mmap_lock_);
+// Driver lookups (the primary side of hmm_range_fault): resolves the nr_pages pages from start
+// to pfns[0..nr_pages), for writing when write is kYes; with fault kYes missing (or, for
+// writing, read-only) pages are faulted in, with kNo they come back with valid == false. The
+// whole range is checked first: -EFAULT when a page has no VMA or its VMA cannot be read
+// (or is VM_IO/VM_PFNMAP), -EPERM for a write to a VMA without VM_WRITE; then -ENOMEM or
+// -EFAULT from a failed fault. The caller holds the mmap_lock for read.
+Errno get_user_pfns(Mm* mm, uint64_t start, uint64_t nr_pages, ForWrite write, FaultIn fault, GupPfn* pfns)
+    REQUIRES_SHARED(mm->mmap_lock_);
 
 // ---- mmap.cc ----
 

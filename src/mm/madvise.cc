@@ -139,32 +139,6 @@ Errno vma_behavior_flags(Mm* mm, Vma* vma, Vma** prev, uint64_t start, uint64_t 
   return Errno::kOk;
 }
 
-// madvise_populate: GUP over the whole range; the first hole or bad VMA ends it.
-Errno madvise_populate(Mm* mm, uint64_t start, uint64_t end, bool write) REQUIRES_SHARED(mm->mmap_lock_) {
-  while (start < end) {
-    Vma* vma = mm->vma_lookup(start);
-    if (!vma) return Errno::kNoMem;
-    // check_vma_flags without FOLL_FORCE.
-    if (vma->vm_flags & (VM_IO | VM_PFNMAP)) return Errno::kInval;
-    if (write ? !(vma->vm_flags & VM_WRITE) : !(vma->vm_flags & VM_READ)) return Errno::kInval;
-    const uint64_t stop = std::min(end, vma->vm_end);
-    mmap_assert_locked(vma->vm_mm);
-    for (; start < stop; start += kPageSize) {
-      for (;;) {
-        pte_t* ptep = pte_offset(mm, start);
-        if (ptep) {
-          pteval_t v = ptep_get(ptep);
-          if (pte_hw_present(v) && (!write || pte_write(v))) break;
-        }
-        unsigned r = handle_mm_fault(vma, start, write ? unsigned{FAULT_FLAG_WRITE} : 0u);
-        if (r & VM_FAULT_OOM) return Errno::kNoMem;
-        if (r & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV)) return Errno::kFault;
-      }
-    }
-  }
-  return Errno::kOk;
-}
-
 // madvise_walk_vmas: applies one half of madvise_vma_behavior to every VMA piece of
 // [start, end); holes are skipped but reported as -ENOMEM at the end. The caller holds the
 // mmap_lock in the mode that half requires (a function pointer carries no annotation: the
@@ -214,7 +188,7 @@ Errno do_madvise(Mm* mm, uint64_t start, uint64_t len_in, uint64_t behavior) {
   }
   MmapReadGuard g(mm);
   if (behavior == kMadvPopulateRead || behavior == kMadvPopulateWrite)
-    return madvise_populate(mm, start, end, behavior == kMadvPopulateWrite);
+    return faultin_page_range(mm, start, end, behavior == kMadvPopulateWrite ? ForWrite::kYes : ForWrite::kNo);
   return madvise_walk_vmas(mm, start, end, behavior, vma_behavior_pages);
 }
 

@@ -4,6 +4,7 @@
 // reference and one mapcount. Anonymous pages carry PG_anon with mapping = anon_vma and
 // index = linear page index; PG_anon_exclusive marks a page mapped by exactly one process,
 // which a write fault may reuse instead of copying.
+#include <algorithm>
 #include <cstring>
 #include <optional>
 
@@ -30,7 +31,7 @@ bool is_cow_mapping(vm_flags_t f) { return (f & (VM_SHARED | VM_MAYWRITE)) == VM
 
 // vmf_anon_prepare: the VMA needs an anon_vma before it maps a private page. Under the per-VMA
 // lock only an existing one can be used; creating one needs the mmap_lock (RETRY).
-unsigned vmf_anon_prepare(Vma* vma, unsigned flags) NO_THREAD_SAFETY_ANALYSIS {
+unsigned vmf_anon_prepare(Vma* vma, unsigned flags) {
   if (vma->anon_vma.load(std::memory_order_acquire)) return VM_FAULT_OK;
   if (flags & FAULT_FLAG_VMA_LOCK) return VM_FAULT_RETRY;
   mmap_assert_locked(vma->vm_mm);  // the contract of the non-VMA_LOCK path
@@ -44,17 +45,40 @@ void page_add_new_anon_rmap(Page* page, Vma* vma, uint64_t addr) {
   page->mapcount.store(1, std::memory_order_relaxed);
 }
 
+// Whether a fault may install into the entry it found none: the recheck under the PTE lock
+// that every installing path makes after its unlocked read (another fault may have mapped the
+// address meanwhile). DebugBreak::kNoPteNoneRecheck removes it, for the checkers' tests.
+bool pte_still_none(const Vma* vma, const pte_t* ptep) {
+  return pte_none(ptep_get(ptep)) || vma->vm_mm->sys()->debug_broken(System::DebugBreak::kNoPteNoneRecheck);
+}
+
+// Maps a new anonymous page at addr (folio_add_new_anon_rmap + set_pte_at, the tail of
+// do_anonymous_page, do_cow_fault): the page becomes exclusive to this VMA. Takes the PTE
+// lock; when another fault mapped the address first, the page is dropped instead.
+void install_new_anon_page(Vma* vma, uint64_t addr, pte_t* ptep, Page* page, pteval_t entry) {
+  Mm* mm = vma->vm_mm;
+  {
+    SpinGuard g(pte_lockptr(mm, ptep));
+    if (pte_still_none(vma, ptep)) {
+      page_add_new_anon_rmap(page, vma, addr);
+      mm->add_rss(MM_ANONPAGES, 1);
+      set_pte(ptep, entry);
+      return;
+    }
+  }
+  mem_of(vma).put_page(page);  // lost a race
+}
+
 // do_anonymous_page: the PTE was none in a private anonymous VMA.
 unsigned do_anonymous_page(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
   Mm* mm = vma->vm_mm;
   PhysMem& mem = mem_of(vma);
   if (vma->vm_flags & VM_SHARED) return VM_FAULT_SIGBUS;
-  SpinLock& ptl = pte_lockptr(mm, ptep);
   if (!(flags & FAULT_FLAG_WRITE)) {
     // Reads map the shared zero page; no anon_vma is needed.
     pteval_t entry = pte_mkspecial(pfn_pte(mem.zero_pfn(), vma->vm_page_prot));
-    SpinGuard g(ptl);
-    if (pte_none(ptep_get(ptep))) set_pte(ptep, entry);
+    SpinGuard g(pte_lockptr(mm, ptep));
+    if (pte_still_none(vma, ptep)) set_pte(ptep, entry);
     return VM_FAULT_OK;
   }
   if (unsigned r = vmf_anon_prepare(vma, flags)) return r;
@@ -62,34 +86,72 @@ unsigned do_anonymous_page(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags)
   if (!page) return VM_FAULT_OOM;
   pteval_t entry = pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot);
   if (vma->vm_flags & VM_WRITE) entry = pte_mkwrite(pte_mkdirty(entry));
-  {
-    SpinGuard g(ptl);
-    if (pte_none(ptep_get(ptep))) {
-      page_add_new_anon_rmap(page, vma, addr);
-      mm->add_rss(MM_ANONPAGES, 1);
-      set_pte(ptep, entry);
-      return VM_FAULT_OK;
-    }
-  }
-  mem.put_page(page);  // lost a race
+  install_new_anon_page(vma, addr, ptep, page, entry);
   return VM_FAULT_OK;
 }
 
-// do_fault for a shared-memory file mapping: read, COW (private write) or shared write.
-unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
+// The first page offset wholly beyond the end of the file (DIV_ROUND_UP(i_size, PAGE_SIZE)).
+uint64_t file_end_pgoff(const ShmemInode* inode) { return page_align(inode->size()) >> kPageShift; }
+
+// Maps page-cache page `page` (carrying the reference the PTE will hold) at ptep, with the
+// PTE lock held: set_pte_range + folio_add_file_rmap_pte.
+void set_file_pte(Vma* vma, pte_t* ptep, Page* page, unsigned flags) {
+  pteval_t entry = pfn_pte(mem_of(vma).page_to_pfn(page), vma->vm_page_prot);
+  if (flags & FAULT_FLAG_WRITE) entry = pte_mkdirty(pte_mkwrite(entry));
+  page->mapcount.fetch_add(1, std::memory_order_relaxed);
+  vma->vm_mm->add_rss(MM_SHMEMPAGES, 1);
+  set_pte(ptep, entry);
+}
+
+// Linux's fault_around_bytes (64 KiB, its default): the window a read fault maps around.
+constexpr uint64_t kFaultAroundPages = (64 * 1024) >> kPageShift;
+
+// do_fault_around + filemap_map_pages (shmem's vm_ops->map_pages): before a read fault of a
+// file mapping calls ->fault, it maps the pages of the surrounding window that the page cache
+// already holds, so that a sequential reader takes one fault per window. The window starts at
+// the fault_around_bytes-aligned address at or below addr, or at the VMA's start if that is
+// later, and spans fault_around_bytes, clipped to the VMA, to the PTE table and to the file's
+// size; only entries that are none get a page (next_uptodate_folio also skips pages
+// that are not uptodate, locked or truncated: cached pages are always uptodate here, nobody
+// else locks a page that is still cached, and the size recheck under the PTE lock covers
+// truncation, whose unmap comes after the size changes). The pages are mapped as a read fault
+// maps them, read-only in a private mapping; the rmap counts them like any fault's. Returns
+// whether addr itself got mapped (VM_FAULT_NOPAGE: then ->fault is not called).
+bool do_fault_around(Vma* vma, uint64_t addr, pte_t* ptep) {
   Mm* mm = vma->vm_mm;
+  ShmemInode* inode = vma->vm_file->inode;
+  const uint64_t pte_off = index_at(addr, kPteShift);
+  const uint64_t vma_off = (addr - vma->vm_start) >> kPageShift;
+  const uint64_t from = std::max(pte_off & ~(kFaultAroundPages - 1), pte_off - std::min(pte_off, vma_off));
+  const uint64_t to = std::min({from + kFaultAroundPages, uint64_t{kPtrsPerTable}, pte_off + vma->pages() - vma_off});
+  const uint64_t first_pgoff = vma->linear_page_index(addr) - (pte_off - from);
+  pte_t* base = ptep - pte_off;
+  SpinGuard g(pte_lockptr(mm, ptep));
+  const uint64_t end_pgoff = file_end_pgoff(inode);
+  for (uint64_t i = from; i < to; i++) {
+    const uint64_t pgoff = first_pgoff + (i - from);
+    if (pgoff >= end_pgoff) break;
+    if (!pte_none(ptep_get(base + i))) continue;  // filemap_map_order0_folio leaves it alone
+    Page* page = inode->find_get_page(pgoff);  // the reference the PTE will hold
+    if (!page) continue;
+    set_file_pte(vma, base + i, page, 0);
+  }
+  return !pte_none(ptep_get(ptep));
+}
+
+// do_fault for a shared-memory file mapping: do_read_fault (fault-around first), do_cow_fault
+// (private write) or do_shared_fault (shared write). Writes do no fault-around.
+unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
   PhysMem& mem = mem_of(vma);
   ShmemInode* inode = vma->vm_file->inode;
   const uint64_t pgoff = vma->linear_page_index(addr);
-  const bool beyond_eof = pgoff >= page_align(inode->size()) >> kPageShift;
   const bool write = flags & FAULT_FLAG_WRITE;
-  SpinLock& ptl = pte_lockptr(mm, ptep);
 
   if (write && !(vma->vm_flags & VM_SHARED)) {
     // do_cow_fault: a private copy of the file page. The anon_vma comes first, so a write
     // beyond the end of the file leaves the VMA faulted even though it gets SIGBUS.
     if (unsigned r = vmf_anon_prepare(vma, flags)) return r;
-    if (beyond_eof) return VM_FAULT_SIGBUS;
+    if (pgoff >= file_end_pgoff(inode)) return VM_FAULT_SIGBUS;
     Page* src = inode->find_or_create_page(pgoff);
     if (!src) return VM_FAULT_OOM;
     Page* page = mem.alloc_page(Zero::kNo);
@@ -102,35 +164,27 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
     MM_TSAN_IGNORE_END();
     mem.put_page(src);
     pteval_t entry = pte_mkwrite(pte_mkdirty(pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot)));
-    SpinGuard g(ptl);
-    if (pte_none(ptep_get(ptep))) {
-      page_add_new_anon_rmap(page, vma, addr);
-      mm->add_rss(MM_ANONPAGES, 1);
-      set_pte(ptep, entry);
-      return VM_FAULT_OK;
-    }
-    mem.put_page(page);
+    install_new_anon_page(vma, addr, ptep, page, entry);
     return VM_FAULT_OK;
   }
 
-  if (beyond_eof) return VM_FAULT_SIGBUS;
+  // do_read_fault maps the cached neighbours (and addr itself, when cached) before ->fault,
+  // even when addr lies beyond the end of the file and the fault ends in SIGBUS.
+  if (!write && do_fault_around(vma, addr, ptep)) return VM_FAULT_OK;
+  if (pgoff >= file_end_pgoff(inode)) return VM_FAULT_SIGBUS;
   Page* page = inode->find_or_create_page(pgoff);  // the reference the PTE will hold
   if (!page) return VM_FAULT_OOM;
   if (write) page->set(PG_dirty);  // do_shared_fault: fault_dirty_shared_page
-  pteval_t entry = pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot);
-  if (write) entry = pte_mkdirty(pte_mkwrite(entry));
   {
-    SpinGuard g(ptl);
+    SpinGuard g(pte_lockptr(vma->vm_mm, ptep));
     // Recheck the size under the PTE lock: a truncate that shrank the file either finished
     // its unmap before we took the lock (then we see the new size) or will remove this entry.
-    if (pgoff >= page_align(inode->size()) >> kPageShift) {
+    if (pgoff >= file_end_pgoff(inode)) {
       mem.put_page(page);
       return VM_FAULT_SIGBUS;
     }
-    if (pte_none(ptep_get(ptep))) {
-      page->mapcount.fetch_add(1, std::memory_order_relaxed);
-      mm->add_rss(MM_SHMEMPAGES, 1);
-      set_pte(ptep, entry);
+    if (pte_still_none(vma, ptep)) {
+      set_file_pte(vma, ptep, page, flags);  // finish_fault
       return VM_FAULT_OK;
     }
   }
@@ -226,6 +280,8 @@ unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) {
   pte_t* ptep = pte_alloc(mm, addr);
   if (!ptep) return VM_FAULT_OOM;
   pteval_t v = ptep_get(ptep);
+  // Test-only: a test may hold the fault here, after the unlocked read (System::FaultGate).
+  if (const System::FaultGate& gate = mm->sys()->debug_fault_gate()) gate(addr);
   if (pte_none(v)) {
     if (vma->is_anonymous()) return do_anonymous_page(vma, addr, ptep, flags);
     return do_shmem_fault(vma, addr, ptep, flags);
@@ -252,7 +308,7 @@ unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) {
 // The x86 user fault entry (do_user_addr_fault): the per-VMA lock path first
 // (lock_vma_under_rcu), then the mmap_lock path (lock_mm_and_find_vma), which also expands
 // stacks and rebuilds the lockless lookup's snapshot.
-unsigned do_user_addr_fault(Mm* mm, uint64_t addr, bool write) NO_THREAD_SAFETY_ANALYSIS {
+unsigned do_user_addr_fault(Mm* mm, uint64_t addr, bool write) {
   if (addr >= kTaskSize) return VM_FAULT_SIGSEGV;
   const unsigned flags = write ? unsigned{FAULT_FLAG_WRITE} : 0u;
   if (Vma* vma = mm->lock_vma_under_rcu(addr)) {
@@ -261,31 +317,23 @@ unsigned do_user_addr_fault(Mm* mm, uint64_t addr, bool write) NO_THREAD_SAFETY_
     vma_end_read(vma);
     if (!(ret & VM_FAULT_RETRY)) return ret;
   }
-  mm->mmap_lock_.down_read();
-  mm->refresh_snapshot();
-  Vma* vma = mm->find_vma(addr);
-  if (vma && vma->vm_start <= addr) {
-    unsigned ret = access_error(vma, write) ? unsigned{VM_FAULT_SIGSEGV} : handle_mm_fault(vma, addr, flags);
-    mm->mmap_lock_.up_read();
-    return ret;
-  }
-  if (!vma || !(vma->vm_flags & VM_GROWSDOWN)) {
-    mm->mmap_lock_.up_read();
-    return VM_FAULT_SIGSEGV;
+  {
+    MmapReadGuard g(mm);
+    mm->refresh_snapshot();
+    Vma* vma = mm->find_vma(addr);
+    if (vma && vma->vm_start <= addr)
+      return access_error(vma, write) ? unsigned{VM_FAULT_SIGSEGV} : handle_mm_fault(vma, addr, flags);
+    if (!vma || !(vma->vm_flags & VM_GROWSDOWN)) return VM_FAULT_SIGSEGV;
   }
   // Stack expansion needs mmap_lock for write: drop, retake and look again.
-  mm->mmap_lock_.up_read();
-  mm->mmap_lock_.down_write();
-  unsigned ret;
-  vma = mm->find_vma(addr);
-  if (!vma || (vma->vm_start > addr && (!(vma->vm_flags & VM_GROWSDOWN) ||
-                                        expand_stack_locked(vma, addr) != Errno::kOk))) {
-    ret = VM_FAULT_SIGSEGV;
-  } else {
-    ret = access_error(vma, write) ? unsigned{VM_FAULT_SIGSEGV} : handle_mm_fault(vma, addr, flags);
-  }
-  mm->mmap_lock_.up_write();
-  return ret;
+  MmapWriteGuard g(mm);
+  Vma* vma = mm->find_vma(addr);
+  if (!vma) return VM_FAULT_SIGSEGV;
+  mmap_assert_write_locked(vma->vm_mm);  // the same mm, reached through the VMA
+  if (vma->vm_start > addr &&
+      (!(vma->vm_flags & VM_GROWSDOWN) || expand_stack_locked(vma, addr) != Errno::kOk))
+    return VM_FAULT_SIGSEGV;
+  return access_error(vma, write) ? unsigned{VM_FAULT_SIGSEGV} : handle_mm_fault(vma, addr, flags);
 }
 
 void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCows cows) {
@@ -398,27 +446,6 @@ Errno copy_page_range(Vma* dst, Vma* src) {
   if (anon) dst_mm->add_rss(MM_ANONPAGES, anon);
   if (shmem) dst_mm->add_rss(MM_SHMEMPAGES, shmem);
   return err;
-}
-
-void populate_vma_page_range(Vma* vma, uint64_t start, uint64_t end) {
-  // GUP with FOLL_TOUCH: writable private mappings get write faults (breaking COW), everything
-  // else read faults (FOLL_FORCE covers write-only and exec-only mappings). PROT_NONE VMAs are
-  // skipped.
-  if (vma->vm_flags & (VM_IO | VM_PFNMAP)) return;
-  if (!vma->is_accessible()) return;
-  const bool write = (vma->vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE;
-  Mm* mm = vma->vm_mm;
-  for (uint64_t addr = start; addr < end; addr += kPageSize) {
-    for (;;) {
-      pte_t* ptep = pte_offset(mm, addr);
-      if (ptep) {
-        pteval_t v = ptep_get(ptep);
-        if (pte_hw_present(v) && (!write || pte_write(v))) break;
-      }
-      unsigned r = handle_mm_fault(vma, addr, write ? unsigned{FAULT_FLAG_WRITE} : 0u);
-      if (r & (VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV)) return;
-    }
-  }
 }
 
 }  // namespace mirrormm

@@ -88,6 +88,11 @@ void ShmemInode::truncate_pages(uint64_t size) {
     auto it = chunks_.find(pgoff >> kChunkShift);
     if (it != chunks_.end()) {
       if (Page* p = it->second->slots[pgoff & ((1 << kChunkShift) - 1)]) {
+        // shmem_undo_range marks the partial page dirty before truncate_inode_partial_folio
+        // zeroes its tail: the zeroes exist only in memory now, so reclaim must keep the page.
+        // This holds for a "resize" to the current size too (shmem_setattr truncates whenever
+        // the size does not grow).
+        p->set(PG_dirty);
         uint8_t* d = mem_->page_address(p);
         MM_TSAN_IGNORE_BEGIN();  // mappings may access the page meanwhile, as on Linux
         std::memset(d + offset_in_page(size), 0, kPageSize - offset_in_page(size));
@@ -121,6 +126,10 @@ bool ShmemInode::remove_clean_page(uint64_t pgoff, Page* page) {
   if (it == chunks_.end()) return false;
   Page*& slot = it->second->slots[pgoff & ((1 << kChunkShift) - 1)];
   if (slot != page || page->test(PG_dirty) || page->mapcount.load(std::memory_order_acquire) != 0) return false;
+  // __remove_mapping's folio_ref_freeze: only the cache's reference and the caller's may be
+  // left. A fault (or fault-around) that found the page takes its reference under lock_ and
+  // maps the page afterwards; removing it meanwhile would map a page the cache no longer has.
+  if (page->refcount.load(std::memory_order_acquire) != 2) return false;
   slot = nullptr;
   nr_pages_--;
   if (--it->second->used == 0) chunks_.erase(it);

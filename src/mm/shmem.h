@@ -39,12 +39,14 @@ class ShmemInode {
   bool is_resident(uint64_t pgoff) EXCLUDES(lock_);
   uint64_t nr_pages() EXCLUDES(lock_);
 
-  // The page-cache pages at or after pgoff leave the cache (truncate_inode_pages); the part of
-  // the page holding byte `size` beyond it is zeroed (truncate_inode_partial_folio).
+  // The page-cache pages wholly beyond `size` leave the cache (truncate_inode_pages); the part
+  // of the page holding byte `size` beyond it is zeroed and the page marked dirty
+  // (shmem_undo_range, truncate_inode_partial_folio).
   void truncate_pages(uint64_t size) EXCLUDES(lock_);
 
-  // Reclaim of a clean page: removes `page` from the cache at pgoff unless it is dirty or
-  // mapped (remove_mapping). Returns whether it was removed.
+  // Reclaim of a clean page: removes `page` from the cache at pgoff unless it is dirty, mapped
+  // or referenced by anyone but the cache and the caller (remove_mapping). Returns whether it
+  // was removed.
   bool remove_clean_page(uint64_t pgoff, Page* page) EXCLUDES(lock_);
 
   // i_mmap: the VMAs that map this file (the reverse map for file pages). Maintained by
