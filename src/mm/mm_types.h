@@ -1,7 +1,7 @@
 // The model's core structures (include/linux/mm_types.h's role): the address space (Mm),
 // its VMAs, the anon_vma identities that rmap and VMA merging use, and shared-memory files.
 //
-// Lifecycles and guards are stated on each type. The lock order is in base/locking.h.
+// Lifecycles and guards are stated on each type. The lock order is in mm/lock_order.h.
 #pragma once
 
 #include <atomic>
@@ -144,6 +144,9 @@ class CAPABILITY("mmap_lock") MmapLock {
 // for write *and* the VMA write-locked (vma_start_write), read with the mmap_lock held or the
 // VMA read-locked (the per-VMA lock of the fault path). anon_vma is the exception: the fault
 // path installs it holding mmap_lock for read plus vm_mm->page_table_lock_, so it is atomic.
+// The fields are not GUARDED_BY: the per-VMA read lock is a reference count, not a capability,
+// so "mmap_lock or VMA read lock" cannot be stated to the analysis; the writers' side is
+// checked through REQUIRES(mm->mmap_lock_) on every function that changes a linked VMA.
 //
 // Lifecycle: detached until vma_link(), detached again by vma_unlink(); freed after an RCU
 // grace period (lockless lookups may still hold the pointer).

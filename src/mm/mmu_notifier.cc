@@ -3,7 +3,7 @@
 // through mmu_notifier_internal.h. Rmap notifiers are in rmap_notifier.cc, the lookups that
 // secondary MMUs call in hmm.cc, the test switches in mmu_debug.cc.
 //
-// Locking (base/locking.h): MmuNotifierSubscriptions::lock ranks after the mmap_lock, i_mmap
+// Locking (mm/lock_order.h): MmuNotifierSubscriptions::lock ranks after the mmap_lock, i_mmap
 // and anon_vma locks (invalidations run under any of them; register holds all of them) and is
 // never held across a callback. Classic lists are walked under the notifier SRCU domain
 // (base/srcu.h), in which callbacks may sleep. The interval tree is walked without a lock only
@@ -40,7 +40,9 @@ struct MmuNotifierSubscriptions {
   std::atomic<bool> has_itree{false};       // set under mmap_lock + all rmap locks
   uint64_t invalidate_seq GUARDED_BY(lock) = 2;
   uint64_t active_invalidate_ranges GUARDED_BY(lock) = 0;
-  IntervalTree<MmuIntervalNotifier> itree;  // changed under lock; read under lock or frozen
+  // Changed under lock; read under lock, or without it while frozen (invalidate_seq odd, when
+  // every change is deferred): the second reader cannot be stated, so it is not GUARDED_BY.
+  IntervalTree<MmuIntervalNotifier> itree;
   MmuIntervalNotifier* deferred_head GUARDED_BY(lock) = nullptr;
   MmuIntervalNotifier* deferred_tail GUARDED_BY(lock) = nullptr;
   Mutex wq_lock{lock_class::kNotifierWait};  // see "Waiting" above; taken before `lock`

@@ -52,7 +52,10 @@ enum PageFlags : uint32_t {
 // describe (PG_anon_exclusive under the PTE lock of the mapping PTE). mapping_ and index_ are
 // written once when the frame is first mapped (under the PTE lock or the shmem inode lock) and
 // cleared when it is freed; rmap readers hold the page lock. ptl is used only when the frame is
-// a page table.
+// a page table. No field is GUARDED_BY: which lock owns mapping_/index_ depends on what the
+// frame is (PTE lock, inode lock, page lock: Linux's rules, stated above), and next_free is
+// used only while the frame is free, under PhysMem::lock_, which the analysis cannot tie to a
+// descriptor.
 struct Page {
   std::atomic<uint32_t> flags{0};
   std::atomic<int32_t> refcount{0};
@@ -71,7 +74,7 @@ struct Page {
 enum class Zero { kNo, kYes };
 
 // The page lock (PG_locked), a bit lock in the descriptor: rmap walks, migration and
-// truncation of one page hold it (rank in base/locking.h: after the mmap_lock, before i_mmap
+// truncation of one page hold it (rank in mm/lock_order.h: after the mmap_lock, before i_mmap
 // and anon_vma locks). lock_page waits; trylock_page does not.
 bool trylock_page(Page* page);
 void lock_page(Page* page);
