@@ -201,7 +201,7 @@ void BM_Invalidate(benchmark::State& state, Query q) {
   const uint64_t calls0 = g_callbacks;
   size_t i = 0;
   {
-    ReadGuard g(mm->mmap_lock_);
+    MmapReadGuard g(mm);
     for (auto _ : state) {
       MmuNotifierRange range;
       mmu_notifier_range_init(&range, MmuNotifyEvent::kClear, 0, mm, keys[i] + lo, keys[i] + hi);

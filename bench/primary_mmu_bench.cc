@@ -517,7 +517,7 @@ void print_metadata() {
   const uint64_t frames = sys.mem().nr_used();
   uint64_t tables = 0, vmas = 0;
   {
-    ReadGuard g(mm->mmap_lock_);
+    MmapReadGuard g(mm);
     tables = count_pgtables(mm);
     vmas = mm->vmas_.size();
   }

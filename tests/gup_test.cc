@@ -12,7 +12,7 @@ class GupTest : public ModelTest {
   Errno pfns(uint64_t addr, uint64_t n, ForWrite write, FaultIn fault, std::vector<GupPfn>* out) NO_THREAD_SAFETY_ANALYSIS {
     out->assign(n, GupPfn{});
     Mm* mm = p1()->mm();
-    ReadGuard g(mm->mmap_lock_);
+    MmapReadGuard g(mm);
     return get_user_pfns(mm, addr, n, write, fault, out->data());
   }
 };
@@ -69,7 +69,7 @@ TEST_F(GupTest, FileBeyondItsEndIsEfault) {
 TEST_F(GupTest, GetUserPagesReportsHowFarItGot) NO_THREAD_SAFETY_ANALYSIS {
   map(p1(), W, 2 * P);
   Mm* mm = p1()->mm();
-  ReadGuard g(mm->mmap_lock_);
+  MmapReadGuard g(mm);
   GupResult r = get_user_pages(mm, W, 3, FOLL_WRITE, nullptr);
   EXPECT_EQ(r.nr_done, 2u);
   EXPECT_EQ(r.error, Errno::kFault);
@@ -121,7 +121,7 @@ TEST(GupPfnTest, OnePageAnswersAsMmGetPfn) NO_THREAD_SAFETY_ANALYSIS {
         GupPfn got;
         Errno e;
         {
-          ReadGuard g(mb->mmap_lock_);
+          MmapReadGuard g(mb);
           e = get_user_pfns(mb, addr, 1, write ? ForWrite::kYes : ForWrite::kNo, fault ? FaultIn::kYes : FaultIn::kNo, &got);
         }
         SCOPED_TRACE(::testing::Message() << "page " << page << " fault " << fault << " write " << write);

@@ -84,7 +84,7 @@ uint64_t System::debug_check_consistency() {
   for (int c = 0; c < nr_cpus(); c++)
     for (const Cpu::DebugTlbEntry& e : cpus_[c]->debug_tlb_entries()) tlb_entries[e.mm_id].push_back({c, e});
   for (Mm* mm : mms) {
-    ReadGuard rg(mm->mmap_lock_);
+    MmapReadGuard rg(mm);
     count_tables(*mem_, mm->pgd_, 4, tables);
     for (auto& [c, e] : tlb_entries[mm->id()]) {
       pte_t* ptep = pte_offset(mm, e.addr);

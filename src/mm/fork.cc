@@ -56,7 +56,7 @@ Result<Mm*> dup_mm(Mm* oldmm) {
   Errno err = Errno::kOk;
   {
     MmapWriteGuard og(oldmm);
-    mm->mmap_lock_.down_write_nested();  // the child's, inside the parent's
+    mmap_write_lock_nested(mm);  // the child's, inside the parent's
     mm->execute_only_pkey_ = oldmm->execute_only_pkey_;
     for (auto& [start, mpnt] : oldmm->vmas_) {
       if (mpnt->vm_flags & VM_DONTCOPY) continue;
@@ -91,7 +91,7 @@ Result<Mm*> dup_mm(Mm* oldmm) {
     // broken fork (the test switch) leaves a consistent child.
     if (kDebugChecks || notifier_internal::checker_on.load(std::memory_order_relaxed))
       for (auto& [start, vma] : mm->vmas_) anon_vma_chain_repair(vma);
-    mm->mmap_lock_.up_write();
+    mmap_write_unlock(mm);
   }
   if (err != Errno::kOk) {
     exit_mmap(mm);

@@ -67,7 +67,7 @@ Errno do_mincore_syscall(Mm* mm, uint64_t start, uint64_t len, std::vector<uint8
   while (pages) {
     const uint64_t chunk = std::min<uint64_t>(pages, kPageSize);
     Result<uint64_t> r = [&]() {
-      ReadGuard g(mm->mmap_lock_);
+      MmapReadGuard g(mm);
       return do_mincore(mm, start, chunk, tmp.data());
     }();
     if (!r.ok()) return r.error();

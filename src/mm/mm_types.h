@@ -317,6 +317,8 @@ inline void mmap_read_lock(Mm* mm) ACQUIRE_SHARED(mm->mmap_lock_) { mm->mmap_loc
 inline void mmap_read_unlock(Mm* mm) RELEASE_SHARED(mm->mmap_lock_) { mm->mmap_lock_.up_read(); }
 inline void mmap_write_lock(Mm* mm) ACQUIRE(mm->mmap_lock_) { mm->mmap_lock_.down_write(); }
 inline void mmap_write_unlock(Mm* mm) RELEASE(mm->mmap_lock_) { mm->mmap_lock_.up_write(); }
+// fork: the child's mmap_lock inside the parent's (SINGLE_DEPTH_NESTING).
+inline void mmap_write_lock_nested(Mm* mm) ACQUIRE(mm->mmap_lock_) { mm->mmap_lock_.down_write_nested(); }
 
 class SCOPED_CAPABILITY MmapReadGuard {
  public:

@@ -321,7 +321,7 @@ Result<uint64_t> do_mmap(Mm* mm, File* file, uint64_t addr, uint64_t len, uint64
 }
 
 void mm_populate(Mm* mm, uint64_t start, uint64_t len) {
-  ReadGuard g(mm->mmap_lock_);
+  MmapReadGuard g(mm);
   const uint64_t end = start + len;
   for (uint64_t nstart = start; nstart < end;) {
     Vma* vma = mm->find_vma(nstart);

@@ -158,7 +158,7 @@ Errno do_mprotect_pkey(Mm* mm, uint64_t start, uint64_t len, uint64_t prot, int 
   if (prot & ~(kProtRead | kProtWrite | kProtExec | kProtSem)) return Errno::kInval;
   (void)pkey;
 
-  WriteGuard g(mm->mmap_lock_);
+  MmapWriteGuard g(mm);
   Vma* vma = mm->find_vma_intersection(start, end);
   if (!vma) return Errno::kNoMem;
   if (grows & kProtGrowsDown) {

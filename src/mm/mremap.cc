@@ -389,7 +389,7 @@ Result<uint64_t> do_mremap(Mm* mm, uint64_t addr, uint64_t old_len, uint64_t new
   v.flags = flags;
   v.new_addr = new_addr;
   if (Errno e = check_mremap_params(v); e != Errno::kOk) return e;
-  WriteGuard g(mm->mmap_lock_);
+  MmapWriteGuard g(mm);
   mmap_assert_write_locked(v.mm);
   if (Errno e = check_map_count(v); e != Errno::kOk) return e;
   if (v.move_only()) return remap_move(v);

@@ -39,7 +39,7 @@ Result<std::vector<MapsEntry>> System::proc_maps(Process* p) {
   if (!mm) return Errno::kSrch;
   std::vector<MapsEntry> out;
   {
-    ReadGuard g(mm->mmap_lock_);
+    MmapReadGuard g(mm);
     for (Vma* v = mm->find_vma(0); v; v = mm->vma_next(v)) out.push_back(show_map_vma(v));
   }
   mmput_ref(mm);
