@@ -218,10 +218,18 @@ class Mm {
   // MMU notifiers: allocated by the first registration, published with a release store,
   // freed by the last mmdrop (mmu_notifier.cc).
   std::atomic<MmuNotifierSubscriptions*> notifier_subscriptions_{nullptr};
-  // The coherence checker's record of this mm's active invalidations [start, end) (a leaf
-  // lock, taken under any other).
+  // The coherence checker's record of this mm's active invalidations [start, end) and their
+  // MmuNotifyEvent (a leaf lock, taken under any other).
+  struct CheckerRange {
+    uint64_t start, end;
+    int event;
+    bool operator==(const CheckerRange&) const = default;
+  };
   Mutex checker_lock_;
-  std::vector<std::pair<uint64_t, uint64_t>> checker_ranges_ GUARDED_BY(checker_lock_);
+  std::vector<CheckerRange> checker_ranges_ GUARDED_BY(checker_lock_);
+  // The process this address space belongs to (Linux's mm->owner), for messages; written
+  // before the process is published, never changed.
+  uint64_t owner_pid_ = 0;
   // Set by exit_mmap before it frees the page tables; a CPU checks it under its TLB lock
   // before walking (the flush that follows waits for walks already under way).
   std::atomic<bool> dead_{false};

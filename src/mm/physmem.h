@@ -124,6 +124,12 @@ class PhysMem {
 
   static constexpr size_t kDescriptorBytes = sizeof(Page);
 
+  // Whether the MMU coherence checker watches this machine (SystemConfig::mmu_checker,
+  // System::set_mmu_checker): the one switch that every notifier hook reads, with one relaxed
+  // load, from the frames and address spaces of this machine.
+  bool mmu_checker_on() const { return mmu_checker_on_.load(std::memory_order_relaxed); }
+  void set_mmu_checker_on(bool on) { mmu_checker_on_.store(on, std::memory_order_relaxed); }
+
  private:
   void free_page(Page* page) EXCLUDES(lock_);
   // Prepares a frame whose last reference went for the free list (outside the lock).
@@ -157,6 +163,8 @@ class PhysMem {
   // Free frames. Changed only under lock_ (load + store, no read-modify-write); atomic so
   // that statistics readers may race.
   std::atomic<uint64_t> nr_free_{0};  // frames on the global list and never used
+
+  std::atomic<bool> mmu_checker_on_{false};  // atomic: switched while CPUs run
 
   SpinLock lock_{LockClass::kFreeList};
   pfn_t free_head_ GUARDED_BY(lock_) = 0;     // LIFO list of freed frames

@@ -40,6 +40,7 @@ uint64_t dirty_base(int t) { return private_base(t) + (32ull << 20); }
 struct Shared {
   System* sys;
   bool devices = false;
+  bool stop_on_violation = false;
   // The secondary MMU of each slot's process (guarded by mirror_lock; a worker copies the
   // pointer out and uses the mirror unlocked: the mirror is thread-safe and outlives uses).
   std::mutex mirror_lock;
@@ -70,6 +71,11 @@ class Worker {
         sh_.parked.fetch_sub(1, std::memory_order_acq_rel);
         continue;
       }
+      if (sh_.stop_on_violation && sys.violations() > 0) {
+        // Idle (still parking when asked) until the coordinator ends the run.
+        std::this_thread::yield();
+        continue;
+      }
       step();
       sh_.ops.fetch_add(1, std::memory_order_relaxed);
     }
@@ -88,7 +94,7 @@ class Worker {
     return sh_.sys->process(1);
   }
 
-  void fail(const std::string& what) { sh_.sys->report_violation(fmt::format("cpu {}: {}", id_, what)); }
+  void fail(const std::string& what) { sh_.sys->report_violation("workload check", fmt::format("cpu {}: {}", id_, what)); }
 
   // Private region of process 1: writes, verified reads, zaps and protection changes.
   void private_op() {
@@ -275,17 +281,26 @@ class Worker {
 
 }  // namespace
 
+std::string replay_command(const Options& o) {
+  std::string s = fmt::format("mirrormm stress --threads {} --seconds {} --seed {}", o.threads, o.seconds, o.seed);
+  if (o.break_shootdown) s += " --break-shootdown";
+  if (!o.devices) s += " --no-devices";
+  if (o.drop_bracket >= 0) s += fmt::format(" --drop-bracket {}", mmu_notify_event_name(static_cast<MmuNotifyEvent>(o.drop_bracket)));
+  if (o.stop_on_violation) s += " --stop-on-violation";
+  return s;
+}
+
 Report run(const Options& o) {
   SystemConfig cfg;
   cfg.memory_bytes = o.memory_mib << 20;
+  cfg.mmu_checker = true;  // the secondary MMUs' traffic is judged from the first mapping on
   System sys(cfg, o.threads);
   sys.debug_break_shootdown(o.break_shootdown);
-  const bool checker_was_on = mmu_checker_enabled();
-  mmu_checker_enable(true);
   if (o.drop_bracket >= 0) mmu_debug_drop_bracket(o.drop_bracket);
   Shared sh;
   sh.sys = &sys;
   sh.devices = o.devices;
+  sh.stop_on_violation = o.stop_on_violation;
   if (o.devices) {
     Result<std::unique_ptr<DeviceMirror>> m =
         DeviceMirror::attach(sys.process(1), DeviceMirror::Mode::kInterval, kChaosBase, kChaosPages * kP);
@@ -308,7 +323,10 @@ Report run(const Options& o) {
   for (;;) {
     const auto now = Clock::now();
     if (now - t0 >= std::chrono::duration<double>(o.seconds)) break;
-    if (o.stop_on_violation && sys.violations() > 0) break;
+    if (o.stop_on_violation && sys.violations() > 0) {
+      res.stopped_on_violation = true;
+      break;
+    }
     if (now >= next_check) {
       // Stop the world, check, resume.
       sh.pause.store(true, std::memory_order_release);
@@ -329,6 +347,7 @@ Report run(const Options& o) {
   }
   sh.stop.store(true);
   for (auto& t : threads) t.join();
+  res.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   for (auto& m : sh.mirror) {
     if (m) m->detach();
     m.reset();
@@ -342,8 +361,8 @@ Report run(const Options& o) {
   res.forks = sh.forks.load();
   res.violations = sys.violations();
   res.messages = sys.violation_messages();
+  res.kinds = sys.violation_kinds();
   res.device_ops = sh.device_ops.load();
-  mmu_checker_enable(checker_was_on);
   return res;
 }
 
