@@ -303,7 +303,8 @@ void mmu_checker_unmap_all(const void* sub);
 // address. An empty name forgets it: do so before sub's memory may be reused.
 void mmu_checker_name(const void* sub, const std::string& name);
 // Process-wide: how many violations the checker has reported so far, the last one, and how
-// many times a broken kernel was requested (mmu_debug_drop_bracket with an event). The test
+// many times a broken kernel or driver was requested (mmu_debug_drop_bracket with an event,
+// mmu_debug_broken_driver). The test
 // suite fails any test during which the first grew while the last did not.
 uint64_t mmu_checker_reports();
 std::string mmu_checker_last_report();
@@ -311,6 +312,10 @@ uint64_t mmu_debug_breakages();
 // Test switch: the primary paths skip their brackets for this event (a deliberately broken
 // kernel, to show that the checker catches it). -1 restores them all.
 void mmu_debug_drop_bracket(int event);
+// Test switch: the caller is about to run a deliberately broken secondary MMU (one that
+// ignores invalidations, say) to show what the checker reports. Counts as a broken kernel
+// for mmu_debug_breakages.
+void mmu_debug_broken_driver();
 // Whether some primary path brackets its PTE changes with this event, so that dropping its
 // brackets can break anything: unmap, clear, protection_vma and protection_page today.
 // soft_dirty, migrate and exclusive wait for the mechanisms that use them (clear_refs,

@@ -25,6 +25,8 @@ void mmu_debug_drop_bracket(int event) {
   }
 }
 
+void mmu_debug_broken_driver() { breakages.fetch_add(1, std::memory_order_relaxed); }
+
 bool mmu_debug_bracket_used(MmuNotifyEvent event) {
   switch (event) {
     case MmuNotifyEvent::kUnmap:           // munmap, mremap, exit (mmap.cc, mremap.cc)
