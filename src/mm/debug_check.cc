@@ -41,7 +41,7 @@ uint64_t System::debug_check_consistency() NO_THREAD_SAFETY_ANALYSIS {
   uint64_t found = 0;
   auto bad = [&](const std::string& what) {
     found++;
-    report_violation(what);
+    report_violation("consistency check", what);
   };
   std::unordered_map<Page*, int> mapped;  // PTEs seen per page
   std::unordered_map<Page*, std::string> where;  // and where
