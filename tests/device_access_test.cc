@@ -244,7 +244,8 @@ TEST(DeviceAccess, MessagesNameSubscriberProcessAddressAndInvalidation) {
   EXPECT_EQ(sys.violations(), before + 1);
   char addr[32];
   std::snprintf(addr, sizeof addr, "%p", static_cast<const void*>(&dev));
-  EXPECT_TRUE(has(sys.violation_messages(), std::string("subscriber ") + addr + ", pid 1")) << all(sys.violation_messages());
+  EXPECT_TRUE(has(sys.violation_messages(), std::string("subscriber ") + addr + ", pid 1"))
+      << all(sys.violation_messages());
 
   mmu_checker_unmap_all(&dev);
   mmu_interval_notifier_remove(&dev);

@@ -227,9 +227,10 @@ class Mm {
   };
   Mutex checker_lock_;
   std::vector<CheckerRange> checker_ranges_ GUARDED_BY(checker_lock_);
-  // The process this address space belongs to (Linux's mm->owner), for messages; written
-  // before the process is published, never changed.
-  uint64_t owner_pid_ = 0;
+  // The process this address space belongs to (Linux's mm->owner), for messages: 0 until
+  // the process is published, never changed after. Atomic: rmap walks may reach a fork
+  // child's mm before fork publishes it.
+  std::atomic<uint64_t> owner_pid_{0};
   // Set by exit_mmap before it frees the page tables; a CPU checks it under its TLB lock
   // before walking (the flush that follows waits for walks already under way).
   std::atomic<bool> dead_{false};

@@ -105,7 +105,7 @@ void frame_ref(Mm* mm, const void* sub, uint64_t addr, uint64_t pfn, int delta) 
   if (delta > 0) {
     u.count++;
     u.sub = sub;
-    u.pid = mm->owner_pid_;
+    u.pid = mm->owner_pid_.load(std::memory_order_relaxed);
     u.mm_id = mm->id();
     u.addr = addr;
   } else if (u.count > 0 && --u.count == 0) {
@@ -142,7 +142,9 @@ std::string name_of(const void* sub) {
 std::string process_of(uint64_t pid, uint64_t mm_id) {
   return pid ? fmt::format("pid {} (mm {})", pid, mm_id) : fmt::format("mm {}", mm_id);
 }
-std::string process_of(const Mm* mm) { return process_of(mm->owner_pid_, mm->id()); }
+std::string process_of(const Mm* mm) {
+  return process_of(mm->owner_pid_.load(std::memory_order_relaxed), mm->id());
+}
 
 // ", during EVENT [start, end)" for the active invalidation of mm covering addr, or "".
 std::string active_invalidation(Mm* mm, uint64_t addr) {

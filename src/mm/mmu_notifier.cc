@@ -52,7 +52,9 @@ namespace {
 
 constexpr int kEagain = -static_cast<int>(Errno::kAgain);
 
-void warn(Mm* mm, const std::string& what) { mm->sys()->report_violation("mmu_notifier warning", "mmu_notifier: " + what); }
+void warn(Mm* mm, const std::string& what) {
+  mm->sys()->report_violation("mmu_notifier warning", "mmu_notifier: " + what);
+}
 
 MmuNotifierSubscriptions* subs_of(const Mm* mm) {
   return mm->notifier_subscriptions_.load(std::memory_order_acquire);

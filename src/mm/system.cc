@@ -21,7 +21,7 @@ System::System(const SystemConfig& config, int nr_cpus) : config_(config) {
   for (int i = 0; i < nr_cpus; i++) cpus_.push_back(std::make_unique<Cpu>(this, i));
   Mm* mm = mm_alloc(this);
   MM_BUG_ON(!mm);
-  mm->owner_pid_ = 1;
+  mm->owner_pid_.store(1, std::memory_order_relaxed);
   procs_.push_back(std::unique_ptr<Process>(new Process(1, mm)));
 }
 
@@ -212,7 +212,7 @@ Result<Process*> System::fork(Process* p) {
   Result<Mm*> r = dup_mm(ref.get());
   if (!r.ok()) return r.error();
   std::lock_guard<std::mutex> g(procs_lock_);
-  r.value()->owner_pid_ = procs_.size() + 1;
+  r.value()->owner_pid_.store(procs_.size() + 1, std::memory_order_relaxed);
   procs_.push_back(std::unique_ptr<Process>(new Process(procs_.size() + 1, r.value())));
   return procs_.back().get();
 }

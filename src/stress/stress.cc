@@ -94,7 +94,9 @@ class Worker {
     return sh_.sys->process(1);
   }
 
-  void fail(const std::string& what) { sh_.sys->report_violation("workload check", fmt::format("cpu {}: {}", id_, what)); }
+  void fail(const std::string& what) {
+    sh_.sys->report_violation("workload check", fmt::format("cpu {}: {}", id_, what));
+  }
 
   // Private region of process 1: writes, verified reads, zaps and protection changes.
   void private_op() {
@@ -285,7 +287,8 @@ std::string replay_command(const Options& o) {
   std::string s = fmt::format("mirrormm stress --threads {} --seconds {} --seed {}", o.threads, o.seconds, o.seed);
   if (o.break_shootdown) s += " --break-shootdown";
   if (!o.devices) s += " --no-devices";
-  if (o.drop_bracket >= 0) s += fmt::format(" --drop-bracket {}", mmu_notify_event_name(static_cast<MmuNotifyEvent>(o.drop_bracket)));
+  if (o.drop_bracket >= 0)
+    s += fmt::format(" --drop-bracket {}", mmu_notify_event_name(static_cast<MmuNotifyEvent>(o.drop_bracket)));
   if (o.stop_on_violation) s += " --stop-on-violation";
   return s;
 }
