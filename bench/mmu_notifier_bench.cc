@@ -29,8 +29,8 @@
 //      variants are interleaved in registration order, kReps repetitions each, alternating
 //      which one goes first; the summary compares their medians.
 //
-// The coherence checker is switched off (mmu_checker_enable(false)): it is on by default only
-// in debug builds and would otherwise dominate every figure.
+// The coherence checker is switched off (SystemConfig::set_default_mmu_checker(false)): it is
+// on by default only in debug builds and would otherwise dominate every figure.
 //
 // Times. The summary uses CPU time per iteration (the development VM has 2 cores that other
 // jobs share; CPU time does not count preemption); wall-clock medians are printed next to
@@ -593,7 +593,7 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   using namespace mirrormm;
   // Benchmarks are built in release, where the checker is off by default; make sure.
-  mmu_checker_enable(false);
+  SystemConfig::set_default_mmu_checker(false);
   mmu_debug_hooks_off(false);
 
   auto iv = std::make_unique<Intervals>();

@@ -73,8 +73,8 @@ struct TinyDevice : MmuIntervalNotifier {
     std::lock_guard<std::mutex> g(update);
     auto it = ptes.find(addr & ~(kPage - 1));
     if (it == ptes.end()) return false;
-    device_access_pfn(sys, it->second.first, addr & (kPage - 1), out, 1, false);
-    return true;
+    // The DMA itself: checked against the CPU page tables as it happens.
+    return device_access_pfn(this, mm, addr, it->second.first, out, 1, false);
   }
 };
 
@@ -93,8 +93,9 @@ void expect(bool ok, const char* what) {
 }  // namespace
 
 int main() {
-  mmu_checker_enable(true);
-  System sys;
+  SystemConfig config;
+  config.mmu_checker = true;  // judge every device mapping and access
+  System sys(config);
   Process* p = sys.process(1);
   const uint64_t base = 0x200000000000;
   Result<uint64_t> r = sys.mmap(p, base, 8 * kPage, kProtRead | kProtWrite, kMapPrivate | kMapAnonymous | kMapFixed);
@@ -106,6 +107,7 @@ int main() {
 
   TinyDevice dev;
   dev.sys = &sys;
+  mmu_checker_name(&dev, "TinyDevice");  // how the checker's messages call it
   Mm* mm = get_task_mm(p);
   if (mmu_interval_notifier_insert(&dev, mm, base, 8 * kPage, &kOps) != Errno::kOk) return 1;
   mmput_ref(mm);
@@ -136,6 +138,7 @@ int main() {
   sys.exit(p);
   expect(dev.ptes.empty(), "exit (RELEASE, then UNMAP) emptied the device page table");
   mmu_interval_notifier_remove(&dev);
+  mmu_checker_name(&dev, "");
 
   expect(sys.violations() == 0, "the coherence checker saw no violation");
   for (const std::string& m : sys.violation_messages()) std::printf("  checker: %s\n", m.c_str());

@@ -22,7 +22,7 @@ using Break = System::DebugBreak;
 class CheckerMutationTest : public ::testing::Test {
  protected:
   CheckerMutationTest() : sys_(SystemConfig{}, 2) {}
-  void SetUp() override { ASSERT_TRUE(mmu_checker_enabled()); }  // the suite's default
+  void SetUp() override { ASSERT_TRUE(sys_.mmu_checker()); }  // the suite's default
 
   Process* p1() { return sys_.process(1); }
   AccessResult write(Process* p, int cpu, uint64_t addr, uint8_t v = 0x5a) {

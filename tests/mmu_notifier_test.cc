@@ -343,7 +343,7 @@ class MmuNotifierTest : public ::testing::Test {
  protected:
   MmuNotifierTest() : sys(SystemConfig{}, 2) {}
   void SetUp() override {
-    mmu_checker_enable(true);
+    sys.set_mmu_checker(true);
     mmu_debug_drop_bracket(-1);
     mmu_debug_fail_take_all_locks(false);
   }

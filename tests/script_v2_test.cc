@@ -347,35 +347,36 @@ TEST(ScriptV2Replay, CheckReportsViolations) {
   EXPECT_EQ(out[5].find('\n'), std::string::npos);
 }
 
-TEST(ScriptV2Replay, CheckerIsOnForV2ScriptsAndRestored) {
-  const bool before = mmu_checker_enabled();
-  mmu_checker_enable(false);
+// The checker is switched per System: a v2 script's machine has it on from the first
+// command even when the configuration asks for it off; a v1-only script's machine and any
+// other machine keep their own setting.
+TEST(ScriptV2Replay, CheckerIsOnForV2Scripts) {
+  SystemConfig off = SystemConfig::from_host();
+  off.mmu_checker = false;
   // The checker must see the device mapping made before the unbracketed downgrade.
   mmu_debug_drop_bracket(static_cast<int>(MmuNotifyEvent::kProtectionVma));
-  auto out = replay_text(std::string(kMap4) +
-                         "dev attach A interval 0x200000000000 16K\n"
-                         "dev fault A 0x200000000000 4K write\n"
-                         "mprotect 0x200000000000 16K r--\n"
-                         "check\n");
+  auto out = replay::run(parse_text(std::string(kMap4) +
+                                    "dev attach A interval 0x200000000000 16K\n"
+                                    "dev fault A 0x200000000000 4K write\n"
+                                    "mprotect 0x200000000000 16K r--\n"
+                                    "check\n"),
+                         replay::Options{off});
   mmu_debug_drop_bracket(-1);
-  EXPECT_FALSE(mmu_checker_enabled());
   ASSERT_EQ(out.size(), 5u);
   EXPECT_THAT(out[4], StartsWith("violations "));
-  // A v1-only script leaves the checker alone.
-  replay_text(std::string(kMap4) + "maps\n");
-  EXPECT_FALSE(mmu_checker_enabled());
-  // The Replayer turns it on at its first model-only command and restores it when destroyed.
+  // The Replayer turns its System's checker on at its first model-only command.
   {
-    replay::Replayer r(replay::Options{SystemConfig::from_host()});
+    replay::Replayer r(replay::Options{off});
     EXPECT_EQ(r.run(parse_one("mmap 0x200000000000 4K rw- private+anon+fixed")), "0x200000000000");
-    EXPECT_FALSE(mmu_checker_enabled());
+    EXPECT_FALSE(r.system().mmu_checker());
     EXPECT_EQ(r.run(parse_one("dev attach A classic")), "0");
-    EXPECT_TRUE(mmu_checker_enabled());
+    EXPECT_TRUE(r.system().mmu_checker());
     EXPECT_EQ(r.run(parse_one("dev fault A 0x200000000000 4K write")), "1");
+    // Another machine keeps its own setting.
+    System other(off);
+    EXPECT_FALSE(other.mmu_checker());
     // Destroyed with A still attached: the Replayer detaches it.
   }
-  EXPECT_FALSE(mmu_checker_enabled());
-  mmu_checker_enable(before);
 }
 
 // ---- host runner and oracle ----

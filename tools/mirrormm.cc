@@ -99,28 +99,36 @@ int cmd_oracle(uint64_t seed0, uint64_t seeds, int commands, const std::string& 
   return sum.ok() ? 0 : 1;
 }
 
-int cmd_stress(int threads, double seconds, uint64_t seed, bool broken, bool no_devices, const std::string& drop) {
-  stress::Options o;
-  o.threads = threads;
-  o.seconds = seconds;
-  o.seed = seed;
-  o.break_shootdown = broken;
-  o.devices = !no_devices;
-  for (int e = 0; e <= static_cast<int>(MmuNotifyEvent::kExclusive); ++e)
-    if (drop == mmu_notify_event_name(static_cast<MmuNotifyEvent>(e))) o.drop_bracket = e;
+int cmd_stress(stress::Options o, bool has_drop, const std::string& drop) {
+  if (has_drop) {
+    for (int e = 0; e <= static_cast<int>(MmuNotifyEvent::kExclusive); ++e)
+      if (drop == mmu_notify_event_name(static_cast<MmuNotifyEvent>(e))) o.drop_bracket = e;
+    if (o.drop_bracket < 0 || !mmu_debug_bracket_used(static_cast<MmuNotifyEvent>(o.drop_bracket))) {
+      std::cerr << "--drop-bracket " << drop
+                << ": no primary path brackets its PTE changes with this event yet, so dropping it "
+                   "cannot break anything; use unmap, clear, protection_vma or protection_page\n";
+      return 2;
+    }
+  }
   o.progress = &std::cerr;
-  std::cout << "stress: " << threads << " CPUs, " << seconds << " s, seed " << seed
-            << (broken ? ", shootdown deliberately broken" : "") << (no_devices ? ", no devices" : ", devices attached")
-            << (drop.empty() ? "" : ", brackets of " + drop + " deliberately dropped") << "\n";
+  std::cout << "stress: " << o.threads << " CPUs, " << o.seconds << " s, seed " << o.seed
+            << (o.break_shootdown ? ", shootdown deliberately broken" : "")
+            << (o.devices ? ", devices attached" : ", no devices")
+            << (has_drop ? ", brackets of " + drop + " deliberately dropped" : "")
+            << (o.stop_on_violation ? ", stopping at the first violation" : "") << "\n";
   std::cout.flush();
   stress::Report r = stress::run(o);
   std::cout << "ops " << r.ops << " (accesses " << r.accesses << ", system calls " << r.syscalls << ", forks " << r.forks
             << "), device operations " << r.device_ops << ", consistency checks " << r.checks << "\n";
-  for (const std::string& m : r.messages) std::cout << "violation: " << m << "\n";
-  if (r.violations)
-    std::cout << "replay: mirrormm stress --threads " << threads << " --seconds " << seconds << " --seed " << seed
-              << (broken ? " --break-shootdown" : "") << (no_devices ? " --no-devices" : "")
-              << (drop.empty() ? "" : " --drop-bracket " + drop) << "\n";
+  if (r.violations) {
+    const size_t shown = r.messages.size();
+    for (const std::string& m : r.messages) std::cout << "violation: " << m << "\n";
+    if (r.violations > shown) std::cout << "(" << r.violations - shown << " more not shown)\n";
+    std::cout << "violations by kind:\n";
+    for (const auto& [kind, n] : r.kinds) std::cout << "  " << n << "  " << kind << "\n";
+    if (r.stopped_on_violation) std::cout << "stopped at the first violation after " << r.seconds << " s\n";
+    std::cout << "replay: " << stress::replay_command(o) << "\n";
+  }
   std::cout << "violations: " << r.violations << "\n";
   return r.violations ? 1 : 0;
 }
@@ -157,22 +165,28 @@ int main(int argc, char** argv) {
   oracle->add_flag("--keep-going", keep_going, "count every diverging seed instead of stopping at the first");
   mf.add(oracle);
 
-  int threads = 4;
-  double seconds = 10;
-  bool broken = false;
+  stress::Options so;
   auto* stress_cmd = app.add_subcommand("stress", "random concurrent workload with invariant checks");
-  stress_cmd->add_option("--threads", threads, "software CPUs (threads)")->check(CLI::Range(1, 64));
-  stress_cmd->add_option("--seconds", seconds)->check(CLI::Range(0.1, 86400.0));
-  stress_cmd->add_option("--seed", seed);
-  stress_cmd->add_flag("--break-shootdown", broken, "leave stale TLB entries (tests the checker)");
+  stress_cmd->add_option("--threads", so.threads, "software CPUs (threads)")->check(CLI::Range(1, 64));
+  stress_cmd->add_option("--seconds", so.seconds)->check(CLI::Range(0.1, 86400.0));
+  stress_cmd->add_option("--seed", so.seed);
+  stress_cmd->add_flag("--break-shootdown", so.break_shootdown, "leave stale TLB entries (tests the checker)");
   bool no_devices = false;
   std::string drop_bracket;
   stress_cmd->add_flag("--no-devices", no_devices, "attach no secondary MMUs");
-  stress_cmd->add_option("--drop-bracket", drop_bracket, "skip the primary paths' brackets of this event (tests the coherence checker)")
-      ->check(CLI::IsMember({"unmap", "clear", "protection_vma"}));
+  auto* drop_opt = stress_cmd
+      ->add_option("--drop-bracket", drop_bracket,
+                   "skip the primary paths' brackets of this event (tests the coherence checker): unmap, clear, "
+                   "protection_vma or protection_page")
+      ->check(CLI::IsMember({"unmap", "clear", "protection_vma", "protection_page", "soft_dirty", "release", "migrate",
+                             "exclusive"}));
+  stress_cmd->add_flag("--stop-on-violation", so.stop_on_violation, "end the run at the first violation");
 
   CLI11_PARSE(app, argc, argv);
-  if (*stress_cmd) return cmd_stress(threads, seconds, seed, broken, no_devices, drop_bracket);
+  if (*stress_cmd) {
+    so.devices = !no_devices;
+    return cmd_stress(so, drop_opt->count() > 0, drop_bracket);
+  }
   if (*replay) return cmd_replay(path, mf);
   if (*host) return cmd_host(path);
   if (*gen) return cmd_gen(seed, commands, profile);

@@ -29,6 +29,18 @@ struct SystemConfig {
   // reads fault; without them x86 lets every accessible mapping be read.
   bool exec_only_pkey = false;
 
+  // The MMU coherence checker (mmu_notifier.h: stale or outranking secondary mappings,
+  // unbracketed PTE changes, device accesses through stale mappings) on this machine;
+  // System::set_mmu_checker switches it later. Starts as default_mmu_checker().
+  bool mmu_checker = default_mmu_checker();
+
+  // The starting value of mmu_checker for configurations made from now on: on in debug builds
+  // (kDebugChecks), off otherwise, unless the program changed it. A program that wants every
+  // machine it builds checked sets it once, before building any (the test suite does, in
+  // tests/support/checker_listener.cc). Thread-safe.
+  static bool default_mmu_checker();
+  static void set_default_mmu_checker(bool on);
+
   // Reads the running host's values (MemTotal, SwapTotal, vm.* sysctls, RLIMIT_STACK, PKU),
   // so that the model answers as this machine's kernel does. Fields it cannot read keep the
   // defaults above.

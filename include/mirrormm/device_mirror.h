@@ -21,8 +21,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -67,10 +65,15 @@ class DeviceMirror {
   // mirrored, or -EFAULT (no VMA, no read access, outside the mirrored span), -EPERM (write
   // to a VMA without VM_WRITE), -ENOMEM, -EBUSY (too many collisions).
   Result<uint64_t> fault(uint64_t addr, uint64_t len, bool write);
-  // Device DMA through the device page table: false at the first page not mirrored
-  // (writable, for a write); earlier pages were transferred.
+  // Device DMA through the device page table (device_access_pfn): false at the first page
+  // not mirrored (writable, for a write) or whose access was refused (reported: a frame that
+  // is not user data, or with the coherence checker on a stale mapping; a refused read
+  // yields zeros); earlier pages were transferred.
   bool read(uint64_t addr, uint64_t len, std::vector<uint8_t>* out);
   bool write(uint64_t addr, uint64_t len, const uint8_t* data);
+  // The name the coherence checker's messages give this device (mmu_checker_name). attach
+  // names it "DeviceMirror MODE pid N".
+  void set_name(const std::string& name);
   // One character per page of [addr, addr+len): '-' not mirrored, 'r' read-only, 'w' writable.
   std::string show(uint64_t addr, uint64_t len);
   uint64_t pages_mirrored();
@@ -93,7 +96,7 @@ class DeviceMirror {
     DeviceMirror* owner;
   };
 
-  DeviceMirror(Mode mode, Mm* mm, System* sys, uint64_t start, uint64_t last);
+  DeviceMirror(Mode mode, Mm* mm, uint64_t start, uint64_t last);
   static bool interval_invalidate(MmuIntervalNotifier* sub, const MmuNotifierRange* range, uint64_t cur_seq);
   static int classic_start(MmuNotifier* sub, const MmuNotifierRange* range);
   static void classic_end(MmuNotifier* sub, const MmuNotifierRange* range);
@@ -104,14 +107,14 @@ class DeviceMirror {
 
   const Mode mode_;
   Mm* const mm_;  // kept alive by the subscription's mm reference
-  System* const sys_;
   const uint64_t start_, last_;  // the mirrored span (inclusive)
   IntervalSub interval_;
   ClassicSub classic_;
   // Held shared by fault() (which uses the subscription and the mm) and exclusively by
   // detach(), after which the mm may be gone.
-  std::shared_mutex detach_lock_;
-  bool attached_ = false;  // guarded by detach_lock_
+  // Lock classes (src/mm/lock_order.h) are set by the constructor.
+  RwSem detach_lock_;
+  bool attached_ GUARDED_BY(detach_lock_) = false;
 
   // The "update" lock: the device page table, the event log, the classic sequence.
   Mutex lock_;

@@ -263,27 +263,48 @@ System* mm_sys(const Mm* mm);
 // *writable set, or -EFAULT (no VMA / no access), -EPERM (write to a VMA without VM_WRITE),
 // -ENOMEM. Takes the mmap_lock for read; the caller holds none.
 Result<uint64_t> mm_get_pfn(Mm* mm, uint64_t addr, bool fault, bool write, bool* writable);
-// Reads or writes len bytes of frame pfn at offset (a device DMA).
-void device_access_pfn(System* sys, uint64_t pfn, uint64_t offset, void* buf, uint64_t len, bool write);
+// A device DMA: reads or writes len bytes at addr of mm through sub's secondary mapping of
+// addr's page to frame pfn (the bytes must lie in that page). Returns true when the access
+// was performed. The caller holds the lock that its invalidation callbacks take (the
+// "update" lock), as a device would use its page table, and keeps mm alive (a subscription
+// does).
+//
+// Checked when it happens, so that a broken driver or kernel is reported and can never
+// corrupt the model: the frame must exist and hold user data (an anonymous or page-cache
+// page, or the zero page for a read); it is pinned for the copy, so it cannot be freed and
+// reused meanwhile. With the coherence checker on, also: sub declared this mapping
+// (mmu_checker_map) to pfn, the primary PTE has not lost it since (same frame, writable for a
+// write) and no invalidation covering addr is active. A refused access is reported
+// (System::report_violation) and not performed; a refused read fills buf with zeros.
+bool device_access_pfn(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, void* buf, uint64_t len,
+                       bool write);
 
 // ---- the coherence checker ----
 //
-// On in debug builds, switched by mmu_checker_enable. Secondary MMUs declare each secondary
-// mapping they create and drop; the checker reports (System::report_violation):
-//   - a primary PTE that loses access or changes frame outside an active invalidation
-//     covering it;
-//   - a secondary mapping that outlives its primary PTE (present when the PTE is cleared or
-//     points elsewhere) or outranks it (writable while the PTE is not);
-//   - a frame freed while a secondary mapping still names it;
-//   - starts and ends that do not pair up (checked when an mm is torn down).
-void mmu_checker_enable(bool on);
-bool mmu_checker_enabled();
+// Switched per machine: SystemConfig::mmu_checker (on in debug builds and in the test suite)
+// and System::set_mmu_checker. Secondary MMUs declare each secondary mapping they create and
+// drop; the checker reports (System::report_violation, each with a short kind) the moment:
+//   - a primary PTE loses access or changes frame outside an active invalidation covering it;
+//   - a secondary mapping outlives its primary PTE (present when the PTE is cleared or
+//     points elsewhere) or outranks it (writable while the PTE is not), or is created over a
+//     PTE that does not map that frame;
+//   - a device accesses memory through a mapping that is undeclared, stale, outranking, or
+//     inside an active invalidation (device_access_pfn; the access is refused);
+//   - a frame is freed while a secondary mapping still names it;
+//   - starts and ends do not pair up (checked when an mm is torn down).
+// Messages name the subscriber (mmu_checker_name), the process, the address and the
+// invalidation in progress, if any.
+//
 // sub: any identity of the secondary MMU (one per subscriber).
 void mmu_checker_map(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, bool writable);
 void mmu_checker_unmap(const void* sub, Mm* mm, uint64_t addr);
 void mmu_checker_unmap_all(const void* sub);
+// The name the checker's messages give sub ("gpu0", "dev A"); without one they print its
+// address. An empty name forgets it: do so before sub's memory may be reused.
+void mmu_checker_name(const void* sub, const std::string& name);
 // Process-wide: how many violations the checker has reported so far, the last one, and how
-// many times a broken kernel was requested (mmu_debug_drop_bracket with an event). The test
+// many times a broken kernel or driver was requested (mmu_debug_drop_bracket with an event,
+// mmu_debug_broken_driver). The test
 // suite fails any test during which the first grew while the last did not.
 uint64_t mmu_checker_reports();
 std::string mmu_checker_last_report();
@@ -291,6 +312,15 @@ uint64_t mmu_debug_breakages();
 // Test switch: the primary paths skip their brackets for this event (a deliberately broken
 // kernel, to show that the checker catches it). -1 restores them all.
 void mmu_debug_drop_bracket(int event);
+// Test switch: the caller is about to run a deliberately broken secondary MMU (one that
+// ignores invalidations, say) to show what the checker reports. Counts as a broken kernel
+// for mmu_debug_breakages.
+void mmu_debug_broken_driver();
+// Whether some primary path brackets its PTE changes with this event, so that dropping its
+// brackets can break anything: unmap, clear, protection_vma and protection_page today.
+// soft_dirty, migrate and exclusive wait for the mechanisms that use them (clear_refs,
+// migration, make_device_exclusive); release is exit's own call, not a bracket.
+bool mmu_debug_bracket_used(MmuNotifyEvent event);
 // Test switch: mm_take_all_locks fails with -EINTR (as on a pending signal), so that
 // registration's failure path can be exercised.
 void mmu_debug_fail_take_all_locks(bool fail);

@@ -23,9 +23,9 @@ struct Options {
 //
 // Model-only (version 2) commands: the Replayer owns the devices of `dev attach` (a
 // DeviceMirror per NAME) and detaches them all when destroyed, before the System goes. The
-// first model-only command turns the coherence checker on (mmu_checker_enable) if it is not
-// on yet; between two commands no invalidation is under way, so nothing is missed. The
-// destructor restores the checker's previous state. `@N` chooses the process of `dev
+// first model-only command turns its System's coherence checker on (System::set_mmu_checker)
+// if it is not on yet; between two commands no invalidation is under way, so nothing is
+// missed. `@N` chooses the process of `dev
 // attach`; the other model-only commands act on a device or on the whole model and ignore it.
 class Replayer {
  public:
@@ -44,8 +44,6 @@ class Replayer {
 
   std::unique_ptr<System> sys_;
   std::map<std::string, std::unique_ptr<DeviceMirror>> devices_;  // by NAME
-  bool checker_was_on_ = false;
-  bool checker_switched_ = false;  // this Replayer turned the checker on
 };
 
 // The `maps` result line of the format: the entries of System::proc_maps that intersect the
@@ -55,7 +53,8 @@ std::string format_maps(const std::vector<MapsEntry>& maps);
 
 // Runs every command of the script against a fresh modeled system and returns one result
 // line per command, as `mirrormm replay` prints them. A script with a model-only command
-// runs with the coherence checker on (switched on before the first command, restored after).
+// runs with the coherence checker on from its first command (options.config.mmu_checker is
+// overridden).
 std::vector<std::string> run(const script::Script& script, const Options& options);
 
 }  // namespace mirrormm::replay

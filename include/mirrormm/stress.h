@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mirrormm::stress {
@@ -21,10 +22,15 @@ struct Options {
   bool devices = true;
   int drop_bracket = -1;
   // End the run at the first violation (the broken-kernel tests: as long as it takes, no
-  // longer).
+  // longer): the CPUs stop at their next step, so a few more may be counted.
   bool stop_on_violation = false;
   std::ostream* progress = nullptr;  // a line per second, if set
 };
+
+// The `mirrormm stress` command line that runs these options again (seed, CPUs, duration
+// and every switch). Runs of several CPUs interleave differently each time: it reproduces
+// the workload, and most often the failure.
+std::string replay_command(const Options& options);
 
 struct Report {
   uint64_t ops = 0;            // system calls and accesses issued
@@ -35,6 +41,10 @@ struct Report {
   uint64_t device_ops = 0;     // secondary-MMU faults, reads and writes
   uint64_t violations = 0;
   std::vector<std::string> messages;  // the first violations, described
+  // Every violation counted by kind (System::violation_kinds), most frequent first.
+  std::vector<std::pair<std::string, uint64_t>> kinds;
+  bool stopped_on_violation = false;  // stop_on_violation ended the run early
+  double seconds = 0;                 // how long the workload ran
 };
 
 // Runs the workload: `threads` CPUs issue random accesses and system calls on a few

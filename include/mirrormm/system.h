@@ -13,6 +13,8 @@
 #include <memory>
 #include <map>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "mirrormm/access.h"
@@ -144,10 +146,24 @@ class System {
   uint64_t next_mm_id() { return next_mm_id_.fetch_add(1, std::memory_order_relaxed); }
 
   // ---- checkers (stress, tests) ----
-  // Records an invariant violation (thread-safe). The first few messages are kept.
+  // Records an invariant violation (thread-safe). Every violation is counted; the first
+  // kMaxViolationMessages messages are kept. The kind is a short fixed string ("stale TLB
+  // entry", "device write to a freed frame") under which the report is also tallied, so that
+  // a flood of one kind is summarised instead of drowning the others; reports made without
+  // one count under "other".
+  static constexpr size_t kMaxViolationMessages = 20;
   void report_violation(const std::string& what);
+  void report_violation(std::string_view kind, const std::string& what);
   uint64_t violations() const { return violations_.load(std::memory_order_relaxed); }
   std::vector<std::string> violation_messages();
+  // Violations per kind, most frequent first.
+  std::vector<std::pair<std::string, uint64_t>> violation_kinds();
+  // The MMU coherence checker of this machine (mmu_notifier.h): starts as
+  // SystemConfig::mmu_checker. Switch it between system calls (no invalidation under way),
+  // and on before the first secondary mapping is declared: the checker knows only the
+  // mappings declared while it is on, and reports device accesses through any other.
+  void set_mmu_checker(bool on);
+  bool mmu_checker() const;
   // Quiescent-point check (no access or system call may run meanwhile): rss counters,
   // mapcounts and refcounts agree with the page tables and page caches, and nothing maps a
   // freed frame. Returns the number of violations found (also reported).
@@ -203,6 +219,7 @@ class System {
   // Lock classes (src/mm/lock_order.h) are set by the constructor.
   Mutex violations_lock_;
   std::vector<std::string> violation_messages_ GUARDED_BY(violations_lock_);
+  std::map<std::string, uint64_t, std::less<>> violation_kinds_ GUARDED_BY(violations_lock_);
 
   Mutex files_lock_;
   std::map<std::string, ShmemInode*> files_ GUARDED_BY(files_lock_);  // holds a reference each

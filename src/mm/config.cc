@@ -1,14 +1,19 @@
 #include <sys/resource.h>
 
+#include <atomic>
 #include <fstream>
 #include <sstream>
 #include <string>
 
 #include "mirrormm/config.h"
 
+#include "mirrormm/base/assert.h"
+
 namespace mirrormm {
 
 namespace {
+std::atomic<bool> default_checker{kDebugChecks};
+
 bool read_u64(const char* path, uint64_t* out) {
   std::ifstream f(path);
   uint64_t v;
@@ -17,6 +22,9 @@ bool read_u64(const char* path, uint64_t* out) {
   return true;
 }
 }  // namespace
+
+bool SystemConfig::default_mmu_checker() { return default_checker.load(std::memory_order_relaxed); }
+void SystemConfig::set_default_mmu_checker(bool on) { default_checker.store(on, std::memory_order_relaxed); }
 
 SystemConfig SystemConfig::from_host() {
   SystemConfig c;

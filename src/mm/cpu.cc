@@ -22,7 +22,7 @@ uint8_t* Cpu::translate_locked(Mm* mm, uint64_t addr, bool write) {
     // The access is refused after the report, so that a broken kernel (the test switch) cannot
     // corrupt frames that now belong to someone else, page tables included.
     if (e.page->gen.load(std::memory_order_relaxed) == e.gen && !e.page->test(PG_free)) return e.data;
-    sys_->report_violation("stale TLB entry: access to a freed frame");
+    sys_->report_violation("stale TLB entry", "stale TLB entry: access to a freed frame");
     e.vpn = ~0ull;
   }
   misses_.store(misses_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -50,7 +50,7 @@ uint8_t* Cpu::translate_locked(Mm* mm, uint64_t addr, bool write) {
     e.data = sys_->mem().pfn_to_virt(pte_pfn(nv));
     e.page = sys_->mem().pfn_to_page(pte_pfn(nv));
     e.gen = e.page->gen.load(std::memory_order_relaxed);
-    if (e.page->test(PG_free)) sys_->report_violation("page table maps a freed frame");
+    if (e.page->test(PG_free)) sys_->report_violation("PTE to a freed frame", "page table maps a freed frame");
     e.writable = pte_write(nv);
     e.dirty = pte_write(nv) && pte_dirty(nv);
     return e.data;

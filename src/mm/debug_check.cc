@@ -61,7 +61,7 @@ uint64_t System::debug_check_consistency() {
   uint64_t found = 0;
   auto bad = [&](const std::string& what) {
     found++;
-    report_violation(what);
+    report_violation("consistency check", what);
   };
   std::unordered_map<Page*, int> mapped;  // PTEs seen per page
   std::unordered_map<Page*, int> stray;   // PTEs outside every VMA, per page

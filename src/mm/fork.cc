@@ -89,7 +89,7 @@ Result<Mm*> dup_mm(Mm* oldmm) {
     // counts the child's use of it, and a VMA that links it later frees it on its way out
     // while the child still points at it; the link is added after the report, so that a
     // broken fork (the test switch) leaves a consistent child.
-    if (kDebugChecks || notifier_internal::checker_on.load(std::memory_order_relaxed))
+    if (kDebugChecks || mmu_checker_on(mm))
       for (auto& [start, vma] : mm->vmas_) anon_vma_chain_repair(vma);
     mmap_write_unlock(mm);
   }

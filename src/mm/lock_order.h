@@ -5,12 +5,17 @@
 // the other way round. Where each nesting happens is noted on the right; the number in
 // brackets is the class's rank, which the run-time checker enforces (base/locking.h).
 //
+//   stress: the slot lock [1]                (the workload's fork/exit of one slot, across
+//                                             the system calls)
 //   System::procs_lock_ [3]                  (the process table; debug walks hold it across
 //                                             their per-mm work)
 //   System::files_lock_ [4]                  (the file table; checkers and teardown hold it
 //                                             across page-cache work)
 //   Process::lock_ [5]                       (get_task_mm against exit: load the mm and take
 //                                             a user reference; nothing nests inside)
+//   DeviceMirror::detach_lock_ [8]           (the library's secondary MMU: held for read
+//                                             across a device fault, which takes the
+//                                             mmap_lock; for write by detach)
 //   Mm::mmap_lock_ [10]                      (rwsem; syscalls write, slow-path faults read;
 //                                             fork nests the child's inside the parent's)
 //     mm_all_locks_mutex [12]                (mm_take_all_locks: one taker at a time; the
@@ -27,18 +32,24 @@
 //                                             never held across a callback; register holds
 //                                             it inside mm_take_all_locks)
 //         Mm::page_table_lock_ [40]          (upper page-table levels, vma->anon_vma install)
+//         DeviceMirror::lock_ [45]           (the device page table: taken inside invalidation
+//                                             callbacks, around read_retry and device DMA)
 //         Page::ptl (split PTE lock) [50]    (zap, change_protection, faults, copy_page_range
 //                                             and move_pte nest a second one: "nested")
 //           ShmemInode::lock_ [60]           (page cache)
 //             PhysMem::Pcp::lock [70]        (per-CPU frame lists)
 //               PhysMem::lock_ [75]          (global frame list)
 //           Cpu::tlb_lock_ [80]              (TLB fill and shootdown)
-//   Leaves, taken under any of the above and never held across mm work:
+//   Leaves, taken under any of the above and never held across mm work (in this order
+//   among themselves):
 //     the VMA cache's lock [88]              (vm_area_alloc/free; storage only)
+//     the gather registry's lock [89]        (pending mmu_gathers, for the leak check)
 //     rmap_lists_lock [90]                   (rmap-notifier lists; under the page lock)
-//     Mm::checker_lock_, the coherence checker's registry locks [92]
-//                                            (from brackets, PTE changes and frame frees)
-//     System::violations_lock_ [96]          (the report list; taken by every checker)
+//     Mm::checker_lock_ [91]                 (the coherence checker's active invalidations)
+//       the checker's mm shards [92], frame shards [93], subscriber names [94],
+//       last report [95]                     (from brackets, PTE changes, frame frees)
+//         System::violations_lock_ [96]      (the report list; taken by every checker)
+//     stress: the mirror table's lock [97]   (the workload's device mirrors)
 //
 // The per-VMA lock is not a lock object: a fault holds one VMA's read side instead of the
 // mmap_lock (lock_vma_under_rcu), and vma_start_write (under mmap_lock for write) waits for
@@ -55,9 +66,11 @@
 
 namespace mirrormm::lock_class {
 
+inline constexpr LockClass kStressSlots{1};
 inline constexpr LockClass kProcs{3};
 inline constexpr LockClass kFiles{4};
 inline constexpr LockClass kProcess{5};
+inline constexpr LockClass kDeviceDetach{8};
 inline constexpr LockClass kMmapLock{10};
 inline constexpr LockClass kAllLocks{12};
 inline constexpr LockClass kSnapshotLock{15};
@@ -67,14 +80,21 @@ inline constexpr LockClass kAnonVma{30};
 inline constexpr LockClass kNotifierWait{33};
 inline constexpr LockClass kMmuNotifier{35};
 inline constexpr LockClass kPageTableLock{40};
+inline constexpr LockClass kDeviceTable{45};
 inline constexpr LockClass kPtl{50};
 inline constexpr LockClass kInode{60};
 inline constexpr LockClass kPcp{70};
 inline constexpr LockClass kFreeList{75};
 inline constexpr LockClass kTlb{80};
 inline constexpr LockClass kVmaCache{88};
+inline constexpr LockClass kGatherRegistry{89};
 inline constexpr LockClass kRmapNotifierList{90};
-inline constexpr LockClass kChecker{92};
+inline constexpr LockClass kCheckerRanges{91};
+inline constexpr LockClass kCheckerMmShard{92};
+inline constexpr LockClass kCheckerFrameShard{93};
+inline constexpr LockClass kCheckerNames{94};
+inline constexpr LockClass kCheckerLastReport{95};
 inline constexpr LockClass kViolations{96};
+inline constexpr LockClass kStressMirrors{97};
 
 }  // namespace mirrormm::lock_class

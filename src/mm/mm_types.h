@@ -9,7 +9,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -136,7 +135,7 @@ class CAPABILITY("mmap_lock") MmapLock {
   uint64_t seq() const { return seq_.load(std::memory_order_seq_cst); }
 
  private:
-  std::shared_mutex sem_;  // the rw-semaphore itself; this class is its annotated face
+  RawRwLock sem_;  // the rw-semaphore itself; this class is its annotated face
   std::atomic<uint64_t> seq_{0};
 };
 
@@ -243,10 +242,19 @@ class Mm {
   // MMU notifiers: allocated by the first registration, published with a release store,
   // freed by the last mmdrop (mmu_notifier.cc).
   std::atomic<MmuNotifierSubscriptions*> notifier_subscriptions_{nullptr};
-  // The coherence checker's record of this mm's active invalidations [start, end) (a leaf
-  // lock, taken under any other).
-  Mutex checker_lock_;
-  std::vector<std::pair<uint64_t, uint64_t>> checker_ranges_ GUARDED_BY(checker_lock_);
+  // The coherence checker's record of this mm's active invalidations [start, end) and their
+  // MmuNotifyEvent (a leaf lock, taken under any other).
+  struct CheckerRange {
+    uint64_t start, end;
+    int event;
+    bool operator==(const CheckerRange&) const = default;
+  };
+  Mutex checker_lock_{lock_class::kCheckerRanges};
+  std::vector<CheckerRange> checker_ranges_ GUARDED_BY(checker_lock_);
+  // The process this address space belongs to (Linux's mm->owner), for messages: 0 until
+  // the process is published, never changed after. Atomic: rmap walks may reach a fork
+  // child's mm before fork publishes it.
+  std::atomic<uint64_t> owner_pid_{0};
   // Written by exit_mmap under the mmap_lock for write; read without it (acquire) by CPUs,
   // which check it under their TLB lock before walking (the flush that follows kExiting waits
   // for walks already under way).

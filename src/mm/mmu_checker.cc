@@ -1,15 +1,26 @@
 // The coherence checker: what mirrormm can tell a secondary-MMU developer that the kernel
 // cannot. Secondary MMUs declare their mappings (mmu_checker_map/unmap); the primary paths
 // report every PTE change (mmu_checker_pte_change) and frame free; brackets record their
-// ranges (mmu_notifier.cc). Violations go to System::report_violation the moment they exist.
+// ranges (checker_range_start/end); device accesses ask before they happen
+// (mmu_checker_device_access). Violations go to System::report_violation the moment they
+// exist, each with a short kind and a message naming the subscriber, the process, the address
+// and the invalidation in progress.
 //
 // The registry of secondary mappings is sharded by address space, so that one mm's entries
-// live in one shard: map/unmap and the per-PTE lookup take one shard lock (a leaf), and exit
-// finds an mm's leftovers without scanning the others. Frames are counted per (memory, pfn)
-// in their own shards, for the free check.
+// live in one shard: map/unmap, the per-PTE lookup and the access check take one shard lock
+// (a leaf), and exit finds an mm's leftovers without scanning the others. Each entry
+// remembers what the primary PTE did to it since it was declared (kCoherent, kReadOnly,
+// kStale), which is how a device access through it is judged without walking page tables.
+// Frames are counted per (memory, pfn) in their own shards, for the free check.
+//
+// Lock order: an mm's checker_lock_ and the shard locks are leaves, never nested in each
+// other; a frame shard may be taken inside an mm shard; the name lock inside either.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -17,16 +28,25 @@
 #include "mirrormm/system.h"
 #include "mm/internal.h"
 #include "mm/mmu_notifier_internal.h"
+#include "mm/pgtable_walk.h"
 #include "mm/system_internal.h"
 
 namespace mirrormm {
 
 namespace {
 
+// What the primary PTE did to a declared secondary mapping since it was declared.
+enum class SpteState : uint8_t {
+  kCoherent,  // the PTE maps the frame, writable if the secondary mapping is
+  kReadOnly,  // the PTE was write-protected under a writable secondary mapping
+  kStale,     // the PTE was cleared or moved to another frame: the frame is not the mm's
+};
+
 struct Spte {
   const void* sub;
   uint64_t pfn;
   bool writable;
+  SpteState state;
 };
 
 struct MmAddr {
@@ -40,9 +60,8 @@ struct MmAddrHash {
   }
 };
 
-// Shard locks are leaves: a frame shard may be taken inside an mm shard, nothing inside either.
 struct MmShard {
-  Mutex lock;
+  Mutex lock{lock_class::kCheckerMmShard};
   std::unordered_map<MmAddr, std::vector<Spte>, MmAddrHash> sptes GUARDED_BY(lock);
   std::unordered_map<const Mm*, uint64_t> per_mm GUARDED_BY(lock);  // entries per mm
 };
@@ -55,12 +74,16 @@ struct FrameKey {
 struct FrameKeyHash {
   size_t operator()(const FrameKey& k) const { return std::hash<const void*>()(k.mem) * 31 + std::hash<uint64_t>()(k.pfn); }
 };
+// The secondary mappings naming one frame, and where the latest of them was made (for the
+// message when the frame is freed under them).
 struct FrameUse {
   uint64_t count = 0;
   System* sys = nullptr;
+  const void* sub = nullptr;
+  uint64_t pid = 0, mm_id = 0, addr = 0;
 };
 struct FrameShard {
-  Mutex lock;
+  Mutex lock{lock_class::kCheckerFrameShard};
   std::unordered_map<FrameKey, FrameUse, FrameKeyHash> frames GUARDED_BY(lock);
 };
 
@@ -73,30 +96,28 @@ FrameShard& shard_of(const void* mem, uint64_t pfn) {
   return frame_shards[(std::hash<const void*>()(mem) ^ pfn) % kShards];
 }
 
-void frame_ref(Mm* mm, uint64_t pfn, int delta) {
-  const void* mem = &mm->sys()->mem();
+void frame_ref(Mm* mm, const void* sub, uint64_t addr, uint64_t pfn, int delta) {
+  const void* mem = &mm->mem();
   FrameShard& fs = shard_of(mem, pfn);
   MutexGuard g(fs.lock);
   FrameUse& u = fs.frames[{mem, pfn}];
   u.sys = mm->sys();
   if (delta > 0) {
     u.count++;
+    u.sub = sub;
+    u.pid = mm->owner_pid_.load(std::memory_order_relaxed);
+    u.mm_id = mm->id();
+    u.addr = addr;
   } else if (u.count > 0 && --u.count == 0) {
     fs.frames.erase({mem, pfn});
   }
 }
 
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 // Removes sub's entry from list (an entry of mm at addr); true if there was one.
-bool drop_entry(Mm* mm, std::vector<Spte>& list, const void* sub) {
+bool drop_entry(Mm* mm, uint64_t addr, std::vector<Spte>& list, const void* sub) {
   for (size_t i = 0; i < list.size(); ++i) {
     if (list[i].sub != sub) continue;
-    frame_ref(mm, list[i].pfn, -1);
+    frame_ref(mm, sub, addr, list[i].pfn, -1);
     list[i] = list.back();
     list.pop_back();
     return true;
@@ -104,19 +125,75 @@ bool drop_entry(Mm* mm, std::vector<Spte>& list, const void* sub) {
   return false;
 }
 
-// Process-wide record of what the checker reported (for test listeners): how many, the last
-// message, and whether a deliberately broken kernel (mmu_debug_drop_bracket) was asked for.
+// ---- names and messages ----
+
+Mutex names_lock{lock_class::kCheckerNames};
+std::unordered_map<const void*, std::string> names GUARDED_BY(names_lock);
+
+std::string name_of(const void* sub) {
+  {
+    MutexGuard g(names_lock);
+    auto it = names.find(sub);
+    if (it != names.end()) return it->second;
+  }
+  return fmt::format("{}", sub);
+}
+
+std::string process_of(uint64_t pid, uint64_t mm_id) {
+  return pid ? fmt::format("pid {} (mm {})", pid, mm_id) : fmt::format("mm {}", mm_id);
+}
+std::string process_of(const Mm* mm) {
+  return process_of(mm->owner_pid_.load(std::memory_order_relaxed), mm->id());
+}
+
+// ", during EVENT [start, end)" for the active invalidation of mm covering addr, or "".
+std::string active_invalidation(Mm* mm, uint64_t addr) {
+  MutexGuard g(mm->checker_lock_);
+  for (const Mm::CheckerRange& r : mm->checker_ranges_) {
+    if (r.start <= addr && addr < r.end)
+      return fmt::format(", during {} [{:#x}, {:#x})", mmu_notify_event_name(static_cast<MmuNotifyEvent>(r.event)),
+                         r.start, r.end);
+  }
+  return "";
+}
+
+// Process-wide record of what the checker reported (for test listeners): how many and the
+// last message.
 std::atomic<uint64_t> reported{0};
-Mutex last_lock;
+Mutex last_lock{lock_class::kCheckerLastReport};
 std::string last_message GUARDED_BY(last_lock);
 
-void report(System* sys, const std::string& what) {
+void report(System* sys, const char* kind, const std::string& what) {
   reported.fetch_add(1, std::memory_order_relaxed);
+  const std::string message = "mmu checker: " + what;
   {
     MutexGuard g(last_lock);
-    last_message = what;
+    last_message = message;
   }
-  sys->report_violation(what);
+  sys->report_violation(kind, message);
+}
+
+// "subscriber NAME, pid P (mm M), address A"
+std::string context(const void* sub, const Mm* mm, uint64_t addr) {
+  return fmt::format("subscriber {}, {}, address {:#x}", name_of(sub), process_of(mm), addr);
+}
+
+// The primary PTE of addr, read as a hardware walker would (no locks) but trusting nothing:
+// every table entry on the way must name a page-table frame of this machine, so that a
+// table freed under the walk (a broken kernel) gives a wrong answer, never a wild read.
+pteval_t read_pte_untrusted(Mm* mm, uint64_t addr) {
+  if (mm->state() != Mm::State::kAlive) return 0;
+  PhysMem& mem = mm->mem();
+  const Page* pgd = mm->pgd_;
+  if (!pgd || !pgd->test(PG_pgtable)) return 0;
+  pte_t* table = reinterpret_cast<pte_t*>(mem.page_address(pgd));
+  for (int shift : {kPgdShift, kPudShift, kPmdShift}) {
+    const pteval_t e = ptep_get(&table[index_at(addr, shift)]);
+    const pfn_t pfn = pte_pfn(e);
+    if (pte_none(e) || !mem.valid_pfn(pfn) || !mem.pfn_to_page(pfn)->test(PG_pgtable)) return 0;
+    table = table_of(mem, e);
+  }
+  return ptep_get(&table[index_at(addr, kPteShift)]);
 }
 
 }  // namespace
@@ -128,31 +205,65 @@ std::string mmu_checker_last_report() {
   return last_message;
 }
 
-void mmu_checker_enable(bool on) { notifier_internal::checker_on.store(on, std::memory_order_relaxed); }
-bool mmu_checker_enabled() { return notifier_internal::checker_on.load(std::memory_order_relaxed); }
+void mmu_checker_name(const void* sub, const std::string& name) {
+  MutexGuard g(names_lock);
+  if (name.empty()) {
+    names.erase(sub);
+  } else {
+    names[sub] = name;
+  }
+}
+
+void checker_range_start(const MmuNotifierRange* range) {
+  if (!mmu_checker_on(range->mm)) return;
+  MutexGuard g(range->mm->checker_lock_);
+  range->mm->checker_ranges_.push_back({range->start, range->end, static_cast<int>(range->event)});
+}
+
+void checker_range_end(const MmuNotifierRange* range) {
+  Mm* mm = range->mm;
+  if (!mmu_checker_on(mm)) return;
+  {
+    MutexGuard g(mm->checker_lock_);
+    auto& v = mm->checker_ranges_;
+    auto it = std::find(v.begin(), v.end(), Mm::CheckerRange{range->start, range->end, static_cast<int>(range->event)});
+    if (it != v.end()) {
+      *it = v.back();
+      v.pop_back();
+      return;
+    }
+  }
+  report(mm->sys(), "end without start",
+         fmt::format("invalidate_range_end of {} [{:#x}, {:#x}) on {} without a matching start",
+                     mmu_notify_event_name(range->event), range->start, range->end, process_of(mm)));
+}
 
 void mmu_checker_map(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, bool writable) {
-  if (!mmu_checker_enabled()) return;
+  if (!mmu_checker_on(mm)) return;
   addr &= kPageMask;
   // The caller holds its driver lock after a successful read_retry (or is inside its own
   // start/end exclusion), so no invalidation of addr can have begun: the primary PTE must map
   // this frame, writable if the secondary mapping is.
-  pte_t* ptep = pte_offset(mm, addr);
-  pteval_t v = ptep ? ptep_get(ptep) : 0;
+  const pteval_t v = read_pte_untrusted(mm, addr);
+  SpteState state = SpteState::kCoherent;
   if (!pte_hw_present(v) || pte_pfn(v) != pfn) {
-    report(mm->sys(), "mmu checker: secondary mapping of " + hex(addr) + " -> pfn " + hex(pfn) +
-                                " created while the primary PTE " +
-                                (pte_hw_present(v) ? "maps pfn " + hex(pte_pfn(v)) : std::string("is not present")));
+    state = SpteState::kStale;
+    report(mm->sys(), "mapping over a different PTE",
+           fmt::format("secondary mapping to pfn {:#x} created while the primary PTE {}: {}{}", pfn,
+                       pte_hw_present(v) ? fmt::format("maps pfn {:#x}", pte_pfn(v)) : std::string("is not present"),
+                       context(sub, mm, addr), active_invalidation(mm, addr)));
   } else if (writable && !pte_write(v)) {
-    report(mm->sys(), "mmu checker: writable secondary mapping of " + hex(addr) +
-                                " created over a read-only primary PTE");
+    state = SpteState::kReadOnly;
+    report(mm->sys(), "writable mapping over a read-only PTE",
+           fmt::format("writable secondary mapping to pfn {:#x} created over a read-only primary PTE: {}{}", pfn,
+                       context(sub, mm, addr), active_invalidation(mm, addr)));
   }
   MmShard& s = shard_of(mm);
   MutexGuard g(s.lock);
   std::vector<Spte>& list = s.sptes[{mm, addr}];
-  if (!drop_entry(mm, list, sub)) s.per_mm[mm]++;
-  list.push_back({sub, pfn, writable});
-  frame_ref(mm, pfn, +1);
+  if (!drop_entry(mm, addr, list, sub)) s.per_mm[mm]++;
+  list.push_back({sub, pfn, writable, state});
+  frame_ref(mm, sub, addr, pfn, +1);
 }
 
 void mmu_checker_unmap(const void* sub, Mm* mm, uint64_t addr) {
@@ -161,7 +272,7 @@ void mmu_checker_unmap(const void* sub, Mm* mm, uint64_t addr) {
   MutexGuard g(s.lock);
   auto it = s.sptes.find({mm, addr});
   if (it == s.sptes.end()) return;
-  if (drop_entry(mm, it->second, sub) && --s.per_mm[mm] == 0) s.per_mm.erase(mm);
+  if (drop_entry(mm, addr, it->second, sub) && --s.per_mm[mm] == 0) s.per_mm.erase(mm);
   if (it->second.empty()) s.sptes.erase(it);
 }
 
@@ -170,7 +281,7 @@ void mmu_checker_unmap_all(const void* sub) {
     MutexGuard g(s.lock);
     for (auto it = s.sptes.begin(); it != s.sptes.end();) {
       Mm* mm = const_cast<Mm*>(it->first.mm);
-      if (drop_entry(mm, it->second, sub) && --s.per_mm[mm] == 0) s.per_mm.erase(mm);
+      if (drop_entry(mm, it->first.addr, it->second, sub) && --s.per_mm[mm] == 0) s.per_mm.erase(mm);
       it = it->second.empty() ? s.sptes.erase(it) : std::next(it);
     }
   }
@@ -183,62 +294,128 @@ void mmu_checker_pte_change_slow(Mm* mm, uint64_t addr, pteval_t old_pte, pteval
   const bool downgrade = !same_frame || (pte_write(old_pte) && !pte_write(new_pte));
   if (!downgrade) return;
   addr &= kPageMask;
-  {
-    MutexGuard g(mm->checker_lock_);
-    bool covered = std::any_of(mm->checker_ranges_.begin(), mm->checker_ranges_.end(),
-                               [&](const auto& r) { return r.first <= addr && addr < r.second; });
-    if (!covered)
-      report(mm->sys(), "mmu checker: the PTE of " + hex(addr) + " lost access or changed frame "
-                                  "outside an active invalidation");
-  }
+  const std::string during = active_invalidation(mm, addr);
+  if (during.empty())
+    report(mm->sys(), "PTE change outside an invalidation",
+           fmt::format("the PTE of {:#x} in {} {} outside an active invalidation", addr, process_of(mm),
+                       same_frame ? "was write-protected" : "lost its frame"));
   MmShard& s = shard_of(mm);
   MutexGuard g(s.lock);
   auto it = s.sptes.find({mm, addr});
   if (it == s.sptes.end()) return;
-  for (const Spte& e : it->second) {
+  for (Spte& e : it->second) {
+    if (e.state == SpteState::kStale) continue;  // reported when it became stale
     if (!pte_hw_present(new_pte) || pte_pfn(new_pte) != e.pfn) {
-      report(mm->sys(), "mmu checker: a secondary mapping of " + hex(addr) + " -> pfn " + hex(e.pfn) +
-                                  " outlives its primary PTE");
-    } else if (e.writable && !pte_write(new_pte)) {
-      report(mm->sys(), "mmu checker: a writable secondary mapping of " + hex(addr) +
-                                  " outranks its read-only primary PTE");
+      e.state = SpteState::kStale;
+      report(mm->sys(), "stale secondary mapping",
+             fmt::format("a secondary mapping to pfn {:#x} outlives its primary PTE: {}{}", e.pfn,
+                         context(e.sub, mm, addr), during));
+    } else if (e.writable && !pte_write(new_pte) && e.state == SpteState::kCoherent) {
+      e.state = SpteState::kReadOnly;
+      report(mm->sys(), "secondary mapping outranks its PTE",
+             fmt::format("a writable secondary mapping to pfn {:#x} outranks its read-only primary PTE: {}{}", e.pfn,
+                         context(e.sub, mm, addr), during));
     }
   }
 }
 
-void mmu_checker_frame_freed_slow(const void* mem, uint64_t pfn) {
+bool mmu_checker_device_access(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, bool write) {
+  const uint64_t page = addr & kPageMask;
+  const char* access = write ? "device write" : "device read";
+  std::optional<Spte> entry;
+  {
+    MmShard& s = shard_of(mm);
+    MutexGuard g(s.lock);
+    auto it = s.sptes.find({mm, page});
+    if (it != s.sptes.end()) {
+      for (const Spte& e : it->second)
+        if (e.sub == sub) entry = e;
+    }
+  }
+  const char* kind = nullptr;
+  std::string why;
+  if (!entry) {
+    kind = write ? "device write without a mapping" : "device read without a mapping";
+    why = "no secondary mapping of this page was declared (mmu_checker_map)";
+  } else if (entry->pfn != pfn) {
+    kind = write ? "device write to another frame" : "device read from another frame";
+    why = fmt::format("the declared secondary mapping names pfn {:#x}", entry->pfn);
+  } else if (entry->state == SpteState::kStale) {
+    kind = write ? "device write through a stale mapping" : "device read through a stale mapping";
+    why = "the primary PTE no longer maps the frame";
+  } else if (write && !entry->writable) {
+    kind = "device write through a read-only mapping";
+    why = "the secondary mapping is read-only";
+  } else if (write && entry->state == SpteState::kReadOnly) {
+    kind = "device write through an outranking mapping";
+    why = "the primary PTE is read-only";
+  }
+  std::string during = active_invalidation(mm, page);
+  if (!kind && !during.empty()) {
+    kind = write ? "device write during an invalidation" : "device read during an invalidation";
+    why = "an invalidation covering the page is active";
+  }
+  if (!kind) return true;
+  report(mm->sys(), kind,
+         fmt::format("{} of pfn {:#x} refused ({}): {}{}", access, pfn, why, context(sub, mm, addr), during));
+  return false;
+}
+
+void mmu_checker_report_device(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, const char* kind,
+                               const std::string& what) {
+  std::string during = mmu_checker_on(mm) ? active_invalidation(mm, addr & kPageMask) : std::string();
+  report(mm->sys(), kind,
+         fmt::format("{} of pfn {:#x} refused ({}): {}{}", kind, pfn, what, context(sub, mm, addr), during));
+}
+
+void mmu_checker_frame_freed_slow(const PhysMem* mem, uint64_t pfn) {
   FrameShard& fs = shard_of(mem, pfn);
   MutexGuard g(fs.lock);
   auto it = fs.frames.find({mem, pfn});
   if (it == fs.frames.end() || it->second.count == 0) return;
-  report(it->second.sys, "mmu checker: frame " + hex(pfn) + " freed while " +
-                                   std::to_string(it->second.count) + " secondary mapping(s) name it");
+  const FrameUse& u = it->second;
+  report(u.sys, "frame freed under a secondary mapping",
+         fmt::format("frame {:#x} freed while {} secondary mapping(s) name it (the latest: subscriber {}, {}, "
+                     "address {:#x})",
+                     pfn, u.count, name_of(u.sub), process_of(u.pid, u.mm_id), u.addr));
 }
 
 void mmu_checker_mm_exit(Mm* mm) {
-  if (!mmu_checker_enabled()) return;
+  const bool on = mmu_checker_on(mm);
   {
     MutexGuard g(mm->checker_lock_);
-    if (!mm->checker_ranges_.empty()) {
-      report(mm->sys(), "mmu checker: " + std::to_string(mm->checker_ranges_.size()) +
-                                  " invalidation(s) started on an exiting mm never ended");
-      mm->checker_ranges_.clear();
-    }
+    if (on && !mm->checker_ranges_.empty())
+      report(mm->sys(), "invalidation never ended",
+             fmt::format("{} invalidation(s) started on exiting {} never ended (the first: {} [{:#x}, {:#x}))",
+                         mm->checker_ranges_.size(), process_of(mm),
+                         mmu_notify_event_name(static_cast<MmuNotifyEvent>(mm->checker_ranges_[0].event)),
+                         mm->checker_ranges_[0].start, mm->checker_ranges_[0].end));
+    mm->checker_ranges_.clear();
   }
   MmShard& s = shard_of(mm);
   MutexGuard g(s.lock);
   auto pm = s.per_mm.find(mm);
   if (pm == s.per_mm.end()) return;
-  report(mm->sys(), "mmu checker: " + std::to_string(pm->second) +
-                              " secondary mapping(s) outlive their address space");
+  const void* first_sub = nullptr;
+  uint64_t first_addr = 0;
   for (auto it = s.sptes.begin(); it != s.sptes.end();) {
     if (it->first.mm != mm) {
       ++it;
       continue;
     }
-    for (const Spte& e : it->second) frame_ref(mm, e.pfn, -1);
+    for (const Spte& e : it->second) {
+      if (!first_sub) {
+        first_sub = e.sub;
+        first_addr = it->first.addr;
+      }
+      frame_ref(mm, e.sub, it->first.addr, e.pfn, -1);
+    }
     it = s.sptes.erase(it);
   }
+  if (on)
+    report(mm->sys(), "mappings outlive their mm",
+           fmt::format("{} secondary mapping(s) outlive their address space (one of them: {})", pm->second,
+                       context(first_sub, mm, first_addr)));
   s.per_mm.erase(pm);
 }
 

@@ -8,7 +8,6 @@
 namespace mirrormm {
 
 namespace notifier_internal {
-std::atomic<bool> checker_on{kDebugChecks};
 std::atomic<unsigned> skipped_brackets{0};
 std::atomic<bool> fail_take_all_locks{false};
 }  // namespace notifier_internal
@@ -23,6 +22,20 @@ void mmu_debug_drop_bracket(int event) {
   } else {
     breakages.fetch_add(1, std::memory_order_relaxed);
     notifier_internal::skipped_brackets.fetch_or(1u << event, std::memory_order_relaxed);
+  }
+}
+
+void mmu_debug_broken_driver() { breakages.fetch_add(1, std::memory_order_relaxed); }
+
+bool mmu_debug_bracket_used(MmuNotifyEvent event) {
+  switch (event) {
+    case MmuNotifyEvent::kUnmap:           // munmap, mremap, exit (mmap.cc, mremap.cc)
+    case MmuNotifyEvent::kClear:           // madvise, COW, truncate (madvise.cc, memory.cc)
+    case MmuNotifyEvent::kProtectionVma:   // mprotect (mprotect.cc)
+    case MmuNotifyEvent::kProtectionPage:  // fork's write-protect (memory.cc)
+      return true;
+    default:
+      return false;
   }
 }
 

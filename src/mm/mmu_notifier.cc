@@ -54,7 +54,9 @@ namespace {
 
 constexpr int kEagain = -static_cast<int>(Errno::kAgain);
 
-void warn(Mm* mm, const std::string& what) { mm->sys()->report_violation("mmu_notifier: " + what); }
+void warn(Mm* mm, const std::string& what) {
+  mm->sys()->report_violation("mmu_notifier warning", "mmu_notifier: " + what);
+}
 
 MmuNotifierSubscriptions* subs_of(const Mm* mm) {
   return mm->notifier_subscriptions_.load(std::memory_order_acquire);
@@ -239,50 +241,28 @@ Errno mn_hlist_invalidate_range_start(MmuNotifierSubscriptions* subs, const MmuN
   return Errno::kOk;
 }
 
-// ---- the checker's record of active invalidations ----
-
-void checker_range_start(const MmuNotifierRange* range) {
-  if (!notifier_internal::checker_on.load(std::memory_order_relaxed)) return;
-  MutexGuard g(range->mm->checker_lock_);
-  range->mm->checker_ranges_.emplace_back(range->start, range->end);
-}
-
-void checker_range_end(const MmuNotifierRange* range) {
-  if (!notifier_internal::checker_on.load(std::memory_order_relaxed)) return;
-  Mm* mm = range->mm;
-  MutexGuard g(mm->checker_lock_);
-  auto& v = mm->checker_ranges_;
-  auto it = std::find(v.begin(), v.end(), std::make_pair(range->start, range->end));
-  if (it == v.end()) {
-    warn(mm, "invalidate_range_end without a matching start");
-    return;
-  }
-  *it = v.back();
-  v.pop_back();
-}
-
+// The checker records the range once every start callback has returned (from then on no
+// subscriber may use a secondary mapping of it) and forgets it before the first end callback
+// (from then on they may map it again): see checker_range_start in mmu_checker.cc.
 Errno invalidate_range_start(MmuNotifierRange* range) {
-  checker_range_start(range);
   MmuNotifierSubscriptions* subs = subs_of(range->mm);
-  if (!subs) return Errno::kOk;
-  bool itree = subs->has_itree.load(std::memory_order_acquire);
-  if (itree) {
-    Errno e = mn_itree_invalidate(subs, range);
-    if (e != Errno::kOk) {
-      checker_range_end(range);
-      return e;
+  if (subs) {
+    bool itree = subs->has_itree.load(std::memory_order_acquire);
+    if (itree) {
+      Errno e = mn_itree_invalidate(subs, range);
+      if (e != Errno::kOk) return e;
+    }
+    if (subs->list.load(std::memory_order_acquire)) {
+      Errno e = mn_hlist_invalidate_range_start(subs, range);
+      if (e != Errno::kOk) {
+        // Linux returns here with the interval share still active; the caller calls no end,
+        // so undo it (else the tree would stay frozen and read_begin wait forever).
+        if (itree) mn_itree_inv_end(subs);
+        return e;
+      }
     }
   }
-  if (subs->list.load(std::memory_order_acquire)) {
-    Errno e = mn_hlist_invalidate_range_start(subs, range);
-    if (e != Errno::kOk) {
-      // Linux returns here with the interval share still active; the caller calls no end,
-      // so undo it (else the tree would stay frozen and read_begin wait forever).
-      if (itree) mn_itree_inv_end(subs);
-      checker_range_end(range);
-      return e;
-    }
-  }
+  checker_range_start(range);
   return Errno::kOk;
 }
 
@@ -298,6 +278,7 @@ void __mmu_notifier_invalidate_range_start_checked(MmuNotifierRange* range) {
 Errno __mmu_notifier_invalidate_range_start_nonblock(MmuNotifierRange* range) { return invalidate_range_start(range); }
 
 void __mmu_notifier_invalidate_range_end_checked(MmuNotifierRange* range) {
+  checker_range_end(range);
   if (MmuNotifierSubscriptions* subs = subs_of(range->mm)) {
     if (subs->has_itree.load(std::memory_order_acquire)) mn_itree_inv_end(subs);
     if (subs->list.load(std::memory_order_acquire)) {
@@ -306,7 +287,6 @@ void __mmu_notifier_invalidate_range_end_checked(MmuNotifierRange* range) {
         if (s->ops->invalidate_range_end) s->ops->invalidate_range_end(s, range);
     }
   }
-  checker_range_end(range);
 }
 
 void __mmu_notifier_release(Mm* mm) {

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 
 #include "mirrormm/mmu_notifier.h"
 #include "mm/mm_types.h"
@@ -41,9 +42,11 @@ void __mmu_notifier_invalidate_range_end_checked(MmuNotifierRange* range);
 void __mmu_notifier_release(Mm* mm);
 void __mmu_notifier_arch_invalidate_secondary_tlbs(Mm* mm, uint64_t start, uint64_t end);
 
-inline bool notifier_hooks_wanted(const Mm* mm) {
-  return mm_has_notifiers(mm) || notifier_internal::checker_on.load(std::memory_order_relaxed);
-}
+// Whether the coherence checker watches mm's machine (SystemConfig::mmu_checker): one relaxed
+// load, through the frame pool every address space points at.
+inline bool mmu_checker_on(const Mm* mm) { return mm->mem().mmu_checker_on(); }
+
+inline bool notifier_hooks_wanted(const Mm* mm) { return mm_has_notifiers(mm) || mmu_checker_on(mm); }
 
 // Blockable start/end (mmu_notifier_invalidate_range_start/end).
 inline void mmu_notifier_invalidate_range_start(MmuNotifierRange* range) {
@@ -107,10 +110,26 @@ void mmu_notifier_subscriptions_destroy(Mm* mm);
 // A PTE of mm at addr changed from old_pte to new_pte (under its PTE lock).
 void mmu_checker_pte_change_slow(Mm* mm, uint64_t addr, pteval_t old_pte, pteval_t new_pte);
 inline void mmu_checker_pte_change(Mm* mm, uint64_t addr, pteval_t old_pte, pteval_t new_pte) {
-  if (notifier_internal::checker_on.load(std::memory_order_relaxed))
-    mmu_checker_pte_change_slow(mm, addr, old_pte, new_pte);
+  if (mmu_checker_on(mm)) mmu_checker_pte_change_slow(mm, addr, old_pte, new_pte);
 }
 // mm is torn down: every bracket of it has ended and no secondary mapping of it remains.
+// Forgets mm's secondary mappings whether the checker is on or not (the registry must not
+// keep an address space's entries past its life).
 void mmu_checker_mm_exit(Mm* mm);
+// The active invalidations of mm, as the checker records them: between the last start
+// callback and the first end callback of a bracket (when every subscriber has been told and
+// none has been told it is over).
+void checker_range_start(const MmuNotifierRange* range);
+void checker_range_end(const MmuNotifierRange* range);
+// A device access (device_access_pfn) of sub through its secondary mapping of addr in mm to
+// frame pfn, which the caller has pinned: true when sub declared that mapping
+// (mmu_checker_map), it still agrees with the primary PTE (frame, and write permission for a
+// write) and no invalidation covering addr is active. Otherwise reports and returns false.
+// Called only with the checker on.
+bool mmu_checker_device_access(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, bool write);
+// Reports a device access refused before the checker's own test (a frame that is not a user
+// data page of this machine), naming sub, mm's process and addr. kind: a short fixed string.
+void mmu_checker_report_device(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, const char* kind,
+                               const std::string& what);
 
 }  // namespace mirrormm

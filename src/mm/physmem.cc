@@ -135,7 +135,7 @@ void PhysMem::prep_free(Page* page) {
   MM_BUG_ON(page->test(PG_free));
   mmu_checker_frame_freed(this, page_to_pfn(page));
   // No CPU may still translate to the frame: the shootdown comes before the free.
-  if (notifier_internal::checker_on.load(std::memory_order_relaxed))
+  if (mmu_checker_on())
     for (TlbWatcher* tlb : tlbs_) tlb->frame_freed(page_to_pfn(page));
   page->flags.store(PG_free, std::memory_order_relaxed);
   page->mapping = nullptr;

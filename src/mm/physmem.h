@@ -132,7 +132,7 @@ class PhysMem {
     return next_fresh_;
   }
 
-  // The free-time TLB check: while the checker is on (notifier_internal::checker_on, on in
+  // The free-time TLB check: while the checker is on (mmu_checker_on(), on in
   // debug builds, in stress and for the suite), every frame about to be freed is looked up in
   // the TLB of each registered CPU (Cpu::debug_check_frame_free), which reports a translation
   // that outlived its shootdown. Off, it costs the one relaxed load of that flag. Each CPU
@@ -148,6 +148,12 @@ class PhysMem {
   bool valid_pfn(pfn_t pfn) const { return pfn >= 2 && pfn < nr_frames_; }
 
   static constexpr size_t kDescriptorBytes = sizeof(Page);
+
+  // Whether the MMU coherence checker watches this machine (SystemConfig::mmu_checker,
+  // System::set_mmu_checker): the one switch that every notifier hook reads, with one relaxed
+  // load, from the frames and address spaces of this machine.
+  bool mmu_checker_on() const { return mmu_checker_on_.load(std::memory_order_relaxed); }
+  void set_mmu_checker_on(bool on) { mmu_checker_on_.store(on, std::memory_order_relaxed); }
 
  private:
   void free_page(Page* page) EXCLUDES(lock_);
@@ -183,6 +189,8 @@ class PhysMem {
   // Free frames. Changed only under lock_ (load + store, no read-modify-write); atomic so
   // that statistics readers may race.
   std::atomic<uint64_t> nr_free_{0};  // frames on the global list and never used
+
+  std::atomic<bool> mmu_checker_on_{false};  // atomic: switched while CPUs run
 
   SpinLock lock_{lock_class::kFreeList};
   pfn_t free_head_ GUARDED_BY(lock_) = 0;     // LIFO list of freed frames

@@ -1,6 +1,8 @@
 // The System: processes, their system calls, and memory accesses on software CPUs.
 #include "mirrormm/system.h"
 
+#include <algorithm>
+
 #include "mirrormm/mmu_notifier.h"
 
 #include "mm/internal.h"
@@ -18,12 +20,14 @@ System::System(const SystemConfig& config, int nr_cpus) : config_(config) {
   files_lock_.set_class(lock_class::kFiles);
   procs_lock_.set_class(lock_class::kProcs);
   mem_ = std::make_unique<PhysMem>(config.memory_bytes);
+  mem_->set_mmu_checker_on(config.mmu_checker);
   if (nr_cpus < 1) nr_cpus = 1;
   if (nr_cpus > 64) nr_cpus = 64;
   for (int i = 0; i < nr_cpus; i++) cpus_.push_back(std::make_unique<Cpu>(this, mem_.get(), i));
   Mm* mm = mm_alloc(this);
   MM_BUG_ON(!mm);
   MutexGuard g(procs_lock_);
+  mm->owner_pid_.store(1, std::memory_order_relaxed);
   procs_.push_back(std::unique_ptr<Process>(new Process(1, mm)));
 }
 
@@ -211,6 +215,7 @@ Result<Process*> System::fork(Process* p) {
   Result<Mm*> r = dup_mm(ref.get());
   if (!r.ok()) return r.error();
   MutexGuard g(procs_lock_);
+  r.value()->owner_pid_.store(procs_.size() + 1, std::memory_order_relaxed);
   procs_.push_back(std::unique_ptr<Process>(new Process(procs_.size() + 1, r.value())));
   return procs_.back().get();
 }
@@ -243,6 +248,35 @@ AccessResult System::access(Process* p, int cpu, uint64_t addr, uint64_t len, bo
 }
 
 void System::bind_thread_to_cpu(int cpu) { tls_this_cpu = cpu; }
+
+void System::set_mmu_checker(bool on) { mem_->set_mmu_checker_on(on); }
+bool System::mmu_checker() const { return mem_->mmu_checker_on(); }
+
+void System::report_violation(std::string_view kind, const std::string& what) {
+  violations_.fetch_add(1, std::memory_order_relaxed);
+  MutexGuard g(violations_lock_);
+  auto it = violation_kinds_.find(kind);
+  if (it == violation_kinds_.end()) it = violation_kinds_.emplace(std::string(kind), 0).first;
+  it->second++;
+  if (violation_messages_.size() < kMaxViolationMessages) violation_messages_.push_back(what);
+}
+
+std::vector<std::pair<std::string, uint64_t>> System::violation_kinds() {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  uint64_t with_kind = 0;
+  {
+    MutexGuard g(violations_lock_);
+    for (const auto& [kind, n] : violation_kinds_) {
+      out.emplace_back(kind, n);
+      with_kind += n;
+    }
+  }
+  // Reports made without a kind (and any that raced with the reads above).
+  const uint64_t total = violations();
+  if (total > with_kind) out.emplace_back("other", total - with_kind);
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  return out;
+}
 
 uint64_t System::debug_metadata_bytes() {
   uint64_t bytes = mem_->nr_used() * sizeof(Page);

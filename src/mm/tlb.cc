@@ -10,7 +10,7 @@ namespace mirrormm {
 namespace {
 // The gathers under way while the checker is on (MmuGather's class comment). A leaf lock.
 struct GatherRegistry {
-  Mutex lock;
+  Mutex lock{lock_class::kGatherRegistry};
   std::vector<MmuGather*> live GUARDED_BY(lock);
 };
 GatherRegistry& gather_registry() {
@@ -44,7 +44,7 @@ void flush_tlb_mm(Mm* mm) {
 }
 
 MmuGather::MmuGather(Mm* mm) : mm_(mm) {
-  if (!notifier_internal::checker_on.load(std::memory_order_relaxed)) return;
+  if (!mmu_checker_on(mm)) return;
   registered_ = true;
   GatherRegistry& r = gather_registry();
   MutexGuard g(r.lock);

@@ -168,7 +168,7 @@ Vma* Mm::lock_vma_under_rcu(uint64_t addr) {
   // "not write-locked" is only an invariant of the lock taken without the recheck. Checked
   // while still inside the RCU read side, so a VMA freed meanwhile is still readable; on a
   // report the lock is refused and the fault retries under the mmap_lock.
-  if (!recheck || notifier_internal::checker_on.load(std::memory_order_relaxed)) {
+  if (!recheck || mem().mmu_checker_on()) {
     const char* bad = nullptr;
     if (vma->detached.load(std::memory_order_seq_cst)) bad = "is detached";
     else if (addr < vma->vm_start || addr >= vma->vm_end) bad = "does not contain the address";

@@ -54,16 +54,11 @@ Replayer::~Replayer() {
   for (auto& [name, dev] : devices_) dev->detach();
   devices_.clear();
   sys_.reset();
-  if (checker_switched_) mmu_checker_enable(checker_was_on_);
 }
 
 std::string Replayer::run(const Command& c) {
     if (script::model_only(c)) {
-      if (!mmu_checker_enabled()) {
-        checker_was_on_ = false;
-        checker_switched_ = true;
-        mmu_checker_enable(true);
-      }
+      if (!sys_->mmu_checker()) sys_->set_mmu_checker(true);
       return run_model_only(c);
     }
     System& sys_ = *this->sys_;
@@ -156,6 +151,7 @@ std::string Replayer::run_model_only(const Command& c) {
             ? DeviceMirror::attach(p, DeviceMirror::Mode::kClassic)
             : DeviceMirror::attach(p, DeviceMirror::Mode::kInterval, c.addr, c.len);
     if (!r.ok()) return err(r.error());
+    r.value()->set_name("dev " + c.name);
     devices_.emplace(c.name, std::move(r.value()));
     return "0";
   }
@@ -244,17 +240,15 @@ std::string format_maps(const std::vector<MapsEntry>& maps) {
 
 std::vector<std::string> run(const script::Script& s, const Options& options) {
   // The checker must watch the whole run of a script with secondary MMUs, from its first
-  // command (it is a process-wide switch: restore it afterwards).
-  const bool checker_was_on = mmu_checker_enabled();
-  const bool switch_checker = !checker_was_on && script::uses_model_only(s);
-  if (switch_checker) mmu_checker_enable(true);
+  // command.
+  Options o = options;
+  if (script::uses_model_only(s)) o.config.mmu_checker = true;
   std::vector<std::string> out;
   {
-    Replayer r(options);
+    Replayer r(o);
     out.reserve(s.commands.size());
     for (const Command& c : s.commands) out.push_back(r.run(c));
   }
-  if (switch_checker) mmu_checker_enable(false);
   return out;
 }
 

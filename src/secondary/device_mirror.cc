@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "mirrormm/system.h"
+#include "mm/lock_order.h"
 
 namespace mirrormm {
 
@@ -12,8 +13,10 @@ constexpr uint64_t kPage = 4096;
 constexpr int kMaxRetries = 1000;
 }  // namespace
 
-DeviceMirror::DeviceMirror(Mode mode, Mm* mm, System* sys, uint64_t start, uint64_t last)
-    : mode_(mode), mm_(mm), sys_(sys), start_(start), last_(last) {
+DeviceMirror::DeviceMirror(Mode mode, Mm* mm, uint64_t start, uint64_t last)
+    : mode_(mode), mm_(mm), start_(start), last_(last) {
+  detach_lock_.set_class(lock_class::kDeviceDetach);
+  lock_.set_class(lock_class::kDeviceTable);
   interval_.owner = this;
   classic_.owner = this;
 }
@@ -41,7 +44,7 @@ Result<std::unique_ptr<DeviceMirror>> DeviceMirror::attach(Process* p, Mode mode
     mmput_ref(mm);
     return Errno::kOverflow;
   }
-  std::unique_ptr<DeviceMirror> m(new DeviceMirror(mode, mm, mm_sys(mm), start, start + length - 1));
+  std::unique_ptr<DeviceMirror> m(new DeviceMirror(mode, mm, start, start + length - 1));
   Errno e;
   if (mode == Mode::kInterval) {
     e = mmu_interval_notifier_insert(&m->interval_, mm, start, length, &interval_ops);
@@ -51,14 +54,24 @@ Result<std::unique_ptr<DeviceMirror>> DeviceMirror::attach(Process* p, Mode mode
   }
   mmput_ref(mm);
   if (e != Errno::kOk) return e;
-  m->attached_ = true;
+  {
+    WriteGuard<RwSem> d(m->detach_lock_);
+    m->attached_ = true;
+  }
+  m->set_name(std::string("DeviceMirror ") + (mode == Mode::kInterval ? "interval" : "classic") + " pid " +
+              std::to_string(p->pid()));
   return m;
 }
 
-DeviceMirror::~DeviceMirror() { detach(); }
+DeviceMirror::~DeviceMirror() {
+  detach();
+  mmu_checker_name(this, "");  // this address may name another subscriber next
+}
+
+void DeviceMirror::set_name(const std::string& name) { mmu_checker_name(this, name); }
 
 void DeviceMirror::detach() {
-  std::unique_lock<std::shared_mutex> d(detach_lock_);
+  WriteGuard<RwSem> d(detach_lock_);
   if (!attached_) return;
   // Stop using the device page table first (no fault can refill it: they hold detach_lock_
   // shared), then leave: between the two the subscription still covers every entry.
@@ -140,7 +153,7 @@ Result<uint64_t> DeviceMirror::fault(uint64_t addr, uint64_t len, bool write) {
   const uint64_t first = addr & ~(kPage - 1);
   const uint64_t end = addr + len;
   if (end < addr || first < start_ || end - 1 > last_) return Errno::kFault;
-  std::shared_lock<std::shared_mutex> d(detach_lock_);
+  ReadGuard<RwSem> d(detach_lock_);
   if (!attached_) return Errno::kFault;
   std::vector<Entry> found;
   for (int attempt = 0; attempt < kMaxRetries; ++attempt) {
@@ -196,7 +209,7 @@ bool DeviceMirror::read(uint64_t addr, uint64_t len, std::vector<uint8_t>* out) 
     const uint64_t n = std::min(kPage - off, addr + len - a);
     size_t at = out->size();
     out->resize(at + n);
-    device_access_pfn(sys_, it->second.pfn, off, out->data() + at, n, false);
+    if (!device_access_pfn(this, mm_, a, it->second.pfn, out->data() + at, n, false)) return false;
     a += n;
   }
   return true;
@@ -209,7 +222,8 @@ bool DeviceMirror::write(uint64_t addr, uint64_t len, const uint8_t* data) {
     if (it == table_.end() || !it->second.writable) return false;
     const uint64_t off = a & (kPage - 1);
     const uint64_t n = std::min(kPage - off, addr + len - a);
-    device_access_pfn(sys_, it->second.pfn, off, const_cast<uint8_t*>(data + (a - addr)), n, true);
+    if (!device_access_pfn(this, mm_, a, it->second.pfn, const_cast<uint8_t*>(data + (a - addr)), n, true))
+      return false;
     a += n;
   }
   return true;

@@ -9,11 +9,12 @@
 // consistency checker.
 #include "mirrormm/stress.h"
 
+#include "mm/lock_order.h"
+
 #include <fmt/format.h>
 
 #include <atomic>
 #include <chrono>
-#include <mutex>
 #include <random>
 #include <algorithm>
 #include <memory>
@@ -40,16 +41,17 @@ uint64_t dirty_base(int t) { return private_base(t) + (32ull << 20); }
 struct Shared {
   System* sys;
   bool devices = false;
+  bool stop_on_violation = false;
   // The secondary MMU of each slot's process (guarded by mirror_lock; a worker copies the
   // pointer out and uses the mirror unlocked: the mirror is thread-safe and outlives uses).
-  std::mutex mirror_lock;
-  std::shared_ptr<DeviceMirror> mirror[kSlots];
+  Mutex mirror_lock{lock_class::kStressMirrors};
+  std::shared_ptr<DeviceMirror> mirror[kSlots] GUARDED_BY(mirror_lock);
   std::atomic<uint64_t> device_ops{0};
   std::atomic<bool> stop{false};
   std::atomic<bool> pause{false};
   std::atomic<int> parked{0};
   std::atomic<uint64_t> slot_pid[kSlots];
-  std::mutex slot_lock;
+  Mutex slot_lock{lock_class::kStressSlots};  // serializes the fork/exit of slots
   std::atomic<uint64_t> ops{0}, accesses{0}, syscalls{0}, forks{0};
 };
 
@@ -70,6 +72,11 @@ class Worker {
         sh_.parked.fetch_sub(1, std::memory_order_acq_rel);
         continue;
       }
+      if (sh_.stop_on_violation && sys.violations() > 0) {
+        // Idle (still parking when asked) until the coordinator ends the run.
+        std::this_thread::yield();
+        continue;
+      }
       step();
       sh_.ops.fetch_add(1, std::memory_order_relaxed);
     }
@@ -88,7 +95,9 @@ class Worker {
     return sh_.sys->process(1);
   }
 
-  void fail(const std::string& what) { sh_.sys->report_violation(fmt::format("cpu {}: {}", id_, what)); }
+  void fail(const std::string& what) {
+    sh_.sys->report_violation("workload check", fmt::format("cpu {}: {}", id_, what));
+  }
 
   // Private region of process 1: writes, verified reads, zaps and protection changes.
   void private_op() {
@@ -195,7 +204,7 @@ class Worker {
 
   void process_op() {
     System& sys = *sh_.sys;
-    std::lock_guard<std::mutex> g(sh_.slot_lock);
+    MutexGuard g(sh_.slot_lock);
     const int slot = 1 + static_cast<int>(rnd(kSlots - 1));
     uint64_t pid = sh_.slot_pid[slot].load(std::memory_order_relaxed);
     if (pid) {
@@ -218,7 +227,7 @@ class Worker {
   }
 
   std::shared_ptr<DeviceMirror> take_mirror(int slot) {
-    std::lock_guard<std::mutex> g(sh_.mirror_lock);
+    MutexGuard g(sh_.mirror_lock);
     return std::move(sh_.mirror[slot]);
   }
 
@@ -227,7 +236,7 @@ class Worker {
     auto mode = rnd(2) ? DeviceMirror::Mode::kInterval : DeviceMirror::Mode::kClassic;
     Result<std::unique_ptr<DeviceMirror>> m = DeviceMirror::attach(p, mode, kChaosBase, kChaosPages * kP);
     if (!m.ok()) return;
-    std::lock_guard<std::mutex> g(sh_.mirror_lock);
+    MutexGuard g(sh_.mirror_lock);
     sh_.mirror[slot] = std::shared_ptr<DeviceMirror>(std::move(m.value()));
   }
 
@@ -236,7 +245,7 @@ class Worker {
   void device_op() {
     std::shared_ptr<DeviceMirror> m;
     {
-      std::lock_guard<std::mutex> g(sh_.mirror_lock);
+      MutexGuard g(sh_.mirror_lock);
       m = sh_.mirror[rnd(kSlots)];
     }
     if (!m) return;
@@ -275,21 +284,34 @@ class Worker {
 
 }  // namespace
 
+std::string replay_command(const Options& o) {
+  std::string s = fmt::format("mirrormm stress --threads {} --seconds {} --seed {}", o.threads, o.seconds, o.seed);
+  if (o.break_shootdown) s += " --break-shootdown";
+  if (!o.devices) s += " --no-devices";
+  if (o.drop_bracket >= 0)
+    s += fmt::format(" --drop-bracket {}", mmu_notify_event_name(static_cast<MmuNotifyEvent>(o.drop_bracket)));
+  if (o.stop_on_violation) s += " --stop-on-violation";
+  return s;
+}
+
 Report run(const Options& o) {
   SystemConfig cfg;
   cfg.memory_bytes = o.memory_mib << 20;
+  cfg.mmu_checker = true;  // the secondary MMUs' traffic is judged from the first mapping on
   System sys(cfg, o.threads);
   sys.debug_break_shootdown(o.break_shootdown);
-  const bool checker_was_on = mmu_checker_enabled();
-  mmu_checker_enable(true);
   if (o.drop_bracket >= 0) mmu_debug_drop_bracket(o.drop_bracket);
   Shared sh;
   sh.sys = &sys;
   sh.devices = o.devices;
+  sh.stop_on_violation = o.stop_on_violation;
   if (o.devices) {
     Result<std::unique_ptr<DeviceMirror>> m =
         DeviceMirror::attach(sys.process(1), DeviceMirror::Mode::kInterval, kChaosBase, kChaosPages * kP);
-    if (m.ok()) sh.mirror[0] = std::shared_ptr<DeviceMirror>(std::move(m.value()));
+    if (m.ok()) {
+      MutexGuard g(sh.mirror_lock);
+      sh.mirror[0] = std::shared_ptr<DeviceMirror>(std::move(m.value()));
+    }
   }
   for (auto& s : sh.slot_pid) s.store(0);
   sh.slot_pid[0].store(1);
@@ -308,7 +330,10 @@ Report run(const Options& o) {
   for (;;) {
     const auto now = Clock::now();
     if (now - t0 >= std::chrono::duration<double>(o.seconds)) break;
-    if (o.stop_on_violation && sys.violations() > 0) break;
+    if (o.stop_on_violation && sys.violations() > 0) {
+      res.stopped_on_violation = true;
+      break;
+    }
     if (now >= next_check) {
       // Stop the world, check, resume.
       sh.pause.store(true, std::memory_order_release);
@@ -329,10 +354,15 @@ Report run(const Options& o) {
   }
   sh.stop.store(true);
   for (auto& t : threads) t.join();
-  for (auto& m : sh.mirror) {
-    if (m) m->detach();
-    m.reset();
+  res.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::vector<std::shared_ptr<DeviceMirror>> mirrors;
+  {
+    MutexGuard g(sh.mirror_lock);
+    for (auto& m : sh.mirror) mirrors.push_back(std::move(m));
   }
+  for (auto& m : mirrors)
+    if (m) m->detach();  // outside the table's lock: detach takes mm locks
+  mirrors.clear();
   if (o.drop_bracket >= 0) mmu_debug_drop_bracket(-1);
   sys.debug_check_consistency();
   res.checks++;
@@ -342,8 +372,8 @@ Report run(const Options& o) {
   res.forks = sh.forks.load();
   res.violations = sys.violations();
   res.messages = sys.violation_messages();
+  res.kinds = sys.violation_kinds();
   res.device_ops = sh.device_ops.load();
-  mmu_checker_enable(checker_was_on);
   return res;
 }
 

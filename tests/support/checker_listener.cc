@@ -1,13 +1,16 @@
-// Linked into every test binary: the whole suite runs with the MMU coherence checker on, and
-// a test during which the checker reported a violation fails, unless that test asked for a
-// broken kernel (mmu_debug_drop_bracket). This is how "the checker reports nothing during the
-// whole suite" is enforced rather than hoped for.
+// Linked into every test binary: the whole suite runs with the MMU coherence checker on (every
+// SystemConfig made in a test binary starts with mmu_checker set: the default is switched
+// before main), and a test during which a checker reported a violation fails, unless that
+// test asked for a broken kernel (mmu_debug_drop_bracket). This is how "the checker reports
+// nothing during the whole suite" is enforced rather than hoped for. The count of reports is
+// process-wide (mmu_checker_reports), so that it covers every System a test builds.
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 
+#include "mirrormm/config.h"
 #include "mirrormm/mmu_notifier.h"
 
 namespace mirrormm {
@@ -16,7 +19,7 @@ namespace {
 class CheckerListener : public ::testing::EmptyTestEventListener {
  public:
   void OnTestStart(const ::testing::TestInfo&) override {
-    mmu_checker_enable(true);
+    SystemConfig::set_default_mmu_checker(true);  // in case a test changed it
     reports_ = mmu_checker_reports();
     breakages_ = mmu_debug_breakages();
   }
@@ -36,6 +39,7 @@ class CheckerListener : public ::testing::EmptyTestEventListener {
 };
 
 const bool registered = [] {
+  SystemConfig::set_default_mmu_checker(true);
   ::testing::UnitTest::GetInstance()->listeners().Append(new CheckerListener);
   return true;
 }();

@@ -53,6 +53,20 @@ enum class Held : uint8_t { kUnknown, kNo, kShared, kExclusive };
 Held held_by_me(const void* lock);
 }  // namespace lockdep
 
+// The reader/writer primitive under the annotated lock types (RwSem, and the mm's MmapLock,
+// which adds a sequence count). Unannotated on purpose: use it only inside a capability
+// class whose own methods carry the annotations and report to the lock checker.
+class RawRwLock {
+ public:
+  void lock() { m_.lock(); }
+  void unlock() { m_.unlock(); }
+  void lock_shared() { m_.lock_shared(); }
+  void unlock_shared() { m_.unlock_shared(); }
+
+ private:
+  std::shared_mutex m_;
+};
+
 // A test-and-test-and-set spinlock for short, non-sleeping sections (PTE locks, free lists).
 class CAPABILITY("spinlock") SpinLock {
  public:
@@ -157,6 +171,7 @@ class CAPABILITY("rwsem") RwSem {
     lockdep::check_acquire(class_, this, false);
     m_.lock();
   }
+  void set_class(LockClass c) { class_ = c; }  // before the lock is shared
   void up_write_nest_lock(const Mutex& nest) REQUIRES(nest) {
     (void)nest;
     lockdep::check_release(class_, this);
