@@ -6,6 +6,14 @@
 // without MAP_FIXED. This program is therefore always built without sanitizers.
 //
 // Usage: mirrormm-host-worker FD   (FD: the worker's end of the controller's socketpair)
+//
+// The worker and every process it forks run on one CPU. Some results depend on which CPU a
+// page was faulted on: a page faulted in waits in that CPU's LRU batch (lru_add), and
+// MADV_PAGEOUT drains only the calling CPU's batches (lru_add_drain) before it isolates
+// pages, so a process migrated between the fault and the madvise would keep a page that an
+// unmigrated one drops. Pinning makes such answers the same on a busy machine as on an idle
+// one (the commands of a host run execute one at a time anyway).
+#include <sched.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -23,5 +31,12 @@ int main(int argc, char** argv) {
   char* end = nullptr;
   long fd = std::strtol(argv[1], &end, 10);
   if (*argv[1] == '\0' || *end != '\0' || fd < 0 || fd > 1 << 20) return 2;
+  const int cpu = sched_getcpu();
+  if (cpu >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    (void)sched_setaffinity(0, sizeof set, &set);  // best effort: results stay correct without it
+  }
   mirrormm::host::worker_main(static_cast<int>(fd));
 }
