@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "mirrormm/script.h"
@@ -506,6 +507,15 @@ std::optional<Script> parse(std::string_view text, std::string_view file, std::s
 }
 
 std::optional<Script> parse_file(const std::string& path, std::string* error) {
+  if (path == "-") {
+    std::ostringstream text;
+    text << std::cin.rdbuf();
+    if (std::cin.bad()) {
+      if (error) *error = std::string(kStdinName) + ": read error";
+      return std::nullopt;
+    }
+    return parse(text.str(), kStdinName, error);
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     if (error) *error = path + ": cannot open: " + std::strerror(errno);
