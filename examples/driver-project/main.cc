@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 
+#include "mirrormm/config.h"
 #include "mirrormm/mman.h"
 #include "mirrormm/mmu_notifier.h"
 #include "mirrormm/system.h"
@@ -67,6 +68,14 @@ struct Driver : MmuIntervalNotifier {
     }
   }
 
+  // Device DMA: reads one byte through the device page table (checked by the coherence
+  // checker as it happens); false if the page is not mirrored.
+  bool read_byte(uint64_t addr, uint8_t* out) {
+    std::lock_guard<std::mutex> g(update);
+    auto it = ptes.find(addr & ~(kPage - 1));
+    return it != ptes.end() && device_access_pfn(this, mm, addr, it->second.first, out, 1, /*write=*/false);
+  }
+
   size_t mirrored() {
     std::lock_guard<std::mutex> g(update);
     return ptes.size();
@@ -89,19 +98,25 @@ void expect(bool ok, const char* what) {
 
 int main() {
   std::printf("mirrormm %s: a driver mirroring 4 pages of process 1\n", MIRRORMM_VERSION);
-  mmu_checker_enable(true);
-  System sys;
+  SystemConfig config;
+  config.mmu_checker = true;  // judge every device mapping and access
+  System sys(config);
   Process* p = sys.process(1);
   const uint64_t base = 0x200000000000;
   if (!sys.mmap(p, base, 4 * kPage, kProtRead | kProtWrite, kMapPrivate | kMapAnonymous | kMapFixed).ok()) return 1;
+  const bool wrote =
+      sys.access(p, 0, base + kPage, 1, /*write=*/true, [](uint8_t* d, uint64_t, uint64_t) { *d = 0x5a; }).ok();
 
   Driver drv;
+  mmu_checker_name(&drv, "driver");  // how the checker's messages call it
   Mm* mm = get_task_mm(p);
   if (mmu_interval_notifier_insert(&drv, mm, base, 4 * kPage, &kOps) != Errno::kOk) return 1;
   mmput_ref(mm);
 
   std::printf("mirror pages 0-3\n");
   expect(drv.fault(base, 4 * kPage) == Errno::kOk && drv.mirrored() == 4, "4 pages mirrored");
+  uint8_t b = 0;
+  expect(wrote && drv.read_byte(base + kPage, &b) && b == 0x5a, "the device reads what the CPU wrote");
   std::printf("mprotect page 0 read-only\n");
   (void)sys.mprotect(p, base, kPage, kProtRead);
   expect(drv.mirrored() == 3, "page 0 left the device");
@@ -113,6 +128,7 @@ int main() {
   sys.exit(p);
   expect(drv.mirrored() == 0, "exit emptied the device page table");
   mmu_interval_notifier_remove(&drv);
+  mmu_checker_name(&drv, "");
 
   expect(sys.violations() == 0, "the coherence checker saw no violation");
   for (const std::string& m : sys.violation_messages()) std::printf("  checker: %s\n", m.c_str());
