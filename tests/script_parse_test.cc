@@ -68,7 +68,7 @@ TEST(ScriptParse, Numbers) {
 }
 
 TEST(ScriptParse, BadNumbers) {
-  const char* bad[] = {"0x", "x10", "-1", "+1", "1.5", "12a", "0x1g", "K", "1KB", "1k", "0X10", "1T", ""};
+  const char* bad[] = {"0x", "x10", "-1", "+1", "1.5", "12z", "0x1g", "K", "1KB", "1k", "0X10", "1T", ""};
   for (const char* tok : bad) {
     if (*tok == '\0') continue;
     std::string e = parse_error(std::string("munmap ") + tok + " 0");
@@ -80,6 +80,23 @@ TEST(ScriptParse, BadNumbers) {
     std::string e = parse_error(std::string("munmap 0 ") + tok);
     EXPECT_EQ(e, std::string("t.mms:1: munmap: bad LEN '") + tok + "': does not fit in 64 bits") << tok;
   }
+}
+
+// Hex digits without `0x` are never read as decimal (nor as decimal up to the first letter):
+// the line is refused and the message shows the spelling that was probably meant.
+TEST(ScriptParse, HexWithoutPrefixIsAnError) {
+  EXPECT_EQ(parse_error("mmap 7f0000000000 4096 rw- private+anon+fixed"),
+            "t.mms:1: mmap: bad ADDR '7f0000000000': hex digits need the 0x prefix (0x7f0000000000)");
+  EXPECT_EQ(parse_error("munmap 0x200000000000 1000a"),
+            "t.mms:1: munmap: bad LEN '1000a': hex digits need the 0x prefix (0x1000a)");
+  EXPECT_EQ(parse_error("munmap 0 4K\nmunmap ff 4K"),
+            "t.mms:2: munmap: bad ADDR 'ff': hex digits need the 0x prefix (0xff)");
+  EXPECT_EQ(parse_error("munmap 0 1Ab0M"), "t.mms:1: munmap: bad LEN '1Ab0M': hex digits need the 0x prefix (0x1Ab0M)");
+  EXPECT_EQ(parse_error("@2a maps"), "t.mms:1: bad process prefix '@2a': hex digits need the 0x prefix (0x2a)");
+  // Decimal digits alone stay decimal, and the prefixed spelling is accepted.
+  EXPECT_EQ(number("1000"), 1000u);
+  EXPECT_EQ(number("0x1000a"), 0x1000au);
+  EXPECT_EQ(number("0x7f0000000000"), 0x7f0000000000u);
 }
 
 TEST(ScriptParse, CommentsBlankLinesTabsAndLineNumbers) {

@@ -13,10 +13,19 @@
 #include "mirrormm/scriptgen.h"
 #include "mirrormm/mmu_notifier.h"
 #include "mirrormm/stress.h"
+#include "mirrormm/version.h"
 
 namespace {
 
 using namespace mirrormm;
+
+// The exit statuses of every command; main() maps CLI11's own error codes onto them.
+constexpr int kExitFinding = 1;
+constexpr int kExitUsage = 2;
+constexpr const char* kExitStatusHelp =
+    "Exit status: 0 success; 1 a finding (oracle: a divergence, stress: a violation) or a host\n"
+    "run that failed; 2 a usage error (a bad option or argument, or a script that cannot be\n"
+    "read or does not parse: FILE:LINE: message). No other value.";
 
 // Model settings shared by the subcommands that run the model.
 struct ModelFlags {
@@ -42,7 +51,7 @@ int load(const std::string& path, script::Script* s) {
   auto parsed = script::parse_file(path, &error);
   if (!parsed) {
     std::cerr << error << "\n";
-    return 2;
+    return kExitUsage;
   }
   *s = std::move(*parsed);
   return 0;
@@ -64,7 +73,7 @@ int cmd_host(const std::string& path) {
   std::string error;
   if (!host::run(s, &out, &error)) {
     std::cerr << "host runner: " << error << "\n";
-    return 1;
+    return kExitFinding;
   }
   for (const std::string& line : out) std::cout << line << "\n";
   return 0;
@@ -96,7 +105,7 @@ int cmd_oracle(uint64_t seed0, uint64_t seeds, int commands, const std::string& 
   };
   oracle::CampaignSummary sum = oracle::run_campaign(first, seeds, o);
   std::cout << oracle::describe(sum);
-  return sum.ok() ? 0 : 1;
+  return sum.ok() ? 0 : kExitFinding;
 }
 
 int cmd_stress(stress::Options o, bool has_drop, const std::string& drop) {
@@ -138,29 +147,34 @@ int cmd_stress(stress::Options o, bool has_drop, const std::string& drop) {
 int main(int argc, char** argv) {
   CLI::App app{"mirrormm: a userspace model of the Linux VM and its MMU notifiers"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", "mirrormm " MIRRORMM_VERSION, "print the version and exit");
+  // Both are inherited by the subcommands created below.
+  app.option_defaults()->always_capture_default();
+  app.footer(kExitStatusHelp);
   ModelFlags mf;
 
   std::string path;
   auto* replay = app.add_subcommand("replay", "run a .mms script against the model");
-  replay->add_option("FILE", path, "script")->required();
+  replay->add_option("FILE", path, "the .mms script; - reads standard input")->required();
   mf.add(replay);
 
   auto* host = app.add_subcommand("host", "run a .mms script against the host kernel (model-only v2 commands print SKIP)");
-  host->add_option("FILE", path, "script")->required();
+  host->add_option("FILE", path, "the .mms script; - reads standard input")->required();
 
   uint64_t seed = 1, seeds = 100;
   int commands = 300;
   std::string profile = "anon";
   auto* gen = app.add_subcommand("gen", "print a random host-comparable script");
-  gen->add_option("--seed", seed);
-  gen->add_option("--commands", commands)->check(CLI::Range(1, 1000000));
-  gen->add_option("--profile", profile)->check(CLI::IsMember({"anon", "files", "all"}));
+  gen->add_option("--seed", seed, "random seed: the same seed prints the same script");
+  gen->add_option("--commands", commands, "number of commands")->check(CLI::Range(1, 1000000));
+  gen->add_option("--profile", profile, "anon (anonymous memory, fork, exit), files (memfd and file mappings) or all")
+      ->check(CLI::IsMember({"anon", "files", "all"}));
 
   auto* oracle = app.add_subcommand("oracle", "compare model and host kernel on random scripts");
   oracle->add_option("--seed", seed, "first seed");
   oracle->add_option("--seeds", seeds, "number of seeds");
-  oracle->add_option("--commands", commands)->check(CLI::Range(1, 1000000));
-  oracle->add_option("--profile", profile)->check(CLI::IsMember({"anon", "files", "all"}));
+  oracle->add_option("--commands", commands, "commands per script")->check(CLI::Range(1, 1000000));
+  oracle->add_option("--profile", profile, "script profile, as for gen")->check(CLI::IsMember({"anon", "files", "all"}));
   bool keep_going = false;
   oracle->add_flag("--keep-going", keep_going, "count every diverging seed instead of stopping at the first");
   mf.add(oracle);
@@ -168,8 +182,8 @@ int main(int argc, char** argv) {
   stress::Options so;
   auto* stress_cmd = app.add_subcommand("stress", "random concurrent workload with invariant checks");
   stress_cmd->add_option("--threads", so.threads, "software CPUs (threads)")->check(CLI::Range(1, 64));
-  stress_cmd->add_option("--seconds", so.seconds)->check(CLI::Range(0.1, 86400.0));
-  stress_cmd->add_option("--seed", so.seed);
+  stress_cmd->add_option("--seconds", so.seconds, "how long to run")->check(CLI::Range(0.1, 86400.0));
+  stress_cmd->add_option("--seed", so.seed, "random seed (a failure prints the command that replays it)");
   stress_cmd->add_flag("--break-shootdown", so.break_shootdown, "leave stale TLB entries (tests the checker)");
   bool no_devices = false;
   std::string drop_bracket;
@@ -182,7 +196,12 @@ int main(int argc, char** argv) {
                              "exclusive"}));
   stress_cmd->add_flag("--stop-on-violation", so.stop_on_violation, "end the run at the first violation");
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version end here with status 0; every parse error is a usage error.
+    return app.exit(e) == 0 ? 0 : kExitUsage;
+  }
   if (*stress_cmd) {
     so.devices = !no_devices;
     return cmd_stress(so, drop_opt->count() > 0, drop_bracket);
@@ -191,5 +210,5 @@ int main(int argc, char** argv) {
   if (*host) return cmd_host(path);
   if (*gen) return cmd_gen(seed, commands, profile);
   if (*oracle) return cmd_oracle(seed, seeds, commands, profile, keep_going, mf);
-  return 2;
+  return kExitUsage;
 }

@@ -149,7 +149,9 @@ std::optional<Script> parse(std::string_view text, std::string_view file, std::s
 // True when the script has a model-only command (it then needs the coherence checker).
 bool uses_model_only(const Script& s);
 
-// Reads and parses FILE; an unreadable file is reported as "FILE: message".
+// Reads and parses FILE; an unreadable file is reported as "FILE: message". The path "-"
+// reads standard input to its end, named kStdinName in diagnostics.
+inline constexpr const char* kStdinName = "<stdin>";
 std::optional<Script> parse_file(const std::string& path, std::string* error);
 
 // Renders a command back to its canonical script line (without comment), e.g.

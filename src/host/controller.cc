@@ -59,8 +59,9 @@ std::string errno_token(int err) {
 bool executable(const std::string& path) { return !path.empty() && access(path.c_str(), X_OK) == 0; }
 
 // The worker program (mirrormm-host-worker), looked up in this order: $MIRRORMM_HOST_WORKER,
-// the directory of the running program, the build tree this library was built in. Empty
-// with *error when none is executable.
+// the directory of the running program, the installed layout relative to that directory
+// (PREFIX/bin/mirrormm runs PREFIX/libexec/mirrormm/mirrormm-host-worker), the build tree
+// this library was built in. Empty with *error when none is executable.
 std::string worker_program(std::string* error) {
   if (const char* env = std::getenv("MIRRORMM_HOST_WORKER"); env && *env) {
     if (executable(env)) return env;
@@ -73,9 +74,11 @@ std::string worker_program(std::string* error) {
     std::string dir(self, static_cast<size_t>(n));
     dir.resize(dir.rfind('/') + 1);
     if (std::string p = dir + "mirrormm-host-worker"; executable(p)) return p;
+    if (std::string p = dir + MIRRORMM_HOST_WORKER_INSTALLED; executable(p)) return p;
   }
   if (executable(MIRRORMM_HOST_WORKER_PATH)) return MIRRORMM_HOST_WORKER_PATH;
-  *error = "host runner: cannot find mirrormm-host-worker (next to this program, at " MIRRORMM_HOST_WORKER_PATH
+  *error = "host runner: cannot find mirrormm-host-worker (next to this program, at " MIRRORMM_HOST_WORKER_INSTALLED
+           " from it, at " MIRRORMM_HOST_WORKER_PATH
            ", or named by MIRRORMM_HOST_WORKER)";
   return {};
 }

@@ -2,12 +2,13 @@
 //
 // The lexical rules are those of ../shared/spec/mms-format.md: `#` comments, blank lines,
 // tokens separated by spaces or tabs, numbers decimal or 0x-hex with an optional K/M/G binary
-// suffix, an optional `@N` process prefix. Every check a command's arguments need happens
+// suffix (hex digits without 0x are an error, not a decimal), an optional `@N` process prefix. Every check a command's arguments need happens
 // here, so that both executors (the model's replay and the host runner) see only commands
 // that are well formed; whether a well-formed command succeeds is the executors' business.
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "mirrormm/script.h"
@@ -42,9 +43,23 @@ int hex_digit(char c) {
   return -1;
 }
 
+// True when tok is made of hexadecimal digits and has at least one of a-f or A-F: a hex
+// number written without its `0x` prefix, such as a copied /proc/PID/maps address.
+bool bare_hex(std::string_view tok) {
+  bool letter = false;
+  for (char c : tok) {
+    if (hex_digit(c) < 0) return false;
+    if (c > '9') letter = true;
+  }
+  return letter;
+}
+
 // Parses a number token: decimal or `0x` hex, with an optional K, M or G binary suffix.
-// Returns false when the token is not a number or its value does not fit in 64 bits.
+// Returns false when the token is not a number or its value does not fit in 64 bits. Hex
+// digits without the `0x` prefix (`7f0000000000`, `1000a`) are refused with a message of
+// their own rather than read as decimal up to the first letter.
 bool parse_number(std::string_view tok, uint64_t* out, std::string* why) {
+  const std::string_view whole = tok;
   uint64_t multiplier = 1;
   if (!tok.empty()) {
     switch (tok.back()) {
@@ -62,6 +77,10 @@ bool parse_number(std::string_view tok, uint64_t* out, std::string* why) {
   }
   if (tok.empty()) {
     *why = "not a number";
+    return false;
+  }
+  if (base == 10 && bare_hex(tok)) {
+    *why = "hex digits need the 0x prefix (0x" + std::string(whole) + ")";
     return false;
   }
   uint64_t value = 0;
@@ -488,6 +507,15 @@ std::optional<Script> parse(std::string_view text, std::string_view file, std::s
 }
 
 std::optional<Script> parse_file(const std::string& path, std::string* error) {
+  if (path == "-") {
+    std::ostringstream text;
+    text << std::cin.rdbuf();
+    if (std::cin.bad()) {
+      if (error) *error = std::string(kStdinName) + ": read error";
+      return std::nullopt;
+    }
+    return parse(text.str(), kStdinName, error);
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     if (error) *error = path + ": cannot open: " + std::strerror(errno);
