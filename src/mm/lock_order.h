@@ -42,7 +42,9 @@
 //           Cpu::tlb_lock_ [80]              (TLB fill and shootdown)
 //   Leaves, taken under any of the above and never held across mm work (in this order
 //   among themselves):
-//     the VMA cache's lock [88]              (vm_area_alloc/free; storage only)
+//     a kmem_cache's per-CPU stack [86]      (kmem_cache alloc/free: vm_area_alloc/free,
+//                                             anon_vma_alloc/put_anon_vma; storage only)
+//       its node lock [87]                   (refilling and spilling a CPU stack, shrink)
 //     the gather registry's lock [89]        (pending mmu_gathers, for the leak check)
 //     rmap_lists_lock [90]                   (rmap-notifier lists; under the page lock)
 //     Mm::checker_lock_ [91]                 (the coherence checker's active invalidations)
@@ -50,6 +52,9 @@
 //       last report [95]                     (from brackets, PTE changes, frame frees)
 //         System::violations_lock_ [96]      (the report list; taken by every checker)
 //     stress: the mirror table's lock [97]   (the workload's device mirrors)
+//     the kmem_cache report hook's lock [98] (a write after free or a use of a free object
+//                                             reported by an object cache; held only to
+//                                             copy the hook)
 //
 // The per-VMA lock is not a lock object: a fault holds one VMA's read side instead of the
 // mmap_lock (lock_vma_under_rcu), and vma_start_write (under mmap_lock for write) waits for
@@ -86,7 +91,8 @@ inline constexpr LockClass kInode{60};
 inline constexpr LockClass kPcp{70};
 inline constexpr LockClass kFreeList{75};
 inline constexpr LockClass kTlb{80};
-inline constexpr LockClass kVmaCache{88};
+inline constexpr LockClass kSlabCpu{86};
+inline constexpr LockClass kSlabNode{87};
 inline constexpr LockClass kGatherRegistry{89};
 inline constexpr LockClass kRmapNotifierList{90};
 inline constexpr LockClass kCheckerRanges{91};
@@ -96,5 +102,6 @@ inline constexpr LockClass kCheckerNames{94};
 inline constexpr LockClass kCheckerLastReport{95};
 inline constexpr LockClass kViolations{96};
 inline constexpr LockClass kStressMirrors{97};
+inline constexpr LockClass kSlabReport{98};
 
 }  // namespace mirrormm::lock_class

@@ -3,26 +3,55 @@
 // Only what VMA merging and fork need exists yet: identity, the chain of a VMA, and the
 // counters Linux uses to decide reuse (num_children, num_active_vmas). The reverse-map walk
 // over a page's mappings comes with the rmap issue; pages already point at their anon_vma.
+#include <new>
+
 #include <fmt/format.h>
 
 #include "mm/internal.h"
+#include "mm/slab.h"
 #include "mm/system_internal.h"
 
 namespace mirrormm {
 
 namespace {
 
-AnonVma* anon_vma_alloc() {
-  AnonVma* av = new AnonVma();
+// anon_vma_cachep: SLAB_TYPESAFE_BY_RCU, as in Linux. An rmap walk reaches an anon_vma
+// obliquely, from a page's mapping, with nothing pinning it: under RcuReadGuard the memory
+// stays an AnonVma, and its rwsem a valid lock, however often the anon_vma is freed and
+// reused, so the walk may take the rwsem and then recheck that the page still belongs to it.
+// The rwsem is therefore constructed once, by the constructor, and is the range that
+// poisoning leaves alone; every other field is set up by anon_vma_alloc.
+void anon_vma_ctor(void* p) { new (p) AnonVma(); }
+
+KmemCache::KeepRange anon_vma_keep_range() {
+  static const AnonVma probe;
+  return {static_cast<size_t>(reinterpret_cast<const char*>(&probe.rwsem) - reinterpret_cast<const char*>(&probe)),
+          sizeof(probe.rwsem)};
+}
+
+KmemCache& anon_vma_cachep() {
+  static KmemCache* cache =  // never destroyed: its chunks are released through RCU callbacks
+      new KmemCache("anon_vma", sizeof(AnonVma), alignof(AnonVma), SlabFlags::kTypesafeByRcu, anon_vma_ctor,
+                    anon_vma_keep_range());
+  return *cache;
+}
+
+// The new anon_vma is not published yet: its fields are written without its root's rwsem.
+AnonVma* anon_vma_alloc() NO_THREAD_SAFETY_ANALYSIS {
+  auto* av = static_cast<AnonVma*>(anon_vma_cachep().alloc());
   av->root = av;
   av->parent = av;
+  av->refcount.store(1, std::memory_order_relaxed);
+  av->num_children = 0;
+  av->num_active_vmas = 0;
+  av->num_avcs = 0;
   return av;
 }
 
 void put_anon_vma(AnonVma* av) {
   if (av->refcount.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   AnonVma* root = av->root;
-  delete av;
+  anon_vma_cachep().free(av);  // no destructor: the rwsem stays constructed (type-stable)
   if (root != av) put_anon_vma(root);
 }
 

@@ -17,6 +17,7 @@
 #include "mm/internal.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/shmem.h"
+#include "mm/slab.h"
 #include "mm/system_internal.h"
 
 namespace mirrormm {
@@ -27,41 +28,20 @@ bool anon_vma_chain_check(const Vma* vma);
 // ---- allocation and the tree ----
 
 namespace {
-// The VMA cache (Linux's vm_area_cachep): storage of VMAs freed after their grace period is
-// kept for reuse, so that splitting and merging do not pay for cross-thread malloc frees (the
-// grace period ends on liburcu's thread).
-struct VmaCache {
-  SpinLock lock{lock_class::kVmaCache};
-  std::vector<void*> free GUARDED_BY(lock);  // raw storage for a Vma
-  static constexpr size_t kMax = 4096;
-};
-VmaCache& vma_cache() {
-  static VmaCache* cache = new VmaCache();  // never destroyed: callbacks may run at exit
+// vm_area_cachep: VMAs come from an object cache, so that splitting and merging do not pay
+// for cross-thread malloc frees (a VMA's grace period ends on liburcu's thread). Not
+// TYPESAFE_BY_RCU: lockless lookups may hold a VMA's pointer until a grace period has passed,
+// so vm_area_free frees after one (kfree_rcu's use). Cache-line aligned, as Linux's
+// SLAB_HWCACHE_ALIGN, so that vm_refcnt keeps its line.
+KmemCache& vm_area_cachep() {
+  static KmemCache* cache =  // never destroyed: RCU callbacks may free into it at exit
+      new KmemCache("vm_area_struct", sizeof(Vma), std::max<size_t>(alignof(Vma), 64), SlabFlags::kNone);
   return *cache;
 }
-void* vma_storage_alloc() {
-  VmaCache& c = vma_cache();
-  {
-    SpinGuard g(c.lock);
-    if (!c.free.empty()) {
-      void* p = c.free.back();
-      c.free.pop_back();
-      return p;
-    }
-  }
-  return ::operator new(sizeof(Vma));
-}
+void* vma_storage_alloc() { return vm_area_cachep().alloc(); }
 void vma_storage_free(void* p) {
   static_cast<Vma*>(p)->~Vma();
-  VmaCache& c = vma_cache();
-  {
-    SpinGuard g(c.lock);
-    if (c.free.size() < VmaCache::kMax) {
-      c.free.push_back(p);
-      return;
-    }
-  }
-  ::operator delete(p);
+  vm_area_cachep().free(p);
 }
 }  // namespace
 
