@@ -85,10 +85,11 @@ KmemCache::KmemCache(std::string name, size_t size, size_t align, SlabFlags flag
   }
   MM_BUG_ON(n == 0 || n > 0xffff);
   per_chunk_ = n;
+  reciprocal_ = (uint64_t{1} << 32) / stride_ + 1;
 }
 
 KmemCache::~KmemCache() {
-  MM_BUG_ON(in_use_.load(std::memory_order_relaxed) != 0);
+  MM_BUG_ON(debug_in_use() != 0);
   shrink();
   rcu_barrier();  // the RCU releases of TYPESAFE chunks use this cache's counters
   SpinGuard g(node_lock_);
@@ -102,9 +103,13 @@ KmemCache::Chunk* KmemCache::chunk_of(const void* obj) const {
 }
 
 size_t KmemCache::index_in(const Chunk* c, const void* obj) const {
-  size_t off = reinterpret_cast<uintptr_t>(obj) - reinterpret_cast<uintptr_t>(c) - first_offset_;
-  MM_BUG_ON(off % stride_ != 0 || off / stride_ >= per_chunk_);
-  return off / stride_;
+  // off / stride_ without a division (mm/slab.c's obj_to_index uses reciprocal_divide): with
+  // reciprocal_ = floor(2^32 / stride_) + 1, (k * stride_ * reciprocal_) >> 32 is exactly k
+  // while k * stride_ < 2^32, which a chunk guarantees.
+  const uint64_t off = reinterpret_cast<uintptr_t>(obj) - reinterpret_cast<uintptr_t>(c) - first_offset_;
+  const uint64_t i = (off * reciprocal_) >> 32;
+  MM_BUG_ON(i >= per_chunk_ || i * stride_ != off);
+  return i;
 }
 
 void* KmemCache::object_at(Chunk* c, size_t i) const {
@@ -202,6 +207,7 @@ void* KmemCache::alloc() {
     SpinGuard g(cpu.lock);
     if (cpu.count == 0) refill_locked(cpu);
     obj = cpu.objs[--cpu.count];
+    cpu.in_use.store(cpu.in_use.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
   Chunk* c = chunk_of(obj);
   std::atomic<uint8_t>& st = c->state()[index_in(c, obj)];
@@ -209,7 +215,6 @@ void* KmemCache::alloc() {
   MM_BUG_ON(s == kObjAllocated);
   if (s == kObjFreePoisoned) check_poison(obj);
   st.store(kObjAllocated, std::memory_order_relaxed);
-  in_use_.fetch_add(1, std::memory_order_relaxed);
   return obj;
 }
 
@@ -226,9 +231,9 @@ void KmemCache::free(void* obj) {
   } else {
     st.store(kObjFree, std::memory_order_relaxed);
   }
-  in_use_.fetch_sub(1, std::memory_order_relaxed);
   CpuCache& cpu = cpu_[this_cpu_slot(kCpuSlots)];
   SpinGuard g(cpu.lock);
+  cpu.in_use.store(cpu.in_use.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   if (cpu.count == kCpuLimit) flush_locked(cpu, kBatch);
   cpu.objs[cpu.count++] = obj;
 }
@@ -246,9 +251,15 @@ void KmemCache::shrink() {
   }
 }
 
+int64_t KmemCache::debug_in_use() const {
+  int64_t n = 0;
+  for (const CpuCache& cpu : cpu_) n += cpu.in_use.load(std::memory_order_relaxed);
+  return n;
+}
+
 KmemCacheStats KmemCache::stats() const {
   KmemCacheStats s;
-  s.objects_in_use = static_cast<uint64_t>(in_use_.load(std::memory_order_relaxed));
+  s.objects_in_use = static_cast<uint64_t>(debug_in_use());
   s.objects_per_chunk = per_chunk_;
   s.chunks_rcu_pending = rcu_pending_.load(std::memory_order_relaxed);
   SpinGuard g(node_lock_);

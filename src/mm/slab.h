@@ -132,14 +132,18 @@ class KmemCache {
  private:
   struct Chunk;
   static constexpr int kCpuSlots = 64;  // as PhysMem's per-CPU lists: indexed by tls_this_cpu
-  static constexpr int kCpuLimit = 32;
-  static constexpr int kBatch = 16;     // objects moved between a CPU stack and the chunks
+  static constexpr int kCpuLimit = 120;  // mm/slab.c's limit and batchcount for small objects
+  static constexpr int kBatch = 60;      // objects moved between a CPU stack and the chunks
   // A software CPU's stack of free objects (Linux's array_cache). Threads that run as no CPU
   // share the last slot.
   struct alignas(64) CpuCache {
     SpinLock lock{lock_class::kSlabCpu};
     int count GUARDED_BY(lock) = 0;
     void* objs[kCpuLimit] GUARDED_BY(lock) = {};
+    // Allocations minus frees on this CPU (negative when objects are freed on another CPU
+    // than the one that allocated them): kept per CPU so that alloc and free share no line.
+    // Written under lock; atomic so that stats() sums without taking every CPU's lock.
+    std::atomic<int64_t> in_use{0};
   };
 
   Chunk* chunk_of(const void* obj) const;
@@ -163,6 +167,8 @@ class KmemCache {
   // The chunk layout (written once, by the constructor): the distance between objects, the
   // objects per chunk and the offset of the first object.
   size_t stride_ = 0;
+  uint64_t reciprocal_ = 0;  // for index_in
+  int64_t debug_in_use() const;
   size_t per_chunk_ = 0;
   size_t first_offset_ = 0;
 
@@ -174,8 +180,7 @@ class KmemCache {
   uint64_t empty_chunks_ GUARDED_BY(node_lock_) = 0;  // on partial_ with every object free
   uint64_t chunks_allocated_ GUARDED_BY(node_lock_) = 0;
   uint64_t chunks_released_ GUARDED_BY(node_lock_) = 0;
-  // Atomic: changed by every alloc and free, and by RCU callbacks.
-  std::atomic<int64_t> in_use_{0};
+  // Atomic: changed by RCU callbacks.
   std::atomic<uint64_t> rcu_pending_{0};
 };
 
