@@ -15,6 +15,7 @@
 #include "mirrormm/base/rcu.h"
 #include "mirrormm/system.h"
 #include "mm/slab.h"
+#include "mm_test_util.h"
 
 namespace mirrormm {
 namespace {
@@ -350,6 +351,33 @@ TEST(Slab, UseWithoutIdentityRecheckIsReported) {
   EXPECT_EQ(read_value_rechecked(cache, t, 7), std::nullopt);
   EXPECT_EQ(debug.reports().size(), 1u);
   cache.free(u);
+}
+
+// The model's own caches: anon_vmas and VMAs come from them and go back to them, anon_vmas
+// at once, VMAs after their grace period.
+class SlabModelTest : public testing::ModelTest {};
+
+TEST_F(SlabModelTest, AnonVmasAndVmasComeFromTheirCaches) {
+  using testing::P;
+  using testing::W;
+  rcu_barrier();
+  const uint64_t anon_vmas = anon_vma_cachep().stats().objects_in_use;
+  const uint64_t vmas = vm_area_cachep().stats().objects_in_use;
+  EXPECT_TRUE(anon_vma_cachep().typesafe_by_rcu());
+  EXPECT_FALSE(vm_area_cachep().typesafe_by_rcu());
+  map(p1(), W, 4 * P);
+  ASSERT_TRUE(fill(p1(), W, 4 * P, 1).ok());
+  EXPECT_EQ(anon_vma_cachep().stats().objects_in_use, anon_vmas + 1);
+  EXPECT_EQ(vm_area_cachep().stats().objects_in_use, vmas + 1);
+  Process* child = sys().fork(p1()).value();
+  ASSERT_TRUE(fill(child, W, P, 2).ok());
+  EXPECT_EQ(anon_vma_cachep().stats().objects_in_use, anon_vmas + 2);  // the child's own
+  EXPECT_GE(vm_area_cachep().stats().objects_in_use, vmas + 2);
+  sys().exit(child);
+  ASSERT_TRUE(sys().munmap(p1(), W, 4 * P).ok());
+  EXPECT_EQ(anon_vma_cachep().stats().objects_in_use, anon_vmas);
+  rcu_barrier();
+  EXPECT_EQ(vm_area_cachep().stats().objects_in_use, vmas);
 }
 
 }  // namespace

@@ -13,14 +13,13 @@
 
 namespace mirrormm {
 
-namespace {
-
 // anon_vma_cachep: SLAB_TYPESAFE_BY_RCU, as in Linux. An rmap walk reaches an anon_vma
 // obliquely, from a page's mapping, with nothing pinning it: under RcuReadGuard the memory
 // stays an AnonVma, and its rwsem a valid lock, however often the anon_vma is freed and
 // reused, so the walk may take the rwsem and then recheck that the page still belongs to it.
 // The rwsem is therefore constructed once, by the constructor, and is the range that
 // poisoning leaves alone; every other field is set up by anon_vma_alloc.
+namespace {
 void anon_vma_ctor(void* p) { new (p) AnonVma(); }
 
 KmemCache::KeepRange anon_vma_keep_range() {
@@ -28,6 +27,7 @@ KmemCache::KeepRange anon_vma_keep_range() {
   return {static_cast<size_t>(reinterpret_cast<const char*>(&probe.rwsem) - reinterpret_cast<const char*>(&probe)),
           sizeof(probe.rwsem)};
 }
+}  // namespace
 
 KmemCache& anon_vma_cachep() {
   static KmemCache* cache =  // never destroyed: its chunks are released through RCU callbacks
@@ -35,6 +35,8 @@ KmemCache& anon_vma_cachep() {
                     anon_vma_keep_range());
   return *cache;
 }
+
+namespace {
 
 // The new anon_vma is not published yet: its fields are written without its root's rwsem.
 AnonVma* anon_vma_alloc() NO_THREAD_SAFETY_ANALYSIS {

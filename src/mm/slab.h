@@ -184,4 +184,9 @@ class KmemCache {
   std::atomic<uint64_t> rcu_pending_{0};
 };
 
+// The model's caches (Linux's names): anon_vma_cachep (rmap.cc; SLAB_TYPESAFE_BY_RCU, the
+// rwsem kept) and vm_area_cachep (vma.cc; freed after a grace period by vm_area_free).
+KmemCache& anon_vma_cachep();
+KmemCache& vm_area_cachep();
+
 }  // namespace mirrormm

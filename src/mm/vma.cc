@@ -27,7 +27,6 @@ bool anon_vma_chain_check(const Vma* vma);
 
 // ---- allocation and the tree ----
 
-namespace {
 // vm_area_cachep: VMAs come from an object cache, so that splitting and merging do not pay
 // for cross-thread malloc frees (a VMA's grace period ends on liburcu's thread). Not
 // TYPESAFE_BY_RCU: lockless lookups may hold a VMA's pointer until a grace period has passed,
@@ -38,6 +37,8 @@ KmemCache& vm_area_cachep() {
       new KmemCache("vm_area_struct", sizeof(Vma), std::max<size_t>(alignof(Vma), 64), SlabFlags::kNone);
   return *cache;
 }
+
+namespace {
 void* vma_storage_alloc() { return vm_area_cachep().alloc(); }
 void vma_storage_free(void* p) {
   static_cast<Vma*>(p)->~Vma();
