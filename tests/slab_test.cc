@@ -17,8 +17,23 @@
 #include "mm/slab.h"
 #include "mm_test_util.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace mirrormm {
 namespace {
+
+// Lets a test look at, and write, a free object's bytes in AddressSanitizer builds (where a
+// free object of a cache without kept state is poisoned in the shadow).
+void expose_free_object(void* p, size_t n) {
+#if defined(__SANITIZE_ADDRESS__)
+  ASAN_UNPOISON_MEMORY_REGION(p, n);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
 
 struct Plain {
   uint64_t words[6];
@@ -264,11 +279,13 @@ TEST(Slab, PoisonAndWriteAfterFree) {
   auto* p = static_cast<Plain*>(cache.alloc());
   std::memset(p, 0x11, sizeof(Plain));
   cache.free(p);
+  expose_free_object(p, sizeof(Plain));
   for (size_t i = 0; i < sizeof(Plain); i++) ASSERT_EQ(reinterpret_cast<unsigned char*>(p)[i], 0x6b) << i;
   // Intact poison: reallocation is silent.
   EXPECT_EQ(cache.alloc(), p);
   EXPECT_TRUE(debug.reports().empty());
   cache.free(p);
+  expose_free_object(p, sizeof(Plain));
   reinterpret_cast<unsigned char*>(p)[13] = 0x42;  // a write after free
   EXPECT_EQ(cache.alloc(), p);
   std::vector<std::string> reports = debug.reports();
@@ -302,6 +319,26 @@ TEST(Slab, PoisonSkipsTheKeptRange) {
   EXPECT_TRUE(debug.reports().empty());
   cache.free(t);
 }
+
+#if defined(__SANITIZE_ADDRESS__)
+// AddressSanitizer builds: a free object of a cache without a kept state is poisoned in
+// ASan's shadow, so a use after free is caught although the memory stays in the cache.
+TEST(SlabDeathTest, AsanCatchesUseAfterFreeInTheCache) {
+  KmemCache cache("asan", sizeof(Plain), alignof(Plain), SlabFlags::kNone);
+  auto* p = static_cast<Plain*>(cache.alloc());
+  p->words[0] = 1;
+  cache.free(p);
+  EXPECT_DEATH(
+      {
+        volatile uint64_t w = p->words[0];
+        (void)w;
+      },
+      "use-after-poison");
+  EXPECT_EQ(cache.alloc(), p);  // reallocated: accessible again
+  p->words[0] = 2;
+  cache.free(p);
+}
+#endif
 
 // The identity recheck. A reader that reached an object under RCU and locked it uses a field
 // past the recheck; debug_check_live (what rmap walks call) reports a use without one.

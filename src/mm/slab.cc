@@ -24,6 +24,25 @@
 #include "mirrormm/base/rcu.h"
 #include "mm/physmem.h"  // tls_this_cpu, this_cpu_slot
 
+// AddressSanitizer builds: the free objects of a cache whose freed objects hold nothing
+// valid (neither TYPESAFE nor constructed) are poisoned in ASan's shadow too, so that a use
+// after free is caught at the access although the memory stays in the cache.
+#if defined(__SANITIZE_ADDRESS__)
+#define MM_SLAB_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MM_SLAB_ASAN 1
+#endif
+#endif
+#ifdef MM_SLAB_ASAN
+#include <sanitizer/asan_interface.h>
+#define MM_ASAN_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define MM_ASAN_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define MM_ASAN_POISON(p, n) ((void)(p), (void)(n))
+#define MM_ASAN_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 namespace mirrormm {
 
 namespace {
@@ -127,6 +146,7 @@ KmemCache::Chunk* KmemCache::grow_locked() {
   for (size_t i = 0; i < per_chunk_; i++) {
     new (&st[i]) std::atomic<uint8_t>(kObjFree);
     if (ctor_) ctor_(object_at(c, i));
+    if (asan_poison()) MM_ASAN_POISON(object_at(c, i), size_);
     idx[i] = static_cast<uint16_t>(per_chunk_ - 1 - i);  // lowest addresses handed out first
   }
   c->nfree = static_cast<uint32_t>(per_chunk_);
@@ -147,7 +167,10 @@ void KmemCache::release_chunk_locked(Chunk* c) {
   chunks_--;
   empty_chunks_--;
   chunks_released_++;
-  auto release = [](void* mem) { ::operator delete(mem, std::align_val_t{kChunkSize}); };
+  auto release = [](void* mem) {
+    MM_ASAN_UNPOISON(mem, kChunkSize);
+    ::operator delete(mem, std::align_val_t{kChunkSize});
+  };
   if (flags_ == SlabFlags::kTypesafeByRcu) {
     // Readers inside RcuReadGuard may still lock objects of this chunk: the memory stays a
     // chunk of this type until they are done.
@@ -213,6 +236,7 @@ void* KmemCache::alloc() {
   std::atomic<uint8_t>& st = c->state()[index_in(c, obj)];
   uint8_t s = st.load(std::memory_order_relaxed);
   MM_BUG_ON(s == kObjAllocated);
+  if (asan_poison()) MM_ASAN_UNPOISON(obj, size_);
   if (s == kObjFreePoisoned) check_poison(obj);
   st.store(kObjAllocated, std::memory_order_relaxed);
   return obj;
@@ -231,6 +255,7 @@ void KmemCache::free(void* obj) {
   } else {
     st.store(kObjFree, std::memory_order_relaxed);
   }
+  if (asan_poison()) MM_ASAN_POISON(obj, size_);
   CpuCache& cpu = cpu_[this_cpu_slot(kCpuSlots)];
   SpinGuard g(cpu.lock);
   cpu.in_use.store(cpu.in_use.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);

@@ -154,6 +154,9 @@ class KmemCache {
   void put_object_locked(void* obj) REQUIRES(node_lock_);
   Chunk* grow_locked() REQUIRES(node_lock_);
   void release_chunk_locked(Chunk* c) REQUIRES(node_lock_);
+  // Whether free objects are poisoned in AddressSanitizer's shadow (ASan builds only): none
+  // of a free object's bytes may be read.
+  bool asan_poison() const { return flags_ != SlabFlags::kTypesafeByRcu && keep_.size == 0; }
   void poison(void* obj) const;
   void check_poison(const void* obj) const;
   static void report(const std::string& text);
