@@ -78,6 +78,10 @@ struct KmemCacheStats {
   uint64_t chunks_released = 0;     // chunks ever returned to the heap
 };
 
+// One object cache. Locks: each CPU stack's spinlock (its objects and count), then the node
+// lock (the chunks' free lists, the partial list and the chunk counters); a free object's
+// state byte belongs to whoever holds the object. States of an object: free in a chunk's
+// free list, free on a CPU stack, allocated.
 class KmemCache {
  public:
   // Sets up the object at obj (uninitialised memory of the cache's size and alignment).
@@ -160,6 +164,7 @@ class KmemCache {
   void poison(void* obj) const;
   void check_poison(const void* obj) const;
   static void report(const std::string& text);
+  int64_t debug_in_use() const;  // the sum of the CPUs' counts: racy
 
   const std::string name_;  // written once
   const size_t size_;       // written once
@@ -171,7 +176,6 @@ class KmemCache {
   // objects per chunk and the offset of the first object.
   size_t stride_ = 0;
   uint64_t reciprocal_ = 0;  // for index_in
-  int64_t debug_in_use() const;
   size_t per_chunk_ = 0;
   size_t first_offset_ = 0;
 
