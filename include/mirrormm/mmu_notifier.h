@@ -222,7 +222,7 @@ inline void mmu_interval_set_seq(MmuIntervalNotifier* sub, uint64_t cur_seq) {
   sub->invalidate_seq.store(cur_seq, std::memory_order_release);
 }
 
-// mmu_interval_notifier_find, the lookup seed 003 proposed, made safe: the first interval of
+// mmu_interval_notifier_find (proposed for Linux, never merged), made safe: the first interval of
 // mm with these ops overlapping [start, last] as program order sees it (a pending insert is
 // found, an interval whose remove has begun is not), returned with a reference that keeps it
 // alive: remove() waits until mmu_interval_notifier_put_ref drops it. nullptr if none.

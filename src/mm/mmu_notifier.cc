@@ -313,8 +313,8 @@ void __mmu_notifier_release(Mm* mm) {
       {
         // Unhash first (readers already on a node keep following its next pointer), so that
         // the core never touches a subscription after its release() returned: release may
-        // hand it to mmu_notifier_put, whose free_notifier runs after a grace period (the
-        // seed 000 review's "release frees the notifier" problem).
+        // hand it to mmu_notifier_put, whose free_notifier runs after a grace period (a
+        // release() that frees its own subscription is what drivers do).
         SpinGuard g(subs->lock);
         while (MmuNotifier* s = subs->list.load(std::memory_order_relaxed)) {
           subscribers.push_back(s);

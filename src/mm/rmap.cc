@@ -2,7 +2,7 @@
 //
 // Only what VMA merging and fork need exists yet: identity, the chain of a VMA, and the
 // counters Linux uses to decide reuse (num_children, num_active_vmas). The reverse-map walk
-// over a page's mappings comes with the rmap issue; pages already point at their anon_vma.
+// over a page's mappings is not modeled yet; pages already point at their anon_vma.
 #include <new>
 
 #include <fmt/format.h>
