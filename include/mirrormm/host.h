@@ -3,7 +3,7 @@
 // host::run() executes every command with real system calls. Each script process is a real
 // single-threaded worker process; the calling process is the controller that sends each
 // command to the worker of its process over a socket and collects one result line per
-// command, printed exactly as ../shared/spec/mms-format.md specifies (so that the lines can
+// command, printed exactly as docs/mms-format.md specifies (so that the lines can
 // be compared byte for byte with replay::run()).
 //
 // The workers inherit the caller's address space, so a command that could unmap or

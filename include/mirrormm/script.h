@@ -1,6 +1,6 @@
 // The `.mms` scenario script: its abstract syntax and its parser.
 //
-// A script is checked whole before anything runs (../shared/spec/mms-format.md): parse()
+// A script is checked whole before anything runs (docs/mms-format.md): parse()
 // either returns every command or the first usage error as "FILE:LINE: message". The
 // executors (the model's replay in replay.h, the host runner in host.h) consume the same
 // Script, so the two outputs can be compared line by line.

@@ -1,6 +1,6 @@
 // The `.mms` parser and its inverse, format().
 //
-// The lexical rules are those of ../shared/spec/mms-format.md: `#` comments, blank lines,
+// The lexical rules are those of docs/mms-format.md: `#` comments, blank lines,
 // tokens separated by spaces or tabs, numbers decimal or 0x-hex with an optional K/M/G binary
 // suffix (hex digits without 0x are an error, not a decimal), an optional `@N` process prefix. Every check a command's arguments need happens
 // here, so that both executors (the model's replay and the host runner) see only commands
