@@ -9,9 +9,6 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <cstdio>
-#include <cstdlib>
-#include <future>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -20,11 +17,13 @@
 #include "mirrormm/mmu_notifier.h"
 #include "mirrormm/system.h"
 #include "mm/mm_types.h"
+#include "support/watchdog.h"
 
 namespace mirrormm {
 namespace {
 
 using namespace std::chrono_literals;
+using mirrormm::testing::BoundedThread;
 
 constexpr uint64_t P = 4096;
 constexpr uint64_t W = 0x200000000000ull;
@@ -34,16 +33,6 @@ constexpr uint64_t PRIV_POP = kMapPrivate | kMapAnonymous | kMapFixed | kMapPopu
 bool any_message_contains(System& sys, const std::string& what) {
   auto msgs = sys.violation_messages();
   return std::any_of(msgs.begin(), msgs.end(), [&](const std::string& m) { return m.find(what) != std::string::npos; });
-}
-
-// Waits for a future with a bound; past it the binary aborts (a hang is a failure).
-template <class T>
-void join_bounded(std::future<T>& f, const char* what) {
-  if (f.wait_for(30s) != std::future_status::ready) {
-    std::fprintf(stderr, "FATAL: %s did not finish within 30 s (hang)\n", what);
-    std::abort();
-  }
-  f.get();
 }
 
 // ---- a classic subscriber whose start fails and that has no end ----
@@ -132,7 +121,7 @@ TEST(MmuNotifierRules, InsertIntoAFrozenTreeIsReportedAndDeferred) {
     std::lock_guard<std::mutex> g(blocker.mu);
     blocker.armed = true;
   }
-  auto unmapper = std::async(std::launch::async, [&] { EXPECT_TRUE(sys.munmap(p, W, P).ok()); });
+  BoundedThread unmapper([&] { EXPECT_TRUE(sys.munmap(p, W, P).ok()); });
   {
     std::unique_lock<std::mutex> l(blocker.mu);
     ASSERT_TRUE(blocker.cv.wait_for(l, 10s, [&] { return blocker.entered; }));
@@ -151,7 +140,7 @@ TEST(MmuNotifierRules, InsertIntoAFrozenTreeIsReportedAndDeferred) {
     blocker.armed = false;
     blocker.cv.notify_all();
   }
-  join_bounded(unmapper, "munmap");
+  unmapper.join("munmap");
   EXPECT_EQ(late.state, MmuIntervalState::kInTree);
   // The late interval now receives invalidations of its range.
   const uint64_t seq = mmu_interval_read_begin(&late);

@@ -42,7 +42,7 @@ std::optional<GupPfn> follow_page_pte(Mm* mm, uint64_t addr, unsigned gup_flags)
   const pteval_t v = ptep_get(ptep);
   if (!pte_hw_present(v) || ((gup_flags & FOLL_WRITE) && !pte_write(v))) return std::nullopt;
   if ((gup_flags & (FOLL_TOUCH | FOLL_WRITE)) == (FOLL_TOUCH | FOLL_WRITE) && !pte_dirty(v) && !pte_special(v))
-    mm->sys()->mem().pfn_to_page(pte_pfn(v))->set(PG_dirty);
+    mm->mem().pfn_to_page(pte_pfn(v))->set(PG_dirty);
   return GupPfn{pte_pfn(v), pte_write(v), true};
 }
 

@@ -24,21 +24,6 @@ Result<uint64_t> mm_get_pfn(Mm* mm, uint64_t addr, bool fault, bool write, bool*
   return pfn.pfn;
 }
 
-namespace {
-
-// get_page_unless_zero: a reference on a frame that is allocated now, or false if it is free
-// (or on its way there). Once it succeeds the frame cannot be freed, hence not reused, until
-// the reference is dropped; what it holds must still be checked (it may have been reused
-// before the reference was taken).
-bool try_get_page(Page* page) {
-  int32_t c = page->refcount.load(std::memory_order_relaxed);
-  while (c > 0)
-    if (page->refcount.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) return true;
-  return false;
-}
-
-}  // namespace
-
 // Two tiers. Always (the checker on or off): the frame exists, is allocated, and holds user
 // data; the access pins it. This is what keeps a broken driver or kernel from writing into a
 // page table, a free frame or a frame being set up: page tables (PG_pgtable) and fresh frames
@@ -60,7 +45,7 @@ bool device_access_pfn(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, voi
     return refuse(write ? "device write to no frame" : "device read from no frame", "no such frame");
   if (zero && write) return refuse("device write to the zero page", "the frame is the shared zero page");
   Page* page = mem.pfn_to_page(static_cast<pfn_t>(pfn));
-  if (!zero && !try_get_page(page))
+  if (!zero && !PhysMem::get_page_unless_zero(page))
     return refuse(write ? "device write to a freed frame" : "device read from a freed frame", "the frame is free");
   const uint32_t flags = page->flags.load(std::memory_order_acquire);
   if (!zero && ((flags & (PG_free | PG_pgtable)) || !(flags & (PG_anon | PG_shmem)))) {

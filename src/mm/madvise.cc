@@ -56,7 +56,7 @@ void madvise_pageout(Vma* vma, uint64_t start, uint64_t end) {
       for (; addr < stop; addr += kPageSize, ptep++) {
         pteval_t v = ptep_get(ptep);
         if (!pte_present(v) || pte_special(v)) continue;
-        Page* page = mm->sys()->mem().pfn_to_page(pte_pfn(v));
+        Page* page = mm->mem().pfn_to_page(pte_pfn(v));
         if (!page->test(PG_shmem) || page->mapcount.load(std::memory_order_relaxed) != 1) continue;
         v = ptep_get_and_clear(ptep);
         mmu_checker_pte_change(mm, addr, v, 0);
@@ -64,7 +64,7 @@ void madvise_pageout(Vma* vma, uint64_t start, uint64_t end) {
         if (pte_dirty(v)) page->set(PG_dirty);
         page->mapcount.fetch_sub(1, std::memory_order_relaxed);
         shmem++;
-        mm->sys()->mem().get_page(page);  // held until the clean check below
+        mm->mem().get_page(page);  // held until the clean check below
         unmapped.push_back(page);
         tlb.remove_page(page);  // the PTE's reference
       }
@@ -74,7 +74,7 @@ void madvise_pageout(Vma* vma, uint64_t start, uint64_t end) {
   for (Page* page : unmapped) {
     if (page->test(PG_shmem) && page->mapping)
       static_cast<ShmemInode*>(page->mapping)->remove_clean_page(page->index, page);
-    mm->sys()->mem().put_page(page);
+    mm->mem().put_page(page);
   }
 }
 

@@ -19,7 +19,7 @@ namespace mirrormm {
 
 namespace {
 
-PhysMem& mem_of(const Vma* vma) { return vma->vm_mm->sys()->mem(); }
+PhysMem& mem_of(const Vma* vma) { return vma->vm_mm->mem(); }
 
 // The page a PTE maps, or nullptr for the zero page (vm_normal_page).
 Page* vm_normal_page(const Vma* vma, pteval_t v) {
@@ -423,7 +423,7 @@ Errno copy_page_range(Vma* dst, Vma* src) {
       Page* page = pte_present(v) ? vm_normal_page(src, v) : nullptr;
       if (page) {
         // folio_try_dup_anon_rmap_pte: the page is now shared by two processes.
-        src_mm->sys()->mem().get_page(page);
+        src_mm->mem().get_page(page);
         page->mapcount.fetch_add(1, std::memory_order_relaxed);
         if (page->test(PG_anon)) {
           page->clear(PG_anon_exclusive);

@@ -27,7 +27,7 @@ bool can_change_pte_writable(Vma* vma, pteval_t pte) {
   if (pte_protnone(pte)) return false;
   if (!(vma->vm_flags & VM_SHARED)) {
     if (pte_special(pte)) return false;
-    Page* page = vma->vm_mm->sys()->mem().pfn_to_page(pte_pfn(pte));
+    Page* page = vma->vm_mm->mem().pfn_to_page(pte_pfn(pte));
     return page->test(PG_anon) && page->test(PG_anon_exclusive);
   }
   return pte_dirty(pte);
@@ -93,7 +93,7 @@ long change_pte_tables(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, u
 // first address whose PUD entry is populated to the chunk's end; empty when none is (Linux
 // 6.18 invokes the notifier only once it meets a populated PUD, and ends it per chunk).
 std::pair<uint64_t, uint64_t> protection_notify_range(Mm* mm, uint64_t addr, uint64_t chunk_end) {
-  PhysMem& mem = mm->sys()->mem();
+  PhysMem& mem = mm->mem();
   const pteval_t pgde = ptep_get(&pgd_table(mm)[index_at(addr, kPgdShift)]);
   if (pte_none(pgde)) return {0, 0};
   const pte_t* pud = table_of(mem, pgde);

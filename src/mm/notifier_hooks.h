@@ -10,12 +10,9 @@
 
 namespace mirrormm {
 
-// A frame of mem is being freed (its last reference went). The checker is switched per
-// machine (PhysMem::mmu_checker_on): one relaxed load when it is off.
+// A frame of mem is being freed (its last reference went). The frame allocator calls it only
+// while the checker watches the machine (PhysMem::mmu_checker_on).
 void mmu_checker_frame_freed_slow(const PhysMem* mem, uint64_t pfn);
-inline void mmu_checker_frame_freed(const PhysMem* mem, uint64_t pfn) {
-  if (mem->mmu_checker_on()) mmu_checker_frame_freed_slow(mem, pfn);
-}
 
 // page lost its primary PTEs for good (truncation, reclaim of a clean cache page); the caller
 // holds the page lock. Calls the rmap notifiers when the page is PG_external_rmap.

@@ -133,10 +133,11 @@ Page* PhysMem::alloc_page(Zero zero) {
 void PhysMem::prep_free(Page* page) {
   MM_BUG_ON(page->mapcount.load(std::memory_order_relaxed) != 0);
   MM_BUG_ON(page->test(PG_free));
-  mmu_checker_frame_freed(this, page_to_pfn(page));
-  // No CPU may still translate to the frame: the shootdown comes before the free.
-  if (mmu_checker_on())
+  if (mmu_checker_on()) {
+    mmu_checker_frame_freed_slow(this, page_to_pfn(page));
+    // No CPU may still translate to the frame: the shootdown comes before the free.
     for (TlbWatcher* tlb : tlbs_) tlb->frame_freed(page_to_pfn(page));
+  }
   page->flags.store(PG_free, std::memory_order_relaxed);
   page->mapping = nullptr;
   page->gen.fetch_add(1, std::memory_order_relaxed);

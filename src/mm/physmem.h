@@ -99,6 +99,16 @@ class PhysMem {
   }
   // Drops one reference on each page, freeing those that reach zero under one lock hold.
   void put_pages(Page* const* pages, size_t n) EXCLUDES(lock_);
+  // get_page_unless_zero: a reference on a frame that is allocated now, or false when it is
+  // free or on its way there. Once it succeeds the frame cannot be freed, hence not reused,
+  // until the reference is dropped; what it holds must still be checked (it may have been
+  // reused before the reference was taken).
+  static bool get_page_unless_zero(Page* page) {
+    int32_t c = page->refcount.load(std::memory_order_relaxed);
+    while (c > 0)
+      if (page->refcount.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) return true;
+    return false;
+  }
   void get_page(Page* page) {
     int32_t old = page->refcount.fetch_add(1, std::memory_order_relaxed);
     MM_BUG_ON(old <= 0 && !page->test(PG_reserved));

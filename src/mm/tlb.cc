@@ -60,7 +60,7 @@ MmuGather::~MmuGather() {
 }
 
 void MmuGather::free_pages() {
-  mm_->sys()->mem().put_pages(pages_.data(), pages_.size());
+  mm_->mem().put_pages(pages_.data(), pages_.size());
   pages_.clear();
 }
 
@@ -75,7 +75,7 @@ void MmuGather::flush() {
   start_ = ~0ull;
   end_ = 0;
   if (!put_first) free_pages();
-  PhysMem& mem = mm_->sys()->mem();
+  PhysMem& mem = mm_->mem();
   for (Page* t : tables_) {
     t->clear(PG_pgtable);
     mem.put_page(t);
