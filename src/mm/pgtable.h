@@ -80,14 +80,28 @@ inline constexpr pteval_t pte_mkspecial(pteval_t v) { return v | _PAGE_SPECIAL; 
 // Changes the protection of a present entry, keeping pfn, accessed, dirty and special.
 inline constexpr pteval_t pte_modify(pteval_t v, pgprot_t prot) { return (v & kPageChgMask) | (prot & ~kPageChgMask); }
 
-// Swap-type (non-present) entries.
+// Swap-type (non-present) entries. Types 0 .. kMaxSwapFiles-1 name swap devices; higher
+// types are reserved for the other non-present kinds (Linux's SWP_MIGRATION_*, SWP_DEVICE_*,
+// SWP_PTE_MARKER sit above MAX_SWAPFILES the same way). _PAGE_SWP_EXCLUSIVE (x86 reuses bit 7,
+// _PAGE_PSE) records in a swap PTE that the page was exclusive to this mapping when it went out
+// (pte_swp_mkexclusive), so swap-in may map it writable without a copy. Slot 0 of a swap device
+// is never used (Linux keeps the swap header there), so no swap entry is the none entry.
 inline constexpr int kSwpTypeShift = 58;
+inline constexpr unsigned kMaxSwapFiles = 8;
+inline constexpr pteval_t _PAGE_SWP_EXCLUSIVE = 1ull << 7;
 inline constexpr bool is_swap_pte(pteval_t v) { return v != 0 && !pte_present(v); }
 inline constexpr unsigned swp_type(pteval_t v) { return (v >> kSwpTypeShift) & 0x1f; }
 inline constexpr uint64_t swp_offset(pteval_t v) { return (v >> kPageShift) & ((1ull << (kSwpTypeShift - kPageShift)) - 1); }
 inline constexpr pteval_t swp_entry(unsigned type, uint64_t offset) {
   return (static_cast<pteval_t>(type) << kSwpTypeShift) | (offset << kPageShift);
 }
+// A swap entry as stored in a page's swap field and in the swap cache: the PTE without its
+// flag bits (Linux's swp_entry_t, pte_to_swp_entry / swp_entry_to_pte).
+inline constexpr pteval_t pte_to_swp_entry(pteval_t v) { return v & ~_PAGE_SWP_EXCLUSIVE; }
+// non_swap_entry: a swap-type entry that is not a swap device's slot (migration, device, marker).
+inline constexpr bool non_swap_entry(pteval_t v) { return swp_type(v) >= kMaxSwapFiles; }
+inline constexpr bool pte_swp_exclusive(pteval_t v) { return v & _PAGE_SWP_EXCLUSIVE; }
+inline constexpr pteval_t pte_swp_mkexclusive(pteval_t v) { return v | _PAGE_SWP_EXCLUSIVE; }
 
 // Entry accessors. Readers outside the PTE lock use ptep_get (acquire).
 inline pteval_t ptep_get(const pte_t* p) { return p->load(std::memory_order_acquire); }

@@ -43,9 +43,21 @@ enum PageFlags : uint32_t {
   PG_shmem = 1u << 6,      // mapping_ is a ShmemInode (page cache)
   PG_free = 1u << 7,       // on the free list; any reference to it is a use-after-free
   PG_external_rmap = 1u << 8,  // a secondary MMU maps it through its own rmap (rmap notifiers)
+  // LRU and swap state (mm/swap.c, mm/vmscan.c, mm/swap_state.c). PG_lru and PG_active change
+  // under the LRU lock; PG_referenced and PG_workingset are hints set and cleared racily, as
+  // in Linux; PG_swapcache and PG_swapbacked under the page lock.
+  PG_lru = 1u << 9,            // on an LRU list (lru_prev/lru_next link it)
+  PG_active = 1u << 10,        // on the active list of its type
+  PG_referenced = 1u << 11,    // mark_page_accessed's first touch (second chance)
+  PG_workingset = 1u << 12,    // was active before it was reclaimed, or refaulted
+  PG_swapbacked = 1u << 13,    // anonymous or shmem: reclaimed to swap, not written to a file
+  PG_swapcache = 1u << 14,     // in the swap cache; swap holds its swap entry
+  PG_unevictable = 1u << 15,   // on the unevictable list (mlocked)
+  PG_writeback = 1u << 16,     // being written to its backing store
+  PG_reclaim = 1u << 17,       // reclaim wants it freed once writeback ends
 };
 
-// The page descriptor (struct page). 40 bytes.
+// The page descriptor (struct page). 56 bytes.
 //
 // refcount_ and mapcount_ are atomics (Linux's _refcount/_mapcount; mapcount_ counts PTEs,
 // starting at 0). flags_ is atomic; its bits are set under the lock that owns the state they
@@ -65,6 +77,12 @@ struct Page {
   uint64_t index = 0;         // page offset within mapping
   SpinLock ptl{lock_class::kPtl};  // split page-table lock when PG_pgtable
   uint32_t next_free = 0;     // free-list link, guarded by PhysMem::lock_
+  // LRU links (struct folio's lru): pfns of the neighbours on the LRU list this page is on
+  // (PG_lru), 0 at the ends; guarded by the lock of that list's lruvec.
+  pfn_t lru_prev = 0, lru_next = 0;
+  // folio->swap: the swap entry (swp_entry value) of a PG_swapcache page; written under the
+  // page lock when it enters or leaves the swap cache.
+  uint64_t swap = 0;
 
   bool test(PageFlags f) const { return flags.load(std::memory_order_relaxed) & f; }
   void set(PageFlags f) { flags.fetch_or(f, std::memory_order_relaxed); }
