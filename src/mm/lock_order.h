@@ -36,7 +36,12 @@
 //                                             callbacks, around read_retry and device DMA)
 //         Page::ptl (split PTE lock) [50]    (zap, change_protection, faults, copy_page_range
 //                                             and move_pte nest a second one: "nested")
+//           SwapInfo::lock [52]              (a swap device's slot allocator: swap_lock and
+//                                             si->lock; swap_duplicate under the PTE lock)
 //           ShmemInode::lock_ [60]           (page cache)
+//           the swap cache's lock [61]       (swapper_spaces' i_pages lock)
+//             Lruvec::lru_lock [65]          (LRU lists: add, isolate, putback, removal of
+//                                             a page whose last reference went)
 //             PhysMem::Pcp::lock [70]        (per-CPU frame lists)
 //               PhysMem::lock_ [75]          (global frame list)
 //           Cpu::tlb_lock_ [80]              (TLB fill and shootdown)
@@ -87,7 +92,10 @@ inline constexpr LockClass kMmuNotifier{35};
 inline constexpr LockClass kPageTableLock{40};
 inline constexpr LockClass kDeviceTable{45};
 inline constexpr LockClass kPtl{50};
+inline constexpr LockClass kSwapInfo{52};
 inline constexpr LockClass kInode{60};
+inline constexpr LockClass kSwapCache{61};
+inline constexpr LockClass kLruLock{65};
 inline constexpr LockClass kPcp{70};
 inline constexpr LockClass kFreeList{75};
 inline constexpr LockClass kTlb{80};
