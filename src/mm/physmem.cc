@@ -1,6 +1,7 @@
 #include "mm/physmem.h"
 
 #include "mm/notifier_hooks.h"
+#include "mm/vmstat.h"
 
 #include <sys/mman.h>
 
@@ -19,7 +20,7 @@ void* reserve(uint64_t bytes) {
 }
 }  // namespace
 
-PhysMem::PhysMem(uint64_t bytes) {
+PhysMem::PhysMem(uint64_t bytes) : events_(std::make_unique<VmEvents>()) {
   nr_frames_ = bytes >> kPageShift;
   if (nr_frames_ < 16) nr_frames_ = 16;
   if (nr_frames_ > (1ull << 31)) nr_frames_ = 1ull << 31;

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "mirrormm/base/assert.h"
@@ -17,6 +18,8 @@
 #include "mm/lock_order.h"
 
 namespace mirrormm {
+
+class VmEvents;
 
 inline constexpr uint64_t kPageShift = 12;
 inline constexpr uint64_t kPageSize = 1ull << kPageShift;
@@ -180,6 +183,9 @@ class PhysMem {
   // Whether the MMU coherence checker watches this machine (SystemConfig::mmu_checker,
   // System::set_mmu_checker): the one switch that every notifier hook reads, with one relaxed
   // load, from the frames and address spaces of this machine.
+  // The machine's VM event counters (/proc/vmstat's events; mm/vmstat.h).
+  VmEvents& events() { return *events_; }
+
   bool mmu_checker_on() const { return mmu_checker_on_.load(std::memory_order_relaxed); }
   void set_mmu_checker_on(bool on) { mmu_checker_on_.store(on, std::memory_order_relaxed); }
 
@@ -219,6 +225,7 @@ class PhysMem {
   std::atomic<uint64_t> nr_free_{0};  // frames on the global list and never used
 
   std::atomic<bool> mmu_checker_on_{false};  // atomic: switched while CPUs run
+  std::unique_ptr<VmEvents> events_;           // created in the constructor
 
   SpinLock lock_{lock_class::kFreeList};
   pfn_t free_head_ GUARDED_BY(lock_) = 0;     // LIFO list of freed frames
