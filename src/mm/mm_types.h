@@ -192,7 +192,7 @@ inline bool vma_is_fork_child(const Vma* v) {
   return v && v->anon_vma && v->anon_vma_chain.size() != 1;
 }
 
-enum RssCounter { MM_ANONPAGES, MM_SHMEMPAGES, NR_MM_COUNTERS };
+enum RssCounter { MM_ANONPAGES, MM_SHMEMPAGES, MM_SWAPENTS, NR_MM_COUNTERS };
 
 // An address space (mm_struct).
 //
