@@ -182,6 +182,8 @@ class System {
     kForkUnchainedAnonVma, // fork leaves the child's anon_vma out of the child's chain
     kInsertWhileFrozen,    // interval inserts enter the tree during an invalidation
     kShootdownLocal,       // TLB shootdowns flush only the initiating CPU (the caller's)
+    kAnonVmaNotTypesafe,   // anon_vmas come from a cache without SLAB_TYPESAFE_BY_RCU
+    kNoAnonVmaRecheck,     // folio_lock_anon_vma_read skips its recheck under the lock
     kCount
   };
   void debug_break(DebugBreak b, bool broken) {
@@ -198,6 +200,12 @@ class System {
   using FaultGate = std::function<void(uint64_t addr)>;
   void debug_set_fault_gate(FaultGate gate) { fault_gate_ = std::move(gate); }
   const FaultGate& debug_fault_gate() const { return fault_gate_; }
+  // Test-only: when set, a reverse-map walk of an anonymous page calls it with the page after
+  // reading the page's anon_vma (inside the RCU read-side section) and before taking its lock,
+  // so that a test can free the anon_vma there. Set and clear it only while no walk runs.
+  using RmapGate = std::function<void(const void* page)>;
+  void debug_set_rmap_gate(RmapGate gate) { rmap_gate_ = std::move(gate); }
+  const RmapGate& debug_rmap_gate() const { return rmap_gate_; }
   void debug_break_shootdown(bool broken) { debug_break(DebugBreak::kShootdown, broken); }
   bool debug_shootdown_broken() const { return debug_broken(DebugBreak::kShootdown); }
 
@@ -213,6 +221,7 @@ class System {
   std::atomic<uint64_t> next_mm_id_{1};
   Status resize_file(ShmemInode* inode, uint64_t size);
 
+  RmapGate rmap_gate_;
   std::atomic<uint64_t> violations_{0};
   std::atomic<unsigned> broken_{0};  // DebugBreak bits
   FaultGate fault_gate_;             // test-only; written while no fault runs

@@ -8,6 +8,7 @@
 
 #include "mm/cpu.h"
 #include "mm/internal.h"
+#include "mm/rmap.h"
 #include "mm/pgtable_walk.h"
 #include "mm/shmem.h"
 #include "mm/system_internal.h"
@@ -152,6 +153,25 @@ uint64_t System::debug_check_consistency() {
     const int cache_ref = page->test(PG_shmem) ? 1 : 0;
     if (rc < n + cache_ref)
       bad(fmt::format("frame {}: refcount {} below {} mappings + {} cache", mem_->page_to_pfn(page), rc, n, cache_ref));
+    // The reverse map: a walk from the page's anon_vma or file finds every PTE that maps it,
+    // and every hit is one of them.
+    int hits = 0;
+    std::string found_at;
+    RmapWalkControl rwc;
+    rwc.sys = this;
+    rwc.rmap_one = [&](Page* pg, Vma* vma, uint64_t address) {
+      if (page_vma_mapped_pte(pg, vma, address)) {
+        hits++;
+        found_at += fmt::format(" mm{}@{:#x}", vma->vm_mm->id(), address);
+      }
+      return true;
+    };
+    lock_page(page);
+    rmap_walk(page, rwc);
+    unlock_page(page);
+    if (hits != n)
+      bad(fmt::format("frame {}: {} mappings but the reverse map finds {} (mapped at{}; rmap finds{})",
+                      mem_->page_to_pfn(page), n, hits, where[page], found_at.empty() ? " nothing" : found_at));
   }
   // Leaked references: every reference on a frame in use is held by a PTE, the page cache
   // (swap cache: none yet), a link from the page-table level above (or its mm, for a PGD), or

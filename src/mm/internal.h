@@ -26,10 +26,9 @@ void vma_unlink(Mm* mm, Vma* vma) REQUIRES(mm->mmap_lock_);   // erase from the 
 // Moves vm_start (re-keying the tree) and adjusts vm_pgoff by the same number of pages.
 void vma_set_start(Mm* mm, Vma* vma, uint64_t start) REQUIRES(mm->mmap_lock_);
 // Field updates of a linked VMA: each write-locks the VMA first.
-inline void vma_set_end(Vma* vma, uint64_t end) {
-  vma_start_write(vma);
-  vma->vm_end = end;
-}
+void vma_set_end(Vma* vma, uint64_t end);
+// Sets a linked VMA's whole range (vma_expand's target), re-keying the tree and the rmap.
+void vma_set_range(Mm* mm, Vma* vma, uint64_t start, uint64_t end, uint64_t pgoff) REQUIRES(mm->mmap_lock_);
 inline void vma_set_flags(Vma* vma, vm_flags_t flags) {
   vma_start_write(vma);
   vma->vm_flags = flags;
