@@ -166,10 +166,13 @@ class RmapTypesafeTest : public RmapTest {
     Page* page = page_at(p1(), W);
     sys().mem().get_page(page);
     bool unmapped = false;
+    // The walker holds the page lock: the unmap runs on a thread of its own (as another CPU
+    // would), which the gate waits for.
     sys().debug_set_rmap_gate([&](const void*) {
       if (unmapped) return;
       unmapped = true;
-      EXPECT_TRUE(sys().munmap(p1(), W, P).ok());
+      BoundedThread unmapper([&] { EXPECT_TRUE(sys().munmap(p1(), W, P).ok()); });
+      unmapper.join("unmapper");
     });
     int hits = 0;
     RmapWalkControl rwc;

@@ -389,14 +389,13 @@ void rmap_walk_anon(Page* page, RmapWalkControl& rwc) {
 void rmap_walk_file(Page* page, RmapWalkControl& rwc) {
   auto* inode = static_cast<ShmemInode*>(page->mapping);
   if (!inode) return;
-  Mutex& lock = inode->i_mmap_lock();
   if (rwc.try_lock) {
-    if (!lock.try_lock()) {
+    if (!inode->i_mmap_lock().try_lock()) {
       rwc.contended = true;
       return;
     }
   } else {
-    lock.lock();
+    inode->i_mmap_lock().lock();
   }
   const uint64_t pgoff = page->index;
   bool go = true;
@@ -406,7 +405,7 @@ void rmap_walk_file(Page* page, RmapWalkControl& rwc) {
     if (address == ~0ull) return;
     go = rwc.rmap_one(page, vma, address) && !(rwc.done && rwc.done(page));
   });
-  lock.unlock();
+  inode->i_mmap_lock().unlock();
 }
 
 }  // namespace
