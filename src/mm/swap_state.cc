@@ -146,6 +146,13 @@ bool folio_free_swap(System* sys, Page* page) {
   return true;
 }
 
+void free_swap_cache(System* sys, Page* page) {
+  if (!page->test(PG_swapcache) || page->mapcount.load(std::memory_order_acquire) != 0) return;
+  if (!trylock_page(page)) return;
+  if (page->test(PG_swapcache)) folio_free_swap(sys, page);
+  unlock_page(page);
+}
+
 bool __remove_mapping(System* sys, Page* page) {
   MM_BUG_ON(!(page->flags.load() & PG_locked) || !page->test(PG_swapcache));
   if (page->test(PG_dirty) || page->mapcount.load(std::memory_order_acquire) != 0) return false;
