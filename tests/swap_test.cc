@@ -36,6 +36,15 @@ SystemConfig small_config() {
   return c;
 }
 
+// The VMA of p at addr. Looked up before the page lock is taken (the page lock ranks below the
+// mmap_lock); the quiescent test then stands in for the rmap lock that keeps the VMA and its
+// page tables alive during try_to_unmap_one.
+Vma* vma_of(Process* p, uint64_t addr) {
+  Mm* mm = p->mm();
+  MmapReadGuard g(mm);
+  return mm->vma_lookup(addr);
+}
+
 class SwapTest : public ModelTest {
  protected:
   SwapTest() : ModelTest(small_config()) {}
@@ -71,18 +80,15 @@ class SwapTest : public ModelTest {
     EXPECT_NE(page, nullptr);
     if (!page) return 0;
     PhysMem& mem = sys().mem();
+    std::vector<Vma*> vmas;
+    for (auto [p, addr] : maps) vmas.push_back(vma_of(p, addr));
     mem.get_page(page);  // reclaim's isolation reference
     lock_page(page);
     if (!page->test(PG_swapcache)) {
       EXPECT_TRUE(add_to_swap(&sys(), page));
     }
     const pteval_t entry = page->swap;
-    for (auto [p, addr] : maps) {
-      Mm* mm = p->mm();
-      MmapReadGuard g(mm);
-      Vma* vma = mm->vma_lookup(addr);
-      EXPECT_TRUE(try_to_unmap_one(page, vma, addr, 0));
-    }
+    for (size_t i = 0; i < maps.size(); i++) EXPECT_TRUE(try_to_unmap_one(page, vmas[i], maps[i].second, 0));
     EXPECT_EQ(page->mapcount.load(), 0);
     if (page->test(PG_dirty)) {
       EXPECT_EQ(swap_writepage(&sys(), page), Errno::kOk);
@@ -152,6 +158,7 @@ class SwapTest : public ModelTest {
 
   int64_t event(VmEvent e) { return sys().mem().events().sum(e); }
 };
+
 
 TEST_F(SwapTest, SwaponAndSwapoffErrors) {
   EXPECT_EQ(sys().swapon(0).error(), Errno::kInval);
@@ -362,13 +369,10 @@ TEST_F(SwapTest, ShmemPageJustLosesItsMapping) {
   Page* page = page_at(p1(), W);
   ASSERT_NE(page, nullptr);
   const int ref = page->refcount.load();
+  Vma* vma = vma_of(p1(), W);
   lock_page(page);
-  {
-    Mm* mm = p1()->mm();
-    MmapReadGuard g(mm);
-    EXPECT_TRUE(try_to_unmap_one(page, mm->vma_lookup(W), W, 0));
-    EXPECT_TRUE(try_to_unmap_one(page, mm->vma_lookup(W), W, 0));  // nothing left to do
-  }
+  EXPECT_TRUE(try_to_unmap_one(page, vma, W, 0));
+  EXPECT_TRUE(try_to_unmap_one(page, vma, W, 0));  // nothing left to do
   unlock_page(page);
   EXPECT_EQ(pte_at(p1(), W), 0u);
   EXPECT_EQ(page->mapcount.load(), 0);
@@ -385,15 +389,12 @@ TEST_F(SwapTest, RemoveMappingRefusesAnExtraReference) {
   write_pattern(p1(), W, P, 8);
   Page* page = page_at(p1(), W);
   PhysMem& mem = sys().mem();
+  Vma* vma = vma_of(p1(), W);
   mem.get_page(page);
   lock_page(page);
   ASSERT_TRUE(add_to_swap(&sys(), page));
   EXPECT_FALSE(__remove_mapping(&sys(), page));  // still mapped (and dirty)
-  {
-    Mm* mm = p1()->mm();
-    MmapReadGuard g(mm);
-    ASSERT_TRUE(try_to_unmap_one(page, mm->vma_lookup(W), W, 0));
-  }
+  ASSERT_TRUE(try_to_unmap_one(page, vma, W, 0));
   EXPECT_FALSE(__remove_mapping(&sys(), page));  // dirty
   ASSERT_EQ(swap_writepage(&sys(), page), Errno::kOk);
   Page* extra = swap_cache_get_folio(&sys(), page->swap);  // a lookup's reference
@@ -540,14 +541,11 @@ TEST(SwapoffTest, OutOfMemoryLeavesTheDeviceOn) {
                 }).ok());
     pte_t* ptep = pte_offset(p->mm(), a);
     Page* page = sys.mem().pfn_to_page(pte_pfn(ptep_get(ptep)));
+    Vma* vma = vma_of(p, a);
     sys.mem().get_page(page);
     lock_page(page);
     ASSERT_TRUE(add_to_swap(&sys, page));
-    {
-      Mm* mm = p->mm();
-      MmapReadGuard g(mm);
-      ASSERT_TRUE(try_to_unmap_one(page, mm->vma_lookup(a), a, 0));
-    }
+    ASSERT_TRUE(try_to_unmap_one(page, vma, a, 0));
     ASSERT_EQ(swap_writepage(&sys, page), Errno::kOk);
     ASSERT_TRUE(__remove_mapping(&sys, page));
     unlock_page(page);
