@@ -11,6 +11,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <map>
 #include <set>
 #include <string>
@@ -133,7 +135,7 @@ class SwapTest : public ModelTest {
     for (unsigned type = 0; type < kMaxSwapFiles; type++) {
       SwapInfo* si = t.info(type);
       if (si->state() == SwapInfo::State::kOff) continue;
-      for (uint64_t off = 1; off < si->max(); off++) {
+      for (uint64_t off = 1; off <= si->highest_bit(); off++) {
         const pteval_t e = swp_entry(type, off);
         const swap_map_t m = si->map(off);
         Page* page = si->debug_cache_peek(off);
@@ -487,6 +489,59 @@ TEST_F(SwapConcurrentTest, TwoFaultsOnOneEntryGetOnePage) {
   }
   EXPECT_TRUE(has_pattern(p1(), W, kPages * P, 30));
   EXPECT_TRUE(has_pattern(c, W, kPages * P, 31));
+  EXPECT_EQ(check_swap_accounting(), 0u);
+}
+
+// The same race made certain: the fault gate holds each fault after its unlocked read of the
+// PTE until the other process's fault of that address has made its read too, so both enter
+// do_swap_page with the entry. The swap cache must give both the one page, read once.
+TEST_F(SwapConcurrentTest, FaultsPastTheUnlockedReadShareOnePageReadOnce) {
+  ASSERT_TRUE(sys().swapon(256 * P).ok());
+  constexpr uint64_t kPages = 16;
+  map(p1(), W, kPages * P);
+  write_pattern(p1(), W, kPages * P, 50);
+  Result<Process*> r = sys().fork(p1());
+  ASSERT_TRUE(r.ok());
+  Process* c = r.value();
+  swap_out_both(c, kPages);
+  ASSERT_EQ(check_swap_accounting(), 2 * kPages);
+  const int64_t in0 = event(PSWPIN), maj0 = event(PGMAJFAULT);
+  std::mutex m;
+  std::condition_variable cv;
+  std::map<uint64_t, int> arrivals;  // guarded by m
+  sys().debug_set_fault_gate([&](uint64_t addr) {
+    std::unique_lock<std::mutex> l(m);
+    const int n = ++arrivals[addr];
+    cv.notify_all();
+    if (n < 2) cv.wait_for(l, std::chrono::milliseconds(500), [&] { return arrivals[addr] >= 2; });
+  });
+  std::atomic<bool> bad0{false}, bad1{false};
+  {
+    BoundedThread t0([&] {
+      for (uint64_t a = W; a < W + kPages * P; a += P)
+        if (!has_pattern(p1(), a, P, 50, 0)) bad0 = true;
+    });
+    BoundedThread t1([&] {
+      for (uint64_t a = W; a < W + kPages * P; a += P)
+        if (!has_pattern(c, a, P, 50, 1)) bad1 = true;
+    });
+    t0.join("reader on CPU 0");
+    t1.join("reader on CPU 1");
+  }
+  sys().debug_set_fault_gate(nullptr);
+  EXPECT_FALSE(bad0.load());
+  EXPECT_FALSE(bad1.load());
+  {
+    std::lock_guard<std::mutex> l(m);
+    for (uint64_t a = W; a < W + kPages * P; a += P) EXPECT_GE(arrivals[a], 2) << std::hex << a;
+  }
+  EXPECT_EQ(event(PSWPIN) - in0, static_cast<int64_t>(kPages));  // one read per entry
+  EXPECT_EQ(event(PGMAJFAULT) - maj0, static_cast<int64_t>(kPages));
+  for (uint64_t a = W; a < W + kPages * P; a += P) {
+    ASSERT_TRUE(pte_present(pte_at(p1(), a)) && pte_present(pte_at(c, a)));
+    EXPECT_EQ(pte_pfn(pte_at(p1(), a)), pte_pfn(pte_at(c, a)));
+    EXPECT_EQ(page_at(p1(), a)->mapcount.load(), 2);
+  }
   EXPECT_EQ(check_swap_accounting(), 0u);
 }
 

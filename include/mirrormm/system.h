@@ -155,7 +155,9 @@ class System {
   // swapoff: brings every page of device `type` back into memory (try_to_unuse: each live
   // process's swap entries of the device are faulted in as a read fault would, and swap-cache
   // pages leave the cache), then removes the device. -EINVAL when no such device is on;
-  // -ENOMEM when memory runs out, leaving the device on (pages already brought in stay).
+  // -ENOMEM when memory runs out, leaving the device on (pages already brought in stay);
+  // -EBUSY, leaving it on, when slots stay in use by an address space no live process owns
+  // (one still referenced elsewhere) for a long time.
   Status swapoff(unsigned type);
   // Totals over the devices that are on. Exact at a quiescent point; a snapshot otherwise.
   SwapStats swap_stats();

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -80,6 +81,7 @@ Errno SwapInfo::activate(uint64_t nr_slots, const std::string& path) {
     cache_ = static_cast<Page**>(cache);
   }
   inuse_pages_.store(0, std::memory_order_relaxed);
+  highest_bit_.store(0, std::memory_order_relaxed);
   nr_cached_.store(0, std::memory_order_relaxed);
   max_.store(nr_slots, std::memory_order_release);
   set_state(State::kActive);
@@ -130,6 +132,7 @@ uint64_t SwapInfo::alloc_slot() {
     if (swap_map_[off] == 0) {
       swap_map_[off] = SWAP_HAS_CACHE;
       inuse_pages_.fetch_add(1, std::memory_order_relaxed);
+      if (off > highest_bit_.load(std::memory_order_relaxed)) highest_bit_.store(off, std::memory_order_relaxed);
       cluster_next_ = off + 1;
       return off;
     }
@@ -313,8 +316,13 @@ Status System::swapoff(unsigned type) {
   if (!si || si->state() != SwapInfo::State::kActive) return Errno::kInval;
   si->set_state(SwapInfo::State::kDying);  // del_from_avail_list: no new slots from here on
   // try_to_unuse: every process's entries of this device come back in; a fork or a racing
-  // swap-in may add or keep uses meanwhile, so repeat until the device is empty.
-  for (int pass = 0; si->inuse() != 0; pass++) {
+  // swap-in may add or keep uses meanwhile, so repeat until the device is empty. Uses held
+  // by an address space that no process owns any more (an exit under way, a reference held
+  // elsewhere) go when it is torn down; a device that stays busy that long is left on.
+  constexpr auto kMaxStall = std::chrono::seconds(5);
+  auto progress = std::chrono::steady_clock::now();
+  while (si->inuse() != 0) {
+    const uint64_t before = si->inuse();
     std::vector<uint64_t> pids;
     {
       MutexGuard pg(procs_lock_);
@@ -333,7 +341,7 @@ Status System::swapoff(unsigned type) {
     }
     // Cache pages whose slot no PTE references any more leave the cache (they stay mapped
     // as ordinary anonymous pages).
-    const uint64_t n = si->max();
+    const uint64_t n = si->highest_bit() + 1;
     for (uint64_t off = 1; off < n; off++) {
       const swap_map_t m = si->map(off);
       if (!(m & SWAP_HAS_CACHE) || swap_count(m)) continue;
@@ -344,8 +352,13 @@ Status System::swapoff(unsigned type) {
       unlock_page(page);
       mem_->put_page(page);
     }
-    if (pass > 0 && si->inuse() != 0) std::this_thread::yield();  // a swap-in backing out, an exit
-    MM_BUG_ON(pass > 100000);
+    if (si->inuse() == 0) break;
+    if (si->inuse() < before) progress = std::chrono::steady_clock::now();
+    if (std::chrono::steady_clock::now() - progress > kMaxStall) {
+      si->set_state(SwapInfo::State::kActive);
+      return Errno::kBusy;
+    }
+    std::this_thread::yield();  // a swap-in backing out, an exit under way
   }
   si->deactivate();
   return kSuccess;

@@ -97,6 +97,8 @@ class SwapInfo {
   void cache_clear(uint64_t offset) EXCLUDES(lock_);
   swap_map_t map(uint64_t offset) EXCLUDES(lock_);
   uint64_t inuse() const { return inuse_pages_.load(std::memory_order_relaxed); }
+  // The highest slot ever allocated since swapon (Linux's highest_bit): scans stop there.
+  uint64_t highest_bit() const { return highest_bit_.load(std::memory_order_relaxed); }
 
   // ---- storage (the slot's data; the caller holds the page lock and a HAS_CACHE use) ----
   Errno write_slot(uint64_t offset, const uint8_t* src);
@@ -129,6 +131,7 @@ class SwapInfo {
   uint64_t cluster_next_ GUARDED_BY(lock_) = 1;          // where the next allocation scan starts
   // Slots whose map is nonzero: changed under lock_, atomic for statistics readers.
   std::atomic<uint64_t> inuse_pages_{0};
+  std::atomic<uint64_t> highest_bit_{0};  // written under lock_; read racily by scans
 
   SpinLock cache_lock_{lock_class::kSwapCache};
   Page** cache_ PT_GUARDED_BY(cache_lock_) = nullptr;  // max_ entries; the array is set while kOff
