@@ -595,6 +595,42 @@ TEST_F(SwapConcurrentTest, SwapOutWhileAnotherCpuWritesLosesNoWrite) {
   check_swap_accounting();
 }
 
+// swapoff brings the pages in while CPU 1 faults the same entries (parent and child share
+// them): every entry ends as one page, mapped by both, with its bytes.
+TEST_F(SwapConcurrentTest, SwapoffRacesWithFaults) {
+  constexpr uint64_t kPages = 32;
+  map(p1(), W, kPages * P);
+  write_pattern(p1(), W, kPages * P, 60);
+  Result<Process*> r = sys().fork(p1());
+  ASSERT_TRUE(r.ok());
+  Process* c = r.value();
+  for (int round = 0; round < 10; round++) {
+    kick_test_watchdog();
+    Status type = sys().swapon(256 * P);
+    ASSERT_TRUE(type.ok());
+    swap_out_both(c, kPages);
+    check_swap_accounting();
+    std::atomic<bool> bad{false};
+    Process* reader_proc = (round % 2) ? p1() : c;
+    {
+      BoundedThread reader([&] {
+        // Backwards, so that it meets swapoff (which goes forwards) half way.
+        for (uint64_t a = W + kPages * P; a > W; a -= P)
+          if (!has_pattern(reader_proc, a - P, P, 60, 1)) bad = true;
+      });
+      EXPECT_TRUE(sys().swapoff(static_cast<unsigned>(type.value())).ok());
+      reader.join("reader on CPU 1");
+    }
+    EXPECT_FALSE(bad.load());
+    EXPECT_EQ(sys().swap_stats().devices, 0u);
+    for (uint64_t a = W; a < W + kPages * P; a += P) {
+      ASSERT_TRUE(pte_present(pte_at(p1(), a)) && pte_present(pte_at(c, a)));
+      EXPECT_EQ(pte_pfn(pte_at(p1(), a)), pte_pfn(pte_at(c, a)));
+    }
+    EXPECT_EQ(sys().debug_check_consistency(), 0u);
+  }
+}
+
 TEST_F(SwapTest, SwapoffBringsEverythingBack) {
   ASSERT_TRUE(sys().swapon(64 * P).ok());
   Status second = sys().swapon(64 * P);

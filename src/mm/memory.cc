@@ -365,6 +365,7 @@ unsigned do_swap_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, unsig
       if (!page->test(PG_anon)) {
         // __folio_set_anon: a page not exclusive to this VMA takes the oldest anon_vma.
         AnonVma* av = vma->anon_vma.load(std::memory_order_acquire);
+        MM_BUG_ON(!av);  // a swap entry is only ever installed in a VMA with an anon_vma
         page->mapping = reuse ? av : av->root;
         page->index = vma->linear_page_index(addr);
         page->set(PG_anon);

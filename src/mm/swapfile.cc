@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -269,8 +270,10 @@ bool vm_swap_full(System* sys) {
 // ---- swapon / swapoff ----
 
 Status System::swapon(uint64_t bytes, const std::string& path) {
-  const uint64_t nr_slots = bytes >> kPageShift;
-  // Slot 0 is the header's: a device needs at least one more.
+  // Slot 0 is the header's: a device needs at least one more. Like Linux's swapon, a device
+  // larger than a swap entry's offset can address is cut to what it can.
+  constexpr uint64_t kMaxSlots = 1ull << (kSwpTypeShift - kPageShift);
+  const uint64_t nr_slots = std::min(bytes >> kPageShift, kMaxSlots);
   if (nr_slots < 2) return Errno::kInval;
   SwapTable& t = *swap_;
   MutexGuard g(t.swapon_mutex);
