@@ -214,11 +214,13 @@ SwapInfo* get_swap_device(System* sys, pteval_t entry) {
 }
 
 namespace {
-// The device of an entry that a caller's reference (a swap PTE under its lock, HAS_CACHE
-// use, a swap-cache page) keeps from going away: no pin needed.
+// The device of an entry that the caller keeps from going away: a pin (get_swap_device), a
+// swap PTE under its lock, a HAS_CACHE use, or a locked swap-cache page. A pinned device may
+// already be kOff (swapoff waits for its pins before it releases the storage), so what is
+// checked is that the storage is still there.
 SwapInfo* si_of(System* sys, pteval_t entry) {
   SwapInfo* si = swap_table_of(sys).info(swp_type(entry));
-  MM_BUG_ON(!si || si->state() == SwapInfo::State::kOff);
+  MM_BUG_ON(!si || swp_offset(entry) >= si->max());
   return si;
 }
 }  // namespace
