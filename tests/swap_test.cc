@@ -309,6 +309,14 @@ TEST_F(SwapTest, ForkedSwapEntriesComeBackSharedAndWriteProtected) {
   EXPECT_EQ(pte_pfn(pte_at(p1(), W)), shared);
   EXPECT_TRUE(has_pattern(c, W, P, 6));
   EXPECT_TRUE(has_pattern(p1(), W, P, 5));
+  // The parent is now the page's only user besides the swap cache, whose copy no swap PTE
+  // needs: a write drops the cache copy and reuses the page (wp_can_reuse_anon_folio).
+  EXPECT_TRUE(page_at(p1(), W)->test(PG_swapcache));
+  write_pattern(p1(), W, P, 7);
+  EXPECT_EQ(pte_pfn(pte_at(p1(), W)), shared);
+  EXPECT_FALSE(page_at(p1(), W)->test(PG_swapcache));
+  EXPECT_TRUE(has_pattern(p1(), W, P, 7));
+  check_swap_accounting();
   sys().exit(c);
   sys().exit(p1());
   EXPECT_EQ(sys().swap_stats().used, 0u);

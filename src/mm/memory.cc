@@ -196,6 +196,20 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
   return VM_FAULT_OK;
 }
 
+// The reference test of wp_can_reuse_anon_folio, with the PTE lock held: a page referenced
+// only by this PTE, and by the swap cache, whose copy is dropped first when no swap PTE needs
+// it. The page lock is only tried (it ranks above the PTE lock).
+bool wp_can_reuse_anon_page(System* sys, Page* page) {
+  const bool swapcache = page->test(PG_swapcache);
+  if (page->refcount.load(std::memory_order_acquire) > 1 + (swapcache ? 1 : 0)) return false;
+  if (!swapcache) return page->refcount.load(std::memory_order_acquire) == 1;
+  if (!trylock_page(page)) return false;
+  if (page->test(PG_swapcache)) folio_free_swap(sys, page);
+  const bool alone = page->refcount.load(std::memory_order_acquire) == 1;
+  unlock_page(page);
+  return alone;
+}
+
 // do_wp_page: a write to a present, write-protected PTE of a writable VMA. Called with the
 // PTE lock held; returns with it released (the guard is the caller's, passed by reference).
 unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLock& ptl, unsigned flags)
@@ -212,8 +226,9 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
     return VM_FAULT_OK;
   }
   if (old && old->test(PG_anon)) {
-    // wp_can_reuse_anon_folio: an exclusive page, or one nobody else references.
-    if (old->test(PG_anon_exclusive) || old->refcount.load(std::memory_order_acquire) == 1) {
+    // wp_can_reuse_anon_folio: an exclusive page, or one nobody else references once its
+    // swap-cache copy (if any, and if no other swap PTE needs it) is dropped.
+    if (old->test(PG_anon_exclusive) || wp_can_reuse_anon_page(vma->vm_mm->sys(), old)) {
       old->set(PG_anon_exclusive);
       ptep->fetch_or(_PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, std::memory_order_acq_rel);
       ptl.unlock();
@@ -265,7 +280,6 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
   if (old) mem.put_page(old);
   return ret;
 }
-
 
 // should_try_to_free_swap: after a swap-in, whether the swap-cache copy should go (it can
 // only if no other swap PTE references the slot; folio_free_swap checks that). Always after
