@@ -371,6 +371,28 @@ TEST_F(SwapTest, SwapCountsThroughForkExitMunmapMremapAndDontneed) {
   EXPECT_EQ(sys().swap_stats().cached, 0u);
 }
 
+// Truncation removes private copies in file mappings too (unmap_mapping_range, under the
+// file's i_mmap lock): their swap entries and swap-cache pages go with them.
+TEST_F(SwapTest, TruncateFreesSwappedPrivateCopies) {
+  ASSERT_TRUE(sys().swapon(64 * P).ok());
+  ASSERT_TRUE(sys().memfd("f", 2 * P).ok());
+  Result<uint64_t> r = sys().mmap_file(p1(), W, 2 * P, RW, kMapPrivate | kMapFixed, "f", 0, System::FileMode::kReadWrite);
+  ASSERT_TRUE(r.ok());
+  write_pattern(p1(), W, 2 * P, 12);  // private anonymous copies of both file pages
+  swap_out_range(p1(), W, 2 * P);
+  EXPECT_TRUE(has_pattern(p1(), W + P, P, 12));  // back in; its swap-cache copy stays
+  EXPECT_TRUE(page_at(p1(), W + P)->test(PG_swapcache));
+  EXPECT_EQ(sys().swap_stats().used, 2u);
+  EXPECT_EQ(sys().swap_stats().cached, 1u);
+  check_swap_accounting();
+  ASSERT_TRUE(sys().truncate("f", 0).ok());
+  EXPECT_EQ(pte_at(p1(), W), 0u);
+  EXPECT_EQ(pte_at(p1(), W + P), 0u);
+  EXPECT_EQ(sys().swap_stats().used, 0u);
+  EXPECT_EQ(sys().swap_stats().cached, 0u);
+  EXPECT_EQ(check_swap_accounting(), 0u);
+}
+
 TEST_F(SwapTest, ShmemPageJustLosesItsMapping) {
   ASSERT_TRUE(sys().memfd("f", 2 * P).ok());
   Result<uint64_t> r = sys().mmap_file(p1(), W, 2 * P, RW, kMapShared | kMapFixed, "f", 0, System::FileMode::kReadWrite);

@@ -196,20 +196,6 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
   return VM_FAULT_OK;
 }
 
-// The reference test of wp_can_reuse_anon_folio, with the PTE lock held: a page referenced
-// only by this PTE, and by the swap cache, whose copy is dropped first when no swap PTE needs
-// it. The page lock is only tried (it ranks above the PTE lock).
-bool wp_can_reuse_anon_page(System* sys, Page* page) {
-  const bool swapcache = page->test(PG_swapcache);
-  if (page->refcount.load(std::memory_order_acquire) > 1 + (swapcache ? 1 : 0)) return false;
-  if (!swapcache) return page->refcount.load(std::memory_order_acquire) == 1;
-  if (!trylock_page(page)) return false;
-  if (page->test(PG_swapcache)) folio_free_swap(sys, page);
-  const bool alone = page->refcount.load(std::memory_order_acquire) == 1;
-  unlock_page(page);
-  return alone;
-}
-
 // do_wp_page: a write to a present, write-protected PTE of a writable VMA. Called with the
 // PTE lock held; returns with it released (the guard is the caller's, passed by reference).
 unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLock& ptl, unsigned flags)
@@ -226,9 +212,8 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
     return VM_FAULT_OK;
   }
   if (old && old->test(PG_anon)) {
-    // wp_can_reuse_anon_folio: an exclusive page, or one nobody else references once its
-    // swap-cache copy (if any, and if no other swap PTE needs it) is dropped.
-    if (old->test(PG_anon_exclusive) || wp_can_reuse_anon_page(vma->vm_mm->sys(), old)) {
+    // wp_can_reuse_anon_folio: an exclusive page, or one nobody else references.
+    if (old->test(PG_anon_exclusive) || old->refcount.load(std::memory_order_acquire) == 1) {
       old->set(PG_anon_exclusive);
       ptep->fetch_or(_PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, std::memory_order_acq_rel);
       ptl.unlock();
@@ -237,6 +222,25 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
   }
   if (old) mem.get_page(old);  // keep the source alive while copying unlocked
   ptl.unlock();
+  if (old && old->test(PG_anon) && old->test(PG_swapcache) && old->refcount.load(std::memory_order_acquire) == 3) {
+    // Referenced by this PTE, the swap cache and us only: wp_can_reuse_anon_folio drops a
+    // swap-cache copy that no swap PTE needs and then reuses the page. The page lock that
+    // takes ranks above the PTE lock, so it is taken here, and the entry rechecked after.
+    lock_page(old);
+    if (old->test(PG_swapcache)) folio_free_swap(mm->sys(), old);
+    unlock_page(old);
+    SpinGuard g(ptl);
+    if (ptep_get(ptep) != orig) {
+      mem.put_page(old);
+      return VM_FAULT_OK;  // changed meanwhile: the access retries
+    }
+    if (old->refcount.load(std::memory_order_acquire) == 2) {  // this PTE's and ours
+      old->set(PG_anon_exclusive);
+      ptep->fetch_or(_PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, std::memory_order_acq_rel);
+      mem.put_page(old);
+      return VM_FAULT_OK;
+    }
+  }
 
   // wp_page_copy.
   unsigned ret = VM_FAULT_OK;
@@ -477,12 +481,32 @@ unsigned do_user_addr_fault(Mm* mm, uint64_t addr, bool write) {
   return access_error(vma, write) ? unsigned{VM_FAULT_SIGSEGV} : handle_mm_fault(vma, addr, flags);
 }
 
-void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCows cows) {
+namespace {
+
+// The swap-cache work of a zap, done once its locks are released: the page lock it needs
+// ranks above the PTE lock and above the i_mmap lock that unmap_mapping_range holds.
+struct ZapSwapCache {
+  // Entries whose last swap PTE went while the swap cache still holds their page
+  // (free_swap_and_cache's second half).
+  std::vector<pteval_t> entries;
+  // Swap-cache pages whose last mapping went (free_pages_and_swap_cache's free_swap_cache),
+  // each with a reference of ours.
+  std::vector<Page*> pages;
+};
+
+void zap_swap_cache(System* sys, ZapSwapCache& zc) {
+  for (pteval_t entry : zc.entries) try_to_reclaim_swap(sys, entry);
+  for (Page* page : zc.pages) {
+    free_swap_cache(sys, page);
+    sys->mem().put_page(page);
+  }
+  zc.entries.clear();
+  zc.pages.clear();
+}
+
+void zap_pte_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCows cows, ZapSwapCache& zc) {
   Mm* mm = vma->vm_mm;
   int64_t anon = 0, shmem = 0, swapents = 0;
-  // Slots whose last swap PTE went here while the swap cache still holds their page: the
-  // cached copies are dropped after the PTE lock (free_swap_and_cache's second half).
-  std::vector<pteval_t> cached_swap;
   walk_pte_tables(mm, start, end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page* table) {
     SpinGuard g(table->ptl);
     bool any = false;
@@ -500,7 +524,7 @@ void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapC
         // A swap entry: its slot loses this reference (free_swap_and_cache).
         if (!non_swap_entry(v)) {
           swapents++;
-          if (swap_free(mm->sys(), pte_to_swp_entry(v))) cached_swap.push_back(pte_to_swp_entry(v));
+          if (swap_free(mm->sys(), pte_to_swp_entry(v))) zc.entries.push_back(pte_to_swp_entry(v));
         }
         continue;
       }
@@ -513,7 +537,10 @@ void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapC
         shmem++;
         if (pte_dirty(v)) page->set(PG_dirty);
       }
-      page->mapcount.fetch_sub(1, std::memory_order_relaxed);
+      if (page->mapcount.fetch_sub(1, std::memory_order_relaxed) == 1 && page->test(PG_swapcache)) {
+        mem_of(vma).get_page(page);
+        zc.pages.push_back(page);
+      }
       tlb.remove_page(page);
     }
     if (any) tlb.flush_range(start, end);
@@ -521,10 +548,19 @@ void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapC
   if (anon) mm->add_rss(MM_ANONPAGES, -anon);
   if (shmem) mm->add_rss(MM_SHMEMPAGES, -shmem);
   if (swapents) mm->add_rss(MM_SWAPENTS, -swapents);
-  for (pteval_t entry : cached_swap) try_to_reclaim_swap(mm->sys(), entry);
+}
+
+}  // namespace
+
+void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCows cows) {
+  ZapSwapCache zc;
+  zap_pte_range(tlb, vma, start, end, cows, zc);
+  zap_swap_cache(vma->vm_mm->sys(), zc);
 }
 
 void unmap_mapping_range(ShmemInode* inode, uint64_t first, ZapCows cows) {
+  ZapSwapCache zc;
+  System* sys = nullptr;
   inode->for_each_mapping([&](Vma* vma) {
     const uint64_t vfirst = vma->vm_pgoff, vlast = vma->vm_pgoff + vma->pages();
     if (vlast <= first) return;
@@ -532,8 +568,10 @@ void unmap_mapping_range(ShmemInode* inode, uint64_t first, ZapCows cows) {
     // zap_page_range_single's bracket (MMU_NOTIFY_CLEAR), under the i_mmap lock.
     MmuNotifierBracket bracket(MmuNotifyEvent::kClear, vma->vm_mm, start, vma->vm_end);
     MmuGather tlb(vma->vm_mm);
-    zap_page_range(tlb, vma, start, vma->vm_end, cows);
+    sys = vma->vm_mm->sys();
+    zap_pte_range(tlb, vma, start, vma->vm_end, cows, zc);
   });
+  if (sys) zap_swap_cache(sys, zc);  // after the i_mmap lock
 }
 
 Errno copy_page_range(Vma* dst, Vma* src) {

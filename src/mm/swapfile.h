@@ -191,9 +191,9 @@ bool folio_free_swap(System* sys, Page* page);
 // Removes a locked page from the swap cache and drops the cache's reference, whatever the
 // slot's map count (the slot stays for its swap PTEs).
 void delete_from_swap_cache(System* sys, Page* page);
-// free_swap_cache: the gather is about to drop an unmapped page's PTE reference; a page that
-// no PTE maps any more and whose slot no swap PTE references leaves the swap cache, if its
-// lock can be taken without waiting. Any context (a trylock).
+// free_swap_cache: a zap removed a page's last mapping; a page that no PTE maps any more and
+// whose slot no swap PTE references leaves the swap cache, if its lock can be taken without
+// waiting. The caller holds a reference, and no lock ranked at or above the page lock.
 void free_swap_cache(System* sys, Page* page);
 // __remove_mapping for a swap-cache page: page locked, clean, unmapped (mapcount 0), and
 // referenced only by the cache and the caller. Removes it from the cache; the caller's

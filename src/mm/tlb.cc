@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "mm/mmu_notifier_internal.h"
-#include "mm/swapfile.h"
 #include "mm/system_internal.h"
 
 namespace mirrormm {
@@ -61,9 +60,6 @@ MmuGather::~MmuGather() {
 }
 
 void MmuGather::free_pages() {
-  // free_pages_and_swap_cache: an unmapped page that is only cached for swap leaves the cache
-  // with its last mapping, so that its frame goes with the PTE's reference below.
-  for (Page* page : pages_) free_swap_cache(mm_->sys(), page);
   mm_->mem().put_pages(pages_.data(), pages_.size());
   pages_.clear();
 }
