@@ -29,6 +29,7 @@ class Cpu;
 class Mm;
 class PhysMem;
 class ShmemInode;
+class SwapTable;
 class System;
 struct File;
 struct ProcessAccess;  // the library's internal access to Process
@@ -52,6 +53,14 @@ struct MapsEntry {
 // in /proc/PID/maps ("rw-p"), OFFSET and NAME only for a file, shared anonymous memory
 // named "shmem". Example: "200000008000-20000000a000 rw-s 0 shmem".
 std::string format_maps_entry(const MapsEntry& e);
+
+// The swap devices' totals (/proc/meminfo's SwapTotal/SwapFree and SwapCached, in pages).
+struct SwapStats {
+  uint64_t devices = 0;  // devices switched on
+  uint64_t total = 0;    // usable slots (each device's slot 0 is its header's)
+  uint64_t used = 0;     // slots in use: referenced by a swap PTE or by the swap cache
+  uint64_t cached = 0;   // pages in the swap cache
+};
 
 // One modeled process (a task with its own address space).
 //
@@ -134,6 +143,26 @@ class System {
   // that they use that CPU's per-CPU structures (frame lists, counters). Accesses always run
   // as the CPU they name.
   static void bind_thread_to_cpu(int cpu);
+
+  // ---- swap (mm/swapfile.c) ----
+  // swapon: adds a swap device of bytes / 4096 slots (slot 0 is never used). With an empty
+  // path the slots live in memory, reserved without backing so that a large device costs
+  // nothing until used; with a path they live in that regular file (created if missing and
+  // sized), written with pwrite and read with pread. The value is the device's type (the
+  // lowest free one, 0 .. 7), which swapoff takes. -EINVAL for a size under two pages,
+  // -EBUSY when all eight types are in use, the host's errno when the file cannot be set up.
+  Status swapon(uint64_t bytes, const std::string& path = "");
+  // swapoff: brings every page of device `type` back into memory (try_to_unuse: each live
+  // process's swap entries of the device are faulted in as a read fault would, and swap-cache
+  // pages leave the cache), then removes the device. -EINVAL when no such device is on;
+  // -ENOMEM when memory runs out, leaving the device on (pages already brought in stay);
+  // -EBUSY, leaving it on, when slots stay in use by an address space no live process owns
+  // (one still referenced elsewhere) for a long time.
+  Status swapoff(unsigned type);
+  // Totals over the devices that are on. Exact at a quiescent point; a snapshot otherwise.
+  SwapStats swap_stats();
+  // The library's internal swap devices (src/mm/swapfile.h).
+  SwapTable& swap_table() { return *swap_; }
 
   // ---- memory access through CPU `cpu` ----
   // Calls fn for each contiguous piece (at most a page) in ascending order; stops at the
@@ -220,6 +249,10 @@ class System {
   std::atomic<int64_t> committed_pages_{0};
   std::atomic<uint64_t> next_mm_id_{1};
   Status resize_file(ShmemInode* inode, uint64_t size);
+  // Switches every device off (the destructor, after every process exited).
+  void swapoff_all();
+  // Declared after mem_: destroyed before the frames its cache pages live in.
+  std::unique_ptr<SwapTable> swap_;
 
   RmapGate rmap_gate_;
   std::atomic<uint64_t> violations_{0};

@@ -11,6 +11,7 @@
 #include "mm/rmap.h"
 #include "mm/pgtable_walk.h"
 #include "mm/shmem.h"
+#include "mm/swapfile.h"
 #include "mm/system_internal.h"
 #include "mm/tlb.h"
 
@@ -101,7 +102,7 @@ uint64_t System::debug_check_consistency() {
                         mm->id(), v));
       }
     }
-    int64_t anon = 0, shmem = 0;
+    int64_t anon = 0, shmem = 0, swapents = 0;
     for (auto& entry : mm->vmas_) {
       Vma* vma = entry.second;  // (a structured binding cannot be captured by clang 14)
       if (vma->vm_file) inodes.insert(vma->vm_file->inode);
@@ -109,6 +110,12 @@ uint64_t System::debug_check_consistency() {
       walk_pte_tables(mm, vma->vm_start, vma->vm_end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page*) {
         for (; addr < stop; addr += kPageSize, ptep++) {
           pteval_t v = ptep_get(ptep);
+          if (is_swap_pte(v) && !non_swap_entry(v)) {
+            swapents++;
+            if (__swap_count(this, pte_to_swp_entry(v)) == 0)
+              bad(fmt::format("mm {}: swap entry {:#x} at {:#x} names a slot with no map count", mm->id(), v, addr));
+            continue;
+          }
           if (!pte_present(v) || pte_special(v)) continue;
           Page* page = mem_->pfn_to_page(pte_pfn(v));
           if (page->test(PG_free)) {
@@ -141,6 +148,8 @@ uint64_t System::debug_check_consistency() {
     outside(last_end, kTaskSize);
     if (anon != mm->rss(MM_ANONPAGES))
       bad(fmt::format("mm {}: rss anon {} but {} anonymous pages mapped", mm->id(), mm->rss(MM_ANONPAGES), anon));
+    if (swapents != mm->rss(MM_SWAPENTS))
+      bad(fmt::format("mm {}: rss swapents {} but {} swap entries", mm->id(), mm->rss(MM_SWAPENTS), swapents));
     if (shmem != mm->rss(MM_SHMEMPAGES))
       bad(fmt::format("mm {}: rss shmem {} but {} shmem pages mapped", mm->id(), mm->rss(MM_SHMEMPAGES), shmem));
   }
@@ -174,7 +183,7 @@ uint64_t System::debug_check_consistency() {
                       mem_->page_to_pfn(page), n, hits, where[page], found_at.empty() ? " nothing" : found_at));
   }
   // Leaked references: every reference on a frame in use is held by a PTE, the page cache
-  // (swap cache: none yet), a link from the page-table level above (or its mm, for a PGD), or
+  // (or the swap cache), a link from the page-table level above (or its mm, for a PGD), or
   // a gather under way. A reference nothing accounts for keeps the frame from ever being
   // freed. (References below the accounted number are the mapcount check's business above.)
   std::unordered_map<Page*, int> gathered;
@@ -202,6 +211,8 @@ uint64_t System::debug_check_consistency() {
         }
       }
     }
+    // A swap-cache page: the cache holds one reference while the page is its entry's.
+    if (page->test(PG_swapcache) && swap_cache_peek(this, page->swap) == page) cache++;
     const int accounted = ptes + cache + links + pending;
     if (rc > accounted)
       bad(fmt::format("frame {}: refcount {} but {} accounted for ({} PTE, {} page cache, {} page-table link, "

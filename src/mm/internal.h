@@ -81,6 +81,18 @@ void unlink_anon_vmas(Vma* vma);
 // dup_anon_vma: when src has an anon_vma and dst has none, dst takes src's.
 Errno dup_anon_vma(Vma* dst, const Vma* src);
 
+// ---- rmap_unmap.cc: the per-mapping step of try_to_unmap (mm/rmap.c) ----
+
+// try_to_unmap_one: removes the mapping of `page` at `address` of vma (the reverse-map walk
+// calls it for each VMA mapping the page). The caller holds the page lock and keeps vma and
+// its page tables alive (the rmap lock or the mmap_lock). An anonymous page must already be
+// in the swap cache: its PTE becomes a swap PTE of page->swap (exclusive when the page was
+// PG_anon_exclusive), taking a swap map count; a shmem page's PTE becomes none. The PTE's
+// dirty bit moves to PG_dirty. Returns true when the address no longer maps the page
+// (including when it did not map it to begin with), false when the swap count could not be
+// taken (the PTE is left as it was). flags: TTU_* flags; none is modeled yet (pass 0).
+bool try_to_unmap_one(Page* page, Vma* vma, uint64_t address, unsigned flags);
+
 // ---- mm_take_all_locks.cc ----
 
 // Serializes mm_take_all_locks callers (the nest lock of the rmap locks they take).
