@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "mm/pgtable_walk.h"
+#include "mm/rmap.h"
 #include "mm/swapfile.h"
 #include "mm/vmstat.h"
 #include "mm_test_util.h"
@@ -390,6 +391,49 @@ TEST_F(SwapTest, TruncateFreesSwappedPrivateCopies) {
   EXPECT_EQ(pte_at(p1(), W + P), 0u);
   EXPECT_EQ(sys().swap_stats().used, 0u);
   EXPECT_EQ(sys().swap_stats().cached, 0u);
+  EXPECT_EQ(check_swap_accounting(), 0u);
+}
+
+// try_to_unmap_one as the reverse-map walk calls it (try_to_unmap's rmap_one, under the page
+// lock and the anon_vma lock): a page shared by a parent and two children leaves all three
+// mappings for one swap slot, and comes back as one page.
+TEST_F(SwapTest, RmapWalkUnmapsEveryMappingToOneSlot) {
+  ASSERT_TRUE(sys().swapon(64 * P).ok());
+  map(p1(), W, P);
+  write_pattern(p1(), W, P, 70);
+  Result<Process*> c1 = sys().fork(p1());
+  Result<Process*> c2 = sys().fork(p1());
+  ASSERT_TRUE(c1.ok() && c2.ok());
+  Page* page = page_at(p1(), W);
+  ASSERT_EQ(page->mapcount.load(), 3);
+  PhysMem& mem = sys().mem();
+  mem.get_page(page);
+  lock_page(page);
+  ASSERT_TRUE(add_to_swap(&sys(), page));
+  const pteval_t entry = page->swap;
+  int calls = 0;
+  RmapWalkControl rwc;
+  rwc.sys = &sys();
+  rwc.rmap_one = [&](Page* p, Vma* vma, uint64_t address) {
+    calls++;
+    return try_to_unmap_one(p, vma, address, 0);
+  };
+  rwc.done = [](Page* p) { return !folio_mapped(p); };
+  rmap_walk(page, rwc);
+  EXPECT_GE(calls, 3);
+  EXPECT_EQ(page->mapcount.load(), 0);
+  EXPECT_EQ(__swap_count(&sys(), entry), 3u);
+  ASSERT_EQ(swap_writepage(&sys(), page), Errno::kOk);
+  EXPECT_TRUE(__remove_mapping(&sys(), page));
+  unlock_page(page);
+  mem.put_page(page);
+  EXPECT_EQ(check_swap_accounting(), 3u);
+  for (Process* p : {p1(), c1.value(), c2.value()}) {
+    EXPECT_EQ(pte_to_swp_entry(pte_at(p, W)), entry);
+    EXPECT_TRUE(has_pattern(p, W, P, 70));
+  }
+  EXPECT_EQ(pte_pfn(pte_at(p1(), W)), pte_pfn(pte_at(c1.value(), W)));
+  EXPECT_EQ(pte_pfn(pte_at(p1(), W)), pte_pfn(pte_at(c2.value(), W)));
   EXPECT_EQ(check_swap_accounting(), 0u);
 }
 
