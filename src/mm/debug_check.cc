@@ -112,8 +112,14 @@ uint64_t System::debug_check_consistency() {
           pteval_t v = ptep_get(ptep);
           if (is_swap_pte(v) && !non_swap_entry(v)) {
             swapents++;
+            SwapInfo* si = get_swap_device(this, pte_to_swp_entry(v));
+            if (!si) {
+              bad(fmt::format("mm {}: swap entry {:#x} at {:#x} names no device that is on", mm->id(), v, addr));
+              continue;
+            }
             if (__swap_count(this, pte_to_swp_entry(v)) == 0)
               bad(fmt::format("mm {}: swap entry {:#x} at {:#x} names a slot with no map count", mm->id(), v, addr));
+            put_swap_device(si);
             continue;
           }
           if (!pte_present(v) || pte_special(v)) continue;

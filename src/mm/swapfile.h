@@ -22,6 +22,22 @@
 //     is a transient state that swap-in waits out (swapcache_prepare answers -EEXIST).
 //   - A swap PTE holds a map count, so a slot a swap PTE names is never free.
 //
+// The protocol of one slot, as reclaim and faults use it (P: page lock, L: PTE lock):
+//
+//   swap-out (reclaim)                        swap-in (do_swap_page)
+//   P  add_to_swap: map = HAS_CACHE,           look up the cache; found: P, recheck that
+//      page in the cache                         the page is still the entry's
+//   P  try_to_unmap_one per mapping, under L:  not found: swapcache_prepare (HAS_CACHE;
+//      PTE -> swap PTE, map count +1             -EEXIST: another swap-in or a cache page
+//   P  swap_writepage                            on its way out: wait and look again),
+//   P  __remove_mapping: out of the cache,       new page, P, read, into the cache
+//      then HAS_CACHE cleared                 under L: PTE still the swap PTE? map it,
+//                                                swap_free; else back out
+//
+// A fault and reclaim exclude each other on a page through its lock; two swap-ins of one
+// entry meet at HAS_CACHE, so the entry never gets two pages. zap (swap_free), fork
+// (swap_duplicate) and swap-in change map counts under the PTE lock of the swap PTE.
+//
 // Device lifetime: swapon publishes a SwapInfo in the System's SwapTable; swapoff first stops
 // allocation (kDying), brings every page back in (try_to_unuse), then marks it kOff and waits
 // until no user (get_swap_device) is left before it releases the storage. The SwapInfo
