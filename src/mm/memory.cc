@@ -10,10 +10,12 @@
 
 #include "mirrormm/base/tsan.h"
 #include "mm/internal.h"
+#include "mm/lru.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/pgtable_walk.h"
 #include "mm/system_internal.h"
 #include "mm/shmem.h"
+#include "mm/vmstat.h"
 
 namespace mirrormm {
 
@@ -41,7 +43,7 @@ unsigned vmf_anon_prepare(Vma* vma, unsigned flags) {
 void page_add_new_anon_rmap(Page* page, Vma* vma, uint64_t addr) {
   page->mapping = vma->anon_vma;
   page->index = vma->linear_page_index(addr);
-  page->flags.fetch_or(PG_anon | PG_anon_exclusive, std::memory_order_relaxed);
+  page->flags.fetch_or(PG_anon | PG_anon_exclusive | PG_swapbacked, std::memory_order_relaxed);
   page->mapcount.store(1, std::memory_order_relaxed);
 }
 
@@ -61,6 +63,7 @@ void install_new_anon_page(Vma* vma, uint64_t addr, pte_t* ptep, Page* page, pte
     SpinGuard g(pte_lockptr(mm, ptep));
     if (pte_still_none(vma, ptep)) {
       page_add_new_anon_rmap(page, vma, addr);
+      folio_add_lru_vma(mem_of(vma), page, vma);
       mm->add_rss(MM_ANONPAGES, 1);
       set_pte(ptep, entry);
       return;
@@ -242,6 +245,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
       mmu_checker_pte_change(mm, addr, was, 0);
       flush_tlb_page(mm, addr);
       page_add_new_anon_rmap(page, vma, addr);
+      folio_add_lru_vma(mem, page, vma);
       if (!old) {
         mm->add_rss(MM_ANONPAGES, 1);
       } else if (!old->test(PG_anon)) {
@@ -310,6 +314,7 @@ unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) {
 // stacks and rebuilds the lockless lookup's snapshot.
 unsigned do_user_addr_fault(Mm* mm, uint64_t addr, bool write) {
   if (addr >= kTaskSize) return VM_FAULT_SIGSEGV;
+  mm->mem().events().count(PGFAULT);
   const unsigned flags = write ? unsigned{FAULT_FLAG_WRITE} : 0u;
   if (Vma* vma = mm->lock_vma_under_rcu(addr)) {
     unsigned ret = access_error(vma, write) ? unsigned{VM_FAULT_SIGSEGV}
