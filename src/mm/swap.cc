@@ -286,7 +286,8 @@ void page_cache_release(Lruvec& lruvec, Page* const* pages, size_t n) {
     MM_DEBUG_ON(page->refcount.load(std::memory_order_relaxed) != 0);
     if (!page->test(PG_lru)) continue;
     lruvec.del_folio(page);
-    page->clear(PG_lru);
+    // A plain store is enough: with the last reference gone nobody else writes the flags.
+    page->flags.store(page->flags.load(std::memory_order_relaxed) & ~uint32_t{PG_lru}, std::memory_order_relaxed);
   }
 }
 
