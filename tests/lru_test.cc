@@ -429,7 +429,7 @@ TEST_F(LruTest, MadvColdDrainsTheCallersBatchFirst) {
 
 TEST_F(LruTest, AllocationDrainsTheBatchesBeforeFailing) {
   SystemConfig c;
-  c.memory_bytes = 40 * P;
+  c.memory_bytes = 32 * P;  // 30 usable frames: 4 page tables, 16 new pages, up to 30 held
   System small(c, 2);
   Process* p = small.process(1);
   ASSERT_TRUE(small.mmap(p, W, 256 * P, RW, PRIV).ok());

@@ -105,6 +105,14 @@ void PhysMem::init_page(Page* page, Zero zero) {
 }
 
 Page* PhysMem::alloc_page(Zero zero) {
+  Page* page = rmqueue(zero);
+  // Pages whose last user went may still be held by the per-CPU LRU add batches: drain them
+  // (reclaim's lru_add_drain_all) and try once more.
+  if (!page && lru_add_batches_drained(*this)) page = rmqueue(zero);
+  return page;
+}
+
+Page* PhysMem::rmqueue(Zero zero) {
   pfn_t pfn = 0;
   if (tls_this_cpu >= 0) {
     Pcp& c = pcp_[this_cpu_slot(kPcpSlots)];
@@ -130,12 +138,7 @@ Page* PhysMem::alloc_page(Zero zero) {
         break;
       }
     }
-    if (!pfn) {
-      // Pages whose last user went may still be held by the per-CPU LRU add batches: drain
-      // them (reclaim's lru_add_drain_all) and try once more.
-      if (!lru_add_batches_drained(*this)) return nullptr;
-      return alloc_page(zero);
-    }
+    if (!pfn) return nullptr;
   }
   Page* page = &pages_[pfn];
   init_page(page, zero);

@@ -111,7 +111,9 @@ class PhysMem {
   PhysMem(const PhysMem&) = delete;
   PhysMem& operator=(const PhysMem&) = delete;
 
-  // A frame with refcount 1, or nullptr when the pool is exhausted.
+  // A frame with refcount 1, or nullptr when the pool is exhausted (after draining the LRU
+  // add batches, whose references may be all that keeps unmapped pages allocated). The caller
+  // holds no lock of the LRU lock's rank (65) or above.
   Page* alloc_page(Zero zero) EXCLUDES(lock_);
   // Drops a reference; the frame is freed when the last one goes (after leaving its LRU
   // list, if it is on one: the caller must not hold the LRU lock).
@@ -206,6 +208,8 @@ class PhysMem {
 
  private:
   void free_page(Page* page) EXCLUDES(lock_);
+  // A frame from this CPU's list, the global list or another CPU's list, or nullptr.
+  Page* rmqueue(Zero zero) EXCLUDES(lock_);
   // Prepares a frame whose last reference went for the free list (outside the lock).
   void prep_free(Page* page);
 
