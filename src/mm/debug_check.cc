@@ -9,9 +9,9 @@
 
 #include "mm/cpu.h"
 #include "mm/internal.h"
-#include "mm/lru.h"
 #include "mm/pgtable_walk.h"
 #include "mm/shmem.h"
+#include "mm/lru.h"
 #include "mm/system_internal.h"
 #include "mm/tlb.h"
 

@@ -3,9 +3,9 @@
 #include <algorithm>
 
 #include "mm/internal.h"
-#include "mm/lru.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/mm.h"
+#include "mm/lru.h"
 #include "mm/shmem.h"
 #include "mm/system_internal.h"
 
