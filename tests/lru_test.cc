@@ -152,6 +152,21 @@ TEST_F(LruTest, CopyOnWriteCopiesJoinTheListAndForkSharesTheOriginal) {
   EXPECT_EQ(size(LRU_INACTIVE_ANON), 2u);
 }
 
+TEST_F(LruTest, CopyOnWriteReusesAPageOnlyAnAddBatchAlsoHolds) {
+  map(p1(), W, P);
+  ASSERT_TRUE(fill(p1(), W, P, 1).ok());
+  Process* child = sys().fork(p1()).value();
+  ASSERT_TRUE(sys().madvise(child, W, P, kMadvDontneed).ok());  // a zap that drains nothing
+  Page* page = page_at(p1(), W);
+  ASSERT_FALSE(page->test(PG_anon_exclusive));
+  ASSERT_EQ(page->refcount.load(), 2);  // the PTE and CPU 0's add batch
+  // wp_can_reuse_anon_folio drains the batch rather than copy a page nobody else maps.
+  ASSERT_TRUE(fill(p1(), W, 1, 2).ok());
+  EXPECT_EQ(page_at(p1(), W), page);
+  EXPECT_TRUE(page->test(PG_lru));
+  EXPECT_EQ(page->refcount.load(), 1);
+}
+
 TEST_F(LruTest, FreedPagesLeaveTheListsAndLoseTheirFlags) {
   map(p1(), W, 8 * P);
   ASSERT_TRUE(fill(p1(), W, 8 * P, 1).ok());

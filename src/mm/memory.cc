@@ -212,6 +212,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
   }
   if (old && old->test(PG_anon)) {
     // wp_can_reuse_anon_folio: an exclusive page, or one nobody else references.
+    if (!old->test(PG_anon_exclusive) && !old->test(PG_lru)) lru_add_drain(mem);  // an add batch's reference
     if (old->test(PG_anon_exclusive) || old->refcount.load(std::memory_order_acquire) == 1) {
       old->set(PG_anon_exclusive);
       ptep->fetch_or(_PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, std::memory_order_acq_rel);
