@@ -308,8 +308,8 @@ TEST_F(CheckerMutationTest, VmaLockWithoutRecheckOfTheRangeIsRefused) {
 // ---- fork and the child's anon_vma_chain ----
 
 bool in_own_chain(const Vma* v) {
-  for (AnonVma* av : v->anon_vma_chain)
-    if (av == v->anon_vma) return true;
+  for (AnonVmaChain* avc : v->anon_vma_chain)
+    if (avc->anon_vma == v->anon_vma) return true;
   return false;
 }
 
@@ -356,8 +356,8 @@ TEST_F(CheckerMutationTest, AnonVmaOutsideItsChainIsReportedByTheConsistencyChec
   Result<Process*> child = sys_.fork(p1());
   ASSERT_TRUE(child.ok());
   Vma* cv = vma_of(child.value(), W);
-  ASSERT_EQ(cv->anon_vma_chain.back(), cv->anon_vma.load());
-  AnonVma* own = cv->anon_vma_chain.back();
+  ASSERT_EQ(cv->anon_vma_chain.back()->anon_vma, cv->anon_vma.load());
+  AnonVmaChain* own = cv->anon_vma_chain.back();
   cv->anon_vma_chain.pop_back();  // the link fork leaves out when broken
   EXPECT_EQ(sys_.debug_check_consistency(), 1u) << messages();
   EXPECT_TRUE(reported(fmt::format("mm {}: VMA [{:#x}, {:#x}) has anon_vma", child.value()->mm()->id(), W, W + P)))

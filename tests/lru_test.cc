@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include "mm/lru.h"
@@ -520,7 +522,8 @@ TEST(LruConcurrency, IsolationRacesFreesAndActivation) {
       workers.push_back(std::make_unique<testing::BoundedThread>([&, cpu] {
         System::bind_thread_to_cpu(cpu);
         const uint64_t base = W + (cpu - 1) * kPages * P;
-        for (int round = 0; round < 150; round++) {
+        // The last round (cold) leaves the pages mapped and drained, for the scanner to find.
+        for (int round = 0; round <= 150; round++) {
           AccessResult r = sys.access(p, cpu, base, kPages * P, true, [](uint8_t*, uint64_t, uint64_t) {});
           ASSERT_TRUE(r.ok());
           for (uint64_t i = 0; i < kPages; i += 3) {
@@ -538,10 +541,14 @@ TEST(LruConcurrency, IsolationRacesFreesAndActivation) {
           if (round % 4 == 0) lru_add_drain(mem);
           ASSERT_TRUE(sys.madvise(p, base, kPages * P, round % 2 ? kMadvDontneed : kMadvCold).ok());
         }
+        lru_add_drain(mem);
         System::bind_thread_to_cpu(-1);
       }));
     }
     for (auto& w : workers) w->join("a faulting CPU", std::chrono::seconds(120));
+    // However the threads were scheduled, the scanner gets to the pages left on the lists.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (isolated.load() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
     stop.store(true);
     scanner.join("the scanner");
   }

@@ -29,6 +29,7 @@ class Cpu;
 class Mm;
 class PhysMem;
 class ShmemInode;
+class SwapTable;
 class System;
 struct File;
 struct ProcessAccess;  // the library's internal access to Process
@@ -102,6 +103,14 @@ std::string format_pageinfo(const PageInfo& info);
 
 // The names of System::vmstat()'s counters, in its order.
 const std::vector<std::string>& vmstat_item_names();
+
+// The swap devices' totals (/proc/meminfo's SwapTotal/SwapFree and SwapCached, in pages).
+struct SwapStats {
+  uint64_t devices = 0;  // devices switched on
+  uint64_t total = 0;    // usable slots (each device's slot 0 is its header's)
+  uint64_t used = 0;     // slots in use: referenced by a swap PTE or by the swap cache
+  uint64_t cached = 0;   // pages in the swap cache
+};
 
 // One modeled process (a task with its own address space).
 //
@@ -203,6 +212,26 @@ class System {
   // The CPU the calling thread is bound to, or -1.
   static int bound_cpu();
 
+  // ---- swap (mm/swapfile.c) ----
+  // swapon: adds a swap device of bytes / 4096 slots (slot 0 is never used). With an empty
+  // path the slots live in memory, reserved without backing so that a large device costs
+  // nothing until used; with a path they live in that regular file (created if missing and
+  // sized), written with pwrite and read with pread. The value is the device's type (the
+  // lowest free one, 0 .. 7), which swapoff takes. -EINVAL for a size under two pages,
+  // -EBUSY when all eight types are in use, the host's errno when the file cannot be set up.
+  Status swapon(uint64_t bytes, const std::string& path = "");
+  // swapoff: brings every page of device `type` back into memory (try_to_unuse: each live
+  // process's swap entries of the device are faulted in as a read fault would, and swap-cache
+  // pages leave the cache), then removes the device. -EINVAL when no such device is on;
+  // -ENOMEM when memory runs out, leaving the device on (pages already brought in stay);
+  // -EBUSY, leaving it on, when slots stay in use by an address space no live process owns
+  // (one still referenced elsewhere) for a long time.
+  Status swapoff(unsigned type);
+  // Totals over the devices that are on. Exact at a quiescent point; a snapshot otherwise.
+  SwapStats swap_stats();
+  // The library's internal swap devices (src/mm/swapfile.h).
+  SwapTable& swap_table() { return *swap_; }
+
   // ---- memory access through CPU `cpu` ----
   // Calls fn for each contiguous piece (at most a page) in ascending order; stops at the
   // first address that faults without a fix.
@@ -250,6 +279,8 @@ class System {
     kForkUnchainedAnonVma, // fork leaves the child's anon_vma out of the child's chain
     kInsertWhileFrozen,    // interval inserts enter the tree during an invalidation
     kShootdownLocal,       // TLB shootdowns flush only the initiating CPU (the caller's)
+    kAnonVmaNotTypesafe,   // anon_vmas come from a cache without SLAB_TYPESAFE_BY_RCU
+    kNoAnonVmaRecheck,     // folio_lock_anon_vma_read skips its recheck under the lock
     kCount
   };
   void debug_break(DebugBreak b, bool broken) {
@@ -266,6 +297,12 @@ class System {
   using FaultGate = std::function<void(uint64_t addr)>;
   void debug_set_fault_gate(FaultGate gate) { fault_gate_ = std::move(gate); }
   const FaultGate& debug_fault_gate() const { return fault_gate_; }
+  // Test-only: when set, a reverse-map walk of an anonymous page calls it with the page after
+  // reading the page's anon_vma (inside the RCU read-side section) and before taking its lock,
+  // so that a test can free the anon_vma there. Set and clear it only while no walk runs.
+  using RmapGate = std::function<void(const void* page)>;
+  void debug_set_rmap_gate(RmapGate gate) { rmap_gate_ = std::move(gate); }
+  const RmapGate& debug_rmap_gate() const { return rmap_gate_; }
   void debug_break_shootdown(bool broken) { debug_break(DebugBreak::kShootdown, broken); }
   bool debug_shootdown_broken() const { return debug_broken(DebugBreak::kShootdown); }
 
@@ -280,7 +317,12 @@ class System {
   std::atomic<int64_t> committed_pages_{0};
   std::atomic<uint64_t> next_mm_id_{1};
   Status resize_file(ShmemInode* inode, uint64_t size);
+  // Switches every device off (the destructor, after every process exited).
+  void swapoff_all();
+  // Declared after mem_: destroyed before the frames its cache pages live in.
+  std::unique_ptr<SwapTable> swap_;
 
+  RmapGate rmap_gate_;
   std::atomic<uint64_t> violations_{0};
   std::atomic<unsigned> broken_{0};  // DebugBreak bits
   FaultGate fault_gate_;             // test-only; written while no fault runs

@@ -9,8 +9,10 @@
 
 #include "mm/cpu.h"
 #include "mm/internal.h"
+#include "mm/rmap.h"
 #include "mm/pgtable_walk.h"
 #include "mm/shmem.h"
+#include "mm/swapfile.h"
 #include "mm/lru.h"
 #include "mm/system_internal.h"
 #include "mm/tlb.h"
@@ -102,7 +104,7 @@ uint64_t System::debug_check_consistency() {
                         mm->id(), v));
       }
     }
-    int64_t anon = 0, shmem = 0;
+    int64_t anon = 0, shmem = 0, swapents = 0;
     for (auto& entry : mm->vmas_) {
       Vma* vma = entry.second;  // (a structured binding cannot be captured by clang 14)
       if (vma->vm_file) inodes.insert(vma->vm_file->inode);
@@ -110,6 +112,12 @@ uint64_t System::debug_check_consistency() {
       walk_pte_tables(mm, vma->vm_start, vma->vm_end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page*) {
         for (; addr < stop; addr += kPageSize, ptep++) {
           pteval_t v = ptep_get(ptep);
+          if (is_swap_pte(v) && !non_swap_entry(v)) {
+            swapents++;
+            if (__swap_count(this, pte_to_swp_entry(v)) == 0)
+              bad(fmt::format("mm {}: swap entry {:#x} at {:#x} names a slot with no map count", mm->id(), v, addr));
+            continue;
+          }
           if (!pte_present(v) || pte_special(v)) continue;
           Page* page = mem_->pfn_to_page(pte_pfn(v));
           if (page->test(PG_free)) {
@@ -142,6 +150,8 @@ uint64_t System::debug_check_consistency() {
     outside(last_end, kTaskSize);
     if (anon != mm->rss(MM_ANONPAGES))
       bad(fmt::format("mm {}: rss anon {} but {} anonymous pages mapped", mm->id(), mm->rss(MM_ANONPAGES), anon));
+    if (swapents != mm->rss(MM_SWAPENTS))
+      bad(fmt::format("mm {}: rss swapents {} but {} swap entries", mm->id(), mm->rss(MM_SWAPENTS), swapents));
     if (shmem != mm->rss(MM_SHMEMPAGES))
       bad(fmt::format("mm {}: rss shmem {} but {} shmem pages mapped", mm->id(), mm->rss(MM_SHMEMPAGES), shmem));
   }
@@ -154,9 +164,28 @@ uint64_t System::debug_check_consistency() {
     const int cache_ref = page->test(PG_shmem) ? 1 : 0;
     if (rc < n + cache_ref)
       bad(fmt::format("frame {}: refcount {} below {} mappings + {} cache", mem_->page_to_pfn(page), rc, n, cache_ref));
+    // The reverse map: a walk from the page's anon_vma or file finds every PTE that maps it,
+    // and every hit is one of them.
+    int hits = 0;
+    std::string found_at;
+    RmapWalkControl rwc;
+    rwc.sys = this;
+    rwc.rmap_one = [&](Page* pg, Vma* vma, uint64_t address) {
+      if (page_vma_mapped_pte(pg, vma, address)) {
+        hits++;
+        found_at += fmt::format(" mm{}@{:#x}", vma->vm_mm->id(), address);
+      }
+      return true;
+    };
+    lock_page(page);
+    rmap_walk(page, rwc);
+    unlock_page(page);
+    if (hits != n)
+      bad(fmt::format("frame {}: {} mappings but the reverse map finds {} (mapped at{}; rmap finds{})",
+                      mem_->page_to_pfn(page), n, hits, where[page], found_at.empty() ? " nothing" : found_at));
   }
   // Leaked references: every reference on a frame in use is held by a PTE, the page cache
-  // (swap cache: none yet), a link from the page-table level above (or its mm, for a PGD), a
+  // (or the swap cache), a link from the page-table level above (or its mm, for a PGD), a
   // gather under way, or a per-CPU LRU add batch. A reference nothing accounts for keeps the
   // frame from ever being freed. (References below the accounted number are the mapcount
   // check's business above.)
@@ -191,6 +220,8 @@ uint64_t System::debug_check_consistency() {
         }
       }
     }
+    // A swap-cache page: the cache holds one reference while the page is its entry's.
+    if (page->test(PG_swapcache) && swap_cache_peek(this, page->swap) == page) cache++;
     const int accounted = ptes + cache + links + pending;
     if (rc > accounted)
       bad(fmt::format("frame {}: refcount {} but {} accounted for ({} PTE, {} page cache, {} page-table link, "

@@ -26,10 +26,9 @@ void vma_unlink(Mm* mm, Vma* vma) REQUIRES(mm->mmap_lock_);   // erase from the 
 // Moves vm_start (re-keying the tree) and adjusts vm_pgoff by the same number of pages.
 void vma_set_start(Mm* mm, Vma* vma, uint64_t start) REQUIRES(mm->mmap_lock_);
 // Field updates of a linked VMA: each write-locks the VMA first.
-inline void vma_set_end(Vma* vma, uint64_t end) {
-  vma_start_write(vma);
-  vma->vm_end = end;
-}
+void vma_set_end(Vma* vma, uint64_t end);
+// Sets a linked VMA's whole range (vma_expand's target), re-keying the tree and the rmap.
+void vma_set_range(Mm* mm, Vma* vma, uint64_t start, uint64_t end, uint64_t pgoff) REQUIRES(mm->mmap_lock_);
 inline void vma_set_flags(Vma* vma, vm_flags_t flags) {
   vma_start_write(vma);
   vma->vm_flags = flags;
@@ -81,6 +80,18 @@ Errno anon_vma_fork(Vma* vma, const Vma* pvma);
 void unlink_anon_vmas(Vma* vma);
 // dup_anon_vma: when src has an anon_vma and dst has none, dst takes src's.
 Errno dup_anon_vma(Vma* dst, const Vma* src);
+
+// ---- rmap_unmap.cc: the per-mapping step of try_to_unmap (mm/rmap.c) ----
+
+// try_to_unmap_one: removes the mapping of `page` at `address` of vma (the reverse-map walk
+// calls it for each VMA mapping the page). The caller holds the page lock and keeps vma and
+// its page tables alive (the rmap lock or the mmap_lock). An anonymous page must already be
+// in the swap cache: its PTE becomes a swap PTE of page->swap (exclusive when the page was
+// PG_anon_exclusive), taking a swap map count; a shmem page's PTE becomes none. The PTE's
+// dirty bit moves to PG_dirty. Returns true when the address no longer maps the page
+// (including when it did not map it to begin with), false when the swap count could not be
+// taken (the PTE is left as it was). flags: TTU_* flags; none is modeled yet (pass 0).
+bool try_to_unmap_one(Page* page, Vma* vma, uint64_t address, unsigned flags);
 
 // ---- mm_take_all_locks.cc ----
 

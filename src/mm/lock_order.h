@@ -7,6 +7,8 @@
 //
 //   stress: the slot lock [1]                (the workload's fork/exit of one slot, across
 //                                             the system calls)
+//   SwapTable::swapon_mutex [2]              (swapon/swapoff: swapoff's try_to_unuse walks
+//                                             the process table and faults pages in under it)
 //   System::procs_lock_ [3]                  (the process table; debug walks hold it across
 //                                             their per-mm work)
 //   System::files_lock_ [4]                  (the file table; checkers and teardown hold it
@@ -77,6 +79,7 @@
 namespace mirrormm::lock_class {
 
 inline constexpr LockClass kStressSlots{1};
+inline constexpr LockClass kSwapon{2};
 inline constexpr LockClass kProcs{3};
 inline constexpr LockClass kFiles{4};
 inline constexpr LockClass kProcess{5};

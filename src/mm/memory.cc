@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstring>
 #include <optional>
+#include <thread>
+#include <vector>
 
 #include "mirrormm/base/tsan.h"
 #include "mm/internal.h"
@@ -15,6 +17,7 @@
 #include "mm/pgtable_walk.h"
 #include "mm/system_internal.h"
 #include "mm/shmem.h"
+#include "mm/swapfile.h"
 #include "mm/vmstat.h"
 
 namespace mirrormm {
@@ -222,6 +225,25 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
   }
   if (old) mem.get_page(old);  // keep the source alive while copying unlocked
   ptl.unlock();
+  if (old && old->test(PG_anon) && old->test(PG_swapcache) && old->refcount.load(std::memory_order_acquire) == 3) {
+    // Referenced by this PTE, the swap cache and us only: wp_can_reuse_anon_folio drops a
+    // swap-cache copy that no swap PTE needs and then reuses the page. The page lock that
+    // takes ranks above the PTE lock, so it is taken here, and the entry rechecked after.
+    lock_page(old);
+    if (old->test(PG_swapcache)) folio_free_swap(mm->sys(), old);
+    unlock_page(old);
+    SpinGuard g(ptl);
+    if (ptep_get(ptep) != orig) {
+      mem.put_page(old);
+      return VM_FAULT_OK;  // changed meanwhile: the access retries
+    }
+    if (old->refcount.load(std::memory_order_acquire) == 2) {  // this PTE's and ours
+      old->set(PG_anon_exclusive);
+      ptep->fetch_or(_PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, std::memory_order_acq_rel);
+      mem.put_page(old);
+      return VM_FAULT_OK;
+    }
+  }
 
   // wp_page_copy.
   unsigned ret = VM_FAULT_OK;
@@ -267,6 +289,127 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
   return ret;
 }
 
+// should_try_to_free_swap: after a swap-in, whether the swap-cache copy should go (it can
+// only if no other swap PTE references the slot; folio_free_swap checks that). Always after
+// an exclusive write fault (the page is about to diverge from its slot), otherwise only when
+// swap is more than half full or the VMA is locked.
+bool should_try_to_free_swap(System* sys, const Vma* vma, unsigned flags, bool exclusive) {
+  if (vm_swap_full(sys) || (vma->vm_flags & VM_LOCKED)) return true;
+  return (flags & FAULT_FLAG_WRITE) && exclusive;
+}
+
+// do_swap_page: the PTE holds a swap entry of a swap device. The page comes from the swap
+// cache or is read into it; exactly one page exists per entry, because a reader first claims
+// the entry's SWAP_HAS_CACHE (swapcache_prepare) and a second fault that finds it claimed
+// waits until the page is in the cache. The page is mapped under its page lock once the PTE
+// is found unchanged under the PTE lock; a fault that finds it changed backs out.
+unsigned do_swap_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, unsigned flags) {
+  Mm* mm = vma->vm_mm;
+  System* sys = mm->sys();
+  PhysMem& mem = mem_of(vma);
+  const pteval_t entry = pte_to_swp_entry(orig);
+  auto pte_unchanged = [&] {
+    SpinGuard g(pte_lockptr(mm, ptep));
+    return ptep_get(ptep) == orig;
+  };
+  SwapInfo* si = get_swap_device(sys, entry);
+  if (!si) return pte_unchanged() ? VM_FAULT_SIGBUS : VM_FAULT_OK;  // a stale or bad entry
+  bool major = false;
+  Page* page = nullptr;
+  for (;;) {
+    page = swap_cache_get_folio(sys, entry);
+    if (page) {
+      lock_page(page);
+      // folio_swap_cache check: it may have left the cache before we locked it.
+      if (page->test(PG_swapcache) && page->swap == entry) break;
+      unlock_page(page);
+      mem.put_page(page);
+      continue;
+    }
+    const Errno e = swapcache_prepare(sys, entry);
+    if (e == Errno::kExist) {
+      // Another swap-in of this entry is reading it, or its cache page is on its way out.
+      if (!pte_unchanged()) {
+        put_swap_device(si);
+        return VM_FAULT_OK;
+      }
+      std::this_thread::yield();
+      continue;
+    }
+    if (e != Errno::kOk) {  // the slot was freed: the PTE no longer holds this entry
+      put_swap_device(si);
+      return VM_FAULT_OK;
+    }
+    page = mem.alloc_page(Zero::kNo);
+    if (!page) {
+      swapcache_clear(sys, entry);
+      put_swap_device(si);
+      return VM_FAULT_OOM;
+    }
+    const bool locked = trylock_page(page);  // a new page: nobody else can hold it
+    MM_BUG_ON(!locked);
+    page->set(PG_swapbacked);
+    page->set(PG_swapcache);
+    page->swap = entry;
+    if (swap_read_folio(sys, page) != Errno::kOk) {
+      page->clear(PG_swapcache);
+      page->swap = 0;
+      swapcache_clear(sys, entry);
+      unlock_page(page);
+      mem.put_page(page);
+      put_swap_device(si);
+      return VM_FAULT_SIGBUS;
+    }
+    mem.get_page(page);  // the swap cache's reference
+    si->cache_insert(swp_offset(entry), page);
+    folio_add_lru(mem, page);  // a new swap-cache page joins the LRU (swapin's lru add)
+    major = true;
+    break;
+  }
+  put_swap_device(si);  // the page's HAS_CACHE use keeps the device on from here
+
+  bool mapped = false;
+  {
+    SpinGuard g(pte_lockptr(mm, ptep));
+    if (ptep_get(ptep) == orig) {
+      const bool exclusive = pte_swp_exclusive(orig);
+      swap_free(sys, entry);
+      // The cache copy goes first when it may (folio_free_swap refuses while another swap
+      // PTE references the slot); then Linux's rule: the page is ours alone when the swap
+      // PTE said exclusive, or when nobody but this fault holds a reference.
+      if (should_try_to_free_swap(sys, vma, flags, exclusive)) folio_free_swap(sys, page);
+      const bool reuse = exclusive || page->refcount.load(std::memory_order_acquire) == 1;
+      pteval_t pte = pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot);
+      if (reuse && (vma->vm_flags & VM_WRITE)) {
+        pte = pte_mkwrite(pte);
+        if (flags & FAULT_FLAG_WRITE) pte = pte_mkdirty(pte);
+      }
+      if (!page->test(PG_anon)) {
+        // __folio_set_anon: a page not exclusive to this VMA takes the oldest anon_vma.
+        AnonVma* av = vma->anon_vma.load(std::memory_order_acquire);
+        MM_BUG_ON(!av);  // a swap entry is only ever installed in a VMA with an anon_vma
+        page->mapping = reuse ? av : av->root;
+        page->index = vma->linear_page_index(addr);
+        page->set(PG_anon);
+      }
+      if (reuse) page->set(PG_anon_exclusive);
+      else page->clear(PG_anon_exclusive);
+      page->mapcount.fetch_add(1, std::memory_order_relaxed);
+      mm->add_rss(MM_ANONPAGES, 1);
+      mm->add_rss(MM_SWAPENTS, -1);
+      set_pte(ptep, pte);  // was a swap entry: nothing was accessible through it
+      mapped = true;
+    }
+  }
+  // A fault that lost the race tries to free the cache copy too, so that a page whose last
+  // swap PTE went meanwhile does not stay cached for nothing.
+  if (!mapped) folio_free_swap(sys, page);
+  unlock_page(page);
+  if (!mapped) mem.put_page(page);  // else the PTE holds the fault's reference
+  if (major) mem.events().count(PGMAJFAULT);
+  return VM_FAULT_OK;
+}
+
 }  // namespace
 
 bool access_error(const Vma* vma, bool write) {
@@ -291,6 +434,7 @@ unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) {
     if (vma->is_anonymous()) return do_anonymous_page(vma, addr, ptep, flags);
     return do_shmem_fault(vma, addr, ptep, flags);
   }
+  if (is_swap_pte(v) && !non_swap_entry(v)) return do_swap_page(vma, addr, ptep, v, flags);
   SpinLock& ptl = pte_lockptr(mm, ptep);
   ptl.lock();
   pteval_t cur = ptep_get(ptep);
@@ -342,23 +486,54 @@ unsigned do_user_addr_fault(Mm* mm, uint64_t addr, bool write) {
   return access_error(vma, write) ? unsigned{VM_FAULT_SIGSEGV} : handle_mm_fault(vma, addr, flags);
 }
 
-void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCows cows) {
+namespace {
+
+// The swap-cache work of a zap, done once its locks are released: the page lock it needs
+// ranks above the PTE lock and above the i_mmap lock that unmap_mapping_range holds.
+struct ZapSwapCache {
+  // Entries whose last swap PTE went while the swap cache still holds their page
+  // (free_swap_and_cache's second half).
+  std::vector<pteval_t> entries;
+  // Swap-cache pages whose last mapping went (free_pages_and_swap_cache's free_swap_cache),
+  // each with a reference of ours.
+  std::vector<Page*> pages;
+};
+
+void zap_swap_cache(System* sys, ZapSwapCache& zc) {
+  for (pteval_t entry : zc.entries) try_to_reclaim_swap(sys, entry);
+  for (Page* page : zc.pages) {
+    free_swap_cache(sys, page);
+    sys->mem().put_page(page);
+  }
+  zc.entries.clear();
+  zc.pages.clear();
+}
+
+void zap_pte_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCows cows, ZapSwapCache& zc) {
   Mm* mm = vma->vm_mm;
-  int64_t anon = 0, shmem = 0;
+  int64_t anon = 0, shmem = 0, swapents = 0;
   walk_pte_tables(mm, start, end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page* table) {
     SpinGuard g(table->ptl);
     bool any = false;
     for (; addr < stop; addr += kPageSize, ptep++) {
       pteval_t cur = ptep->load(std::memory_order_relaxed);
       if (pte_none(cur)) continue;
-      if (cows == ZapCows::kSharedOnly && pte_present(cur)) {
+      if (cows == ZapCows::kSharedOnly) {
+        if (!pte_present(cur)) continue;  // a swapped-out private copy stays
         Page* p = vm_normal_page(vma, cur);
         if (!p || p->test(PG_anon)) continue;  // a private copy (or the zero page) stays
       }
       pteval_t v = ptep_get_and_clear(ptep);
       mmu_checker_pte_change(mm, addr, v, 0);
+      if (!pte_present(v)) {
+        // A swap entry: its slot loses this reference (free_swap_and_cache).
+        if (!non_swap_entry(v)) {
+          swapents++;
+          if (swap_free(mm->sys(), pte_to_swp_entry(v))) zc.entries.push_back(pte_to_swp_entry(v));
+        }
+        continue;
+      }
       any = true;
-      if (!pte_present(v)) continue;  // swap-type entries: none exist yet
       Page* page = vm_normal_page(vma, v);
       if (!page) continue;
       if (page->test(PG_anon)) {
@@ -367,16 +542,30 @@ void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapC
         shmem++;
         if (pte_dirty(v)) page->set(PG_dirty);
       }
-      page->mapcount.fetch_sub(1, std::memory_order_relaxed);
+      if (page->mapcount.fetch_sub(1, std::memory_order_relaxed) == 1 && page->test(PG_swapcache)) {
+        mem_of(vma).get_page(page);
+        zc.pages.push_back(page);
+      }
       tlb.remove_page(page);
     }
     if (any) tlb.flush_range(start, end);
   });
   if (anon) mm->add_rss(MM_ANONPAGES, -anon);
   if (shmem) mm->add_rss(MM_SHMEMPAGES, -shmem);
+  if (swapents) mm->add_rss(MM_SWAPENTS, -swapents);
+}
+
+}  // namespace
+
+void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCows cows) {
+  ZapSwapCache zc;
+  zap_pte_range(tlb, vma, start, end, cows, zc);
+  zap_swap_cache(vma->vm_mm->sys(), zc);
 }
 
 void unmap_mapping_range(ShmemInode* inode, uint64_t first, ZapCows cows) {
+  ZapSwapCache zc;
+  System* sys = nullptr;
   inode->for_each_mapping([&](Vma* vma) {
     const uint64_t vfirst = vma->vm_pgoff, vlast = vma->vm_pgoff + vma->pages();
     if (vlast <= first) return;
@@ -384,8 +573,10 @@ void unmap_mapping_range(ShmemInode* inode, uint64_t first, ZapCows cows) {
     // zap_page_range_single's bracket (MMU_NOTIFY_CLEAR), under the i_mmap lock.
     MmuNotifierBracket bracket(MmuNotifyEvent::kClear, vma->vm_mm, start, vma->vm_end);
     MmuGather tlb(vma->vm_mm);
-    zap_page_range(tlb, vma, start, vma->vm_end, cows);
+    sys = vma->vm_mm->sys();
+    zap_pte_range(tlb, vma, start, vma->vm_end, cows, zc);
   });
+  if (sys) zap_swap_cache(sys, zc);  // after the i_mmap lock
 }
 
 Errno copy_page_range(Vma* dst, Vma* src) {
@@ -395,7 +586,7 @@ Errno copy_page_range(Vma* dst, Vma* src) {
   Mm* src_mm = src->vm_mm;
   const bool cow = is_cow_mapping(src->vm_flags);
   Errno err = Errno::kOk;
-  int64_t anon = 0, shmem = 0;
+  int64_t anon = 0, shmem = 0, swapents = 0;
   // The parent's writable entries become read-only: a per-page protection change
   // (MMU_NOTIFY_PROTECTION_PAGE, as Linux's copy_page_range reports it).
   std::optional<MmuNotifierBracket> bracket;
@@ -426,6 +617,23 @@ Errno copy_page_range(Vma* dst, Vma* src) {
       pteval_t v = ptep_get(sptep);
       if (pte_none(v)) continue;
       pte_t* dptep = dbase + index_at(addr, kPteShift);
+      if (!pte_present(v)) {
+        // copy_nonpresent_pte: a swap entry gains the child's reference, and neither side
+        // may map the page exclusively when it comes back.
+        if (!non_swap_entry(v)) {
+          if (swap_duplicate(src_mm->sys(), pte_to_swp_entry(v)) != Errno::kOk) {
+            err = Errno::kNoMem;
+            return;
+          }
+          if (pte_swp_exclusive(v)) {
+            v = pte_to_swp_entry(v);
+            set_pte(sptep, v);
+          }
+          swapents++;
+        }
+        set_pte(dptep, v);
+        continue;
+      }
       Page* page = pte_present(v) ? vm_normal_page(src, v) : nullptr;
       if (page) {
         // folio_try_dup_anon_rmap_pte: the page is now shared by two processes.
@@ -451,6 +659,7 @@ Errno copy_page_range(Vma* dst, Vma* src) {
   });
   if (anon) dst_mm->add_rss(MM_ANONPAGES, anon);
   if (shmem) dst_mm->add_rss(MM_SHMEMPAGES, shmem);
+  if (swapents) dst_mm->add_rss(MM_SWAPENTS, swapents);
   return err;
 }
 

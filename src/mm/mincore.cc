@@ -7,6 +7,7 @@
 #include "mm/pgtable_walk.h"
 #include "mm/system_internal.h"
 #include "mm/shmem.h"
+#include "mm/swapfile.h"
 
 namespace mirrormm {
 
@@ -20,6 +21,14 @@ void mincore_unmapped_range(const Vma* vma, uint64_t addr, uint64_t end, uint8_t
   } else {
     std::fill(vec, vec + n, 0);
   }
+}
+
+// mincore_swap: a swapped-out page is resident when the swap cache still holds it.
+bool mincore_swap(System* sys, pteval_t v) {
+  Page* page = swap_cache_get_folio(sys, pte_to_swp_entry(v));
+  if (!page) return false;
+  sys->mem().put_page(page);
+  return true;
 }
 
 // do_mincore: residency of up to `pages` pages from addr, within one VMA. Returns the number
@@ -39,8 +48,10 @@ Result<uint64_t> do_mincore(Mm* mm, uint64_t addr, uint64_t pages, uint8_t* vec)
           uint8_t* slot = base + ((a - addr) >> kPageShift);
           if (pte_none(v))
             mincore_unmapped_range(vma, a, a + kPageSize, slot);
+          else if (pte_present(v))
+            *slot = 1;
           else
-            *slot = pte_present(v) ? 1 : 0;
+            *slot = !non_swap_entry(v) && mincore_swap(mm->sys(), v) ? 1 : 0;
         }
         done_to = stop;
       },

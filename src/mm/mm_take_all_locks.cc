@@ -31,7 +31,7 @@ RmapLocks collect_rmap_locks(Mm* mm) REQUIRES(mm->mmap_lock_) {
   RmapLocks l;
   for (auto& [start, vma] : mm->vmas_) {
     if (vma->vm_file) l.inodes.push_back(vma->vm_file->inode);
-    for (AnonVma* av : vma->anon_vma_chain) l.roots.push_back(av->root);
+    for (AnonVmaChain* avc : vma->anon_vma_chain) l.roots.push_back(avc->anon_vma->root);
   }
   std::sort(l.inodes.begin(), l.inodes.end());
   l.inodes.erase(std::unique(l.inodes.begin(), l.inodes.end()), l.inodes.end());

@@ -15,6 +15,7 @@
 #include "mirrormm/base/locking.h"
 #include "mm/lock_order.h"
 #include "mirrormm/config.h"
+#include "mm/interval_tree.h"
 #include "mm/pgtable.h"
 #include "mm/physmem.h"
 
@@ -22,6 +23,7 @@ namespace mirrormm {
 
 class System;
 class ShmemInode;
+class KmemCache;
 struct MmuNotifierSubscriptions;
 
 using vm_flags_t = uint64_t;
@@ -64,23 +66,69 @@ inline constexpr vm_flags_t VM_FLAGS_CLEAR = VM_PKEY_MASK;
 
 inline int vma_pkey_of(vm_flags_t f) { return static_cast<int>((f & VM_PKEY_MASK) >> kVmPkeyShift); }
 
-// An anon_vma: the identity that private anonymous pages point to, shared by the VMAs that
-// may map them (a process's VMA, its split pieces and, through the chain, its fork children).
+struct AnonVma;
+struct Vma;
+
+// An anon_vma_chain link (struct anon_vma_chain): says that `vma` may map pages of
+// `anon_vma`. It sits in two places: the VMA's chain (Vma::anon_vma_chain, changed under the
+// VMA's mmap_lock for write, or for read plus the anon_vma lock when a fault adds the first
+// link) and the anon_vma's interval tree (AnonVma::rb_root, keyed by the VMA's page-offset
+// range, changed under the root's rwsem for write). The tree key is the VMA's
+// [vm_pgoff, vm_pgoff + pages - 1] when the link was inserted; every change of a linked VMA's
+// range re-keys its links under the same lock (vma_set_range).
+//
+// Lifecycle: allocated by anon_vma_chain_link, freed by unlink_anon_vmas after leaving the
+// tree; a reverse-map walk that holds the root's rwsem for read may use the links it finds
+// (and their VMAs, which are freed only after their links are gone).
+struct AnonVmaChain {
+  Vma* vma = nullptr;           // written once
+  AnonVma* anon_vma = nullptr;  // written once
+  // Interval-tree node (interval_tree.h), guarded by anon_vma->root->rwsem.
+  uint64_t start = 0, last = 0, subtree_last = 0;
+  AnonVmaChain* left = nullptr;
+  AnonVmaChain* right = nullptr;
+  int height = 0;
+  bool in_tree = false;
+};
+
+// An anon_vma: the identity that private anonymous pages point to (page->mapping), shared by
+// the VMAs that may map them (a process's VMA, its split pieces and, through the chain, its
+// fork children); its interval tree of anon_vma_chain links is what the reverse map walks.
+//
+// Memory: from anon_vma_cachep(), SLAB_TYPESAFE_BY_RCU (rmap.cc). The first three fields are
+// the type-stable part that the constructor sets up and a free leaves valid: an oblique reader
+// (folio_lock_anon_vma_read) may read root, take its rwsem and try refcount on an anon_vma
+// that has been freed or reused meanwhile, then rechecks. They come first, together, so that
+// one byte range covers them (the cache's kept range); root is read racily by such readers
+// and written with a relaxed atomic store (anon_vma_root_racy).
 //
 // Lifecycle: allocated by anon_vma_prepare() or anon_vma_fork() with refcount 1; that
 // reference is dropped when the last anon_vma_chain link goes (num_avcs reaches 0). A child
-// holds a reference on its root. Freed when refcount reaches 0.
-// Guarded by root->rwsem: num_children, num_active_vmas, num_avcs (the model takes mmap_lock
-// for write around every change too, which is what makes them stable for merge decisions).
+// holds a reference on its root; a reverse-map walk that must sleep for the lock holds one
+// (folio_get_anon_vma). Freed when refcount reaches 0.
+// Guarded by root->rwsem: num_children, num_active_vmas, num_avcs, rb_root (the model takes
+// mmap_lock for write around VMA changes too, which is what makes the counters stable for
+// merge decisions).
 struct AnonVma {
-  AnonVma* root = nullptr;    // written once at creation, before publication
+  AnonVma* root = nullptr;    // written at creation, before publication (type-stable)
+  std::atomic<int> refcount{0};  // type-stable: 0 while free
+  RwSem rwsem{lock_class::kAnonVma};  // type-stable; only the root's is used
   AnonVma* parent = nullptr;  // written once at creation, before publication
-  std::atomic<int> refcount{1};
-  RwSem rwsem{lock_class::kAnonVma};  // only the root's is used
   int num_children GUARDED_BY(root->rwsem) = 0;     // anon_vmas whose parent this is (a root counts itself)
   int num_active_vmas GUARDED_BY(root->rwsem) = 0;  // VMAs whose ->anon_vma is this
   int num_avcs GUARDED_BY(root->rwsem) = 0;         // chain links (VMAs that may map its pages)
+  IntervalTree<AnonVmaChain> rb_root GUARDED_BY(root->rwsem);  // the links, by page offset
+  KmemCache* cache = nullptr;  // the cache it came from (freed back there); written once
 };
+
+// anon_vma->root read by an oblique reader, which may race with the anon_vma's reuse (the
+// writer stores with anon_vma_set_root).
+inline AnonVma* anon_vma_root_racy(AnonVma* av) {
+  return std::atomic_ref<AnonVma*>(av->root).load(std::memory_order_relaxed);
+}
+inline void anon_vma_set_root(AnonVma* av, AnonVma* root) {
+  std::atomic_ref<AnonVma*>(av->root).store(root, std::memory_order_relaxed);
+}
 
 // States that av's root rwsem is held for write, where the analysis cannot see it: every
 // anon_vma of a family shares the root, so holding one member's root lock holds them all
@@ -157,10 +205,20 @@ struct Vma {
   pgprot_t vm_page_prot = 0;
   Mm* vm_mm = nullptr;
   std::atomic<AnonVma*> anon_vma{nullptr};
-  // The anon_vma_chain: every anon_vma this VMA is linked into, oldest (the root side) first.
-  // A fork child's chain has more than one entry ("not singular").
-  std::vector<AnonVma*> anon_vma_chain;
+  // The anon_vma_chain: a link to every anon_vma this VMA is linked into, oldest (the root
+  // side) first. A fork child's chain has more than one entry ("not singular").
+  std::vector<AnonVmaChain*> anon_vma_chain;
   File* vm_file = nullptr;  // holds a reference
+  // This VMA's node in its file's i_mmap interval tree (vma->shared.rb), keyed by its
+  // page-offset range; guarded by the file's i_mmap lock.
+  struct IMmapNode {
+    Vma* vma = nullptr;
+    uint64_t start = 0, last = 0, subtree_last = 0;
+    IMmapNode* left = nullptr;
+    IMmapNode* right = nullptr;
+    int height = 0;
+    bool in_tree = false;
+  } shared;
 
   // The per-VMA lock (Linux 6.4+). vm_lock_seq: the mm's mmap_lock sequence when the VMA was
   // last write-locked. vm_refcnt: fault-path readers holding the read lock. detached: not in

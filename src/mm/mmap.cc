@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "mm/internal.h"
+#include "mm/rmap.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/mm.h"
 #include "mm/lru.h"
@@ -130,6 +131,12 @@ void complete_munmap_vmas(Mm* mm, const std::vector<Vma*>& vmas, uint64_t floor,
     for (Vma* v : vmas) {
       mmap_assert_write_locked(v->vm_mm);
       zap_page_range(tlb, v, v->vm_start, v->vm_end);
+    }
+    // free_pgtables: the VMAs leave the reverse map before their page tables go, so that no
+    // rmap walk (which holds only the rmap locks) can reach a table being freed.
+    for (Vma* v : vmas) {
+      unlink_anon_vmas(v);
+      unlink_file_vma(v);
     }
     if (free_tables) free_pgd_range(tlb, vmas.front()->vm_start, vmas.back()->vm_end, floor, ceiling);
   }

@@ -145,12 +145,24 @@ bool ShmemInode::remove_clean_page(uint64_t pgoff, Page* page) {
 
 void ShmemInode::i_mmap_insert(Vma* vma) {
   MutexGuard g(i_mmap_lock_);
-  i_mmap_.insert(vma);
+  i_mmap_insert_locked(vma);
 }
 
 void ShmemInode::i_mmap_remove(Vma* vma) {
   MutexGuard g(i_mmap_lock_);
-  i_mmap_.erase(vma);
+  i_mmap_remove_locked(vma);
+}
+
+void ShmemInode::i_mmap_insert_locked(Vma* vma) {
+  Vma::IMmapNode& n = vma->shared;
+  n.vma = vma;
+  n.start = vma->vm_pgoff;
+  n.last = vma->vm_pgoff + vma->pages() - 1;
+  i_mmap_.insert(&n);
+}
+
+void ShmemInode::i_mmap_remove_locked(Vma* vma) {
+  if (vma->shared.in_tree) i_mmap_.erase(&vma->shared);
 }
 
 File* open_file(ShmemInode* inode, bool writable) {

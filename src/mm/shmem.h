@@ -49,18 +49,30 @@ class ShmemInode {
   // was removed.
   bool remove_clean_page(uint64_t pgoff, Page* page) EXCLUDES(lock_);
 
-  // i_mmap: the VMAs that map this file (the reverse map for file pages). Maintained by
-  // vma_link/vma_unlink; unmap_mapping_range walks it.
-  // mm_take_all_locks (mmu_notifier.cc) holds every mapped file's i_mmap lock.
+  // i_mmap: the VMAs that map this file, in an interval tree keyed by each VMA's page-offset
+  // range (the reverse map for file pages). Maintained by vma_link/vma_unlink and re-keyed by
+  // vma_set_range; unmap_mapping_range and rmap_walk_file walk it. mm_take_all_locks holds
+  // every mapped file's i_mmap lock.
   Mutex& i_mmap_lock() RETURN_CAPABILITY(i_mmap_lock_) { return i_mmap_lock_; }
   void i_mmap_insert(Vma* vma) EXCLUDES(i_mmap_lock_);
   void i_mmap_remove(Vma* vma) EXCLUDES(i_mmap_lock_);
+  void i_mmap_insert_locked(Vma* vma) REQUIRES(i_mmap_lock_);
+  void i_mmap_remove_locked(Vma* vma) REQUIRES(i_mmap_lock_);
   // Calls fn(vma) for every mapping VMA with i_mmap_lock_ held: the VMAs cannot go away
   // meanwhile (unlinking one takes the lock).
   template <class Fn>
   void for_each_mapping(Fn fn) EXCLUDES(i_mmap_lock_) {
     MutexGuard g(i_mmap_lock_);
-    for (Vma* v : i_mmap_) fn(v);
+    i_mmap_.for_each([&](Vma::IMmapNode* n) { fn(n->vma); });
+  }
+  // vma_interval_tree_foreach: fn(vma) for every VMA mapping a page offset in [first, last];
+  // the caller holds the i_mmap lock.
+  template <class Fn>
+  void for_each_mapping_of_locked(uint64_t first, uint64_t last, Fn fn) REQUIRES(i_mmap_lock_) {
+    i_mmap_.for_each_overlap(first, last, [&](Vma::IMmapNode* n) {
+      fn(n->vma);
+      return true;
+    });
   }
 
   void get() { refcount_.fetch_add(1, std::memory_order_relaxed); }
@@ -85,7 +97,7 @@ class ShmemInode {
   uint64_t nr_pages_ GUARDED_BY(lock_) = 0;
   // i_mmap_rwsem's role: nests outside the PTE locks (truncate zaps under it).
   Mutex i_mmap_lock_{lock_class::kIMmap};
-  std::unordered_set<Vma*> i_mmap_ GUARDED_BY(i_mmap_lock_);
+  IntervalTree<Vma::IMmapNode> i_mmap_ GUARDED_BY(i_mmap_lock_);
 };
 
 inline void get_file(File* f) { f->refcount.fetch_add(1, std::memory_order_relaxed); }

@@ -115,6 +115,10 @@ KmemCache::~KmemCache() {
   MM_BUG_ON(chunks_ != 0);
 }
 
+KmemCache* KmemCache::debug_cache_of(const void* obj) {
+  return reinterpret_cast<const Chunk*>(reinterpret_cast<uintptr_t>(obj) & ~(uintptr_t{kChunkSize} - 1))->cache;
+}
+
 KmemCache::Chunk* KmemCache::chunk_of(const void* obj) const {
   auto* c = reinterpret_cast<Chunk*>(reinterpret_cast<uintptr_t>(obj) & ~(uintptr_t{kChunkSize} - 1));
   MM_BUG_ON(c->cache != this);  // an object of another cache, or not a cache object at all

@@ -128,6 +128,9 @@ class KmemCache {
   // this cache, while it is free. Returns whether obj is allocated (true when checks are off).
   // `what` names the use in the report ("anon_vma->num_children").
   bool debug_check_live(const void* obj, std::string_view what) const;
+  // The cache an object belongs to (read from its chunk's header): for checkers that reached
+  // an object obliquely and must know whether its cache is type-stable.
+  static KmemCache* debug_cache_of(const void* obj);
   // Reports made by every cache so far (write after free, use of a free object).
   static uint64_t debug_reports();
   // Called with each report's text, besides stderr; an empty function removes the hook.

@@ -8,6 +8,7 @@
 #include "mm/internal.h"
 #include "mm/mm.h"
 #include "mm/shmem.h"
+#include "mm/swapfile.h"
 #include "mirrormm/base/rcu.h"
 #include "mm/system_internal.h"
 
@@ -21,6 +22,7 @@ System::System(const SystemConfig& config, int nr_cpus) : config_(config) {
   procs_lock_.set_class(lock_class::kProcs);
   mem_ = std::make_unique<PhysMem>(config.memory_bytes);
   mem_->set_mmu_checker_on(config.mmu_checker);
+  swap_ = std::make_unique<SwapTable>();
   if (nr_cpus < 1) nr_cpus = 1;
   if (nr_cpus > 64) nr_cpus = 64;
   for (int i = 0; i < nr_cpus; i++) cpus_.push_back(std::make_unique<Cpu>(this, mem_.get(), i));
@@ -39,6 +41,7 @@ System::~System() {
   }
   for (Process* p : procs)
     if (p->alive()) exit(p);
+  swapoff_all();  // the swap cache's pages go back to the frame pool
   {
     MutexGuard g(files_lock_);
     for (auto& [name, inode] : files_) inode->put();

@@ -15,6 +15,7 @@
 #include "mirrormm/base/rcu.h"
 
 #include "mm/internal.h"
+#include "mm/rmap.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/shmem.h"
 #include "mm/slab.h"
@@ -180,20 +181,29 @@ void vma_unlink(Mm* mm, Vma* vma) {
   MM_BUG_ON(it == mm->vmas_.end() || it->second != vma);
   mm->vmas_.erase(it);
   mm->map_count_--;
-  if (vma->vm_file) vma->vm_file->inode->i_mmap_remove(vma);
+  unlink_file_vma(vma);
+}
+
+void vma_set_range(Mm* mm, Vma* vma, uint64_t start, uint64_t end, uint64_t pgoff) {
+  vma_start_write(vma);
+  if (start != vma->vm_start) {
+    auto it = mm->vmas_.find(vma->vm_start);
+    MM_BUG_ON(it == mm->vmas_.end() || it->second != vma);
+    mm->vmas_.erase(it);
+    mm->vmas_.emplace(start, vma);
+  }
+  vma_adjust_rmap(vma, start, end, pgoff);
 }
 
 void vma_set_start(Mm* mm, Vma* vma, uint64_t start) {
+  const uint64_t pgoff = start >= vma->vm_start ? vma->vm_pgoff + ((start - vma->vm_start) >> kPageShift)
+                                                : vma->vm_pgoff - ((vma->vm_start - start) >> kPageShift);
+  vma_set_range(mm, vma, start, vma->vm_end, pgoff);
+}
+
+void vma_set_end(Vma* vma, uint64_t end) {
   vma_start_write(vma);
-  auto it = mm->vmas_.find(vma->vm_start);
-  MM_BUG_ON(it == mm->vmas_.end() || it->second != vma);
-  mm->vmas_.erase(it);
-  if (start >= vma->vm_start)
-    vma->vm_pgoff += (start - vma->vm_start) >> kPageShift;
-  else
-    vma->vm_pgoff -= (vma->vm_start - start) >> kPageShift;
-  vma->vm_start = start;
-  mm->vmas_.emplace(start, vma);
+  vma_adjust_rmap(vma, vma->vm_start, end, vma->vm_pgoff);
 }
 
 void remove_vma(Mm* mm, Vma* vma) {
@@ -421,11 +431,7 @@ Vma* vma_merge_new_range(VmaMergeState& vmg) {
   if (remove_next && dup_anon_vma(target, next) != Errno::kOk) return nullptr;
   if (vmg.copied_from && dup_anon_vma(target, vmg.copied_from) != Errno::kOk) return nullptr;
   if (remove_next) remove_vma(mm, next);
-  if (target->vm_start != new_start) {
-    vma_set_start(mm, target, new_start);
-  }
-  target->vm_pgoff = new_pgoff;
-  target->vm_end = new_end;
+  vma_set_range(mm, target, new_start, new_end, new_pgoff);
   return target;
 }
 

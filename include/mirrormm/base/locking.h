@@ -165,6 +165,12 @@ class CAPABILITY("rwsem") RwSem {
     lockdep::check_release(class_, this);
     m_.unlock_shared();
   }
+  // down_read_trylock: never waits (so it cannot deadlock, whatever is held).
+  bool down_read_trylock() TRY_ACQUIRE_SHARED(true) {
+    if (!m_.try_lock_shared()) return false;
+    lockdep::check_acquire(class_, this, true, LockMode::kShared);
+    return true;
+  }
   // down_write_nest_lock: see Mutex::lock_nest_lock.
   void down_write_nest_lock(const Mutex& nest) REQUIRES(nest) {
     (void)nest;

@@ -21,6 +21,7 @@
 #define RELEASE_SHARED(...) MM_TSA(release_shared_capability(__VA_ARGS__))
 #define RELEASE_GENERIC(...) MM_TSA(release_generic_capability(__VA_ARGS__))
 #define TRY_ACQUIRE(...) MM_TSA(try_acquire_capability(__VA_ARGS__))
+#define TRY_ACQUIRE_SHARED(...) MM_TSA(try_acquire_shared_capability(__VA_ARGS__))
 #define EXCLUDES(...) MM_TSA(locks_excluded(__VA_ARGS__))
 #define ASSERT_CAPABILITY(x) MM_TSA(assert_capability(x))
 #define ASSERT_SHARED_CAPABILITY(x) MM_TSA(assert_shared_capability(x))

@@ -1,0 +1,68 @@
+// Unmapping one mapping of a page for reclaim: try_to_unmap_one (mm/rmap.c). The reverse-map
+// walk that finds a page's mappings (try_to_unmap) calls it once per VMA that maps the page.
+#include "mm/internal.h"
+#include "mm/mmu_notifier_internal.h"
+#include "mm/swapfile.h"
+#include "mm/system_internal.h"
+
+namespace mirrormm {
+
+// Protocol, per mapping:
+//   invalidate_range_start(CLEAR, [address, address + PAGE_SIZE))
+//     PTE lock
+//       recheck that the PTE maps this page
+//       ptep_get_and_clear; report to the checker; flush the TLB (secondary TLBs too)
+//       dirty bit -> PG_dirty; the swap PTE (anon) or none (shmem); rss and mapcount
+//     PTE unlock
+//   invalidate_range_end
+//   drop the PTE's page reference
+// The reference goes only after the end callback: a secondary MMU that shares the CPU page
+// tables may use the old translation until it has been told the invalidation is over, so the
+// frame must not be freed (and reused) before that.
+bool try_to_unmap_one(Page* page, Vma* vma, uint64_t address, unsigned flags) {
+  (void)flags;  // no TTU_* behaviour is modeled yet
+  Mm* mm = vma->vm_mm;
+  PhysMem& mem = mm->mem();
+  System* sys = mm->sys();
+  address &= kPageMask;
+  const bool anon = page->test(PG_anon);
+  MM_BUG_ON(!(page->flags.load(std::memory_order_relaxed) & PG_locked));
+  MM_BUG_ON(anon && !page->test(PG_swapcache));
+  pte_t* ptep = pte_offset(mm, address);
+  if (!ptep) return true;
+  const pfn_t pfn = mem.page_to_pfn(page);
+  bool unmapped = false;
+  {
+    MmuNotifierBracket bracket(MmuNotifyEvent::kClear, mm, address, address + kPageSize);
+    SpinGuard g(pte_lockptr(mm, ptep));
+    const pteval_t cur = ptep_get(ptep);
+    if (!pte_present(cur) || pte_special(cur) || pte_pfn(cur) != pfn) return true;  // not ours (any more)
+    const pteval_t v = ptep_get_and_clear(ptep);
+    mmu_checker_pte_change(mm, address, v, 0);
+    flush_tlb_page(mm, address);
+    if (pte_dirty(v)) page->set(PG_dirty);
+    if (anon) {
+      if (swap_duplicate(sys, page->swap) != Errno::kOk) {
+        set_pte(ptep, v);  // the mapping stays as it was (nothing could use it meanwhile)
+        return false;
+      }
+      pteval_t swp = page->swap;
+      // The exclusivity moves from the page to the swap PTE (folio_try_share_anon_rmap_pte).
+      if (page->test(PG_anon_exclusive)) {
+        swp = pte_swp_mkexclusive(swp);
+        page->clear(PG_anon_exclusive);
+      }
+      set_pte(ptep, swp);
+      mm->add_rss(MM_ANONPAGES, -1);
+      mm->add_rss(MM_SWAPENTS, 1);
+    } else {
+      mm->add_rss(MM_SHMEMPAGES, -1);
+    }
+    page->mapcount.fetch_sub(1, std::memory_order_relaxed);
+    unmapped = true;
+  }
+  if (unmapped) mem.put_page(page);  // after invalidate_range_end
+  return true;
+}
+
+}  // namespace mirrormm
