@@ -12,6 +12,7 @@
 #include "mirrormm/replay.h"
 #include "mirrormm/script.h"
 #include "mm/lru.h"
+#include "mm/swapfile.h"
 #include "mm/vmstat.h"
 #include "mm_test_util.h"
 #include "support/watchdog.h"
@@ -113,6 +114,47 @@ TEST_F(VmstatTest, PageinfoDescribesEachKindOfEntry) {
   sys().exit(child);
   EXPECT_EQ(info(child, W), "-ESRCH");
   EXPECT_EQ(info(nullptr, W), "-ESRCH");
+}
+
+TEST_F(VmstatTest, PageinfoFollowsAPageThroughTheSwapCache) {
+  ASSERT_TRUE(sys().swapon(16 * P).ok());
+  map(p1(), W, P);
+  ASSERT_TRUE(fill(p1(), W, P, 7).ok());
+  sys().lru_add_drain_all();
+  Page* page = page_at(p1(), W);
+  PhysMem& mem = sys().mem();
+  // Reclaim of one page by hand: into the swap cache, unmapped, written, dropped.
+  ASSERT_TRUE(folio_isolate_lru(mem, page));
+  lock_page(page);
+  ASSERT_TRUE(add_to_swap(&sys(), page));
+  const pteval_t entry = page->swap;
+  Result<PageInfo> r = sys().pageinfo(p1(), W);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r.value().in_swapcache);
+  EXPECT_EQ(r.value().swapcache_type, swp_type(entry));
+  EXPECT_EQ(r.value().swapcache_offset, swp_offset(entry));
+  EXPECT_EQ(r.value().lru, "none");  // isolated
+  EXPECT_THAT(info(p1(), W), HasSubstr(fmt::format(
+                                 " map=1 ref=3 flags=locked,anon,anon_exclusive,dirty,swapbacked,swapcache lru=none owner=anon "
+                                 "swapcache={}:{}",
+                                 swp_type(entry), swp_offset(entry))));
+  ASSERT_TRUE(try_to_unmap_one(page, vma_at(p1(), W), W, 0));
+  EXPECT_EQ(info(p1(), W), fmt::format("swap={}:{}", swp_type(entry), swp_offset(entry)));
+  ASSERT_EQ(swap_writepage(&sys(), page), Errno::kOk);
+  ASSERT_TRUE(__remove_mapping(&sys(), page));
+  unlock_page(page);
+  mem.put_page(page);  // the isolation reference: the frame is freed
+  EXPECT_EQ(info(p1(), W), fmt::format("swap={}:{}", swp_type(entry), swp_offset(entry)));
+  // The swap-in fault reads it back into a new page, which joins the LRU through the batch.
+  ASSERT_EQ(bytes(p1(), W, 1), std::vector<uint8_t>{7});
+  EXPECT_EQ(counter("pgmajfault"), 1u);
+  sys().lru_add_drain_all();
+  Result<PageInfo> back = sys().pageinfo(p1(), W);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back.value().entry, PageInfo::Entry::kPresent);
+  EXPECT_EQ(back.value().lru, "inactive_anon");
+  EXPECT_EQ(back.value().owner, "anon");
+  EXPECT_EQ(sys().debug_check_consistency(), 0u);
 }
 
 TEST_F(VmstatTest, PageinfoNamesTheFileOfAPageCachePage) {
