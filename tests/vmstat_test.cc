@@ -123,23 +123,29 @@ TEST_F(VmstatTest, PageinfoFollowsAPageThroughTheSwapCache) {
   sys().lru_add_drain_all();
   Page* page = page_at(p1(), W);
   PhysMem& mem = sys().mem();
+  Process* p = p1();
+  Vma* vma = vma_at(p, W);
   // Reclaim of one page by hand: into the swap cache, unmapped, written, dropped.
   ASSERT_TRUE(folio_isolate_lru(mem, page));
   lock_page(page);
   ASSERT_TRUE(add_to_swap(&sys(), page));
   const pteval_t entry = page->swap;
-  Result<PageInfo> r = sys().pageinfo(p1(), W);
+  unlock_page(page);  // pageinfo takes the mmap_lock, which ranks above the page lock
+  Result<PageInfo> r = sys().pageinfo(p, W);
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r.value().in_swapcache);
   EXPECT_EQ(r.value().swapcache_type, swp_type(entry));
   EXPECT_EQ(r.value().swapcache_offset, swp_offset(entry));
   EXPECT_EQ(r.value().lru, "none");  // isolated
-  EXPECT_THAT(info(p1(), W), HasSubstr(fmt::format(
-                                 " map=1 ref=3 flags=locked,anon,anon_exclusive,dirty,swapbacked,swapcache lru=none owner=anon "
+  EXPECT_THAT(info(p, W), HasSubstr(fmt::format(
+                                 " map=1 ref=3 flags=anon,anon_exclusive,dirty,swapbacked,swapcache lru=none owner=anon "
                                  "swapcache={}:{}",
                                  swp_type(entry), swp_offset(entry))));
-  ASSERT_TRUE(try_to_unmap_one(page, vma_at(p1(), W), W, 0));
-  EXPECT_EQ(info(p1(), W), fmt::format("swap={}:{}", swp_type(entry), swp_offset(entry)));
+  lock_page(page);
+  ASSERT_TRUE(try_to_unmap_one(page, vma, W, 0));
+  unlock_page(page);
+  EXPECT_EQ(info(p, W), fmt::format("swap={}:{}", swp_type(entry), swp_offset(entry)));
+  lock_page(page);
   ASSERT_EQ(swap_writepage(&sys(), page), Errno::kOk);
   ASSERT_TRUE(__remove_mapping(&sys(), page));
   unlock_page(page);
