@@ -1,6 +1,7 @@
 #include "mm/shmem.h"
 
 #include "mirrormm/base/tsan.h"
+#include "mm/lru.h"
 #include "mm/notifier_hooks.h"
 
 #include <cstring>
@@ -43,10 +44,12 @@ Page* ShmemInode::find_or_create_page(uint64_t pgoff) {
       if (chunk->used == 0) chunks_.erase(pgoff >> kChunkShift);
       return nullptr;
     }
-    p->set(PG_shmem);
+    // shmem_alloc_and_add_folio: a swap-backed page, on the anon LRU lists once in the cache.
+    p->flags.fetch_or(PG_shmem | PG_swapbacked, std::memory_order_relaxed);
     p->mapping = this;
     p->index = pgoff;
     slot = p;  // the cache's reference
+    folio_add_lru(*mem_, p);
     chunk->used++;
     nr_pages_++;
   }
