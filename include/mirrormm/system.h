@@ -31,6 +31,8 @@ class PhysMem;
 class ShmemInode;
 class SwapTable;
 class System;
+class OomKiller;
+class MachineReclaim;
 struct File;
 struct ProcessAccess;  // the library's internal access to Process
 
@@ -123,6 +125,10 @@ class Process {
   uint64_t pid() const { return pid_; }
   State state() const { return state_.load(std::memory_order_acquire); }
   bool alive() const { return state() == State::kAlive; }
+  // Killed by the OOM killer: from then on system calls answer -ESRCH and accesses kNoProcess
+  // (a task with SIGKILL pending never returns to user space); it exits once its memory has
+  // been reaped.
+  bool oom_killed() const { return oom_killed_.load(std::memory_order_acquire); }
   // The address space, or nullptr once exited. A caller that is not the only thread working
   // with this process must hold a reference (System's calls do) or an RCU read lock.
   Mm* mm() const { return mm_.load(std::memory_order_acquire); }
@@ -130,6 +136,8 @@ class Process {
  private:
   friend class System;
   friend struct ProcessAccess;
+  friend class OomKiller;
+  void oom_kill() { oom_killed_.store(true, std::memory_order_release); }
   Process(uint64_t pid, Mm* mm);
   const uint64_t pid_;
   // lock_ makes "load the mm and take a reference" atomic against exit (get_task_mm's
@@ -139,6 +147,7 @@ class Process {
   Mutex lock_;
   std::atomic<Mm*> mm_;
   std::atomic<State> state_{State::kAlive};
+  std::atomic<bool> oom_killed_{false};
 };
 
 class System {
@@ -232,6 +241,23 @@ class System {
   // The library's internal swap devices (src/mm/swapfile.h).
   SwapTable& swap_table() { return *swap_; }
 
+  // ---- reclaim (mm/vmscan.c, mm/oom_kill.c) ----
+  // Proactive reclaim (memory.reclaim's role): scans the LRU lists as direct reclaim does,
+  // until nr_pages pages were freed or every list was scanned whole, and returns the number
+  // freed. Anonymous and shmem pages go to swap, so without a swap device with free slots
+  // only pages that need no swap are freed. Under memory pressure kswapd (a thread of the
+  // machine, woken when the free frames fall below the low watermark) and the faulting CPUs
+  // (direct reclaim, then the OOM killer) do the same on their own.
+  uint64_t reclaim(uint64_t nr_pages);
+  // Test-only and checkers: kswapd and the OOM reaper finish their current step and wait
+  // until resumed (the stress workload's quiescent points). Pairs nest.
+  void debug_pause_reclaim();
+  void debug_resume_reclaim();
+  // -EAGAIN answers (non-blockable invalidations refused by a subscriber) the OOM reaper met.
+  uint64_t debug_oom_reap_retries();
+  // kswapd's reclaim batches so far.
+  uint64_t debug_kswapd_runs();
+
   // ---- memory access through CPU `cpu` ----
   // Calls fn for each contiguous piece (at most a page) in ascending order; stops at the
   // first address that faults without a fix.
@@ -321,6 +347,8 @@ class System {
   void swapoff_all();
   // Declared after mem_: destroyed before the frames its cache pages live in.
   std::unique_ptr<SwapTable> swap_;
+  // kswapd, the OOM killer and the allocator's slow path; stopped first by the destructor.
+  std::unique_ptr<MachineReclaim> reclaim_;
 
   RmapGate rmap_gate_;
   std::atomic<uint64_t> violations_{0};

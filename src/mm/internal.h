@@ -108,8 +108,9 @@ void mm_drop_all_locks(Mm* mm) REQUIRES(mm->mmap_lock_) RELEASE(mm_all_locks_mut
 // The PTE slot for addr, or nullptr when a level is missing. The caller keeps the tables alive
 // by holding mmap_lock (tables are freed only under mmap_lock for write, after a flush).
 pte_t* pte_offset(Mm* mm, uint64_t addr);
-// The same, allocating missing tables; nullptr when the frame pool is exhausted.
-pte_t* pte_alloc(Mm* mm, uint64_t addr);
+// The same, allocating missing tables; nullptr when the frame pool is exhausted. The fault
+// path passes Gfp::kUser (it may reclaim); paths holding page-table or rmap locks, kNowait.
+pte_t* pte_alloc(Mm* mm, uint64_t addr, Gfp gfp = Gfp::kNowait);
 // The descriptor of the PTE table holding pte (its ptl is the split PTE lock).
 Page* pte_table_page(Mm* mm, const pte_t* pte);
 inline SpinLock& pte_lockptr(Mm* mm, const pte_t* pte) { return pte_table_page(mm, pte)->ptl; }

@@ -44,11 +44,17 @@
 //           the swap cache's lock [61]       (swapper_spaces' i_pages lock)
 //             Lruvec::lru_lock [65]          (LRU lists: add, isolate, putback, removal of
 //                                             a page whose last reference went)
+//             a CPU's LRU add batch [65]     (folio_add_lru; same rank as lru_lock, never
+//                                             held with it or with another batch's)
 //             PhysMem::Pcp::lock [70]        (per-CPU frame lists)
 //               PhysMem::lock_ [75]          (global frame list)
 //           Cpu::tlb_lock_ [80]              (TLB fill and shootdown)
 //   Leaves, taken under any of the above and never held across mm work (in this order
 //   among themselves):
+//     Kswapd::lock_ [83]                     (wakeup_kswapd from the allocator, with whatever
+//                                             the allocating path holds; never across reclaim)
+//     OomKiller::lock_ [84]                  (out_of_memory from the allocator's slow path
+//                                             queues a victim; never across the reap)
 //     a kmem_cache's per-CPU stack [86]      (kmem_cache alloc/free: vm_area_alloc/free,
 //                                             anon_vma_alloc/put_anon_vma; storage only)
 //       its node lock [87]                   (refilling and spilling a CPU stack, shrink)
@@ -102,6 +108,8 @@ inline constexpr LockClass kLruLock{65};
 inline constexpr LockClass kPcp{70};
 inline constexpr LockClass kFreeList{75};
 inline constexpr LockClass kTlb{80};
+inline constexpr LockClass kKswapd{83};
+inline constexpr LockClass kOomReaper{84};
 inline constexpr LockClass kSlabCpu{86};
 inline constexpr LockClass kSlabNode{87};
 inline constexpr LockClass kGatherRegistry{89};

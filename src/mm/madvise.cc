@@ -13,6 +13,7 @@
 #include "mm/pgtable_walk.h"
 #include "mm/shmem.h"
 #include "mm/system_internal.h"
+#include "mm/vmscan.h"
 
 namespace mirrormm {
 
@@ -81,6 +82,38 @@ void madvise_pageout(Vma* vma, uint64_t start, uint64_t end) {
   }
 }
 
+// madvise_pageout on a machine with swap (madvise_cold_or_pageout_pte_range's pageout half,
+// then reclaim_pages): every page of the range that is on an LRU list and mapped by one PTE
+// (a page mapped elsewhere is somebody else's working set too) loses its young bit and
+// PG_referenced, is isolated, and goes through reclaim regardless of its references:
+// anonymous pages to swap, shmem pages to swap or (clean) out of the cache. Each mapping is
+// removed by try_to_unmap under its own invalidation. The caller holds the mmap_lock for read.
+void madvise_pageout_swap(Vma* vma, uint64_t start, uint64_t end) {
+  Mm* mm = vma->vm_mm;
+  PhysMem& mem = mm->mem();
+  lru_add_drain(mem);
+  std::vector<Page*> picked;
+  walk_pte_tables(mm, start, end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page* table) {
+    SpinGuard g(table->ptl);
+    for (; addr < stop; addr += kPageSize, ptep++) {
+      const pteval_t v = ptep_get(ptep);
+      if (!pte_present(v) || pte_special(v)) continue;
+      Page* page = mem.pfn_to_page(pte_pfn(v));
+      if (!page->test(PG_lru) || page->mapcount.load(std::memory_order_relaxed) != 1) continue;
+      (void)ptep_test_and_clear_young(ptep);  // reclaim below ignores references anyway
+      page->clear(PG_referenced);
+      mem.get_page(page);  // held until it is isolated (or found gone)
+      picked.push_back(page);
+    }
+  });
+  std::vector<Page*> isolated;
+  for (Page* page : picked) {
+    if (folio_isolate_lru(mem, page)) isolated.push_back(page);
+    mem.put_page(page);
+  }
+  if (!isolated.empty()) (void)reclaim_pages(mm->sys(), isolated);
+}
+
 // madvise_cold: the cold half of madvise_cold_or_pageout_pte_range over [start, end) of one
 // VMA. For each present PTE of a normal page that only one PTE maps (a page that may be
 // mapped elsewhere is somebody else's working set too): the young bit is cleared (the TLB
@@ -137,7 +170,11 @@ Errno vma_behavior_pages(Mm* mm, Vma* vma, Vma** prev, uint64_t start, uint64_t 
     case kMadvPageout:
       *prev = vma;
       if (vma->vm_flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB)) return Errno::kInval;
-      madvise_pageout(vma, start, end);
+      // Without room in swap the host-comparable path: nothing can be written anywhere.
+      if (swap_has_room(mm->sys()))
+        madvise_pageout_swap(vma, start, end);
+      else
+        madvise_pageout(vma, start, end);
       return Errno::kOk;
   }
   MM_BUG_ON(true);  // needs_write_lock() sent every other advice to vma_behavior_flags

@@ -88,7 +88,7 @@ unsigned do_anonymous_page(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags)
     return VM_FAULT_OK;
   }
   if (unsigned r = vmf_anon_prepare(vma, flags)) return r;
-  Page* page = mem.alloc_page(Zero::kYes);
+  Page* page = mem.alloc_page(Zero::kYes, Gfp::kUser);
   if (!page) return VM_FAULT_OOM;
   pteval_t entry = pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot);
   if (vma->vm_flags & VM_WRITE) entry = pte_mkwrite(pte_mkdirty(entry));
@@ -160,7 +160,7 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
     if (pgoff >= file_end_pgoff(inode)) return VM_FAULT_SIGBUS;
     Page* src = inode->find_or_create_page(pgoff);
     if (!src) return VM_FAULT_OOM;
-    Page* page = mem.alloc_page(Zero::kNo);
+    Page* page = mem.alloc_page(Zero::kNo, Gfp::kUser);
     if (!page) {
       mem.put_page(src);
       return VM_FAULT_OOM;
@@ -250,7 +250,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
   Page* page = nullptr;
   if (unsigned r = vmf_anon_prepare(vma, flags)) {
     ret = r;
-  } else if (!(page = mem.alloc_page(old ? Zero::kNo : Zero::kYes))) {
+  } else if (!(page = mem.alloc_page(old ? Zero::kNo : Zero::kYes, Gfp::kUser))) {
     ret = VM_FAULT_OOM;
   } else {
     if (old) {
@@ -340,7 +340,7 @@ unsigned do_swap_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, unsig
       put_swap_device(si);
       return VM_FAULT_OK;
     }
-    page = mem.alloc_page(Zero::kNo);
+    page = mem.alloc_page(Zero::kNo, Gfp::kUser);
     if (!page) {
       swapcache_clear(sys, entry);
       put_swap_device(si);
@@ -425,7 +425,7 @@ bool access_error(const Vma* vma, bool write) {
 unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) {
   Mm* mm = vma->vm_mm;
   addr &= kPageMask;
-  pte_t* ptep = pte_alloc(mm, addr);
+  pte_t* ptep = pte_alloc(mm, addr, Gfp::kUser);
   if (!ptep) return VM_FAULT_OOM;
   pteval_t v = ptep_get(ptep);
   // Test-only: a test may hold the fault here, after the unlocked read (System::FaultGate).

@@ -180,6 +180,12 @@ class CAPABILITY("mmap_lock") MmapLock {
     lockdep::check_release(lock_class::kMmapLock, this);
     sem_.unlock_shared();
   }
+  // mmap_read_trylock: never waits.
+  bool down_read_trylock() TRY_ACQUIRE_SHARED(true) {
+    if (!sem_.try_lock_shared()) return false;
+    lockdep::check_acquire(lock_class::kMmapLock, this, true, LockMode::kShared);
+    return true;
+  }
   uint64_t seq() const { return seq_.load(std::memory_order_seq_cst); }
 
  private:
@@ -381,6 +387,7 @@ inline void mmap_assert_write_locked(Mm* mm) ASSERT_CAPABILITY(mm->mmap_lock_) {
 // and drivers take it through these.
 inline void mmap_read_lock(Mm* mm) ACQUIRE_SHARED(mm->mmap_lock_) { mm->mmap_lock_.down_read(); }
 inline void mmap_read_unlock(Mm* mm) RELEASE_SHARED(mm->mmap_lock_) { mm->mmap_lock_.up_read(); }
+inline bool mmap_read_trylock(Mm* mm) TRY_ACQUIRE_SHARED(true, mm->mmap_lock_) { return mm->mmap_lock_.down_read_trylock(); }
 inline void mmap_write_lock(Mm* mm) ACQUIRE(mm->mmap_lock_) { mm->mmap_lock_.down_write(); }
 inline void mmap_write_unlock(Mm* mm) RELEASE(mm->mmap_lock_) { mm->mmap_lock_.up_write(); }
 // fork: the child's mmap_lock inside the parent's (SINGLE_DEPTH_NESTING).

@@ -8,12 +8,12 @@ namespace mirrormm {
 namespace {
 
 // Returns the next-level table of entry slot e, allocating it when alloc is set.
-pte_t* next_table(Mm* mm, pte_t* e, bool alloc) {
+pte_t* next_table(Mm* mm, pte_t* e, bool alloc, Gfp gfp) {
   PhysMem& mem = mm->mem();
   pteval_t v = ptep_get(e);
   if (!pte_none(v)) return table_of(mem, v);
   if (!alloc) return nullptr;
-  Page* t = mem.alloc_page(Zero::kYes);
+  Page* t = mem.alloc_page(Zero::kYes, gfp);
   if (!t) return nullptr;
   t->set(PG_pgtable);
   {
@@ -29,13 +29,13 @@ pte_t* next_table(Mm* mm, pte_t* e, bool alloc) {
   return table_of(mem, v);
 }
 
-pte_t* walk(Mm* mm, uint64_t addr, bool alloc) {
+pte_t* walk(Mm* mm, uint64_t addr, bool alloc, Gfp gfp = Gfp::kNowait) {
   pte_t* pgd = pgd_table(mm);
-  pte_t* pud = next_table(mm, &pgd[index_at(addr, kPgdShift)], alloc);
+  pte_t* pud = next_table(mm, &pgd[index_at(addr, kPgdShift)], alloc, gfp);
   if (!pud) return nullptr;
-  pte_t* pmd = next_table(mm, &pud[index_at(addr, kPudShift)], alloc);
+  pte_t* pmd = next_table(mm, &pud[index_at(addr, kPudShift)], alloc, gfp);
   if (!pmd) return nullptr;
-  pte_t* pte = next_table(mm, &pmd[index_at(addr, kPmdShift)], alloc);
+  pte_t* pte = next_table(mm, &pmd[index_at(addr, kPmdShift)], alloc, gfp);
   if (!pte) return nullptr;
   return &pte[index_at(addr, kPteShift)];
 }
@@ -74,7 +74,7 @@ uint64_t count_tree(PhysMem& mem, pteval_t entry, int level) {
 }  // namespace
 
 pte_t* pte_offset(Mm* mm, uint64_t addr) { return walk(mm, addr, false); }
-pte_t* pte_alloc(Mm* mm, uint64_t addr) { return walk(mm, addr, true); }
+pte_t* pte_alloc(Mm* mm, uint64_t addr, Gfp gfp) { return walk(mm, addr, true, gfp); }
 
 Page* pte_table_page(Mm* mm, const pte_t* pte) {
   PhysMem& mem = mm->mem();

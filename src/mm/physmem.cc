@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <new>
 #include <thread>
@@ -37,6 +38,15 @@ PhysMem::PhysMem(uint64_t bytes)
   zero->flags.store(PG_reserved, std::memory_order_relaxed);
   zero->refcount.store(1, std::memory_order_relaxed);
   nr_free_.store(nr_frames_ - 2, std::memory_order_relaxed);
+  // __setup_per_zone_wmarks: min_free_kbytes = sqrt(16 * KiB), clamped to [128 KiB, 256 MiB];
+  // low and high are min plus one and two steps of max(min / 4, 0.1% of memory).
+  const uint64_t kib = nr_frames_ * (kPageSize / 1024);
+  const uint64_t min_free_kbytes = std::clamp<uint64_t>(static_cast<uint64_t>(std::sqrt(16.0 * static_cast<double>(kib))),
+                                                        128, 262144);
+  wmark_min_ = std::min<uint64_t>(min_free_kbytes / (kPageSize / 1024), nr_frames_ / 4);
+  const uint64_t step = std::max<uint64_t>(wmark_min_ / 4, nr_frames_ * 10 / 10000);
+  wmark_low_ = wmark_min_ + step;
+  wmark_high_ = wmark_low_ + step;
 }
 
 PhysMem::~PhysMem() {
@@ -104,12 +114,18 @@ void PhysMem::init_page(Page* page, Zero zero) {
   if (zero == Zero::kYes) std::memset(page_address(page), 0, kPageSize);
 }
 
-Page* PhysMem::alloc_page(Zero zero) {
+Page* PhysMem::alloc_page(Zero zero, Gfp gfp) {
   Page* page = rmqueue(zero);
+  Pressure* pressure = pressure_.load(std::memory_order_acquire);
+  if (pressure && nr_free_global() < wmark_low_) pressure->wakeup_kswapd();
+  if (page) return page;
   // Pages whose last user went may still be held by the per-CPU LRU add batches: drain them
   // (reclaim's lru_add_drain_all) and try once more.
-  if (!page && lru_add_batches_drained(*this)) page = rmqueue(zero);
-  return page;
+  if (lru_add_batches_drained(*this) && (page = rmqueue(zero))) return page;
+  if (gfp != Gfp::kUser || !pressure) return nullptr;
+  for (int attempt = 0; pressure->alloc_slowpath(attempt); attempt++)
+    if ((page = rmqueue(zero))) return page;
+  return nullptr;
 }
 
 Page* PhysMem::rmqueue(Zero zero) {

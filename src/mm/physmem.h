@@ -96,6 +96,17 @@ struct Page {
 
 enum class Zero { kNo, kYes };
 
+// How hard an allocation may try when the free lists are empty (gfp_t's reclaim bits).
+enum class Gfp {
+  // The free lists (and a drain of the LRU add batches) only: for callers that hold locks
+  // reclaim takes (an inode's page-cache lock, a page-table lock) or the mmap_lock for write.
+  kNowait,
+  // GFP_HIGHUSER_MOVABLE: may reclaim directly and invoke the OOM killer, and waits while an
+  // OOM victim's memory comes back. The caller holds at most the mmap_lock for read or a
+  // VMA read lock (the fault path), as mm/lock_order.h allows reclaim under them.
+  kUser,
+};
+
 // The page lock (PG_locked), a bit lock in the descriptor: rmap walks, migration and
 // truncation of one page hold it (rank in mm/lock_order.h: after the mmap_lock, before i_mmap
 // and anon_vma locks). lock_page waits; trylock_page does not.
@@ -112,9 +123,33 @@ class PhysMem {
   PhysMem& operator=(const PhysMem&) = delete;
 
   // A frame with refcount 1, or nullptr when the pool is exhausted (after draining the LRU
-  // add batches, whose references may be all that keeps unmapped pages allocated). The caller
-  // holds no lock of the LRU lock's rank (65) or above.
-  Page* alloc_page(Zero zero) EXCLUDES(lock_);
+  // add batches, whose references may be all that keeps unmapped pages allocated, and, for
+  // Gfp::kUser, after reclaim and the OOM killer gave up). The caller holds no lock of the
+  // LRU lock's rank (65) or above. Every allocation that leaves the global free list below
+  // the low watermark wakes kswapd.
+  Page* alloc_page(Zero zero, Gfp gfp = Gfp::kNowait) EXCLUDES(lock_);
+
+  // What the allocator does when memory runs short, provided by the machine that owns the
+  // pool (the System): wake kswapd, and the slow path of a Gfp::kUser allocation that found
+  // no frame (__alloc_pages_slowpath: direct reclaim, then the OOM killer). alloc_slowpath
+  // is called with attempt = 0, 1, ... and says whether to try the free lists again.
+  class Pressure {
+   public:
+    virtual void wakeup_kswapd() = 0;
+    virtual bool alloc_slowpath(int attempt) = 0;
+
+   protected:
+    ~Pressure() = default;
+  };
+  // Set once, before the pool is shared; cleared (nullptr) before the owner goes.
+  void set_pressure(Pressure* p) { pressure_.store(p, std::memory_order_release); }
+
+  // The zone watermarks (mm/page_alloc.c's __setup_per_zone_wmarks with Linux's default
+  // min_free_kbytes = sqrt(16 * memory in KiB) and watermark_scale_factor 10), in frames of
+  // the global free list: kswapd wakes below low and reclaims up to high.
+  uint64_t wmark_min() const { return wmark_min_; }
+  uint64_t wmark_low() const { return wmark_low_; }
+  uint64_t wmark_high() const { return wmark_high_; }
   // Drops a reference; the frame is freed when the last one goes (after leaving its LRU
   // list, if it is on one: the caller must not hold the LRU lock).
   void put_page(Page* page) EXCLUDES(lock_) {
@@ -246,6 +281,8 @@ class PhysMem {
   std::atomic<uint64_t> nr_free_{0};  // frames on the global list and never used
 
   std::atomic<bool> mmu_checker_on_{false};  // atomic: switched while CPUs run
+  std::atomic<Pressure*> pressure_{nullptr};  // set by the owner before sharing, cleared at its end
+  uint64_t wmark_min_ = 0, wmark_low_ = 0, wmark_high_ = 0;  // written once in the constructor
   std::unique_ptr<VmEvents> events_;           // created in the constructor
   std::unique_ptr<Lruvec> lruvec_;             // created in the constructor
   std::unique_ptr<LruAddBatches> lru_add_batches_;  // created in the constructor

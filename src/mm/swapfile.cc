@@ -2,6 +2,7 @@
 // counts (mm/swapfile.c). The swap cache is in swap_state.cc; the contracts are in
 // swapfile.h.
 #include "mm/swapfile.h"
+#include "mm/vmscan.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -315,6 +316,7 @@ bool unuse_mm(Mm* mm, unsigned type) {
 }  // namespace
 
 Status System::swapoff(unsigned type) {
+  ScopedOomOrigin oom_origin;  // its allocations fail rather than kill a process
   SwapTable& t = *swap_;
   MutexGuard g(t.swapon_mutex);
   SwapInfo* si = t.info(type);

@@ -6,6 +6,7 @@
 #include "mirrormm/mmu_notifier.h"
 
 #include "mm/internal.h"
+#include "mm/vmscan.h"
 #include "mm/mm.h"
 #include "mm/shmem.h"
 #include "mm/swapfile.h"
@@ -23,6 +24,7 @@ System::System(const SystemConfig& config, int nr_cpus) : config_(config) {
   mem_ = std::make_unique<PhysMem>(config.memory_bytes);
   mem_->set_mmu_checker_on(config.mmu_checker);
   swap_ = std::make_unique<SwapTable>();
+  reclaim_ = std::make_unique<MachineReclaim>(this);
   if (nr_cpus < 1) nr_cpus = 1;
   if (nr_cpus > 64) nr_cpus = 64;
   for (int i = 0; i < nr_cpus; i++) cpus_.push_back(std::make_unique<Cpu>(this, mem_.get(), i));
@@ -34,6 +36,7 @@ System::System(const SystemConfig& config, int nr_cpus) : config_(config) {
 }
 
 System::~System() {
+  reclaim_->stop();  // no kswapd pass or OOM kill runs into the teardown
   std::vector<Process*> procs;
   {
     MutexGuard g(procs_lock_);
@@ -58,7 +61,8 @@ namespace {
 // lock boundary of every call (System takes the reference, the mechanism takes the mmap_lock).
 class MmRef {
  public:
-  explicit MmRef(Process* p) : mm_(p ? get_task_mm(p) : nullptr) {
+  // A process the OOM killer killed gets no system call in (it never returns to user space).
+  explicit MmRef(Process* p) : mm_(p && !p->oom_killed() ? get_task_mm(p) : nullptr) {
     MM_BUG_ON(mm_ && mm_->state() != Mm::State::kAlive);
   }
   ~MmRef() {
@@ -242,10 +246,14 @@ AccessResult System::access(Process* p, int cpu, uint64_t addr, uint64_t len, bo
     // against a concurrent exit (which frees it after a grace period).
     RcuReadGuard rcu;
     Mm* mm = p->mm();
-    if (!mm) return {AccessResult::Kind::kNoProcess, addr};
+    if (!mm || p->oom_killed()) return {AccessResult::Kind::kNoProcess, addr};
+    ScopedCurrent current(p);
     r = cpus_[cpu]->access(mm, addr, len, write, fn);
   }
-  // Out of frames in a fault: the OOM killer picks the faulting process.
+  // Killed by the OOM killer during the access (its address space may be torn down under
+  // it): the access ends as the kill does. Out of frames in a fault with no victim found: the
+  // faulting process goes.
+  if (!r.ok() && p->oom_killed()) r.kind = AccessResult::Kind::kOom;
   if (r.kind == AccessResult::Kind::kOom) exit(p);
   return r;
 }
@@ -295,5 +303,17 @@ uint64_t System::debug_metadata_bytes() {
   }
   return bytes;
 }
+
+uint64_t System::reclaim(uint64_t nr_pages) {
+  ScanControl sc;
+  sc.who = ScanControl::Who::kProactive;
+  sc.nr_to_reclaim = nr_pages;
+  return nr_pages ? do_try_to_free_pages(this, sc) : 0;
+}
+
+void System::debug_pause_reclaim() { reclaim_->pause(); }
+void System::debug_resume_reclaim() { reclaim_->resume(); }
+uint64_t System::debug_oom_reap_retries() { return reclaim_->oom().reap_retries(); }
+uint64_t System::debug_kswapd_runs() { return reclaim_->kswapd().runs(); }
 
 }  // namespace mirrormm

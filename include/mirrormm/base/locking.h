@@ -62,6 +62,7 @@ class RawRwLock {
   void unlock() { m_.unlock(); }
   void lock_shared() { m_.lock_shared(); }
   void unlock_shared() { m_.unlock_shared(); }
+  bool try_lock_shared() { return m_.try_lock_shared(); }
 
  private:
   std::shared_mutex m_;
