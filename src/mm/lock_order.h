@@ -49,6 +49,11 @@
 //           Cpu::tlb_lock_ [80]              (TLB fill and shootdown)
 //   Leaves, taken under any of the above and never held across mm work (in this order
 //   among themselves):
+//     ShmemSwaplist::lock_ [84]              (shmem_swaplist: an inode adds or removes itself
+//                                             under its ShmemInode::lock_ when its first
+//                                             swap entry comes or its last goes; swapoff
+//                                             takes inode references under it and drops it
+//                                             before swapping them in)
 //     a kmem_cache's per-CPU stack [86]      (kmem_cache alloc/free: vm_area_alloc/free,
 //                                             anon_vma_alloc/put_anon_vma; storage only)
 //       its node lock [87]                   (refilling and spilling a CPU stack, shrink)
@@ -102,6 +107,7 @@ inline constexpr LockClass kLruLock{65};
 inline constexpr LockClass kPcp{70};
 inline constexpr LockClass kFreeList{75};
 inline constexpr LockClass kTlb{80};
+inline constexpr LockClass kShmemSwaplist{84};
 inline constexpr LockClass kSlabCpu{86};
 inline constexpr LockClass kSlabNode{87};
 inline constexpr LockClass kGatherRegistry{89};
