@@ -198,9 +198,10 @@ TEST_F(ShmemSwapTest, SwapCachePageIsResidentAndComesBackWithoutRead) {
   write_pattern(p1(), W, P, 5);
   Page* page = page_at(p1(), W);
   PhysMem& mem = sys().mem();
+  Vma* vma = vma_at(p1(), W);  // before the page lock, which ranks below the process table's
   mem.get_page(page);
   lock_page(page);
-  ASSERT_TRUE(try_to_unmap_one(page, vma_at(p1(), W), W, 0));
+  ASSERT_TRUE(try_to_unmap_one(page, vma, W, 0));
   ASSERT_TRUE(shmem_writeout(&sys(), page));
   mem.get_page(page);  // another user: reclaim cannot free it
   EXPECT_FALSE(__remove_mapping(&sys(), page));
@@ -225,12 +226,15 @@ TEST_F(ShmemSwapTest, WriteoutRefusals) {
   write_pattern(p1(), W, 2 * P, 9);
   Page* page = page_at(p1(), W);
   PhysMem& mem = sys().mem();
+  Vma* vma = vma_at(p1(), W);  // before the page lock, which ranks below the process table's
   mem.get_page(page);
   lock_page(page);
   EXPECT_FALSE(shmem_writeout(&sys(), page));  // mapped
-  ASSERT_TRUE(try_to_unmap_one(page, vma_at(p1(), W), W, 0));
+  ASSERT_TRUE(try_to_unmap_one(page, vma, W, 0));
   EXPECT_FALSE(shmem_writeout(&sys(), page));  // no swap device
+  unlock_page(page);                           // swapon ranks above the page lock
   ASSERT_TRUE(sys().swapon(2 * P).ok());       // one usable slot
+  lock_page(page);
   mem.get_page(page);
   EXPECT_FALSE(shmem_writeout(&sys(), page));  // a third reference
   mem.put_page(page);
@@ -243,7 +247,7 @@ TEST_F(ShmemSwapTest, WriteoutRefusals) {
   Page* second = page_at(p1(), W + P);
   mem.get_page(second);
   lock_page(second);
-  ASSERT_TRUE(try_to_unmap_one(second, vma_at(p1(), W), W + P, 0));
+  ASSERT_TRUE(try_to_unmap_one(second, vma, W + P, 0));
   EXPECT_FALSE(shmem_writeout(&sys(), second));  // the device is full
   EXPECT_TRUE(second->test(PG_shmem));
   unlock_page(second);
