@@ -59,6 +59,7 @@ TEST_F(MemoryTest, WriteStopsAtTheFirstFaultingPage) {
 TEST_F(MemoryTest, ForkSharesPagesCopyOnWrite) {
   map(p1(), W, 2 * P);
   ASSERT_TRUE(fill(p1(), W, 2 * P, 1).ok());
+  sys().lru_add_drain_all();  // the LRU add batch's references go
   Page* page = page_at(p1(), W);
   ASSERT_NE(page, nullptr);
   EXPECT_TRUE(page->test(PG_anon_exclusive));

@@ -1,9 +1,9 @@
 // Shared-memory pages in swap (src/mm/shmem.cc's shmem_writeout, shmem_swapin_folio and
 // shmem_unuse): shared anonymous mappings and memfd files, mapped by two processes.
 //
-// Tests reclaim a page themselves, with reclaim's steps: an isolation reference and the page
-// lock, try_to_unmap_one for every mapping through the reverse-map walk, shmem_writeout,
-// __remove_mapping, unlock and the last put.
+// Tests reclaim a page themselves, with reclaim's steps: the add batches drained, the page
+// isolated from the LRU (its reference) and locked, try_to_unmap_one for every mapping through
+// the reverse-map walk, shmem_writeout, __remove_mapping, unlock and the last put.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "mm/lru.h"
 #include "mm/rmap.h"
 #include "mm/shmem.h"
 #include "mm/swapfile.h"
@@ -65,7 +66,8 @@ class ShmemSwapTest : public ModelTest {
   // to swap and freed. Returns the swap entry its inode slot now holds (0 on failure).
   uint64_t reclaim(Page* page) {
     PhysMem& mem = sys().mem();
-    mem.get_page(page);  // the isolation reference
+    sys().lru_add_drain_all();  // shrink_inactive_list's lru_add_drain: no add batch holds it
+    EXPECT_TRUE(folio_isolate_lru(mem, page));  // the isolation reference
     lock_page(page);
     RmapWalkControl rwc;
     rwc.sys = &sys();
@@ -74,16 +76,21 @@ class ShmemSwapTest : public ModelTest {
     rmap_walk(page, rwc);
     EXPECT_EQ(page->mapcount.load(), 0);
     uint64_t entry = 0;
+    bool freed = false;
     if (shmem_writeout(&sys(), page)) {
       entry = page->swap;
       EXPECT_TRUE(page->test(PG_swapcache));
       EXPECT_FALSE(page->test(PG_shmem));
       EXPECT_EQ(page->mapping, nullptr);
       EXPECT_FALSE(page->test(PG_dirty));
-      EXPECT_TRUE(__remove_mapping(&sys(), page));
+      freed = __remove_mapping(&sys(), page);
+      EXPECT_TRUE(freed);
     }
     unlock_page(page);
-    mem.put_page(page);
+    if (freed)
+      mem.put_page(page);  // the last reference: the frame is freed
+    else
+      folio_putback_lru(mem, page);
     return entry;
   }
 
@@ -199,6 +206,7 @@ TEST_F(ShmemSwapTest, SwapCachePageIsResidentAndComesBackWithoutRead) {
   Page* page = page_at(p1(), W);
   PhysMem& mem = sys().mem();
   Vma* vma = vma_at(p1(), W);  // before the page lock, which ranks below the process table's
+  sys().lru_add_drain_all();
   mem.get_page(page);
   lock_page(page);
   ASSERT_TRUE(try_to_unmap_one(page, vma, W, 0));
@@ -227,6 +235,7 @@ TEST_F(ShmemSwapTest, WriteoutRefusals) {
   Page* page = page_at(p1(), W);
   PhysMem& mem = sys().mem();
   Vma* vma = vma_at(p1(), W);  // before the page lock, which ranks below the process table's
+  sys().lru_add_drain_all();
   mem.get_page(page);
   lock_page(page);
   EXPECT_FALSE(shmem_writeout(&sys(), page));  // mapped

@@ -85,6 +85,7 @@ class SwapTest : public ModelTest {
     PhysMem& mem = sys().mem();
     std::vector<Vma*> vmas;
     for (auto [p, addr] : maps) vmas.push_back(vma_of(p, addr));
+    sys().lru_add_drain_all();  // shrink_inactive_list's lru_add_drain: no add batch holds it
     mem.get_page(page);  // reclaim's isolation reference
     lock_page(page);
     if (!page->test(PG_swapcache)) {
@@ -466,6 +467,7 @@ TEST_F(SwapTest, RemoveMappingRefusesAnExtraReference) {
   Page* page = page_at(p1(), W);
   PhysMem& mem = sys().mem();
   Vma* vma = vma_of(p1(), W);
+  sys().lru_add_drain_all();  // no add batch holds it
   mem.get_page(page);
   lock_page(page);
   ASSERT_TRUE(add_to_swap(&sys(), page));
@@ -649,6 +651,7 @@ TEST_F(SwapConcurrentTest, SwapOutWhileAnotherCpuWritesLosesNoWrite) {
     const pteval_t v = pte_at(proc, a);
     if (!pte_present(v)) continue;
     Page* page = mem.pfn_to_page(pte_pfn(v));
+    if (n % kPages == 0) sys().lru_add_drain_all();  // as reclaim drains before it scans
     if (!PhysMem::get_page_unless_zero(page)) continue;
     lock_page(page);
     const pteval_t now = pte_at(proc, a);
@@ -757,6 +760,7 @@ TEST(SwapoffTest, OutOfMemoryLeavesTheDeviceOn) {
     pte_t* ptep = pte_offset(p->mm(), a);
     Page* page = sys.mem().pfn_to_page(pte_pfn(ptep_get(ptep)));
     Vma* vma = vma_of(p, a);
+    sys.lru_add_drain_all();  // no add batch holds it
     sys.mem().get_page(page);
     lock_page(page);
     ASSERT_TRUE(add_to_swap(&sys, page));

@@ -72,7 +72,7 @@ enum RemapFlag : uint32_t {
 };
 
 // Version 2 of the format adds model-only commands: secondary MMUs (`dev …`, a DeviceMirror
-// per NAME) and model inspection (`stats`, `check`). They have no Op of their own: a Command
+// per NAME) and model inspection (`stats`, `check`, `vmstat`, `pageinfo`). They have no Op of their own: a Command
 // whose `model` is not kNone is one of them, and its `op` is then Op::kMaps and means
 // nothing. Code written for the host-comparable set (host_safe, the generator, the host
 // worker) therefore never meets an Op it does not know; executors test model_only() first.
@@ -88,6 +88,8 @@ enum class ModelOp : uint8_t {
   kDevDetach,  // dev detach NAME
   kStats,      // stats
   kCheck,      // check
+  kVmstat,     // vmstat [NAME ...]
+  kPageinfo,   // pageinfo ADDR
 };
 
 // The protocol of `dev attach` (DeviceMirror::Mode).
@@ -111,6 +113,8 @@ enum class DevMode : uint8_t { kInterval, kClassic };
 //   dev write    name addr len seed
 //   dev log|detach name
 //   stats, check
+//   vmstat       names (empty: every counter)
+//   pageinfo     addr
 struct Command {
   Op op = Op::kMaps;
   uint32_t line = 0;  // 1-based line number in the file
@@ -132,9 +136,10 @@ struct Command {
   ModelOp model = ModelOp::kNone;
   DevMode dev_mode = DevMode::kInterval;
   bool dev_write = false;  // dev fault: `write` (else `read`)
+  std::vector<std::string> names;  // vmstat: the counters asked for, in order (empty: all)
 };
 
-// True for the model-only (version 2) commands: dev, stats, check.
+// True for the model-only (version 2) commands: dev, stats, check, vmstat, pageinfo.
 inline bool model_only(const Command& c) { return c.model != ModelOp::kNone; }
 
 struct Script {

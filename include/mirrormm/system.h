@@ -55,6 +55,56 @@ struct MapsEntry {
 // named "shmem". Example: "200000008000-20000000a000 rw-s 0 shmem".
 std::string format_maps_entry(const MapsEntry& e);
 
+// What one user address maps, as System::pageinfo reports it (the model's combination of
+// /proc/PID/pagemap, /proc/kpagecount, /proc/kpagemapcount and /proc/kpageflags, with the
+// LRU list the page is on).
+struct PageInfo {
+  // What the PTE at the address holds.
+  enum class Entry { kNone, kPresent, kSwap };
+  Entry entry = Entry::kNone;
+
+  // kPresent: the frame and the PTE's bits. zero_page: the shared zero page, for which the
+  // page fields below are not filled.
+  uint64_t pfn = 0;
+  bool writable = false, dirty = false, young = false;
+  bool zero_page = false;
+
+  // kSwap: the swap entry (type and offset of its slot; types at or above 32 minus the
+  // non-swap kinds are migration and device entries).
+  unsigned swap_type = 0;
+  uint64_t swap_offset = 0;
+
+  // kPresent, not the zero page: the page's state, read under the PTE lock.
+  int mapcount = 0;  // PTEs mapping it (Linux's page_mapcount, starting at 0)
+  int refcount = 0;  // references (page_count), including an LRU add batch's
+  // Flag names, in this order when set: locked, anon, anon_exclusive, shmem, dirty, lru,
+  // active, referenced, workingset, swapbacked, swapcache, unevictable, writeback, reclaim,
+  // external_rmap.
+  std::vector<std::string> flags;
+  // The LRU list it is on: inactive_anon, active_anon, inactive_file, active_file,
+  // unevictable; "none" when it is on none (in an add batch, isolated).
+  std::string lru = "none";
+  // A page in the swap cache (PG_swapcache): its swap entry.
+  bool in_swapcache = false;
+  unsigned swapcache_type = 0;
+  uint64_t swapcache_offset = 0;
+  // What it belongs to: "anon" (an anonymous page), "file NAME" (a page-cache page of the
+  // shared-memory file NAME; "dev/zero" for shared anonymous memory), or "none" (a page
+  // truncated out of its file, still mapped by a private mapping's PTE).
+  std::string owner = "none";
+};
+
+// The result line of the script command `pageinfo` (docs/mms-v2.md): "none", "zero",
+// "swap=TYPE:OFFSET", or for a page
+// "pfn=0xPFN pte=WDY map=N ref=N flags=F,F lru=LIST owner=OWNER[ swapcache=TYPE:OFFSET]"
+// with WDY three characters `w`/`-`, `d`/`-`, `y`/`-`, flags "none" when none is set, and
+// OWNER "anon" or "file:NAME". Example:
+// "pfn=0x2a pte=wdy map=1 ref=1 flags=anon,anon_exclusive,lru,swapbacked lru=inactive_anon owner=anon".
+std::string format_pageinfo(const PageInfo& info);
+
+// The names of System::vmstat()'s counters, in its order.
+const std::vector<std::string>& vmstat_item_names();
+
 // The swap devices' totals (/proc/meminfo's SwapTotal/SwapFree and SwapCached, in pages).
 struct SwapStats {
   uint64_t devices = 0;  // devices switched on
@@ -144,10 +194,28 @@ class System {
   // snapshot; -ESRCH when p is null or has exited.
   Result<std::vector<MapsEntry>> proc_maps(Process* p);
 
+  // What the PTE at addr in p's address space holds and, for a page, its state
+  // (src/mm/page_info.cc). Takes the mmap_lock for read and the PTE lock. -ESRCH when p is
+  // null or has exited, -EFAULT when no VMA contains addr.
+  Result<PageInfo> pageinfo(Process* p, uint64_t addr);
+
+  // The machine's /proc/vmstat (src/mm/vmstat.cc): (name, value) pairs in its order, first
+  // the state counters nr_free_pages (frames the allocator's global list holds: frames cached
+  // on per-CPU lists count as allocated, as in Linux), nr_inactive_anon, nr_active_anon,
+  // nr_inactive_file, nr_active_file, nr_unevictable (pages on each LRU list; pages still in
+  // a per-CPU LRU add batch are on none yet), then every event counter. A snapshot: while
+  // CPUs run, the values need not be consistent with each other.
+  std::vector<std::pair<std::string, uint64_t>> vmstat();
+  // Moves every CPU's LRU add batch to the LRU lists (lru_add_drain_all), dropping the
+  // batches' page references.
+  void lru_add_drain_all();
+
   // Makes the calling thread run as CPU `cpu` (-1: none) for the system calls it issues, so
   // that they use that CPU's per-CPU structures (frame lists, counters). Accesses always run
   // as the CPU they name.
   static void bind_thread_to_cpu(int cpu);
+  // The CPU the calling thread is bound to, or -1.
+  static int bound_cpu();
 
   // ---- swap (mm/swapfile.c) ----
   // swapon: adds a swap device of bytes / 4096 slots (slot 0 is never used). With an empty

@@ -1,6 +1,7 @@
 // Whole-system validators (the model's CONFIG_DEBUG_VM): rss counters, mapcounts and
 // refcounts against the page tables and page caches, every frame's references accounted for,
-// anon_vma chains, and the CPUs' TLBs against the page tables, run at quiescent points.
+// anon_vma chains, the CPUs' TLBs against the page tables, and the LRU lists, run at
+// quiescent points.
 #include <unordered_map>
 #include <unordered_set>
 
@@ -12,6 +13,7 @@
 #include "mm/pgtable_walk.h"
 #include "mm/shmem.h"
 #include "mm/swapfile.h"
+#include "mm/lru.h"
 #include "mm/system_internal.h"
 #include "mm/tlb.h"
 
@@ -191,11 +193,17 @@ uint64_t System::debug_check_consistency() {
                       mem_->page_to_pfn(page), n, hits, where[page], found_at.empty() ? " nothing" : found_at));
   }
   // Leaked references: every reference on a frame in use is held by a PTE, the page cache
-  // (or the swap cache), a link from the page-table level above (or its mm, for a PGD), or
-  // a gather under way. A reference nothing accounts for keeps the frame from ever being
-  // freed. (References below the accounted number are the mapcount check's business above.)
+  // (or the swap cache), a link from the page-table level above (or its mm, for a PGD), a
+  // gather under way, or a per-CPU LRU add batch. A reference nothing accounts for keeps the
+  // frame from ever being freed. (References below the accounted number are the mapcount
+  // check's business above.)
   std::unordered_map<Page*, int> gathered;
   MmuGather::debug_for_each_pending(this, [&](Page* p) { gathered[p]++; });
+  std::unordered_map<Page*, int> batched;
+  debug_for_each_lru_batched(*mem_, [&](Page* p) { batched[p]++; });
+  // The LRU lists: well linked, and holding exactly the frames marked PG_lru.
+  debug_check_lru(*mem_, bad);
+  uint64_t nr_lru = 0;
   auto count_of = [](const std::unordered_map<Page*, int>& m, Page* p) {
     auto it = m.find(p);
     return it == m.end() ? 0 : it->second;
@@ -207,7 +215,8 @@ uint64_t System::debug_check_consistency() {
     const int rc = page->refcount.load(std::memory_order_relaxed);
     const int ptes = count_of(mapped, page) + count_of(stray, page);
     const int links = count_of(tables, page);
-    const int pending = count_of(gathered, page);
+    const int pending = count_of(gathered, page) + count_of(batched, page);
+    if (page->test(PG_lru)) nr_lru++;
     int cache = 0;
     if (page->test(PG_shmem)) {
       // Only a live inode is asked (a page whose inode is gone is accounted for by nothing).
@@ -224,15 +233,18 @@ uint64_t System::debug_check_consistency() {
     const int accounted = ptes + cache + links + pending;
     if (rc > accounted)
       bad(fmt::format("frame {}: refcount {} but {} accounted for ({} PTE, {} page cache, {} page-table link, "
-                      "{} pending gather; flags {:#x}): leaked reference",
+                      "{} pending gather or LRU batch; flags {:#x}): leaked reference",
                       pfn, rc, accounted, ptes, cache, links, pending, page->flags.load(std::memory_order_relaxed)));
   }
+  uint64_t listed = 0;
+  for (uint64_t n : mem_->lruvec().sizes()) listed += n;
+  if (listed != nr_lru) bad(fmt::format("{} frames are PG_lru but the LRU lists hold {}", nr_lru, listed));
   // Swap slots: each slot's map count is the number of swap PTEs and shmem cache slots that
   // name it, SWAP_HAS_CACHE is set exactly while the swap cache holds a page for it, and the
   // slots in use are those. Inodes are found through the file table, the mappings and the
   // shmem swaplist (a shared anonymous mapping's inode that holds swap entries).
-  std::vector<ShmemInode*> listed = shmem_swaplist().get_all();  // references, put below
-  for (ShmemInode* inode : listed) inodes.insert(inode);
+  std::vector<ShmemInode*> swaplisted = shmem_swaplist().get_all();  // references, put below
+  for (ShmemInode* inode : swaplisted) inodes.insert(inode);
   for (ShmemInode* inode : inodes) {
     inode->debug_for_each_swap_entry([&](uint64_t pgoff, uint64_t entry) {
       SwapInfo* si = get_swap_device(this, entry);
@@ -266,7 +278,7 @@ uint64_t System::debug_check_consistency() {
       bad(fmt::format("swap device {}: {} slots in use but {} slots referenced", type, si->inuse(), used));
     put_swap_device(si);
   }
-  for (ShmemInode* inode : listed) inode->put();
+  for (ShmemInode* inode : swaplisted) inode->put();
   return found;
 }
 

@@ -14,8 +14,10 @@
 
 #include "mirrormm/system.h"
 #include "mm/internal.h"
+#include "mm/lru.h"
 #include "mm/pgtable.h"
 #include "mm/physmem.h"
+#include "mm/vmstat.h"
 
 namespace mirrormm {
 
@@ -32,26 +34,33 @@ bool check_vma_flags(const Vma* vma, unsigned gup_flags) {
 }
 
 // follow_page_pte: the pfn addr maps when its entry allows the access, or nullopt. With
-// FOLL_TOUCH a write marks the page dirty unless its PTE already is (the caller is about to
-// write it without the MMU noticing): so MADV_POPULATE_WRITE through a writable, clean shared
-// entry dirties the page-cache page, and pageout keeps it.
+// FOLL_TOUCH the access counts as one the VM saw: a write marks the page dirty unless its PTE
+// already is (the caller is about to write it without the MMU noticing: so
+// MADV_POPULATE_WRITE through a writable, clean shared entry dirties the page-cache page, and
+// pageout keeps it), and any access marks a normal page accessed (folio_mark_accessed, under
+// the PTE lock, whose entry's reference keeps the page alive).
 std::optional<GupPfn> follow_page_pte(Mm* mm, uint64_t addr, unsigned gup_flags) {
   pte_t* ptep = pte_offset(mm, addr);
   if (!ptep) return std::nullopt;
   SpinGuard g(pte_lockptr(mm, ptep));
   const pteval_t v = ptep_get(ptep);
   if (!pte_hw_present(v) || ((gup_flags & FOLL_WRITE) && !pte_write(v))) return std::nullopt;
-  if ((gup_flags & (FOLL_TOUCH | FOLL_WRITE)) == (FOLL_TOUCH | FOLL_WRITE) && !pte_dirty(v) && !pte_special(v))
-    mm->mem().pfn_to_page(pte_pfn(v))->set(PG_dirty);
+  if ((gup_flags & FOLL_TOUCH) && !pte_special(v)) {
+    Page* page = mm->mem().pfn_to_page(pte_pfn(v));
+    if ((gup_flags & FOLL_WRITE) && !pte_dirty(v)) page->set(PG_dirty);
+    folio_mark_accessed(mm->mem(), page);
+  }
   return GupPfn{pte_pfn(v), pte_write(v), true};
 }
 
-// faultin_page: the fault that makes the next follow succeed, as an errno.
+// faultin_page: the fault that makes the next follow succeed, as an errno. It counts as a
+// fault in /proc/vmstat (mm_account_fault counts GUP's faults too).
 Errno faultin_page(Vma* vma, uint64_t addr, unsigned gup_flags) {
   unsigned fault_flags = 0;
   if (gup_flags & FOLL_WRITE) fault_flags |= FAULT_FLAG_WRITE;
   if (gup_flags & FOLL_REMOTE) fault_flags |= FAULT_FLAG_REMOTE;
   const unsigned r = handle_mm_fault(vma, addr, fault_flags);
+  if (!(r & VM_FAULT_RETRY)) vma->vm_mm->mem().events().count(PGFAULT);
   if (r & VM_FAULT_OOM) return Errno::kNoMem;
   if (r & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV)) return Errno::kFault;
   return Errno::kOk;

@@ -3,9 +3,11 @@
 // Flag advice (DONTFORK, DOFORK, WIPEONFORK, KEEPONFORK) changes vm_flags through
 // vma_modify_flags, splitting and merging like mprotect, and turns -ENOMEM into -EAGAIN as
 // Linux does. DONTNEED zaps. POPULATE_READ/WRITE fault pages in as GUP does and report
-// -EINVAL/-ENOMEM/-EFAULT. WILLNEED, COLD and PAGEOUT change nothing visible on a machine
-// without swap (anonymous and shmem pages stay resident).
+// -EINVAL/-ENOMEM/-EFAULT. COLD ages the pages mapped only by this process (young bits
+// cleared, moved to the inactive LRU lists). WILLNEED, COLD and PAGEOUT change nothing
+// visible to the process on a machine without swap (anonymous and shmem pages stay resident).
 #include "mm/internal.h"
+#include "mm/lru.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/mm.h"
 #include "mm/pgtable_walk.h"
@@ -44,6 +46,7 @@ bool needs_write_lock(uint64_t b) {
 // stays cached (shmem cannot write it out either).
 void madvise_pageout(Vma* vma, uint64_t start, uint64_t end) {
   Mm* mm = vma->vm_mm;
+  lru_add_drain(mm->mem());  // a page held by an add batch would keep its cache reference
   std::vector<Page*> unmapped;
   {
     // Reclaim's try_to_unmap brackets each page with MMU_NOTIFY_CLEAR; here one bracket
@@ -78,6 +81,37 @@ void madvise_pageout(Vma* vma, uint64_t start, uint64_t end) {
   }
 }
 
+// madvise_cold: the cold half of madvise_cold_or_pageout_pte_range over [start, end) of one
+// VMA. For each present PTE of a normal page that only one PTE maps (a page that may be
+// mapped elsewhere is somebody else's working set too): the young bit is cleared (the TLB
+// entry goes with the gather, so the next access sets it again), PG_referenced is cleared, an
+// active page is marked PG_workingset, and the page is deactivated. This CPU's add batch is
+// drained first, so that pages faulted in just before are on their lists to be deactivated.
+// Clearing the young bit is not a downgrade, so no invalidation brackets it; the checker hears
+// of the change as of any other.
+void madvise_cold(Vma* vma, uint64_t start, uint64_t end) {
+  Mm* mm = vma->vm_mm;
+  PhysMem& mem = mm->mem();
+  lru_add_drain(mem);
+  MmuGather tlb(mm);
+  walk_pte_tables(mm, start, end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page* table) {
+    SpinGuard g(table->ptl);
+    for (; addr < stop; addr += kPageSize, ptep++) {
+      const pteval_t v = ptep_get(ptep);
+      if (!pte_present(v) || pte_special(v)) continue;
+      Page* page = mem.pfn_to_page(pte_pfn(v));
+      if (page->mapcount.load(std::memory_order_relaxed) != 1) continue;  // folio_maybe_mapped_shared
+      if (pte_young(v) && ptep_test_and_clear_young(ptep)) {
+        mmu_checker_pte_change(mm, addr, v, ptep_get(ptep));
+        tlb.flush_range(addr, addr + kPageSize);
+      }
+      page->clear(PG_referenced);
+      if (page->test(PG_active)) page->set(PG_workingset);
+      folio_deactivate(mem, page);
+    }
+  });
+}
+
 // madvise_vma_behavior for one VMA piece [start, end), in two halves: the advices that only
 // look at pages run with the mmap_lock held for read, the ones that change VMA flags with it
 // held for write (madvise_need_mmap_write decides which; do_madvise picks the half).
@@ -98,6 +132,7 @@ Errno vma_behavior_pages(Mm* mm, Vma* vma, Vma** prev, uint64_t start, uint64_t 
     case kMadvCold:
       *prev = vma;
       if (vma->vm_flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB)) return Errno::kInval;
+      madvise_cold(vma, start, end);
       return Errno::kOk;
     case kMadvPageout:
       *prev = vma;

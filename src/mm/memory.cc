@@ -12,6 +12,7 @@
 
 #include "mirrormm/base/tsan.h"
 #include "mm/internal.h"
+#include "mm/lru.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/pgtable_walk.h"
 #include "mm/system_internal.h"
@@ -45,7 +46,7 @@ unsigned vmf_anon_prepare(Vma* vma, unsigned flags) {
 void page_add_new_anon_rmap(Page* page, Vma* vma, uint64_t addr) {
   page->mapping = vma->anon_vma;
   page->index = vma->linear_page_index(addr);
-  page->flags.fetch_or(PG_anon | PG_anon_exclusive, std::memory_order_relaxed);
+  page->flags.fetch_or(PG_anon | PG_anon_exclusive | PG_swapbacked, std::memory_order_relaxed);
   page->mapcount.store(1, std::memory_order_relaxed);
 }
 
@@ -65,6 +66,7 @@ void install_new_anon_page(Vma* vma, uint64_t addr, pte_t* ptep, Page* page, pte
     SpinGuard g(pte_lockptr(mm, ptep));
     if (pte_still_none(vma, ptep)) {
       page_add_new_anon_rmap(page, vma, addr);
+      folio_add_lru_vma(mem_of(vma), page, vma);
       mm->add_rss(MM_ANONPAGES, 1);
       set_pte(ptep, entry);
       return;
@@ -214,6 +216,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
   }
   if (old && old->test(PG_anon)) {
     // wp_can_reuse_anon_folio: an exclusive page, or one nobody else references.
+    if (!old->test(PG_anon_exclusive) && !old->test(PG_lru)) lru_add_drain(mem);  // an add batch's reference
     if (old->test(PG_anon_exclusive) || old->refcount.load(std::memory_order_acquire) == 1) {
       old->set(PG_anon_exclusive);
       ptep->fetch_or(_PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, std::memory_order_acq_rel);
@@ -266,6 +269,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
       mmu_checker_pte_change(mm, addr, was, 0);
       flush_tlb_page(mm, addr);
       page_add_new_anon_rmap(page, vma, addr);
+      folio_add_lru_vma(mem, page, vma);
       if (!old) {
         mm->add_rss(MM_ANONPAGES, 1);
       } else if (!old->test(PG_anon)) {
@@ -359,7 +363,7 @@ unsigned do_swap_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, unsig
     }
     mem.get_page(page);  // the swap cache's reference
     si->cache_insert(swp_offset(entry), page);
-    // LRU: folio_add_lru(page)
+    folio_add_lru(mem, page);  // a new swap-cache page joins the LRU (swapin's lru add)
     major = true;
     break;
   }
@@ -456,6 +460,7 @@ unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) {
 // stacks and rebuilds the lockless lookup's snapshot.
 unsigned do_user_addr_fault(Mm* mm, uint64_t addr, bool write) {
   if (addr >= kTaskSize) return VM_FAULT_SIGSEGV;
+  mm->mem().events().count(PGFAULT);
   const unsigned flags = write ? unsigned{FAULT_FLAG_WRITE} : 0u;
   if (Vma* vma = mm->lock_vma_under_rcu(addr)) {
     unsigned ret = access_error(vma, write) ? unsigned{VM_FAULT_SIGSEGV}

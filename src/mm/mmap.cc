@@ -6,6 +6,7 @@
 #include "mm/rmap.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/mm.h"
+#include "mm/lru.h"
 #include "mm/shmem.h"
 #include "mm/system_internal.h"
 
@@ -118,6 +119,7 @@ Errno gather_munmap_vmas(Mm* mm, Vma* vma, uint64_t start, uint64_t end, std::ve
 void complete_munmap_vmas(Mm* mm, const std::vector<Vma*>& vmas, uint64_t floor, uint64_t ceiling,
                           bool free_tables) REQUIRES(mm->mmap_lock_) {
   if (vmas.empty()) return;
+  lru_add_drain(mm->mem());  // pages this CPU queued for the LRU can be freed by the zap
   // Faults holding a VMA read lock must be out before the entries go (and stay out: the
   // VMAs stay write-locked until the mmap_lock is released), or they could map pages that
   // the zap has already passed.

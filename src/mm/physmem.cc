@@ -1,10 +1,12 @@
 #include "mm/physmem.h"
 
+#include "mm/lru.h"
 #include "mm/notifier_hooks.h"
 #include "mm/vmstat.h"
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <thread>
@@ -20,7 +22,10 @@ void* reserve(uint64_t bytes) {
 }
 }  // namespace
 
-PhysMem::PhysMem(uint64_t bytes) : events_(std::make_unique<VmEvents>()) {
+PhysMem::PhysMem(uint64_t bytes)
+    : events_(std::make_unique<VmEvents>()),
+      lruvec_(std::make_unique<Lruvec>(this)),
+      lru_add_batches_(std::make_unique<LruAddBatches>()) {
   nr_frames_ = bytes >> kPageShift;
   if (nr_frames_ < 16) nr_frames_ = 16;
   if (nr_frames_ > (1ull << 31)) nr_frames_ = 1ull << 31;
@@ -94,11 +99,20 @@ void PhysMem::init_page(Page* page, Zero zero) {
   page->mapping = nullptr;
   page->index = 0;
   page->next_free = 0;
+  page->lru_prev = page->lru_next = 0;
   page->refcount.store(1, std::memory_order_release);
   if (zero == Zero::kYes) std::memset(page_address(page), 0, kPageSize);
 }
 
 Page* PhysMem::alloc_page(Zero zero) {
+  Page* page = rmqueue(zero);
+  // Pages whose last user went may still be held by the per-CPU LRU add batches: drain them
+  // (reclaim's lru_add_drain_all) and try once more.
+  if (!page && lru_add_batches_drained(*this)) page = rmqueue(zero);
+  return page;
+}
+
+Page* PhysMem::rmqueue(Zero zero) {
   pfn_t pfn = 0;
   if (tls_this_cpu >= 0) {
     Pcp& c = pcp_[this_cpu_slot(kPcpSlots)];
@@ -134,6 +148,7 @@ Page* PhysMem::alloc_page(Zero zero) {
 void PhysMem::prep_free(Page* page) {
   MM_BUG_ON(page->mapcount.load(std::memory_order_relaxed) != 0);
   MM_BUG_ON(page->test(PG_free));
+  MM_BUG_ON(page->test(PG_lru));  // page_cache_release took it off its list
   if (mmu_checker_on()) {
     mmu_checker_frame_freed_slow(this, page_to_pfn(page));
     // No CPU may still translate to the frame: the shootdown comes before the free.
@@ -146,6 +161,8 @@ void PhysMem::prep_free(Page* page) {
 }
 
 void PhysMem::free_page(Page* page) {
+  // Stable without the LRU lock: nobody sets PG_lru on a page without holding a reference.
+  if (page->test(PG_lru)) page_cache_release(*lruvec_, &page, 1);
   prep_free(page);
   pfn_t pfn = page_to_pfn(page);
   put_free_pfns(&pfn, 1);
@@ -171,8 +188,19 @@ void PhysMem::put_free_pfns(const pfn_t* pfns, int n) {
   c.count.store(count, std::memory_order_relaxed);
 }
 
+void PhysMem::free_dying(Page* const* pages, int n) {
+  page_cache_release(*lruvec_, pages, static_cast<size_t>(n));
+  pfn_t pfns[kPcpBatch];
+  MM_BUG_ON(n > kPcpBatch);
+  for (int i = 0; i < n; i++) {
+    prep_free(pages[i]);
+    pfns[i] = page_to_pfn(pages[i]);
+  }
+  put_free_pfns(pfns, n);
+}
+
 void PhysMem::put_pages(Page* const* pages, size_t n) {
-  pfn_t batch[kPcpBatch];
+  Page* dying[kPcpBatch];
   int k = 0;
   for (size_t i = 0; i < n; i++) {
     Page* page = pages[i];
@@ -180,14 +208,23 @@ void PhysMem::put_pages(Page* const* pages, size_t n) {
     int32_t old = page->refcount.fetch_sub(1, std::memory_order_acq_rel);
     MM_BUG_ON(old <= 0);
     if (old != 1) continue;
-    prep_free(page);
-    batch[k++] = page_to_pfn(page);
+    dying[k++] = page;
     if (k == kPcpBatch) {
-      put_free_pfns(batch, k);
+      free_dying(dying, k);
       k = 0;
     }
   }
-  if (k) put_free_pfns(batch, k);
+  if (k) free_dying(dying, k);
+}
+
+void PhysMem::free_unref_pages(Page* const* pages, size_t n) {
+  while (n > 0) {
+    const int k = static_cast<int>(std::min<size_t>(n, kPcpBatch));
+    for (int i = 0; i < k; i++) MM_BUG_ON(pages[i]->refcount.load(std::memory_order_relaxed) != 0);
+    free_dying(pages, k);
+    pages += k;
+    n -= static_cast<size_t>(k);
+  }
 }
 
 }  // namespace mirrormm

@@ -20,6 +20,8 @@
 namespace mirrormm {
 
 class VmEvents;
+struct Lruvec;
+class LruAddBatches;
 
 inline constexpr uint64_t kPageShift = 12;
 inline constexpr uint64_t kPageSize = 1ull << kPageShift;
@@ -109,17 +111,25 @@ class PhysMem {
   PhysMem(const PhysMem&) = delete;
   PhysMem& operator=(const PhysMem&) = delete;
 
-  // A frame with refcount 1, or nullptr when the pool is exhausted.
+  // A frame with refcount 1, or nullptr when the pool is exhausted (after draining the LRU
+  // add batches, whose references may be all that keeps unmapped pages allocated). The caller
+  // holds no lock of the LRU lock's rank (65) or above.
   Page* alloc_page(Zero zero) EXCLUDES(lock_);
-  // Drops a reference; the frame is freed when the last one goes.
+  // Drops a reference; the frame is freed when the last one goes (after leaving its LRU
+  // list, if it is on one: the caller must not hold the LRU lock).
   void put_page(Page* page) EXCLUDES(lock_) {
     MM_BUG_ON(page->test(PG_reserved));
     int32_t old = page->refcount.fetch_sub(1, std::memory_order_acq_rel);
     MM_BUG_ON(old <= 0);
     if (old == 1) free_page(page);
   }
-  // Drops one reference on each page, freeing those that reach zero under one lock hold.
+  // Drops one reference on each page, freeing those that reach zero under one lock hold
+  // (folios_put: those on an LRU list leave it under one hold of the LRU lock first).
   void put_pages(Page* const* pages, size_t n) EXCLUDES(lock_);
+  // Frees pages whose refcount already reached zero and that are on no LRU list (PG_lru
+  // clear): the LRU code's own frees, which drop the last reference under the LRU lock and
+  // free after releasing it.
+  void free_unref_pages(Page* const* pages, size_t n) EXCLUDES(lock_);
   // get_page_unless_zero: a reference on a frame that is allocated now, or false when it is
   // free or on its way there. Once it succeeds the frame cannot be freed, hence not reused,
   // until the reference is dropped; what it holds must still be checked (it may have been
@@ -153,6 +163,10 @@ class PhysMem {
     for (const Pcp& c : pcp_) n += static_cast<uint64_t>(c.count.load(std::memory_order_relaxed));
     return n;
   }
+  // Free frames on the global list (and never used), without those cached on the per-CPU
+  // lists: Linux's NR_FREE_PAGES, which counts a frame free only while the buddy allocator
+  // holds it.
+  uint64_t nr_free_global() const { return nr_free_.load(std::memory_order_relaxed); }
   // Frames handed out and not yet freed (page tables and data, zero page excluded).
   uint64_t nr_used() const { return nr_frames_ - 2 - nr_free(); }
   bool debug_is_free(pfn_t pfn) const { return pages_[pfn].test(PG_free); }
@@ -185,12 +199,17 @@ class PhysMem {
   // load, from the frames and address spaces of this machine.
   // The machine's VM event counters (/proc/vmstat's events; mm/vmstat.h).
   VmEvents& events() { return *events_; }
+  // The machine's LRU lists and per-CPU LRU add batches (mm/lru.h).
+  Lruvec& lruvec() { return *lruvec_; }
+  LruAddBatches& lru_add_batches() { return *lru_add_batches_; }
 
   bool mmu_checker_on() const { return mmu_checker_on_.load(std::memory_order_relaxed); }
   void set_mmu_checker_on(bool on) { mmu_checker_on_.store(on, std::memory_order_relaxed); }
 
  private:
   void free_page(Page* page) EXCLUDES(lock_);
+  // A frame from this CPU's list, the global list or another CPU's list, or nullptr.
+  Page* rmqueue(Zero zero) EXCLUDES(lock_);
   // Prepares a frame whose last reference went for the free list (outside the lock).
   void prep_free(Page* page);
 
@@ -215,6 +234,8 @@ class PhysMem {
   void give_global(const pfn_t* pfns, int n) EXCLUDES(lock_);
   void init_page(Page* page, Zero zero);
   void put_free_pfns(const pfn_t* pfns, int n) EXCLUDES(lock_);
+  // Takes pages whose last reference went off the LRU, then frees them.
+  void free_dying(Page* const* pages, int n) EXCLUDES(lock_);
 
   std::vector<TlbWatcher*> tlbs_;  // written before the System is shared (register_tlb)
   uint8_t* base_ = nullptr;   // frame data; written once in the constructor
@@ -226,6 +247,8 @@ class PhysMem {
 
   std::atomic<bool> mmu_checker_on_{false};  // atomic: switched while CPUs run
   std::unique_ptr<VmEvents> events_;           // created in the constructor
+  std::unique_ptr<Lruvec> lruvec_;             // created in the constructor
+  std::unique_ptr<LruAddBatches> lru_add_batches_;  // created in the constructor
 
   SpinLock lock_{lock_class::kFreeList};
   pfn_t free_head_ GUARDED_BY(lock_) = 0;     // LIFO list of freed frames

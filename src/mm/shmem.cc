@@ -8,6 +8,7 @@
 
 #include "mirrormm/base/tsan.h"
 #include "mirrormm/system.h"
+#include "mm/lru.h"
 #include "mm/notifier_hooks.h"
 #include "mm/swapfile.h"
 
@@ -58,7 +59,6 @@ void shmem_free_swap(System* sys, uint64_t entry) {
   sys->mem().put_page(page);
 }
 
-
 // A page that left the cache for good (the caller removed it from its slot and holds the
 // cache's reference): PG_shmem and mapping are cleared under the page lock, which is what
 // a page-lock holder (reclaim) relies on to find the page's inode alive; the rmap notifiers
@@ -73,7 +73,6 @@ void release_cache_page(PhysMem* mem, Page* p) {
   mem->put_page(p);
 }
 }  // namespace
-
 
 ShmemInode::ShmemInode(System* sys, std::string name, uint64_t size)
     : sys_(sys), mem_(&sys->mem()), name_(std::move(name)), size_(size) {}
@@ -172,6 +171,7 @@ Result<Page*> ShmemInode::shmem_get_folio(uint64_t pgoff, Sgp sgp) {
     // lock_; a racing fault that filled the slot first wins, and this page goes back.
     Page* p = mem_->alloc_page(Zero::kYes);
     if (!p) return Errno::kNoMem;
+    // A swap-backed page: on the anon LRU lists once in the cache.
     p->set(PG_shmem);
     p->set(PG_swapbacked);
     p->mapping = this;
@@ -185,7 +185,7 @@ Result<Page*> ShmemInode::shmem_get_folio(uint64_t pgoff, Sgp sgp) {
         slot = page_slot(p);  // the cache's reference
         chunk->used++;
         nr_pages_++;
-        // LRU: folio_add_lru(p)
+        folio_add_lru(*mem_, p);  // shmem_alloc_and_add_folio's lru add
         mem_->get_page(p);
         return p;
       }
@@ -244,7 +244,7 @@ ShmemInode::Swapin ShmemInode::shmem_swapin_folio(uint64_t pgoff, uint64_t entry
     }
     mem_->get_page(page);  // the swap cache's reference
     si->cache_insert(swp_offset(entry), page);
-    // LRU: folio_add_lru(page)
+    folio_add_lru(*mem_, page);  // a new swap-cache page joins the LRU (swapin's lru add)
     break;
   }
   // The page is locked and is the entry's swap-cache page: into the page cache, if the slot

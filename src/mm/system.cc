@@ -265,6 +265,7 @@ AccessResult System::access(Process* p, int cpu, uint64_t addr, uint64_t len, bo
 }
 
 void System::bind_thread_to_cpu(int cpu) { tls_this_cpu = cpu; }
+int System::bound_cpu() { return tls_this_cpu; }
 
 void System::set_mmu_checker(bool on) { mem_->set_mmu_checker_on(on); }
 bool System::mmu_checker() const { return mem_->mmu_checker_on(); }

@@ -45,6 +45,37 @@ std::string format_event(const DeviceMirror::Event& e) {
 // A range the device commands accept: it does not wrap and is at most kMaxDevRange long.
 bool dev_range_ok(const Command& c) { return c.len <= kMaxDevRange && c.addr + c.len >= c.addr; }
 
+// Binds the calling thread to a CPU for a scope and restores its previous binding.
+class CpuBinding {
+ public:
+  explicit CpuBinding(int cpu) : saved_(System::bound_cpu()) { System::bind_thread_to_cpu(cpu); }
+  ~CpuBinding() { System::bind_thread_to_cpu(saved_); }
+  CpuBinding(const CpuBinding&) = delete;
+  CpuBinding& operator=(const CpuBinding&) = delete;
+
+ private:
+  int saved_;
+};
+
+// `vmstat`: NAME=VALUE pairs, every counter or the named ones in the order named.
+std::string format_vmstat(const std::vector<std::pair<std::string, uint64_t>>& all,
+                          const std::vector<std::string>& names) {
+  std::string out;
+  auto add = [&out](const std::string& name, uint64_t value) {
+    if (!out.empty()) out += ' ';
+    out += fmt::format("{}={}", name, value);
+  };
+  if (names.empty()) {
+    for (const auto& [name, value] : all) add(name, value);
+    return out;
+  }
+  for (const std::string& n : names) {
+    auto it = std::find_if(all.begin(), all.end(), [&n](const auto& item) { return item.first == n; });
+    if (it != all.end()) add(it->first, it->second);
+  }
+  return out;
+}
+
 }  // namespace
 
 Replayer::Replayer(const Options& o) : sys_(std::make_unique<System>(o.config)) {}
@@ -57,6 +88,10 @@ Replayer::~Replayer() {
 }
 
 std::string Replayer::run(const Command& c) {
+    // The script's system calls run as CPU 0, the CPU its accesses use, so that per-CPU
+    // state (the frame lists, the LRU add batch a fault filled) is the one Linux would see
+    // from a single-threaded process.
+    CpuBinding cpu0(0);
     if (script::model_only(c)) {
       if (!sys_->mmu_checker()) sys_->set_mmu_checker(true);
       return run_model_only(c);
@@ -141,6 +176,18 @@ std::string Replayer::run_model_only(const Command& c) {
   using script::ModelOp;
   if (c.model == ModelOp::kStats) return stats();
   if (c.model == ModelOp::kCheck) return check();
+  if (c.model == ModelOp::kVmstat) {
+    // The LRU counters count pages on the lists: the add batches go there first.
+    sys_->lru_add_drain_all();
+    return format_vmstat(sys_->vmstat(), c.names);
+  }
+  if (c.model == ModelOp::kPageinfo) {
+    Process* p = sys_->process(c.pid);
+    if (!p) return err(Errno::kSrch);
+    sys_->lru_add_drain_all();
+    Result<PageInfo> r = sys_->pageinfo(p, c.addr);
+    return r.ok() ? format_pageinfo(r.value()) : err(r.error());
+  }
   auto it = devices_.find(c.name);
   if (c.model == ModelOp::kDevAttach) {
     Process* p = sys_->process(c.pid);
@@ -194,7 +241,9 @@ std::string Replayer::run_model_only(const Command& c) {
     case ModelOp::kNone:
     case ModelOp::kDevAttach:
     case ModelOp::kStats:
-    case ModelOp::kCheck: break;
+    case ModelOp::kCheck:
+    case ModelOp::kVmstat:
+    case ModelOp::kPageinfo: break;
   }
   return "-EINVAL";
 }

@@ -5,6 +5,7 @@
 // suffix (hex digits without 0x are an error, not a decimal), an optional `@N` process prefix. Every check a command's arguments need happens
 // here, so that both executors (the model's replay and the host runner) see only commands
 // that are well formed; whether a well-formed command succeeds is the executors' business.
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include <sstream>
 
 #include "mirrormm/script.h"
+#include "mirrormm/system.h"  // vmstat_item_names
 
 namespace mirrormm::script {
 namespace {
@@ -433,6 +435,18 @@ void parse_command(const std::vector<std::string_view>& tokens, Command* c) {
   } else if (cmd == "check") {
     c->model = ModelOp::kCheck;
     expect_arity(r, 0, "no arguments");
+  } else if (cmd == "vmstat") {
+    c->model = ModelOp::kVmstat;
+    const std::vector<std::string>& known = vmstat_item_names();
+    for (std::string_view tok : args) {
+      if (std::find(known.begin(), known.end(), tok) == known.end())
+        r.fail("unknown counter " + quoted(tok) + " (expected a /proc/vmstat name such as nr_free_pages or pgfault)");
+      c->names.emplace_back(tok);
+    }
+  } else if (cmd == "pageinfo") {
+    c->model = ModelOp::kPageinfo;
+    expect_arity(r, 1, "ADDR");
+    c->addr = r.number(0, "ADDR");
   } else {
     throw ParseError{"unknown command " + quoted(cmd)};
   }
@@ -586,6 +600,14 @@ std::string format(const Command& c) {
     case ModelOp::kDevDetach: dev("detach"); return s;
     case ModelOp::kStats: return s + "stats";
     case ModelOp::kCheck: return s + "check";
+    case ModelOp::kVmstat:
+      s += "vmstat";
+      for (const std::string& n : c.names) s += ' ' + n;
+      return s;
+    case ModelOp::kPageinfo:
+      s += "pageinfo ";
+      append_hex(&s, c.addr);
+      return s;
   }
   switch (c.op) {
     case Op::kMmap:
