@@ -408,6 +408,7 @@ TEST_F(SwapTest, RmapWalkUnmapsEveryMappingToOneSlot) {
   Page* page = page_at(p1(), W);
   ASSERT_EQ(page->mapcount.load(), 3);
   PhysMem& mem = sys().mem();
+  sys().lru_add_drain_all();  // an add batch's reference would keep the page
   mem.get_page(page);
   lock_page(page);
   ASSERT_TRUE(add_to_swap(&sys(), page));
