@@ -273,9 +273,12 @@ ShmemInode::Swapin ShmemInode::shmem_swapin_folio(uint64_t pgoff, uint64_t entry
     put_swap_device(si);
     return Swapin::kRetry;
   }
-  // Out of the swap cache (HAS_CACHE cleared), then the inode's map count: the slot is free.
-  delete_from_swap_cache(sys, page);
+  // The inode's map count first, then out of the swap cache (HAS_CACHE cleared): the slot is
+  // free. In the other order a lookup that read the entry before the slot changed could
+  // claim the slot between the two (swapcache_prepare on a count without HAS_CACHE) and read
+  // it a second time; in this one it finds the page in the cache or the slot busy or free.
   swap_free(sys, entry);
+  delete_from_swap_cache(sys, page);
   // The only copy of the data is in memory now: reclaim must write it again.
   page->set(PG_dirty);
   unlock_page(page);

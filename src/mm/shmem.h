@@ -21,8 +21,8 @@
 //   swap_writepage                                under lock_: slot still the entry? slot =
 //   caller: __remove_mapping, put_page              page (PG_shmem, mapping, index, a ref);
 //                                                    else back out (folio_free_swap)
-//                                                  delete_from_swap_cache, swap_free (the
-//                                                    inode's count), PG_dirty
+//                                                  swap_free (the inode's count), then
+//                                                    delete_from_swap_cache, PG_dirty
 //
 // Frames are allocated and read with no inode lock held: the allocator may reclaim, and
 // reclaim takes inode locks. lock_ (kInode) ranks below the swap device's slot lock
@@ -197,8 +197,8 @@ class ShmemInode {
   enum class Swapin { kOk, kRetry, kNoMem };
   Swapin shmem_swapin_folio(uint64_t pgoff, uint64_t entry, Page** out) EXCLUDES(lock_);
 
-  System* const sys_;       // the machine; outlives the inode
-  PhysMem* const mem_;
+  System* const sys_;       // written once; the machine outlives its inodes
+  PhysMem* const mem_;      // written once: sys_'s frames
   const std::string name_;  // written once
   std::atomic<uint64_t> size_;
   std::atomic<int> refcount_{1};
