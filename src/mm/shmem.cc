@@ -428,9 +428,15 @@ bool ShmemInode::writeout(Page* page) {
 
 bool ShmemInode::unuse(unsigned type) {
   std::vector<uint64_t> pgoffs;
-  debug_for_each_swap_entry([&](uint64_t pgoff, uint64_t entry) {
-    if (swp_type(entry) == type) pgoffs.push_back(pgoff);
-  });
+  {
+    MutexGuard g(lock_);
+    for (auto& [idx, chunk] : chunks_)
+      for (int i = 0; i < (1 << kChunkShift); i++)
+        if (xa_is_value(chunk->slots[i]) && swp_type(xa_to_value(chunk->slots[i])) == type)
+          pgoffs.push_back((idx << kChunkShift) + i);
+  }
+  // No entry of the device appears after the scan: swapoff made it kDying, and alloc_slot
+  // hands out no slot of a device that is not kActive.
   for (uint64_t pgoff : pgoffs) {
     Result<Page*> r = shmem_get_folio(pgoff, Sgp::kRead);
     if (!r.ok()) return false;

@@ -54,7 +54,7 @@ class System;
 
 // shmem_swaplist: the inodes of one System that hold swap entries, for swapoff. An inode is on
 // it exactly while it holds at least one swap entry (ShmemInode::nr_swapped_ > 0): it adds and
-// removes itself under its own lock_, with lock_ (here the swaplist's lock) nested inside.
+// removes itself while holding its own lock_, inside which the swaplist's lock nests.
 class ShmemSwaplist {
  public:
   ShmemSwaplist() = default;
@@ -127,7 +127,8 @@ class ShmemInode {
 
   // Reclaim of a clean page: removes `page` from the cache at pgoff unless it is dirty, mapped
   // or referenced by anyone but the cache and the caller (remove_mapping). Returns whether it
-  // was removed.
+  // was removed. A slot holding a swap entry is left alone. Takes the page lock to clear the
+  // page's cache state: call it with the page unlocked and no lock ranked after the page lock.
   bool remove_clean_page(uint64_t pgoff, Page* page) EXCLUDES(lock_);
 
   // i_mmap: the VMAs that map this file, in an interval tree keyed by each VMA's page-offset
