@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "mm/lru.h"
@@ -457,6 +458,74 @@ TEST_F(ShmemSwapRaceTest, LookupRacesTruncate) {
     EXPECT_EQ(sys().swap_stats().cached, 0u) << "round " << round;
     if (round % 20 == 0) expect_consistent();
   }
+  expect_consistent();
+}
+
+// Reclaim of one page racing a process that writes and reads it on another CPU: each attempt
+// either frees the page (the next access reads it back from swap) or gives up because the
+// page was mapped or referenced again; no write is ever lost.
+TEST_F(ShmemSwapRaceTest, WriteoutRacesWritesLosesNoWrite) {
+  ASSERT_TRUE(sys().swapon(64 * P).ok());
+  map(p1(), W, P, RW, SHARED);
+  write_pattern(p1(), W, P, 0);
+  ShmemInode* inode = inode_at(p1(), W);
+  PhysMem& mem = sys().mem();
+  constexpr uint64_t kWrites = 1000;
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> lost{0};
+  int freed = 0, attempts = 0;
+  {
+    BoundedThread writer([&] {
+      for (uint64_t v = 1; v <= kWrites; v++) {
+        AccessResult w = sys().access(p1(), 1, W + 64, 8, true, [v](uint8_t* d, uint64_t, uint64_t n) {
+          for (uint64_t i = 0; i < n; i++) d[i] = static_cast<uint8_t>(v >> (8 * i));
+        });
+        uint64_t got = 0;
+        AccessResult r = sys().access(p1(), 1, W + 64, 8, false, [&](uint8_t* d, uint64_t, uint64_t n) {
+          for (uint64_t i = 0; i < n; i++) got |= static_cast<uint64_t>(d[i]) << (8 * i);
+        });
+        if (!w.ok() || !r.ok() || got != v) lost.fetch_add(1);
+        std::this_thread::sleep_for(20us);  // a window for a whole reclaim pass
+      }
+      done.store(true);
+    });
+    while (!done.load()) {
+      attempts++;
+      sys().lru_add_drain_all();
+      Page* page = inode->filemap_get_folio(0);
+      if (!page) continue;  // swapped out: the writer brings it back
+      const bool isolated = folio_isolate_lru(mem, page);
+      mem.put_page(page);
+      if (!isolated) continue;
+      lock_page(page);
+      bool ok = false;
+      if (page->test(PG_shmem)) {
+        RmapWalkControl rwc;
+        rwc.sys = &sys();
+        rwc.rmap_one = [](Page* p, Vma* vma, uint64_t address) { return try_to_unmap_one(p, vma, address, 0); };
+        rwc.done = [](Page* p) { return !folio_mapped(p); };
+        rmap_walk(page, rwc);
+        ok = !folio_mapped(page) && shmem_writeout(&sys(), page) && __remove_mapping(&sys(), page);
+      }
+      unlock_page(page);
+      if (ok) {
+        freed++;
+        mem.put_page(page);
+      } else {
+        folio_putback_lru(mem, page);
+      }
+    }
+  }
+  EXPECT_EQ(lost.load(), 0u);
+  EXPECT_GT(freed, 0);  // the writer's pauses leave room for whole reclaim passes
+  std::vector<uint8_t> b = bytes(p1(), W + 64, 8);
+  ASSERT_EQ(b.size(), 8u);
+  uint64_t last = 0;
+  for (int i = 0; i < 8; i++) last |= static_cast<uint64_t>(b[i]) << (8 * i);
+  EXPECT_EQ(last, kWrites);
+  EXPECT_TRUE(has_pattern(p1(), W, 64, 0));
+  RecordProperty("freed", freed);
+  RecordProperty("attempts", attempts);
   expect_consistent();
 }
 
