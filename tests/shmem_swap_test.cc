@@ -461,6 +461,35 @@ TEST_F(ShmemSwapRaceTest, LookupRacesTruncate) {
   expect_consistent();
 }
 
+// swapoff bringing a shared mapping's pages back while a process reads them on another CPU:
+// every page comes back once, with its data, and the device goes off.
+TEST_F(ShmemSwapRaceTest, SwapoffRacesFaults) {
+  constexpr uint64_t kPages = 32;
+  for (int round = 0; round < 20; round++) {
+    Status dev = sys().swapon(64 * P);
+    ASSERT_TRUE(dev.ok());
+    const uint64_t base = W + static_cast<uint64_t>(round) * kPages * P;
+    map(p1(), base, kPages * P, RW, SHARED);
+    write_pattern(p1(), base, kPages * P, static_cast<uint8_t>(round));
+    for (uint64_t i = 0; i < kPages; i++) ASSERT_NE(reclaim(page_at(p1(), base + i * P)), 0u);
+    ShmemInode* inode = inode_at(p1(), base);
+    bool good = false;
+    {
+      BoundedThread reader([&] {
+        good = has_pattern(p1(), base, kPages * P, static_cast<uint8_t>(round), 1);
+      });
+      ASSERT_TRUE(sys().swapoff(static_cast<unsigned>(dev.value())).ok());
+    }
+    EXPECT_TRUE(good) << "round " << round;
+    EXPECT_EQ(inode->nr_swapped(), 0u);
+    EXPECT_EQ(inode->nr_pages(), kPages);
+    EXPECT_EQ(sys().swap_stats().devices, 0u);
+    EXPECT_TRUE(has_pattern(p1(), base, kPages * P, static_cast<uint8_t>(round)));
+    if (round % 5 == 0) expect_consistent();
+  }
+  expect_consistent();
+}
+
 // Reclaim of one page racing a process that writes and reads it on another CPU: each attempt
 // either frees the page (the next access reads it back from swap) or gives up because the
 // page was mapped or referenced again; no write is ever lost.
