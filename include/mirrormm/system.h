@@ -30,6 +30,7 @@ class Mm;
 class PhysMem;
 class ShmemInode;
 class SwapTable;
+class ShmemSwaplist;
 class System;
 class OomKiller;
 class MachineReclaim;
@@ -186,6 +187,10 @@ class System {
   // removes the pages beyond the new end from every mapping, private copies included.
   Status memfd(const std::string& name, uint64_t size);
   Status truncate(const std::string& name, uint64_t size);
+  // Removes the name of a shared-memory file (unlink, or the close of a memfd's last
+  // descriptor): the file itself lives on while mappings reference it, and its pages and swap
+  // slots are freed with its last mapping. -ENOENT when no file has that name.
+  Status unlink_file(const std::string& name);
 
   Status madvise(Process* p, uint64_t addr, uint64_t len, uint64_t advice);
   // Fills vec with one byte per page (bit 0: resident).
@@ -230,8 +235,9 @@ class System {
   // -EBUSY when all eight types are in use, the host's errno when the file cannot be set up.
   Status swapon(uint64_t bytes, const std::string& path = "");
   // swapoff: brings every page of device `type` back into memory (try_to_unuse: each live
-  // process's swap entries of the device are faulted in as a read fault would, and swap-cache
-  // pages leave the cache), then removes the device. -EINVAL when no such device is on;
+  // process's swap entries of the device are faulted in as a read fault would, the swapped
+  // pages of shared-memory files and shared anonymous mappings return to their page caches,
+  // and swap-cache pages leave the cache), then removes the device. -EINVAL when no such device is on;
   // -ENOMEM when memory runs out, leaving the device on (pages already brought in stay);
   // -EBUSY, leaving it on, when slots stay in use by an address space no live process owns
   // (one still referenced elsewhere) for a long time.
@@ -240,6 +246,8 @@ class System {
   SwapStats swap_stats();
   // The library's internal swap devices (src/mm/swapfile.h).
   SwapTable& swap_table() { return *swap_; }
+  // The shmem inodes that hold swap entries (src/mm/shmem.h).
+  ShmemSwaplist& shmem_swaplist() { return *shmem_swaplist_; }
 
   // ---- reclaim (mm/vmscan.c, mm/oom_kill.c) ----
   // Proactive reclaim (memory.reclaim's role): scans the LRU lists as direct reclaim does,
@@ -347,6 +355,8 @@ class System {
   void swapoff_all();
   // Declared after mem_: destroyed before the frames its cache pages live in.
   std::unique_ptr<SwapTable> swap_;
+  // Outlives every inode (destroyed after files_ and every process released theirs).
+  std::unique_ptr<ShmemSwaplist> shmem_swaplist_;
   // kswapd, the OOM killer and the allocator's slow path; stopped first by the destructor.
   std::unique_ptr<MachineReclaim> reclaim_;
 

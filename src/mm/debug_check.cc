@@ -54,7 +54,7 @@ bool System::debug_file_page_dirty(const std::string& name, uint64_t pgoff) {
     if (it == files_.end()) return false;
     inode = it->second;
   }
-  Page* page = inode->find_get_page(pgoff);
+  Page* page = inode->filemap_get_folio(pgoff);  // a swapped-out page is clean in memory terms
   if (!page) return false;
   bool dirty = page->test(PG_dirty);
   mem_->put_page(page);
@@ -72,6 +72,7 @@ uint64_t System::debug_check_consistency() {
   std::unordered_map<Page*, int> tables;  // links to each page-table frame (a PGD: its mm)
   std::unordered_map<Page*, std::string> where;  // and where
   std::unordered_set<ShmemInode*> inodes;  // live page caches
+  std::unordered_map<uint64_t, int> swap_refs;  // swap entry -> swap PTEs and inode slots naming it
   std::vector<Mm*> mms;
   {
     MutexGuard g(procs_lock_);
@@ -119,6 +120,7 @@ uint64_t System::debug_check_consistency() {
               bad(fmt::format("mm {}: swap entry {:#x} at {:#x} names no device that is on", mm->id(), v, addr));
               continue;
             }
+            swap_refs[pte_to_swp_entry(v)]++;
             if (__swap_count(this, pte_to_swp_entry(v)) == 0)
               bad(fmt::format("mm {}: swap entry {:#x} at {:#x} names a slot with no map count", mm->id(), v, addr));
             put_swap_device(si);
@@ -220,7 +222,7 @@ uint64_t System::debug_check_consistency() {
       // Only a live inode is asked (a page whose inode is gone is accounted for by nothing).
       auto* inode = static_cast<ShmemInode*>(page->mapping);
       if (inodes.count(inode)) {
-        if (Page* cached = inode->find_get_page(page->index)) {
+        if (Page* cached = inode->filemap_get_folio(page->index)) {
           cache = cached == page ? 1 : 0;
           mem_->put_page(cached);
         }
@@ -237,6 +239,46 @@ uint64_t System::debug_check_consistency() {
   uint64_t listed = 0;
   for (uint64_t n : mem_->lruvec().sizes()) listed += n;
   if (listed != nr_lru) bad(fmt::format("{} frames are PG_lru but the LRU lists hold {}", nr_lru, listed));
+  // Swap slots: each slot's map count is the number of swap PTEs and shmem cache slots that
+  // name it, SWAP_HAS_CACHE is set exactly while the swap cache holds a page for it, and the
+  // slots in use are those. Inodes are found through the file table, the mappings and the
+  // shmem swaplist (a shared anonymous mapping's inode that holds swap entries).
+  std::vector<ShmemInode*> swaplisted = shmem_swaplist().get_all();  // references, put below
+  for (ShmemInode* inode : swaplisted) inodes.insert(inode);
+  for (ShmemInode* inode : inodes) {
+    inode->debug_for_each_swap_entry([&](uint64_t pgoff, uint64_t entry) {
+      SwapInfo* si = get_swap_device(this, entry);
+      if (!si) {
+        bad(fmt::format("shmem {}: swap entry {:#x} at page {} names no device that is on", inode->name(), entry, pgoff));
+        return;
+      }
+      put_swap_device(si);
+      swap_refs[entry]++;
+    });
+  }
+  for (unsigned type = 0; type < kMaxSwapFiles; type++) {
+    SwapInfo* si = swap_->info(type);
+    if (si->state() == SwapInfo::State::kOff || !si->get(1)) continue;
+    uint64_t used = 0;
+    for (uint64_t off = 1; off <= si->highest_bit(); off++) {
+      const uint64_t entry = swp_entry(type, off);
+      const swap_map_t m = si->map(off);
+      const bool cached = si->debug_cache_peek(off) != nullptr;
+      auto it = swap_refs.find(entry);
+      const int refs = it == swap_refs.end() ? 0 : it->second;
+      if (m) used++;
+      if (swap_count(m) != static_cast<swap_map_t>(refs))
+        bad(fmt::format("swap slot {}:{}: map count {} but {} swap PTEs and shmem slots name it", type, off,
+                        swap_count(m), refs));
+      if (((m & SWAP_HAS_CACHE) != 0) != cached)
+        bad(fmt::format("swap slot {}:{}: SWAP_HAS_CACHE {} but the swap cache {} a page", type, off,
+                        (m & SWAP_HAS_CACHE) != 0, cached ? "holds" : "has no"));
+    }
+    if (used != si->inuse())
+      bad(fmt::format("swap device {}: {} slots in use but {} slots referenced", type, si->inuse(), used));
+    put_swap_device(si);
+  }
+  for (ShmemInode* inode : swaplisted) inode->put();
   return found;
 }
 

@@ -55,6 +55,11 @@
 //                                             the allocating path holds; never across reclaim)
 //     OomKiller::lock_ [84]                  (out_of_memory from the allocator's slow path
 //                                             queues a victim; never across the reap)
+//     ShmemSwaplist::lock_ [85]              (shmem_swaplist: an inode adds or removes itself
+//                                             under its ShmemInode::lock_ when its first
+//                                             swap entry comes or its last goes; swapoff
+//                                             takes inode references under it and drops it
+//                                             before swapping them in)
 //     a kmem_cache's per-CPU stack [86]      (kmem_cache alloc/free: vm_area_alloc/free,
 //                                             anon_vma_alloc/put_anon_vma; storage only)
 //       its node lock [87]                   (refilling and spilling a CPU stack, shrink)
@@ -110,6 +115,7 @@ inline constexpr LockClass kFreeList{75};
 inline constexpr LockClass kTlb{80};
 inline constexpr LockClass kKswapd{83};
 inline constexpr LockClass kOomReaper{84};
+inline constexpr LockClass kShmemSwaplist{85};
 inline constexpr LockClass kSlabCpu{86};
 inline constexpr LockClass kSlabNode{87};
 inline constexpr LockClass kGatherRegistry{89};

@@ -138,7 +138,8 @@ bool do_fault_around(Vma* vma, uint64_t addr, pte_t* ptep) {
     const uint64_t pgoff = first_pgoff + (i - from);
     if (pgoff >= end_pgoff) break;
     if (!pte_none(ptep_get(base + i))) continue;  // filemap_map_order0_folio leaves it alone
-    Page* page = inode->find_get_page(pgoff);  // the reference the PTE will hold
+    // filemap_map_pages: pages in memory only; a swapped-out one is left to ->fault.
+    Page* page = inode->filemap_get_folio(pgoff);  // the reference the PTE will hold
     if (!page) continue;
     set_file_pte(vma, base + i, page, 0);
   }

@@ -153,7 +153,7 @@ Errno shmem_zero_setup(Vma* vma) {
   const uint64_t size = vma->vm_end - vma->vm_start;
   if (!(vma->vm_flags & VM_NORESERVE) && !vm_enough_memory(sys, size >> kPageShift))
     return Errno::kNoMem;
-  ShmemInode* inode = new ShmemInode(&sys->mem(), "dev/zero", size);
+  ShmemInode* inode = new ShmemInode(sys, "dev/zero", size);
   vma->vm_file = open_file(inode, /*writable=*/true);
   inode->put();
   return Errno::kOk;

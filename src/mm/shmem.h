@@ -2,8 +2,34 @@
 // anonymous memory (one inode per mmap, as shmem_zero_setup makes) and by memfd files.
 //
 // Lifecycle: an inode is referenced by its Files (and by a name table for memfds); it frees its
-// pages when the last reference goes. Pages in the cache hold one reference each and carry
-// PG_shmem with mapping = the inode and index = the page offset.
+// pages and swap entries when the last reference goes. Pages in the cache hold one reference
+// each and carry PG_shmem with mapping = the inode and index = the page offset.
+//
+// Swap (shmem_writeout, shmem_swapin_folio): a cache slot holds either a page or, once reclaim
+// wrote the page to swap, the page's swap entry as a tagged value (Linux's xa_value in the
+// i_pages xarray). The entry holds one map count of its swap slot (swap_shmem_alloc), which
+// the inode drops when the page comes back, is truncated or the inode dies. Every lookup that
+// meets an entry brings the page back first (find_get_page, find_or_create_page); only
+// fault-around (filemap_map_pages) and the checkers skip entries (filemap_get_folio).
+//
+//   shmem_writeout (page locked, unmapped)        shmem_swapin_folio
+//   slot allocated: map = HAS_CACHE               entry read from the slot under lock_
+//   map count +1 (the inode's, before publishing)  swap-cache page found, or swapcache_prepare
+//   under lock_: slot still the page, refcount 2?    + new page + swap_read_folio + into the
+//     page -> swap cache (PG_swapcache, swap),       swap cache (-EEXIST: wait and look again)
+//     slot = entry, PG_shmem and mapping cleared   P, recheck PG_swapcache && swap == entry
+//   swap_writepage                                under lock_: slot still the entry? slot =
+//   caller: __remove_mapping, put_page              page (PG_shmem, mapping, index, a ref);
+//                                                    else back out (folio_free_swap)
+//                                                  swap_free (the inode's count), then
+//                                                    delete_from_swap_cache, PG_dirty
+//
+// Frames are allocated and read with no inode lock held: the allocator may reclaim, and
+// reclaim takes inode locks. lock_ (kInode) ranks below the swap device's slot lock
+// (kSwapInfo), so map counts change outside lock_; the swap cache's lock nests inside it.
+//
+// An inode holding swap entries is on its System's ShmemSwaplist (shmem_swaplist), from which
+// swapoff finds the entries of anonymous shared mappings too (they have no name).
 #pragma once
 
 #include <atomic>
@@ -12,32 +38,87 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "mirrormm/base/locking.h"
+#include "mirrormm/errno.h"
 #include "mm/lock_order.h"
 #include "mm/mm_types.h"
 #include "mm/physmem.h"
 
 namespace mirrormm {
 
+class ShmemInode;
+class System;
+
+// shmem_swaplist: the inodes of one System that hold swap entries, for swapoff. An inode is on
+// it exactly while it holds at least one swap entry (ShmemInode::nr_swapped_ > 0): it adds and
+// removes itself while holding its own lock_, inside which the swaplist's lock nests.
+class ShmemSwaplist {
+ public:
+  ShmemSwaplist() = default;
+  ShmemSwaplist(const ShmemSwaplist&) = delete;
+  ShmemSwaplist& operator=(const ShmemSwaplist&) = delete;
+  ~ShmemSwaplist();
+
+  void add(ShmemInode* inode) EXCLUDES(lock_);
+  void remove(ShmemInode* inode) EXCLUDES(lock_);
+  // The listed inodes, each with a new reference (the caller puts it); an inode whose last
+  // reference is already gone (being destroyed) is skipped.
+  std::vector<ShmemInode*> get_all() EXCLUDES(lock_);
+
+ private:
+  // A leaf (lock_order.h): nothing is taken inside it.
+  Mutex lock_{lock_class::kShmemSwaplist};
+  std::unordered_set<ShmemInode*> inodes_ GUARDED_BY(lock_);
+};
+
 class ShmemInode {
  public:
-  ShmemInode(PhysMem* mem, std::string name, uint64_t size);
+  ShmemInode(System* sys, std::string name, uint64_t size);
   ~ShmemInode();
 
   const std::string& name() const { return name_; }
   uint64_t size() const { return size_.load(std::memory_order_acquire); }
   void set_size(uint64_t size) { size_.store(size, std::memory_order_release); }
 
-  // The cached page at pgoff, or nullptr. The returned page carries a new reference.
+  // The page at pgoff, brought back from swap if it was swapped out; nullptr for a hole (or
+  // when a swap-in runs out of frames). The returned page carries a new reference. Takes the
+  // page lock when it swaps in: call it with no lock ranked at or after the page lock held.
   Page* find_get_page(uint64_t pgoff) EXCLUDES(lock_);
-  // The page at pgoff, allocating a zeroed one if absent; nullptr when out of frames. The
-  // returned page carries a new reference.
+  // The page at pgoff, brought back from swap or allocated zeroed if absent; nullptr when out
+  // of frames. The returned page carries a new reference. Locking as find_get_page.
   Page* find_or_create_page(uint64_t pgoff) EXCLUDES(lock_);
-  // Whether a page is cached at pgoff (mincore).
+  // filemap_get_folio: the page in memory at pgoff with a new reference, or nullptr for a hole
+  // or a swap entry. Never sleeps or allocates: fault-around (under the PTE lock) and the
+  // checkers use it.
+  Page* filemap_get_folio(uint64_t pgoff) EXCLUDES(lock_);
+  // Whether the page at pgoff is in memory (mincore; filemap_get_incore_folio): in the page
+  // cache, or swapped out with its page still in the swap cache.
   bool is_resident(uint64_t pgoff) EXCLUDES(lock_);
+  // Pages in memory in the cache (shmem's nrpages), and swap entries (info->swapped).
   uint64_t nr_pages() EXCLUDES(lock_);
+  uint64_t nr_swapped() EXCLUDES(lock_);
+
+  // shmem_writeout's work for this inode; see the free function below. Page locked, in this
+  // cache, unmapped.
+  bool writeout(Page* page) EXCLUDES(lock_);
+  // shmem_unuse_inode: brings back every page of this inode that swap device `type` holds.
+  // False when a swap-in ran out of frames.
+  bool unuse(unsigned type) EXCLUDES(lock_);
+  // Checkers: fn(pgoff, entry) for every swap entry in the cache, called without lock_.
+  template <class Fn>
+  void debug_for_each_swap_entry(Fn fn) EXCLUDES(lock_) {
+    std::vector<std::pair<uint64_t, uint64_t>> entries;
+    {
+      MutexGuard g(lock_);
+      for (auto& [idx, chunk] : chunks_)
+        for (int i = 0; i < (1 << kChunkShift); i++)
+          if (xa_is_value(chunk->slots[i])) entries.push_back({(idx << kChunkShift) + i, xa_to_value(chunk->slots[i])});
+    }
+    for (auto& [pgoff, entry] : entries) fn(pgoff, entry);
+  }
 
   // The page-cache pages wholly beyond `size` leave the cache (truncate_inode_pages); the part
   // of the page holding byte `size` beyond it is zeroed and the page marked dirty
@@ -46,7 +127,8 @@ class ShmemInode {
 
   // Reclaim of a clean page: removes `page` from the cache at pgoff unless it is dirty, mapped
   // or referenced by anyone but the cache and the caller (remove_mapping). Returns whether it
-  // was removed.
+  // was removed. A slot holding a swap entry is left alone. Takes the page lock to clear the
+  // page's cache state: call it with the page unlocked and no lock ranked after the page lock.
   bool remove_clean_page(uint64_t pgoff, Page* page) EXCLUDES(lock_);
 
   // i_mmap: the VMAs that map this file, in an interval tree keyed by each VMA's page-offset
@@ -76,25 +158,56 @@ class ShmemInode {
   }
 
   void get() { refcount_.fetch_add(1, std::memory_order_relaxed); }
+  // igrab: a new reference unless the last one is already gone.
+  bool tryget() {
+    int c = refcount_.load(std::memory_order_relaxed);
+    while (c > 0)
+      if (refcount_.compare_exchange_weak(c, c + 1, std::memory_order_acquire, std::memory_order_relaxed)) return true;
+    return false;
+  }
   void put() {
     if (refcount_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
  private:
   static constexpr int kChunkShift = 9;
+  // A cache slot: 0 (a hole), a Page* (aligned, so bit 0 is clear), or xa_mk_value(entry).
+  using Slot = uintptr_t;
+  static bool xa_is_value(Slot s) { return s & 1; }
+  static Slot xa_mk_value(uint64_t entry) { return (entry << 1) | 1; }  // swap entries use bits 12..62
+  static uint64_t xa_to_value(Slot s) { return s >> 1; }
+  static Page* slot_page(Slot s) { return xa_is_value(s) ? nullptr : reinterpret_cast<Page*>(s); }
+  static Slot page_slot(Page* p) { return reinterpret_cast<Slot>(p); }
   struct Chunk {
-    Page* slots[1 << kChunkShift] = {};
-    int used = 0;
+    Slot slots[1 << kChunkShift] = {};
+    int used = 0;  // slots that are not holes
   };
+  // The slot at pgoff, or nullptr when its chunk does not exist.
+  Slot* slot_locked(uint64_t pgoff) REQUIRES(lock_);
+  // Counts a slot that became a hole, freeing its chunk when it was the last one in use.
+  void slot_cleared_locked(uint64_t pgoff) REQUIRES(lock_);
+  void swapped_inc_locked() REQUIRES(lock_);
+  void swapped_dec_locked() REQUIRES(lock_);
 
-  PhysMem* mem_;            // written once
+  // shmem_get_folio: the page at pgoff (swapped in if needed; allocated when `create`), with a
+  // reference; nullptr for a hole when not `create`; -ENOMEM when out of frames.
+  enum class Sgp { kRead, kCreate };
+  Result<Page*> shmem_get_folio(uint64_t pgoff, Sgp sgp) EXCLUDES(lock_);
+  // shmem_swapin_folio: brings the page of `entry`, read from slot pgoff, back into the cache.
+  // kRetry: the slot changed meanwhile (look again).
+  enum class Swapin { kOk, kRetry, kNoMem };
+  Swapin shmem_swapin_folio(uint64_t pgoff, uint64_t entry, Page** out) EXCLUDES(lock_);
+
+  System* const sys_;       // written once; the machine outlives its inodes
+  PhysMem* const mem_;      // written once: sys_'s frames
   const std::string name_;  // written once
   std::atomic<uint64_t> size_;
   std::atomic<int> refcount_{1};
   Mutex lock_{lock_class::kInode};
-  // pgoff >> kChunkShift -> 512 slots; 8 bytes of index per cached page.
+  // pgoff >> kChunkShift -> 512 slots; 8 bytes of index per cached page or swap entry.
   std::unordered_map<uint64_t, std::unique_ptr<Chunk>> chunks_ GUARDED_BY(lock_);
   uint64_t nr_pages_ GUARDED_BY(lock_) = 0;
+  uint64_t nr_swapped_ GUARDED_BY(lock_) = 0;  // swap entries in the slots (info->swapped)
   // i_mmap_rwsem's role: nests outside the PTE locks (truncate zaps under it).
   Mutex i_mmap_lock_{lock_class::kIMmap};
   IntervalTree<Vma::IMmapNode> i_mmap_ GUARDED_BY(i_mmap_lock_);
@@ -110,5 +223,21 @@ inline void fput(File* f) {
 
 // A new open file description of inode (takes an inode reference).
 File* open_file(ShmemInode* inode, bool writable);
+
+// shmem_writeout: reclaim's write of a shmem page to swap. `page` is locked, a page-cache page
+// (PG_shmem), mapped by no PTE (try_to_unmap ran), and referenced exactly by its cache and by
+// the caller (reclaim's isolation reference). Allocates a swap slot, moves the page from its
+// inode's cache into the swap cache (the inode's slot now holds the swap entry, which holds
+// one map count of the slot; the page gets PG_swapcache and page->swap, and loses PG_shmem
+// and its mapping, as a folio leaving the page cache does), writes it (swap_writepage,
+// PSWPOUT) and returns true. The caller then frees it as an anonymous swap-cache page:
+// __remove_mapping (with the page still locked), unlock_page, put_page.
+// False with nothing changed when no device has a free slot, or when the page is mapped, no
+// longer in its inode's cache, or referenced by anyone else. False also when the write failed: the page then
+// stays in the swap cache, dirty, and a lookup of its slot brings it back.
+bool shmem_writeout(System* sys, Page* page);
+
+// shmem_unuse: swapoff's pass over every inode on the swaplist. False when out of frames.
+bool shmem_unuse(System* sys, unsigned type);
 
 }  // namespace mirrormm

@@ -20,6 +20,7 @@
 #include "mm/internal.h"
 #include "mm/mm.h"
 #include "mm/pgtable_walk.h"
+#include "mm/shmem.h"
 #include "mm/system_internal.h"
 
 namespace mirrormm {
@@ -346,8 +347,14 @@ Status System::swapoff(unsigned type) {
         return Errno::kNoMem;
       }
     }
-    // Cache pages whose slot no PTE references any more leave the cache (they stay mapped
-    // as ordinary anonymous pages).
+    // shmem_unuse: the entries that shmem inodes (named files and shared anonymous
+    // mappings alike, from the swaplist) hold come back into their page caches.
+    if (!shmem_unuse(this, type)) {
+      si->set_state(SwapInfo::State::kActive);
+      return Errno::kNoMem;
+    }
+    // Cache pages whose slot no PTE or inode references any more leave the cache (they stay
+    // mapped as ordinary anonymous pages, or are freed when nothing else holds them).
     const uint64_t n = si->highest_bit() + 1;
     for (uint64_t off = 1; off < n; off++) {
       const swap_map_t m = si->map(off);

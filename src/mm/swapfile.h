@@ -4,11 +4,15 @@
 // A swap device (SwapInfo, Linux's swap_info_struct) is an array of page-sized slots, in
 // memory (reserved with MAP_NORESERVE, so a large device costs nothing until used) or in a
 // regular file (pwrite/pread). Slot 0 is never handed out, so no swap entry is the none entry.
-// Each slot has a map count (swap_map): the number of swap PTEs that reference it, plus
-// SWAP_HAS_CACHE while the swap cache holds a page for it. A slot is free when its map is 0.
+// Each slot has a map count (swap_map): the number of swap PTEs and shmem page-cache slots
+// (swap entries in a ShmemInode's cache, see shmem.h) that reference it, plus SWAP_HAS_CACHE
+// while the swap cache holds a page for it. A slot is free when its map is 0.
 //
 // The swap cache (swapper_spaces) maps a swap entry to the page that holds its data: a page
-// in it carries PG_swapcache, page->swap == entry, and one reference held by the cache. A
+// in it carries PG_swapcache, page->swap == entry, and one reference held by the cache. An
+// anonymous page keeps PG_anon and its anon_vma there; a shmem page written out by
+// shmem_writeout is in no page cache meanwhile (PG_shmem clear, mapping nullptr), so every
+// swap-cache page is either PG_anon or neither, and __remove_mapping frees both alike. A
 // page enters it under the page lock (add_to_swap, swap-in) and leaves it under the page lock
 // (delete_from_swap_cache, __remove_mapping). Lookups (swap_cache_get_folio) take their
 // reference under the cache lock, so a page deleted from the cache is never found again.
@@ -22,7 +26,8 @@
 //     is a transient state that swap-in waits out (swapcache_prepare answers -EEXIST).
 //   - A swap PTE holds a map count, so a slot a swap PTE names is never free.
 //
-// The protocol of one slot, as reclaim and faults use it (P: page lock, L: PTE lock):
+// The protocol of one slot of an anonymous page, as reclaim and faults use it (P: page lock,
+// L: PTE lock; shmem.h has the shmem version, where the inode's lock_ plays L's part):
 //
 //   swap-out (reclaim)                        swap-in (do_swap_page)
 //   P  add_to_swap: map = HAS_CACHE,           look up the cache; found: P, recheck that
@@ -211,8 +216,8 @@ void delete_from_swap_cache(System* sys, Page* page);
 // whose slot no swap PTE references leaves the swap cache, if its lock can be taken without
 // waiting. The caller holds a reference, and no lock ranked at or above the page lock.
 void free_swap_cache(System* sys, Page* page);
-// __remove_mapping for a swap-cache page: page locked, clean, unmapped (mapcount 0), and
-// referenced only by the cache and the caller. Removes it from the cache; the caller's
+// __remove_mapping for a swap-cache page (anonymous, or shmem after shmem_writeout): page
+// locked, clean, unmapped (mapcount 0), and referenced only by the cache and the caller. Removes it from the cache; the caller's
 // reference is then the last one. False (nothing changed) when another reference exists or
 // the page is dirty or mapped.
 bool __remove_mapping(System* sys, Page* page);

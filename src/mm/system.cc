@@ -24,6 +24,7 @@ System::System(const SystemConfig& config, int nr_cpus) : config_(config) {
   mem_ = std::make_unique<PhysMem>(config.memory_bytes);
   mem_->set_mmu_checker_on(config.mmu_checker);
   swap_ = std::make_unique<SwapTable>();
+  shmem_swaplist_ = std::make_unique<ShmemSwaplist>();
   reclaim_ = std::make_unique<MachineReclaim>(this);
   if (nr_cpus < 1) nr_cpus = 1;
   if (nr_cpus > 64) nr_cpus = 64;
@@ -178,10 +179,10 @@ Status System::memfd(const std::string& name, uint64_t size) {
     if (it == files_.end()) {
       if (static_cast<int64_t>(size) < 0) {
         // memfd_create succeeds, then ftruncate fails: the file exists with size 0.
-        files_.emplace(name, new ShmemInode(mem_.get(), name, 0));
+        files_.emplace(name, new ShmemInode(this, name, 0));
         return Errno::kInval;
       }
-      files_.emplace(name, new ShmemInode(mem_.get(), name, size));
+      files_.emplace(name, new ShmemInode(this, name, size));
       return kSuccess;
     }
     inode = it->second;
@@ -198,6 +199,19 @@ Status System::truncate(const std::string& name, uint64_t size) {
     inode = it->second;
   }
   return resize_file(inode, size);
+}
+
+Status System::unlink_file(const std::string& name) {
+  ShmemInode* inode;
+  {
+    MutexGuard g(files_lock_);
+    auto it = files_.find(name);
+    if (it == files_.end()) return Errno::kNoEnt;
+    inode = it->second;
+    files_.erase(it);
+  }
+  inode->put();  // the name's reference
+  return kSuccess;
 }
 
 Status System::madvise(Process* p, uint64_t addr, uint64_t len, uint64_t advice) {

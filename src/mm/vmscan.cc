@@ -86,8 +86,17 @@ void count_steal(VmEvents& ev, const ScanControl& sc, bool file, uint64_t n) {
 }  // namespace
 
 bool swap_has_room(System* sys) {
-  const SwapStats st = sys->swap_stats();
-  return st.used < st.total;
+  SwapTable& table = swap_table_of(sys);
+  for (unsigned t = 0; t < kMaxSwapFiles; t++) {
+    SwapInfo* si = table.info(t);
+    if (si->state() == SwapInfo::State::kActive && si->inuse() + 1 < si->max()) return true;
+  }
+  return false;
+}
+
+bool swap_entry_writable(System* sys, pteval_t entry) {
+  SwapInfo* si = swap_table_of(sys).info(swp_type(entry));
+  return si && si->state() == SwapInfo::State::kActive;
 }
 
 bool try_to_unmap(System* sys, Page* page, unsigned flags) {
@@ -146,24 +155,41 @@ uint64_t shrink_folio_list(System* sys, std::vector<Page*>& folios, ScanControl&
         mmu_rmap_notify_page(&mem, page);  // remote mappers of the page hear it went
       }
     }
-    // Write it out: an anonymous page to its slot. A dirty shmem page stays
-    // (AOP_WRITEPAGE_ACTIVATE).
+    // A swap-cache copy on a device that swapoff is emptying stays in memory (its slot is on
+    // its way out; writing the page back there would undo swapoff's work).
+    if (ok && page->test(PG_swapcache) && !swap_entry_writable(sys, page->swap)) {
+      activate = true;
+      ok = false;
+    }
+    // Write it out: an anonymous page to its slot; a dirty shmem page to a slot of its own
+    // (shmem_writeout moves it from the page cache to the swap cache), or, without swap, it
+    // stays (AOP_WRITEPAGE_ACTIVATE). A clean shmem page holds nothing a new zero page would
+    // not: it simply leaves the cache.
     if (ok && page->test(PG_dirty)) {
       if (anon) {
         if (swap_writepage(sys, page) != Errno::kOk) ok = false;
-      } else {
-        activate = true;  // shmem without a swap slot of its own (AOP_WRITEPAGE_ACTIVATE)
+      } else if (!sc.may_swap || !shmem_writeout(sys, page)) {
+        activate = true;
         ok = false;
       }
     }
     // Free it: out of the swap cache or the page cache, if nobody else holds it.
+    bool locked = true;
     if (ok) {
-      if (page->test(PG_swapcache))
+      if (page->test(PG_swapcache)) {
         ok = __remove_mapping(sys, page);
-      else if (shmem)
-        ok = static_cast<ShmemInode*>(page->mapping)->remove_clean_page(page->index, page);
-      else
+      } else if (page->test(PG_shmem)) {
+        // remove_clean_page takes the page lock itself; the inode reference keeps the inode
+        // (which the page lock kept until now) while it does.
+        auto* inode = static_cast<ShmemInode*>(page->mapping);
+        inode->get();
+        unlock_page(page);
+        locked = false;
+        ok = inode->remove_clean_page(page->index, page);
+        inode->put();
+      } else {
         ok = page->refcount.load(std::memory_order_acquire) == 1;
+      }
     }
     if (!ok) {
       // activate_locked: a swap-cache copy is not worth keeping when swap is short.
@@ -173,11 +199,11 @@ uint64_t shrink_folio_list(System* sys, std::vector<Page*>& folios, ScanControl&
         page->set(PG_active);
         ev.count(PGACTIVATE);
       }
-      unlock_page(page);
+      if (locked) unlock_page(page);
       keep->push_back(page);
       continue;
     }
-    unlock_page(page);
+    if (locked) unlock_page(page);
     count_steal(ev, sc, folio_is_file_lru(page), 1);
     mem.put_page(page);  // the isolation reference was the last one: the frame is free
     reclaimed++;

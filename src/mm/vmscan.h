@@ -11,6 +11,7 @@
 #include "mirrormm/base/locking.h"
 #include "mm/lock_order.h"
 #include "mm/oom_kill.h"
+#include "mm/pgtable.h"
 #include "mm/physmem.h"
 
 namespace mirrormm {
@@ -63,8 +64,11 @@ class ScopedCurrent {
 };
 Process* current_process();
 
-// Whether some swap device has a free slot (anonymous and shmem pages can be reclaimed).
+// Whether some swap device that is on (not being switched off) has a free slot: anonymous
+// and dirty shmem pages can be reclaimed.
 bool swap_has_room(System* sys);
+// Whether the device of a swap entry is on and takes writes (not being switched off).
+bool swap_entry_writable(System* sys, pteval_t entry);
 
 // try_to_unmap: removes every mapping of a locked page through the reverse map (each one
 // bracketed by invalidate_range_start/end, MMU_NOTIFY_CLEAR). An anonymous page must be in
