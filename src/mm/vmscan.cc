@@ -327,7 +327,8 @@ void Kswapd::stop() {
 }
 
 void Kswapd::wakeup() {
-  // Cheap when kswapd is already awake: one load.
+  if (failures_.load(std::memory_order_relaxed) >= kMaxReclaimRetries) return;
+  // Cheap when kswapd is already awake: one exchange.
   if (woken_.exchange(true, std::memory_order_acq_rel)) return;
   {
     MutexGuard g(lock_);
@@ -374,8 +375,12 @@ void Kswapd::run() {
       ScanControl sc;
       sc.who = ScanControl::Who::kKswapd;
       sc.nr_to_reclaim = kSwapClusterMax;
-      if (do_try_to_free_pages(sys_, sc) == 0) break;
       runs_.fetch_add(1, std::memory_order_relaxed);
+      if (do_try_to_free_pages(sys_, sc) == 0) {
+        failures_.fetch_add(1, std::memory_order_relaxed);
+        break;
+      }
+      failures_.store(0, std::memory_order_relaxed);
     }
   }
 }
@@ -421,7 +426,10 @@ bool MachineReclaim::alloc_slowpath(int attempt) {
   if (attempt == 0) kswapd_.wakeup();
   // The OOM killer chose the caller's own process: its fault fails (it is dying).
   if (Process* cur = current_process(); cur && cur->oom_killed()) return false;
-  if (attempt < kMaxProgressRetries && try_to_free_pages(sys_, kSwapClusterMax) > 0) return true;
+  if (attempt < kMaxProgressRetries && try_to_free_pages(sys_, kSwapClusterMax) > 0) {
+    kswapd_.reset_failures();  // reclaim works again: kswapd may help
+    return true;
+  }
   // No progress: a victim gives its memory back (or is already doing so).
   if (current_is_oom_origin()) return false;
   if (attempt >= kMaxOomWaits || !oom_.out_of_memory()) return false;
