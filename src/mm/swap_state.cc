@@ -120,7 +120,13 @@ Errno swap_read_folio(System* sys, Page* page) {
   MM_BUG_ON(!si);
   const Errno e = si->read_slot(swp_offset(page->swap), sys->mem().page_address(page));
   put_swap_device(si);
-  if (e == Errno::kOk) sys->mem().events().count(PSWPIN);
+  if (e == Errno::kOk) {
+    sys->mem().events().count(PSWPIN);
+    // workingset_refault: the page was evicted and is needed again. (Linux keeps a shadow
+    // entry per evicted page to tell how recently; every page read back from swap here is
+    // such a refault, and all swapped pages are on the anon lists.)
+    sys->mem().events().count(WORKINGSET_REFAULT_ANON);
+  }
   return e;
 }
 
