@@ -145,7 +145,10 @@ uint64_t shrink_folio_list(System* sys, std::vector<Page*>& folios, ScanControl&
         ok = false;
       }
     }
-    if (ok && !anon && !shmem) ok = false;  // a page being set up or torn down: leave it
+    // A page that is none of these (being set up or torn down) is left alone. A shmem page
+    // already written to swap (PG_swapcache, out of its file's cache) is freed like an
+    // anonymous one.
+    if (ok && !anon && !shmem && !page->test(PG_swapcache)) ok = false;
     // Unmap it from every process (try_to_unmap, each mapping bracketed).
     if (ok && folio_mapped(page)) {
       if (!try_to_unmap(sys, page, 0)) {
@@ -229,13 +232,12 @@ void shrink_inactive_list(System* sys, LruList lru, uint64_t nr_to_scan, ScanCon
 // shrink_active_list: ages the oldest nr_to_scan pages of an active list into the inactive
 // one. Their young bits (and the secondary MMUs' through clear_flush_young) are cleared on
 // the way, so that the inactive list's look sees only uses made after this one.
-void shrink_active_list(System* sys, LruList lru, uint64_t nr_to_scan, ScanControl& sc) {
+void shrink_active_list(System* sys, LruList lru, uint64_t nr_to_scan) {
   PhysMem& mem = sys->mem();
   std::vector<Page*> isolated;
   size_t scanned = 0;
   isolate_lru_folios(mem.lruvec(), lru, nr_to_scan, &isolated, &scanned);
   mem.events().count(PGREFILL, static_cast<int64_t>(scanned));
-  count_scan(mem.events(), sc, lru, 0);
   uint64_t deactivated = 0;
   for (Page* page : isolated) {
     if (folio_mapped(page)) (void)folio_referenced(sys, page, PageLocked::kNo);
@@ -268,7 +270,7 @@ void shrink_lruvec(System* sys, ScanControl& sc) {
     if (size[inactive] < size[active]) {
       while (nr_active > 0) {
         const uint64_t batch = std::min(nr_active, kSwapClusterMax);
-        shrink_active_list(sys, active, batch, sc);
+        shrink_active_list(sys, active, batch);
         nr_active -= batch;
       }
     }
