@@ -318,54 +318,18 @@ unsigned do_swap_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, unsig
   bool major = false;
   Page* page = nullptr;
   for (;;) {
-    page = swap_cache_get_folio(sys, entry);
-    if (page) {
-      lock_page(page);
-      // folio_swap_cache check: it may have left the cache before we locked it.
-      if (page->test(PG_swapcache) && page->swap == entry) break;
-      unlock_page(page);
-      mem.put_page(page);
+    const SwapinStatus st = read_swap_cache_locked(sys, si, entry, Gfp::kUser, &page, &major);
+    if (st == SwapinStatus::kOk) break;
+    if (st == SwapinStatus::kBusy && pte_unchanged()) {
+      std::this_thread::yield();  // wait for the other swap-in of this entry
       continue;
     }
-    const Errno e = swapcache_prepare(sys, entry);
-    if (e == Errno::kExist) {
-      // Another swap-in of this entry is reading it, or its cache page is on its way out.
-      if (!pte_unchanged()) {
-        put_swap_device(si);
-        return VM_FAULT_OK;
-      }
-      std::this_thread::yield();
-      continue;
+    put_swap_device(si);
+    switch (st) {
+      case SwapinStatus::kNoMem: return VM_FAULT_OOM;
+      case SwapinStatus::kIoError: return VM_FAULT_SIGBUS;
+      default: return VM_FAULT_OK;  // the PTE changed, or the slot no longer holds the entry
     }
-    if (e != Errno::kOk) {  // the slot was freed: the PTE no longer holds this entry
-      put_swap_device(si);
-      return VM_FAULT_OK;
-    }
-    page = mem.alloc_page(Zero::kNo, Gfp::kUser);
-    if (!page) {
-      swapcache_clear(sys, entry);
-      put_swap_device(si);
-      return VM_FAULT_OOM;
-    }
-    const bool locked = trylock_page(page);  // a new page: nobody else can hold it
-    MM_BUG_ON(!locked);
-    page->set(PG_swapbacked);
-    page->set(PG_swapcache);
-    page->swap = entry;
-    if (swap_read_folio(sys, page) != Errno::kOk) {
-      page->clear(PG_swapcache);
-      page->swap = 0;
-      swapcache_clear(sys, entry);
-      unlock_page(page);
-      mem.put_page(page);
-      put_swap_device(si);
-      return VM_FAULT_SIGBUS;
-    }
-    mem.get_page(page);  // the swap cache's reference
-    si->cache_insert(swp_offset(entry), page);
-    folio_add_lru(mem, page);  // a new swap-cache page joins the LRU (swapin's lru add)
-    major = true;
-    break;
   }
   put_swap_device(si);  // the page's HAS_CACHE use keeps the device on from here
 
