@@ -43,10 +43,18 @@ unsigned vmf_anon_prepare(Vma* vma, unsigned flags) {
   return anon_vma_prepare(vma) == Errno::kOk ? VM_FAULT_OK : VM_FAULT_OOM;
 }
 
+// folio_add_new_anon_rmap for a page this fault allocated: it becomes exclusive to the VMA.
+// The page is on no list, in no cache and no PTE maps it yet; the only other code that can
+// reach it is a speculative reference by frame number (device_access_pfn's
+// get_page_unless_zero), which reads the flags and never writes them. So nobody else writes
+// its flags until set_pte publishes it, and they are set with a plain load and store
+// (Linux's __folio_set_swapbacked), as init_page set them.
 void page_add_new_anon_rmap(Page* page, Vma* vma, uint64_t addr) {
   page->mapping = vma->anon_vma;
   page->index = vma->linear_page_index(addr);
-  page->flags.fetch_or(PG_anon | PG_anon_exclusive | PG_swapbacked, std::memory_order_relaxed);
+  const uint32_t flags = page->flags.load(std::memory_order_relaxed);
+  MM_DEBUG_ON(flags & (PG_lru | PG_swapcache | PG_free));
+  page->flags.store(flags | PG_anon | PG_anon_exclusive | PG_swapbacked, std::memory_order_relaxed);
   page->mapcount.store(1, std::memory_order_relaxed);
 }
 
@@ -58,21 +66,25 @@ bool pte_still_none(const Vma* vma, const pte_t* ptep) {
 }
 
 // Maps a new anonymous page at addr (folio_add_new_anon_rmap + set_pte_at, the tail of
-// do_anonymous_page, do_cow_fault): the page becomes exclusive to this VMA. Takes the PTE
-// lock; when another fault mapped the address first, the page is dropped instead.
+// do_anonymous_page, do_cow_fault): the page becomes exclusive to this VMA. The page comes
+// from alloc_page with LruRef::kPrepaid: one reference for the PTE, one for the LRU add
+// batch. Takes the PTE lock; when another fault mapped the address first, the page is
+// dropped instead (both references).
 void install_new_anon_page(Vma* vma, uint64_t addr, pte_t* ptep, Page* page, pteval_t entry) {
   Mm* mm = vma->vm_mm;
   {
     SpinGuard g(pte_lockptr(mm, ptep));
     if (pte_still_none(vma, ptep)) {
       page_add_new_anon_rmap(page, vma, addr);
-      folio_add_lru_vma(mem_of(vma), page, vma);
+      folio_add_lru_vma(mem_of(vma), page, vma, LruRef::kPrepaid);
       mm->add_rss(MM_ANONPAGES, 1);
       set_pte(ptep, entry);
       return;
     }
   }
-  mem_of(vma).put_page(page);  // lost a race
+  // Lost a race: the batch's prepaid reference, then ours (which frees the page).
+  mem_of(vma).put_page(page);
+  mem_of(vma).put_page(page);
 }
 
 // do_anonymous_page: the PTE was none in a private anonymous VMA.
@@ -88,7 +100,7 @@ unsigned do_anonymous_page(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags)
     return VM_FAULT_OK;
   }
   if (unsigned r = vmf_anon_prepare(vma, flags)) return r;
-  Page* page = mem.alloc_page(Zero::kYes, Gfp::kUser);
+  Page* page = mem.alloc_page(Zero::kYes, Gfp::kUser, LruRef::kPrepaid);
   if (!page) return VM_FAULT_OOM;
   pteval_t entry = pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot);
   if (vma->vm_flags & VM_WRITE) entry = pte_mkwrite(pte_mkdirty(entry));
@@ -161,7 +173,7 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
     if (pgoff >= file_end_pgoff(inode)) return VM_FAULT_SIGBUS;
     Page* src = inode->find_or_create_page(pgoff);
     if (!src) return VM_FAULT_OOM;
-    Page* page = mem.alloc_page(Zero::kNo, Gfp::kUser);
+    Page* page = mem.alloc_page(Zero::kNo, Gfp::kUser, LruRef::kPrepaid);
     if (!page) {
       mem.put_page(src);
       return VM_FAULT_OOM;
@@ -251,7 +263,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
   Page* page = nullptr;
   if (unsigned r = vmf_anon_prepare(vma, flags)) {
     ret = r;
-  } else if (!(page = mem.alloc_page(old ? Zero::kNo : Zero::kYes, Gfp::kUser))) {
+  } else if (!(page = mem.alloc_page(old ? Zero::kNo : Zero::kYes, Gfp::kUser, LruRef::kPrepaid))) {
     ret = VM_FAULT_OOM;
   } else {
     if (old) {
@@ -269,7 +281,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
       mmu_checker_pte_change(mm, addr, was, 0);
       flush_tlb_page(mm, addr);
       page_add_new_anon_rmap(page, vma, addr);
-      folio_add_lru_vma(mem, page, vma);
+      folio_add_lru_vma(mem, page, vma, LruRef::kPrepaid);
       if (!old) {
         mm->add_rss(MM_ANONPAGES, 1);
       } else if (!old->test(PG_anon)) {
@@ -285,7 +297,11 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
       }
     }
   }
-  if (page) mem.put_page(page);
+  if (page) {
+    // Not mapped: the LRU batch's prepaid reference, then ours.
+    mem.put_page(page);
+    mem.put_page(page);
+  }
   if (old) mem.put_page(old);
   return ret;
 }

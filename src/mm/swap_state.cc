@@ -198,8 +198,7 @@ SwapinStatus read_swap_cache_locked(System* sys, SwapInfo* si, pteval_t entry, G
     }
     const bool locked = trylock_page(page);  // a new page: nobody else can hold it
     MM_BUG_ON(!locked);
-    page->set(PG_swapbacked);
-    page->set(PG_swapcache);
+    page->flags.fetch_or(PG_swapbacked | PG_swapcache, std::memory_order_relaxed);
     page->swap = entry;
     if (swap_read_folio(sys, page) != Errno::kOk) {
       page->clear(PG_swapcache);
