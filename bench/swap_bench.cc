@@ -8,6 +8,8 @@
 // each (out + in counting as one page) and the ratio of their times per page.
 #include <benchmark/benchmark.h>
 
+#include "bench_report.h"
+
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -94,28 +96,12 @@ void BM_MemcpyOutIn(benchmark::State& state) {
 }
 BENCHMARK(BM_MemcpyOutIn)->Repetitions(5)->ReportAggregatesOnly(true)->UseRealTime();
 
-class Collector : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& r : runs) {
-      if (r.error_occurred) continue;
-      auto it = r.counters.find("items_per_second");
-      if (it != r.counters.end()) rate_[r.benchmark_name()] = it->second.value;
-    }
-  }
-  std::map<std::string, double> rate_;
-};
-
 }  // namespace
 }  // namespace mirrormm
 
 int main(int argc, char** argv) {
-  using mirrormm::Collector;
-  benchmark::Initialize(&argc, argv);
-  Collector rep;
-  benchmark::RunSpecifiedBenchmarks(&rep);
-  benchmark::Shutdown();
+  mirrormm::bench::Collector rep;
+  mirrormm::bench::run_benchmarks(&argc, argv, &rep);
   std::printf("\nPer page, out and back in (same run; medians)\n");
   auto a = rep.rate_.find("BM_SwapOutIn/repeats:5/real_time_median");
   auto b = rep.rate_.find("BM_MemcpyOutIn/repeats:5/real_time_median");
