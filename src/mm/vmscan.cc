@@ -182,14 +182,18 @@ uint64_t shrink_folio_list(System* sys, std::vector<Page*>& folios, ScanControl&
       if (page->test(PG_swapcache)) {
         ok = __remove_mapping(sys, page);
       } else if (page->test(PG_shmem)) {
-        // remove_clean_page takes the page lock itself; the inode reference keeps the inode
-        // (which the page lock kept until now) while it does.
+        // remove_clean_page takes the page lock itself; an inode reference keeps the inode
+        // (which the page lock kept until now) while it does. igrab: an inode whose last
+        // reference is gone is being destroyed, and frees this page itself.
         auto* inode = static_cast<ShmemInode*>(page->mapping);
-        inode->get();
-        unlock_page(page);
-        locked = false;
-        ok = inode->remove_clean_page(page->index, page);
-        inode->put();
+        if (inode->tryget()) {
+          unlock_page(page);
+          locked = false;
+          ok = inode->remove_clean_page(page->index, page);
+          inode->put();
+        } else {
+          ok = false;
+        }
       } else {
         ok = page->refcount.load(std::memory_order_acquire) == 1;
       }
