@@ -62,6 +62,7 @@ struct Shared {
   uint64_t swap_anon_pages = 0;
   uint64_t swap_shmem_pages = 0;
   uint64_t swap_stride = 0;
+  std::atomic<uint64_t> oom_fault_addr{0};  // the first access of process 1 that ended in OOM
   bool devices = false;
   bool stop_on_violation = false;
   // The secondary MMU of each slot's process (guarded by mirror_lock; a worker copies the
@@ -85,7 +86,7 @@ class Worker {
   void run() {
     System& sys = *sh_.sys;
     System::bind_thread_to_cpu(id_);
-    Process* p1 = sys.process(1);
+    Process* p1 = p1_;
     (void)sys.mmap(p1, private_base(id_), kPrivatePages * kP, kProtRead | kProtWrite,
                    kMapPrivate | kMapAnonymous | kMapFixed);
     if (sh_.swap_anon_pages) setup_swap_region();
@@ -96,7 +97,7 @@ class Worker {
         sh_.parked.fetch_sub(1, std::memory_order_acq_rel);
         continue;
       }
-      if ((sh_.stop_on_violation && sys.violations() > 0) || p1_->oom_killed()) {
+      if ((sh_.stop_on_violation && sys.violations() > 0) || !p1_->alive() || p1_->oom_killed()) {
         // Idle (still parking when asked) until the coordinator ends the run.
         std::this_thread::yield();
         continue;
@@ -120,12 +121,25 @@ class Worker {
     return p1_;  // not sys->process(1), which is null once process 1 has exited
   }
 
-  // Reports a failed check of process 1's memory, unless process 1 has been OOM-killed: the
-  // kill fails its accesses and system calls, and the reaper zaps its pages under accesses
-  // that raced the kill (the coordinator reports the kill itself).
+  // Reports a failed check of process 1's memory, unless process 1 has been OOM-killed or
+  // has died of an out-of-memory fault (System::access exits the process of a fault that
+  // found no frame and no victim): the kill fails its accesses and system calls, and the
+  // reaper zaps its pages under accesses that raced the kill. The coordinator reports the
+  // death itself.
   void fail(const std::string& what) {
-    if (p1_->oom_killed()) return;
+    if (p1_->oom_killed() || !p1_->alive()) return;
     sh_.sys->report_violation("workload check", fmt::format("cpu {}: {}", id_, what));
+  }
+
+  // An access on this CPU. The first fault of process 1 that ends in OOM (the fault found no
+  // frame: the process exits) is noted for the coordinator's report.
+  AccessResult access(Process* p, uint64_t addr, uint64_t len, bool write, const AccessChunkFn& fn) {
+    AccessResult r = sh_.sys->access(p, id_, addr, len, write, fn);
+    if (r.kind == AccessResult::Kind::kOom && p == p1_) {
+      uint64_t none = 0;
+      sh_.oom_fault_addr.compare_exchange_strong(none, addr, std::memory_order_relaxed);
+    }
+    return r;
   }
 
   // ---- the swap region ----
@@ -144,8 +158,8 @@ class Worker {
     const uint64_t anon = sh_.swap_anon_pages * kP, shmem = sh_.swap_shmem_pages * kP;
     Result<uint64_t> a = sys.mmap(p1_, swap_addr(0), anon, kProtRead | kProtWrite,
                                   kMapPrivate | kMapAnonymous | kMapFixed);
-    Status f = sys.memfd(swap_file(), shmem);
-    Result<uint64_t> m = f.ok() ? sys.mmap_file(p1_, swap_addr(sh_.swap_anon_pages), shmem, kProtRead | kProtWrite,
+    Status f = shmem ? sys.memfd(swap_file(), shmem) : Status(kSuccess);
+    Result<uint64_t> m = !shmem ? Result<uint64_t>(0) : f.ok() ? sys.mmap_file(p1_, swap_addr(sh_.swap_anon_pages), shmem, kProtRead | kProtWrite,
                                                 kMapShared | kMapFixed, swap_file(), 0, System::FileMode::kReadWrite)
                                 : Result<uint64_t>(f.error());
     Status d = a.ok() && m.ok() ? sys.madvise(p1_, swap_addr(0), anon + shmem, kMadvDontfork) : Status(Errno::kInval);
@@ -161,7 +175,7 @@ class Worker {
   void swap_write(uint64_t page) {
     const uint8_t v = static_cast<uint8_t>(1 + rnd(255));
     const uint64_t w = swap_word(page, v);
-    AccessResult r = sh_.sys->access(p1_, id_, swap_addr(page), kP, true, [w](uint8_t* d, uint64_t, uint64_t n) {
+    AccessResult r = access(p1_, swap_addr(page), kP, true, [w](uint8_t* d, uint64_t, uint64_t n) {
       for (uint64_t i = 0; i + 8 <= n; i += 8) std::memcpy(d + i, &w, 8);
     });
     sh_.accesses.fetch_add(1, std::memory_order_relaxed);
@@ -173,7 +187,7 @@ class Worker {
   void swap_read(uint64_t page) {
     const uint64_t want = swap_word(page, swap_shadow_[page]);
     uint64_t bad = 0, got = want;
-    AccessResult r = sh_.sys->access(p1_, id_, swap_addr(page), kP, false, [&](uint8_t* d, uint64_t, uint64_t n) {
+    AccessResult r = access(p1_, swap_addr(page), kP, false, [&](uint8_t* d, uint64_t, uint64_t n) {
       for (uint64_t i = 0; i + 8 <= n; i += 8) {
         uint64_t x;
         std::memcpy(&x, d + i, 8);
@@ -195,14 +209,16 @@ class Worker {
   void swap_op() {
     System& sys = *sh_.sys;
     const uint64_t page = rnd(swap_pages());
-    const uint64_t r = rnd(1000);
-    if (r < 470) {
+    // MADV_PAGEOUT and proactive reclaim stay rare: kswapd and direct reclaim should do most
+    // of the swapping.
+    const uint64_t r = rnd(10000);
+    if (r < 4970) {
       swap_write(page);
-    } else if (r < 940) {
+    } else if (r < 9940) {
       swap_read(page);
-    } else if (r < 990) {
+    } else if (r < 9990) {
       const uint64_t n = std::min<uint64_t>(1 + rnd(64), swap_pages() - page);
-      const uint64_t advice = r < 975 ? kMadvPageout : kMadvDontneed;
+      const uint64_t advice = r < 9970 ? kMadvPageout : kMadvDontneed;
       if (sys.madvise(p1_, swap_addr(page), n * kP, advice).ok() && advice == kMadvDontneed)
         for (uint64_t i = page; i < page + n && i < sh_.swap_anon_pages; i++) swap_shadow_[i] = 0;
       sh_.syscalls.fetch_add(1, std::memory_order_relaxed);
@@ -215,14 +231,14 @@ class Worker {
   // Private region of process 1: writes, verified reads, zaps and protection changes.
   void private_op() {
     System& sys = *sh_.sys;
-    Process* p1 = sys.process(1);
+    Process* p1 = p1_;
     const uint64_t page = rnd(kPrivatePages);
     const uint64_t addr = private_base(id_) + page * kP;
     switch (rnd(6)) {
       case 0:
       case 1: {
         const uint8_t v = static_cast<uint8_t>(1 + rnd(255));
-        AccessResult r = sys.access(p1, id_, addr, kP, true, [v](uint8_t* d, uint64_t, uint64_t n) {
+        AccessResult r = access(p1, addr, kP, true, [v](uint8_t* d, uint64_t, uint64_t n) {
           for (uint64_t i = 0; i < n; i++) d[i] = v;
         });
         sh_.accesses.fetch_add(1, std::memory_order_relaxed);
@@ -234,7 +250,7 @@ class Worker {
       case 3: {
         const uint8_t want = shadow_[page];
         bool wrong = false;
-        AccessResult r = sys.access(p1, id_, addr, kP, false, [&](uint8_t* d, uint64_t, uint64_t n) {
+        AccessResult r = access(p1, addr, kP, false, [&](uint8_t* d, uint64_t, uint64_t n) {
           for (uint64_t i = 0; i < n; i++) wrong |= d[i] != want;
         });
         sh_.accesses.fetch_add(1, std::memory_order_relaxed);
@@ -249,7 +265,7 @@ class Worker {
       case 5: {
         // A read-only interval and back: the data must survive, writes must fault meanwhile.
         (void)sys.mprotect(p1, addr, kP, kProtRead);
-        AccessResult r = sys.access(p1, id_, addr, 1, true, [](uint8_t* d, uint64_t, uint64_t) { d[0] ^= 0xff; });
+        AccessResult r = access(p1, addr, 1, true, [](uint8_t* d, uint64_t, uint64_t) { d[0] ^= 0xff; });
         if (r.ok()) fail(fmt::format("write through a read-only mapping at {:#x} succeeded", addr));
         (void)sys.mprotect(p1, addr, kP, kProtRead | kProtWrite);
         sh_.syscalls.fetch_add(2, std::memory_order_relaxed);
@@ -262,7 +278,7 @@ class Worker {
   // and the page cache page must be dirty.
   void dirty_op() {
     System& sys = *sh_.sys;
-    Process* p1 = sys.process(1);
+    Process* p1 = p1_;
     const std::string name = fmt::format("cpu{}", id_);
     const uint64_t pg = rnd(8);
     if (!sys.memfd(name, 8 * kP).ok()) return;
@@ -270,11 +286,11 @@ class Worker {
                        System::FileMode::kReadWrite).ok())
       return;
     // A read first maps the page clean; the write must then dirty it through the PTE.
-    (void)sys.access(p1, id_, dirty_base(id_) + pg * kP, 1, false, [](uint8_t*, uint64_t, uint64_t) {});
+    (void)access(p1, dirty_base(id_) + pg * kP, 1, false, [](uint8_t*, uint64_t, uint64_t) {});
     (void)sys.truncate(name, 0);  // drop the old page: the next fault creates a clean one
     (void)sys.truncate(name, 8 * kP);
-    (void)sys.access(p1, id_, dirty_base(id_) + pg * kP, 1, false, [](uint8_t*, uint64_t, uint64_t) {});
-    AccessResult r = sys.access(p1, id_, dirty_base(id_) + pg * kP + 7, 1, true, [](uint8_t* d, uint64_t, uint64_t) { d[0] = 1; });
+    (void)access(p1, dirty_base(id_) + pg * kP, 1, false, [](uint8_t*, uint64_t, uint64_t) {});
+    AccessResult r = access(p1, dirty_base(id_) + pg * kP + 7, 1, true, [](uint8_t* d, uint64_t, uint64_t) { d[0] = 1; });
     (void)sys.munmap(p1, dirty_base(id_), 8 * kP);
     sh_.syscalls.fetch_add(7, std::memory_order_relaxed);
     if (r.ok() && !sys.debug_file_page_dirty(name, pg)) {
@@ -288,7 +304,7 @@ class Worker {
       uint8_t got = 0;
       if (sys.mmap_file(p1, dirty_base(id_), 8 * kP, kProtRead, kMapShared | kMapFixed, name, 0,
                         System::FileMode::kReadWrite).ok()) {
-        AccessResult back = sys.access(p1, id_, dirty_base(id_) + pg * kP + 7, 1, false,
+        AccessResult back = access(p1, dirty_base(id_) + pg * kP + 7, 1, false,
                                        [&got](uint8_t* d, uint64_t, uint64_t) { got = d[0]; });
         (void)sys.munmap(p1, dirty_base(id_), 8 * kP);
         sh_.syscalls.fetch_add(2, std::memory_order_relaxed);
@@ -323,7 +339,7 @@ class Worker {
       case 4: (void)sys.mremap(p, start, len, len, 3, kChaosBase + rnd(kChaosPages) * kP); break;
       default: {
         const bool write = rnd(2);
-        (void)sys.access(p, id_, start + rnd(kP), 1 + rnd(2 * kP), write, [write](uint8_t* d, uint64_t a, uint64_t n) {
+        (void)access(p, start + rnd(kP), 1 + rnd(2 * kP), write, [write](uint8_t* d, uint64_t a, uint64_t n) {
           if (write) for (uint64_t i = 0; i < n; i++) d[i] = static_cast<uint8_t>(a + i);
         });
         sh_.accesses.fetch_add(1, std::memory_order_relaxed);
@@ -347,7 +363,7 @@ class Worker {
       sys.exit(sys.process(pid));
       if (m) m->detach();
     } else {
-      Result<Process*> r = sys.fork(sys.process(1));
+      Result<Process*> r = sys.fork(p1_);
       if (r.ok()) {
         attach_mirror(slot, r.value());
         sh_.slot_pid[slot].store(r.value()->pid(), std::memory_order_release);
@@ -425,6 +441,21 @@ uint64_t vmstat_value(const std::vector<std::pair<std::string, uint64_t>>& vm, s
   for (const auto& [n, v] : vm)
     if (n == name) return v;
   return 0;
+}
+
+// " at ADDR (what it is)": the region of process 1 an address belongs to, for reports.
+std::string fault_place(const Shared& sh, uint64_t a) {
+  std::string what = "chaos region";
+  if (a >= kSwapBase && sh.swap_stride) {
+    const uint64_t t = (a - kSwapBase) / sh.swap_stride, page = (a - kSwapBase) % sh.swap_stride / kP;
+    what = fmt::format("swap region of cpu {}, {} page {}", t, page < sh.swap_anon_pages ? "anonymous" : "shared-memory",
+                       page);
+  } else if (a < kChaosBase && (a - kW) % (64ull << 20) >= (32ull << 20)) {
+    what = fmt::format("dirty-bit file of cpu {} (shared memory)", (a - kW) / (64ull << 20));
+  } else if (a < kChaosBase) {
+    what = fmt::format("private region of cpu {}", (a - kW) / (64ull << 20));
+  }
+  return fmt::format(" at {:#x} ({})", a, what);
 }
 
 // Stops the world: the workers park between steps, then kswapd and the OOM reaper finish their
@@ -511,16 +542,24 @@ Report run(const Options& o) {
       res.stopped_on_violation = true;
       break;
     }
-    if (sh.p1->oom_killed()) {
+    if (sh.p1->oom_killed() || !sh.p1->alive()) {
       // The workload lives in process 1: nothing is left to check. The workers idle already.
+      // No worker exits process 1, so its death is an OOM: chosen by the OOM killer, or a
+      // fault of its own that found no frame and no victim. Once the workers are parked, the
+      // one whose access failed has noted where.
+      stop_the_world(sh, sys, o.threads);
       std::string counters;
       for (const auto& [name, v] : sys.vmstat())
         if (v) counters += fmt::format(" {}={}", name, v);
       const SwapStats ss = sys.swap_stats();
-      sys.report_violation("oom", fmt::format("process 1 was OOM-killed after {:.1f} s (memory {} MiB, swap {} of {} "
-                                              "slots used):{}",
-                                              std::chrono::duration<double>(now - t0).count(), o.memory_mib, ss.used,
-                                              ss.total, counters));
+      std::string where;
+      if (const uint64_t a = sh.oom_fault_addr.load(std::memory_order_relaxed)) where = fault_place(sh, a);
+      sys.report_violation(
+          "oom", fmt::format("process 1 {}{} after {:.1f} s (memory {} MiB, swap {} of {} slots used):{}",
+                             sh.p1->oom_killed() ? "was OOM-killed" : "died of a fault that found no memory (VM_FAULT_OOM)",
+                             where, std::chrono::duration<double>(now - t0).count(), o.memory_mib, ss.used, ss.total,
+                             counters));
+      resume_the_world(sh, sys);
       res.workload_oom_killed = true;
       break;
     }
