@@ -4,7 +4,8 @@
 #
 # Usage: scripts/stress-campaign.sh [SEEDS [SECONDS]] [-- STRESS-FLAGS...]
 #        scripts/stress-campaign.sh [--seeds N] [--seconds S] [-- STRESS-FLAGS...]
-# STRESS-FLAGS are passed to every run (a --threads among them replaces the default 4), e.g.
+# STRESS-FLAGS are passed to every run (a --threads or --seconds among them replaces the
+# campaign's), e.g.
 #   scripts/stress-campaign.sh --seeds 10 --seconds 600 -- --threads 4 --memory 64 --swap 256
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,8 +31,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 threads=(--threads 4)
+duration=(--seconds "$seconds")
 for f in ${extra[@]+"${extra[@]}"}; do
-  case "$f" in --threads | --threads=*) threads=() ;; esac
+  case "$f" in
+    --threads | --threads=*) threads=() ;;
+    --seconds | --seconds=*) duration=() ;;
+    --seed | --seed=*) echo "stress-campaign.sh: the campaign sets --seed itself (1..SEEDS)" >&2; exit 2 ;;
+  esac
 done
 scripts/setup.sh
 for preset in release tsan; do
@@ -39,7 +45,7 @@ for preset in release tsan; do
   cmake --build "build/$preset" --target mirrormm_cli
   for seed in $(seq 1 "$seeds"); do
     TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp halt_on_error=1" \
-      "build/$preset/mirrormm" stress ${threads[@]+"${threads[@]}"} --seconds "$seconds" --seed "$seed" \
+      "build/$preset/mirrormm" stress ${threads[@]+"${threads[@]}"} ${duration[@]+"${duration[@]}"} --seed "$seed" \
       ${extra[@]+"${extra[@]}"} \
       2>/dev/null | tail -n 1 | sed "s/^/$preset seed $seed: /"
   done
