@@ -17,8 +17,9 @@ struct Options {
   // A swap device of this size (in memory, System::swapon) switched on before the run; 0: no
   // swap, and the workload is exactly the one without these options. With swap on, each CPU
   // also owns a region of process 1 (anonymous and shared memory, together about 1.75 times
-  // the physical memory over all CPUs) whose pages it writes and verifies, so that reclaim
-  // swaps all the time; an OOM kill of process 1 is then a violation of kind "oom".
+  // the physical memory over all CPUs, at most memory plus half the swap) whose pages it
+  // writes and verifies, so that reclaim swaps all the time. Process 1's death by OOM (killed,
+  // or a fault that found no memory) then ends the run as a violation of kind "oom".
   uint64_t swap_mib = 0;
   bool break_shootdown = false;   // the deliberately broken kernel of the checker test
   // Secondary MMUs: every process gets a DeviceMirror (interval and classic modes alternate)

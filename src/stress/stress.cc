@@ -158,10 +158,13 @@ class Worker {
     const uint64_t anon = sh_.swap_anon_pages * kP, shmem = sh_.swap_shmem_pages * kP;
     Result<uint64_t> a = sys.mmap(p1_, swap_addr(0), anon, kProtRead | kProtWrite,
                                   kMapPrivate | kMapAnonymous | kMapFixed);
-    Status f = shmem ? sys.memfd(swap_file(), shmem) : Status(kSuccess);
-    Result<uint64_t> m = !shmem ? Result<uint64_t>(0) : f.ok() ? sys.mmap_file(p1_, swap_addr(sh_.swap_anon_pages), shmem, kProtRead | kProtWrite,
-                                                kMapShared | kMapFixed, swap_file(), 0, System::FileMode::kReadWrite)
-                                : Result<uint64_t>(f.error());
+    Result<uint64_t> m = uint64_t{0};
+    if (shmem) {
+      const Status f = sys.memfd(swap_file(), shmem);
+      m = f.ok() ? sys.mmap_file(p1_, swap_addr(sh_.swap_anon_pages), shmem, kProtRead | kProtWrite,
+                                 kMapShared | kMapFixed, swap_file(), 0, System::FileMode::kReadWrite)
+                 : Result<uint64_t>(f.error());
+    }
     Status d = a.ok() && m.ok() ? sys.madvise(p1_, swap_addr(0), anon + shmem, kMadvDontfork) : Status(Errno::kInval);
     sh_.syscalls.fetch_add(4, std::memory_order_relaxed);
     if (!a.ok() || !m.ok() || !d.ok()) {
@@ -504,9 +507,12 @@ Report run(const Options& o) {
       sys.report_violation("stress setup", fmt::format("swapon of {} MiB failed: {}", o.swap_mib,
                                                        errno_name(st.error())));
     } else {
-      // About 1.75 times the memory over all threads, a fifth of it in shared memory.
-      const uint64_t per_thread =
-          std::max<uint64_t>(64, (o.memory_mib << 20) / kP * 7 / 4 / static_cast<uint64_t>(o.threads));
+      // About 1.75 times the memory over all threads, a fifth of it in shared memory; but no
+      // more than memory and half the swap hold, so that a small swap device does not make the
+      // workload itself an OOM.
+      const uint64_t mem_pages = (o.memory_mib << 20) / kP, swap_pages = (o.swap_mib << 20) / kP;
+      const uint64_t total = std::min(mem_pages * 7 / 4, mem_pages + swap_pages / 2);
+      const uint64_t per_thread = std::max<uint64_t>(64, total / static_cast<uint64_t>(o.threads));
       sh.swap_shmem_pages = per_thread / 5;
       sh.swap_anon_pages = per_thread - sh.swap_shmem_pages;
       sh.swap_stride = ((per_thread * kP + (2ull << 20)) + (2ull << 20) - 1) & ~((2ull << 20) - 1);
