@@ -51,7 +51,8 @@ struct Report {
   // Every violation counted by kind (System::violation_kinds), most frequent first.
   std::vector<std::pair<std::string, uint64_t>> kinds;
   bool stopped_on_violation = false;  // stop_on_violation ended the run early
-  bool workload_oom_killed = false;   // process 1 was OOM-killed (the run ended there)
+  bool workload_oom_killed = false;   // process 1 died of OOM: killed, or a fault found no memory
+                                      // (the run ended there)
   double seconds = 0;                 // how long the workload ran
 
   // Swap and reclaim at the end of the run (System::vmstat, swap_stats and the reclaim
