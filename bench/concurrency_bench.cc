@@ -5,6 +5,8 @@
 //   build/release/bench/concurrency_bench
 #include <benchmark/benchmark.h>
 
+#include "bench_report.h"
+
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -107,21 +109,6 @@ void BM_MutexLockUnlock(benchmark::State& state) {
 }
 BENCHMARK(BM_MutexLockUnlock)->Repetitions(5)->ReportAggregatesOnly(true);
 
-class Collector : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& r : runs) {
-      if (r.error_occurred) continue;
-      const std::string name = r.benchmark_name();
-      auto it = r.counters.find("items_per_second");
-      if (it != r.counters.end()) rate_[name] = it->second.value;
-      ns_[name] = r.GetAdjustedRealTime();
-    }
-  }
-  std::map<std::string, double> rate_, ns_;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -144,7 +131,7 @@ int main(int argc, char** argv) {
     (void)sys.mmap(p, kW + (1ull << 40), 8ull << 20, kProtRead | kProtWrite,
                    kMapPrivate | kMapAnonymous | kMapFixed | kMapNoReserve);
   }
-  Collector rep;
+  mirrormm::bench::Collector rep;
   benchmark::RunSpecifiedBenchmarks(&rep);
   benchmark::Shutdown();
 

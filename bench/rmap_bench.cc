@@ -6,6 +6,8 @@
 // their ratio, and whether the walk stays linear in the mappings.
 #include <benchmark/benchmark.h>
 
+#include "bench_report.h"
+
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -89,28 +91,12 @@ void BM_DirectPteLookup(benchmark::State& state) {
 BENCHMARK(BM_RmapWalk)->Arg(1)->Arg(10)->Arg(100)->Arg(kMaxForks)->Repetitions(3)->ReportAggregatesOnly(true);
 BENCHMARK(BM_DirectPteLookup)->Arg(1)->Arg(10)->Arg(100)->Arg(kMaxForks)->Repetitions(3)->ReportAggregatesOnly(true);
 
-class Collector : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& r : runs) {
-      if (r.error_occurred) continue;
-      auto it = r.counters.find("items_per_second");
-      if (it != r.counters.end()) rate_[r.benchmark_name()] = it->second.value;
-    }
-  }
-  std::map<std::string, double> rate_;
-};
-
 }  // namespace
 }  // namespace mirrormm
 
 int main(int argc, char** argv) {
-  using mirrormm::Collector;
-  benchmark::Initialize(&argc, argv);
-  Collector rep;
-  benchmark::RunSpecifiedBenchmarks(&rep);
-  benchmark::Shutdown();
+  mirrormm::bench::Collector rep;
+  mirrormm::bench::run_benchmarks(&argc, argv, &rep);
   std::printf("\nPer mapping (same run; medians)\n");
   for (const char* n : {"1", "10", "100", "1000"}) {
     auto a = rep.rate_.find(std::string("BM_RmapWalk/") + n + "/repeats:3_median");

@@ -4,6 +4,8 @@
 // per object of each and their ratio.
 #include <benchmark/benchmark.h>
 
+#include "bench_report.h"
+
 #include <cstdio>
 #include <map>
 #include <string>
@@ -54,28 +56,12 @@ void BM_NewDelete(benchmark::State& state) {
 }
 BENCHMARK(BM_NewDelete)->Threads(1)->Threads(2)->Repetitions(5)->ReportAggregatesOnly(true)->UseRealTime();
 
-class Collector : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& r : runs) {
-      if (r.error_occurred) continue;
-      auto it = r.counters.find("items_per_second");
-      if (it != r.counters.end()) rate_[r.benchmark_name()] = it->second.value;
-    }
-  }
-  std::map<std::string, double> rate_;
-};
-
 }  // namespace
 }  // namespace mirrormm
 
 int main(int argc, char** argv) {
-  using mirrormm::Collector;
-  benchmark::Initialize(&argc, argv);
-  Collector rep;
-  benchmark::RunSpecifiedBenchmarks(&rep);
-  benchmark::Shutdown();
+  mirrormm::bench::Collector rep;
+  mirrormm::bench::run_benchmarks(&argc, argv, &rep);
   std::printf("\nPer object (same run; alloc + free, medians)\n");
   for (const char* threads : {"1", "2"}) {
     auto a = rep.rate_.find(std::string("BM_KmemCacheAllocFree/repeats:5/real_time/threads:") + threads + "_median");

@@ -42,23 +42,6 @@ class ShmemSwapTest : public ModelTest {
     sys_ = std::make_unique<System>(small_config(), cpus);
   }
 
-  static uint8_t pattern(uint64_t addr, uint8_t seed) {
-    return static_cast<uint8_t>(((addr >> 12) & 63) * 31 + (addr & 0xfff) * 7 + seed);
-  }
-  void write_pattern(Process* p, uint64_t addr, uint64_t len, uint8_t seed) {
-    AccessResult r = sys().access(p, 0, addr, len, true, [seed](uint8_t* d, uint64_t a, uint64_t n) {
-      for (uint64_t i = 0; i < n; i++) d[i] = pattern(a + i, seed);
-    });
-    ASSERT_TRUE(r.ok());
-  }
-  bool has_pattern(Process* p, uint64_t addr, uint64_t len, uint8_t seed, int cpu = 0) {
-    bool good = true;
-    AccessResult r = sys().access(p, cpu, addr, len, false, [&](uint8_t* d, uint64_t a, uint64_t n) {
-      for (uint64_t i = 0; i < n; i++)
-        if (d[i] != pattern(a + i, seed)) good = false;
-    });
-    return r.ok() && good;
-  }
   int64_t event(VmEvent e) { return sys().mem().events().sum(e); }
   uint64_t swap_used() { return sys().swap_stats().used; }
   ShmemInode* inode_at(Process* p, uint64_t addr) { return vma_at(p, addr)->vm_file->inode; }

@@ -55,26 +55,6 @@ class SwapTest : public ModelTest {
     sys_ = std::make_unique<System>(small_config(), cpus);
   }
 
-  // The byte the pattern puts at addr, varied by page and by `seed`; the same again 64 pages
-  // on (so that a range moved by a multiple of 64 pages still holds it).
-  static uint8_t pattern(uint64_t addr, uint8_t seed) {
-    return static_cast<uint8_t>(((addr >> 12) & 63) * 31 + (addr & 0xfff) * 7 + seed);
-  }
-  void write_pattern(Process* p, uint64_t addr, uint64_t len, uint8_t seed) {
-    AccessResult r = sys().access(p, 0, addr, len, true, [seed](uint8_t* d, uint64_t a, uint64_t n) {
-      for (uint64_t i = 0; i < n; i++) d[i] = pattern(a + i, seed);
-    });
-    ASSERT_TRUE(r.ok());
-  }
-  // Whether [addr, addr+len) holds the pattern (read through CPU `cpu`).
-  bool has_pattern(Process* p, uint64_t addr, uint64_t len, uint8_t seed, int cpu = 0) {
-    bool good = true;
-    AccessResult r = sys().access(p, cpu, addr, len, false, [&](uint8_t* d, uint64_t a, uint64_t n) {
-      for (uint64_t i = 0; i < n; i++)
-        if (d[i] != pattern(a + i, seed)) good = false;
-    });
-    return r.ok() && good;
-  }
 
   // Reclaim of one anonymous page, which `maps` lists every mapping of: into the swap cache,
   // unmapped everywhere, written, and dropped from the cache. Returns the swap entry.

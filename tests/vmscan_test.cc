@@ -161,6 +161,34 @@ TEST_F(VmscanTest, ForkedPageComesBackSharedAndWriteProtected) {
   EXPECT_EQ(sys().debug_check_consistency(), 0u);
 }
 
+// A remote mapper (an XPMEM/GRU-style subscriber with a reverse map of its own) hears when
+// reclaim takes a page it marked away from every primary mapping.
+struct RemoteMapper {
+  MmuRmapNotifier mrn;
+  std::vector<uint64_t> invalidated;
+};
+
+TEST_F(VmscanTest, ReclaimTellsRmapNotifiersOfExternalRmapPages) {
+  ASSERT_TRUE(sys().swapon(16 << 20).ok());
+  map(p1(), W, 2 * P);
+  ASSERT_TRUE(fill(p1(), W, 2 * P, 6).ok());
+  const uint64_t pfn = pte_pfn(pte_at(p1(), W));
+  static MmuRmapNotifierOps ops;
+  ops.invalidate_page = [](MmuRmapNotifier* mrn, Page* page, uint64_t pfn) {
+    EXPECT_TRUE(page->test(PG_locked));
+    reinterpret_cast<RemoteMapper*>(mrn)->invalidated.push_back(pfn);
+  };
+  RemoteMapper remote;
+  remote.mrn.ops = &ops;
+  mmu_rmap_notifier_register(&sys(), &remote.mrn);
+  set_page_external_rmap(&sys(), pfn);
+  ASSERT_TRUE(sys().madvise(p1(), W, 2 * P, kMadvPageout).ok());
+  EXPECT_EQ(mincore(p1(), W, 2 * P), "00");
+  EXPECT_EQ(remote.invalidated, std::vector<uint64_t>{pfn});  // the unmarked page: no call
+  mmu_rmap_notifier_unregister(&sys(), &remote.mrn);
+  EXPECT_TRUE(verify(p1(), W, 2 * P, 6));
+}
+
 class PressureTest : public VmscanTest {
  protected:
   PressureTest() : VmscanTest(small_machine(8)) {}

@@ -90,6 +90,8 @@ enum class ModelOp : uint8_t {
   kCheck,      // check
   kVmstat,     // vmstat [NAME ...]
   kPageinfo,   // pageinfo ADDR
+  kSwapon,     // swapon SIZE
+  kReclaim,    // reclaim PAGES
 };
 
 // The protocol of `dev attach` (DeviceMirror::Mode).

@@ -151,12 +151,15 @@ class LruAddBatches {
 
 // folio_add_lru: queues a page that is on no list (PG_lru clear) for the LRU through this
 // CPU's add batch, which takes a reference on it; moves the batch to the lists when it fills.
+// With LruRef::kPrepaid the batch takes over a reference the caller holds for it instead
+// (alloc_page with LruRef::kPrepaid), so no reference count changes here.
 // Callable under the PTE lock, the inode lock and the swap-cache lock.
-void folio_add_lru(PhysMem& mem, Page* page);
+void folio_add_lru(PhysMem& mem, Page* page, LruRef lru_ref = LruRef::kNo);
 // folio_add_lru_vma (lru_cache_add_inactive_or_unevictable before 5.x): a new page mapped in
 // vma; in a VM_LOCKED (and not VM_SPECIAL) VMA it goes to the unevictable list, otherwise to
 // the inactive list of its type (new anonymous pages start inactive, as since Linux 5.9).
-void folio_add_lru_vma(PhysMem& mem, Page* page, const Vma* vma);
+// lru_ref as for folio_add_lru.
+void folio_add_lru_vma(PhysMem& mem, Page* page, const Vma* vma, LruRef lru_ref = LruRef::kNo);
 // lru_add_drain: moves this CPU's add batch to the lists. A thread that runs as no CPU
 // stands for a process that may have faulted on any of them, so it drains every CPU's batch.
 void lru_add_drain(PhysMem& mem);

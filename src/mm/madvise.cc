@@ -82,67 +82,55 @@ void madvise_pageout(Vma* vma, uint64_t start, uint64_t end) {
   }
 }
 
-// madvise_pageout on a machine with swap (madvise_cold_or_pageout_pte_range's pageout half,
-// then reclaim_pages): every page of the range that is on an LRU list and mapped by one PTE
-// (a page mapped elsewhere is somebody else's working set too) loses its young bit and
-// PG_referenced, is isolated, and goes through reclaim regardless of its references:
-// anonymous pages to swap, shmem pages to swap or (clean) out of the cache. Each mapping is
-// removed by try_to_unmap under its own invalidation. The caller holds the mmap_lock for read.
-void madvise_pageout_swap(Vma* vma, uint64_t start, uint64_t end) {
+// madvise_cold_or_pageout_pte_range over [start, end) of one VMA. For each present PTE of a
+// normal page that only one PTE maps (a page that may be mapped elsewhere is somebody else's
+// working set too): the young bit is cleared (the TLB entry goes with the gather, so the next
+// access sets it again) and PG_referenced with it. Then
+//   - cold: an active page is marked PG_workingset and the page is deactivated;
+//   - pageout (a machine with swap room; reclaim_pages): every such page on an LRU list is
+//     isolated and reclaimed regardless of its references: anonymous pages to swap, shmem
+//     pages to swap or (clean) out of the cache, each mapping removed by try_to_unmap under
+//     its own invalidation.
+// This CPU's add batch is drained first, so that pages faulted in just before are on their
+// lists. Clearing the young bit is not a downgrade, so no invalidation brackets it; the
+// checker hears of the change as of any other. The caller holds the mmap_lock for read.
+enum class ColdOrPageout { kCold, kPageout };
+void madvise_cold_or_pageout(Vma* vma, uint64_t start, uint64_t end, ColdOrPageout what) {
   Mm* mm = vma->vm_mm;
   PhysMem& mem = mm->mem();
   lru_add_drain(mem);
   std::vector<Page*> picked;
-  walk_pte_tables(mm, start, end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page* table) {
-    SpinGuard g(table->ptl);
-    for (; addr < stop; addr += kPageSize, ptep++) {
-      const pteval_t v = ptep_get(ptep);
-      if (!pte_present(v) || pte_special(v)) continue;
-      Page* page = mem.pfn_to_page(pte_pfn(v));
-      if (!page->test(PG_lru) || page->mapcount.load(std::memory_order_relaxed) != 1) continue;
-      (void)ptep_test_and_clear_young(ptep);  // reclaim below ignores references anyway
-      page->clear(PG_referenced);
-      mem.get_page(page);  // held until it is isolated (or found gone)
-      picked.push_back(page);
-    }
-  });
+  {
+    MmuGather tlb(mm);
+    walk_pte_tables(mm, start, end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page* table) {
+      SpinGuard g(table->ptl);
+      for (; addr < stop; addr += kPageSize, ptep++) {
+        const pteval_t v = ptep_get(ptep);
+        if (!pte_present(v) || pte_special(v)) continue;
+        Page* page = mem.pfn_to_page(pte_pfn(v));
+        if (page->mapcount.load(std::memory_order_relaxed) != 1) continue;  // folio_maybe_mapped_shared
+        if (what == ColdOrPageout::kPageout && !page->test(PG_lru)) continue;
+        if (pte_young(v) && ptep_test_and_clear_young(ptep)) {
+          mmu_checker_pte_change(mm, addr, v, ptep_get(ptep));
+          tlb.flush_range(addr, addr + kPageSize);
+        }
+        page->clear(PG_referenced);
+        if (what == ColdOrPageout::kPageout) {
+          mem.get_page(page);  // held until it is isolated (or found gone)
+          picked.push_back(page);
+          continue;
+        }
+        if (page->test(PG_active)) page->set(PG_workingset);
+        folio_deactivate(mem, page);
+      }
+    });
+  }
   std::vector<Page*> isolated;
   for (Page* page : picked) {
     if (folio_isolate_lru(mem, page)) isolated.push_back(page);
     mem.put_page(page);
   }
   if (!isolated.empty()) (void)reclaim_pages(mm->sys(), isolated);
-}
-
-// madvise_cold: the cold half of madvise_cold_or_pageout_pte_range over [start, end) of one
-// VMA. For each present PTE of a normal page that only one PTE maps (a page that may be
-// mapped elsewhere is somebody else's working set too): the young bit is cleared (the TLB
-// entry goes with the gather, so the next access sets it again), PG_referenced is cleared, an
-// active page is marked PG_workingset, and the page is deactivated. This CPU's add batch is
-// drained first, so that pages faulted in just before are on their lists to be deactivated.
-// Clearing the young bit is not a downgrade, so no invalidation brackets it; the checker hears
-// of the change as of any other.
-void madvise_cold(Vma* vma, uint64_t start, uint64_t end) {
-  Mm* mm = vma->vm_mm;
-  PhysMem& mem = mm->mem();
-  lru_add_drain(mem);
-  MmuGather tlb(mm);
-  walk_pte_tables(mm, start, end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page* table) {
-    SpinGuard g(table->ptl);
-    for (; addr < stop; addr += kPageSize, ptep++) {
-      const pteval_t v = ptep_get(ptep);
-      if (!pte_present(v) || pte_special(v)) continue;
-      Page* page = mem.pfn_to_page(pte_pfn(v));
-      if (page->mapcount.load(std::memory_order_relaxed) != 1) continue;  // folio_maybe_mapped_shared
-      if (pte_young(v) && ptep_test_and_clear_young(ptep)) {
-        mmu_checker_pte_change(mm, addr, v, ptep_get(ptep));
-        tlb.flush_range(addr, addr + kPageSize);
-      }
-      page->clear(PG_referenced);
-      if (page->test(PG_active)) page->set(PG_workingset);
-      folio_deactivate(mem, page);
-    }
-  });
 }
 
 // madvise_vma_behavior for one VMA piece [start, end), in two halves: the advices that only
@@ -165,14 +153,14 @@ Errno vma_behavior_pages(Mm* mm, Vma* vma, Vma** prev, uint64_t start, uint64_t 
     case kMadvCold:
       *prev = vma;
       if (vma->vm_flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB)) return Errno::kInval;
-      madvise_cold(vma, start, end);
+      madvise_cold_or_pageout(vma, start, end, ColdOrPageout::kCold);
       return Errno::kOk;
     case kMadvPageout:
       *prev = vma;
       if (vma->vm_flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB)) return Errno::kInval;
       // Without room in swap the host-comparable path: nothing can be written anywhere.
       if (swap_has_room(mm->sys()))
-        madvise_pageout_swap(vma, start, end);
+        madvise_cold_or_pageout(vma, start, end, ColdOrPageout::kPageout);
       else
         madvise_pageout(vma, start, end);
       return Errno::kOk;

@@ -43,10 +43,18 @@ unsigned vmf_anon_prepare(Vma* vma, unsigned flags) {
   return anon_vma_prepare(vma) == Errno::kOk ? VM_FAULT_OK : VM_FAULT_OOM;
 }
 
+// folio_add_new_anon_rmap for a page this fault allocated: it becomes exclusive to the VMA.
+// The page is on no list, in no cache and no PTE maps it yet; the only other code that can
+// reach it is a speculative reference by frame number (device_access_pfn's
+// get_page_unless_zero), which reads the flags and never writes them. So nobody else writes
+// its flags until set_pte publishes it, and they are set with a plain load and store
+// (Linux's __folio_set_swapbacked), as init_page set them.
 void page_add_new_anon_rmap(Page* page, Vma* vma, uint64_t addr) {
   page->mapping = vma->anon_vma;
   page->index = vma->linear_page_index(addr);
-  page->flags.fetch_or(PG_anon | PG_anon_exclusive | PG_swapbacked, std::memory_order_relaxed);
+  const uint32_t flags = page->flags.load(std::memory_order_relaxed);
+  MM_DEBUG_ON(flags & (PG_lru | PG_swapcache | PG_free));
+  page->flags.store(flags | PG_anon | PG_anon_exclusive | PG_swapbacked, std::memory_order_relaxed);
   page->mapcount.store(1, std::memory_order_relaxed);
 }
 
@@ -58,21 +66,25 @@ bool pte_still_none(const Vma* vma, const pte_t* ptep) {
 }
 
 // Maps a new anonymous page at addr (folio_add_new_anon_rmap + set_pte_at, the tail of
-// do_anonymous_page, do_cow_fault): the page becomes exclusive to this VMA. Takes the PTE
-// lock; when another fault mapped the address first, the page is dropped instead.
+// do_anonymous_page, do_cow_fault): the page becomes exclusive to this VMA. The page comes
+// from alloc_page with LruRef::kPrepaid: one reference for the PTE, one for the LRU add
+// batch. Takes the PTE lock; when another fault mapped the address first, the page is
+// dropped instead (both references).
 void install_new_anon_page(Vma* vma, uint64_t addr, pte_t* ptep, Page* page, pteval_t entry) {
   Mm* mm = vma->vm_mm;
   {
     SpinGuard g(pte_lockptr(mm, ptep));
     if (pte_still_none(vma, ptep)) {
       page_add_new_anon_rmap(page, vma, addr);
-      folio_add_lru_vma(mem_of(vma), page, vma);
+      folio_add_lru_vma(mem_of(vma), page, vma, LruRef::kPrepaid);
       mm->add_rss(MM_ANONPAGES, 1);
       set_pte(ptep, entry);
       return;
     }
   }
-  mem_of(vma).put_page(page);  // lost a race
+  // Lost a race: the batch's prepaid reference, then ours (which frees the page).
+  mem_of(vma).put_page(page);
+  mem_of(vma).put_page(page);
 }
 
 // do_anonymous_page: the PTE was none in a private anonymous VMA.
@@ -88,7 +100,7 @@ unsigned do_anonymous_page(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags)
     return VM_FAULT_OK;
   }
   if (unsigned r = vmf_anon_prepare(vma, flags)) return r;
-  Page* page = mem.alloc_page(Zero::kYes, Gfp::kUser);
+  Page* page = mem.alloc_page(Zero::kYes, Gfp::kUser, LruRef::kPrepaid);
   if (!page) return VM_FAULT_OOM;
   pteval_t entry = pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot);
   if (vma->vm_flags & VM_WRITE) entry = pte_mkwrite(pte_mkdirty(entry));
@@ -161,7 +173,7 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
     if (pgoff >= file_end_pgoff(inode)) return VM_FAULT_SIGBUS;
     Page* src = inode->find_or_create_page(pgoff);
     if (!src) return VM_FAULT_OOM;
-    Page* page = mem.alloc_page(Zero::kNo, Gfp::kUser);
+    Page* page = mem.alloc_page(Zero::kNo, Gfp::kUser, LruRef::kPrepaid);
     if (!page) {
       mem.put_page(src);
       return VM_FAULT_OOM;
@@ -251,7 +263,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
   Page* page = nullptr;
   if (unsigned r = vmf_anon_prepare(vma, flags)) {
     ret = r;
-  } else if (!(page = mem.alloc_page(old ? Zero::kNo : Zero::kYes, Gfp::kUser))) {
+  } else if (!(page = mem.alloc_page(old ? Zero::kNo : Zero::kYes, Gfp::kUser, LruRef::kPrepaid))) {
     ret = VM_FAULT_OOM;
   } else {
     if (old) {
@@ -269,7 +281,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
       mmu_checker_pte_change(mm, addr, was, 0);
       flush_tlb_page(mm, addr);
       page_add_new_anon_rmap(page, vma, addr);
-      folio_add_lru_vma(mem, page, vma);
+      folio_add_lru_vma(mem, page, vma, LruRef::kPrepaid);
       if (!old) {
         mm->add_rss(MM_ANONPAGES, 1);
       } else if (!old->test(PG_anon)) {
@@ -285,7 +297,11 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
       }
     }
   }
-  if (page) mem.put_page(page);
+  if (page) {
+    // Not mapped: the LRU batch's prepaid reference, then ours.
+    mem.put_page(page);
+    mem.put_page(page);
+  }
   if (old) mem.put_page(old);
   return ret;
 }
@@ -318,54 +334,18 @@ unsigned do_swap_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, unsig
   bool major = false;
   Page* page = nullptr;
   for (;;) {
-    page = swap_cache_get_folio(sys, entry);
-    if (page) {
-      lock_page(page);
-      // folio_swap_cache check: it may have left the cache before we locked it.
-      if (page->test(PG_swapcache) && page->swap == entry) break;
-      unlock_page(page);
-      mem.put_page(page);
+    const SwapinStatus st = read_swap_cache_locked(sys, si, entry, Gfp::kUser, &page, &major);
+    if (st == SwapinStatus::kOk) break;
+    if (st == SwapinStatus::kBusy && pte_unchanged()) {
+      std::this_thread::yield();  // wait for the other swap-in of this entry
       continue;
     }
-    const Errno e = swapcache_prepare(sys, entry);
-    if (e == Errno::kExist) {
-      // Another swap-in of this entry is reading it, or its cache page is on its way out.
-      if (!pte_unchanged()) {
-        put_swap_device(si);
-        return VM_FAULT_OK;
-      }
-      std::this_thread::yield();
-      continue;
+    put_swap_device(si);
+    switch (st) {
+      case SwapinStatus::kNoMem: return VM_FAULT_OOM;
+      case SwapinStatus::kIoError: return VM_FAULT_SIGBUS;
+      default: return VM_FAULT_OK;  // the PTE changed, or the slot no longer holds the entry
     }
-    if (e != Errno::kOk) {  // the slot was freed: the PTE no longer holds this entry
-      put_swap_device(si);
-      return VM_FAULT_OK;
-    }
-    page = mem.alloc_page(Zero::kNo, Gfp::kUser);
-    if (!page) {
-      swapcache_clear(sys, entry);
-      put_swap_device(si);
-      return VM_FAULT_OOM;
-    }
-    const bool locked = trylock_page(page);  // a new page: nobody else can hold it
-    MM_BUG_ON(!locked);
-    page->set(PG_swapbacked);
-    page->set(PG_swapcache);
-    page->swap = entry;
-    if (swap_read_folio(sys, page) != Errno::kOk) {
-      page->clear(PG_swapcache);
-      page->swap = 0;
-      swapcache_clear(sys, entry);
-      unlock_page(page);
-      mem.put_page(page);
-      put_swap_device(si);
-      return VM_FAULT_SIGBUS;
-    }
-    mem.get_page(page);  // the swap cache's reference
-    si->cache_insert(swp_offset(entry), page);
-    folio_add_lru(mem, page);  // a new swap-cache page joins the LRU (swapin's lru add)
-    major = true;
-    break;
   }
   put_swap_device(si);  // the page's HAS_CACHE use keeps the device on from here
 

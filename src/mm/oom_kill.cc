@@ -1,8 +1,9 @@
 // The OOM killer and the OOM reaper (mm/oom_kill.c).
 //
 // When an allocation that may reclaim finds no frame and reclaim makes no progress, the
-// allocator calls out_of_memory: it picks the live process whose memory is largest
-// (oom_badness: resident pages and swap entries) and kills it. A killed process
+// allocator calls out_of_memory, which asks the machine's OOM reaper thread for a victim: the
+// live process whose memory is largest (oom_badness: resident pages and swap entries) is
+// killed. A killed process
 // answers -ESRCH to every later system call and kNoProcess to every later access, as a task
 // with SIGKILL pending never returns to user space; its memory goes when it exits.
 //
@@ -16,9 +17,11 @@
 // taken. The reaper then exits the victim.
 //
 // Locking: out_of_memory runs in the allocator's slow path, with at most an mmap_lock (read)
-// or a VMA read lock held, so it only marks the victim and queues it; the reaper thread, which
-// holds nothing, takes the locks (the process table, the victim's mmap_lock, rmap and PTE
-// locks through zap).
+// or a VMA read lock held, so it only records the request under the killer's leaf lock; the
+// reaper thread, which holds nothing, chooses and kills the victim and takes the locks that
+// needs (the process table, the victim's mmap_lock, rmap and PTE locks through zap). The
+// allocating thread retries meanwhile; if its own process is the victim, its allocation fails
+// and its access ends as the kill does.
 #include "mm/oom_kill.h"
 
 #include <chrono>

@@ -102,7 +102,7 @@ void PhysMem::give_global(const pfn_t* pfns, int n) {
   nr_free_.store(nr_free_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
-void PhysMem::init_page(Page* page, Zero zero) {
+void PhysMem::init_page(Page* page, Zero zero, LruRef lru_ref) {
   MM_BUG_ON(!page->test(PG_free));
   page->flags.store(0, std::memory_order_relaxed);
   page->mapcount.store(0, std::memory_order_relaxed);
@@ -110,25 +110,25 @@ void PhysMem::init_page(Page* page, Zero zero) {
   page->index = 0;
   page->next_free = 0;
   page->lru_prev = page->lru_next = 0;
-  page->refcount.store(1, std::memory_order_release);
+  page->refcount.store(lru_ref == LruRef::kPrepaid ? 2 : 1, std::memory_order_release);
   if (zero == Zero::kYes) std::memset(page_address(page), 0, kPageSize);
 }
 
-Page* PhysMem::alloc_page(Zero zero, Gfp gfp) {
-  Page* page = rmqueue(zero);
+Page* PhysMem::alloc_page(Zero zero, Gfp gfp, LruRef lru_ref) {
+  Page* page = rmqueue(zero, lru_ref);
   Pressure* pressure = pressure_.load(std::memory_order_acquire);
   if (pressure && nr_free_global() < wmark_low_) pressure->wakeup_kswapd();
   if (page) return page;
   // Pages whose last user went may still be held by the per-CPU LRU add batches: drain them
   // (reclaim's lru_add_drain_all) and try once more.
-  if (lru_add_batches_drained(*this) && (page = rmqueue(zero))) return page;
+  if (lru_add_batches_drained(*this) && (page = rmqueue(zero, lru_ref))) return page;
   if (gfp != Gfp::kUser || !pressure) return nullptr;
   for (int attempt = 0; pressure->alloc_slowpath(attempt); attempt++)
-    if ((page = rmqueue(zero))) return page;
+    if ((page = rmqueue(zero, lru_ref))) return page;
   return nullptr;
 }
 
-Page* PhysMem::rmqueue(Zero zero) {
+Page* PhysMem::rmqueue(Zero zero, LruRef lru_ref) {
   pfn_t pfn = 0;
   if (tls_this_cpu >= 0) {
     Pcp& c = pcp_[this_cpu_slot(kPcpSlots)];
@@ -157,7 +157,7 @@ Page* PhysMem::rmqueue(Zero zero) {
     if (!pfn) return nullptr;
   }
   Page* page = &pages_[pfn];
-  init_page(page, zero);
+  init_page(page, zero, lru_ref);
   return page;
 }
 

@@ -96,6 +96,10 @@ struct Page {
 
 enum class Zero { kNo, kYes };
 
+// Whether a new frame also carries the reference a per-CPU LRU add batch will hold
+// (folio_add_lru with LruRef::kPrepaid, mm/lru.h).
+enum class LruRef { kNo, kPrepaid };
+
 // How hard an allocation may try when the free lists are empty (gfp_t's reclaim bits).
 enum class Gfp {
   // The free lists (and a drain of the LRU add batches) only: for callers that hold locks
@@ -127,7 +131,13 @@ class PhysMem {
   // Gfp::kUser, after reclaim and the OOM killer gave up). The caller holds no lock of the
   // LRU lock's rank (65) or above. Every allocation that leaves the global free list below
   // the low watermark wakes kswapd.
-  Page* alloc_page(Zero zero, Gfp gfp = Gfp::kNowait) EXCLUDES(lock_);
+  //
+  // With LruRef::kPrepaid the frame comes with refcount 2: the caller's reference and the one
+  // an LRU add batch will hold once the caller passes the page to folio_add_lru with
+  // LruRef::kPrepaid. Both are set by the plain store that initializes every new frame, which
+  // races with nothing: no reference can be taken on a frame whose count is 0
+  // (get_page_unless_zero). A caller that drops the page instead puts both references.
+  Page* alloc_page(Zero zero, Gfp gfp = Gfp::kNowait, LruRef lru_ref = LruRef::kNo) EXCLUDES(lock_);
 
   // What the allocator does when memory runs short, provided by the machine that owns the
   // pool (the System): wake kswapd, and the slow path of a Gfp::kUser allocation that found
@@ -244,7 +254,7 @@ class PhysMem {
  private:
   void free_page(Page* page) EXCLUDES(lock_);
   // A frame from this CPU's list, the global list or another CPU's list, or nullptr.
-  Page* rmqueue(Zero zero) EXCLUDES(lock_);
+  Page* rmqueue(Zero zero, LruRef lru_ref) EXCLUDES(lock_);
   // Prepares a frame whose last reference went for the free list (outside the lock).
   void prep_free(Page* page);
 
@@ -267,7 +277,7 @@ class PhysMem {
   // Takes up to n frames from the global list into out; returns how many.
   int take_global(pfn_t* out, int n) EXCLUDES(lock_);
   void give_global(const pfn_t* pfns, int n) EXCLUDES(lock_);
-  void init_page(Page* page, Zero zero);
+  void init_page(Page* page, Zero zero, LruRef lru_ref);
   void put_free_pfns(const pfn_t* pfns, int n) EXCLUDES(lock_);
   // Takes pages whose last reference went off the LRU, then frees them.
   void free_dying(Page* const* pages, int n) EXCLUDES(lock_);

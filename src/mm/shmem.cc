@@ -1,6 +1,7 @@
 // Shared memory files: the per-inode page cache, its swap entries (shmem_writeout,
 // shmem_swapin_folio, shmem_unuse) and the shmem swaplist. Contracts are in shmem.h.
 #include "mm/shmem.h"
+#include "mm/vmstat.h"
 
 #include <cstring>
 #include <thread>
@@ -169,7 +170,7 @@ Result<Page*> ShmemInode::shmem_get_folio(uint64_t pgoff, Sgp sgp) {
     }
     // shmem_alloc_and_add_folio: the frame is allocated with no lock held and inserted under
     // lock_; a racing fault that filled the slot first wins, and this page goes back.
-    Page* p = mem_->alloc_page(Zero::kYes);
+    Page* p = mem_->alloc_page(Zero::kYes, Gfp::kUser);  // no lock held: may reclaim
     if (!p) return Errno::kNoMem;
     // A swap-backed page: on the anon LRU lists once in the cache.
     p->set(PG_shmem);
@@ -201,51 +202,24 @@ ShmemInode::Swapin ShmemInode::shmem_swapin_folio(uint64_t pgoff, uint64_t entry
   SwapInfo* si = get_swap_device(sys, entry);
   if (!si) return Swapin::kRetry;  // swapoff finished: the slot no longer holds this entry
   Page* page = nullptr;
-  for (;;) {
-    page = swap_cache_get_folio(sys, entry);
-    if (page) {
-      lock_page(page);
-      if (page->test(PG_swapcache) && page->swap == entry) break;
-      unlock_page(page);
-      mem_->put_page(page);
-      continue;
-    }
-    const Errno e = swapcache_prepare(sys, entry);
-    if (e == Errno::kExist) {
+  bool read = false;
+  switch (read_swap_cache_locked(sys, si, entry, Gfp::kUser, &page, &read)) {
+    case SwapinStatus::kOk:
+      if (read) mem_->events().count(PGMAJFAULT);  // the data came from the swap device
+      break;
+    case SwapinStatus::kBusy:
       // Another swap-in of this entry is reading it, or its page is still on its way into or
       // out of the swap cache: wait, unless the slot moved on meanwhile.
       put_swap_device(si);
       std::this_thread::yield();
       return Swapin::kRetry;
-    }
-    if (e != Errno::kOk) {  // the slot was freed: the inode no longer holds this entry
+    case SwapinStatus::kGone:  // the slot was freed: the inode no longer holds this entry
       put_swap_device(si);
       return Swapin::kRetry;
-    }
-    page = mem_->alloc_page(Zero::kNo);
-    if (!page) {
-      swapcache_clear(sys, entry);
+    case SwapinStatus::kNoMem:
+    case SwapinStatus::kIoError:
       put_swap_device(si);
       return Swapin::kNoMem;
-    }
-    const bool locked = trylock_page(page);  // a new page: nobody else can hold it
-    MM_BUG_ON(!locked);
-    page->set(PG_swapbacked);
-    page->set(PG_swapcache);
-    page->swap = entry;
-    if (swap_read_folio(sys, page) != Errno::kOk) {
-      page->clear(PG_swapcache);
-      page->swap = 0;
-      swapcache_clear(sys, entry);
-      unlock_page(page);
-      mem_->put_page(page);
-      put_swap_device(si);
-      return Swapin::kNoMem;
-    }
-    mem_->get_page(page);  // the swap cache's reference
-    si->cache_insert(swp_offset(entry), page);
-    folio_add_lru(*mem_, page);  // a new swap-cache page joins the LRU (swapin's lru add)
-    break;
   }
   // The page is locked and is the entry's swap-cache page: into the page cache, if the slot
   // still holds the entry (a truncation may have freed it meanwhile).

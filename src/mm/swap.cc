@@ -117,10 +117,12 @@ void lru_cache_activate_folio(PhysMem& mem, Page* page) {
 
 // ---- mm/swap.c ----
 
-void folio_add_lru(PhysMem& mem, Page* page) {
+void folio_add_lru(PhysMem& mem, Page* page, LruRef lru_ref) {
   MM_BUG_ON(page->test(PG_lru));
   MM_DEBUG_ON(page->test(PG_active) && page->test(PG_unevictable));
-  mem.get_page(page);  // the batch's reference
+  // The batch's reference; a prepaid one is the caller's second (at least 2 are held).
+  if (lru_ref == LruRef::kNo) mem.get_page(page);
+  else MM_DEBUG_ON(page->refcount.load(std::memory_order_relaxed) < 2);
   Page* full[kFolioBatchSize];
   int n = 0;
   {
@@ -138,10 +140,10 @@ void folio_add_lru(PhysMem& mem, Page* page) {
   if (n) lru_add_batch(mem, full, n);
 }
 
-void folio_add_lru_vma(PhysMem& mem, Page* page, const Vma* vma) {
+void folio_add_lru_vma(PhysMem& mem, Page* page, const Vma* vma, LruRef lru_ref) {
   // mlock_new_folio's effect on a model without PG_mlocked: the page is unevictable.
   if ((vma->vm_flags & (VM_LOCKED | VM_SPECIAL)) == VM_LOCKED) page->set(PG_unevictable);
-  folio_add_lru(mem, page);
+  folio_add_lru(mem, page, lru_ref);
 }
 
 void lru_add_drain(PhysMem& mem) {

@@ -4,6 +4,7 @@
 
 #include "mirrormm/base/tsan.h"
 #include "mirrormm/system.h"
+#include "mm/lru.h"
 #include "mm/swapfile.h"
 #include "mm/vmstat.h"
 
@@ -120,7 +121,13 @@ Errno swap_read_folio(System* sys, Page* page) {
   MM_BUG_ON(!si);
   const Errno e = si->read_slot(swp_offset(page->swap), sys->mem().page_address(page));
   put_swap_device(si);
-  if (e == Errno::kOk) sys->mem().events().count(PSWPIN);
+  if (e == Errno::kOk) {
+    sys->mem().events().count(PSWPIN);
+    // workingset_refault: the page was evicted and is needed again. (Linux keeps a shadow
+    // entry per evicted page to tell how recently; every page read back from swap here is
+    // such a refault, and all swapped pages are on the anon lists.)
+    sys->mem().events().count(WORKINGSET_REFAULT_ANON);
+  }
   return e;
 }
 
@@ -164,6 +171,50 @@ bool __remove_mapping(System* sys, Page* page) {
   page->swap = 0;
   si->cache_clear(swp_offset(entry));  // the slot stays while swap PTEs reference it
   return true;
+}
+
+SwapinStatus read_swap_cache_locked(System* sys, SwapInfo* si, pteval_t entry, Gfp gfp, Page** pagep, bool* read) {
+  PhysMem& mem = sys->mem();
+  *read = false;
+  for (;;) {
+    if (Page* page = swap_cache_get_folio(sys, entry)) {
+      lock_page(page);
+      // folio_swap_cache check: it may have left the cache before we locked it.
+      if (page->test(PG_swapcache) && page->swap == entry) {
+        *pagep = page;
+        return SwapinStatus::kOk;
+      }
+      unlock_page(page);
+      mem.put_page(page);
+      continue;
+    }
+    const Errno e = swapcache_prepare(sys, entry);
+    if (e == Errno::kExist) return SwapinStatus::kBusy;  // another swap-in is reading it
+    if (e != Errno::kOk) return SwapinStatus::kGone;     // the slot was freed
+    Page* page = mem.alloc_page(Zero::kNo, gfp);
+    if (!page) {
+      swapcache_clear(sys, entry);
+      return SwapinStatus::kNoMem;
+    }
+    const bool locked = trylock_page(page);  // a new page: nobody else can hold it
+    MM_BUG_ON(!locked);
+    page->flags.fetch_or(PG_swapbacked | PG_swapcache, std::memory_order_relaxed);
+    page->swap = entry;
+    if (swap_read_folio(sys, page) != Errno::kOk) {
+      page->clear(PG_swapcache);
+      page->swap = 0;
+      swapcache_clear(sys, entry);
+      unlock_page(page);
+      mem.put_page(page);
+      return SwapinStatus::kIoError;
+    }
+    mem.get_page(page);  // the swap cache's reference
+    si->cache_insert(swp_offset(entry), page);
+    folio_add_lru(mem, page);  // a new swap-cache page joins the LRU (swapin's lru add)
+    *pagep = page;
+    *read = true;
+    return SwapinStatus::kOk;
+  }
 }
 
 }  // namespace mirrormm

@@ -224,6 +224,16 @@ bool __remove_mapping(System* sys, Page* page);
 // The swap cache lookup: the page cached for entry with a reference, or nullptr.
 Page* swap_cache_get_folio(System* sys, pteval_t entry);
 
+// __read_swap_cache_async: the swap-cache page of entry, locked and with a reference for the
+// caller, in *pagep: the page already cached, or a new page (allocated with gfp) read from the
+// slot and added to the swap cache and the LRU (then *read is set). Exactly one page exists per
+// entry: a reader first claims the entry's SWAP_HAS_CACHE, and one that finds it claimed
+// answers kBusy (the caller rechecks what led it to the entry, and retries or gives up). kGone:
+// the slot no longer holds the entry. The caller has pinned the device (get_swap_device) and
+// rechecks, once it holds the page, that its own reference to the entry is still there.
+enum class SwapinStatus { kOk, kBusy, kGone, kNoMem, kIoError };
+SwapinStatus read_swap_cache_locked(System* sys, SwapInfo* si, pteval_t entry, Gfp gfp, Page** pagep, bool* read);
+
 // Checkers (quiescent points): the page the swap cache holds for entry, without a reference.
 Page* swap_cache_peek(System* sys, pteval_t entry);
 

@@ -145,7 +145,10 @@ uint64_t shrink_folio_list(System* sys, std::vector<Page*>& folios, ScanControl&
         ok = false;
       }
     }
-    if (ok && !anon && !shmem) ok = false;  // a page being set up or torn down: leave it
+    // A page that is none of these (being set up or torn down) is left alone. A shmem page
+    // already written to swap (PG_swapcache, out of its file's cache) is freed like an
+    // anonymous one.
+    if (ok && !anon && !shmem && !page->test(PG_swapcache)) ok = false;
     // Unmap it from every process (try_to_unmap, each mapping bracketed).
     if (ok && folio_mapped(page)) {
       if (!try_to_unmap(sys, page, 0)) {
@@ -229,13 +232,12 @@ void shrink_inactive_list(System* sys, LruList lru, uint64_t nr_to_scan, ScanCon
 // shrink_active_list: ages the oldest nr_to_scan pages of an active list into the inactive
 // one. Their young bits (and the secondary MMUs' through clear_flush_young) are cleared on
 // the way, so that the inactive list's look sees only uses made after this one.
-void shrink_active_list(System* sys, LruList lru, uint64_t nr_to_scan, ScanControl& sc) {
+void shrink_active_list(System* sys, LruList lru, uint64_t nr_to_scan) {
   PhysMem& mem = sys->mem();
   std::vector<Page*> isolated;
   size_t scanned = 0;
   isolate_lru_folios(mem.lruvec(), lru, nr_to_scan, &isolated, &scanned);
   mem.events().count(PGREFILL, static_cast<int64_t>(scanned));
-  count_scan(mem.events(), sc, lru, 0);
   uint64_t deactivated = 0;
   for (Page* page : isolated) {
     if (folio_mapped(page)) (void)folio_referenced(sys, page, PageLocked::kNo);
@@ -268,7 +270,7 @@ void shrink_lruvec(System* sys, ScanControl& sc) {
     if (size[inactive] < size[active]) {
       while (nr_active > 0) {
         const uint64_t batch = std::min(nr_active, kSwapClusterMax);
-        shrink_active_list(sys, active, batch, sc);
+        shrink_active_list(sys, active, batch);
         nr_active -= batch;
       }
     }
@@ -327,7 +329,8 @@ void Kswapd::stop() {
 }
 
 void Kswapd::wakeup() {
-  // Cheap when kswapd is already awake: one load.
+  if (failures_.load(std::memory_order_relaxed) >= kMaxReclaimRetries) return;
+  // Cheap when kswapd is already awake: one exchange.
   if (woken_.exchange(true, std::memory_order_acq_rel)) return;
   {
     MutexGuard g(lock_);
@@ -374,8 +377,12 @@ void Kswapd::run() {
       ScanControl sc;
       sc.who = ScanControl::Who::kKswapd;
       sc.nr_to_reclaim = kSwapClusterMax;
-      if (do_try_to_free_pages(sys_, sc) == 0) break;
       runs_.fetch_add(1, std::memory_order_relaxed);
+      if (do_try_to_free_pages(sys_, sc) == 0) {
+        failures_.fetch_add(1, std::memory_order_relaxed);
+        break;
+      }
+      failures_.store(0, std::memory_order_relaxed);
     }
   }
 }
@@ -421,7 +428,10 @@ bool MachineReclaim::alloc_slowpath(int attempt) {
   if (attempt == 0) kswapd_.wakeup();
   // The OOM killer chose the caller's own process: its fault fails (it is dying).
   if (Process* cur = current_process(); cur && cur->oom_killed()) return false;
-  if (attempt < kMaxProgressRetries && try_to_free_pages(sys_, kSwapClusterMax) > 0) return true;
+  if (attempt < kMaxProgressRetries && try_to_free_pages(sys_, kSwapClusterMax) > 0) {
+    kswapd_.reset_failures();  // reclaim works again: kswapd may help
+    return true;
+  }
   // No progress: a victim gives its memory back (or is already doing so).
   if (current_is_oom_origin()) return false;
   if (attempt >= kMaxOomWaits || !oom_.out_of_memory()) return false;

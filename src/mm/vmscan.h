@@ -110,6 +110,9 @@ class Kswapd {
   void resume() EXCLUDES(lock_);
   void stop() EXCLUDES(lock_);
   uint64_t runs() const { return runs_.load(std::memory_order_relaxed); }
+  // kswapd_failures: after kMaxReclaimRetries passes that freed nothing in a row, wakeups
+  // are ignored (nothing kswapd can do) until a reclaim elsewhere succeeds again.
+  void reset_failures() { failures_.store(0, std::memory_order_relaxed); }
 
  private:
   void run() EXCLUDES(lock_);
@@ -117,6 +120,8 @@ class Kswapd {
   System* const sys_;
   std::atomic<bool> woken_{false};
   std::atomic<uint64_t> runs_{0};
+  std::atomic<int> failures_{0};
+  static constexpr int kMaxReclaimRetries = 16;  // MAX_RECLAIM_RETRIES
   Mutex lock_{lock_class::kKswapd};
   std::condition_variable_any wq_;
   bool stopping_ GUARDED_BY(lock_) = false;

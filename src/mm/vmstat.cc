@@ -58,4 +58,37 @@ std::vector<std::pair<std::string, uint64_t>> System::vmstat() {
 
 void System::lru_add_drain_all() { mirrormm::lru_add_drain_all(*mem_); }
 
+VmEvents::~VmEvents() {
+  for (Block* b = head_.load(std::memory_order_acquire); b;) {
+    Block* next = b->next;
+    delete b;
+    b = next;
+  }
+}
+
+VmEvents::Block* VmEvents::this_thread_block_slow() {
+  ThreadCache& c = tls_cache_;
+  Block* mine = nullptr;
+  // A thread that counted here before (and then on another machine) finds its block again;
+  // so does a thread whose thread-local storage a thread that exited had (that thread will
+  // never write its block again).
+  for (Block* b = head_.load(std::memory_order_acquire); b; b = b->next) {
+    if (b->owner == &c) {
+      mine = b;
+      break;
+    }
+  }
+  if (!mine) {
+    mine = new Block;
+    mine->owner = &c;
+    Block* head = head_.load(std::memory_order_relaxed);
+    do {
+      mine->next = head;
+    } while (!head_.compare_exchange_weak(head, mine, std::memory_order_release, std::memory_order_relaxed));
+  }
+  c.id = id_;
+  c.block = mine;
+  return mine;
+}
+
 }  // namespace mirrormm

@@ -1,10 +1,19 @@
 // Event counters of the modeled machine (include/linux/vm_event_item.h and mm/vmstat.c's
 // role): monotonic counts of what the VM did, under /proc/vmstat's names.
 //
-// Each counter is split per CPU (a cache line per slot, indexed as the frame pool's per-CPU
-// lists are); count_vm_events adds with one relaxed atomic add to the caller's slot, and a
-// reader sums the slots, so a sum taken while CPUs run is a snapshot that may miss events in
-// flight, as /proc/vmstat's is.
+// Each counter is split per counting thread (Linux splits them per CPU and counts with
+// this_cpu_inc, which needs no locked instruction because only the CPU itself writes its
+// slot; a software CPU of the model may be run by several threads at once, so the model
+// gives the same single-writer property to threads instead). count_vm_events adds to the
+// calling thread's block with a plain load and store, and a reader sums the blocks, so a sum
+// taken while CPUs run is a snapshot that may miss events in flight, as /proc/vmstat's is.
+//
+// Memory ordering: a block is written by its owning thread only, so its load-and-store
+// increments lose nothing; its values are atomics (relaxed) so that readers may load them
+// while the owner writes. Blocks are pushed on a singly linked list with a release
+// compare-exchange of its head and read after an acquire load of it: a block's owner and
+// link are written before it is published and never change. Blocks stay on the list until
+// the VmEvents is destroyed, so the counts of threads that exited stay in the sums.
 #pragma once
 
 #include <array>
@@ -75,21 +84,48 @@ inline constexpr std::array<std::string_view, NR_VM_EVENT_ITEMS> kVmEventNames =
 
 class VmEvents {
  public:
+  VmEvents() : id_(next_id_.fetch_add(1, std::memory_order_relaxed) + 1) {}
+  ~VmEvents();
+  VmEvents(const VmEvents&) = delete;
+  VmEvents& operator=(const VmEvents&) = delete;
+
   void count(VmEvent e, int64_t n = 1) {
-    slots_[this_cpu_slot(kSlots)].v[e].fetch_add(n, std::memory_order_relaxed);
+    std::atomic<int64_t>& v = this_thread_block()->v[e];
+    v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);  // the only writer
   }
   int64_t sum(VmEvent e) const {
     int64_t s = 0;
-    for (const Slot& slot : slots_) s += slot.v[e].load(std::memory_order_relaxed);
+    for (const Block* b = head_.load(std::memory_order_acquire); b; b = b->next)
+      s += b->v[e].load(std::memory_order_relaxed);
     return s;
   }
 
  private:
-  static constexpr int kSlots = 64;
-  struct alignas(64) Slot {
+  struct alignas(64) Block {
     std::atomic<int64_t> v[NR_VM_EVENT_ITEMS] = {};
+    const void* owner = nullptr;  // the owning thread's tls_cache_; written before publication
+    Block* next = nullptr;        // written before publication
   };
-  Slot slots_[kSlots];
+  // The block the calling thread used last, and the VmEvents it belongs to (by id_: an
+  // address could be reused by another VmEvents). Zero-initialized, as thread-local storage
+  // is: id 0 names no VmEvents.
+  struct ThreadCache {
+    uint64_t id;
+    Block* block;
+  };
+  static inline thread_local ThreadCache tls_cache_;
+  static inline std::atomic<uint64_t> next_id_{0};
+
+  Block* this_thread_block() {
+    const ThreadCache& c = tls_cache_;
+    if (c.id == id_) [[likely]] return c.block;
+    return this_thread_block_slow();
+  }
+  // Finds the calling thread's block on the list or publishes a new one, and caches it.
+  Block* this_thread_block_slow();
+
+  const uint64_t id_;                 // unique among all VmEvents ever made; never changes
+  std::atomic<Block*> head_{nullptr};  // lock-free list, see "Memory ordering" above
 };
 
 }  // namespace mirrormm

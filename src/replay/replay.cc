@@ -181,6 +181,11 @@ std::string Replayer::run_model_only(const Command& c) {
     sys_->lru_add_drain_all();
     return format_vmstat(sys_->vmstat(), c.names);
   }
+  if (c.model == ModelOp::kSwapon) {
+    Status st = sys_->swapon(c.size);
+    return st.ok() ? "0" : err(st.error());
+  }
+  if (c.model == ModelOp::kReclaim) return std::to_string(sys_->reclaim(c.len));
   if (c.model == ModelOp::kPageinfo) {
     Process* p = sys_->process(c.pid);
     if (!p) return err(Errno::kSrch);
@@ -243,7 +248,9 @@ std::string Replayer::run_model_only(const Command& c) {
     case ModelOp::kStats:
     case ModelOp::kCheck:
     case ModelOp::kVmstat:
-    case ModelOp::kPageinfo: break;
+    case ModelOp::kPageinfo:
+    case ModelOp::kSwapon:
+    case ModelOp::kReclaim: break;
   }
   return "-EINVAL";
 }

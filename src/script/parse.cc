@@ -447,6 +447,14 @@ void parse_command(const std::vector<std::string_view>& tokens, Command* c) {
     c->model = ModelOp::kPageinfo;
     expect_arity(r, 1, "ADDR");
     c->addr = r.number(0, "ADDR");
+  } else if (cmd == "swapon") {
+    c->model = ModelOp::kSwapon;
+    expect_arity(r, 1, "SIZE");
+    c->size = r.number(0, "SIZE");
+  } else if (cmd == "reclaim") {
+    c->model = ModelOp::kReclaim;
+    expect_arity(r, 1, "PAGES");
+    c->len = r.number(0, "PAGES");
   } else {
     throw ParseError{"unknown command " + quoted(cmd)};
   }
@@ -608,6 +616,8 @@ std::string format(const Command& c) {
       s += "pageinfo ";
       append_hex(&s, c.addr);
       return s;
+    case ModelOp::kSwapon: return s + "swapon " + std::to_string(c.size);
+    case ModelOp::kReclaim: return s + "reclaim " + std::to_string(c.len);
   }
   switch (c.op) {
     case Op::kMmap:
