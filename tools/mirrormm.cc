@@ -124,11 +124,19 @@ int cmd_stress(stress::Options o, bool has_drop, const std::string& drop) {
             << (o.break_shootdown ? ", shootdown deliberately broken" : "")
             << (o.devices ? ", devices attached" : ", no devices")
             << (has_drop ? ", brackets of " + drop + " deliberately dropped" : "")
-            << (o.stop_on_violation ? ", stopping at the first violation" : "") << "\n";
+            << (o.stop_on_violation ? ", stopping at the first violation" : "") << ", " << o.memory_mib
+            << " MiB memory" << (o.swap_mib ? ", " + std::to_string(o.swap_mib) + " MiB swap" : ", no swap") << "\n";
   std::cout.flush();
   stress::Report r = stress::run(o);
   std::cout << "ops " << r.ops << " (accesses " << r.accesses << ", system calls " << r.syscalls << ", forks " << r.forks
             << "), device operations " << r.device_ops << ", consistency checks " << r.checks << "\n";
+  const uint64_t scanned = r.pgscan_kswapd + r.pgscan_direct, stolen = r.pgsteal_kswapd + r.pgsteal_direct;
+  std::cout << "swap: " << r.pswpout << " pages out, " << r.pswpin << " back in, " << r.swap_slots_used << " of "
+            << r.swap_slots_total << " slots in use at the end; reclaim: scanned " << scanned << ", stole " << stolen
+            << " (kswapd " << (stolen ? 100 * r.pgsteal_kswapd / stolen : 0) << "%, " << r.kswapd_runs
+            << " kswapd runs, " << r.allocstall << " direct reclaim stalls), workingset refaults "
+            << r.workingset_refault << "; oom kills " << r.oom_kill << ", reaper retries " << r.oom_reap_retries
+            << (r.workload_oom_killed ? " (process 1 killed: the run ended there)" : "") << "\n";
   if (r.violations) {
     const size_t shown = r.messages.size();
     for (const std::string& m : r.messages) std::cout << "violation: " << m << "\n";
@@ -195,6 +203,12 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"unmap", "clear", "protection_vma", "protection_page", "soft_dirty", "release", "migrate",
                              "exclusive"}));
   stress_cmd->add_flag("--stop-on-violation", so.stop_on_violation, "end the run at the first violation");
+  stress_cmd->add_option("--memory", so.memory_mib, "physical memory of the model, MiB")->check(CLI::Range(1, 1 << 20));
+  stress_cmd
+      ->add_option("--swap", so.swap_mib,
+                   "a swap device of this size, MiB, switched on at the start; the CPUs then also write and verify "
+                   "regions of about 1.75 times the memory, so that reclaim swaps all the time (0: no swap)")
+      ->check(CLI::Range(0, 1 << 20));
 
   try {
     app.parse(argc, argv);

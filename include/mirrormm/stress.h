@@ -13,7 +13,14 @@ struct Options {
   int threads = 4;          // software CPUs, one thread each
   double seconds = 10;
   uint64_t seed = 1;
-  uint64_t memory_mib = 512;
+  uint64_t memory_mib = 512;     // the model's physical memory
+  // A swap device of this size (in memory, System::swapon) switched on before the run; 0: no
+  // swap, and the workload is exactly the one without these options. With swap on, each CPU
+  // also owns a region of process 1 (anonymous and shared memory, together about 1.75 times
+  // the physical memory over all CPUs, at most memory plus half the swap) whose pages it
+  // writes and verifies, so that reclaim swaps all the time. Process 1's death by OOM (killed,
+  // or a fault that found no memory) then ends the run as a violation of kind "oom".
+  uint64_t swap_mib = 0;
   bool break_shootdown = false;   // the deliberately broken kernel of the checker test
   // Secondary MMUs: every process gets a DeviceMirror (interval and classic modes alternate)
   // that the threads fault pages into and read and write through, with the coherence checker
@@ -44,7 +51,22 @@ struct Report {
   // Every violation counted by kind (System::violation_kinds), most frequent first.
   std::vector<std::pair<std::string, uint64_t>> kinds;
   bool stopped_on_violation = false;  // stop_on_violation ended the run early
+  bool workload_oom_killed = false;   // process 1 died of OOM: killed, or a fault found no memory
+                                      // (the run ended there)
   double seconds = 0;                 // how long the workload ran
+
+  // Swap and reclaim at the end of the run (System::vmstat, swap_stats and the reclaim
+  // threads' debug counters), whether swap was on or not.
+  uint64_t pswpout = 0, pswpin = 0;               // pages written to and read from swap
+  uint64_t pgscan_kswapd = 0, pgscan_direct = 0;  // pages scanned by kswapd / direct reclaim
+  uint64_t pgsteal_kswapd = 0, pgsteal_direct = 0;  // pages they freed
+  uint64_t workingset_refault = 0;  // refaults of recently evicted pages (anon + file)
+  uint64_t oom_kill = 0;            // OOM kills (any process)
+  uint64_t allocstall = 0;          // direct reclaim entries
+  uint64_t kswapd_runs = 0;         // System::debug_kswapd_runs
+  uint64_t oom_reap_retries = 0;    // System::debug_oom_reap_retries
+  uint64_t swap_slots_used = 0;     // SwapStats::used after the final consistency check
+  uint64_t swap_slots_total = 0;    // SwapStats::total
 };
 
 // Runs the workload: `threads` CPUs issue random accesses and system calls on a few

@@ -6,7 +6,18 @@
 // a file-backed page whose dirty bit it checks after unmapping. Everything else is a shared
 // "chaos" region that every thread maps, unmaps, protects, remaps and accesses in every
 // process, to make the races happen. A coordinator stops the world every 200 ms to run the
-// consistency checker.
+// consistency checker, with kswapd and the OOM reaper paused too.
+//
+// With swap on (Options::swap_mib), each thread also owns a swap region in process 1: private
+// anonymous pages followed by the pages of its own shared-memory file, MADV_DONTFORK so that
+// forks do not copy them, about 1.75 times the physical memory over all threads. Half of its
+// steps write or read a random page of it (each page holds a word naming the thread, the page
+// and the value of its last write, which the shadow keeps), push runs of it out with
+// MADV_PAGEOUT, zap some of it, or ask for proactive reclaim; kswapd and direct reclaim swap
+// the rest out, and every read checks that the data came back. Forks still copy the small
+// private region, so children share pages whose PTEs turn into swap entries under them.
+// Process 1 must survive: its OOM kill ends the run as a violation, and no check of process 1
+// reports anything once it is killed (its accesses fail, its pages are reaped).
 #include "mirrormm/stress.h"
 
 #include "mm/lock_order.h"
@@ -15,6 +26,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
+#include <string_view>
 #include <random>
 #include <algorithm>
 #include <memory>
@@ -34,12 +47,22 @@ constexpr uint64_t kPrivatePages = 64;
 constexpr uint64_t kChaosBase = kW + (1ull << 32);
 constexpr uint64_t kChaosPages = 512;
 constexpr int kSlots = 4;
+// The swap regions start here, one per thread, Shared::swap_stride bytes apart.
+constexpr uint64_t kSwapBase = kW + (8ull << 30);
 
 uint64_t private_base(int t) { return kW + static_cast<uint64_t>(t) * (64ull << 20); }
 uint64_t dirty_base(int t) { return private_base(t) + (32ull << 20); }
 
 struct Shared {
   System* sys;
+  Process* p1;  // process 1 (never freed; it answers -ESRCH once dead)
+  // The swap region of each thread (0 pages without swap): swap_anon_pages private anonymous
+  // pages, then swap_shmem_pages of the thread's file "swapN" mapped shared. Set before the
+  // threads start.
+  uint64_t swap_anon_pages = 0;
+  uint64_t swap_shmem_pages = 0;
+  uint64_t swap_stride = 0;
+  std::atomic<uint64_t> oom_fault_addr{0};  // the first access of process 1 that ended in OOM
   bool devices = false;
   bool stop_on_violation = false;
   // The secondary MMU of each slot's process (guarded by mirror_lock; a worker copies the
@@ -57,14 +80,16 @@ struct Shared {
 
 class Worker {
  public:
-  Worker(Shared& sh, int id, uint64_t seed) : sh_(sh), id_(id), rng_(seed * 1000003 + id), shadow_(kPrivatePages, 0) {}
+  Worker(Shared& sh, int id, uint64_t seed)
+      : sh_(sh), id_(id), rng_(seed * 1000003 + id), shadow_(kPrivatePages, 0), p1_(sh.p1) {}
 
   void run() {
     System& sys = *sh_.sys;
     System::bind_thread_to_cpu(id_);
-    Process* p1 = sys.process(1);
+    Process* p1 = p1_;
     (void)sys.mmap(p1, private_base(id_), kPrivatePages * kP, kProtRead | kProtWrite,
                    kMapPrivate | kMapAnonymous | kMapFixed);
+    if (sh_.swap_anon_pages) setup_swap_region();
     while (!sh_.stop.load(std::memory_order_relaxed)) {
       if (sh_.pause.load(std::memory_order_acquire)) {
         sh_.parked.fetch_add(1, std::memory_order_acq_rel);
@@ -72,7 +97,7 @@ class Worker {
         sh_.parked.fetch_sub(1, std::memory_order_acq_rel);
         continue;
       }
-      if (sh_.stop_on_violation && sys.violations() > 0) {
+      if ((sh_.stop_on_violation && sys.violations() > 0) || !p1_->alive() || p1_->oom_killed()) {
         // Idle (still parking when asked) until the coordinator ends the run.
         std::this_thread::yield();
         continue;
@@ -89,27 +114,134 @@ class Worker {
     for (int tries = 0; tries < 4; tries++) {
       uint64_t pid = sh_.slot_pid[rnd(kSlots)].load(std::memory_order_acquire);
       if (!pid) continue;
-      // The process may exit at any time; a dead one answers ESRCH, which is fine to race.
+      // The process may exit (or be OOM-killed) at any time; a dead one answers ESRCH and
+      // kNoProcess, which is fine to race.
       if (Process* p = sh_.sys->process(pid)) return p;
     }
-    return sh_.sys->process(1);
+    return p1_;  // not sys->process(1), which is null once process 1 has exited
   }
 
+  // Reports a failed check of process 1's memory, unless process 1 has been OOM-killed or
+  // has died of an out-of-memory fault (System::access exits the process of a fault that
+  // found no frame and no victim): the kill fails its accesses and system calls, and the
+  // reaper zaps its pages under accesses that raced the kill. The coordinator reports the
+  // death itself.
   void fail(const std::string& what) {
+    if (p1_->oom_killed() || !p1_->alive()) return;
     sh_.sys->report_violation("workload check", fmt::format("cpu {}: {}", id_, what));
+  }
+
+  // An access on this CPU. The first fault of process 1 that ends in OOM (the fault found no
+  // frame: the process exits) is noted for the coordinator's report.
+  AccessResult access(Process* p, uint64_t addr, uint64_t len, bool write, const AccessChunkFn& fn) {
+    AccessResult r = sh_.sys->access(p, id_, addr, len, write, fn);
+    if (r.kind == AccessResult::Kind::kOom && p == p1_) {
+      uint64_t none = 0;
+      sh_.oom_fault_addr.compare_exchange_strong(none, addr, std::memory_order_relaxed);
+    }
+    return r;
+  }
+
+  // ---- the swap region ----
+
+  uint64_t swap_pages() const { return sh_.swap_anon_pages + sh_.swap_shmem_pages; }
+  uint64_t swap_addr(uint64_t page) const { return kSwapBase + id_ * sh_.swap_stride + page * kP; }
+  std::string swap_file() const { return fmt::format("swap{}", id_); }
+  // The word repeated over a page of the swap region: the thread, the page and the value of
+  // the last write (0 for a page never written, which must read as zeroes instead).
+  uint64_t swap_word(uint64_t page, uint8_t v) const {
+    return v ? (static_cast<uint64_t>(id_ + 1) << 48) | (page << 8) | v : 0;
+  }
+
+  void setup_swap_region() {
+    System& sys = *sh_.sys;
+    const uint64_t anon = sh_.swap_anon_pages * kP, shmem = sh_.swap_shmem_pages * kP;
+    Result<uint64_t> a = sys.mmap(p1_, swap_addr(0), anon, kProtRead | kProtWrite,
+                                  kMapPrivate | kMapAnonymous | kMapFixed);
+    Result<uint64_t> m = uint64_t{0};
+    if (shmem) {
+      const Status f = sys.memfd(swap_file(), shmem);
+      m = f.ok() ? sys.mmap_file(p1_, swap_addr(sh_.swap_anon_pages), shmem, kProtRead | kProtWrite,
+                                 kMapShared | kMapFixed, swap_file(), 0, System::FileMode::kReadWrite)
+                 : Result<uint64_t>(f.error());
+    }
+    Status d = a.ok() && m.ok() ? sys.madvise(p1_, swap_addr(0), anon + shmem, kMadvDontfork) : Status(Errno::kInval);
+    sh_.syscalls.fetch_add(4, std::memory_order_relaxed);
+    if (!a.ok() || !m.ok() || !d.ok()) {
+      fail(fmt::format("setting up its swap region of {} + {} pages failed", sh_.swap_anon_pages,
+                       sh_.swap_shmem_pages));
+      return;
+    }
+    swap_shadow_.assign(swap_pages(), 0);
+  }
+
+  void swap_write(uint64_t page) {
+    const uint8_t v = static_cast<uint8_t>(1 + rnd(255));
+    const uint64_t w = swap_word(page, v);
+    AccessResult r = access(p1_, swap_addr(page), kP, true, [w](uint8_t* d, uint64_t, uint64_t n) {
+      for (uint64_t i = 0; i + 8 <= n; i += 8) std::memcpy(d + i, &w, 8);
+    });
+    sh_.accesses.fetch_add(1, std::memory_order_relaxed);
+    if (!r.ok()) fail(fmt::format("write to its swap region faulted at {:#x} (kind {})", r.fault_addr,
+                                  static_cast<int>(r.kind)));
+    else swap_shadow_[page] = v;
+  }
+
+  void swap_read(uint64_t page) {
+    const uint64_t want = swap_word(page, swap_shadow_[page]);
+    uint64_t bad = 0, got = want;
+    AccessResult r = access(p1_, swap_addr(page), kP, false, [&](uint8_t* d, uint64_t, uint64_t n) {
+      for (uint64_t i = 0; i + 8 <= n; i += 8) {
+        uint64_t x;
+        std::memcpy(&x, d + i, 8);
+        if (x != want && !bad++) got = x;
+      }
+    });
+    sh_.accesses.fetch_add(1, std::memory_order_relaxed);
+    if (!r.ok())
+      fail(fmt::format("read of its swap region faulted at {:#x} (kind {})", r.fault_addr, static_cast<int>(r.kind)));
+    else if (bad)
+      fail(fmt::format("{} page {:#x} of its swap region lost its data: {} words differ, first {:#018x}, want {:#018x}",
+                       page < sh_.swap_anon_pages ? "anonymous" : "shared", swap_addr(page), bad, got, want));
+  }
+
+  // A step on the swap region: mostly writes and verified reads of random pages (the region
+  // is larger than memory, so a good part of them fault the page back in from swap), now and
+  // then a run pushed out with MADV_PAGEOUT, a run zapped with MADV_DONTNEED (anonymous pages
+  // are gone then, shared ones stay in their file), or a proactive reclaim pass.
+  void swap_op() {
+    System& sys = *sh_.sys;
+    const uint64_t page = rnd(swap_pages());
+    // MADV_PAGEOUT and proactive reclaim stay rare: kswapd and direct reclaim should do most
+    // of the swapping.
+    const uint64_t r = rnd(10000);
+    if (r < 4970) {
+      swap_write(page);
+    } else if (r < 9940) {
+      swap_read(page);
+    } else if (r < 9990) {
+      const uint64_t n = std::min<uint64_t>(1 + rnd(64), swap_pages() - page);
+      const uint64_t advice = r < 9970 ? kMadvPageout : kMadvDontneed;
+      if (sys.madvise(p1_, swap_addr(page), n * kP, advice).ok() && advice == kMadvDontneed)
+        for (uint64_t i = page; i < page + n && i < sh_.swap_anon_pages; i++) swap_shadow_[i] = 0;
+      sh_.syscalls.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      (void)sys.reclaim(1 + rnd(64));
+      sh_.syscalls.fetch_add(1, std::memory_order_relaxed);
+    }
   }
 
   // Private region of process 1: writes, verified reads, zaps and protection changes.
   void private_op() {
     System& sys = *sh_.sys;
-    Process* p1 = sys.process(1);
+    Process* p1 = p1_;
     const uint64_t page = rnd(kPrivatePages);
     const uint64_t addr = private_base(id_) + page * kP;
     switch (rnd(6)) {
       case 0:
       case 1: {
         const uint8_t v = static_cast<uint8_t>(1 + rnd(255));
-        AccessResult r = sys.access(p1, id_, addr, kP, true, [v](uint8_t* d, uint64_t, uint64_t n) {
+        AccessResult r = access(p1, addr, kP, true, [v](uint8_t* d, uint64_t, uint64_t n) {
           for (uint64_t i = 0; i < n; i++) d[i] = v;
         });
         sh_.accesses.fetch_add(1, std::memory_order_relaxed);
@@ -121,7 +253,7 @@ class Worker {
       case 3: {
         const uint8_t want = shadow_[page];
         bool wrong = false;
-        AccessResult r = sys.access(p1, id_, addr, kP, false, [&](uint8_t* d, uint64_t, uint64_t n) {
+        AccessResult r = access(p1, addr, kP, false, [&](uint8_t* d, uint64_t, uint64_t n) {
           for (uint64_t i = 0; i < n; i++) wrong |= d[i] != want;
         });
         sh_.accesses.fetch_add(1, std::memory_order_relaxed);
@@ -136,7 +268,7 @@ class Worker {
       case 5: {
         // A read-only interval and back: the data must survive, writes must fault meanwhile.
         (void)sys.mprotect(p1, addr, kP, kProtRead);
-        AccessResult r = sys.access(p1, id_, addr, 1, true, [](uint8_t* d, uint64_t, uint64_t) { d[0] ^= 0xff; });
+        AccessResult r = access(p1, addr, 1, true, [](uint8_t* d, uint64_t, uint64_t) { d[0] ^= 0xff; });
         if (r.ok()) fail(fmt::format("write through a read-only mapping at {:#x} succeeded", addr));
         (void)sys.mprotect(p1, addr, kP, kProtRead | kProtWrite);
         sh_.syscalls.fetch_add(2, std::memory_order_relaxed);
@@ -149,7 +281,7 @@ class Worker {
   // and the page cache page must be dirty.
   void dirty_op() {
     System& sys = *sh_.sys;
-    Process* p1 = sys.process(1);
+    Process* p1 = p1_;
     const std::string name = fmt::format("cpu{}", id_);
     const uint64_t pg = rnd(8);
     if (!sys.memfd(name, 8 * kP).ok()) return;
@@ -157,14 +289,32 @@ class Worker {
                        System::FileMode::kReadWrite).ok())
       return;
     // A read first maps the page clean; the write must then dirty it through the PTE.
-    (void)sys.access(p1, id_, dirty_base(id_) + pg * kP, 1, false, [](uint8_t*, uint64_t, uint64_t) {});
+    (void)access(p1, dirty_base(id_) + pg * kP, 1, false, [](uint8_t*, uint64_t, uint64_t) {});
     (void)sys.truncate(name, 0);  // drop the old page: the next fault creates a clean one
     (void)sys.truncate(name, 8 * kP);
-    (void)sys.access(p1, id_, dirty_base(id_) + pg * kP, 1, false, [](uint8_t*, uint64_t, uint64_t) {});
-    AccessResult r = sys.access(p1, id_, dirty_base(id_) + pg * kP + 7, 1, true, [](uint8_t* d, uint64_t, uint64_t) { d[0] = 1; });
+    (void)access(p1, dirty_base(id_) + pg * kP, 1, false, [](uint8_t*, uint64_t, uint64_t) {});
+    AccessResult r = access(p1, dirty_base(id_) + pg * kP + 7, 1, true, [](uint8_t* d, uint64_t, uint64_t) { d[0] = 1; });
     (void)sys.munmap(p1, dirty_base(id_), 8 * kP);
     sh_.syscalls.fetch_add(7, std::memory_order_relaxed);
-    if (r.ok() && !sys.debug_file_page_dirty(name, pg)) fail(fmt::format("dirty bit of {} page {} lost", name, pg));
+    if (r.ok() && !sys.debug_file_page_dirty(name, pg)) {
+      if (!sh_.swap_anon_pages) {
+        fail(fmt::format("dirty bit of {} page {} lost", name, pg));
+        return;
+      }
+      // With swap on, reclaim may have written the page out since the write (the page left
+      // the page cache for swap) and a later swap-in brings it back clean: the data must be
+      // there still.
+      uint8_t got = 0;
+      if (sys.mmap_file(p1, dirty_base(id_), 8 * kP, kProtRead, kMapShared | kMapFixed, name, 0,
+                        System::FileMode::kReadWrite).ok()) {
+        AccessResult back = access(p1, dirty_base(id_) + pg * kP + 7, 1, false,
+                                       [&got](uint8_t* d, uint64_t, uint64_t) { got = d[0]; });
+        (void)sys.munmap(p1, dirty_base(id_), 8 * kP);
+        sh_.syscalls.fetch_add(2, std::memory_order_relaxed);
+        if (back.ok() && got != 1)
+          fail(fmt::format("{} page {} lost its dirty data (reads {:#x}, neither dirty nor swapped)", name, pg, got));
+      }
+    }
   }
 
   void chaos_op() {
@@ -192,7 +342,7 @@ class Worker {
       case 4: (void)sys.mremap(p, start, len, len, 3, kChaosBase + rnd(kChaosPages) * kP); break;
       default: {
         const bool write = rnd(2);
-        (void)sys.access(p, id_, start + rnd(kP), 1 + rnd(2 * kP), write, [write](uint8_t* d, uint64_t a, uint64_t n) {
+        (void)access(p, start + rnd(kP), 1 + rnd(2 * kP), write, [write](uint8_t* d, uint64_t a, uint64_t n) {
           if (write) for (uint64_t i = 0; i < n; i++) d[i] = static_cast<uint8_t>(a + i);
         });
         sh_.accesses.fetch_add(1, std::memory_order_relaxed);
@@ -216,7 +366,7 @@ class Worker {
       sys.exit(sys.process(pid));
       if (m) m->detach();
     } else {
-      Result<Process*> r = sys.fork(sys.process(1));
+      Result<Process*> r = sys.fork(p1_);
       if (r.ok()) {
         attach_mirror(slot, r.value());
         sh_.slot_pid[slot].store(r.value()->pid(), std::memory_order_release);
@@ -268,6 +418,11 @@ class Worker {
   }
 
   void step() {
+    // Without swap, no extra random draw: the workload is exactly the one of before.
+    if (!swap_shadow_.empty() && rnd(2) == 0) {
+      swap_op();
+      return;
+    }
     const uint64_t r = rnd(1000);
     if (r < 450) private_op();
     else if (r < 460) dirty_op();
@@ -280,7 +435,45 @@ class Worker {
   const int id_;
   std::mt19937_64 rng_;
   std::vector<uint8_t> shadow_;
+  Process* const p1_;
+  std::vector<uint8_t> swap_shadow_;  // the value of each swap-region page's last write; empty: none
 };
+
+// The value of /proc/vmstat item `name` in a System::vmstat() snapshot (0 if absent).
+uint64_t vmstat_value(const std::vector<std::pair<std::string, uint64_t>>& vm, std::string_view name) {
+  for (const auto& [n, v] : vm)
+    if (n == name) return v;
+  return 0;
+}
+
+// " at ADDR (what it is)": the region of process 1 an address belongs to, for reports.
+std::string fault_place(const Shared& sh, uint64_t a) {
+  std::string what = "chaos region";
+  if (a >= kSwapBase && sh.swap_stride) {
+    const uint64_t t = (a - kSwapBase) / sh.swap_stride, page = (a - kSwapBase) % sh.swap_stride / kP;
+    what = fmt::format("swap region of cpu {}, {} page {}", t, page < sh.swap_anon_pages ? "anonymous" : "shared-memory",
+                       page);
+  } else if (a < kChaosBase && (a - kW) % (64ull << 20) >= (32ull << 20)) {
+    what = fmt::format("dirty-bit file of cpu {} (shared memory)", (a - kW) / (64ull << 20));
+  } else if (a < kChaosBase) {
+    what = fmt::format("private region of cpu {}", (a - kW) / (64ull << 20));
+  }
+  return fmt::format(" at {:#x} ({})", a, what);
+}
+
+// Stops the world: the workers park between steps, then kswapd and the OOM reaper finish their
+// current step and wait. Parking first lets a worker waiting for the reaper's progress (an
+// allocation in its slow path) reach its next step.
+void stop_the_world(Shared& sh, System& sys, int threads) {
+  sh.pause.store(true, std::memory_order_release);
+  while (sh.parked.load(std::memory_order_acquire) != threads) std::this_thread::yield();
+  sys.debug_pause_reclaim();
+}
+
+void resume_the_world(Shared& sh, System& sys) {
+  sys.debug_resume_reclaim();
+  sh.pause.store(false, std::memory_order_release);
+}
 
 }  // namespace
 
@@ -291,6 +484,10 @@ std::string replay_command(const Options& o) {
   if (o.drop_bracket >= 0)
     s += fmt::format(" --drop-bracket {}", mmu_notify_event_name(static_cast<MmuNotifyEvent>(o.drop_bracket)));
   if (o.stop_on_violation) s += " --stop-on-violation";
+  // Only when they differ from the defaults, so that replay lines of runs without them stay
+  // as they were.
+  if (o.memory_mib != Options{}.memory_mib) s += fmt::format(" --memory {}", o.memory_mib);
+  if (o.swap_mib) s += fmt::format(" --swap {}", o.swap_mib);
   return s;
 }
 
@@ -303,6 +500,24 @@ Report run(const Options& o) {
   if (o.drop_bracket >= 0) mmu_debug_drop_bracket(o.drop_bracket);
   Shared sh;
   sh.sys = &sys;
+  sh.p1 = sys.process(1);
+  Report res;
+  if (o.swap_mib) {
+    if (Status st = sys.swapon(o.swap_mib << 20); !st.ok()) {
+      sys.report_violation("stress setup", fmt::format("swapon of {} MiB failed: {}", o.swap_mib,
+                                                       errno_name(st.error())));
+    } else {
+      // About 1.75 times the memory over all threads, a fifth of it in shared memory; but no
+      // more than memory and half the swap hold, so that a small swap device does not make the
+      // workload itself an OOM.
+      const uint64_t mem_pages = (o.memory_mib << 20) / kP, swap_pages = (o.swap_mib << 20) / kP;
+      const uint64_t total = std::min(mem_pages * 7 / 4, mem_pages + swap_pages / 2);
+      const uint64_t per_thread = std::max<uint64_t>(64, total / static_cast<uint64_t>(o.threads));
+      sh.swap_shmem_pages = per_thread / 5;
+      sh.swap_anon_pages = per_thread - sh.swap_shmem_pages;
+      sh.swap_stride = ((per_thread * kP + (2ull << 20)) + (2ull << 20) - 1) & ~((2ull << 20) - 1);
+    }
+  }
   sh.devices = o.devices;
   sh.stop_on_violation = o.stop_on_violation;
   if (o.devices) {
@@ -318,7 +533,6 @@ Report run(const Options& o) {
   (void)sys.memfd("chaos0", 64 * kP);
   (void)sys.memfd("chaos1", 64 * kP);
 
-  Report res;
   std::vector<std::thread> threads;
   for (int t = 0; t < o.threads; t++)
     threads.emplace_back([&sh, t, &o] { Worker(sh, t, o.seed).run(); });
@@ -334,19 +548,43 @@ Report run(const Options& o) {
       res.stopped_on_violation = true;
       break;
     }
+    if (sh.p1->oom_killed() || !sh.p1->alive()) {
+      // The workload lives in process 1: nothing is left to check. The workers idle already.
+      // No worker exits process 1, so its death is an OOM: chosen by the OOM killer, or a
+      // fault of its own that found no frame and no victim. Once the workers are parked, the
+      // one whose access failed has noted where.
+      stop_the_world(sh, sys, o.threads);
+      std::string counters;
+      for (const auto& [name, v] : sys.vmstat())
+        if (v) counters += fmt::format(" {}={}", name, v);
+      const SwapStats ss = sys.swap_stats();
+      std::string where;
+      if (const uint64_t a = sh.oom_fault_addr.load(std::memory_order_relaxed)) where = fault_place(sh, a);
+      sys.report_violation(
+          "oom", fmt::format("process 1 {}{} after {:.1f} s (memory {} MiB, swap {} of {} slots used):{}",
+                             sh.p1->oom_killed() ? "was OOM-killed" : "died of a fault that found no memory (VM_FAULT_OOM)",
+                             where, std::chrono::duration<double>(now - t0).count(), o.memory_mib, ss.used, ss.total,
+                             counters));
+      resume_the_world(sh, sys);
+      res.workload_oom_killed = true;
+      break;
+    }
     if (now >= next_check) {
-      // Stop the world, check, resume.
-      sh.pause.store(true, std::memory_order_release);
-      while (sh.parked.load(std::memory_order_acquire) != o.threads) std::this_thread::yield();
+      stop_the_world(sh, sys, o.threads);
       sys.debug_check_consistency();
       res.checks++;
-      sh.pause.store(false, std::memory_order_release);
+      resume_the_world(sh, sys);
       next_check = Clock::now() + std::chrono::milliseconds(200);
     }
     if (o.progress && now >= next_report) {
-      *o.progress << fmt::format("[stress] {:4.0f}s  ops {:>10}  accesses {:>10}  syscalls {:>9}  forks {:>6}  checks {:>4}  violations {}\n",
+      std::string swap;
+      if (o.swap_mib) {
+        const auto vm = sys.vmstat();
+        swap = fmt::format("  swapped out {:>8} in {:>8}", vmstat_value(vm, "pswpout"), vmstat_value(vm, "pswpin"));
+      }
+      *o.progress << fmt::format("[stress] {:4.0f}s  ops {:>10}  accesses {:>10}  syscalls {:>9}  forks {:>6}  checks {:>4}{}  violations {}\n",
                                  std::chrono::duration<double>(now - t0).count(), sh.ops.load(), sh.accesses.load(),
-                                 sh.syscalls.load(), sh.forks.load(), res.checks, sys.violations());
+                                 sh.syscalls.load(), sh.forks.load(), res.checks, swap, sys.violations());
       o.progress->flush();
       next_report += std::chrono::seconds(1);
     }
@@ -364,8 +602,25 @@ Report run(const Options& o) {
     if (m) m->detach();  // outside the table's lock: detach takes mm locks
   mirrors.clear();
   if (o.drop_bracket >= 0) mmu_debug_drop_bracket(-1);
+  sys.debug_pause_reclaim();
   sys.debug_check_consistency();
   res.checks++;
+  const SwapStats ss = sys.swap_stats();
+  res.swap_slots_used = ss.used;
+  res.swap_slots_total = ss.total;
+  sys.debug_resume_reclaim();
+  const auto vm = sys.vmstat();
+  res.pswpout = vmstat_value(vm, "pswpout");
+  res.pswpin = vmstat_value(vm, "pswpin");
+  res.pgscan_kswapd = vmstat_value(vm, "pgscan_kswapd");
+  res.pgscan_direct = vmstat_value(vm, "pgscan_direct");
+  res.pgsteal_kswapd = vmstat_value(vm, "pgsteal_kswapd");
+  res.pgsteal_direct = vmstat_value(vm, "pgsteal_direct");
+  res.workingset_refault = vmstat_value(vm, "workingset_refault_anon") + vmstat_value(vm, "workingset_refault_file");
+  res.oom_kill = vmstat_value(vm, "oom_kill");
+  res.allocstall = vmstat_value(vm, "allocstall_normal");
+  res.kswapd_runs = sys.debug_kswapd_runs();
+  res.oom_reap_retries = sys.debug_oom_reap_retries();
   res.ops = sh.ops.load();
   res.accesses = sh.accesses.load();
   res.syscalls = sh.syscalls.load();
