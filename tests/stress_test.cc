@@ -114,13 +114,7 @@ namespace {
 
 // Memory under pressure with swap on: reclaim pushes the swap regions out and the reads bring
 // them back, with every read verified, the consistency checks passing and process 1 alive.
-//
-// TODO: enable once shrink_folio_list takes its reference on a clean shmem page's inode with
-// tryget() (igrab) instead of get(): today it can take one on an inode whose last reference
-// an exit or munmap is dropping, and the inode is destroyed twice (a heap use-after-free in
-// ~ShmemInode under AddressSanitizer, heap corruption otherwise, in a good part of the runs).
-// Run it meanwhile with --gtest_also_run_disabled_tests.
-TEST(Stress, DISABLED_SwapUnderMemoryPressureLosesNothing) {
+TEST(Stress, SwapUnderMemoryPressureLosesNothing) {
   Options o;
   o.threads = 2;
   o.seconds = 3;
