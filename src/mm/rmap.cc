@@ -5,12 +5,14 @@
 // A chain link is added under the root's rwsem for write (plus the mm's page_table_lock when
 // a fault installs a VMA's first anon_vma); a walk holds the root's rwsem for read.
 #include <new>
+#include <vector>
 
 #include <fmt/format.h>
 
 #include "mirrormm/base/rcu.h"
 #include "mm/internal.h"
 #include "mm/mmu_notifier_internal.h"
+#include "mm/pgtable_walk.h"
 #include "mm/rmap.h"
 #include "mm/shmem.h"
 #include "mm/slab.h"
@@ -370,6 +372,49 @@ pte_t* page_vma_mapped_pte(Page* page, Vma* vma, uint64_t address) {
 namespace {
 
 // Visits the VMAs of one anon_vma tree (or i_mmap tree) that may map pgoff.
+// The walk visits the candidate VMAs in two passes: the interval-tree query first gathers
+// them (touching only the chain links), then each is checked while the memory the ones a few
+// places later will need is prefetched: the VMA, its mm, and the top-level page-table entry.
+// A page shared by many processes has those in as many different places, so the misses of
+// different address spaces overlap instead of adding up.
+constexpr size_t kInlineVmas = 32;
+// How far ahead each stage works: one stage's prefetch must have arrived when the next stage
+// reads it, a couple of VMAs later.
+constexpr size_t kAheadVma = 10, kAheadMm = 8, kAheadPgd = 6, kAheadPud = 4, kAheadPmd = 2;
+
+// The entry of `table` (a level of vma's page tables) for address, if that entry is present:
+// the next level's table.
+pte_t* next_level(const Vma* v, const pte_t* entry) {
+  const pteval_t e = ptep_get(entry);
+  return pte_none(e) ? nullptr : table_of(v->vm_mm->mem(), e);
+}
+
+// The prefetches for the VMAs ahead: the VMA, its mm's pgd pointer, then its PGD, PUD and PMD
+// entries, each stage reading what the stage before prefetched. The page-table reads are peeks
+// of what the walk itself will read under the rmap lock a few VMAs later.
+void prefetch_walk(Vma* const* vmas, size_t n, size_t i, uint64_t pgoff) {
+  if (i + kAheadVma < n) __builtin_prefetch(vmas[i + kAheadVma]);
+  if (i + kAheadMm < n) __builtin_prefetch(&vmas[i + kAheadMm]->vm_mm->pgd_);
+  auto entry_at = [&](size_t k, int levels) -> const pte_t* {
+    const Vma* v = vmas[k];
+    const uint64_t address = vma_address(v, pgoff);
+    if (address == ~0ull) return nullptr;
+    const pte_t* e = &pgd_table(v->vm_mm)[index_at(address, kPgdShift)];
+    static constexpr int kShifts[] = {kPgdShift, kPudShift, kPmdShift};
+    for (int l = 1; l < levels && e; l++) {
+      const pte_t* t = next_level(v, e);
+      e = t ? &t[index_at(address, kShifts[l])] : nullptr;
+    }
+    return e;
+  };
+  if (i + kAheadPgd < n)
+    if (const pte_t* e = entry_at(i + kAheadPgd, 1)) __builtin_prefetch(e);
+  if (i + kAheadPud < n)
+    if (const pte_t* e = entry_at(i + kAheadPud, 2)) __builtin_prefetch(e);
+  if (i + kAheadPmd < n)
+    if (const pte_t* e = entry_at(i + kAheadPmd, 3)) __builtin_prefetch(e);
+}
+
 void rmap_walk_anon(Page* page, RmapWalkControl& rwc) {
   folio_lock_anon_vma_read(page, &rwc, [&](AnonVma* av) {
     // The recheck proved av is the page's: a use of a free anon_vma here is a missing recheck.
@@ -377,12 +422,27 @@ void rmap_walk_anon(Page* page, RmapWalkControl& rwc) {
       return;
     anon_vma_assert_read_locked(av, av->root);
     const uint64_t pgoff = page->index;
+    Vma* inline_vmas[kInlineVmas];
+    std::vector<Vma*> more;  // used past kInlineVmas
+    size_t n = 0;
     av->rb_root.for_each_overlap(pgoff, pgoff, [&](AnonVmaChain* avc) {
-      const uint64_t address = vma_address(avc->vma, pgoff);
-      if (address == ~0ull) return true;
-      if (!rwc.rmap_one(page, avc->vma, address)) return false;
-      return !(rwc.done && rwc.done(page));
+      if (n < kInlineVmas) {
+        inline_vmas[n] = avc->vma;
+      } else {
+        if (more.empty()) more.assign(inline_vmas, inline_vmas + kInlineVmas);
+        more.push_back(avc->vma);
+      }
+      n++;
+      return true;
     });
+    Vma* const* vmas = n <= kInlineVmas ? inline_vmas : more.data();
+    for (size_t i = 0; i < n; i++) {
+      prefetch_walk(vmas, n, i, pgoff);
+      const uint64_t address = vma_address(vmas[i], pgoff);
+      if (address == ~0ull) continue;
+      if (!rwc.rmap_one(page, vmas[i], address)) break;
+      if (rwc.done && rwc.done(page)) break;
+    }
   });
 }
 
