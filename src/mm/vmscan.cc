@@ -226,7 +226,6 @@ void shrink_inactive_list(System* sys, LruList lru, uint64_t nr_to_scan, ScanCon
   std::vector<Page*> isolated, keep;
   size_t scanned = 0;
   isolate_lru_folios(mem.lruvec(), lru, nr_to_scan, &isolated, &scanned);
-  sc.nr_scanned += scanned;
   count_scan(mem.events(), sc, lru, scanned);
   if (isolated.empty()) return;
   sc.nr_reclaimed += shrink_folio_list(sys, isolated, sc, &keep);
@@ -252,8 +251,6 @@ void shrink_active_list(System* sys, LruList lru, uint64_t nr_to_scan) {
   mem.events().count(PGDEACTIVATE, static_cast<int64_t>(deactivated));
   move_folios_to_lru(mem.lruvec(), isolated.data(), isolated.size());
 }
-
-bool can_reclaim_anon(System* sys) { return swap_has_room(sys); }
 
 // shrink_lruvec at one priority (get_scan_count + shrink_lruvec): each evictable list's share
 // is its size >> priority, scanned SWAP_CLUSTER_MAX pages at a time until the share is done
@@ -290,7 +287,7 @@ void shrink_lruvec(System* sys, ScanControl& sc) {
 }  // namespace
 
 uint64_t do_try_to_free_pages(System* sys, ScanControl& sc) {
-  sc.may_swap = sc.may_swap && can_reclaim_anon(sys);
+  sc.may_swap = sc.may_swap && swap_has_room(sys);
   for (sc.priority = kDefPriority; sc.priority >= 0; sc.priority--) {
     shrink_lruvec(sys, sc);
     if (sc.nr_reclaimed >= sc.nr_to_reclaim) break;
@@ -310,7 +307,7 @@ uint64_t reclaim_pages(System* sys, std::vector<Page*>& isolated) {
   ScanControl sc;
   sc.who = ScanControl::Who::kProactive;
   sc.ignore_references = true;
-  sc.may_swap = can_reclaim_anon(sys);
+  sc.may_swap = swap_has_room(sys);
   std::vector<Page*> keep;
   const uint64_t n = shrink_folio_list(sys, isolated, sc, &keep);
   move_folios_to_lru(sys->mem().lruvec(), keep.data(), keep.size());

@@ -27,7 +27,6 @@ struct ScanControl {
   Who who = Who::kDirect;
   uint64_t nr_to_reclaim = kSwapClusterMax;
   uint64_t nr_reclaimed = 0;
-  uint64_t nr_scanned = 0;
   int priority = 0;
   bool may_swap = true;            // anonymous and shmem pages may go to swap
   bool ignore_references = false;  // madvise(MADV_PAGEOUT): reclaim even recently used pages
