@@ -62,19 +62,26 @@ KmemCache& anon_vma_cachep() {
 
 namespace {
 
-// The new anon_vma is not published yet: its fields are written without its root's rwsem.
-// refcount is set with a store, not constructed: an oblique reader may be trying it (it fails
-// on 0, the value of a free object, and may succeed once it is 1, then rechecks).
-AnonVma* anon_vma_alloc(System* sys) NO_THREAD_SAFETY_ANALYSIS {
+// The new anon_vma is not published yet, but its memory is type-stable: an oblique reader
+// holding a stale pointer may try its rwsem at any time. The guarded fields are therefore set
+// up under that rwsem (the new anon_vma is its own root), which costs an uncontended lock per
+// allocation and keeps every write under the lock the fields name. refcount is set with a
+// store, not constructed: such a reader may be trying it (it fails on 0, the value of a free
+// object, and may succeed once it is 1, then rechecks). The caller holds no anon_vma lock.
+AnonVma* anon_vma_alloc(System* sys) {
   KmemCache& cache =
       sys->debug_broken(System::DebugBreak::kAnonVmaNotTypesafe) ? anon_vma_plain_cachep() : anon_vma_cachep();
   auto* av = static_cast<AnonVma*>(cache.alloc());
   anon_vma_set_root(av, av);
   av->parent = av;
-  av->num_children = 0;
-  av->num_active_vmas = 0;
-  av->num_avcs = 0;
-  new (&av->rb_root) IntervalTree<AnonVmaChain>();
+  {
+    WriteGuard g(av->rwsem);
+    anon_vma_assert_write_locked(av, av);
+    av->num_children = 0;
+    av->num_active_vmas = 0;
+    av->num_avcs = 0;
+    new (&av->rb_root) IntervalTree<AnonVmaChain>();
+  }
   av->cache = &cache;
   av->refcount.store(1, std::memory_order_release);
   return av;
