@@ -151,6 +151,9 @@ TEST_F(SmapsTest, ShmemSwapCountsThroughTheInodeAndAtTheHolesOfAPrivateWritableM
   // The write fault brought page 0 back from swap into the cache before copying it.
   EXPECT_EQ(v.swap, 3 * P);
   EXPECT_EQ(at(p1(), shared).swap, 3 * P);
+  // Untouched, it has no page table at all: the whole range is a hole of the walk.
+  const uint64_t fresh = map_file(p1(), W + (1ull << 30), 4 * P, kMapPrivate, 0);
+  EXPECT_EQ(at(p1(), fresh).swap, 3 * P);
 }
 
 TEST_F(SmapsTest, AShmemPageStaysDirtyAfterItsDirtyPteIsZapped) {

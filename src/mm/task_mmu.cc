@@ -148,18 +148,21 @@ void smap_gather_stats(System* sys, Mm* mm, const Vma* vma, Stats* mss) REQUIRES
       shmem_holes = true;
   }
   auto hole = [&](uint64_t addr, uint64_t end) {
-    if (shmem_holes)
+    if (shmem_holes && addr < end)
       mss->swap += vma->vm_file->inode->partial_swap_usage(vma->linear_page_index(addr), vma->linear_page_index(end));
   };
   walk_pte_tables(
       mm, vma->vm_start, vma->vm_end,
       [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page* table) {
         SpinGuard ptl(table->ptl);
+        // smaps_pte_hole_lookup, for a run of empty PTEs at once.
+        uint64_t holes_from = addr;
         for (; addr < stop; addr += kPageSize, ptep++) {
           const pteval_t v = ptep_get(ptep);
-          if (pte_none(v)) {
-            hole(addr, addr + kPageSize);  // smaps_pte_hole_lookup
-          } else if (pte_present(v)) {
+          if (pte_none(v)) continue;
+          hole(holes_from, addr);
+          holes_from = addr + kPageSize;
+          if (pte_present(v)) {
             // vm_normal_page: the zero page and other special mappings have no page to count.
             if (pte_special(v)) continue;
             smaps_account(mss, mem.pfn_to_page(pte_pfn(v)), pte_young(v), pte_dirty(v), Entry::kPresent);
@@ -169,6 +172,7 @@ void smap_gather_stats(System* sys, Mm* mm, const Vma* vma, Stats* mss) REQUIRES
           // TODO: the other non-swap entries carry no page until migration entries exist
           // (is_pfn_swap_entry); theirs will count through smaps_account with Entry::kNotPresent.
         }
+        hole(holes_from, stop);
       },
       hole);
 }
