@@ -34,19 +34,29 @@ MapsEntry show_map_vma(const Vma* v) {
   return e;
 }
 
-}  // namespace
-
-Result<std::vector<MapsEntry>> System::proc_maps(Process* p) {
-  // proc_maps_open's mm reference: the address space cannot go while it is read.
-  Mm* mm = get_task_mm(p);
+// The VMAs of mm in address order, each as show.entry(mm, vma) describes it under the
+// mmap_lock for read: one consistent snapshot. mm is get_task_mm's answer (nullptr: -ESRCH);
+// that reference (proc_maps_open's) keeps the address space while it is read and is dropped
+// here.
+template <class Entry, class Show>
+Result<std::vector<Entry>> show_each_vma(Mm* mm, Show show) {
   if (!mm) return Errno::kSrch;
-  std::vector<MapsEntry> out;
+  std::vector<Entry> out;
   {
     MmapReadGuard g(mm);
-    for (Vma* v = mm->find_vma(0); v; v = mm->vma_next(v)) out.push_back(show_map_vma(v));
+    for (Vma* v = mm->find_vma(0); v; v = mm->vma_next(v)) out.push_back(show.entry(mm, v));
   }
   mmput_ref(mm);
   return out;
+}
+
+}  // namespace
+
+Result<std::vector<MapsEntry>> System::proc_maps(Process* p) {
+  struct ShowMap {
+    MapsEntry entry(Mm*, const Vma* v) const { return show_map_vma(v); }
+  };
+  return show_each_vma<MapsEntry>(get_task_mm(p), ShowMap{});
 }
 
 // ---- /proc/PID/smaps ----
@@ -177,23 +187,21 @@ void smap_gather_stats(System* sys, Mm* mm, const Vma* vma, Stats* mss) REQUIRES
       hole);
 }
 
+// show_smap: one VMA with its statistics.
+struct ShowSmap {
+  System* sys;
+  SmapsEntry entry(Mm* mm, const Vma* v) const REQUIRES_SHARED(mm->mmap_lock_) {
+    SmapsEntry e;
+    e.vma = show_map_vma(v);
+    smap_gather_stats(sys, mm, v, &e);
+    return e;
+  }
+};
+
 }  // namespace
 
 Result<std::vector<SmapsEntry>> System::smaps(Process* p) {
-  Mm* mm = get_task_mm(p);
-  if (!mm) return Errno::kSrch;
-  std::vector<SmapsEntry> out;
-  {
-    MmapReadGuard g(mm);
-    for (Vma* v = mm->find_vma(0); v; v = mm->vma_next(v)) {
-      SmapsEntry e;
-      e.vma = show_map_vma(v);
-      smap_gather_stats(this, mm, v, &e);
-      out.push_back(std::move(e));
-    }
-  }
-  mmput_ref(mm);
-  return out;
+  return show_each_vma<SmapsEntry>(get_task_mm(p), ShowSmap{this});
 }
 
 std::string format_smaps_entry(const SmapsEntry& e) {
