@@ -164,8 +164,8 @@ TEST(HostRunner, Mincore) {
 }
 
 TEST(HostRunner, LargeMincoreAndLongMaps) {
-  // 70000 pages need a vector beyond the worker's static one; 600 alternating pieces make a
-  // maps line far longer than the worker's output buffer.
+  // 70000 pages need a vector beyond the worker's static one; 600 alternating pieces make
+  // maps and smaps lines far longer than the worker's output buffer.
   std::string text = "mmap 0x200000000000 70000K --- private+anon+fixed+noreserve\nmincore 0x200000000000 70000K\n";
   for (int i = 0; i < 600; i += 2) {
     char line[96];
@@ -174,8 +174,18 @@ TEST(HostRunner, LargeMincoreAndLongMaps) {
     text += line;
   }
   text += "maps\n";
+  text += "smaps\n";
   auto out = run_text(text);
-  ASSERT_EQ(out.size(), 303u);
+  ASSERT_EQ(out.size(), 304u);
+  // smaps: one entry per VMA too, far longer still; nothing of the reservation is resident.
+  const std::string& smaps = out.back();
+  size_t smaps_entries = 1;
+  for (size_t i = smaps.find("; "); i != std::string::npos; i = smaps.find("; ", i + 1)) ++smaps_entries;
+  EXPECT_EQ(smaps_entries, 600u);
+  EXPECT_EQ(smaps.substr(smaps.size() - 120),
+            "; 200000257000-20000445c000 Rss=0 Pss=0 Shared_Clean=0 Shared_Dirty=0 Private_Clean=0 Private_Dirty=0 "
+            "Anonymous=0 Swap=0");
+  out.pop_back();
   EXPECT_EQ(out[1], std::string(17500, '0'));
   const std::string& maps = out.back();
   size_t entries = 1;
@@ -183,6 +193,30 @@ TEST(HostRunner, LargeMincoreAndLongMaps) {
   EXPECT_EQ(entries, 600u);  // 300 r-- pieces, 299 --- between them, the --- tail
   EXPECT_EQ(maps.rfind("200000000000-200000001000 r--p; 200000001000-200000002000 ---p; ", 0), 0u);
   EXPECT_EQ(maps.substr(maps.size() - 32), "; 200000257000-20000445c000 ---p");
+}
+
+TEST(HostRunner, SmapsOfForkedProcesses) {
+  // The zero page counts nowhere; after fork and a copy-on-write in the child, one page is
+  // still shared (Pss halved) and each side has one private dirty page.
+  auto out = run_text(
+      "mmap 0x200000000000 16K rw- private+anon+fixed\n"
+      "write 0x200000000000 8K 1\n"
+      "read 0x200000002000 4K\n"
+      "fork\n"
+      "@2 write 0x200000000000 4K 2\n"
+      "smaps\n"
+      "@2 smaps\n"
+      "@3 smaps\n"
+      "@2 exit\n"
+      "@2 smaps\n");
+  ASSERT_EQ(out.size(), 10u);
+  const std::string line =
+      "200000000000-200000004000 Rss=8 Pss=6 Shared_Clean=0 Shared_Dirty=4 Private_Clean=0 Private_Dirty=4 "
+      "Anonymous=8 Swap=0";
+  EXPECT_EQ(out[5], line);
+  EXPECT_EQ(out[6], line);
+  EXPECT_EQ(out[7], "-ESRCH");
+  EXPECT_EQ(out[9], "-ESRCH");
 }
 
 TEST(HostRunner, MemfdMappingsAcrossProcesses) {

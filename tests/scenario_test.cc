@@ -44,6 +44,36 @@ std::string where(const script::Script& s, const script::Command& c) {
   return s.file + ":" + std::to_string(c.line) + ": " + script::format(c);
 }
 
+// Whether a command leaves every process's memory as it found it.
+bool observes_only(const script::Command& c) {
+  return !script::model_only(c) &&
+         (c.op == script::Op::kMaps || c.op == script::Op::kSmaps || c.op == script::Op::kMincore);
+}
+
+// The script with `@N smaps` for every process number that may exist (1 and one per fork so
+// far; the number of a process that has exited or was never created gets -ESRCH on both
+// sides) after each command that can change memory. *original receives the index in the
+// result of each of s's own commands.
+script::Script with_smaps(const script::Script& s, std::vector<size_t>* original) {
+  script::Script out;
+  out.file = s.file;
+  uint64_t processes = 1;
+  for (const script::Command& c : s.commands) {
+    original->push_back(out.commands.size());
+    out.commands.push_back(c);
+    if (!script::model_only(c) && c.op == script::Op::kFork) ++processes;
+    if (observes_only(c)) continue;
+    for (uint64_t pid = 1; pid <= processes; ++pid) {
+      script::Command smaps;
+      smaps.op = script::Op::kSmaps;
+      smaps.line = c.line;
+      smaps.pid = pid;
+      out.commands.push_back(smaps);
+    }
+  }
+  return out;
+}
+
 class ScenarioTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ScenarioTest, ModelMatchesHostAndExpected) {
@@ -53,18 +83,27 @@ TEST_P(ScenarioTest, ModelMatchesHostAndExpected) {
   ASSERT_TRUE(s.has_value()) << error;
   ASSERT_FALSE(s->commands.empty()) << path << " has no commands";
 
-  std::vector<std::string> model = replay::run(*s, replay::Options{SystemConfig::from_host()});
-  std::vector<std::string> host;
-  ASSERT_TRUE(host::run(*s, &host, &error)) << path << ": host run failed: " << error;
-  ASSERT_EQ(host.size(), s->commands.size()) << "host printed a wrong number of lines";
-  ASSERT_EQ(model.size(), s->commands.size()) << "model printed a wrong number of lines";
+  std::vector<size_t> original;
+  const script::Script run = with_smaps(*s, &original);
+  std::vector<std::string> model_all = replay::run(run, replay::Options{SystemConfig::from_host()});
+  std::vector<std::string> host_all;
+  ASSERT_TRUE(host::run(run, &host_all, &error)) << path << ": host run failed: " << error;
+  ASSERT_EQ(host_all.size(), run.commands.size()) << "host printed a wrong number of lines";
+  ASSERT_EQ(model_all.size(), run.commands.size()) << "model printed a wrong number of lines";
 
-  for (size_t i = 0; i < s->commands.size(); ++i) {
-    const script::Command& c = s->commands[i];
-    EXPECT_TRUE(oracle::lines_agree(c, host[i], model[i])) << "model and host disagree\n"
-                                                           << "  command: " << where(*s, c) << "\n"
-                                                           << "  host:    " << host[i] << "\n"
-                                                           << "  model:   " << model[i];
+  for (size_t i = 0; i < run.commands.size(); ++i) {
+    const script::Command& c = run.commands[i];
+    EXPECT_TRUE(oracle::lines_agree(c, host_all[i], model_all[i])) << "model and host disagree\n"
+                                                                   << "  command: " << where(run, c) << "\n"
+                                                                   << "  host:    " << host_all[i] << "\n"
+                                                                   << "  model:   " << model_all[i];
+  }
+
+  // The lines of the script's own commands.
+  std::vector<std::string> model, host;
+  for (size_t i : original) {
+    model.push_back(model_all[i]);
+    host.push_back(host_all[i]);
   }
 
   fs::path expected_path = path;

@@ -318,6 +318,8 @@ TEST(ScriptParse, AccessCommands) {
 
 TEST(ScriptParse, ProcessAndFileCommands) {
   EXPECT_EQ(parse_one("maps").op, Op::kMaps);
+  EXPECT_EQ(parse_one("smaps").op, Op::kSmaps);
+  EXPECT_EQ(script::format(parse_one("@2 smaps")), "@2 smaps");
   EXPECT_EQ(parse_one("fork").op, Op::kFork);
   EXPECT_EQ(parse_one("exit").op, Op::kExit);
   Command c = parse_one("memfd buf.0 64K");
@@ -329,6 +331,7 @@ TEST(ScriptParse, ProcessAndFileCommands) {
   EXPECT_EQ(c.size, 0u);
 
   EXPECT_EQ(parse_error("maps 1"), "t.mms:1: maps: expected 0 arguments (no arguments), got 1");
+  EXPECT_EQ(parse_error("smaps 0x200000000000"), "t.mms:1: smaps: expected 0 arguments (no arguments), got 1");
   EXPECT_EQ(parse_error("fork now"), "t.mms:1: fork: expected 0 arguments (no arguments), got 1");
   EXPECT_EQ(parse_error("exit 0"), "t.mms:1: exit: expected 0 arguments (no arguments), got 1");
   EXPECT_EQ(parse_error("memfd f"), "t.mms:1: memfd: expected 2 arguments (NAME SIZE), got 1");

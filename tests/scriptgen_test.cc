@@ -165,7 +165,7 @@ Coverage measure(Profile p) {
       if (c.op == Op::kFork && is_live) live.insert(next++);
       if (c.op == Op::kExit && is_live) live.erase(c.pid);
       cov.max_live = std::max<uint64_t>(cov.max_live, live.size());
-      bool addr_op = c.op != Op::kMaps && c.op != Op::kFork && c.op != Op::kExit && c.op != Op::kMemfd &&
+      bool addr_op = c.op != Op::kMaps && c.op != Op::kSmaps && c.op != Op::kFork && c.op != Op::kExit && c.op != Op::kMemfd &&
                      c.op != Op::kTruncate;
       if (addr_op) {
         if (c.addr % 4096 != 0) ++cov.unaligned;
@@ -189,7 +189,7 @@ Coverage measure(Profile p) {
 TEST(ScriptGen, AnonProfileCoverage) {
   Coverage cov = measure(Profile::kAnon);
   std::set<Op> expect = {Op::kMmap, Op::kMunmap, Op::kMprotect, Op::kWrite, Op::kRead,
-                         Op::kMincore, Op::kMaps, Op::kFork, Op::kExit};
+                         Op::kMincore, Op::kMaps, Op::kSmaps, Op::kFork, Op::kExit};
   EXPECT_EQ(cov.ops, expect);
   EXPECT_EQ(cov.prots.size(), 8u);
   for (uint32_t bit : {script::kMapPrivate, script::kMapShared, script::kMapAnon, script::kMapFixed,
@@ -210,7 +210,7 @@ TEST(ScriptGen, FilesAndAllProfilesCoverage) {
   for (Profile p : {Profile::kFiles, Profile::kAll}) {
     Coverage cov = measure(p);
     for (Op op : {Op::kMmap, Op::kMunmap, Op::kMprotect, Op::kMadvise, Op::kMremap, Op::kWrite, Op::kRead,
-                  Op::kMincore, Op::kMaps, Op::kFork, Op::kExit, Op::kMemfd, Op::kTruncate})
+                  Op::kMincore, Op::kMaps, Op::kSmaps, Op::kFork, Op::kExit, Op::kMemfd, Op::kTruncate})
       EXPECT_TRUE(cov.ops.count(op)) << "op " << static_cast<int>(op);
     EXPECT_EQ(cov.advice.size(), 10u);
     EXPECT_TRUE(cov.map_bits.count(script::kMapRofd));

@@ -24,6 +24,7 @@ enum class Op : uint8_t {
   kRead,
   kMincore,
   kMaps,
+  kSmaps,
   kFork,
   kExit,
   kMemfd,
@@ -106,7 +107,7 @@ enum class DevMode : uint8_t { kInterval, kClassic };
 //   write     addr len seed
 //   read      addr len
 //   mincore   addr len
-//   maps, fork, exit
+//   maps, smaps, fork, exit
 //   memfd     name size
 //   truncate  name size
 //   dev attach   name dev_mode [addr len]   (addr len: interval mode only)

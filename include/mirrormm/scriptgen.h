@@ -14,7 +14,7 @@
 namespace mirrormm::gen {
 
 enum class Profile {
-  kAnon,   // anonymous memory: mmap, munmap, mprotect, write/read, mincore, maps, fork, exit
+  kAnon,   // anonymous memory: mmap, munmap, mprotect, write/read, mincore, maps, smaps, fork, exit
   kFiles,  // memfd files first: file mappings, truncate, plus mremap and madvise
   kAll,    // everything, balanced
 };

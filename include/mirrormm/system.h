@@ -57,6 +57,36 @@ struct MapsEntry {
 // named "shmem". Example: "200000008000-20000000a000 rw-s 0 shmem".
 std::string format_maps_entry(const MapsEntry& e);
 
+// One VMA as /proc/PID/smaps shows it (fs/proc/task_mmu.c, show_smap): the VMA and the
+// counters of its mem_size_stats, gathered by a walk of its page tables
+// (smap_gather_stats). Sizes are in bytes; the proportional sizes (pss*, swap_pss) are
+// bytes << kPssShift, so that a page shared by three processes still adds an exact third.
+struct SmapsEntry {
+  static constexpr unsigned kPssShift = 12;  // Linux's PSS_SHIFT
+  MapsEntry vma;
+  uint64_t resident = 0;      // Rss: pages the page tables map (not the zero page)
+  uint64_t pss = 0;           // Pss: each page divided by the number of PTEs mapping it
+  uint64_t pss_dirty = 0;     // Pss_Dirty
+  uint64_t pss_anon = 0;      // Pss_Anon
+  uint64_t pss_file = 0;      // Pss_File
+  uint64_t pss_shmem = 0;     // Pss_Shmem
+  uint64_t shared_clean = 0;  // mapped more than once (or not present), PTE and page clean
+  uint64_t shared_dirty = 0;
+  uint64_t private_clean = 0;  // mapped once
+  uint64_t private_dirty = 0;
+  uint64_t referenced = 0;  // PTE young or PG_referenced
+  uint64_t anonymous = 0;   // anonymous pages (PageAnon)
+  uint64_t lazyfree = 0;    // anonymous, clean and not swap-backed
+  uint64_t swap = 0;        // swap entries in the PTEs, or of the shmem file in the VMA's range
+  uint64_t swap_pss = 0;    // swap entries divided by their swap count
+};
+
+// One entry in the layout of the `smaps` result line of the script format:
+// "START-END Rss=N Pss=N Shared_Clean=N Shared_Dirty=N Private_Clean=N Private_Dirty=N
+// Anonymous=N Swap=N", START and END as format_maps_entry prints them and each N the kB
+// value /proc/PID/smaps prints (Pss: pss >> kPssShift >> 10).
+std::string format_smaps_entry(const SmapsEntry& e);
+
 // What one user address maps, as System::pageinfo reports it (the model's combination of
 // /proc/PID/pagemap, /proc/kpagecount, /proc/kpagemapcount and /proc/kpageflags, with the
 // LRU list the page is on).
@@ -202,6 +232,11 @@ class System {
   // (src/mm/task_mmu.cc). Takes the mmap_lock for read, so the list is one consistent
   // snapshot; -ESRCH when p is null or has exited.
   Result<std::vector<MapsEntry>> proc_maps(Process* p);
+
+  // The VMAs of p's address space with their memory statistics, as /proc/PID/smaps lists
+  // them (src/mm/task_mmu.cc). Takes the mmap_lock for read and each PTE table's lock while
+  // it counts that table's entries; -ESRCH when p is null or has exited.
+  Result<std::vector<SmapsEntry>> smaps(Process* p);
 
   // What the PTE at addr in p's address space holds and, for a page, its state
   // (src/mm/page_info.cc). Takes the mmap_lock for read and the PTE lock. -ESRCH when p is

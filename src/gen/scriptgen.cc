@@ -11,6 +11,7 @@
 // The generator keeps a rough picture (live processes, file names, growsdown mappings it
 // asked for) only to aim its commands; it never needs to know whether a command succeeded.
 // Determinism: one splitmix64 stream, no floating point, no std:: distributions.
+#include <algorithm>
 #include <iterator>
 #include <map>
 #include <stdexcept>
@@ -101,11 +102,12 @@ class RoughMap {
 
 struct Weights {
   int mmap_anon, mmap_file, munmap, mprotect, madvise, mremap, write, read, mincore, maps, fork, exit, memfd, truncate;
+  int smaps;  // as often as maps
 };
 
-constexpr Weights kAnonWeights{24, 0, 9, 16, 0, 0, 13, 9, 6, 16, 3, 1, 0, 0};
-constexpr Weights kFilesWeights{8, 20, 8, 10, 8, 8, 10, 8, 5, 12, 3, 1, 6, 5};
-constexpr Weights kAllWeights{18, 10, 8, 12, 7, 8, 11, 8, 5, 13, 3, 1, 3, 3};
+constexpr Weights kAnonWeights{24, 0, 9, 16, 0, 0, 13, 9, 6, 16, 3, 1, 0, 0, 16};
+constexpr Weights kFilesWeights{8, 20, 8, 10, 8, 8, 10, 8, 5, 12, 3, 1, 6, 5, 12};
+constexpr Weights kAllWeights{18, 10, 8, 12, 7, 8, 11, 8, 5, 13, 3, 1, 3, 3, 13};
 
 constexpr const char* kFileNames[] = {"f0", "f1", "f2", "f3"};
 
@@ -206,7 +208,8 @@ class Generator {
   Command candidate() {
     const Weights& w = weights_;
     int table[] = {w.mmap_anon, w.mmap_file, w.munmap, w.mprotect, w.madvise, w.mremap, w.write,
-                   w.read,      w.mincore,   w.maps,   w.fork,     w.exit,    w.memfd,  w.truncate};
+                   w.read,      w.mincore,   w.maps,   w.fork,     w.exit,    w.memfd,  w.truncate,
+                   w.smaps};
     int total = 0;
     for (int t : table) total += t;
     int r = static_cast<int>(rng_.below(static_cast<uint64_t>(total)));
@@ -238,6 +241,7 @@ class Generator {
       case 11: gen_exit(&c); break;
       case 12:
       case 13: gen_file_size(&c, kind == 12 ? Op::kMemfd : Op::kTruncate); break;
+      case 14: c.op = Op::kSmaps; break;
     }
     return c;
   }
@@ -557,6 +561,7 @@ class Generator {
       c->addr = t.addr + rng_.below(t.len);
       if (c->len > t.len) c->len = rng_.between(1, t.len);
       if (rng_.chance(200)) c->len += rng_.between(1, 2 * kPage);  // run off the end
+      c->len = std::min(c->len, 64 * kPage);
     } else {
       c->addr = pick_addr();
       if (rng_.chance(350)) c->addr += rng_.below(kPage);

@@ -234,6 +234,7 @@ std::string Controller::execute_in(Worker& w, uint64_t number, const script::Com
     case script::Op::kRead: req.op = ReqOp::kRead; break;
     case script::Op::kMincore: req.op = ReqOp::kMincore; break;
     case script::Op::kMaps: req.op = ReqOp::kMaps; break;
+    case script::Op::kSmaps: req.op = ReqOp::kSmaps; break;
     case script::Op::kFork: req.op = ReqOp::kFork; break;
     case script::Op::kExit: req.op = ReqOp::kExit; break;
     case script::Op::kMemfd:

@@ -28,6 +28,7 @@ enum class ReqOp : uint32_t {
   kRead,
   kMincore,
   kMaps,
+  kSmaps,
   kFork,
   kExit,
   kInstallFile,

@@ -95,6 +95,7 @@ bool host_safe(const script::Command& c) {
     case script::Op::kRead: return access_safe(c);
     case script::Op::kMincore:
     case script::Op::kMaps:
+    case script::Op::kSmaps:
     case script::Op::kFork:
     case script::Op::kExit:
     case script::Op::kMemfd:

@@ -39,8 +39,10 @@
 //         Page::ptl (split PTE lock) [50]    (zap, change_protection, faults, copy_page_range
 //                                             and move_pte nest a second one: "nested")
 //           SwapInfo::lock [52]              (a swap device's slot allocator: swap_lock and
-//                                             si->lock; swap_duplicate under the PTE lock)
-//           ShmemInode::lock_ [60]           (page cache)
+//                                             si->lock; swap_duplicate and smaps' swap
+//                                             counts under the PTE lock)
+//           ShmemInode::lock_ [60]           (page cache; smaps counts a file's swap
+//                                             entries at the PTE holes it walks)
 //           the swap cache's lock [61]       (swapper_spaces' i_pages lock)
 //             Lruvec::lru_lock [65]          (LRU lists: add, isolate, putback, removal of
 //                                             a page whose last reference went)

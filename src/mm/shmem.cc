@@ -3,6 +3,7 @@
 #include "mm/shmem.h"
 #include "mm/vmstat.h"
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -285,6 +286,19 @@ uint64_t ShmemInode::nr_pages() {
 uint64_t ShmemInode::nr_swapped() {
   MutexGuard g(lock_);
   return nr_swapped_;
+}
+
+uint64_t ShmemInode::partial_swap_usage(uint64_t start, uint64_t end) {
+  uint64_t swapped = 0;
+  MutexGuard g(lock_);
+  // The cache is sparse: visit the chunks that exist rather than every index of the range.
+  for (const auto& [idx, chunk] : chunks_) {
+    const uint64_t first = idx << kChunkShift, last = first + (1u << kChunkShift);
+    if (last <= start || first >= end) continue;
+    for (uint64_t i = std::max(first, start); i < std::min(last, end); i++)
+      if (xa_is_value(chunk->slots[i - first])) swapped++;
+  }
+  return swapped << kPageShift;
 }
 
 void ShmemInode::truncate_pages(uint64_t size) {

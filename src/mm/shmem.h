@@ -100,6 +100,8 @@ class ShmemInode {
   // Pages in memory in the cache (shmem's nrpages), and swap entries (info->swapped).
   uint64_t nr_pages() EXCLUDES(lock_);
   uint64_t nr_swapped() EXCLUDES(lock_);
+  // shmem_partial_swap_usage: bytes of the swap entries in the slots [start, end).
+  uint64_t partial_swap_usage(uint64_t start, uint64_t end) EXCLUDES(lock_);
 
   // shmem_writeout's work for this inode; see the free function below. Page locked, in this
   // cache, unmapped.

@@ -144,6 +144,10 @@ std::string Replayer::run(const Command& c) {
         Result<std::vector<MapsEntry>> r = sys_.proc_maps(p);
         return r.ok() ? format_maps(r.value()) : err(r.error());
       }
+      case Op::kSmaps: {
+        Result<std::vector<SmapsEntry>> r = sys_.smaps(p);
+        return r.ok() ? format_smaps(r.value()) : err(r.error());
+      }
       case Op::kFork: {
         Result<Process*> r = sys_.fork(p);
         return r.ok() ? std::to_string(r.value()->pid()) : err(r.error());
@@ -284,14 +288,30 @@ std::string Replayer::check() {
   return out;
 }
 
-std::string format_maps(const std::vector<MapsEntry>& maps) {
+namespace {
+
+// The entries whose VMA (vma_of) intersects the window, each as format prints it, joined by
+// "; ", or "none".
+template <class Entry, class VmaOf, class Format>
+std::string format_window(const std::vector<Entry>& entries, VmaOf vma_of, Format format) {
   std::string out;
-  for (const MapsEntry& e : maps) {
-    if (e.end <= script::kWindowStart || e.start >= script::kWindowEnd) continue;
+  for (const Entry& e : entries) {
+    const MapsEntry& v = vma_of(e);
+    if (v.end <= script::kWindowStart || v.start >= script::kWindowEnd) continue;
     if (!out.empty()) out += "; ";
-    out += format_maps_entry(e);
+    out += format(e);
   }
   return out.empty() ? "none" : out;
+}
+
+}  // namespace
+
+std::string format_maps(const std::vector<MapsEntry>& maps) {
+  return format_window(maps, [](const MapsEntry& e) -> const MapsEntry& { return e; }, format_maps_entry);
+}
+
+std::string format_smaps(const std::vector<SmapsEntry>& smaps) {
+  return format_window(smaps, [](const SmapsEntry& e) -> const MapsEntry& { return e.vma; }, format_smaps_entry);
 }
 
 std::vector<std::string> run(const script::Script& s, const Options& options) {

@@ -415,6 +415,9 @@ void parse_command(const std::vector<std::string_view>& tokens, Command* c) {
   } else if (cmd == "maps") {
     c->op = Op::kMaps;
     expect_arity(r, 0, "no arguments");
+  } else if (cmd == "smaps") {
+    c->op = Op::kSmaps;
+    expect_arity(r, 0, "no arguments");
   } else if (cmd == "fork") {
     c->op = Op::kFork;
     expect_arity(r, 0, "no arguments");
@@ -669,6 +672,9 @@ std::string format(const Command& c) {
       break;
     case Op::kMaps:
       s += "maps";
+      break;
+    case Op::kSmaps:
+      s += "smaps";
       break;
     case Op::kFork:
       s += "fork";

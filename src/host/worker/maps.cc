@@ -48,7 +48,9 @@ void skip_field(const char** p, const char* end) {
   while (*p < end && **p == ' ') ++*p;
 }
 
-bool parse_line(const char* s, const char* end, MapsEntry* e) {
+}  // namespace
+
+bool parse_maps_line(const char* s, const char* end, MapsEntry* e) {
   if (!parse_hex(&s, end, &e->start) || !skip_char(&s, end, '-') || !parse_hex(&s, end, &e->end) ||
       !skip_char(&s, end, ' ') || end - s < 5)
     return false;
@@ -61,6 +63,8 @@ bool parse_line(const char* s, const char* end, MapsEntry* e) {
   e->name_len = static_cast<uint32_t>(end - s);
   return true;
 }
+
+namespace {
 
 bool has_prefix(const char* s, size_t n, const char* prefix) {
   size_t k = std::strlen(prefix);
@@ -109,14 +113,13 @@ void write_entry(const MapsEntry& e, void* ctx_ptr) {
 
 }  // namespace
 
-int for_each_maps_entry(void (*fn)(const MapsEntry&, void*), void* ctx) {
-  int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC));
+int for_each_proc_line(const char* path, void (*fn)(const char* line, const char* end, void*), void* ctx) {
+  int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC));
   if (fd < 0) return errno;
   size_t line_len = 0;
   int err = 0;
   auto finish_line = [&] {
-    MapsEntry e;
-    if (parse_line(g_line, g_line + line_len, &e)) fn(e, ctx);
+    fn(g_line, g_line + line_len, ctx);
     line_len = 0;
   };
   while (true) {
@@ -136,6 +139,26 @@ int for_each_maps_entry(void (*fn)(const MapsEntry&, void*), void* ctx) {
   if (line_len > 0) finish_line();
   close(fd);
   return err;
+}
+
+namespace {
+
+struct MapsLineCtx {
+  void (*fn)(const MapsEntry&, void*);
+  void* ctx;
+};
+
+void maps_line(const char* line, const char* end, void* ctx_ptr) {
+  auto* ctx = static_cast<MapsLineCtx*>(ctx_ptr);
+  MapsEntry e;
+  if (parse_maps_line(line, end, &e)) ctx->fn(e, ctx->ctx);
+}
+
+}  // namespace
+
+int for_each_maps_entry(void (*fn)(const MapsEntry&, void*), void* ctx) {
+  MapsLineCtx lines{fn, ctx};
+  return for_each_proc_line("/proc/self/maps", maps_line, &lines);
 }
 
 void write_window_maps(LineWriter* out) {

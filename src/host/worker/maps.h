@@ -19,6 +19,14 @@ struct MapsEntry {
   uint32_t name_len = 0;
 };
 
+// Calls fn(line, end, ctx) for each line of the /proc file at path, without its '\n' (lines
+// longer than 8 KiB are cut). Returns 0, or the errno of a failed open/read.
+int for_each_proc_line(const char* path, void (*fn)(const char* line, const char* end, void*), void* ctx);
+
+// Parses one /proc/PID/maps line (also the header line of each VMA in /proc/PID/smaps);
+// false when [s, end) is not one. e->name points into the line.
+bool parse_maps_line(const char* s, const char* end, MapsEntry* e);
+
 // Calls fn(entry, ctx) for each line of /proc/self/maps. Returns 0, or the errno of a
 // failed open/read.
 int for_each_maps_entry(void (*fn)(const MapsEntry&, void*), void* ctx);

@@ -28,6 +28,7 @@
 #include "host/format.h"
 #include "host/worker/line_writer.h"
 #include "host/worker/maps.h"
+#include "host/worker/smaps.h"
 #include "host/protocol.h"
 #include "mirrormm/script.h"
 
@@ -240,6 +241,9 @@ void serve(int sock) {
         break;
       case ReqOp::kMaps:
         write_window_maps(&out);
+        break;
+      case ReqOp::kSmaps:
+        write_window_smaps(&out);
         break;
       case ReqOp::kFork:
         do_fork(&sock, &out);

@@ -1,0 +1,109 @@
+// /proc/self/smaps for the host worker (see smaps.h).
+//
+// The file is a sequence of records, one per VMA: the VMA's /proc/PID/maps line, then one
+// "Name:   N kB" line per counter (fs/proc/task_mmu.c, show_smap), ending with "VmFlags:".
+// A record starts at a line whose first character is a hex digit (an address); counter
+// names start with an upper-case letter.
+#include "host/worker/smaps.h"
+
+#include <cstring>
+
+#include "host/worker/maps.h"
+#include "mirrormm/script.h"
+
+namespace mirrormm::host {
+namespace {
+
+// The counters the spec prints, in its order, under the names /proc/PID/smaps gives them.
+constexpr const char* kFields[] = {"Rss",           "Pss",           "Shared_Clean", "Shared_Dirty",
+                                   "Private_Clean", "Private_Dirty", "Anonymous",    "Swap"};
+constexpr int kNumFields = sizeof kFields / sizeof kFields[0];
+
+struct WindowSmapsCtx {
+  LineWriter* out;
+  bool any;                  // an entry was written
+  bool in_window;            // the current record's VMA intersects the window
+  uint64_t start, end;       // its range
+  uint64_t value[kNumFields];
+  bool seen[kNumFields];
+  bool ok;                   // every record written so far had all its counters
+};
+
+void flush_record(WindowSmapsCtx* ctx) {
+  if (!ctx->in_window) return;
+  ctx->in_window = false;
+  LineWriter* out = ctx->out;
+  if (ctx->any) out->put("; ");
+  ctx->any = true;
+  out->put_hex(ctx->start);
+  out->put_char('-');
+  out->put_hex(ctx->end);
+  for (int i = 0; i < kNumFields; ++i) {
+    if (!ctx->seen[i]) ctx->ok = false;
+    out->put_char(' ');
+    out->put(kFields[i]);
+    out->put_char('=');
+    out->put_dec(ctx->value[i]);
+  }
+}
+
+// Reads "Name:" followed by spaces and a decimal into one of the counters, when it is one.
+void parse_counter(WindowSmapsCtx* ctx, const char* s, const char* end) {
+  const char* colon = static_cast<const char*>(std::memchr(s, ':', static_cast<size_t>(end - s)));
+  if (!colon) return;
+  const size_t name_len = static_cast<size_t>(colon - s);
+  for (int i = 0; i < kNumFields; ++i) {
+    if (std::strlen(kFields[i]) != name_len || std::memcmp(kFields[i], s, name_len) != 0) continue;
+    const char* p = colon + 1;
+    while (p < end && *p == ' ') ++p;
+    uint64_t v = 0;
+    const char* digits = p;
+    while (p < end && *p >= '0' && *p <= '9') v = v * 10 + static_cast<uint64_t>(*p++ - '0');
+    if (p == digits) return;
+    ctx->value[i] = v;
+    ctx->seen[i] = true;
+    return;
+  }
+}
+
+void smaps_line(const char* s, const char* end, void* ctx_ptr) {
+  auto* ctx = static_cast<WindowSmapsCtx*>(ctx_ptr);
+  if (s == end) return;
+  const char c = *s;
+  const bool header = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+  if (!header) {
+    if (ctx->in_window) parse_counter(ctx, s, end);
+    return;
+  }
+  flush_record(ctx);
+  MapsEntry e;
+  if (!parse_maps_line(s, end, &e)) return;
+  if (e.start >= script::kWindowEnd || e.end <= script::kWindowStart) return;
+  ctx->in_window = true;
+  ctx->start = e.start;
+  ctx->end = e.end;
+  std::memset(ctx->value, 0, sizeof ctx->value);
+  std::memset(ctx->seen, 0, sizeof ctx->seen);
+}
+
+}  // namespace
+
+void write_window_smaps(LineWriter* out) {
+  WindowSmapsCtx ctx{};
+  ctx.out = out;
+  ctx.ok = true;
+  int err = for_each_proc_line("/proc/self/smaps", smaps_line, &ctx);
+  flush_record(&ctx);
+  if (err != 0 && !ctx.any) {
+    out->put("ERROR reading /proc/self/smaps: ");
+    out->put_errno(err);
+    return;
+  }
+  if (!ctx.ok) {
+    out->put(" ERROR a /proc/self/smaps record lacks a counter");
+    return;
+  }
+  if (!ctx.any) out->put("none");
+}
+
+}  // namespace mirrormm::host
