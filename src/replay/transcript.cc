@@ -78,8 +78,9 @@ std::string format_transcript(const script::Script& s, const std::vector<std::st
   const size_t width = static_cast<size_t>(std::max(style.width, 40));
   const size_t number_w = std::max<size_t>(3, digits(last_line));
   const size_t prefix = 2 + number_w + 2;  // "  NNN  "
-  // The command column leaves the results at least 24 columns, and is at most 56 wide.
-  const size_t command_w = std::min({longest, size_t{56}, width > prefix + 26 ? width - prefix - 26 : size_t{16}});
+  // The command column leaves the results at least 40 columns (a maps entry fits), and is at
+  // most 56 wide.
+  const size_t command_w = std::min({longest, size_t{56}, width > prefix + 42 ? width - prefix - 42 : size_t{16}});
   const size_t result_col = prefix + command_w + 2;
   const size_t result_w = width > result_col ? width - result_col : 24;
 
@@ -124,9 +125,9 @@ std::string format_side_by_side(const script::Script& s, const std::vector<std::
   const size_t width = static_cast<size_t>(std::max(style.width, 60));
   const size_t number_w = std::max<size_t>(4, digits(last_line));
   const size_t prefix = 3 + number_w + 2;  // "=> NNNN  "
-  // The command gets at most half of what is left; the two results share the rest.
+  // The command gets at most two fifths of what is left; the two results share the rest.
   const size_t rest = width > prefix + 6 ? width - prefix - 6 : 40;
-  const size_t command_w = std::min(longest, rest / 2);
+  const size_t command_w = std::min(longest, rest * 2 / 5);
   const size_t result_w = std::max<size_t>(8, (rest - command_w) / 2);
 
   auto row = [&](std::string_view mark, std::string_view number, std::string_view command, std::string_view m,
