@@ -51,9 +51,10 @@ std::string command_line(const Options& options);
 // The first line a run prints: what runs, with which options.
 std::string describe(const Options& options);
 
-// Progress displays. bar(): one line of at most `width` columns, for a terminal (redrawn in
-// place): a bar filled to the elapsed share of the run, then the elapsed time, operations,
-// swap traffic and violations so far. line(): the same figures as a plain line, for logs.
+// Progress displays. progress_bar(): one line of at most `width` columns for a terminal
+// (redrawn in place): a bar of 20 columns (10 below a width of 60) filled to the elapsed share
+// of the run, then the elapsed time, operations, swap traffic and violations so far.
+// progress_line(): the same figures and more as a plain line, for logs.
 std::string progress_bar(const stress::Progress& p, double seconds, int width);
 std::string progress_line(const stress::Progress& p, double seconds);
 

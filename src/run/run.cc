@@ -130,9 +130,8 @@ std::string describe(const Options& o) {
 std::string progress_bar(const stress::Progress& p, double seconds, int width) {
   const std::string figures = fmt::format(" {:5.1f}/{} s  ops {}  swap out {} in {}  violations {}", p.seconds, seconds,
                                           p.ops, p.pswpout, p.pswpin, p.violations);
-  // The bar takes what the figures leave, between 10 and 40 columns.
-  const int room = width - static_cast<int>(figures.size()) - 2;
-  const int bar = std::clamp(room, 10, 40);
+  // A bar of fixed size (the figures after it grow; they are cut at the width).
+  const int bar = width >= 60 ? 20 : 10;
   const double share = seconds > 0 ? std::clamp(p.seconds / seconds, 0.0, 1.0) : 1.0;
   const int filled = static_cast<int>(std::lround(share * bar));
   std::string s = fmt::format("[{:#<{}}{:.<{}}]{}", "", filled, "", bar - filled, figures);
