@@ -358,7 +358,8 @@ int main(int argc, char** argv) {
                    "and no such regions)")
       ->check(CLI::Range(0, 1 << 20));
   std::vector<std::string> break_names;
-  std::string break_help = "break the kernel on purpose to see the checkers catch it (the run then exits 1):";
+  std::string break_help =
+      "break the kernel on purpose to see the checkers catch it (the run then exits 1; default: nothing broken):";
   for (const run::DebugBreakInfo& b : run::debug_break_names()) {
     break_names.emplace_back(b.name);
     break_help += std::string(" ") + b.name + " (" + b.what + ");";

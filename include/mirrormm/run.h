@@ -31,7 +31,7 @@ struct Options {
 // The accepted values of Options::debug_break, each with what it breaks:
 //   shootdown                TLB shootdowns do nothing (stale TLB entries)
 //   unmap-bracket            unmap paths skip invalidate_range_start/end
-//   clear-bracket            zap paths (madvise, COW, truncate) skip them
+//   clear-bracket            zap paths of madvise, COW and truncate skip them
 //   protection-vma-bracket   mprotect skips them
 //   protection-page-bracket  per-page protection changes skip them
 struct DebugBreakInfo {

@@ -22,7 +22,7 @@ const std::vector<Break>& breaks() {
   static const std::vector<Break> b = {
       {{"shootdown", "TLB shootdowns do nothing: CPUs keep stale TLB entries"}, -1},
       {{"unmap-bracket", "unmap paths skip invalidate_range_start/end"}, static_cast<int>(MmuNotifyEvent::kUnmap)},
-      {{"clear-bracket", "zap paths (madvise, COW, truncate) skip invalidate_range_start/end"},
+      {{"clear-bracket", "zap paths of madvise, COW and truncate skip invalidate_range_start/end"},
        static_cast<int>(MmuNotifyEvent::kClear)},
       {{"protection-vma-bracket", "mprotect skips invalidate_range_start/end"},
        static_cast<int>(MmuNotifyEvent::kProtectionVma)},
