@@ -243,7 +243,7 @@ int cmd_stress(stress::Options o, bool has_drop, const std::string& drop) {
 // every few seconds elsewhere.
 class RunProgress {
  public:
-  RunProgress(double seconds) : seconds_(seconds), tty_(isatty(STDERR_FILENO)) {
+  explicit RunProgress(double seconds) : seconds_(seconds), tty_(isatty(STDERR_FILENO)) {
     winsize ws{};
     if (tty_ && ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) width_ = ws.ws_col;
   }
