@@ -54,6 +54,17 @@ TEST(Run, CommandLineNamesEveryOption) {
   EXPECT_EQ(command_line(o), "mirrormm run --seed 42 --seconds 2.5 --threads 3 --memory 32 --swap 0 --debug-break clear-bracket");
 }
 
+TEST(Run, DescribeSaysWhatRuns) {
+  Options o;
+  EXPECT_EQ(describe(o).substr(0, describe(o).find('\n')),
+            "mirrormm run: 4 CPUs for 10 s, seed 1; 64 MiB of memory, 256 MiB of swap");
+  EXPECT_THAT(describe(o), ::testing::Not(HasSubstr("broken")));
+  o.swap_mib = 0;
+  o.debug_break = "shootdown";
+  EXPECT_THAT(describe(o), HasSubstr("64 MiB of memory, no swap\n"));
+  EXPECT_THAT(describe(o), ::testing::EndsWith("\nkernel deliberately broken: shootdown"));
+}
+
 stress::Report sample_report() {
   stress::Report r;
   r.seconds = 2;

@@ -48,7 +48,7 @@ stress::Options stress_options(const Options& options);
 // --threads T --memory M --swap W [--debug-break NAME]".
 std::string command_line(const Options& options);
 
-// The first line a run prints: what runs, with which options.
+// The first lines a run prints (two, without a final newline): what runs, with which options.
 std::string describe(const Options& options);
 
 // Progress displays. progress_bar(): one line of at most `width` columns for a terminal

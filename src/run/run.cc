@@ -119,11 +119,12 @@ std::string command_line(const Options& o) {
 
 std::string describe(const Options& o) {
   std::string s = fmt::format(
-      "mirrormm run: {} CPUs for {} s, seed {}; {} MiB of memory, {}; processes forking and exiting, "
-      "a secondary MMU on each (interval and classic mirrors); coherence checker and consistency checks on",
+      "mirrormm run: {} CPUs for {} s, seed {}; {} MiB of memory, {}\n"
+      "processes forking and exiting, a secondary MMU on each (interval and classic mirrors), "
+      "coherence checker and consistency checks on",
       o.threads, o.seconds, o.seed, o.memory_mib,
       o.swap_mib ? fmt::format("{} MiB of swap", o.swap_mib) : std::string("no swap"));
-  if (!o.debug_break.empty()) s += fmt::format("; kernel deliberately broken: {}", o.debug_break);
+  if (!o.debug_break.empty()) s += fmt::format("\nkernel deliberately broken: {}", o.debug_break);
   return s;
 }
 
