@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "mirrormm/config.h"
 #include "support/watchdog.h"
 
 namespace {
@@ -84,7 +85,7 @@ TEST(Cli, VersionPrintsTheProjectVersion) {
 }
 
 TEST(Cli, HelpEndsWithTheExitStatuses) {
-  for (const char* cmd : {"", "replay", "host", "gen", "oracle", "stress"}) {
+  for (const char* cmd : {"", "replay", "host", "gen", "oracle", "stress", "run"}) {
     std::vector<std::string> args;
     if (*cmd) args.push_back(cmd);
     args.push_back("--help");
@@ -112,12 +113,24 @@ TEST(Cli, HelpShowsEveryDefault) {
   CliRun stress = run_cli({"stress", "--help"});
   EXPECT_THAT(stress.out, HasSubstr("--threads INT:INT in [1 - 64]=4\n"));
   EXPECT_THAT(stress.out, HasSubstr("--seconds FLOAT:FLOAT in [0.1 - 86400]=10\n"));
+  CliRun run = run_cli({"run", "--help"});
+  EXPECT_THAT(run.out, HasSubstr("--seconds FLOAT:FLOAT in [0.1 - 86400]=10\n"));
+  EXPECT_THAT(run.out, HasSubstr("--seed UINT=1 "));
+  EXPECT_THAT(run.out, HasSubstr("--threads INT:INT in [1 - 64]=4\n"));
+  EXPECT_THAT(run.out, HasSubstr("--memory UINT:INT in [4 - 1048576]=64\n"));
+  EXPECT_THAT(run.out, HasSubstr("--swap UINT:INT in [0 - 1048576]=256\n"));
+  EXPECT_THAT(run.out, HasSubstr("shootdown (TLB shootdowns do nothing"));
+  for (const char* cmd : {"replay", "host"}) {
+    CliRun r = run_cli({cmd, "--help"});
+    EXPECT_THAT(r.out, HasSubstr("--pretty")) << cmd;
+    EXPECT_THAT(r.out, HasSubstr("--raw")) << cmd;
+  }
 }
 
 // Every option line of every help text carries a description: after the option's name, type
 // and default (or on the next line, when they are long), some words.
 TEST(Cli, EveryOptionIsDescribed) {
-  for (const char* cmd : {"replay", "host", "gen", "oracle", "stress"}) {
+  for (const char* cmd : {"replay", "host", "gen", "oracle", "stress", "run"}) {
     std::istringstream help(run_cli({cmd, "--help"}).out);
     std::vector<std::string> lines;
     for (std::string l; std::getline(help, l);) lines.push_back(l);
@@ -158,6 +171,9 @@ TEST(Cli, UsageErrorsExit2) {
       {"stress", "--threads", "1000"},     // out of range
       {"oracle", "--seeds"},               // missing value
       {"replay", "/nonexistent/script.mms"},
+      {"replay", "--pretty", "--raw", "-"},  // the two forms exclude each other
+      {"run", "--debug-break", "everything"},
+      {"run", "--memory", "1"},
       {"host", "/nonexistent/script.mms"},
   };
   for (const auto& args : bad) {
@@ -185,6 +201,117 @@ TEST(Cli, GenOutputReplays) {
   CliRun replay = run_cli({"replay", "-"}, gen.out);
   EXPECT_EQ(replay.status, 0) << replay.err;
   EXPECT_FALSE(replay.out.empty());
+}
+
+// ---- transcripts: the raw form for programs, the readable one for people ----
+
+// A script with a comment and a blank line; its commands are on lines 2, 4 and 5.
+const char* const kCommentedScript =
+    "# a page, written and unmapped\n"
+    "mmap 0x200000000000 4K rw- private+anon+fixed\n"
+    "\n"
+    "write 0x200000000000 4K 1   # the pattern of seed 1\n"
+    "munmap 0x200000000000 4K\n";
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  return lines;
+}
+
+// Each command beside its result, with its line number; the comments and the blank line have
+// no line; nothing is coloured when standard output is not a terminal.
+TEST(Cli, PrettyShowsEachCommandBesideItsResult) {
+  for (const char* cmd : {"replay", "host"}) {
+    CliRun r = run_cli({cmd, "--pretty", "-"}, kCommentedScript);
+    ASSERT_EQ(r.status, 0) << cmd << ": " << r.err;
+    const std::vector<std::string> lines = lines_of(r.out);
+    ASSERT_EQ(lines.size(), 3u) << cmd << ":\n" << r.out;
+    EXPECT_THAT(lines[0], ::testing::MatchesRegex("  +2  mmap 0x200000000000 0x1000 rw- private\\+anon\\+fixed +0x200000000000"));
+    EXPECT_THAT(lines[1], ::testing::MatchesRegex("  +4  write 0x200000000000 0x1000 1 +ok"));
+    EXPECT_THAT(lines[2], ::testing::MatchesRegex("  +5  munmap 0x200000000000 0x1000 +0"));
+    // The results stand in one column.
+    EXPECT_EQ(lines[0].rfind(' ') + 1, lines[1].rfind(' ') + 1) << r.out;
+    EXPECT_EQ(lines[1].rfind(' ') + 1, lines[2].rfind(' ') + 1) << r.out;
+    EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << cmd;
+  }
+}
+
+// On a pipe (as here) the raw form is the default, and --raw asks for it anywhere.
+TEST(Cli, RawIsTheDefaultOnAPipe) {
+  for (const char* cmd : {"replay", "host"}) {
+    CliRun def = run_cli({cmd, "-"}, kCommentedScript);
+    EXPECT_EQ(def.status, 0) << cmd << ": " << def.err;
+    EXPECT_EQ(def.out, kScriptOutput) << cmd;
+    CliRun raw = run_cli({cmd, "--raw", "-"}, kCommentedScript);
+    EXPECT_EQ(raw.status, 0) << cmd << ": " << raw.err;
+    EXPECT_EQ(raw.out, kScriptOutput) << cmd;
+  }
+}
+
+// A divergence is shown side by side (command | model | host) around the diverging line,
+// marked, with the commands that reproduce it. The model is given the other answer than the
+// host's CPU about execute-only protection keys, so that reading an execute-only mapping
+// diverges.
+TEST(Cli, OracleShowsADivergenceSideBySide) {
+  const bool host_pku = mirrormm::SystemConfig::from_host().exec_only_pkey;
+  CliRun r = run_cli({"oracle", "--seeds", "20", "--commands", "100", "--pku", host_pku ? "off" : "on"});
+  ASSERT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("model | host around the divergence (seed "));
+  EXPECT_THAT(r.out, HasSubstr("model | host of the reduced script:"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("line  command +\\| model +\\| host"));
+  // The marked line is the diverging read: the model and the host disagree on it.
+  bool marked = false;
+  for (const std::string& l : lines_of(r.out)) {
+    if (l.rfind("=>", 0) != 0) continue;
+    marked = true;
+    EXPECT_THAT(l, ::testing::ContainsRegex("^=> +[0-9]+  [^|]+\\| [^|]+ \\| ")) << l;
+    const size_t a = l.find(" | "), b = l.find(" | ", a + 3);
+    ASSERT_NE(b, std::string::npos) << l;
+    std::string model = l.substr(a + 3, b - a - 3), host = l.substr(b + 3);
+    while (!model.empty() && model.back() == ' ') model.pop_back();
+    EXPECT_NE(model, host) << l;
+  }
+  EXPECT_TRUE(marked) << r.out;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("reproduce: mirrormm gen --seed [0-9]+ --commands 100 --profile anon > "
+                                              "seed-[0-9]+.mms && mirrormm replay --pretty --pku (on|off) seed-"));
+}
+
+// ---- mirrormm run ----
+
+// The main job ends with its summary, the checkers' verdict last; stdout not being a
+// terminal, its progress comes as plain lines on standard error.
+TEST(Cli, RunEndsWithNoViolation) {
+  CliRun r = run_cli({"run", "--seconds", "3"});
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  const std::vector<std::string> lines = lines_of(r.out);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.back(), "violations: 0") << r.out;
+  EXPECT_THAT(r.out, HasSubstr("mirrormm run: 4 CPUs for 3 s, seed 1; 64 MiB of memory, 256 MiB of swap"));
+  for (const char* row : {"operations", "CPU page faults", "secondary MMUs (by subscriber)", "read_retry collisions",
+                          "invalidations", "    unmap", "pages swapped out (pswpout)", "pages swapped in (pswpin)",
+                          "kswapd runs", "OOM kills", "checkers: no violation"})
+    EXPECT_THAT(r.out, HasSubstr(row)) << r.out;
+  // Both kinds of secondary MMU were attached and told about invalidations.
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("mirrors attached +[1-9][0-9]* +[1-9][0-9]* +[1-9]")) << r.out;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("pages swapped out \\(pswpout\\) +[1-9]")) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("[run] ")) << r.err;
+  EXPECT_EQ(r.err.find('\r'), std::string::npos) << "no progress bar on a pipe";
+}
+
+// A deliberately broken kernel: the checkers report it, the run exits 1 and prints the
+// command that reproduces it.
+TEST(Cli, RunWithABrokenKernelReportsAndExits1) {
+  CliRun r = run_cli({"run", "--seconds", "1", "--threads", "2", "--seed", "5", "--debug-break", "shootdown"});
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  const std::vector<std::string> lines = lines_of(r.out);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_THAT(lines.back(), ::testing::MatchesRegex("violations: [1-9][0-9]*")) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("checkers: VIOLATIONS"));
+  EXPECT_THAT(r.out, HasSubstr("first violations:\n  "));
+  EXPECT_THAT(r.out, HasSubstr("reproduce: mirrormm run --seed 5 --seconds 1 --threads 2 --memory 64 --swap 256 "
+                               "--debug-break shootdown\n"));
 }
 
 }  // namespace

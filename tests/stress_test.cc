@@ -19,12 +19,30 @@ TEST(Stress, ConcurrentWorkloadHasNoViolations) {
   o.threads = 4;
   o.seconds = 3;
   o.seed = 7;
+  std::vector<Progress> progress;
+  o.on_progress = [&progress](const Progress& p) { progress.push_back(p); };
   Report r = run(o);
   EXPECT_GT(r.accesses, 100u);  // low bars: CI machines may be loaded
   EXPECT_GT(r.syscalls, 100u);
   EXPECT_GT(r.checks, 1u);
   EXPECT_GT(r.device_ops, 10u);  // secondary MMUs attached, checker on
+  EXPECT_GT(r.pgfault, 0u);
   EXPECT_EQ(r.violations, 0u) << (r.messages.empty() ? "" : r.messages[0]);
+  // Every mirror's notifications are summed by kind of subscriber and by event.
+  EXPECT_GE(r.interval_mirrors.attached, 1u);  // process 1's
+  EXPECT_GT(r.interval_mirrors.invalidations, 0u);
+  for (const MirrorTotals* t : {&r.interval_mirrors, &r.classic_mirrors}) {
+    uint64_t sum = 0;
+    for (uint64_t n : t->by_event) sum += n;
+    EXPECT_EQ(sum, t->invalidations);
+  }
+  // The progress snapshots come while the run goes, in order.
+  ASSERT_FALSE(progress.empty());
+  for (size_t i = 1; i < progress.size(); i++) {
+    EXPECT_GE(progress[i].seconds, progress[i - 1].seconds);
+    EXPECT_GE(progress[i].ops, progress[i - 1].ops);
+  }
+  EXPECT_LE(progress.back().ops, r.ops);
 }
 
 // The coherence checker's reason to exist: take the brackets away from one family of primary

@@ -1,14 +1,20 @@
 // mirrormm: the command-line front end. A thin layer over the library: every subcommand
 // parses its arguments, calls one library entry point and prints what it returns.
 #include <CLI/CLI.hpp>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include "mirrormm/config.h"
 #include "mirrormm/host.h"
 #include "mirrormm/oracle.h"
 #include "mirrormm/replay.h"
+#include "mirrormm/run.h"
 #include "mirrormm/script.h"
 #include "mirrormm/scriptgen.h"
 #include "mirrormm/mmu_notifier.h"
@@ -23,9 +29,55 @@ using namespace mirrormm;
 constexpr int kExitFinding = 1;
 constexpr int kExitUsage = 2;
 constexpr const char* kExitStatusHelp =
-    "Exit status: 0 success; 1 a finding (oracle: a divergence, stress: a violation) or a host\n"
-    "run that failed; 2 a usage error (a bad option or argument, or a script that cannot be\n"
-    "read or does not parse: FILE:LINE: message). No other value.";
+    "Exit status: 0 success; 1 a finding (oracle: a divergence, stress and run: a violation) or\n"
+    "a host run that failed; 2 a usage error (a bad option or argument, or a script that cannot\n"
+    "be read or does not parse: FILE:LINE: message). No other value.";
+
+// The terminal's width in columns (stdout's, else $COLUMNS, else 100).
+int terminal_width() {
+  winsize ws{};
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  if (const char* c = std::getenv("COLUMNS")) {
+    const int n = std::atoi(c);
+    if (n > 0) return n;
+  }
+  return 100;
+}
+
+// Colour on stdout: a terminal that is not "dumb", and no NO_COLOR in the environment
+// (https://no-color.org: any non-empty value switches colour off).
+bool stdout_color() {
+  const char* no_color = std::getenv("NO_COLOR");
+  const char* term = std::getenv("TERM");
+  return isatty(STDOUT_FILENO) && !(no_color && *no_color) && !(term && std::string(term) == "dumb");
+}
+
+replay::TranscriptStyle transcript_style() { return {terminal_width(), stdout_color()}; }
+
+// The two forms of a script's results: one raw result line per command (the format of
+// docs/mms-format.md, for programs) or a transcript for people. The transcript is the default
+// on a terminal only.
+struct OutputForm {
+  bool pretty = false, raw = false;
+
+  void add(CLI::App* app) {
+    auto* p = app->add_flag("--pretty", pretty,
+                            "print each command beside its result with its line number (default when standard "
+                            "output is a terminal)");
+    auto* r = app->add_flag("--raw", raw,
+                            "print one result line per command, exactly as docs/mms-format.md specifies (default "
+                            "when standard output is not a terminal)");
+    p->excludes(r);
+  }
+  bool transcript() const { return pretty || (!raw && isatty(STDOUT_FILENO)); }
+  void print(const script::Script& s, const std::vector<std::string>& results) const {
+    if (transcript()) {
+      std::cout << replay::format_transcript(s, results, transcript_style());
+      return;
+    }
+    for (const std::string& line : results) std::cout << line << "\n";
+  }
+};
 
 // Model settings shared by the subcommands that run the model.
 struct ModelFlags {
@@ -57,25 +109,27 @@ int load(const std::string& path, script::Script* s) {
   return 0;
 }
 
-int cmd_replay(const std::string& path, const ModelFlags& mf) {
+int cmd_replay(const std::string& path, const ModelFlags& mf, const OutputForm& form) {
   script::Script s;
   if (int rc = load(path, &s)) return rc;
   replay::Options o;
   o.config = mf.config();
-  for (const std::string& line : replay::run(s, o)) std::cout << line << "\n";
+  form.print(s, replay::run(s, o));
   return 0;
 }
 
-int cmd_host(const std::string& path) {
+int cmd_host(const std::string& path, const OutputForm& form) {
   script::Script s;
   if (int rc = load(path, &s)) return rc;
   std::vector<std::string> out;
   std::string error;
-  if (!host::run(s, &out, &error)) {
+  const bool ok = host::run(s, &out, &error);
+  // The lines of a failed run still show where it failed (ERROR ...).
+  form.print(s, out);
+  if (!ok) {
     std::cerr << "host runner: " << error << "\n";
     return kExitFinding;
   }
-  for (const std::string& line : out) std::cout << line << "\n";
   return 0;
 }
 
@@ -86,6 +140,28 @@ int cmd_gen(uint64_t seed, int commands, const std::string& profile) {
   o.profile = gen::parse_profile(profile);
   std::cout << gen::generate(o);
   return 0;
+}
+
+// The diverging script of d side by side: model | host around its diverging command (the
+// two runs repeated to get every line), from `before` commands before it.
+void print_side_by_side(const oracle::Divergence& d, const replay::Options& model, size_t before) {
+  std::string error;
+  std::optional<script::Script> s = script::parse(d.script, "divergence", &error);
+  if (!s || s->commands.empty()) return;
+  std::vector<std::string> host_lines;
+  (void)host::run(*s, &host_lines, &error);  // a failed run still has its lines (ERROR ...)
+  const std::vector<std::string> model_lines = replay::run(*s, model);
+  size_t at = 0;
+  while (at + 1 < s->commands.size() && s->commands[at].line < d.line) at++;
+  std::cout << replay::format_side_by_side(*s, model_lines, host_lines, at, before, 2, transcript_style());
+}
+
+// The model options of a command line, as `replay` spells them.
+std::string model_flags(const ModelFlags& mf) {
+  std::string f;
+  if (mf.pku != "auto") f += " --pku " + mf.pku;
+  if (mf.memory_mib != ModelFlags{}.memory_mib) f += " --memory " + std::to_string(mf.memory_mib);
+  return f;
 }
 
 int cmd_oracle(uint64_t seed0, uint64_t seeds, int commands, const std::string& profile, bool keep_going,
@@ -105,6 +181,19 @@ int cmd_oracle(uint64_t seed0, uint64_t seeds, int commands, const std::string& 
   };
   oracle::CampaignSummary sum = oracle::run_campaign(first, seeds, o);
   std::cout << oracle::describe(sum);
+  if (sum.first) {
+    const oracle::Divergence& d = *sum.first;
+    std::cout << "\nmodel | host around the divergence (seed " << d.seed << "):\n";
+    print_side_by_side(d, o.model, 8);
+    if (sum.reduced) {
+      std::cout << "\nmodel | host of the reduced script:\n";
+      print_side_by_side(*sum.reduced, o.model, sum.reduced->line);
+    }
+    const std::string file = "seed-" + std::to_string(d.seed) + ".mms";
+    std::cout << "\nreproduce: mirrormm gen --seed " << d.seed << " --commands " << commands << " --profile "
+              << profile << " > " << file << " && mirrormm replay --pretty" << model_flags(mf) << " " << file
+              << " && mirrormm host --pretty " << file << "\n";
+  }
   return sum.ok() ? 0 : kExitFinding;
 }
 
@@ -150,6 +239,48 @@ int cmd_stress(stress::Options o, bool has_drop, const std::string& drop) {
   return r.violations ? 1 : 0;
 }
 
+// Redraws a progress bar in place on a terminal (standard error), or prints a plain line
+// every few seconds elsewhere.
+class RunProgress {
+ public:
+  explicit RunProgress(double seconds) : seconds_(seconds), tty_(isatty(STDERR_FILENO)) {
+    winsize ws{};
+    if (tty_ && ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) width_ = ws.ws_col;
+  }
+  void update(const stress::Progress& p) {
+    if (tty_) {
+      std::cerr << "\r" << run::progress_bar(p, seconds_, width_ - 1) << "\x1b[K" << std::flush;
+      drawn_ = true;
+    } else if (p.seconds >= next_line_) {
+      std::cerr << run::progress_line(p, seconds_) << "\n";
+      next_line_ += kLineEvery;
+    }
+  }
+  // Clears the bar before the summary.
+  void finish() {
+    if (drawn_) std::cerr << "\r\x1b[K" << std::flush;
+  }
+
+ private:
+  static constexpr double kLineEvery = 2;  // seconds between plain lines
+  const double seconds_;
+  const bool tty_;
+  int width_ = 80;
+  bool drawn_ = false;
+  double next_line_ = kLineEvery;
+};
+
+int cmd_run(const run::Options& o) {
+  std::cout << run::describe(o) << "\n\n" << std::flush;
+  stress::Options so = run::stress_options(o);
+  RunProgress progress(o.seconds);
+  so.on_progress = [&progress](const stress::Progress& p) { progress.update(p); };
+  const stress::Report r = stress::run(so);
+  progress.finish();
+  std::cout << run::summary(o, r);
+  return r.violations ? kExitFinding : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -166,8 +297,12 @@ int main(int argc, char** argv) {
   replay->add_option("FILE", path, "the .mms script; - reads standard input")->required();
   mf.add(replay);
 
+  OutputForm form;
+  form.add(replay);
+
   auto* host = app.add_subcommand("host", "run a .mms script against the host kernel (model-only v2 commands print SKIP)");
   host->add_option("FILE", path, "the .mms script; - reads standard input")->required();
+  form.add(host);
 
   uint64_t seed = 1, seeds = 100;
   int commands = 300;
@@ -210,6 +345,28 @@ int main(int argc, char** argv) {
                    "regions of about 1.75 times the memory, so that reclaim swaps all the time (0: no swap)")
       ->check(CLI::Range(0, 1 << 20));
 
+  run::Options ro;
+  auto* run_cmd = app.add_subcommand(
+      "run", "the whole system at work: processes, devices, memory pressure and swap, every checker on");
+  run_cmd->add_option("--seconds", ro.seconds, "how long the workload runs")->check(CLI::Range(0.1, 86400.0));
+  run_cmd->add_option("--seed", ro.seed, "the randomness of the run (a violation prints the command that reproduces it)");
+  run_cmd->add_option("--threads", ro.threads, "software CPUs (threads)")->check(CLI::Range(1, 64));
+  run_cmd->add_option("--memory", ro.memory_mib, "physical memory of the model, MiB")->check(CLI::Range(4, 1 << 20));
+  run_cmd
+      ->add_option("--swap", ro.swap_mib,
+                   "swap device, MiB; the CPUs write and verify regions of about 1.75 times the memory (0: no swap "
+                   "and no such regions)")
+      ->check(CLI::Range(0, 1 << 20));
+  std::vector<std::string> break_names;
+  std::string break_help =
+      "break the kernel on purpose to see the checkers catch it (the run then exits 1; default: nothing broken):";
+  for (const run::DebugBreakInfo& b : run::debug_break_names()) {
+    break_names.emplace_back(b.name);
+    break_help += std::string(" ") + b.name + " (" + b.what + ");";
+  }
+  break_help.back() = '.';
+  run_cmd->add_option("--debug-break", ro.debug_break, break_help)->check(CLI::IsMember(break_names));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -220,8 +377,9 @@ int main(int argc, char** argv) {
     so.devices = !no_devices;
     return cmd_stress(so, drop_opt->count() > 0, drop_bracket);
   }
-  if (*replay) return cmd_replay(path, mf);
-  if (*host) return cmd_host(path);
+  if (*run_cmd) return cmd_run(ro);
+  if (*replay) return cmd_replay(path, mf, form);
+  if (*host) return cmd_host(path, form);
   if (*gen) return cmd_gen(seed, commands, profile);
   if (*oracle) return cmd_oracle(seed, seeds, commands, profile, keep_going, mf);
   return kExitUsage;

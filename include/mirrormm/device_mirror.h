@@ -18,6 +18,7 @@
 // activity of the mirrored process, including its exit. Destroying the mirror detaches it.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -40,11 +41,15 @@ class DeviceMirror {
     bool blockable = true;
     bool release = false;  // classic release() (event is then kRelease)
   };
+  // The number of MmuNotifyEvent values (the size of Stats::by_event).
+  static constexpr int kEvents = static_cast<int>(MmuNotifyEvent::kExclusive) + 1;
   struct Stats {
     uint64_t faults = 0;         // fault() rounds that installed entries
-    uint64_t retries = 0;        // collisions with an invalidation
+    uint64_t retries = 0;        // collisions with an invalidation (read_retry said so)
     uint64_t invalidations = 0;  // notifications received
     uint64_t pages_dropped = 0;  // device entries removed by notifications
+    // invalidations by the range's MmuNotifyEvent (a classic release() counts as kRelease)
+    std::array<uint64_t, kEvents> by_event{};
   };
 
   // The x86-64 user address space, [0, TASK_SIZE) rounded up to the page.

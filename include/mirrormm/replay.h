@@ -60,4 +60,31 @@ std::string format_smaps(const std::vector<SmapsEntry>& smaps);
 // overridden).
 std::vector<std::string> run(const script::Script& script, const Options& options);
 
+// ---- transcripts for people ----
+
+// How a transcript is laid out: the columns it may use, and whether results that mean
+// trouble are coloured with ANSI escapes (signals and ERROR red, errno values yellow).
+struct TranscriptStyle {
+  int width = 100;
+  bool color = false;
+};
+
+// Each command of the script beside its result, with its line number in the file (comments
+// and blank lines have no command, so they do not appear):
+//     12  @2 write 0x7f0000001000 4096 7        SEGV
+// Commands are aligned in one column; a command too long for it stands on a line of its own
+// with its result on the next; a result too long for the width wraps after "; " (or a space)
+// with its continuation lines aligned under it. results holds one line per command
+// (replay::run, host::run); missing ones print as "<missing>".
+std::string format_transcript(const script::Script& script, const std::vector<std::string>& results,
+                              const TranscriptStyle& style);
+
+// Two transcripts of one script side by side, "line  command | model | host", from `before`
+// commands before the command at index `diverging` (0-based) to `after` commands after it;
+// the diverging command's line is marked "=>". Results too long for their column are cut
+// with "...".
+std::string format_side_by_side(const script::Script& script, const std::vector<std::string>& model,
+                                const std::vector<std::string>& host, size_t diverging, size_t before, size_t after,
+                                const TranscriptStyle& style);
+
 }  // namespace mirrormm::replay

@@ -1,13 +1,24 @@
 // Random concurrent workloads with invariant checks (`mirrormm stress`).
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace mirrormm::stress {
+
+// A snapshot of a run under way, for progress displays (Options::on_progress).
+struct Progress {
+  double seconds = 0;  // since the workload started
+  uint64_t ops = 0, accesses = 0, syscalls = 0, forks = 0, device_ops = 0;
+  uint64_t checks = 0;  // quiescent-point consistency checks so far
+  uint64_t violations = 0;
+  uint64_t pswpout = 0, pswpin = 0;  // pages written to and read from swap so far
+};
 
 struct Options {
   int threads = 4;          // software CPUs, one thread each
@@ -32,12 +43,27 @@ struct Options {
   // longer): the CPUs stop at their next step, so a few more may be counted.
   bool stop_on_violation = false;
   std::ostream* progress = nullptr;  // a line per second, if set
+  // Called by the coordinating thread about four times a second while the workload runs, if
+  // set (the callback must not call into the System).
+  std::function<void(const Progress&)> on_progress;
 };
 
 // The `mirrormm stress` command line that runs these options again (seed, CPUs, duration
 // and every switch). Runs of several CPUs interleave differently each time: it reproduces
 // the workload, and most often the failure.
 std::string replay_command(const Options& options);
+
+// The secondary MMUs of one kind (DeviceMirror::Mode) summed over every mirror of the run,
+// from its attach to its detach (DeviceMirror::Stats).
+struct MirrorTotals {
+  static constexpr int kEvents = 8;  // MmuNotifyEvent values (DeviceMirror::kEvents)
+  uint64_t attached = 0;           // mirrors attached
+  uint64_t faults = 0;             // device faults that installed entries
+  uint64_t retries = 0;            // faults that collided with an invalidation (read_retry)
+  uint64_t invalidations = 0;      // notifications received
+  uint64_t pages_dropped = 0;      // device entries the notifications removed
+  std::array<uint64_t, kEvents> by_event{};  // invalidations by MmuNotifyEvent
+};
 
 struct Report {
   uint64_t ops = 0;            // system calls and accesses issued
@@ -67,6 +93,11 @@ struct Report {
   uint64_t oom_reap_retries = 0;    // System::debug_oom_reap_retries
   uint64_t swap_slots_used = 0;     // SwapStats::used after the final consistency check
   uint64_t swap_slots_total = 0;    // SwapStats::total
+  uint64_t pgfault = 0, pgmajfault = 0;  // CPU page faults (vmstat), major ones (swap-ins)
+
+  // The secondary MMUs (all zero without devices): HMM-style interval mirrors (process 1's
+  // and half of the children's) and KVM-style classic ones (the other children's).
+  MirrorTotals interval_mirrors, classic_mirrors;
 };
 
 // Runs the workload: `threads` CPUs issue random accesses and system calls on a few

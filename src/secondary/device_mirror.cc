@@ -104,6 +104,7 @@ void DeviceMirror::record_locked(const MmuNotifierRange* range, bool release) {
   e.end = release ? ~0ull : range->end;
   e.blockable = release || mmu_notifier_range_blockable(range);
   e.release = release;
+  stats_.by_event[static_cast<size_t>(e.event)]++;
   if (events_.size() < 100000) events_.push_back(e);
 }
 

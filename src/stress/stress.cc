@@ -76,7 +76,30 @@ struct Shared {
   std::atomic<uint64_t> slot_pid[kSlots];
   Mutex slot_lock{lock_class::kStressSlots};  // serializes the fork/exit of slots
   std::atomic<uint64_t> ops{0}, accesses{0}, syscalls{0}, forks{0};
+
+  // The statistics of every mirror, by DeviceMirror::Mode (0 interval, 1 classic): a mirror
+  // adds its own when it is detached for good (atomic: added by any thread).
+  struct MirrorCounters {
+    std::atomic<uint64_t> attached{0}, faults{0}, retries{0}, invalidations{0}, pages_dropped{0};
+    std::atomic<uint64_t> by_event[MirrorTotals::kEvents] = {};
+  };
+  MirrorCounters mirror_counters[2];
+  void count_attach(const DeviceMirror& m) {
+    mirror_counters[m.mode() == DeviceMirror::Mode::kClassic].attached.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Detaches m and adds its statistics (final once detached).
+  void detach_and_count(DeviceMirror& m) {
+    m.detach();
+    const DeviceMirror::Stats st = m.stats();
+    MirrorCounters& c = mirror_counters[m.mode() == DeviceMirror::Mode::kClassic];
+    c.faults.fetch_add(st.faults, std::memory_order_relaxed);
+    c.retries.fetch_add(st.retries, std::memory_order_relaxed);
+    c.invalidations.fetch_add(st.invalidations, std::memory_order_relaxed);
+    c.pages_dropped.fetch_add(st.pages_dropped, std::memory_order_relaxed);
+    for (int e = 0; e < MirrorTotals::kEvents; e++) c.by_event[e].fetch_add(st.by_event[e], std::memory_order_relaxed);
+  }
 };
+static_assert(MirrorTotals::kEvents == DeviceMirror::kEvents);
 
 class Worker {
  public:
@@ -364,7 +387,7 @@ class Worker {
       std::shared_ptr<DeviceMirror> m = take_mirror(slot);
       if (m && rnd(4) == 0) m->detach();
       sys.exit(sys.process(pid));
-      if (m) m->detach();
+      if (m) sh_.detach_and_count(*m);
     } else {
       Result<Process*> r = sys.fork(p1_);
       if (r.ok()) {
@@ -386,6 +409,7 @@ class Worker {
     auto mode = rnd(2) ? DeviceMirror::Mode::kInterval : DeviceMirror::Mode::kClassic;
     Result<std::unique_ptr<DeviceMirror>> m = DeviceMirror::attach(p, mode, kChaosBase, kChaosPages * kP);
     if (!m.ok()) return;
+    sh_.count_attach(*m.value());
     MutexGuard g(sh_.mirror_lock);
     sh_.mirror[slot] = std::shared_ptr<DeviceMirror>(std::move(m.value()));
   }
@@ -524,6 +548,7 @@ Report run(const Options& o) {
     Result<std::unique_ptr<DeviceMirror>> m =
         DeviceMirror::attach(sys.process(1), DeviceMirror::Mode::kInterval, kChaosBase, kChaosPages * kP);
     if (m.ok()) {
+      sh.count_attach(*m.value());
       MutexGuard g(sh.mirror_lock);
       sh.mirror[0] = std::shared_ptr<DeviceMirror>(std::move(m.value()));
     }
@@ -541,6 +566,7 @@ Report run(const Options& o) {
   const auto t0 = Clock::now();
   auto next_check = t0 + std::chrono::milliseconds(200);
   auto next_report = t0 + std::chrono::seconds(1);
+  auto next_progress = t0 + std::chrono::milliseconds(250);
   for (;;) {
     const auto now = Clock::now();
     if (now - t0 >= std::chrono::duration<double>(o.seconds)) break;
@@ -576,6 +602,22 @@ Report run(const Options& o) {
       resume_the_world(sh, sys);
       next_check = Clock::now() + std::chrono::milliseconds(200);
     }
+    if (o.on_progress && now >= next_progress) {
+      Progress p;
+      p.seconds = std::chrono::duration<double>(now - t0).count();
+      p.ops = sh.ops.load();
+      p.accesses = sh.accesses.load();
+      p.syscalls = sh.syscalls.load();
+      p.forks = sh.forks.load();
+      p.device_ops = sh.device_ops.load();
+      p.checks = res.checks;
+      p.violations = sys.violations();
+      const auto vm = sys.vmstat();
+      p.pswpout = vmstat_value(vm, "pswpout");
+      p.pswpin = vmstat_value(vm, "pswpin");
+      o.on_progress(p);
+      next_progress += std::chrono::milliseconds(250);
+    }
     if (o.progress && now >= next_report) {
       std::string swap;
       if (o.swap_mib) {
@@ -599,7 +641,7 @@ Report run(const Options& o) {
     for (auto& m : sh.mirror) mirrors.push_back(std::move(m));
   }
   for (auto& m : mirrors)
-    if (m) m->detach();  // outside the table's lock: detach takes mm locks
+    if (m) sh.detach_and_count(*m);  // outside the table's lock: detach takes mm locks
   mirrors.clear();
   if (o.drop_bracket >= 0) mmu_debug_drop_bracket(-1);
   sys.debug_pause_reclaim();
@@ -629,6 +671,18 @@ Report run(const Options& o) {
   res.messages = sys.violation_messages();
   res.kinds = sys.violation_kinds();
   res.device_ops = sh.device_ops.load();
+  res.pgfault = vmstat_value(vm, "pgfault");
+  res.pgmajfault = vmstat_value(vm, "pgmajfault");
+  for (int mode = 0; mode < 2; mode++) {
+    const Shared::MirrorCounters& c = sh.mirror_counters[mode];
+    MirrorTotals& t = mode ? res.classic_mirrors : res.interval_mirrors;
+    t.attached = c.attached.load();
+    t.faults = c.faults.load();
+    t.retries = c.retries.load();
+    t.invalidations = c.invalidations.load();
+    t.pages_dropped = c.pages_dropped.load();
+    for (int e = 0; e < MirrorTotals::kEvents; e++) t.by_event[e] = c.by_event[e].load();
+  }
   return res;
 }
 
