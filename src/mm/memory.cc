@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "mirrormm/base/tsan.h"
+#include "mm/filemap.h"
 #include "mm/internal.h"
 #include "mm/lru.h"
 #include "mm/mmu_notifier_internal.h"
@@ -191,23 +192,63 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
   // even when addr lies beyond the end of the file and the fault ends in SIGBUS.
   if (!write && do_fault_around(vma, addr, ptep)) return VM_FAULT_OK;
   if (pgoff >= file_end_pgoff(inode)) return VM_FAULT_SIGBUS;
-  Page* page = inode->find_or_create_page(pgoff);  // the reference the PTE will hold
+  bool major = false;
+  Page* page = inode->find_or_create_page(pgoff, &major);  // the reference the PTE will hold
   if (!page) return VM_FAULT_OOM;
-  if (write) page->set(PG_dirty);  // do_shared_fault: fault_dirty_shared_page
+  if (major && inode->is_regular()) mem.events().count(PGMAJFAULT);  // filemap_fault read it
+  // do_shared_fault: a write-notify mapping calls ->page_mkwrite, which marks the page dirty
+  // under its lock and keeps the lock until the PTE is writable (writeback, holding the
+  // lock, then sees either a clean page with no writable PTE or the dirty one). A page that
+  // truncation took meanwhile is not mapped: the access retries.
+  const bool mkwrite = write && vma_wants_writenotify(vma);
+  if (mkwrite) {
+    lock_page(page);
+    if (page->mapping != inode) {
+      unlock_page(page);
+      mem.put_page(page);
+      return VM_FAULT_OK;
+    }
+  }
+  if (write) page->set(PG_dirty);  // fault_dirty_shared_page (folio_mark_dirty)
+  unsigned ret = VM_FAULT_OK;
+  bool mapped = false;
   {
     SpinGuard g(pte_lockptr(vma->vm_mm, ptep));
     // Recheck the size under the PTE lock: a truncate that shrank the file either finished
     // its unmap before we took the lock (then we see the new size) or will remove this entry.
     if (pgoff >= file_end_pgoff(inode)) {
-      mem.put_page(page);
-      return VM_FAULT_SIGBUS;
-    }
-    if (pte_still_none(vma, ptep)) {
+      ret = VM_FAULT_SIGBUS;
+    } else if (pte_still_none(vma, ptep)) {
       set_file_pte(vma, ptep, page, flags);  // finish_fault
-      return VM_FAULT_OK;
+      mapped = true;
     }
   }
+  if (mkwrite) {
+    unlock_page(page);
+    balance_dirty_pages_ratelimited(vma->vm_mm->sys());
+  }
+  if (!mapped) mem.put_page(page);
+  return ret;
+}
+
+// wp_page_shared for a write-notify mapping: the write-protected PTE maps a clean page (or
+// one writeback cleaned). do_page_mkwrite marks the page dirty under the page lock, then the
+// PTE becomes writable and dirty if it is still the one that faulted (wp_page_reuse). Called
+// with the PTE lock held; returns with it released.
+unsigned wp_page_shared(Vma* vma, pte_t* ptep, pteval_t orig, SpinLock& ptl, Page* page)
+    RELEASE(ptl) {
+  PhysMem& mem = mem_of(vma);
+  mem.get_page(page);
+  ptl.unlock();
+  lock_page(page);  // ranks above the PTE lock: taken with it released
+  if (page->mapping == vma->vm_file->inode) {
+    page->set(PG_dirty);
+    SpinGuard g(ptl);
+    if (ptep_get(ptep) == orig) ptep->fetch_or(_PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, std::memory_order_acq_rel);
+  }
+  unlock_page(page);
   mem.put_page(page);
+  balance_dirty_pages_ratelimited(vma->vm_mm->sys());
   return VM_FAULT_OK;
 }
 
@@ -220,6 +261,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
   Page* old = vm_normal_page(vma, orig);
 
   if (vma->vm_flags & VM_SHARED) {
+    if (old && vma_wants_writenotify(vma)) return wp_page_shared(vma, ptep, orig, ptl, old);
     // wp_page_shared: shared memory needs no copy; make the entry writable and dirty.
     if (old) old->set(PG_dirty);
     ptep->fetch_or(_PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, std::memory_order_acq_rel);

@@ -3,12 +3,14 @@
 #include "mm/shmem.h"
 #include "mm/vmstat.h"
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 #include <vector>
 
 #include "mirrormm/base/tsan.h"
 #include "mirrormm/system.h"
+#include "mm/filemap.h"
 #include "mm/lru.h"
 #include "mm/notifier_hooks.h"
 #include "mm/swapfile.h"
@@ -75,8 +77,13 @@ void release_cache_page(PhysMem* mem, Page* p) {
 }
 }  // namespace
 
-ShmemInode::ShmemInode(System* sys, std::string name, uint64_t size)
-    : sys_(sys), mem_(&sys->mem()), name_(std::move(name)), size_(size) {}
+ShmemInode::ShmemInode(System* sys, std::string name, uint64_t size, InodeKind kind)
+    : sys_(sys),
+      mem_(&sys->mem()),
+      name_(std::move(name)),
+      kind_(kind),
+      disk_(kind == InodeKind::kRegular ? std::make_unique<DiskBlocks>() : nullptr),
+      size_(size) {}
 
 ShmemInode::~ShmemInode() {
   std::vector<Page*> pages;
@@ -137,12 +144,30 @@ Page* ShmemInode::find_get_page(uint64_t pgoff) {
   return r.ok() ? r.value() : nullptr;
 }
 
-Page* ShmemInode::find_or_create_page(uint64_t pgoff) {
-  Result<Page*> r = shmem_get_folio(pgoff, Sgp::kCreate);
+Page* ShmemInode::find_or_create_page(uint64_t pgoff, bool* read_in) {
+  Result<Page*> r = shmem_get_folio(pgoff, Sgp::kCreate, read_in);
   return r.ok() ? r.value() : nullptr;
 }
 
-Result<Page*> ShmemInode::shmem_get_folio(uint64_t pgoff, Sgp sgp) {
+std::vector<Page*> ShmemInode::dirty_pages(uint64_t first, uint64_t last) {
+  std::vector<Page*> out;
+  MutexGuard g(lock_);
+  for (auto& [idx, chunk] : chunks_) {
+    const uint64_t base = idx << kChunkShift;
+    if (base > last || base + (1 << kChunkShift) <= first) continue;
+    for (int i = 0; i < (1 << kChunkShift); i++) {
+      Page* p = slot_page(chunk->slots[i]);
+      if (!p || base + i < first || base + i > last || !p->test(PG_dirty)) continue;
+      mem_->get_page(p);
+      out.push_back(p);
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const Page* a, const Page* b) { return a->index < b->index; });
+  return out;
+}
+
+Result<Page*> ShmemInode::shmem_get_folio(uint64_t pgoff, Sgp sgp, bool* read_in) {
+  if (read_in) *read_in = false;
   for (;;) {
     uint64_t entry = 0;
     {
@@ -170,11 +195,16 @@ Result<Page*> ShmemInode::shmem_get_folio(uint64_t pgoff, Sgp sgp) {
     }
     // shmem_alloc_and_add_folio: the frame is allocated with no lock held and inserted under
     // lock_; a racing fault that filled the slot first wins, and this page goes back.
-    Page* p = mem_->alloc_page(Zero::kYes, Gfp::kUser);  // no lock held: may reclaim
+    // A regular file's page is read from its block (filemap_read_folio; a hole reads as
+    // zeros), with no lock held: the block changes only by writeback of a cached page or by
+    // truncation, which first removes the page from every mapping.
+    Page* p = mem_->alloc_page(is_regular() ? Zero::kNo : Zero::kYes, Gfp::kUser);  // may reclaim
     if (!p) return Errno::kNoMem;
-    // A swap-backed page: on the anon LRU lists once in the cache.
+    if (is_regular()) disk_->read(pgoff, mem_->page_address(p));
+    // A swap-backed page (shmem) goes on the anon LRU lists once in the cache; a regular
+    // file's on the file lists.
     p->set(PG_shmem);
-    p->set(PG_swapbacked);
+    if (!is_regular()) p->set(PG_swapbacked);
     p->mapping = this;
     p->index = pgoff;
     {
@@ -188,10 +218,12 @@ Result<Page*> ShmemInode::shmem_get_folio(uint64_t pgoff, Sgp sgp) {
         nr_pages_++;
         folio_add_lru(*mem_, p);  // shmem_alloc_and_add_folio's lru add
         mem_->get_page(p);
+        if (read_in) *read_in = true;
         return p;
       }
     }
     p->clear(PG_shmem);
+    p->clear(PG_swapbacked);
     p->mapping = nullptr;
     mem_->put_page(p);
   }
@@ -287,6 +319,24 @@ uint64_t ShmemInode::nr_swapped() {
   return nr_swapped_;
 }
 
+void ShmemInode::zero_cached_tail(uint64_t from) {
+  if (Page* p = find_get_page(from >> kPageShift)) {
+    p->set(PG_dirty);
+    uint8_t* d = mem_->page_address(p);
+    MM_TSAN_IGNORE_BEGIN();  // mappings may access the page meanwhile, as on Linux
+    std::memset(d + offset_in_page(from), 0, kPageSize - offset_in_page(from));
+    MM_TSAN_IGNORE_END();
+    mem_->put_page(p);
+  }
+}
+
+void ShmemInode::zero_eof_tail(uint64_t old_size) {
+  MM_BUG_ON(!is_regular());
+  if (!offset_in_page(old_size)) return;
+  zero_cached_tail(old_size);
+  disk_->zero_tail(old_size);
+}
+
 void ShmemInode::truncate_pages(uint64_t size) {
   const uint64_t first = page_align(size) >> kPageShift;
   if (offset_in_page(size)) {
@@ -295,15 +345,9 @@ void ShmemInode::truncate_pages(uint64_t size) {
     // This holds for a "resize" to the current size too (shmem_setattr truncates whenever
     // the size does not grow). A swapped-out partial page is brought back to be zeroed; the
     // reference held here keeps reclaim from writing it out before it is.
-    if (Page* p = find_get_page(size >> kPageShift)) {
-      p->set(PG_dirty);
-      uint8_t* d = mem_->page_address(p);
-      MM_TSAN_IGNORE_BEGIN();  // mappings may access the page meanwhile, as on Linux
-      std::memset(d + offset_in_page(size), 0, kPageSize - offset_in_page(size));
-      MM_TSAN_IGNORE_END();
-      mem_->put_page(p);
-    }
+    zero_cached_tail(size);
   }
+  if (is_regular()) disk_->truncate(size);
   std::vector<Page*> removed;
   std::vector<uint64_t> entries;
   {
@@ -337,7 +381,8 @@ bool ShmemInode::remove_clean_page(uint64_t pgoff, Page* page) {
     MutexGuard g(lock_);
     Slot* s = slot_locked(pgoff);
     // A swap entry in the slot is not `page` (which is then not this cache's any more).
-    if (!s || *s != page_slot(page) || page->test(PG_dirty) || page->mapcount.load(std::memory_order_acquire) != 0)
+    if (!s || *s != page_slot(page) || page->test(PG_dirty) || page->test(PG_writeback) ||
+        page->mapcount.load(std::memory_order_acquire) != 0)
       return false;
     // __remove_mapping's folio_ref_freeze: only the cache's reference and the caller's may be
     // left. A fault (or fault-around) that found the page takes its reference under lock_ and

@@ -97,10 +97,25 @@ void do_mmap(const Request& r, LineWriter* out) {
       return;
     }
   }
-  long ret = syscall(SYS_mmap, r.addr, r.len, static_cast<unsigned long>(r.prot), static_cast<unsigned long>(r.flags),
-                     static_cast<long>(opened), r.offset);
+  // A regular file is mapped without readahead (VM_RAND_READ): a fault reads exactly its
+  // page. MAP_POPULATE would fault before the advice could be given, so it becomes
+  // MADV_POPULATE_READ (or _WRITE where populate writes: a private writable mapping) after
+  // it, its result ignored as MAP_POPULATE's is.
+  unsigned long flags = r.flags;
+  const bool populate = r.regular && (flags & MAP_POPULATE);
+  if (populate) flags &= ~static_cast<unsigned long>(MAP_POPULATE);
+  long ret = syscall(SYS_mmap, r.addr, r.len, static_cast<unsigned long>(r.prot), flags, static_cast<long>(opened),
+                     r.offset);
   int err = errno;
   if (opened >= 0) close(opened);
+  if (ret != -1 && r.regular) {
+    const uint64_t len = (r.len + kPageSize - 1) & ~(kPageSize - 1);
+    syscall(SYS_madvise, ret, len, static_cast<unsigned long>(MADV_RANDOM));
+    if (populate) {
+      const bool write = (r.prot & PROT_WRITE) && (flags & MAP_TYPE) == MAP_PRIVATE;
+      syscall(SYS_madvise, ret, len, static_cast<unsigned long>(write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ));
+    }
+  }
   put_address_result(out, ret, err);
 }
 
@@ -225,6 +240,10 @@ void serve(int sock) {
         break;
       case ReqOp::kMadvise:
         ret = syscall(SYS_madvise, r.addr, r.len, static_cast<unsigned long>(r.flags));
+        put_status_result(&out, ret, errno);
+        break;
+      case ReqOp::kMsync:
+        ret = syscall(SYS_msync, r.addr, r.len, static_cast<unsigned long>(r.flags));
         put_status_result(&out, ret, errno);
         break;
       case ReqOp::kMremap:
