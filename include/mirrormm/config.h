@@ -33,6 +33,10 @@ struct SystemConfig {
   uint32_t dirty_expire_ms = 30000;
   uint32_t dirty_writeback_ms = 5000;
   uint32_t dirty_background_ratio = 10;
+  // The most pages one MADV_WILLNEED reads into a regular file's page cache
+  // (force_page_cache_ra's max(bdi->io_pages, bdi->ra_pages)): the reference machine's disk
+  // has read_ahead_kb 8192 and max_sectors_kb 4096.
+  uint64_t readahead_max_pages = 2048;
 
   // x86 protection keys: with them an exactly-PROT_EXEC mapping gets the execute-only key and
   // reads fault; without them x86 lets every accessible mapping be read.

@@ -26,6 +26,14 @@ void DiskBlocks::read(uint64_t index, uint8_t* dst) {
     std::memcpy(dst, it->second.get(), kPageSize);
 }
 
+bool DiskBlocks::read_if_present(uint64_t index, uint8_t* dst) {
+  MutexGuard g(lock_);
+  auto it = blocks_.find(index);
+  if (it == blocks_.end()) return false;
+  std::memcpy(dst, it->second.get(), kPageSize);
+  return true;
+}
+
 void DiskBlocks::write(uint64_t index, const uint8_t* src) {
   MutexGuard g(lock_);
   auto& b = blocks_[index];
@@ -170,6 +178,18 @@ uint64_t count_dirty_pages(ShmemInode* inode) {
 }
 
 // ---- reads ----
+
+void force_page_cache_ra(ShmemInode* inode, uint64_t first, uint64_t nr) {
+  nr = std::min(nr, inode->sys()->config().readahead_max_pages);
+  const uint64_t end = std::min(first + nr, page_align(inode->size()) >> kPageShift);
+  PhysMem& mem = inode->sys()->mem();
+  for (uint64_t pgoff = first; pgoff < end; pgoff++) {
+    if (inode->has_folio(pgoff)) continue;  // page_cache_ra_unbounded skips present folios
+    Page* page = inode->find_or_create_page(pgoff);
+    if (!page) return;
+    mem.put_page(page);
+  }
+}
 
 Result<std::vector<uint8_t>> filemap_read(ShmemInode* inode, uint64_t pos, uint64_t len) {
   std::vector<uint8_t> out;

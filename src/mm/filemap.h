@@ -53,6 +53,8 @@ class DiskBlocks {
 
   // Copies block `index` to dst (kPageSize bytes); zeros for a hole.
   void read(uint64_t index, uint8_t* dst) EXCLUDES(lock_);
+  // Copies block `index` to dst if it exists; returns whether it did.
+  bool read_if_present(uint64_t index, uint8_t* dst) EXCLUDES(lock_);
   // Writes kPageSize bytes from src to block `index`, allocating it.
   void write(uint64_t index, const uint8_t* src) EXCLUDES(lock_);
   // Frees the blocks wholly at or beyond byte `size` and zeroes the rest of the block that
@@ -108,6 +110,11 @@ Result<std::vector<uint8_t>> filemap_read(ShmemInode* inode, uint64_t pos, uint6
 // kDirtyRatelimit calls the flusher is woken to compare the dirty pages with the background
 // threshold (it starts writing back only above it).
 void balance_dirty_pages_ratelimited(System* sys);
+
+// force_page_cache_ra: reads the pages [first, first + nr) of a regular file that lie before
+// its end into the page cache (POSIX_FADV_WILLNEED, MADV_WILLNEED), at most
+// SystemConfig::readahead_max_pages of them. Stops early when out of frames.
+void force_page_cache_ra(ShmemInode* inode, uint64_t first, uint64_t nr);
 
 // The dirty pages of one inode's cache (a scan; for the flusher's threshold and tests).
 uint64_t count_dirty_pages(ShmemInode* inode);

@@ -159,6 +159,18 @@ bool do_fault_around(Vma* vma, uint64_t addr, pte_t* ptep) {
   return !pte_none(ptep_get(ptep));
 }
 
+// do_sync_mmap_readahead for a fault that misses a regular file's page cache. The host
+// runner maps regular files with MADV_RANDOM (VM_RAND_READ: no readahead), but Linux 6.18
+// still reads ahead for an executable mapping when the faulting page is not in the cache:
+// from it on, up to readahead_max_pages pages, the end of the VMA or the end of the file
+// (whichever comes first), skipping pages already cached.
+void filemap_fault_readahead(Vma* vma, ShmemInode* inode, uint64_t pgoff) {
+  // A page in the cache, even one not uptodate, is read by the fault itself.
+  if (!inode->is_regular() || !(vma->vm_flags & VM_EXEC) || inode->has_folio(pgoff)) return;
+  const uint64_t vma_end = vma->vm_pgoff + vma->pages();
+  force_page_cache_ra(inode, pgoff, vma_end - pgoff);
+}
+
 // do_fault for a shared-memory file mapping: do_read_fault (fault-around first), do_cow_fault
 // (private write) or do_shared_fault (shared write). Writes do no fault-around.
 unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
@@ -172,6 +184,7 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
     // beyond the end of the file leaves the VMA faulted even though it gets SIGBUS.
     if (unsigned r = vmf_anon_prepare(vma, flags)) return r;
     if (pgoff >= file_end_pgoff(inode)) return VM_FAULT_SIGBUS;
+    filemap_fault_readahead(vma, inode, pgoff);
     Page* src = inode->find_or_create_page(pgoff);
     if (!src) return VM_FAULT_OOM;
     Page* page = mem.alloc_page(Zero::kNo, Gfp::kUser, LruRef::kPrepaid);
@@ -192,6 +205,7 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
   // even when addr lies beyond the end of the file and the fault ends in SIGBUS.
   if (!write && do_fault_around(vma, addr, ptep)) return VM_FAULT_OK;
   if (pgoff >= file_end_pgoff(inode)) return VM_FAULT_SIGBUS;
+  filemap_fault_readahead(vma, inode, pgoff);
   bool major = false;
   Page* page = inode->find_or_create_page(pgoff, &major);  // the reference the PTE will hold
   if (!page) return VM_FAULT_OOM;

@@ -100,6 +100,7 @@ ShmemInode::~ShmemInode() {
       }
     }
     chunks_.clear();
+    not_uptodate_.clear();
     if (nr_swapped_) sys_->shmem_swaplist().remove(this);
     nr_swapped_ = 0;
     nr_pages_ = 0;
@@ -135,8 +136,15 @@ Page* ShmemInode::filemap_get_folio(uint64_t pgoff) {
   MutexGuard g(lock_);
   Slot* s = slot_locked(pgoff);
   Page* p = s ? slot_page(*s) : nullptr;
+  if (p && not_uptodate_.count(pgoff)) return nullptr;
   if (p) mem_->get_page(p);
   return p;
+}
+
+bool ShmemInode::has_folio(uint64_t pgoff) {
+  MutexGuard g(lock_);
+  Slot* s = slot_locked(pgoff);
+  return s && *s;
 }
 
 Page* ShmemInode::find_get_page(uint64_t pgoff) {
@@ -175,6 +183,9 @@ Result<Page*> ShmemInode::shmem_get_folio(uint64_t pgoff, Sgp sgp, bool* read_in
       if (Slot* s = slot_locked(pgoff); s && *s) {
         if (Page* p = slot_page(*s)) {
           mem_->get_page(p);  // under lock_: a writeout sees it (refcount) and refuses
+          // A read of a page that is not uptodate makes it so (filemap_read_folio); its data
+          // is already the disk's.
+          if (sgp == Sgp::kCreate && not_uptodate_.erase(pgoff) && read_in) *read_in = true;
           return p;
         }
         entry = xa_to_value(*s);
@@ -299,6 +310,7 @@ bool ShmemInode::is_resident(uint64_t pgoff) {
     MutexGuard g(lock_);
     Slot* s = slot_locked(pgoff);
     if (!s || !*s) return false;
+    if (not_uptodate_.count(pgoff)) return false;  // mincore_page: folio_test_uptodate
     if (!xa_is_value(*s)) return true;
     entry = xa_to_value(*s);
   }
@@ -319,22 +331,54 @@ uint64_t ShmemInode::nr_swapped() {
   return nr_swapped_;
 }
 
-void ShmemInode::zero_cached_tail(uint64_t from) {
-  if (Page* p = find_get_page(from >> kPageShift)) {
-    p->set(PG_dirty);
-    uint8_t* d = mem_->page_address(p);
-    MM_TSAN_IGNORE_BEGIN();  // mappings may access the page meanwhile, as on Linux
-    std::memset(d + offset_in_page(from), 0, kPageSize - offset_in_page(from));
-    MM_TSAN_IGNORE_END();
-    mem_->put_page(p);
+bool ShmemInode::zero_cached_tail(uint64_t from) {
+  Page* p = find_get_page(from >> kPageShift);
+  if (!p) return false;
+  p->set(PG_dirty);
+  uint8_t* d = mem_->page_address(p);
+  MM_TSAN_IGNORE_BEGIN();  // mappings may access the page meanwhile, as on Linux
+  std::memset(d + offset_in_page(from), 0, kPageSize - offset_in_page(from));
+  MM_TSAN_IGNORE_END();
+  mem_->put_page(p);
+  return true;
+}
+
+void ShmemInode::zero_partial_block(uint64_t from) {
+  MM_BUG_ON(!is_regular());
+  disk_->zero_tail(from);
+  if (zero_cached_tail(from)) return;
+  const uint64_t pgoff = from >> kPageShift;
+  Page* p = mem_->alloc_page(Zero::kNo, Gfp::kUser);  // no lock held: may reclaim
+  if (!p) return;  // the page cache is only an optimisation here
+  const bool has_block = disk_->read_if_present(pgoff, mem_->page_address(p));
+  if (!has_block) std::memset(mem_->page_address(p), 0, kPageSize);
+  p->set(PG_shmem);
+  if (has_block) p->set(PG_dirty);
+  p->mapping = this;
+  p->index = pgoff;
+  {
+    MutexGuard g(lock_);
+    auto& chunk = chunks_[pgoff >> kChunkShift];
+    if (!chunk) chunk = std::make_unique<Chunk>();
+    Slot& slot = chunk->slots[pgoff & ((1 << kChunkShift) - 1)];
+    if (!slot) {
+      slot = page_slot(p);  // the cache's reference
+      chunk->used++;
+      nr_pages_++;
+      not_uptodate_.insert(pgoff);
+      folio_add_lru(*mem_, p);
+      return;
+    }
   }
+  p->clear(PG_shmem);
+  p->clear(PG_dirty);
+  p->mapping = nullptr;
+  mem_->put_page(p);
 }
 
 void ShmemInode::zero_eof_tail(uint64_t old_size) {
   MM_BUG_ON(!is_regular());
-  if (!offset_in_page(old_size)) return;
-  zero_cached_tail(old_size);
-  disk_->zero_tail(old_size);
+  if (offset_in_page(old_size)) zero_partial_block(old_size);
 }
 
 void ShmemInode::truncate_pages(uint64_t size) {
@@ -344,10 +388,17 @@ void ShmemInode::truncate_pages(uint64_t size) {
     // zeroes its tail: the zeroes exist only in memory now, so reclaim must keep the page.
     // This holds for a "resize" to the current size too (shmem_setattr truncates whenever
     // the size does not grow). A swapped-out partial page is brought back to be zeroed; the
-    // reference held here keeps reclaim from writing it out before it is.
-    zero_cached_tail(size);
+    // reference held here keeps reclaim from writing it out before it is. A regular file's
+    // blocks are truncated first, then its partial block zeroed (ext4_truncate).
+    if (is_regular()) {
+      disk_->truncate(size);
+      zero_partial_block(size);
+    } else {
+      zero_cached_tail(size);
+    }
+  } else if (is_regular()) {
+    disk_->truncate(size);
   }
-  if (is_regular()) disk_->truncate(size);
   std::vector<Page*> removed;
   std::vector<uint64_t> entries;
   {
@@ -366,6 +417,7 @@ void ShmemInode::truncate_pages(uint64_t size) {
           continue;
         }
         nr_pages_--;
+        not_uptodate_.erase(base + i);
         removed.push_back(slot_page(s));
       }
       if (c.used == 0) it = chunks_.erase(it); else ++it;
@@ -390,6 +442,7 @@ bool ShmemInode::remove_clean_page(uint64_t pgoff, Page* page) {
     if (page->refcount.load(std::memory_order_acquire) != 2) return false;
     *s = 0;
     nr_pages_--;
+    not_uptodate_.erase(pgoff);
     slot_cleared_locked(pgoff);
   }
   release_cache_page(mem_, page);

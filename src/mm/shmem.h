@@ -112,9 +112,11 @@ class ShmemInode {
   // xarray's PAGECACHE_TAG_DIRTY walk of write_cache_pages).
   std::vector<Page*> dirty_pages(uint64_t first, uint64_t last) EXCLUDES(lock_);
   // filemap_get_folio: the page in memory at pgoff with a new reference, or nullptr for a hole
-  // or a swap entry. Never sleeps or allocates: fault-around (under the PTE lock) and the
-  // checkers use it.
+  // or a swap entry, or a regular file's page that is not uptodate (next_uptodate_folio).
+  // Never sleeps or allocates: fault-around (under the PTE lock) and the checkers use it.
   Page* filemap_get_folio(uint64_t pgoff) EXCLUDES(lock_);
+  // Whether the cache holds a page at pgoff, uptodate or not (readahead skips such indexes).
+  bool has_folio(uint64_t pgoff) EXCLUDES(lock_);
   // Whether the page at pgoff is in memory (mincore; filemap_get_incore_folio): in the page
   // cache, or swapped out with its page still in the swap cache.
   bool is_resident(uint64_t pgoff) EXCLUDES(lock_);
@@ -227,8 +229,15 @@ class ShmemInode {
   Swapin shmem_swapin_folio(uint64_t pgoff, uint64_t entry, Page** out) EXCLUDES(lock_);
 
   // Zeroes [from, end of its page) in the cached page at from's index, if any, and marks
-  // it dirty.
-  void zero_cached_tail(uint64_t from) EXCLUDES(lock_);
+  // it dirty. Returns whether there was a page.
+  bool zero_cached_tail(uint64_t from) EXCLUDES(lock_);
+  // ext4's partial-block zeroing (__ext4_block_zero_page_range) at byte `from` of a regular
+  // file: the cached page's tail is zeroed and the page dirtied; an uncached page gets a page
+  // in the cache that is not uptodate (the folio that the zeroing creates without reading it):
+  // mincore reports it absent, fault-around and readahead skip it, and the first read of it
+  // (a fault, pread) makes it uptodate. It holds the disk's data (whose tail the truncation
+  // zeroed) and is dirty when the disk has a block there (the zeroed buffer is dirty).
+  void zero_partial_block(uint64_t from) EXCLUDES(lock_);
 
   System* const sys_;       // written once; the machine outlives its inodes
   PhysMem* const mem_;      // written once: sys_'s frames
@@ -242,6 +251,9 @@ class ShmemInode {
   std::unordered_map<uint64_t, std::unique_ptr<Chunk>> chunks_ GUARDED_BY(lock_);
   uint64_t nr_pages_ GUARDED_BY(lock_) = 0;
   uint64_t nr_swapped_ GUARDED_BY(lock_) = 0;  // swap entries in the slots (info->swapped)
+  // A regular file's cached pages that are not uptodate (!PG_uptodate), by page offset; an
+  // entry goes when its page does or when a read makes the page uptodate.
+  std::unordered_set<uint64_t> not_uptodate_ GUARDED_BY(lock_);
   // i_mmap_rwsem's role: nests outside the PTE locks (truncate zaps under it).
   Mutex i_mmap_lock_{lock_class::kIMmap};
   IntervalTree<Vma::IMmapNode> i_mmap_ GUARDED_BY(i_mmap_lock_);
