@@ -116,6 +116,9 @@ class Controller {
   std::string pread(const script::Command& c);
   // Passes a new file to every live worker.
   void install_file(const File& f);
+  // Waits until no read of a regular file's page that a command started (readahead of an
+  // executable mapping, MADV_WILLNEED) is still in flight, see settle_reads below.
+  void settle_reads();
   // The private directory for regular files, made on first use; empty with *err set when
   // none can be made.
   const std::string& file_dir(int* err);
@@ -215,6 +218,72 @@ std::string Controller::execute(const script::Command& c) {
   }
 }
 
+// Pages read from the disk by readahead come into the page cache before their I/O ends and
+// count as resident (mincore: uptodate) only after it: right after a command that started
+// such reads, the host's answer would depend on the disk's speed. The model reads
+// synchronously, so the runner waits for those reads after every command: until the number
+// of uptodate cached pages of every regular file stays the same for three polls in a row
+// (one a millisecond, for at most half a second), unless every cached page is uptodate. Pages that are
+// cached but not uptodate for good (ext4's zeroing of a partial block creates one) only cost
+// the polls.
+namespace {
+
+constexpr long kSysCachestat = 451;  // cachestat(2), Linux 6.5
+struct CachestatRange {
+  uint64_t off, len;
+};
+struct Cachestat {
+  uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+
+// Cached pages of fd's [off, off+len) (all, and uptodate ones), found by halving the range
+// where cachestat sees cached pages, then mincore of a read-only mapping of the piece.
+void count_cached(int fd, uint64_t off, uint64_t len, uint64_t* cached, uint64_t* uptodate) {
+  CachestatRange r{off, len};
+  Cachestat cs{};
+  if (syscall(kSysCachestat, fd, &r, &cs, 0) != 0 || cs.nr_cache == 0) return;
+  constexpr uint64_t kPiece = 64ull << 20;
+  if (len > kPiece) {
+    const uint64_t half = (len / 2 + 4095) & ~uint64_t{4095};
+    count_cached(fd, off, half, cached, uptodate);
+    count_cached(fd, off + half, len - half, cached, uptodate);
+    return;
+  }
+  *cached += cs.nr_cache;
+  void* m = mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(off));
+  if (m == MAP_FAILED) return;
+  static std::vector<unsigned char> vec;
+  vec.resize((len + 4095) / 4096);
+  if (mincore(m, len, vec.data()) == 0)
+    for (unsigned char v : vec) *uptodate += v & 1;
+  munmap(m, len);
+}
+
+}  // namespace
+
+void Controller::settle_reads() {
+  auto snapshot = [&](uint64_t* cached, uint64_t* uptodate) {
+    *cached = *uptodate = 0;
+    for (auto& [name, f] : files_) {
+      if (!f.regular) continue;
+      struct stat st;
+      if (fstat(f.fd, &st) != 0 || st.st_size <= 0) continue;
+      count_cached(f.fd, 0, (static_cast<uint64_t>(st.st_size) + 4095) & ~uint64_t{4095}, cached, uptodate);
+    }
+  };
+  uint64_t cached = 0, uptodate = 0;
+  snapshot(&cached, &uptodate);
+  int stable = 0;  // polls in a row that saw no change
+  for (int i = 0; i < 500 && uptodate < cached && stable < 3; ++i) {
+    usleep(1000);
+    uint64_t c2 = 0, u2 = 0;
+    snapshot(&c2, &u2);
+    stable = (u2 == uptodate && c2 == cached) ? stable + 1 : 0;
+    cached = c2;
+    uptodate = u2;
+  }
+}
+
 std::string Controller::execute_in(Worker& w, uint64_t number, const script::Command& c) {
   Request req;
   req.addr = c.addr;
@@ -293,6 +362,7 @@ std::string Controller::execute_in(Worker& w, uint64_t number, const script::Com
     wait_for_eof(workers_[number - 1]);
     close_worker(workers_[number - 1]);
   }
+  settle_reads();
   return line;
 }
 

@@ -38,7 +38,7 @@
 
 namespace mirrormm {
 
-class Page;
+struct Page;
 class ShmemInode;
 class System;
 
