@@ -312,8 +312,18 @@ TEST(FileWritebackRace, WritebackRacingWriteFaultsLosesNoWrite) {
   }
   stop.store(true);
   syncer.join();
-  // Every page was written after any writeback that could have cleaned it, or is clean
-  // with its last data on the disk.
+  // The last writeback cleaned some pages; a write to each page after it dirties it again.
+  ASSERT_TRUE(sys.fsync("f").ok());
+  EXPECT_EQ(sys.debug_dirty_file_pages(), 0u);
+  last++;
+  for (uint64_t i = 0; i < kPages; i++) {
+    AccessResult r = sys.access(p, 0, W + i * P, 8, true, [last](uint8_t* d, uint64_t, uint64_t n) {
+      for (uint64_t k = 0; k < n; k++) d[k] = last;
+    });
+    ASSERT_TRUE(r.ok());
+  }
+  EXPECT_EQ(sys.debug_dirty_file_pages(), kPages);
+  // After the final fsync the disk holds every last write.
   ASSERT_TRUE(sys.fsync("f").ok());
   ASSERT_TRUE(sys.munmap(p, W, kPages * P).ok());
   sys.reclaim(1000);
