@@ -340,6 +340,34 @@ TEST(ScriptParse, ProcessAndFileCommands) {
   EXPECT_EQ(parse_error("truncate f 1 2"), "t.mms:1: truncate: expected 2 arguments (NAME SIZE), got 3");
 }
 
+TEST(ScriptParse, RegularFileCommands) {
+  Command c = parse_one("file data 64K");
+  EXPECT_EQ(c.op, Op::kFile);
+  EXPECT_EQ(c.name, "data");
+  EXPECT_EQ(c.size, 65536u);
+  c = parse_one("msync 0x200000000000 8K sync+invalidate");
+  EXPECT_EQ(c.op, Op::kMsync);
+  EXPECT_EQ(c.len, 8192u);
+  EXPECT_EQ(c.msync_flags, kMsyncSync | kMsyncInvalidate);
+  EXPECT_EQ(linux_msync_flags(c.msync_flags), 6u);  // MS_SYNC | MS_INVALIDATE
+  EXPECT_EQ(parse_one("msync 0x200000000000 8K 0").msync_flags, 0u);
+  c = parse_one("fsync data");
+  EXPECT_EQ(c.op, Op::kFsync);
+  EXPECT_EQ(c.name, "data");
+  c = parse_one("pread data 0x1000 100");
+  EXPECT_EQ(c.op, Op::kPread);
+  EXPECT_EQ(c.offset, 0x1000u);
+  EXPECT_EQ(c.len, 100u);
+  EXPECT_EQ(format(parse_one("msync 0x1000 1 async")), "msync 0x1000 0x1 async");
+  EXPECT_EQ(format(parse_one("pread f 1 2")), "pread f 0x1 0x2");
+  EXPECT_EQ(format(parse_one("@2 fsync f")), "@2 fsync f");
+  EXPECT_EQ(format(parse_one("file f 4K")), "file f 0x1000");
+
+  EXPECT_EQ(parse_error("msync 0 1 fast"), "t.mms:1: msync: bad FLAGS 'fast': unknown word 'fast'");
+  EXPECT_EQ(parse_error("fsync"), "t.mms:1: fsync: expected 1 argument (NAME), got 0");
+  EXPECT_EQ(parse_error("pread f 0 17M"), "t.mms:1: pread: LEN '17M' above the limit of 16M");
+}
+
 TEST(ScriptParse, UnknownCommandAndFirstErrorWins) {
   EXPECT_EQ(parse_error("maps\nmaps\nmmapp 0 1 rw- private+anon\n"), "t.mms:3: unknown command 'mmapp'");
   EXPECT_EQ(parse_error("MAPS"), "t.mms:1: unknown command 'MAPS'");

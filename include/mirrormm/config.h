@@ -25,6 +25,19 @@ struct SystemConfig {
   uint64_t stack_rlimit = 8ull << 20;
   uint64_t stack_guard_gap = 256ull << 12;
 
+  // Writeback of regular files (vm.dirty_expire_centisecs, vm.dirty_writeback_centisecs and
+  // vm.dirty_background_ratio, in milliseconds and percent): the flusher wakes every
+  // writeback interval and writes back the files that have been dirty for longer than the
+  // expire interval, and every file once the dirty pages pass the background ratio of
+  // memory. A script of a few seconds therefore sees no writeback it did not ask for.
+  uint32_t dirty_expire_ms = 30000;
+  uint32_t dirty_writeback_ms = 5000;
+  uint32_t dirty_background_ratio = 10;
+  // The most pages one MADV_WILLNEED reads into a regular file's page cache
+  // (force_page_cache_ra's max(bdi->io_pages, bdi->ra_pages)): the reference machine's disk
+  // has read_ahead_kb 8192 and max_sectors_kb 4096.
+  uint64_t readahead_max_pages = 2048;
+
   // x86 protection keys: with them an exactly-PROT_EXEC mapping gets the execute-only key and
   // reads fault; without them x86 lets every accessible mapping be read.
   bool exec_only_pkey = false;

@@ -27,6 +27,7 @@ enum class [[nodiscard]] Errno : int16_t {
   kNoDev = 19,
   kInval = 22,
   kTxtBsy = 26,
+  kFbig = 27,
   kOverflow = 75,
   kOpNotSupp = 95,
 };

@@ -29,6 +29,10 @@ enum class Op : uint8_t {
   kExit,
   kMemfd,
   kTruncate,
+  kFile,
+  kMsync,
+  kFsync,
+  kPread,
 };
 
 // PROT as in <sys/mman.h>.
@@ -64,6 +68,17 @@ enum class Advice : uint8_t {
   kCold,
   kPageout,
 };
+
+// FLAGS of msync: script words, one bit each.
+enum MsyncFlag : uint32_t {
+  kMsyncSync = 1u << 0,
+  kMsyncAsync = 1u << 1,
+  kMsyncInvalidate = 1u << 2,
+};
+
+// The largest LEN of `pread` (a parse error above it): the host runner reads into a buffer
+// of that size.
+inline constexpr uint64_t kMaxPreadLen = 16ull << 20;
 
 // FLAGS of mremap: script words, one bit each.
 enum RemapFlag : uint32_t {
@@ -110,6 +125,10 @@ enum class DevMode : uint8_t { kInterval, kClassic };
 //   maps, smaps, fork, exit
 //   memfd     name size
 //   truncate  name size
+//   file      name size
+//   msync     addr len msync_flags
+//   fsync     name
+//   pread     name offset len
 //   dev attach   name dev_mode [addr len]   (addr len: interval mode only)
 //   dev fault    name addr len dev_write
 //   dev show|read name addr len
@@ -132,6 +151,7 @@ struct Command {
   uint32_t prot = 0;
   uint32_t map_flags = 0;
   uint32_t remap_flags = 0;
+  uint32_t msync_flags = 0;
   Advice advice = Advice::kDontneed;
   bool has_file = false;
   bool has_new_addr = false;
@@ -172,6 +192,7 @@ std::string format(const Command& c);
 uint64_t linux_map_flags(uint32_t map_flags);
 uint64_t linux_madvise(Advice advice);
 uint64_t linux_mremap_flags(uint32_t remap_flags);
+uint64_t linux_msync_flags(uint32_t msync_flags);
 
 // The byte written at address a by `write ... SEED`.
 inline uint8_t pattern(uint64_t a, uint64_t seed) {

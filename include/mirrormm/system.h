@@ -26,6 +26,7 @@
 namespace mirrormm {
 
 class Cpu;
+class Flusher;
 class Mm;
 class PhysMem;
 class ShmemInode;
@@ -222,6 +223,40 @@ class System {
   // slots are freed with its last mapping. -ENOENT when no file has that name.
   Status unlink_file(const std::string& name);
 
+  // ---- regular files on the model disk (src/mm/filemap.h) ----
+  // Creates the regular file NAME (open O_CREAT + ftruncate) or resizes it. Regular files and
+  // shared-memory files share one namespace: -EEXIST (nothing changes) when NAME is a
+  // shared-memory file, as memfd() answers for a regular file's name. -EINVAL for a size
+  // above 2^63 - 1, -EFBIG above the disk file system's limit (ext4 with 4 KiB blocks,
+  // kMaxRegularFileSize); a new file then stays, with size 0. Growing a file zeroes what a
+  // mapping wrote beyond the old end of file in its last page.
+  static constexpr uint64_t kMaxRegularFileSize = 0xffffffff000ull;
+  Status file_create(const std::string& name, uint64_t size);
+  // msync(2) with Linux's flags (MS_ASYNC 1, MS_INVALIDATE 2, MS_SYNC 4) and errno order:
+  // -EINVAL for unknown flags, an unaligned addr, or MS_SYNC with MS_ASYNC; -ENOMEM when the
+  // rounded range wraps, or when part of it is unmapped (after the mapped parts were synced,
+  // except with plain MS_ASYNC); -EBUSY for MS_INVALIDATE over a locked mapping. MS_SYNC
+  // writes back what shared file mappings of the range map; a zero length is 0.
+  Status msync(Process* p, uint64_t addr, uint64_t len, uint64_t flags);
+  // fsync(2) of file NAME: writes back every dirty page of a regular file (0 for shared
+  // memory). -EBADF when no file has that name.
+  Status fsync(const std::string& name);
+  // pread(2) of file NAME: the bytes read(2) returns for len bytes at off (fewer at the end
+  // of the file). A regular file's pages read come into its page cache; a shared-memory hole
+  // reads as zeros without a page. -EBADF when no file has that name, -EINVAL for an offset
+  // above 2^63 - 1.
+  Result<std::vector<uint8_t>> pread(const std::string& name, uint64_t off, uint64_t len);
+  // sync(2): writes back every named regular file; returns the pages written.
+  uint64_t sync();
+  // wakeup_flusher_threads: a writeback pass of the flusher thread (page_writeback.h) soon.
+  void wakeup_flusher();
+  // The flusher thread (tests run a pass with it, or count its passes).
+  Flusher& flusher() { return *flusher_; }
+  // The named regular files, each with a new reference (the caller puts them).
+  std::vector<ShmemInode*> get_regular_files();
+  // Dirty pages in the caches of the named regular files.
+  uint64_t debug_dirty_file_pages();
+
   Status madvise(Process* p, uint64_t addr, uint64_t len, uint64_t advice);
   // Fills vec with one byte per page (bit 0: resident).
   Status mincore(Process* p, uint64_t addr, uint64_t len, std::vector<uint8_t>* vec);
@@ -386,6 +421,10 @@ class System {
   std::atomic<int64_t> committed_pages_{0};
   std::atomic<uint64_t> next_mm_id_{1};
   Status resize_file(ShmemInode* inode, uint64_t size);
+  // The file called name, with a new reference; nullptr if none.
+  ShmemInode* lookup_file(const std::string& name);
+  // memfd() and file_create(): creates or resizes a file of one kind.
+  Status create_file(const std::string& name, uint64_t size, bool regular);
   // Switches every device off (the destructor, after every process exited).
   void swapoff_all();
   // Declared after mem_: destroyed before the frames its cache pages live in.
@@ -394,6 +433,8 @@ class System {
   std::unique_ptr<ShmemSwaplist> shmem_swaplist_;
   // kswapd, the OOM killer and the allocator's slow path; stopped first by the destructor.
   std::unique_ptr<MachineReclaim> reclaim_;
+  // The writeback thread; stopped with reclaim, before the files go.
+  std::unique_ptr<Flusher> flusher_;
 
   RmapGate rmap_gate_;
   std::atomic<uint64_t> violations_{0};

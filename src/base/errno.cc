@@ -19,6 +19,7 @@ const char* errno_name(Errno e) {
     case Errno::kNoDev: return "ENODEV";
     case Errno::kInval: return "EINVAL";
     case Errno::kTxtBsy: return "ETXTBSY";
+    case Errno::kFbig: return "EFBIG";
     case Errno::kOverflow: return "EOVERFLOW";
     case Errno::kOpNotSupp: return "EOPNOTSUPP";
   }

@@ -103,13 +103,17 @@ class RoughMap {
 struct Weights {
   int mmap_anon, mmap_file, munmap, mprotect, madvise, mremap, write, read, mincore, maps, fork, exit, memfd, truncate;
   int smaps;  // as often as maps
+  int file, msync, fsync, pread;
 };
 
-constexpr Weights kAnonWeights{24, 0, 9, 16, 0, 0, 13, 9, 6, 16, 3, 1, 0, 0, 16};
-constexpr Weights kFilesWeights{8, 20, 8, 10, 8, 8, 10, 8, 5, 12, 3, 1, 6, 5, 12};
-constexpr Weights kAllWeights{18, 10, 8, 12, 7, 8, 11, 8, 5, 13, 3, 1, 3, 3, 13};
+constexpr Weights kAnonWeights{24, 0, 9, 16, 0, 0, 13, 9, 6, 16, 3, 1, 0, 0, 16, 0, 0, 0, 0};
+constexpr Weights kFilesWeights{8, 20, 8, 10, 8, 8, 10, 8, 5, 12, 3, 1, 6, 5, 12, 6, 6, 3, 5};
+constexpr Weights kAllWeights{18, 10, 8, 12, 7, 8, 11, 8, 5, 13, 3, 1, 3, 3, 13, 2, 3, 1, 2};
 
+// Shared-memory files are named f*, regular files r*; now and then a command names a file of
+// the other kind (one namespace: -EEXIST) or one never created.
 constexpr const char* kFileNames[] = {"f0", "f1", "f2", "f3"};
+constexpr const char* kRegularNames[] = {"r0", "r1", "r2"};
 
 // Whether an edge length of a terabyte (which the kernel may accept) is harmless for a
 // command: it is for commands that only change mappings, not for ones that touch data.
@@ -180,7 +184,7 @@ class Generator {
         if (live_[i] == c.pid) live_.erase(live_.begin() + static_cast<long>(i));
       }
     }
-    if (c.op == Op::kMemfd) {
+    if (c.op == Op::kMemfd || c.op == Op::kFile) {
       bool known = false;
       for (const std::string& n : files_) known |= n == c.name;
       if (!known) files_.push_back(c.name);
@@ -209,7 +213,7 @@ class Generator {
     const Weights& w = weights_;
     int table[] = {w.mmap_anon, w.mmap_file, w.munmap, w.mprotect, w.madvise, w.mremap, w.write,
                    w.read,      w.mincore,   w.maps,   w.fork,     w.exit,    w.memfd,  w.truncate,
-                   w.smaps};
+                   w.smaps,     w.file,      w.msync,  w.fsync,    w.pread};
     int total = 0;
     for (int t : table) total += t;
     int r = static_cast<int>(rng_.below(static_cast<uint64_t>(total)));
@@ -242,6 +246,13 @@ class Generator {
       case 12:
       case 13: gen_file_size(&c, kind == 12 ? Op::kMemfd : Op::kTruncate); break;
       case 14: c.op = Op::kSmaps; break;
+      case 15: gen_file_size(&c, Op::kFile); break;
+      case 16: gen_msync(&c); break;
+      case 17:
+        c.op = Op::kFsync;
+        c.name = file_name();
+        break;
+      case 18: gen_pread(&c); break;
     }
     return c;
   }
@@ -429,7 +440,7 @@ class Generator {
 
   void gen_file_size(Command* c, Op op) {
     c->op = op;
-    c->name = file_name();
+    c->name = op == Op::kFile && !rng_.chance(100) ? std::string(rng_.pick(kRegularNames)) : file_name();
     uint64_t r = rng_.below(100);
     if (r < 70) {
       c->size = rng_.below(65) * kPage;
@@ -440,6 +451,31 @@ class Generator {
     } else {
       uint64_t odd[] = {kTiB, 0x8000000000000000ull, ~uint64_t{0}};
       c->size = rng_.pick(odd);
+    }
+  }
+
+  // msync over a range like munmap's (mapped, partly mapped or not), with a mix of flags.
+  void gen_msync(Command* c) {
+    gen_range(c, Op::kMsync);
+    const uint32_t words[] = {script::kMsyncSync, script::kMsyncAsync, script::kMsyncInvalidate};
+    c->msync_flags = rng_.pick(words);
+    if (rng_.chance(150)) c->msync_flags |= script::kMsyncInvalidate;
+    if (rng_.chance(100)) c->msync_flags |= rng_.pick(words);  // sync+async now and then: -EINVAL
+    if (rng_.chance(80)) c->msync_flags = 0;
+  }
+
+  // pread of a file: mostly inside its first pages, unaligned now and then, past the end,
+  // or at an offset the kernel refuses.
+  void gen_pread(Command* c) {
+    c->op = Op::kPread;
+    c->name = file_name();
+    c->offset = rng_.below(72) * kPage;
+    if (rng_.chance(300)) c->offset += rng_.below(kPage);
+    c->len = (1 + rng_.below(8)) * kPage;
+    if (rng_.chance(300)) c->len = rng_.below(3 * kPage);
+    if (rng_.chance(40)) {
+      uint64_t odd[] = {0x8000000000000000ull, 0x7fffffffffffffffull, kTiB};
+      c->offset = rng_.pick(odd);
     }
   }
 

@@ -3,15 +3,22 @@
 // The controller owns:
 //   - one Worker per script process ever created (index = process number - 1), each with
 //     its socket; a worker is live until its process exits or its worker fails;
-//   - the memfd files: created here (memfd_create), resized here (ftruncate), and passed to
-//     every live worker (kInstallFile) when created. Workers forked later inherit their
-//     parent's table, so every process can map every file, as the spec requires.
+//   - the files: memfds (memfd_create) and regular files, created here, resized here
+//     (ftruncate), and passed to every live worker (kInstallFile) when created. Workers
+//     forked later inherit their parent's table, so every process can map every file, as
+//     the spec requires. Regular files live in a private directory on a disk file system
+//     (never tmpfs: /tmp, else /var/tmp, else the current directory), each unlinked right
+//     after it is created and the directory removed when the run ends; their descriptors
+//     read with POSIX_FADV_RANDOM (no readahead), and fsync and pread run here.
 // Commands run strictly one at a time: send a request, wait for its answer line.
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <linux/magic.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +30,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <vector>
 
 #include "host/format.h"
 #include "host/protocol.h"
@@ -49,6 +57,7 @@ struct Worker {
 struct File {
   int index = -1;
   int fd = -1;
+  bool regular = false;  // a regular file on disk (else a memfd)
 };
 
 std::string errno_token(int err) {
@@ -101,7 +110,18 @@ class Controller {
  private:
   std::string execute_in(Worker& w, uint64_t number, const script::Command& c);
   std::string memfd(const script::Command& c);
+  std::string regular_file(const script::Command& c);
   std::string truncate(const script::Command& c);
+  std::string fsync(const script::Command& c);
+  std::string pread(const script::Command& c);
+  // Passes a new file to every live worker.
+  void install_file(const File& f);
+  // Waits until no read of a regular file's page that a command started (readahead of an
+  // executable mapping, MADV_WILLNEED) is still in flight, see settle_reads below.
+  void settle_reads();
+  // The private directory for regular files, made on first use; empty with *err set when
+  // none can be made.
+  const std::string& file_dir(int* err);
 
   // Sends req (with fd passed if fd >= 0). False if the worker is gone.
   bool send_request(Worker& w, const Request& req, int fd);
@@ -117,6 +137,7 @@ class Controller {
 
   std::vector<Worker> workers_;
   std::map<std::string, File> files_;
+  std::string dir_;  // the regular files' directory, once made
   std::string first_error_;
 };
 
@@ -189,8 +210,77 @@ std::string Controller::execute(const script::Command& c) {
   if (!host_safe(c)) return "UNSAFE";
   switch (c.op) {
     case script::Op::kMemfd: return memfd(c);
+    case script::Op::kFile: return regular_file(c);
     case script::Op::kTruncate: return truncate(c);
+    case script::Op::kFsync: return fsync(c);
+    case script::Op::kPread: return pread(c);
     default: return execute_in(workers_[c.pid - 1], c.pid, c);
+  }
+}
+
+// Pages read from the disk by readahead come into the page cache before their I/O ends and
+// count as resident (mincore: uptodate) only after it: right after a command that started
+// such reads, the host's answer would depend on the disk's speed. The model reads
+// synchronously, so the runner waits for those reads after every command: until the number
+// of uptodate cached pages of every regular file stays the same for three polls in a row
+// (one a millisecond, for at most half a second), unless every cached page is uptodate. Pages that are
+// cached but not uptodate for good (ext4's zeroing of a partial block creates one) only cost
+// the polls.
+namespace {
+
+constexpr long kSysCachestat = 451;  // cachestat(2), Linux 6.5
+struct CachestatRange {
+  uint64_t off, len;
+};
+struct Cachestat {
+  uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+
+// Cached pages of fd's [off, off+len) (all, and uptodate ones), found by halving the range
+// where cachestat sees cached pages, then mincore of a read-only mapping of the piece.
+void count_cached(int fd, uint64_t off, uint64_t len, uint64_t* cached, uint64_t* uptodate) {
+  CachestatRange r{off, len};
+  Cachestat cs{};
+  if (syscall(kSysCachestat, fd, &r, &cs, 0) != 0 || cs.nr_cache == 0) return;
+  constexpr uint64_t kPiece = 64ull << 20;
+  if (len > kPiece) {
+    const uint64_t half = (len / 2 + 4095) & ~uint64_t{4095};
+    count_cached(fd, off, half, cached, uptodate);
+    count_cached(fd, off + half, len - half, cached, uptodate);
+    return;
+  }
+  *cached += cs.nr_cache;
+  void* m = mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(off));
+  if (m == MAP_FAILED) return;
+  static std::vector<unsigned char> vec;
+  vec.resize((len + 4095) / 4096);
+  if (mincore(m, len, vec.data()) == 0)
+    for (unsigned char v : vec) *uptodate += v & 1;
+  munmap(m, len);
+}
+
+}  // namespace
+
+void Controller::settle_reads() {
+  auto snapshot = [&](uint64_t* cached, uint64_t* uptodate) {
+    *cached = *uptodate = 0;
+    for (auto& [name, f] : files_) {
+      if (!f.regular) continue;
+      struct stat st;
+      if (fstat(f.fd, &st) != 0 || st.st_size <= 0) continue;
+      count_cached(f.fd, 0, (static_cast<uint64_t>(st.st_size) + 4095) & ~uint64_t{4095}, cached, uptodate);
+    }
+  };
+  uint64_t cached = 0, uptodate = 0;
+  snapshot(&cached, &uptodate);
+  int stable = 0;  // polls in a row that saw no change
+  for (int i = 0; i < 500 && uptodate < cached && stable < 3; ++i) {
+    usleep(1000);
+    uint64_t c2 = 0, u2 = 0;
+    snapshot(&c2, &u2);
+    stable = (u2 == uptodate && c2 == cached) ? stable + 1 : 0;
+    cached = c2;
+    uptodate = u2;
   }
 }
 
@@ -208,7 +298,10 @@ std::string Controller::execute_in(Worker& w, uint64_t number, const script::Com
         // A NAME no memfd created is a bad descriptor: the worker passes -1 and the kernel
         // answers in its own order of checks (EBADF, or EINVAL first for a bad offset).
         auto it = files_.find(c.name);
-        if (it != files_.end()) req.file = it->second.index;
+        if (it != files_.end()) {
+          req.file = it->second.index;
+          req.regular = it->second.regular ? 1 : 0;
+        }
         req.read_only = (c.map_flags & script::kMapRofd) ? 1 : 0;
       }
       break;
@@ -237,8 +330,15 @@ std::string Controller::execute_in(Worker& w, uint64_t number, const script::Com
     case script::Op::kSmaps: req.op = ReqOp::kSmaps; break;
     case script::Op::kFork: req.op = ReqOp::kFork; break;
     case script::Op::kExit: req.op = ReqOp::kExit; break;
+    case script::Op::kMsync:
+      req.op = ReqOp::kMsync;
+      req.flags = static_cast<uint32_t>(script::linux_msync_flags(c.msync_flags));
+      break;
     case script::Op::kMemfd:
-    case script::Op::kTruncate: return "ERROR not a worker command";
+    case script::Op::kTruncate:
+    case script::Op::kFile:
+    case script::Op::kFsync:
+    case script::Op::kPread: return "ERROR not a worker command";
   }
   if (!send_request(w, req, -1))
     return fail(w, number, "cannot send to the worker of process " + std::to_string(number));
@@ -263,7 +363,18 @@ std::string Controller::execute_in(Worker& w, uint64_t number, const script::Com
     wait_for_eof(workers_[number - 1]);
     close_worker(workers_[number - 1]);
   }
+  settle_reads();
   return line;
+}
+
+void Controller::install_file(const File& f) {
+  Request req;
+  req.op = ReqOp::kInstallFile;
+  req.file = f.index;
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    // A worker that cannot take the file is found out by its next command.
+    if (workers_[i].live) send_request(workers_[i], req, f.fd);
+  }
 }
 
 std::string Controller::memfd(const script::Command& c) {
@@ -275,18 +386,84 @@ std::string Controller::memfd(const script::Command& c) {
     if (fd < 0 && (errno == EINVAL || errno == EACCES))
       fd = static_cast<int>(syscall(SYS_memfd_create, c.name.c_str(), MFD_CLOEXEC));
     if (fd < 0) return errno_token(errno);
-    File f{static_cast<int>(files_.size()), fd};
+    File f{static_cast<int>(files_.size()), fd, false};
     it = files_.emplace(c.name, f).first;
-    Request req;
-    req.op = ReqOp::kInstallFile;
-    req.file = f.index;
-    for (size_t i = 0; i < workers_.size(); ++i) {
-      // A worker that cannot take the file is found out by its next command.
-      if (workers_[i].live) send_request(workers_[i], req, fd);
-    }
+    install_file(f);
+  } else if (it->second.regular) {
+    return "-EEXIST";  // one namespace: the name is a regular file's
   }
   if (syscall(SYS_ftruncate, it->second.fd, c.size) != 0) return errno_token(errno);
   return "0";
+}
+
+// Whether the file system holding path is a disk one (not tmpfs or ramfs, whose files are
+// shared memory).
+bool on_disk_fs(const char* path) {
+  struct statfs fs;
+  if (statfs(path, &fs) != 0) return false;
+  return fs.f_type != TMPFS_MAGIC && fs.f_type != RAMFS_MAGIC;
+}
+
+const std::string& Controller::file_dir(int* err) {
+  if (!dir_.empty()) return dir_;
+  *err = ENOENT;
+  for (const char* base : {"/tmp", "/var/tmp", "."}) {
+    if (!on_disk_fs(base)) continue;
+    std::string tmpl = std::string(base) + "/mirrormm-host-XXXXXX";
+    if (mkdtemp(tmpl.data())) {
+      dir_ = tmpl;
+      break;
+    }
+    *err = errno;
+  }
+  return dir_;
+}
+
+std::string Controller::regular_file(const script::Command& c) {
+  auto it = files_.find(c.name);
+  if (it == files_.end()) {
+    if (files_.size() >= static_cast<size_t>(kMaxFiles)) return "-EMFILE";
+    int err = 0;
+    const std::string& dir = file_dir(&err);
+    if (dir.empty()) return errno_token(err);
+    // The name on disk is `=NAME` (a script NAME may be `.` or `..`), which the worker's
+    // `maps` turns back into NAME; the file is unlinked at once: its descriptor keeps it,
+    // and nothing stays behind after the run.
+    const int index = static_cast<int>(files_.size());
+    const std::string path = dir + "/=" + c.name;
+    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return errno_token(errno);
+    unlink(path.c_str());
+    posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
+    File f{index, fd, true};
+    it = files_.emplace(c.name, f).first;
+    install_file(f);
+  } else if (!it->second.regular) {
+    return "-EEXIST";  // one namespace: the name is a memfd's
+  }
+  if (syscall(SYS_ftruncate, it->second.fd, c.size) != 0) return errno_token(errno);
+  return "0";
+}
+
+std::string Controller::fsync(const script::Command& c) {
+  auto it = files_.find(c.name);
+  if (it == files_.end()) return "-EBADF";
+  if (::fsync(it->second.fd) != 0) return errno_token(errno);
+  return "0";
+}
+
+std::string Controller::pread(const script::Command& c) {
+  auto it = files_.find(c.name);
+  if (it == files_.end()) return "-EBADF";
+  std::vector<unsigned char> buf(c.len);
+  ssize_t n = syscall(SYS_pread64, it->second.fd, buf.data(), c.len, c.offset);
+  if (n < 0) return errno_token(errno);
+  uint64_t h = script::kFnvOffset;
+  for (ssize_t i = 0; i < n; ++i) h = (h ^ buf[static_cast<size_t>(i)]) * script::kFnvPrime;
+  char text[21] = "fnv:";
+  static const char kDigits[] = "0123456789abcdef";
+  for (int i = 0; i < 16; ++i) text[4 + i] = kDigits[(h >> (60 - 4 * i)) & 0xf];
+  return std::string(text, 20);
 }
 
 std::string Controller::truncate(const script::Command& c) {
@@ -386,6 +563,8 @@ void Controller::shutdown() {
   }
   for (auto& [name, f] : files_) close(f.fd);
   files_.clear();
+  if (!dir_.empty()) rmdir(dir_.c_str());
+  dir_.clear();
 }
 
 }  // namespace

@@ -99,7 +99,15 @@ bool host_safe(const script::Command& c) {
     case script::Op::kFork:
     case script::Op::kExit:
     case script::Op::kMemfd:
-    case script::Op::kTruncate: return true;
+    case script::Op::kTruncate:
+    case script::Op::kFile:
+    case script::Op::kFsync:
+    case script::Op::kPread: return true;
+    // msync acts on the VMAs of its range (a runner mapping outside the window would answer
+    // differently from the model), unless a check before the lookup rejects it.
+    case script::Op::kMsync:
+      if ((c.msync_flags & script::kMsyncSync) && (c.msync_flags & script::kMsyncAsync)) return true;  // EINVAL
+      return range_call_safe(c.addr, c.len);
   }
   return false;
 }

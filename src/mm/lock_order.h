@@ -15,6 +15,9 @@
 //                                             across page-cache work)
 //   Process::lock_ [5]                       (get_task_mm against exit: load the mm and take
 //                                             a user reference; nothing nests inside)
+//   Flusher::pass_lock_ [6]                  (one writeback pass at a time; the pass takes
+//                                             page locks and, through folio_mkclean, the
+//                                             i_mmap and PTE locks under it)
 //   DeviceMirror::detach_lock_ [8]           (the library's secondary MMU: held for read
 //                                             across a device fault, which takes the
 //                                             mmap_lock; for write by detach)
@@ -53,6 +56,11 @@
 //           Cpu::tlb_lock_ [80]              (TLB fill and shootdown)
 //   Leaves, taken under any of the above and never held across mm work (in this order
 //   among themselves):
+//     DiskBlocks::lock_ [81]                 (a regular file's blocks on the model disk:
+//                                             writeback copies a page to its block under
+//                                             the page lock; faults read blocks with no lock)
+//     Flusher::lock_ [82]                    (the writeback thread's wakeups, from faults
+//                                             that dirty pages; never across writeback)
 //     Kswapd::lock_ [83]                     (wakeup_kswapd from the allocator, with whatever
 //                                             the allocating path holds; never across reclaim)
 //     OomKiller::lock_ [84]                  (out_of_memory from the allocator's slow path
@@ -96,6 +104,7 @@ inline constexpr LockClass kSwapon{2};
 inline constexpr LockClass kProcs{3};
 inline constexpr LockClass kFiles{4};
 inline constexpr LockClass kProcess{5};
+inline constexpr LockClass kFlusherPass{6};
 inline constexpr LockClass kDeviceDetach{8};
 inline constexpr LockClass kMmapLock{10};
 inline constexpr LockClass kAllLocks{12};
@@ -115,6 +124,8 @@ inline constexpr LockClass kLruLock{65};
 inline constexpr LockClass kPcp{70};
 inline constexpr LockClass kFreeList{75};
 inline constexpr LockClass kTlb{80};
+inline constexpr LockClass kDiskBlocks{81};
+inline constexpr LockClass kFlusher{82};
 inline constexpr LockClass kKswapd{83};
 inline constexpr LockClass kOomReaper{84};
 inline constexpr LockClass kShmemSwaplist{85};

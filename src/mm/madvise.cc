@@ -6,6 +6,7 @@
 // -EINVAL/-ENOMEM/-EFAULT. COLD ages the pages mapped only by this process (young bits
 // cleared, moved to the inactive LRU lists). WILLNEED, COLD and PAGEOUT change nothing
 // visible to the process on a machine without swap (anonymous and shmem pages stay resident).
+#include "mm/filemap.h"
 #include "mm/internal.h"
 #include "mm/lru.h"
 #include "mm/mmu_notifier_internal.h"
@@ -149,6 +150,10 @@ Errno vma_behavior_pages(Mm* mm, Vma* vma, Vma** prev, uint64_t start, uint64_t 
     }
     case kMadvWillneed:
       *prev = vma;
+      // madvise_willneed -> vfs_fadvise(POSIX_FADV_WILLNEED): a regular file's pages of the
+      // range are read into the page cache (force_page_cache_readahead), not mapped.
+      if (vma->vm_file && vma->vm_file->inode->is_regular())
+        force_page_cache_ra(vma->vm_file->inode, vma->linear_page_index(start), (end - start) >> kPageShift);
       return Errno::kOk;
     case kMadvCold:
       *prev = vma;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "mirrormm/base/tsan.h"
+#include "mm/filemap.h"
 #include "mm/internal.h"
 #include "mm/lru.h"
 #include "mm/mmu_notifier_internal.h"
@@ -158,6 +159,18 @@ bool do_fault_around(Vma* vma, uint64_t addr, pte_t* ptep) {
   return !pte_none(ptep_get(ptep));
 }
 
+// do_sync_mmap_readahead for a fault that misses a regular file's page cache. The host
+// runner maps regular files with MADV_RANDOM (VM_RAND_READ: no readahead), but Linux 6.18
+// still reads ahead for an executable mapping when the faulting page is not in the cache:
+// from it on, up to readahead_max_pages pages, the end of the VMA or the end of the file
+// (whichever comes first), skipping pages already cached.
+void filemap_fault_readahead(Vma* vma, ShmemInode* inode, uint64_t pgoff) {
+  // A page in the cache, even one not uptodate, is read by the fault itself.
+  if (!inode->is_regular() || !(vma->vm_flags & VM_EXEC) || inode->has_folio(pgoff)) return;
+  const uint64_t vma_end = vma->vm_pgoff + vma->pages();
+  force_page_cache_ra(inode, pgoff, vma_end - pgoff);
+}
+
 // do_fault for a shared-memory file mapping: do_read_fault (fault-around first), do_cow_fault
 // (private write) or do_shared_fault (shared write). Writes do no fault-around.
 unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
@@ -171,6 +184,7 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
     // beyond the end of the file leaves the VMA faulted even though it gets SIGBUS.
     if (unsigned r = vmf_anon_prepare(vma, flags)) return r;
     if (pgoff >= file_end_pgoff(inode)) return VM_FAULT_SIGBUS;
+    filemap_fault_readahead(vma, inode, pgoff);
     Page* src = inode->find_or_create_page(pgoff);
     if (!src) return VM_FAULT_OOM;
     Page* page = mem.alloc_page(Zero::kNo, Gfp::kUser, LruRef::kPrepaid);
@@ -191,23 +205,73 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
   // even when addr lies beyond the end of the file and the fault ends in SIGBUS.
   if (!write && do_fault_around(vma, addr, ptep)) return VM_FAULT_OK;
   if (pgoff >= file_end_pgoff(inode)) return VM_FAULT_SIGBUS;
-  Page* page = inode->find_or_create_page(pgoff);  // the reference the PTE will hold
+  filemap_fault_readahead(vma, inode, pgoff);
+  bool major = false;
+  Page* page = inode->find_or_create_page(pgoff, &major);  // the reference the PTE will hold
   if (!page) return VM_FAULT_OOM;
-  if (write) page->set(PG_dirty);  // do_shared_fault: fault_dirty_shared_page
+  if (major && inode->is_regular()) mem.events().count(PGMAJFAULT);  // filemap_fault read it
+  if (!write && inode->is_regular() && do_fault_around(vma, addr, ptep)) {
+    // The fault-around above found no uptodate page at addr, so filemap_fault had to read: it
+    // dropped the mmap_lock for the I/O (maybe_unlock_mmap_for_io) and returned
+    // VM_FAULT_RETRY. The retried fault (FAULT_FLAG_TRIED) starts with fault-around again,
+    // which now maps this page and what the read brought in with it (an executable
+    // mapping's readahead) in the same window.
+    mem.put_page(page);
+    return VM_FAULT_OK;
+  }
+  // do_shared_fault: a write-notify mapping calls ->page_mkwrite, which marks the page dirty
+  // under its lock and keeps the lock until the PTE is writable (writeback, holding the
+  // lock, then sees either a clean page with no writable PTE or the dirty one). A page that
+  // truncation took meanwhile is not mapped: the access retries.
+  const bool mkwrite = write && vma_wants_writenotify(vma);
+  if (mkwrite) {
+    lock_page(page);
+    if (page->mapping != inode) {
+      unlock_page(page);
+      mem.put_page(page);
+      return VM_FAULT_OK;
+    }
+  }
+  if (write) page->set(PG_dirty);  // fault_dirty_shared_page (folio_mark_dirty)
+  unsigned ret = VM_FAULT_OK;
+  bool mapped = false;
   {
     SpinGuard g(pte_lockptr(vma->vm_mm, ptep));
     // Recheck the size under the PTE lock: a truncate that shrank the file either finished
     // its unmap before we took the lock (then we see the new size) or will remove this entry.
     if (pgoff >= file_end_pgoff(inode)) {
-      mem.put_page(page);
-      return VM_FAULT_SIGBUS;
-    }
-    if (pte_still_none(vma, ptep)) {
+      ret = VM_FAULT_SIGBUS;
+    } else if (pte_still_none(vma, ptep)) {
       set_file_pte(vma, ptep, page, flags);  // finish_fault
-      return VM_FAULT_OK;
+      mapped = true;
     }
   }
+  if (mkwrite) {
+    unlock_page(page);
+    balance_dirty_pages_ratelimited(vma->vm_mm->sys());
+  }
+  if (!mapped) mem.put_page(page);
+  return ret;
+}
+
+// wp_page_shared for a write-notify mapping: the write-protected PTE maps a clean page (or
+// one writeback cleaned). do_page_mkwrite marks the page dirty under the page lock, then the
+// PTE becomes writable and dirty if it is still the one that faulted (wp_page_reuse). Called
+// with the PTE lock held; returns with it released.
+unsigned wp_page_shared(Vma* vma, pte_t* ptep, pteval_t orig, SpinLock& ptl, Page* page)
+    RELEASE(ptl) {
+  PhysMem& mem = mem_of(vma);
+  mem.get_page(page);
+  ptl.unlock();
+  lock_page(page);  // ranks above the PTE lock: taken with it released
+  if (page->mapping == vma->vm_file->inode) {
+    page->set(PG_dirty);
+    SpinGuard g(ptl);
+    if (ptep_get(ptep) == orig) ptep->fetch_or(_PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, std::memory_order_acq_rel);
+  }
+  unlock_page(page);
   mem.put_page(page);
+  balance_dirty_pages_ratelimited(vma->vm_mm->sys());
   return VM_FAULT_OK;
 }
 
@@ -220,6 +284,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
   Page* old = vm_normal_page(vma, orig);
 
   if (vma->vm_flags & VM_SHARED) {
+    if (old && vma_wants_writenotify(vma)) return wp_page_shared(vma, ptep, orig, ptl, old);
     // wp_page_shared: shared memory needs no copy; make the entry writable and dirty.
     if (old) old->set(PG_dirty);
     ptep->fetch_or(_PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, std::memory_order_acq_rel);

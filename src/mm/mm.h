@@ -47,6 +47,9 @@ Result<uint64_t> do_mremap(Mm* mm, uint64_t addr, uint64_t old_len, uint64_t new
 // madvise.c
 Errno do_madvise(Mm* mm, uint64_t start, uint64_t len, uint64_t behavior) EXCLUDES(mm->mmap_lock_);
 
+// msync.c: msync(2), Linux 6.18's checks and order (System::msync).
+Errno do_msync(Mm* mm, uint64_t start, uint64_t len, uint64_t flags) EXCLUDES(mm->mmap_lock_);
+
 // mincore.c
 Errno do_mincore_syscall(Mm* mm, uint64_t start, uint64_t len, std::vector<uint8_t>* vec) EXCLUDES(mm->mmap_lock_);
 

@@ -2,6 +2,7 @@
 // mm/vma.c's unmap half, mm/util.c's accounting).
 #include <algorithm>
 
+#include "mm/filemap.h"
 #include "mm/internal.h"
 #include "mm/rmap.h"
 #include "mm/mmu_notifier_internal.h"
@@ -259,7 +260,12 @@ pgprot_t vm_get_page_prot(vm_flags_t flags) {
   return kProtectionMap[flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)];
 }
 
-void vma_set_page_prot(Vma* vma) { vma->vm_page_prot = vm_get_page_prot(vma->vm_flags); }
+void vma_set_page_prot(Vma* vma) {
+  vma->vm_page_prot = vm_get_page_prot(vma->vm_flags);
+  // A write-notify mapping maps clean pages read-only: its shared-writable protection
+  // without the write bit (vm_pgprot_modify(..., vm_flags & ~VM_SHARED)).
+  if (vma_wants_writenotify(vma)) vma->vm_page_prot = pte_wrprotect(vma->vm_page_prot);
+}
 
 Result<uint64_t> do_mmap(Mm* mm, File* file, uint64_t addr, uint64_t len, uint64_t prot,
                          uint64_t flags, uint64_t pgoff, uint64_t* populate) {

@@ -1,4 +1,5 @@
 // mprotect (mm/mprotect.c): do_mprotect_pkey, mprotect_fixup and change_protection.
+#include "mm/filemap.h"
 #include "mm/internal.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/mm.h"
@@ -43,11 +44,13 @@ bool pte_needs_flush(pteval_t old, pteval_t nw) {
   return false;
 }
 
-// vma_wants_manual_pte_write_upgrade.
+// vma_wants_manual_pte_write_upgrade: a shared mapping of shared memory has a writable
+// vm_page_prot already; a write-notify one (a regular file) upgrades only dirty PTEs
+// (can_change_pte_writable), so that a clean page never gets a writable PTE; private ones
+// upgrade exclusive anonymous pages.
 bool wants_manual_pte_write_upgrade(const Vma* vma) {
-  // Shared mappings here never need write notification (shmem has no writeback), so their
-  // vm_page_prot is already writable; private ones upgrade exclusive anonymous pages.
-  return (vma->vm_flags & VM_WRITE) && !(vma->vm_flags & VM_SHARED);
+  if (vma->vm_flags & VM_SHARED) return vma_wants_writenotify(vma);
+  return vma->vm_flags & VM_WRITE;
 }
 
 Errno mprotect_fixup(MmuGather& tlb, Mm* mm, Vma* vma, Vma** pprev, uint64_t start, uint64_t end,

@@ -10,6 +10,7 @@
 
 #include "mirrormm/base/tsan.h"
 #include "mirrormm/system.h"
+#include "mm/filemap.h"
 #include "mm/lru.h"
 #include "mm/notifier_hooks.h"
 #include "mm/swapfile.h"
@@ -76,8 +77,13 @@ void release_cache_page(PhysMem* mem, Page* p) {
 }
 }  // namespace
 
-ShmemInode::ShmemInode(System* sys, std::string name, uint64_t size)
-    : sys_(sys), mem_(&sys->mem()), name_(std::move(name)), size_(size) {}
+ShmemInode::ShmemInode(System* sys, std::string name, uint64_t size, InodeKind kind)
+    : sys_(sys),
+      mem_(&sys->mem()),
+      name_(std::move(name)),
+      kind_(kind),
+      disk_(kind == InodeKind::kRegular ? std::make_unique<DiskBlocks>() : nullptr),
+      size_(size) {}
 
 ShmemInode::~ShmemInode() {
   std::vector<Page*> pages;
@@ -94,6 +100,7 @@ ShmemInode::~ShmemInode() {
       }
     }
     chunks_.clear();
+    not_uptodate_.clear();
     if (nr_swapped_) sys_->shmem_swaplist().remove(this);
     nr_swapped_ = 0;
     nr_pages_ = 0;
@@ -129,8 +136,15 @@ Page* ShmemInode::filemap_get_folio(uint64_t pgoff) {
   MutexGuard g(lock_);
   Slot* s = slot_locked(pgoff);
   Page* p = s ? slot_page(*s) : nullptr;
+  if (p && not_uptodate_.count(pgoff)) return nullptr;
   if (p) mem_->get_page(p);
   return p;
+}
+
+bool ShmemInode::has_folio(uint64_t pgoff) {
+  MutexGuard g(lock_);
+  Slot* s = slot_locked(pgoff);
+  return s && *s;
 }
 
 Page* ShmemInode::find_get_page(uint64_t pgoff) {
@@ -138,12 +152,30 @@ Page* ShmemInode::find_get_page(uint64_t pgoff) {
   return r.ok() ? r.value() : nullptr;
 }
 
-Page* ShmemInode::find_or_create_page(uint64_t pgoff) {
-  Result<Page*> r = shmem_get_folio(pgoff, Sgp::kCreate);
+Page* ShmemInode::find_or_create_page(uint64_t pgoff, bool* read_in) {
+  Result<Page*> r = shmem_get_folio(pgoff, Sgp::kCreate, read_in);
   return r.ok() ? r.value() : nullptr;
 }
 
-Result<Page*> ShmemInode::shmem_get_folio(uint64_t pgoff, Sgp sgp) {
+std::vector<Page*> ShmemInode::dirty_pages(uint64_t first, uint64_t last) {
+  std::vector<Page*> out;
+  MutexGuard g(lock_);
+  for (auto& [idx, chunk] : chunks_) {
+    const uint64_t base = idx << kChunkShift;
+    if (base > last || base + (1 << kChunkShift) <= first) continue;
+    for (int i = 0; i < (1 << kChunkShift); i++) {
+      Page* p = slot_page(chunk->slots[i]);
+      if (!p || base + i < first || base + i > last || !p->test(PG_dirty)) continue;
+      mem_->get_page(p);
+      out.push_back(p);
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const Page* a, const Page* b) { return a->index < b->index; });
+  return out;
+}
+
+Result<Page*> ShmemInode::shmem_get_folio(uint64_t pgoff, Sgp sgp, bool* read_in) {
+  if (read_in) *read_in = false;
   for (;;) {
     uint64_t entry = 0;
     {
@@ -151,6 +183,9 @@ Result<Page*> ShmemInode::shmem_get_folio(uint64_t pgoff, Sgp sgp) {
       if (Slot* s = slot_locked(pgoff); s && *s) {
         if (Page* p = slot_page(*s)) {
           mem_->get_page(p);  // under lock_: a writeout sees it (refcount) and refuses
+          // A read of a page that is not uptodate makes it so (filemap_read_folio); its data
+          // is already the disk's.
+          if (sgp == Sgp::kCreate && not_uptodate_.erase(pgoff) && read_in) *read_in = true;
           return p;
         }
         entry = xa_to_value(*s);
@@ -171,11 +206,16 @@ Result<Page*> ShmemInode::shmem_get_folio(uint64_t pgoff, Sgp sgp) {
     }
     // shmem_alloc_and_add_folio: the frame is allocated with no lock held and inserted under
     // lock_; a racing fault that filled the slot first wins, and this page goes back.
-    Page* p = mem_->alloc_page(Zero::kYes, Gfp::kUser);  // no lock held: may reclaim
+    // A regular file's page is read from its block (filemap_read_folio; a hole reads as
+    // zeros), with no lock held: the block changes only by writeback of a cached page or by
+    // truncation, which first removes the page from every mapping.
+    Page* p = mem_->alloc_page(is_regular() ? Zero::kNo : Zero::kYes, Gfp::kUser);  // may reclaim
     if (!p) return Errno::kNoMem;
-    // A swap-backed page: on the anon LRU lists once in the cache.
+    if (is_regular()) disk_->read(pgoff, mem_->page_address(p));
+    // A swap-backed page (shmem) goes on the anon LRU lists once in the cache; a regular
+    // file's on the file lists.
     p->set(PG_shmem);
-    p->set(PG_swapbacked);
+    if (!is_regular()) p->set(PG_swapbacked);
     p->mapping = this;
     p->index = pgoff;
     {
@@ -189,10 +229,12 @@ Result<Page*> ShmemInode::shmem_get_folio(uint64_t pgoff, Sgp sgp) {
         nr_pages_++;
         folio_add_lru(*mem_, p);  // shmem_alloc_and_add_folio's lru add
         mem_->get_page(p);
+        if (read_in) *read_in = true;
         return p;
       }
     }
     p->clear(PG_shmem);
+    p->clear(PG_swapbacked);
     p->mapping = nullptr;
     mem_->put_page(p);
   }
@@ -268,6 +310,7 @@ bool ShmemInode::is_resident(uint64_t pgoff) {
     MutexGuard g(lock_);
     Slot* s = slot_locked(pgoff);
     if (!s || !*s) return false;
+    if (not_uptodate_.count(pgoff)) return false;  // mincore_page: folio_test_uptodate
     if (!xa_is_value(*s)) return true;
     entry = xa_to_value(*s);
   }
@@ -301,6 +344,63 @@ uint64_t ShmemInode::partial_swap_usage(uint64_t start, uint64_t end) {
   return swapped << kPageShift;
 }
 
+bool ShmemInode::zero_cached_tail(uint64_t from) {
+  Page* p = find_get_page(from >> kPageShift);
+  if (!p) return false;
+  p->set(PG_dirty);
+  uint8_t* d = mem_->page_address(p);
+  MM_TSAN_IGNORE_BEGIN();  // mappings may access the page meanwhile, as on Linux
+  std::memset(d + offset_in_page(from), 0, kPageSize - offset_in_page(from));
+  MM_TSAN_IGNORE_END();
+  mem_->put_page(p);
+  return true;
+}
+
+void ShmemInode::zero_partial_block(uint64_t from) {
+  MM_BUG_ON(!is_regular());
+  const uint64_t pgoff = from >> kPageShift;
+  disk_->zero_tail(from);
+  // A block that is a hole has no mapped buffer: __ext4_block_zero_page_range leaves the page
+  // alone (clean, its tail already zeroes). A block is mapped once written back (it is on the
+  // disk) or once dirtied (page_mkwrite's delayed-allocation reservation).
+  if (Page* p = find_get_page(pgoff)) {
+    const bool mapped = p->test(PG_dirty) || disk_->has_block(pgoff);
+    mem_->put_page(p);
+    if (!mapped || zero_cached_tail(from)) return;
+  }
+  Page* p = mem_->alloc_page(Zero::kNo, Gfp::kUser);  // no lock held: may reclaim
+  if (!p) return;  // the page cache is only an optimisation here
+  const bool has_block = disk_->read_if_present(pgoff, mem_->page_address(p));
+  if (!has_block) std::memset(mem_->page_address(p), 0, kPageSize);
+  p->set(PG_shmem);
+  if (has_block) p->set(PG_dirty);
+  p->mapping = this;
+  p->index = pgoff;
+  {
+    MutexGuard g(lock_);
+    auto& chunk = chunks_[pgoff >> kChunkShift];
+    if (!chunk) chunk = std::make_unique<Chunk>();
+    Slot& slot = chunk->slots[pgoff & ((1 << kChunkShift) - 1)];
+    if (!slot) {
+      slot = page_slot(p);  // the cache's reference
+      chunk->used++;
+      nr_pages_++;
+      not_uptodate_.insert(pgoff);
+      folio_add_lru(*mem_, p);
+      return;
+    }
+  }
+  p->clear(PG_shmem);
+  p->clear(PG_dirty);
+  p->mapping = nullptr;
+  mem_->put_page(p);
+}
+
+void ShmemInode::zero_eof_tail(uint64_t old_size) {
+  MM_BUG_ON(!is_regular());
+  if (offset_in_page(old_size)) zero_partial_block(old_size);
+}
+
 void ShmemInode::truncate_pages(uint64_t size) {
   const uint64_t first = page_align(size) >> kPageShift;
   if (offset_in_page(size)) {
@@ -308,15 +408,16 @@ void ShmemInode::truncate_pages(uint64_t size) {
     // zeroes its tail: the zeroes exist only in memory now, so reclaim must keep the page.
     // This holds for a "resize" to the current size too (shmem_setattr truncates whenever
     // the size does not grow). A swapped-out partial page is brought back to be zeroed; the
-    // reference held here keeps reclaim from writing it out before it is.
-    if (Page* p = find_get_page(size >> kPageShift)) {
-      p->set(PG_dirty);
-      uint8_t* d = mem_->page_address(p);
-      MM_TSAN_IGNORE_BEGIN();  // mappings may access the page meanwhile, as on Linux
-      std::memset(d + offset_in_page(size), 0, kPageSize - offset_in_page(size));
-      MM_TSAN_IGNORE_END();
-      mem_->put_page(p);
+    // reference held here keeps reclaim from writing it out before it is. A regular file's
+    // blocks are truncated first, then its partial block zeroed (ext4_truncate).
+    if (is_regular()) {
+      disk_->truncate(size);
+      zero_partial_block(size);
+    } else {
+      zero_cached_tail(size);
     }
+  } else if (is_regular()) {
+    disk_->truncate(size);
   }
   std::vector<Page*> removed;
   std::vector<uint64_t> entries;
@@ -336,6 +437,7 @@ void ShmemInode::truncate_pages(uint64_t size) {
           continue;
         }
         nr_pages_--;
+        not_uptodate_.erase(base + i);
         removed.push_back(slot_page(s));
       }
       if (c.used == 0) it = chunks_.erase(it); else ++it;
@@ -351,7 +453,8 @@ bool ShmemInode::remove_clean_page(uint64_t pgoff, Page* page) {
     MutexGuard g(lock_);
     Slot* s = slot_locked(pgoff);
     // A swap entry in the slot is not `page` (which is then not this cache's any more).
-    if (!s || *s != page_slot(page) || page->test(PG_dirty) || page->mapcount.load(std::memory_order_acquire) != 0)
+    if (!s || *s != page_slot(page) || page->test(PG_dirty) || page->test(PG_writeback) ||
+        page->mapcount.load(std::memory_order_acquire) != 0)
       return false;
     // __remove_mapping's folio_ref_freeze: only the cache's reference and the caller's may be
     // left. A fault (or fault-around) that found the page takes its reference under lock_ and
@@ -359,6 +462,7 @@ bool ShmemInode::remove_clean_page(uint64_t pgoff, Page* page) {
     if (page->refcount.load(std::memory_order_acquire) != 2) return false;
     *s = 0;
     nr_pages_--;
+    not_uptodate_.erase(pgoff);
     slot_cleared_locked(pgoff);
   }
   release_cache_page(mem_, page);

@@ -1,6 +1,13 @@
 // Shared memory files (mm/shmem.c's role): a page cache per inode, used by MAP_SHARED
 // anonymous memory (one inode per mmap, as shmem_zero_setup makes) and by memfd files.
 //
+// The same page cache serves regular files on the model disk (InodeKind::kRegular, a disk
+// file system's inode; filemap.h has their I/O): a page not in the cache is read from the
+// inode's DiskBlocks (a hole reads as zeros), its pages are not swap-backed (they live on
+// the file LRU lists and never go to swap), and a dirty page is written back to the disk
+// (filemap.h: writeback, page_mkclean) instead of to swap. PG_shmem marks a page of either
+// kind's cache ("mapping is a ShmemInode").
+//
 // Lifecycle: an inode is referenced by its Files (and by a name table for memfds); it frees its
 // pages and swap entries when the last reference goes. Pages in the cache hold one reference
 // each and carry PG_shmem with mapping = the inode and index = the page offset.
@@ -49,8 +56,12 @@
 
 namespace mirrormm {
 
+class DiskBlocks;
 class ShmemInode;
 class System;
+
+// What backs an inode's page cache: swap (shared memory) or the model disk (a regular file).
+enum class InodeKind : uint8_t { kShmem, kRegular };
 
 // shmem_swaplist: the inodes of one System that hold swap entries, for swapoff. An inode is on
 // it exactly while it holds at least one swap entry (ShmemInode::nr_swapped_ > 0): it adds and
@@ -76,10 +87,15 @@ class ShmemSwaplist {
 
 class ShmemInode {
  public:
-  ShmemInode(System* sys, std::string name, uint64_t size);
+  ShmemInode(System* sys, std::string name, uint64_t size, InodeKind kind = InodeKind::kShmem);
   ~ShmemInode();
 
   const std::string& name() const { return name_; }
+  InodeKind kind() const { return kind_; }
+  bool is_regular() const { return kind_ == InodeKind::kRegular; }
+  // A regular file's blocks on the model disk; nullptr for shared memory.
+  DiskBlocks* disk() const { return disk_.get(); }
+  System* sys() const { return sys_; }
   uint64_t size() const { return size_.load(std::memory_order_acquire); }
   void set_size(uint64_t size) { size_.store(size, std::memory_order_release); }
 
@@ -87,13 +103,20 @@ class ShmemInode {
   // when a swap-in runs out of frames). The returned page carries a new reference. Takes the
   // page lock when it swaps in: call it with no lock ranked at or after the page lock held.
   Page* find_get_page(uint64_t pgoff) EXCLUDES(lock_);
-  // The page at pgoff, brought back from swap or allocated zeroed if absent; nullptr when out
-  // of frames. The returned page carries a new reference. Locking as find_get_page.
-  Page* find_or_create_page(uint64_t pgoff) EXCLUDES(lock_);
+  // The page at pgoff, brought back from swap or allocated zeroed if absent (a regular file's
+  // page is read from the disk: filemap_fault's read, filemap_read's); nullptr when out of
+  // frames. The returned page carries a new reference; *read_in (if given) says whether the
+  // page had to be brought in (a major fault). Locking as find_get_page.
+  Page* find_or_create_page(uint64_t pgoff, bool* read_in = nullptr) EXCLUDES(lock_);
+  // The pages of [first, last] marked dirty, each with a new reference, in index order (the
+  // xarray's PAGECACHE_TAG_DIRTY walk of write_cache_pages).
+  std::vector<Page*> dirty_pages(uint64_t first, uint64_t last) EXCLUDES(lock_);
   // filemap_get_folio: the page in memory at pgoff with a new reference, or nullptr for a hole
-  // or a swap entry. Never sleeps or allocates: fault-around (under the PTE lock) and the
-  // checkers use it.
+  // or a swap entry, or a regular file's page that is not uptodate (next_uptodate_folio).
+  // Never sleeps or allocates: fault-around (under the PTE lock) and the checkers use it.
   Page* filemap_get_folio(uint64_t pgoff) EXCLUDES(lock_);
+  // Whether the cache holds a page at pgoff, uptodate or not (readahead skips such indexes).
+  bool has_folio(uint64_t pgoff) EXCLUDES(lock_);
   // Whether the page at pgoff is in memory (mincore; filemap_get_incore_folio): in the page
   // cache, or swapped out with its page still in the swap cache.
   bool is_resident(uint64_t pgoff) EXCLUDES(lock_);
@@ -124,8 +147,15 @@ class ShmemInode {
 
   // The page-cache pages wholly beyond `size` leave the cache (truncate_inode_pages); the part
   // of the page holding byte `size` beyond it is zeroed and the page marked dirty
-  // (shmem_undo_range, truncate_inode_partial_folio).
+  // (shmem_undo_range, truncate_inode_partial_folio). A regular file's disk blocks beyond
+  // `size` are freed and the tail of its last block zeroed (ext4_truncate); its partial page
+  // is zeroed only when cached (ext4 reads no block to zero it).
   void truncate_pages(uint64_t size) EXCLUDES(lock_);
+  // A regular file grows from old_size: the bytes of the old last page beyond old_size,
+  // which a shared mapping may have written, read as zeros from now on (ext4's setattr zeroes
+  // the block at the old end of file; writeback zeroes them too). The page, if cached, is
+  // zeroed there and marked dirty.
+  void zero_eof_tail(uint64_t old_size) EXCLUDES(lock_);
 
   // Reclaim of a clean page: removes `page` from the cache at pgoff unless it is dirty, mapped
   // or referenced by anyone but the cache and the caller (remove_mapping). Returns whether it
@@ -194,15 +224,28 @@ class ShmemInode {
   // shmem_get_folio: the page at pgoff (swapped in if needed; allocated when `create`), with a
   // reference; nullptr for a hole when not `create`; -ENOMEM when out of frames.
   enum class Sgp { kRead, kCreate };
-  Result<Page*> shmem_get_folio(uint64_t pgoff, Sgp sgp) EXCLUDES(lock_);
+  Result<Page*> shmem_get_folio(uint64_t pgoff, Sgp sgp, bool* read_in = nullptr) EXCLUDES(lock_);
   // shmem_swapin_folio: brings the page of `entry`, read from slot pgoff, back into the cache.
   // kRetry: the slot changed meanwhile (look again).
   enum class Swapin { kOk, kRetry, kNoMem };
   Swapin shmem_swapin_folio(uint64_t pgoff, uint64_t entry, Page** out) EXCLUDES(lock_);
 
+  // Zeroes [from, end of its page) in the cached page at from's index, if any, and marks
+  // it dirty. Returns whether there was a page.
+  bool zero_cached_tail(uint64_t from) EXCLUDES(lock_);
+  // ext4's partial-block zeroing (__ext4_block_zero_page_range) at byte `from` of a regular
+  // file: the cached page's tail is zeroed and the page dirtied; an uncached page gets a page
+  // in the cache that is not uptodate (the folio that the zeroing creates without reading it):
+  // mincore reports it absent, fault-around and readahead skip it, and the first read of it
+  // (a fault, pread) makes it uptodate. It holds the disk's data (whose tail the truncation
+  // zeroed) and is dirty when the disk has a block there (the zeroed buffer is dirty).
+  void zero_partial_block(uint64_t from) EXCLUDES(lock_);
+
   System* const sys_;       // written once; the machine outlives its inodes
   PhysMem* const mem_;      // written once: sys_'s frames
   const std::string name_;  // written once
+  const InodeKind kind_;    // written once
+  const std::unique_ptr<DiskBlocks> disk_;  // written once; regular files only
   std::atomic<uint64_t> size_;
   std::atomic<int> refcount_{1};
   Mutex lock_{lock_class::kInode};
@@ -210,6 +253,9 @@ class ShmemInode {
   std::unordered_map<uint64_t, std::unique_ptr<Chunk>> chunks_ GUARDED_BY(lock_);
   uint64_t nr_pages_ GUARDED_BY(lock_) = 0;
   uint64_t nr_swapped_ GUARDED_BY(lock_) = 0;  // swap entries in the slots (info->swapped)
+  // A regular file's cached pages that are not uptodate (!PG_uptodate), by page offset; an
+  // entry goes when its page does or when a read makes the page uptodate.
+  std::unordered_set<uint64_t> not_uptodate_ GUARDED_BY(lock_);
   // i_mmap_rwsem's role: nests outside the PTE locks (truncate zaps under it).
   Mutex i_mmap_lock_{lock_class::kIMmap};
   IntervalTree<Vma::IMmapNode> i_mmap_ GUARDED_BY(i_mmap_lock_);

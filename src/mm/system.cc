@@ -5,7 +5,9 @@
 
 #include "mirrormm/mmu_notifier.h"
 
+#include "mm/filemap.h"
 #include "mm/internal.h"
+#include "mm/page_writeback.h"
 #include "mm/vmscan.h"
 #include "mm/mm.h"
 #include "mm/shmem.h"
@@ -26,6 +28,7 @@ System::System(const SystemConfig& config, int nr_cpus) : config_(config) {
   swap_ = std::make_unique<SwapTable>();
   shmem_swaplist_ = std::make_unique<ShmemSwaplist>();
   reclaim_ = std::make_unique<MachineReclaim>(this);
+  flusher_ = std::make_unique<Flusher>(this);
   if (nr_cpus < 1) nr_cpus = 1;
   if (nr_cpus > 64) nr_cpus = 64;
   for (int i = 0; i < nr_cpus; i++) cpus_.push_back(std::make_unique<Cpu>(this, mem_.get(), i));
@@ -38,6 +41,7 @@ System::System(const SystemConfig& config, int nr_cpus) : config_(config) {
 
 System::~System() {
   reclaim_->stop();  // no kswapd pass or OOM kill runs into the teardown
+  flusher_->stop();  // nor a writeback pass
   std::vector<Process*> procs;
   {
     MutexGuard g(procs_lock_);
@@ -157,48 +161,65 @@ Result<uint64_t> System::mmap_file(Process* p, uint64_t addr, uint64_t len, uint
 
 Status System::resize_file(ShmemInode* inode, uint64_t size) {
   if (static_cast<int64_t>(size) < 0) return Errno::kInval;
+  if (inode->is_regular() && size > kMaxRegularFileSize) return Errno::kFbig;  // inode_newsize_ok
   const uint64_t old = inode->size();
   inode->set_size(size);
   if (size <= old) {
-    // shmem_setattr: unmap beyond the new end (private copies too), drop and zero the page
-    // cache, and unmap again for copies made meanwhile.
+    // shmem_setattr, ext4_setattr: unmap beyond the new end (private copies too), drop and
+    // zero the page cache, and unmap again for copies made meanwhile.
     const uint64_t holebegin = page_align(size) >> kPageShift;
     if (old > (holebegin << kPageShift)) unmap_mapping_range(inode, holebegin, ZapCows::kYes);
     inode->truncate_pages(size);
     if (old > (holebegin << kPageShift)) unmap_mapping_range(inode, holebegin, ZapCows::kYes);
+  } else if (inode->is_regular()) {
+    inode->zero_eof_tail(old);
   }
   return kSuccess;
 }
 
-Status System::memfd(const std::string& name, uint64_t size) {
-  if (name.size() > 249) return Errno::kInval;  // memfd_create's name limit
+ShmemInode* System::lookup_file(const std::string& name) {
+  MutexGuard g(files_lock_);
+  auto it = files_.find(name);
+  if (it == files_.end()) return nullptr;
+  it->second->get();
+  return it->second;
+}
+
+Status System::create_file(const std::string& name, uint64_t size, bool regular) {
+  if (!regular && name.size() > 249) return Errno::kInval;  // memfd_create's name limit
+  const InodeKind kind = regular ? InodeKind::kRegular : InodeKind::kShmem;
   ShmemInode* inode;
   {
     MutexGuard g(files_lock_);
     auto it = files_.find(name);
     if (it == files_.end()) {
-      if (static_cast<int64_t>(size) < 0) {
-        // memfd_create succeeds, then ftruncate fails: the file exists with size 0.
-        files_.emplace(name, new ShmemInode(this, name, 0));
-        return Errno::kInval;
-      }
-      files_.emplace(name, new ShmemInode(this, name, size));
+      inode = new ShmemInode(this, name, 0, kind);
+      files_.emplace(name, inode);
+      // Created empty, then sized (ftruncate); a size ftruncate refuses leaves it empty.
+      if (static_cast<int64_t>(size) < 0) return Errno::kInval;
+      if (regular && size > kMaxRegularFileSize) return Errno::kFbig;
+      inode->set_size(size);
       return kSuccess;
     }
     inode = it->second;
+    if (inode->kind() != kind) return Errno::kExist;  // one namespace for both kinds
+    inode->get();
   }
-  return resize_file(inode, size);
+  Status st = resize_file(inode, size);
+  inode->put();
+  return st;
 }
 
+Status System::memfd(const std::string& name, uint64_t size) { return create_file(name, size, false); }
+
+Status System::file_create(const std::string& name, uint64_t size) { return create_file(name, size, true); }
+
 Status System::truncate(const std::string& name, uint64_t size) {
-  ShmemInode* inode;
-  {
-    MutexGuard g(files_lock_);
-    auto it = files_.find(name);
-    if (it == files_.end()) return Errno::kNoEnt;
-    inode = it->second;
-  }
-  return resize_file(inode, size);
+  ShmemInode* inode = lookup_file(name);
+  if (!inode) return Errno::kNoEnt;
+  Status st = resize_file(inode, size);
+  inode->put();
+  return st;
 }
 
 Status System::unlink_file(const std::string& name) {
@@ -212,6 +233,64 @@ Status System::unlink_file(const std::string& name) {
   }
   inode->put();  // the name's reference
   return kSuccess;
+}
+
+Status System::msync(Process* p, uint64_t addr, uint64_t len, uint64_t flags) {
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  Errno e = do_msync(ref.get(), addr, len, flags);
+  if (e != Errno::kOk) return e;
+  return kSuccess;
+}
+
+Status System::fsync(const std::string& name) {
+  ShmemInode* inode = lookup_file(name);
+  if (!inode) return Errno::kBadf;
+  Errno e = vfs_fsync_range(inode, 0, ~0ull);
+  inode->put();
+  if (e != Errno::kOk) return e;
+  return kSuccess;
+}
+
+Result<std::vector<uint8_t>> System::pread(const std::string& name, uint64_t off, uint64_t len) {
+  ShmemInode* inode = lookup_file(name);
+  if (!inode) return Errno::kBadf;
+  // ksys_pread64 and rw_verify_area: a negative offset, or one whose end overflows loff_t.
+  const bool bad = static_cast<int64_t>(off) < 0 || static_cast<int64_t>(off + len) < 0;
+  Result<std::vector<uint8_t>> r = bad ? Result<std::vector<uint8_t>>(Errno::kInval) : filemap_read(inode, off, len);
+  inode->put();
+  return r;
+}
+
+std::vector<ShmemInode*> System::get_regular_files() {
+  std::vector<ShmemInode*> out;
+  MutexGuard g(files_lock_);
+  for (auto& [name, inode] : files_) {
+    if (!inode->is_regular()) continue;
+    inode->get();
+    out.push_back(inode);
+  }
+  return out;
+}
+
+uint64_t System::sync() {
+  uint64_t written = 0;
+  for (ShmemInode* inode : get_regular_files()) {
+    written += filemap_write_and_wait_range(inode, 0, ~0ull);
+    inode->put();
+  }
+  return written;
+}
+
+void System::wakeup_flusher() { flusher_->wakeup(); }
+
+uint64_t System::debug_dirty_file_pages() {
+  uint64_t n = 0;
+  for (ShmemInode* inode : get_regular_files()) {
+    n += count_dirty_pages(inode);
+    inode->put();
+  }
+  return n;
 }
 
 Status System::madvise(Process* p, uint64_t addr, uint64_t len, uint64_t advice) {
@@ -325,8 +404,14 @@ uint64_t System::reclaim(uint64_t nr_pages) {
   return nr_pages ? do_try_to_free_pages(this, sc) : 0;
 }
 
-void System::debug_pause_reclaim() { reclaim_->pause(); }
-void System::debug_resume_reclaim() { reclaim_->resume(); }
+void System::debug_pause_reclaim() {
+  reclaim_->pause();
+  flusher_->pause();
+}
+void System::debug_resume_reclaim() {
+  flusher_->resume();
+  reclaim_->resume();
+}
 uint64_t System::debug_oom_reap_retries() { return reclaim_->oom().reap_retries(); }
 uint64_t System::debug_kswapd_runs() { return reclaim_->kswapd().runs(); }
 

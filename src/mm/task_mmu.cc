@@ -131,9 +131,9 @@ void smaps_swap_entry(System* sys, Stats* mss, pteval_t v) {
   mss->swap_pss += pss;
 }
 
-// Whether vma maps a shmem file (shmem_mapping(vma->vm_file->f_mapping)). Every file the
-// model maps is a shmem file, shared anonymous memory included.
-bool vma_maps_shmem(const Vma* vma) { return vma->vm_file != nullptr; }
+// Whether vma maps a shmem file (shmem_mapping(vma->vm_file->f_mapping)): a memfd or shared
+// anonymous memory, not a regular file of the model disk.
+bool vma_maps_shmem(const Vma* vma) { return vma->vm_file != nullptr && !vma->vm_file->inode->is_regular(); }
 
 // shmem_swap_usage: the bytes of the file's swapped-out pages inside the VMA's range.
 uint64_t shmem_swap_usage(const Vma* vma) {

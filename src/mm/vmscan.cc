@@ -167,10 +167,18 @@ uint64_t shrink_folio_list(System* sys, std::vector<Page*>& folios, ScanControl&
     // Write it out: an anonymous page to its slot; a dirty shmem page to a slot of its own
     // (shmem_writeout moves it from the page cache to the swap cache), or, without swap, it
     // stays (AOP_WRITEPAGE_ACTIVATE). A clean shmem page holds nothing a new zero page would
-    // not: it simply leaves the cache.
+    // not: it simply leaves the cache. Reclaim does not write regular files' pages (Linux
+    // 6.18's pageout writes only shmem and swap): a dirty one stays, marked PG_reclaim, and
+    // the flusher is woken to clean it (wakeup_flusher_threads); a clean one leaves the cache
+    // as a clean shmem page does, its data being on the disk.
     if (ok && page->test(PG_dirty)) {
       if (anon) {
         if (swap_writepage(sys, page) != Errno::kOk) ok = false;
+      } else if (page->test(PG_shmem) && !page->test(PG_swapbacked)) {
+        page->set(PG_reclaim);
+        if (sc.who != ScanControl::Who::kProactive) sys->wakeup_flusher();  // not for madvise
+        activate = true;
+        ok = false;
       } else if (!sc.may_swap || !shmem_writeout(sys, page)) {
         activate = true;
         ok = false;

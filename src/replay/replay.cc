@@ -172,6 +172,25 @@ std::string Replayer::run(const Command& c) {
         Status s = sys_.truncate(c.name, c.size);
         return s.ok() ? "0" : err(s.error());
       }
+      case Op::kFile: {
+        Status s = sys_.file_create(c.name, c.size);
+        return s.ok() ? "0" : err(s.error());
+      }
+      case Op::kMsync: {
+        Status s = sys_.msync(p, c.addr, c.len, script::linux_msync_flags(c.msync_flags));
+        return s.ok() ? "0" : err(s.error());
+      }
+      case Op::kFsync: {
+        Status s = sys_.fsync(c.name);
+        return s.ok() ? "0" : err(s.error());
+      }
+      case Op::kPread: {
+        Result<std::vector<uint8_t>> r = sys_.pread(c.name, c.offset, c.len);
+        if (!r.ok()) return err(r.error());
+        uint64_t h = script::kFnvOffset;
+        for (uint8_t b : r.value()) h = (h ^ b) * script::kFnvPrime;
+        return fmt::format("fnv:{:016x}", h);
+      }
     }
     return "-EINVAL";
 }

@@ -41,4 +41,12 @@ uint64_t linux_mremap_flags(uint32_t f) {
   return flags;
 }
 
+uint64_t linux_msync_flags(uint32_t f) {
+  uint64_t flags = 0;
+  if (f & kMsyncAsync) flags |= 1;       // MS_ASYNC
+  if (f & kMsyncInvalidate) flags |= 2;  // MS_INVALIDATE
+  if (f & kMsyncSync) flags |= 4;        // MS_SYNC
+  return flags;
+}
+
 }  // namespace mirrormm::script

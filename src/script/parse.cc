@@ -191,6 +191,12 @@ constexpr Word kRemapWords[] = {
     {"dontunmap", kRemapDontunmap},
 };
 
+constexpr Word kMsyncWords[] = {
+    {"sync", kMsyncSync},
+    {"async", kMsyncAsync},
+    {"invalidate", kMsyncInvalidate},
+};
+
 struct AdviceWord {
   const char* text;
   Advice advice;
@@ -430,6 +436,26 @@ void parse_command(const std::vector<std::string_view>& tokens, Command* c) {
   } else if (cmd == "truncate") {
     c->op = Op::kTruncate;
     parse_sized_name(r, c);
+  } else if (cmd == "file") {
+    c->op = Op::kFile;
+    parse_sized_name(r, c);
+  } else if (cmd == "msync") {
+    c->op = Op::kMsync;
+    expect_arity(r, 3, "ADDR LEN FLAGS");
+    c->addr = r.number(0, "ADDR");
+    c->len = r.number(1, "LEN");
+    c->msync_flags = r.arg(2) == "0" ? 0 : parse_words(r, r.arg(2), kMsyncWords, "FLAGS");
+  } else if (cmd == "fsync") {
+    c->op = Op::kFsync;
+    expect_arity(r, 1, "NAME");
+    c->name = r.name(0);
+  } else if (cmd == "pread") {
+    c->op = Op::kPread;
+    expect_arity(r, 3, "NAME OFF LEN");
+    c->name = r.name(0);
+    c->offset = r.number(1, "OFF");
+    c->len = r.number(2, "LEN");
+    if (c->len > kMaxPreadLen) r.fail("LEN " + quoted(r.arg(2)) + " above the limit of 16M");
   } else if (cmd == "dev") {
     parse_dev(args, c);
   } else if (cmd == "stats") {
@@ -684,9 +710,24 @@ std::string format(const Command& c) {
       break;
     case Op::kMemfd:
     case Op::kTruncate:
-      s += c.op == Op::kMemfd ? "memfd " : "truncate ";
+    case Op::kFile:
+      s += c.op == Op::kMemfd ? "memfd " : c.op == Op::kFile ? "file " : "truncate ";
       s += c.name + ' ';
       append_hex(&s, c.size);
+      break;
+    case Op::kMsync:
+      addr_len("msync");
+      s += ' ';
+      append_words(&s, c.msync_flags, kMsyncWords);
+      break;
+    case Op::kFsync:
+      s += "fsync " + c.name;
+      break;
+    case Op::kPread:
+      s += "pread " + c.name + ' ';
+      append_hex(&s, c.offset);
+      s += ' ';
+      append_hex(&s, c.len);
       break;
   }
   return s;

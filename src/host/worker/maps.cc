@@ -76,6 +76,21 @@ bool has_suffix(const char* s, size_t n, const char* suffix) {
   return n >= k && std::memcmp(s + n - k, suffix, k) == 0;
 }
 
+// The NAME of a regular file the host runner created ("…/mirrormm-host-XXXXXX/=NAME
+// (deleted)"), pointing into name; nullptr for any other path.
+const char* regular_file_name(const char* name, size_t n) {
+  static const char kDir[] = "/mirrormm-host-";
+  static const char kDeleted[] = " (deleted)";
+  if (!has_suffix(name, n, kDeleted)) return nullptr;
+  const size_t end = n - (sizeof(kDeleted) - 1);
+  size_t slash = end;
+  while (slash > 0 && name[slash - 1] != '/') --slash;
+  if (slash == 0 || slash >= end || name[slash] != '=' || slash + 1 >= end) return nullptr;
+  const size_t dir_len = sizeof(kDir) - 1 + 6;  // "/mirrormm-host-" and mkdtemp's six characters
+  if (slash - 1 < dir_len || std::memcmp(name + slash - 1 - dir_len, kDir, sizeof(kDir) - 1) != 0) return nullptr;
+  return name + slash + 1;
+}
+
 struct WindowMapsCtx {
   LineWriter* out;
   bool any;
@@ -106,6 +121,9 @@ void write_entry(const MapsEntry& e, void* ctx_ptr) {
   } else if (has_prefix(name, n, kMemfd) && has_suffix(name, n, kDeleted) &&
              n > sizeof(kMemfd) - 1 + sizeof(kDeleted) - 1) {
     out->put(name + sizeof(kMemfd) - 1, n - (sizeof(kMemfd) - 1) - (sizeof(kDeleted) - 1));
+  } else if (const char* base = regular_file_name(name, n)) {
+    // A regular file of the run: DIR/mirrormm-host-XXXXXX/=NAME (deleted) shows as NAME.
+    out->put(base, static_cast<size_t>(name + n - (sizeof(kDeleted) - 1) - base));
   } else {
     out->put(name, n);
   }

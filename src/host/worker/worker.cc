@@ -98,10 +98,31 @@ void do_mmap(const Request& r, LineWriter* out) {
       return;
     }
   }
-  long ret = syscall(SYS_mmap, r.addr, r.len, static_cast<unsigned long>(r.prot), static_cast<unsigned long>(r.flags),
-                     static_cast<long>(opened), r.offset);
+  // A regular file is mapped without readahead (VM_RAND_READ): a fault reads exactly its
+  // page. MAP_POPULATE would fault before the advice could be given, so it becomes
+  // MADV_POPULATE_READ (or _WRITE where populate writes: a private writable mapping) after
+  // it, its result ignored as MAP_POPULATE's is. MAP_POPULATE faults any accessible mapping
+  // (FOLL_FORCE) while MADV_POPULATE_READ needs VM_READ: a mapping without PROT_READ (but
+  // not PROT_NONE) gets it for the populate only (one mprotect there and back, which
+  // neither splits nor merges the VMA).
+  unsigned long flags = r.flags;
+  const bool populate = r.regular && (flags & MAP_POPULATE);
+  if (populate) flags &= ~static_cast<unsigned long>(MAP_POPULATE);
+  long ret = syscall(SYS_mmap, r.addr, r.len, static_cast<unsigned long>(r.prot), flags, static_cast<long>(opened),
+                     r.offset);
   int err = errno;
   if (opened >= 0) close(opened);
+  if (ret != -1 && r.regular) {
+    const uint64_t len = (r.len + kPageSize - 1) & ~(kPageSize - 1);
+    syscall(SYS_madvise, ret, len, static_cast<unsigned long>(MADV_RANDOM));
+    if (populate) {
+      const bool write = (r.prot & PROT_WRITE) && (flags & MAP_TYPE) == MAP_PRIVATE;
+      const bool add_read = !write && !(r.prot & PROT_READ) && (r.prot & (PROT_WRITE | PROT_EXEC));
+      if (add_read) syscall(SYS_mprotect, ret, len, static_cast<unsigned long>(r.prot | PROT_READ));
+      syscall(SYS_madvise, ret, len, static_cast<unsigned long>(write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ));
+      if (add_read) syscall(SYS_mprotect, ret, len, static_cast<unsigned long>(r.prot));
+    }
+  }
   put_address_result(out, ret, err);
 }
 
@@ -226,6 +247,10 @@ void serve(int sock) {
         break;
       case ReqOp::kMadvise:
         ret = syscall(SYS_madvise, r.addr, r.len, static_cast<unsigned long>(r.flags));
+        put_status_result(&out, ret, errno);
+        break;
+      case ReqOp::kMsync:
+        ret = syscall(SYS_msync, r.addr, r.len, static_cast<unsigned long>(r.flags));
         put_status_result(&out, ret, errno);
         break;
       case ReqOp::kMremap:
