@@ -259,7 +259,10 @@ pgprot_t vm_get_page_prot(vm_flags_t flags) {
   return kProtectionMap[flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)];
 }
 
-void vma_set_page_prot(Vma* vma) { vma->vm_page_prot = vm_get_page_prot(vma->vm_flags); }
+// Stored atomically: remove_migration_ptes reads it under a PTE lock only (READ_ONCE).
+void vma_set_page_prot(Vma* vma) {
+  std::atomic_ref<pgprot_t>(vma->vm_page_prot).store(vm_get_page_prot(vma->vm_flags), std::memory_order_relaxed);
+}
 
 Result<uint64_t> do_mmap(Mm* mm, File* file, uint64_t addr, uint64_t len, uint64_t prot,
                          uint64_t flags, uint64_t pgoff, uint64_t* populate) {
