@@ -265,10 +265,10 @@ TEST(ScriptVmstat, ReplayShowsTheListsAndThePages) {
   EXPECT_EQ(out[7], "pgfault=3 nr_inactive_anon=2 nr_active_anon=0");
   // Two populates touch each page twice: referenced, then active.
   EXPECT_EQ(out[10], "nr_inactive_anon=0 nr_active_anon=2 pgactivate=2");
-  EXPECT_EQ(out[11], "pfn=0x3e pte=wdy map=1 ref=1 flags=anon,anon_exclusive,lru,active,swapbacked lru=active_anon "
+  EXPECT_EQ(out[11], "pfn=0x3e node=0 pte=wdy map=1 ref=1 flags=anon,anon_exclusive,lru,active,swapbacked lru=active_anon "
                      "owner=anon");
   EXPECT_EQ(out[13], "nr_inactive_anon=2 nr_active_anon=0 pgdeactivate=2");
-  EXPECT_EQ(out[14], "pfn=0x3e pte=wd- map=1 ref=1 flags=anon,anon_exclusive,lru,workingset,swapbacked "
+  EXPECT_EQ(out[14], "pfn=0x3e node=0 pte=wd- map=1 ref=1 flags=anon,anon_exclusive,lru,workingset,swapbacked "
                      "lru=inactive_anon owner=anon");
   EXPECT_EQ(out[16], "pfn=0x3f node=0 pte=-d- map=2 ref=2 flags=anon,lru,workingset,swapbacked lru=inactive_anon owner=anon");
   EXPECT_EQ(out[18], "-ESRCH");
