@@ -77,15 +77,15 @@ bool try_to_migrate(System* sys, Page* page, const RmapPin& pin, const void* own
 }
 
 // remove_migration_pte: every migration entry for src in vma's mapping of the page at address
-// becomes a PTE mapping dst. Returns how many were restored.
-int remove_migration_pte(Page* src, Page* dst, Vma* vma, uint64_t address) {
+// becomes a PTE mapping dst.
+void remove_migration_pte(Page* src, Page* dst, Vma* vma, uint64_t address) {
   Mm* mm = vma->vm_mm;
   PhysMem& mem = mm->mem();
   pte_t* ptep = pte_offset(mm, address & kPageMask);
-  if (!ptep) return 0;
+  if (!ptep) return;
   SpinGuard g(pte_lockptr(mm, ptep));
   const pteval_t entry = ptep_get(ptep);
-  if (!is_migration_entry(entry) || migration_entry_pfn(entry) != mem.page_to_pfn(src)) return 0;
+  if (!is_migration_entry(entry) || migration_entry_pfn(entry) != mem.page_to_pfn(src)) return;
   const pgprot_t prot = std::atomic_ref<pgprot_t>(vma->vm_page_prot).load(std::memory_order_relaxed);
   pteval_t pte = pfn_pte(mem.page_to_pfn(dst), prot);
   // The entry's type decides, not the VMA: mprotect and fork downgrade entries for that.
@@ -96,26 +96,23 @@ int remove_migration_pte(Page* src, Page* dst, Vma* vma, uint64_t address) {
   mem.get_page(dst);
   dst->mapcount.fetch_add(1, std::memory_order_relaxed);
   set_pte(ptep, pte);  // was not present: nothing to flush, no secondary MMU to tell
-  return 1;
 }
 
 // remove_migration_ptes(src, dst): restores every migration entry for src to map dst (dst ==
-// src: the migration failed and src comes back). A fork may copy an entry into a child whose
-// VMA this walk already passed (the walk visits a parent before its children, but a VMA
-// moved by mremap or split re-enters the tree): walks again until one finds nothing, as an
-// entry exists only while one it was copied from does.
+// src: the migration failed and src comes back). One pass finds every entry, including those
+// a fork copies meanwhile: a fork links the child's VMA into the rmap before it copies the
+// parent's entries, and the walk visits it after the parent's (equal ranges keep their
+// insertion order in the interval tree), so an entry copied before the walk reached the
+// parent is found in the child, and one copied after it is a present PTE. mremap moves
+// entries under the rmap locks (take_rmap_locks), so the walk never passes one in flight.
 void remove_migration_ptes(System* sys, Page* src, Page* dst, const RmapPin& pin) {
-  for (;;) {
-    int restored = 0;
-    RmapWalkControl rwc;
-    rwc.sys = sys;
-    rwc.rmap_one = [&](Page*, Vma* vma, uint64_t address) {
-      restored += remove_migration_pte(src, dst, vma, address);
-      return true;
-    };
-    rmap_walk_pinned(dst, pin, rwc);
-    if (restored == 0) break;
-  }
+  RmapWalkControl rwc;
+  rwc.sys = sys;
+  rwc.rmap_one = [src, dst](Page*, Vma* vma, uint64_t address) {
+    remove_migration_pte(src, dst, vma, address);
+    return true;
+  };
+  rmap_walk_pinned(dst, pin, rwc);
 }
 
 // folio_migrate_flags: the state that travels with the data.
