@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "mirrormm/device_mirror.h"
 #include "mm/lru.h"
 #include "mm/migrate.h"
 #include "mm/shmem.h"
@@ -318,6 +319,41 @@ TEST_F(MigrateTest, FaultsWaitForAHeldMigrationAndSeeTheNewPage) {
   reader.join();
   EXPECT_TRUE(done.load());
   EXPECT_EQ(node_of(p1(), W), 1);
+  expect_clean();
+}
+
+TEST_F(MigrateTest, DeviceFaultsWaitAndSeeTheMigrateInvalidation) {
+  map(p1(), W, P);
+  write_pattern(p1(), W, P, 6);
+  Result<std::unique_ptr<DeviceMirror>> dev = DeviceMirror::attach(p1(), DeviceMirror::Mode::kInterval, W, P);
+  ASSERT_TRUE(dev.ok());
+  ASSERT_TRUE(dev.value()->fault(W, P, false).ok());
+  (void)dev.value()->take_events();
+  Page* page = page_at(p1(), W);
+  std::atomic<bool> done{false};
+  std::thread device;
+  {
+    HeldMigration held(sys(), page, 1);
+    std::vector<DeviceMirror::Event> events = dev.value()->take_events();
+    ASSERT_EQ(events.size(), 1u);
+    EXPECT_EQ(events[0].event, MmuNotifyEvent::kMigrate);
+    EXPECT_EQ(events[0].start, W);
+    EXPECT_EQ(events[0].end, W + P);
+    device = std::thread([&] {
+      EXPECT_TRUE(dev.value()->fault(W, P, true).ok());  // GUP through hmm: waits at the entry
+      done = true;
+    });
+    std::this_thread::sleep_for(50ms);
+    EXPECT_FALSE(done.load());
+    EXPECT_EQ(held.release(), Errno::kOk);
+  }
+  device.join();
+  EXPECT_TRUE(done.load());
+  std::vector<uint8_t> data;
+  ASSERT_TRUE(dev.value()->read(W, P, &data));
+  EXPECT_EQ(data[5], pattern(W + 5, 6));
+  EXPECT_EQ(node_of(p1(), W), 1);
+  dev.value()->detach();
   expect_clean();
 }
 
