@@ -465,8 +465,8 @@ TEST_F(MigrateTest, MunmapMremapDontneedAndExitMeetEntries) {
   expect_clean();
 }
 
-// Migrations from one thread while others fault, mprotect and fork: the checkers stay clean
-// and the data stays intact.
+// Migrations from one thread while others fault, mprotect (splitting and merging VMAs) and
+// fork: the checkers stay clean and the data stays intact.
 TEST(MigrateConcurrency, RacingFaultsMprotectAndFork) {
   SystemConfig c = two_nodes();
   System sys(c, 4);
@@ -501,9 +501,13 @@ TEST(MigrateConcurrency, RacingFaultsMprotectAndFork) {
       if (!r.ok()) bad++;
     }
   });
+  // Whole VMAs and middle pieces: splits and merges, of the private and the shared region
+  // (the reverse map must cover every page throughout, or a migration entry is left behind).
   std::thread protector([&] {
     for (int round = 0; !stop; round++) {
-      (void)sys.mprotect(p1, W, kPages * P, round % 2 ? RW : kProtRead);
+      const uint64_t prot = round % 2 ? RW : kProtRead;
+      (void)sys.mprotect(p1, W, kPages * P, prot);
+      (void)sys.mprotect(p1, W + 64 * P + 8 * P, 8 * P, prot);
     }
   });
   std::thread forker([&] {
