@@ -357,6 +357,54 @@ TEST_F(MigrateTest, DeviceFaultsWaitAndSeeTheMigrateInvalidation) {
   expect_clean();
 }
 
+TEST_F(MigrateTest, TruncateDuringAHeldMigrationFailsItCleanly) {
+  ASSERT_TRUE(sys().memfd("data", 4 * P).ok());
+  Result<uint64_t> r = sys().mmap_file(p1(), W, 4 * P, RW, kMapShared | kMapFixed, "data", 0, System::FileMode::kReadWrite);
+  ASSERT_TRUE(r.ok());
+  write_pattern(p1(), W, 4 * P, 3);
+  std::thread truncater;
+  {
+    HeldMigration held(sys(), page_at(p1(), W + 2 * P), 1);
+    // move_pages meets the page isolated by the migration.
+    std::vector<int> status;
+    ASSERT_TRUE(sys().move_pages(p1(), {W + 2 * P}, {1}, &status).ok());
+    EXPECT_EQ(status[0], -static_cast<int>(Errno::kNoEnt));  // a migration entry: nothing present
+    // The truncation zaps the entry, then waits for the page lock to drop the cached page.
+    truncater = std::thread([&] { EXPECT_TRUE(sys().truncate("data", P).ok()); });
+    std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(pte_at(p1(), W + 2 * P), 0u);
+    // The page left its cache slot: the slot replacement fails, and the migration with it.
+    EXPECT_EQ(held.release(), Errno::kAgain);
+  }
+  truncater.join();
+  EXPECT_TRUE(has_pattern(p1(), W, P, 3));
+  EXPECT_EQ(node_of(p1(), W), 0);
+  EXPECT_EQ(migrate(p1(), W, P, 1), 1u);
+  EXPECT_TRUE(has_pattern(p1(), W, P, 3));
+  expect_clean();
+}
+
+TEST_F(MigrateTest, MovePagesMeetsAPageIsolatedElsewhere) {
+  map(p1(), W, 2 * P, RW, SHARED);
+  write_pattern(p1(), W, 2 * P, 3);
+  Result<Process*> child = sys().fork(p1());
+  ASSERT_TRUE(child.ok());
+  Process* p2 = child.value();
+  ASSERT_TRUE(has_pattern(p2, W, 2 * P, 3));  // the child maps the pages too
+  Page* page = page_at(p1(), W);
+  lru_add_drain_all(mem());
+  ASSERT_TRUE(folio_isolate_lru(mem(), page));  // reclaim's isolation, say
+  std::vector<int> status;
+  ASSERT_TRUE(sys().move_pages(p2, {W, W + P}, {1, 1}, &status).ok());
+  EXPECT_EQ(status, (std::vector<int>{-static_cast<int>(Errno::kBusy), 1}));
+  folio_putback_lru(mem(), page);
+  ASSERT_TRUE(sys().move_pages(p2, {W}, {1}, &status).ok());
+  EXPECT_EQ(status[0], 1);
+  EXPECT_EQ(node_of(p1(), W), 1);
+  EXPECT_EQ(page_at(p1(), W), page_at(p2, W));
+  expect_clean();
+}
+
 TEST_F(MigrateTest, MprotectDuringAHeldMigrationMakesTheEntryRead) {
   map(p1(), W, P);
   write_pattern(p1(), W, P, 8);
