@@ -247,8 +247,8 @@ class System {
   Result<uint64_t> migrate_pages(Process* p, uint64_t addr, uint64_t len, int node);
   // move_pages(2): for each addrs[i], moves the page mapped there to nodes[i] (with nodes
   // empty, only reports where each page is) and sets (*status)[i] to the node the page is on
-  // afterwards, or to a negative errno: -EFAULT (no VMA), -ENOENT (nothing present, or the
-  // zero page), -EBUSY (the page is pinned, isolated by someone else or being migrated),
+  // afterwards, or to a negative errno: -EFAULT (no VMA, or the zero page), -ENOENT (nothing
+  // present: never touched, swapped out, or being migrated), -EBUSY (the page is pinned, isolated by someone else or being migrated),
   // -EAGAIN (references kept it after the retries), -ENOMEM (no free frame on the node).
   // The call itself fails with -ENODEV for a node outside 0 .. nr_nodes()-1, -EINVAL when
   // nodes is neither empty nor as long as addrs, -ESRCH for a dead process.

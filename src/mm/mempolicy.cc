@@ -122,18 +122,22 @@ Status System::move_pages(Process* p, const std::vector<uint64_t>& addrs, const 
       st = -static_cast<int>(Errno::kFault);
       continue;
     }
-    // follow_page: the page present at addr, with a reference.
+    // folio_walk_start with FW_ZEROPAGE: the page present at addr, with a reference; the
+    // zero page answers -EFAULT (as the host's move_pages does), nothing present -ENOENT.
     Page* page = nullptr;
+    bool zero = false;
     if (pte_t* ptep = pte_offset(mm, addr)) {
       SpinGuard pg(pte_lockptr(mm, ptep));
       const pteval_t v = ptep_get(ptep);
-      if (pte_present(v) && !pte_special(v)) {
+      if (pte_present(v) && pte_special(v)) {
+        zero = true;
+      } else if (pte_present(v)) {
         page = mem_->pfn_to_page(pte_pfn(v));
         mem_->get_page(page);
       }
     }
     if (!page) {
-      st = -static_cast<int>(Errno::kNoEnt);
+      st = -static_cast<int>(zero ? Errno::kFault : Errno::kNoEnt);
       continue;
     }
     const int target = nodes.empty() ? -1 : nodes[i];
