@@ -116,6 +116,8 @@ TEST(ScriptV2Parse, FormatRoundTrips) {
       "@4 dev detach A",
       "stats",
       "@2 check",
+      "nodes 2",
+      "@2 migrate 0x200000000000 0x4000 1",
   };
   for (const char* line : lines) {
     script::Command c = parse_one(line);
@@ -129,7 +131,26 @@ TEST(ScriptV2Parse, FormatRoundTrips) {
     EXPECT_EQ(again.len, c.len) << line;
     EXPECT_EQ(again.seed, c.seed) << line;
     EXPECT_EQ(again.pid, c.pid) << line;
+    EXPECT_EQ(again.size, c.size) << line;
   }
+}
+
+TEST(ScriptV2Parse, NodesAndMigrate) {
+  using script::ModelOp;
+  script::Command c = parse_one("nodes 4");
+  EXPECT_EQ(c.model, ModelOp::kNodes);
+  EXPECT_EQ(c.size, 4u);
+  c = parse_one("@3 migrate 0x200000000000 8K 1");
+  EXPECT_EQ(c.model, ModelOp::kMigrate);
+  EXPECT_EQ(c.pid, 3u);
+  EXPECT_EQ(c.addr, 0x200000000000u);
+  EXPECT_EQ(c.len, 8192u);
+  EXPECT_EQ(c.size, 1u);
+  EXPECT_EQ(parse_error("nodes"), "t.mms:1: nodes: expected 1 argument (N), got 0");
+  EXPECT_EQ(parse_error("migrate 0 4K"), "t.mms:1: migrate: expected 3 arguments (ADDR LEN NODE), got 2");
+  // Out-of-range values are the command's result, not usage errors.
+  EXPECT_EQ(replay_text("nodes 0\nnodes 65\nnodes 2\nmigrate 0x200000000000 4K 2\nmigrate 0x200000000000 4K 1\n"),
+            (std::vector<std::string>{"-EINVAL", "-EINVAL", "0", "-EINVAL", "-EFAULT"}));
 }
 
 TEST(ScriptV2Parse, UsageErrors) {

@@ -86,10 +86,10 @@ TEST_F(VmstatTest, PageinfoDescribesEachKindOfEntry) {
   ASSERT_TRUE(fill(p1(), W, 1, 1).ok());
   const uint64_t pfn = pte_pfn(pte_at(p1(), W));
   EXPECT_EQ(info(p1(), W + 100),
-            fmt::format("pfn={:#x} pte=wdy map=1 ref=2 flags=anon,anon_exclusive,swapbacked lru=none owner=anon", pfn));
+            fmt::format("pfn={:#x} node=0 pte=wdy map=1 ref=2 flags=anon,anon_exclusive,swapbacked lru=none owner=anon", pfn));
   sys().lru_add_drain_all();
   EXPECT_EQ(info(p1(), W),
-            fmt::format("pfn={:#x} pte=wdy map=1 ref=1 flags=anon,anon_exclusive,lru,swapbacked lru=inactive_anon "
+            fmt::format("pfn={:#x} node=0 pte=wdy map=1 ref=1 flags=anon,anon_exclusive,lru,swapbacked lru=inactive_anon "
                         "owner=anon",
                         pfn));
   Result<PageInfo> r = sys().pageinfo(p1(), W);
@@ -110,7 +110,7 @@ TEST_F(VmstatTest, PageinfoDescribesEachKindOfEntry) {
   EXPECT_EQ(info(p1(), W + 4 * P), "-EFAULT");
   Process* child = sys().fork(p1()).value();
   EXPECT_EQ(info(child, W),
-            fmt::format("pfn={:#x} pte=-d- map=2 ref=2 flags=anon,lru,swapbacked lru=inactive_anon owner=anon", pfn));
+            fmt::format("pfn={:#x} node=0 pte=-d- map=2 ref=2 flags=anon,lru,swapbacked lru=inactive_anon owner=anon", pfn));
   sys().exit(child);
   EXPECT_EQ(info(child, W), "-ESRCH");
   EXPECT_EQ(info(nullptr, W), "-ESRCH");
@@ -259,18 +259,18 @@ TEST(ScriptVmstat, ReplayShowsTheListsAndThePages) {
       "check\n");
   ASSERT_EQ(out.size(), 23u);
   EXPECT_EQ(out[1], "nr_inactive_anon=0 nr_active_anon=0 pgfault=0");
-  EXPECT_EQ(out[4], "pfn=0x3f pte=wdy map=1 ref=1 flags=anon,anon_exclusive,lru,swapbacked lru=inactive_anon owner=anon");
+  EXPECT_EQ(out[4], "pfn=0x3f node=0 pte=wdy map=1 ref=1 flags=anon,anon_exclusive,lru,swapbacked lru=inactive_anon owner=anon");
   EXPECT_EQ(out[5], "zero");
   EXPECT_EQ(out[6], "none");
   EXPECT_EQ(out[7], "pgfault=3 nr_inactive_anon=2 nr_active_anon=0");
   // Two populates touch each page twice: referenced, then active.
   EXPECT_EQ(out[10], "nr_inactive_anon=0 nr_active_anon=2 pgactivate=2");
-  EXPECT_EQ(out[11], "pfn=0x3e pte=wdy map=1 ref=1 flags=anon,anon_exclusive,lru,active,swapbacked lru=active_anon "
+  EXPECT_EQ(out[11], "pfn=0x3e node=0 pte=wdy map=1 ref=1 flags=anon,anon_exclusive,lru,active,swapbacked lru=active_anon "
                      "owner=anon");
   EXPECT_EQ(out[13], "nr_inactive_anon=2 nr_active_anon=0 pgdeactivate=2");
-  EXPECT_EQ(out[14], "pfn=0x3e pte=wd- map=1 ref=1 flags=anon,anon_exclusive,lru,workingset,swapbacked "
+  EXPECT_EQ(out[14], "pfn=0x3e node=0 pte=wd- map=1 ref=1 flags=anon,anon_exclusive,lru,workingset,swapbacked "
                      "lru=inactive_anon owner=anon");
-  EXPECT_EQ(out[16], "pfn=0x3f pte=-d- map=2 ref=2 flags=anon,lru,workingset,swapbacked lru=inactive_anon owner=anon");
+  EXPECT_EQ(out[16], "pfn=0x3f node=0 pte=-d- map=2 ref=2 flags=anon,lru,workingset,swapbacked lru=inactive_anon owner=anon");
   EXPECT_EQ(out[18], "-ESRCH");
   EXPECT_EQ(out[19], "-EFAULT");
   EXPECT_EQ(out[21], "nr_inactive_anon=0 nr_active_anon=0");

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace mirrormm {
 
@@ -20,6 +21,12 @@ struct SystemConfig {
   int overcommit_memory = 0;
   int overcommit_ratio = 50;
   uint64_t max_map_count = 65530;
+
+  // NUMA nodes the frame pool is split into (1 .. 64), equal in size unless node_memory_bytes
+  // gives each node's size (as many entries as nodes, summing to memory_bytes rounded down to
+  // pages). CPUs are spread evenly over the nodes.
+  int nodes = 1;
+  std::vector<uint64_t> node_memory_bytes;
 
   // RLIMIT_STACK, which bounds MAP_GROWSDOWN expansion; stack_guard_gap in bytes.
   uint64_t stack_rlimit = 8ull << 20;

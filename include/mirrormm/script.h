@@ -108,6 +108,8 @@ enum class ModelOp : uint8_t {
   kPageinfo,   // pageinfo ADDR
   kSwapon,     // swapon SIZE
   kReclaim,    // reclaim PAGES
+  kNodes,      // nodes N
+  kMigrate,    // migrate ADDR LEN NODE
 };
 
 // The protocol of `dev attach` (DeviceMirror::Mode).
@@ -137,6 +139,8 @@ enum class DevMode : uint8_t { kInterval, kClassic };
 //   stats, check
 //   vmstat       names (empty: every counter)
 //   pageinfo     addr
+//   nodes        size (N)
+//   migrate      addr len size (NODE)
 struct Command {
   Op op = Op::kMaps;
   uint32_t line = 0;  // 1-based line number in the file
@@ -162,7 +166,8 @@ struct Command {
   std::vector<std::string> names;  // vmstat: the counters asked for, in order (empty: all)
 };
 
-// True for the model-only (version 2) commands: dev, stats, check, vmstat, pageinfo.
+// True for the model-only (version 2) commands: dev, stats, check, vmstat, pageinfo, swapon,
+// reclaim, nodes, migrate.
 inline bool model_only(const Command& c) { return c.model != ModelOp::kNone; }
 
 struct Script {

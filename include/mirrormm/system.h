@@ -108,6 +108,7 @@ struct PageInfo {
   uint64_t swap_offset = 0;
 
   // kPresent, not the zero page: the page's state, read under the PTE lock.
+  int node = 0;      // the NUMA node of its frame (page_to_nid)
   int mapcount = 0;  // PTEs mapping it (Linux's page_mapcount, starting at 0)
   int refcount = 0;  // references (page_count), including an LRU add batch's
   // Flag names, in this order when set: locked, anon, anon_exclusive, shmem, dirty, lru,
@@ -129,10 +130,10 @@ struct PageInfo {
 
 // The result line of the script command `pageinfo` (docs/mms-v2.md): "none", "zero",
 // "swap=TYPE:OFFSET", or for a page
-// "pfn=0xPFN pte=WDY map=N ref=N flags=F,F lru=LIST owner=OWNER[ swapcache=TYPE:OFFSET]"
+// "pfn=0xPFN node=N pte=WDY map=N ref=N flags=F,F lru=LIST owner=OWNER[ swapcache=TYPE:OFFSET]"
 // with WDY three characters `w`/`-`, `d`/`-`, `y`/`-`, flags "none" when none is set, and
 // OWNER "anon" or "file:NAME". Example:
-// "pfn=0x2a pte=wdy map=1 ref=1 flags=anon,anon_exclusive,lru,swapbacked lru=inactive_anon owner=anon".
+// "pfn=0x2a node=0 pte=wdy map=1 ref=1 flags=anon,anon_exclusive,lru,swapbacked lru=inactive_anon owner=anon".
 std::string format_pageinfo(const PageInfo& info);
 
 // The names of System::vmstat()'s counters, in its order.
@@ -296,6 +297,34 @@ class System {
   // The CPU the calling thread is bound to, or -1.
   static int bound_cpu();
 
+  // ---- NUMA nodes and page migration (mm/migrate.c, mm/mempolicy.c) ----
+  // Splits the frame pool into n nodes of equal size (the last takes the remainder), the CPUs
+  // spread evenly over them (CPU i on node i * n / nr_cpus). Only while no process has a
+  // mapping and no file exists: -EBUSY otherwise; -EINVAL for n outside 1 .. 64. Call it
+  // while no other thread uses the machine. SystemConfig::nodes does the same at creation.
+  Status set_nodes(int n);
+  int nr_nodes();
+  // migrate_pages(2) with MPOL_MF_MOVE_ALL for one range: moves every page that a present
+  // PTE in [addr, addr + len) of p's address space maps (anonymous, shared-memory and
+  // swap-cache pages, those other processes map too) to node `node`, updating every mapping
+  // of each page through the reverse map. Pages already on the node are left alone. A page
+  // that cannot move (someone holds an extra reference, e.g. a pin; no free frame on the
+  // node; it is being reclaimed) stays where it is, after up to 10 attempts as Linux's
+  // migrate_pages makes. The value is the number of pages moved. -EINVAL for a node outside
+  // 0 .. nr_nodes()-1 or an unaligned addr, -EFAULT when part of the range is not mapped
+  // (checked before anything moves), -ESRCH for a dead process. Safe against every other
+  // operation, from any thread.
+  Result<uint64_t> migrate_pages(Process* p, uint64_t addr, uint64_t len, int node);
+  // move_pages(2): for each addrs[i], moves the page mapped there to nodes[i] (with nodes
+  // empty, only reports where each page is) and sets (*status)[i] to the node the page is on
+  // afterwards, or to a negative errno: -EFAULT (no VMA, or the zero page), -ENOENT (nothing
+  // present: never touched, swapped out, or being migrated), -EBUSY (the page is pinned, isolated by someone else or being migrated),
+  // -EAGAIN (references kept it after the retries), -ENOMEM (no free frame on the node).
+  // The call itself fails with -ENODEV for a node outside 0 .. nr_nodes()-1, -EINVAL when
+  // nodes is neither empty nor as long as addrs, -ESRCH for a dead process.
+  Status move_pages(Process* p, const std::vector<uint64_t>& addrs, const std::vector<int>& nodes,
+                    std::vector<int>* status);
+
   // ---- swap (mm/swapfile.c) ----
   // swapon: adds a swap device of bytes / 4096 slots (slot 0 is never used). With an empty
   // path the slots live in memory, reserved without backing so that a large device costs
@@ -385,6 +414,8 @@ class System {
     kShootdownLocal,       // TLB shootdowns flush only the initiating CPU (the caller's)
     kAnonVmaNotTypesafe,   // anon_vmas come from a cache without SLAB_TYPESAFE_BY_RCU
     kNoAnonVmaRecheck,     // folio_lock_anon_vma_read skips its recheck under the lock
+    kMprotectKeepsWriteMigration,  // mprotect leaves write migration entries writable
+    kForkCopiesWriteMigration,     // fork copies a COW mapping's write migration entry as is
     kCount
   };
   void debug_break(DebugBreak b, bool broken) {
@@ -407,6 +438,14 @@ class System {
   using RmapGate = std::function<void(const void* page)>;
   void debug_set_rmap_gate(RmapGate gate) { rmap_gate_ = std::move(gate); }
   const RmapGate& debug_rmap_gate() const { return rmap_gate_; }
+  // Test-only: when set, every page migration calls it with the source page after all its
+  // mappings became migration entries and before the copy (between try_to_migrate and
+  // remove_migration_ptes), with the page locked, so that a test can hold a migration there.
+  // The gate must not wait for anything that needs the page lock. Set and clear it only while
+  // no migration runs.
+  using MigrateGate = std::function<void(const void* page)>;
+  void debug_set_migrate_gate(MigrateGate gate) { migrate_gate_ = std::move(gate); }
+  const MigrateGate& debug_migrate_gate() const { return migrate_gate_; }
   void debug_break_shootdown(bool broken) { debug_break(DebugBreak::kShootdown, broken); }
   bool debug_shootdown_broken() const { return debug_broken(DebugBreak::kShootdown); }
 
@@ -437,6 +476,7 @@ class System {
   std::unique_ptr<Flusher> flusher_;
 
   RmapGate rmap_gate_;
+  MigrateGate migrate_gate_;  // test-only; written while no migration runs
   std::atomic<uint64_t> violations_{0};
   std::atomic<unsigned> broken_{0};  // DebugBreak bits
   FaultGate fault_gate_;             // test-only; written while no fault runs

@@ -75,6 +75,7 @@ uint64_t System::debug_check_consistency() {
     report_violation("consistency check", what);
   };
   std::unordered_map<Page*, int> mapped;  // PTEs seen per page
+  std::unordered_set<Page*> writable_anon;  // anonymous pages some PTE maps writable
   std::unordered_map<Page*, int> stray;   // PTEs outside every VMA, per page
   std::unordered_map<Page*, int> tables;  // links to each page-table frame (a PGD: its mm)
   std::unordered_map<Page*, std::string> where;  // and where
@@ -133,12 +134,23 @@ uint64_t System::debug_check_consistency() {
             put_swap_device(si);
             continue;
           }
+          // A migration ends (remove_migration_ptes) before its page is unlocked: none is left
+          // at a quiescent point.
+          if (is_migration_entry(v)) {
+            bad(fmt::format("mm {}: migration entry {:#x} at {:#x} outlives its migration", mm->id(), v, addr));
+            continue;
+          }
           if (!pte_present(v) || pte_special(v)) continue;
+          // A writable PTE needs a VMA that allows writing (mprotect downgrades PTEs and
+          // migration entries alike).
+          if (pte_write(v) && !(vma->vm_flags & VM_WRITE))
+            bad(fmt::format("mm {}: writable PTE {:#x} at {:#x} in a VMA without VM_WRITE", mm->id(), v, addr));
           Page* page = mem_->pfn_to_page(pte_pfn(v));
           if (page->test(PG_free)) {
             bad(fmt::format("mm {} maps freed frame {} at {:#x}", mm->id(), pte_pfn(v), addr));
             continue;
           }
+          if (pte_write(v) && page->test(PG_anon)) writable_anon.insert(page);
           mapped[page]++;
           where[page] += fmt::format(" mm{}@{:#x}{}", mm->id(), addr, vma->vm_file ? "f" : "a");
           if (page->test(PG_anon)) anon++; else shmem++;
@@ -171,6 +183,11 @@ uint64_t System::debug_check_consistency() {
       bad(fmt::format("mm {}: rss shmem {} but {} shmem pages mapped", mm->id(), mm->rss(MM_SHMEMPAGES), shmem));
   }
   for (auto& [page, n] : mapped) {
+    // PG_anon_exclusive's rule: an anonymous page mapped writable is mapped by nobody else
+    // (otherwise a write through one mapping shows in another: a COW hole).
+    if (n > 1 && writable_anon.count(page))
+      bad(fmt::format("frame {}: anonymous page mapped writable but shared by {} mappings:{}", mem_->page_to_pfn(page),
+                      n, where[page]));
     const int mc = page->mapcount.load(std::memory_order_relaxed);
     const int rc = page->refcount.load(std::memory_order_relaxed);
     if (mc != n)

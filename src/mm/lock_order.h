@@ -30,7 +30,8 @@
 //                                             a page take it before the locks below)
 //     ShmemInode::i_mmap_lock_ [20]          (vma_link/unlink of file VMAs; truncate's
 //                                             unmap_mapping_range holds it without mmap_lock)
-//       AnonVma::root->rwsem [30]            (anon_vma_prepare, clone, fork, unlink)
+//       AnonVma::root->rwsem [30]            (anon_vma_prepare, clone, fork, unlink; mremap's
+//                                             move_page_tables holds both rmap locks)
 //         MmuNotifierSubscriptions::wq_lock [33] (waiters of read_begin and remove; the
 //                                             subscriptions lock nests inside)
 //         MmuNotifierSubscriptions::lock [35] (notifier lists, interval tree, invalidate_seq;

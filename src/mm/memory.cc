@@ -14,6 +14,7 @@
 #include "mm/filemap.h"
 #include "mm/internal.h"
 #include "mm/lru.h"
+#include "mm/migrate.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/pgtable_walk.h"
 #include "mm/system_internal.h"
@@ -481,6 +482,10 @@ unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) {
     return do_shmem_fault(vma, addr, ptep, flags);
   }
   if (is_swap_pte(v) && !non_swap_entry(v)) return do_swap_page(vma, addr, ptep, v, flags);
+  if (is_migration_entry(v)) {
+    migration_entry_wait(mm, ptep, v);  // then the access retries
+    return VM_FAULT_OK;
+  }
   SpinLock& ptl = pte_lockptr(mm, ptep);
   ptl.lock();
   pteval_t cur = ptep_get(ptep);
@@ -555,6 +560,15 @@ void zap_swap_cache(System* sys, ZapSwapCache& zc) {
   zc.pages.clear();
 }
 
+// should_zap_folio for a zap of the shared pages only (truncation): a file page goes, mapped
+// or migrating; a private copy (anonymous, swapped out or migrating), or the zero page, stays.
+bool zap_shared_only_wants(const Vma* vma, pteval_t v) {
+  if (is_migration_entry(v)) return migration_entry_rss(mem_of(vma), v) == MM_SHMEMPAGES;
+  if (!pte_present(v)) return false;
+  Page* p = vm_normal_page(vma, v);
+  return p && !p->test(PG_anon);
+}
+
 void zap_pte_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCows cows, ZapSwapCache& zc) {
   Mm* mm = vma->vm_mm;
   int64_t anon = 0, shmem = 0, swapents = 0;
@@ -564,14 +578,16 @@ void zap_pte_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCo
     for (; addr < stop; addr += kPageSize, ptep++) {
       pteval_t cur = ptep->load(std::memory_order_relaxed);
       if (pte_none(cur)) continue;
-      if (cows == ZapCows::kSharedOnly) {
-        if (!pte_present(cur)) continue;  // a swapped-out private copy stays
-        Page* p = vm_normal_page(vma, cur);
-        if (!p || p->test(PG_anon)) continue;  // a private copy (or the zero page) stays
-      }
+      if (cows == ZapCows::kSharedOnly && !zap_shared_only_wants(vma, cur)) continue;
       pteval_t v = ptep_get_and_clear(ptep);
       mmu_checker_pte_change(mm, addr, v, 0);
       if (!pte_present(v)) {
+        // A migration entry stands for its page in rss (the page itself is the migration's).
+        if (is_migration_entry(v)) {
+          if (migration_entry_rss(mem_of(vma), v) == MM_ANONPAGES) anon++;
+          else shmem++;
+          continue;
+        }
         // A swap entry: its slot loses this reference (free_swap_and_cache).
         if (!non_swap_entry(v)) {
           swapents++;
@@ -625,6 +641,22 @@ void unmap_mapping_range(ShmemInode* inode, uint64_t first, ZapCows cows) {
   if (sys) zap_swap_cache(sys, zc);  // after the i_mmap lock
 }
 
+namespace {
+
+// copy_nonpresent_pte's migration-entry case: a write entry of a COW mapping becomes a read
+// entry in the parent and in the child, so that neither maps the new page writable (and
+// exclusive) when the migration ends: the page is shared from now on, and the first write
+// copies. (Copying it unchanged was a COW hole: both would get a writable PTE to one page.)
+// The caller holds the parent's PTE lock.
+void copy_migration_entry(const Vma* src, pte_t* sptep, pteval_t* v, bool cow) {
+  if (!is_writable_migration_entry(*v) || !cow) return;
+  if (src->vm_mm->sys()->debug_broken(System::DebugBreak::kForkCopiesWriteMigration)) return;
+  *v = migration_entry_retype(*v, kSwpMigrationRead);
+  set_pte(sptep, *v);
+}
+
+}  // namespace
+
 Errno copy_page_range(Vma* dst, Vma* src) {
   // vma_needs_copy: only VMAs with anon pages are copied; the rest refault in the child.
   if (!src->anon_vma && !(src->vm_flags & (VM_PFNMAP | VM_MIXEDMAP))) return Errno::kOk;
@@ -666,7 +698,11 @@ Errno copy_page_range(Vma* dst, Vma* src) {
       if (!pte_present(v)) {
         // copy_nonpresent_pte: a swap entry gains the child's reference, and neither side
         // may map the page exclusively when it comes back.
-        if (!non_swap_entry(v)) {
+        if (is_migration_entry(v)) {
+          copy_migration_entry(src, sptep, &v, cow);
+          if (migration_entry_rss(src_mm->mem(), v) == MM_ANONPAGES) anon++;
+          else shmem++;
+        } else if (!non_swap_entry(v)) {
           if (swap_duplicate(src_mm->sys(), pte_to_swp_entry(v)) != Errno::kOk) {
             err = Errno::kNoMem;
             return;

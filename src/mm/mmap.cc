@@ -260,11 +260,13 @@ pgprot_t vm_get_page_prot(vm_flags_t flags) {
   return kProtectionMap[flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)];
 }
 
+// Stored atomically: remove_migration_ptes reads it under a PTE lock only (READ_ONCE).
 void vma_set_page_prot(Vma* vma) {
-  vma->vm_page_prot = vm_get_page_prot(vma->vm_flags);
+  pgprot_t prot = vm_get_page_prot(vma->vm_flags);
   // A write-notify mapping maps clean pages read-only: its shared-writable protection
   // without the write bit (vm_pgprot_modify(..., vm_flags & ~VM_SHARED)).
-  if (vma_wants_writenotify(vma)) vma->vm_page_prot = pte_wrprotect(vma->vm_page_prot);
+  if (vma_wants_writenotify(vma)) prot = pte_wrprotect(prot);
+  std::atomic_ref<pgprot_t>(vma->vm_page_prot).store(prot, std::memory_order_relaxed);
 }
 
 Result<uint64_t> do_mmap(Mm* mm, File* file, uint64_t addr, uint64_t len, uint64_t prot,

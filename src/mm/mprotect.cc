@@ -1,6 +1,7 @@
 // mprotect (mm/mprotect.c): do_mprotect_pkey, mprotect_fixup and change_protection.
 #include "mm/filemap.h"
 #include "mm/internal.h"
+#include "mm/migrate.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/mm.h"
 #include "mm/pgtable_walk.h"
@@ -32,6 +33,16 @@ bool can_change_pte_writable(Vma* vma, pteval_t pte) {
     return page->test(PG_anon) && page->test(PG_anon_exclusive);
   }
   return pte_dirty(pte);
+}
+
+// change_pte_range's migration-entry case: a write entry becomes a read entry (read-exclusive
+// for an anonymous page, whose exclusivity the write entry implied), on any protection
+// change, so that the migration restores a read-only PTE and the next write faults and is
+// checked against the VMA's new rights. The caller holds the PTE lock.
+void downgrade_migration_entry(Vma* vma, pte_t* ptep, pteval_t v) {
+  if (vma->vm_mm->sys()->debug_broken(System::DebugBreak::kMprotectKeepsWriteMigration)) return;
+  const bool anon = migration_entry_rss(vma->vm_mm->mem(), v) == MM_ANONPAGES;
+  set_pte(ptep, migration_entry_retype(v, anon ? kSwpMigrationReadExclusive : kSwpMigrationRead));
 }
 
 // Whether going from old to new needs a TLB flush: a hardware-visible right was removed or
@@ -134,6 +145,11 @@ long change_pte_tables(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, u
     SpinGuard g(table->ptl);
     for (; addr < stop; addr += kPageSize, ptep++) {
       pteval_t v = ptep->load(std::memory_order_relaxed);
+      if (is_migration_entry(v) && is_writable_migration_entry(v)) {
+        downgrade_migration_entry(vma, ptep, v);
+        pages++;
+        continue;
+      }
       if (pte_none(v) || !pte_present(v)) continue;
       const pteval_t oldpte = ptep_modify_prot_start(ptep);
       pteval_t ptent = pte_modify(oldpte, newprot);

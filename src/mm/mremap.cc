@@ -10,6 +10,7 @@
 #include "mm/mmu_notifier_internal.h"
 #include "mm/mm.h"
 #include "mm/pgtable_walk.h"
+#include "mm/shmem.h"
 #include "mm/system_internal.h"
 
 namespace mirrormm {
@@ -166,7 +167,7 @@ void move_pte(Mm* mm, uint64_t old_addr, SpinLock& sptl, SpinLock& dptl, pte_t* 
 }
 
 // move_page_tables: entries of [old, old+len) move to [new, new+len) as they are.
-uint64_t move_page_tables(Mm* mm, uint64_t old_addr, uint64_t new_addr, uint64_t len) {
+uint64_t move_page_tables_locked(Mm* mm, uint64_t old_addr, uint64_t new_addr, uint64_t len) {
   uint64_t moved_to = old_addr;  // everything below has been moved
   bool failed = false;
   MmuNotifierBracket bracket(MmuNotifyEvent::kUnmap, mm, old_addr, old_addr + len);
@@ -186,6 +187,24 @@ uint64_t move_page_tables(Mm* mm, uint64_t old_addr, uint64_t new_addr, uint64_t
   });
   flush_tlb_range(mm, old_addr, old_addr + len);
   return failed ? moved_to - old_addr : len;
+}
+
+// take_rmap_locks around the move: a reverse-map walk must not pass the new VMA before an
+// entry arrives there and the old one after it left, or remove_migration_ptes would miss a
+// migration entry on its way (the entries of vma's file and anon_vma family are all
+// reached under these two locks). Linux takes them only when the new VMA could be visited
+// first (need_rmap_locks); they are always taken here.
+uint64_t move_page_tables(Mm* mm, Vma* vma, uint64_t old_addr, uint64_t new_addr, uint64_t len) {
+  auto move = [&] { return move_page_tables_locked(mm, old_addr, new_addr, len); };
+  AnonVma* av = vma->anon_vma.load(std::memory_order_acquire);
+  auto with_anon = [&] {
+    if (!av) return move();
+    WriteGuard g(av->root->rwsem);
+    return move();
+  };
+  if (!vma->vm_file) return with_anon();
+  MutexGuard g(vma->vm_file->inode->i_mmap_lock());
+  return with_anon();
 }
 
 void unmap_source_vma(Vrm& v) REQUIRES(v.mm->mmap_lock_) {
@@ -232,10 +251,10 @@ Result<uint64_t> move_vma(Vrm& v) REQUIRES(v.mm->mmap_lock_) {
     return Errno::kNoMem;
   }
   v.vma = vma;
-  const uint64_t moved = move_page_tables(mm, v.addr, v.new_addr, v.old_len);
+  const uint64_t moved = move_page_tables(mm, vma, v.addr, v.new_addr, v.old_len);
   if (moved < v.old_len) {
     // Out of frames for page tables: move back what moved, then drop the copy's range.
-    move_page_tables(mm, v.new_addr, v.addr, moved);
+    move_page_tables(mm, new_vma, v.new_addr, v.addr, moved);
     Vrm back = v;
     mmap_assert_write_locked(back.mm);
     back.vma = new_vma;

@@ -33,6 +33,7 @@ constexpr FlagName kFlagNames[] = {
 // The page a present PTE maps, described under the PTE lock (the PTE's reference keeps the
 // page allocated; lru_lock makes PG_lru and the list it selects one consistent reading).
 void describe_page(PhysMem& mem, Page* page, PageInfo* info) {
+  info->node = mem.page_to_nid(page);
   info->mapcount = page->mapcount.load(std::memory_order_relaxed);
   info->refcount = page->refcount.load(std::memory_order_relaxed);
   uint32_t flags;
@@ -104,8 +105,8 @@ std::string format_pageinfo(const PageInfo& info) {
   }
   std::string owner = info.owner;
   if (owner.rfind("file ", 0) == 0) owner[4] = ':';
-  std::string out = fmt::format("pfn={:#x} pte={}{}{} map={} ref={} flags={} lru={} owner={}", info.pfn,
-                                info.writable ? 'w' : '-', info.dirty ? 'd' : '-', info.young ? 'y' : '-',
+  std::string out = fmt::format("pfn={:#x} node={} pte={}{}{} map={} ref={} flags={} lru={} owner={}", info.pfn,
+                                info.node, info.writable ? 'w' : '-', info.dirty ? 'd' : '-', info.young ? 'y' : '-',
                                 info.mapcount, info.refcount, flags.empty() ? "none" : flags, info.lru, owner);
   if (info.in_swapcache) out += fmt::format(" swapcache={}:{}", info.swapcache_type, info.swapcache_offset);
   return out;

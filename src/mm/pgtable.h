@@ -103,6 +103,38 @@ inline constexpr bool non_swap_entry(pteval_t v) { return swp_type(v) >= kMaxSwa
 inline constexpr bool pte_swp_exclusive(pteval_t v) { return v & _PAGE_SWP_EXCLUSIVE; }
 inline constexpr pteval_t pte_swp_mkexclusive(pteval_t v) { return v | _PAGE_SWP_EXCLUSIVE; }
 
+// Migration entries (include/linux/swapops.h): while a page migrates, each PTE that mapped it
+// holds a swap-type entry naming the page's pfn, so that a fault on it waits for the migration
+// (migration_entry_wait) and remove_migration_ptes can find and restore it. The type records
+// what the restored PTE may be: WRITE (the PTE was writable; it comes back writable), READ_EXCLUSIVE
+// (read-only, the anon page was PG_anon_exclusive; it comes back exclusive) or READ. Like
+// x86-64 (migration_entry_supports_ad), the entry also keeps the PTE's young and dirty bits, in
+// the offset bits above the pfn (SWP_MIG_YOUNG_BIT, SWP_MIG_DIRTY_BIT).
+inline constexpr unsigned kSwpMigrationRead = 29;
+inline constexpr unsigned kSwpMigrationReadExclusive = 30;
+inline constexpr unsigned kSwpMigrationWrite = 31;
+static_assert(kSwpMigrationRead >= kMaxSwapFiles);
+inline constexpr int kSwpPfnBits = 40;
+inline constexpr uint64_t kSwpPfnMask = (1ull << kSwpPfnBits) - 1;
+inline constexpr uint64_t kSwpMigYoung = 1ull << kSwpPfnBits;
+inline constexpr uint64_t kSwpMigDirty = 1ull << (kSwpPfnBits + 1);
+inline constexpr bool is_migration_entry(pteval_t v) {
+  return is_swap_pte(v) && swp_type(v) >= kSwpMigrationRead && swp_type(v) <= kSwpMigrationWrite;
+}
+inline constexpr bool is_writable_migration_entry(pteval_t v) { return swp_type(v) == kSwpMigrationWrite; }
+inline constexpr bool is_readable_exclusive_migration_entry(pteval_t v) {
+  return swp_type(v) == kSwpMigrationReadExclusive;
+}
+inline constexpr pfn_t migration_entry_pfn(pteval_t v) { return static_cast<pfn_t>(swp_offset(v) & kSwpPfnMask); }
+inline constexpr bool is_migration_entry_young(pteval_t v) { return swp_offset(v) & kSwpMigYoung; }
+inline constexpr bool is_migration_entry_dirty(pteval_t v) { return swp_offset(v) & kSwpMigDirty; }
+inline constexpr pteval_t make_migration_entry(unsigned type, pfn_t pfn, bool young, bool dirty) {
+  return swp_entry(type, pfn | (young ? kSwpMigYoung : 0) | (dirty ? kSwpMigDirty : 0));
+}
+// The same entry with another type, keeping the pfn and the young/dirty bits (mprotect's and
+// fork's make_readable_migration_entry(swp_offset(entry))).
+inline constexpr pteval_t migration_entry_retype(pteval_t v, unsigned type) { return swp_entry(type, swp_offset(v)); }
+
 // Entry accessors. Readers outside the PTE lock use ptep_get (acquire).
 inline pteval_t ptep_get(const pte_t* p) { return p->load(std::memory_order_acquire); }
 inline void set_pte(pte_t* p, pteval_t v) { p->store(v, std::memory_order_release); }

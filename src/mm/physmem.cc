@@ -38,6 +38,13 @@ PhysMem::PhysMem(uint64_t bytes)
   zero->flags.store(PG_reserved, std::memory_order_relaxed);
   zero->refcount.store(1, std::memory_order_relaxed);
   nr_free_.store(nr_frames_ - 2, std::memory_order_relaxed);
+  node_start_[0].store(0, std::memory_order_relaxed);
+  node_start_[1].store(static_cast<pfn_t>(nr_frames_), std::memory_order_relaxed);
+  node_free_[0].store(nr_frames_ - 2, std::memory_order_relaxed);
+  {
+    SpinGuard g(lock_);
+    node_lists_[0].next_fresh = 2;
+  }
   // __setup_per_zone_wmarks: min_free_kbytes = sqrt(16 * KiB), clamped to [128 KiB, 256 MiB];
   // low and high are min plus one and two steps of max(min / 4, 0.1% of memory).
   const uint64_t kib = nr_frames_ * (kPageSize / 1024);
@@ -72,16 +79,18 @@ void unlock_page(Page* page) {
   MM_BUG_ON(!(page->flags.fetch_and(~static_cast<uint32_t>(PG_locked), std::memory_order_release) & PG_locked));
 }
 
-int PhysMem::take_global(pfn_t* out, int n) {
+int PhysMem::take_global(int nid, pfn_t* out, int n) {
   SpinGuard g(lock_);
+  NodeFree& node = node_lists_[nid];
+  const pfn_t end = node_start_[nid + 1].load(std::memory_order_relaxed);
   int got = 0;
   while (got < n) {
     pfn_t pfn;
-    if (free_head_ != 0) {
-      pfn = free_head_;
-      free_head_ = pages_[pfn].next_free;
-    } else if (next_fresh_ < nr_frames_) {
-      pfn = next_fresh_++;
+    if (node.free_head != 0) {
+      pfn = node.free_head;
+      node.free_head = pages_[pfn].next_free;
+    } else if (node.next_fresh < end) {
+      pfn = node.next_fresh++;
       new (&pages_[pfn]) Page();
       pages_[pfn].flags.store(PG_free, std::memory_order_relaxed);
     } else {
@@ -90,16 +99,96 @@ int PhysMem::take_global(pfn_t* out, int n) {
     out[got++] = pfn;
   }
   nr_free_.store(nr_free_.load(std::memory_order_relaxed) - got, std::memory_order_relaxed);
+  node_free_[nid].store(node_free_[nid].load(std::memory_order_relaxed) - got, std::memory_order_relaxed);
   return got;
+}
+
+void PhysMem::give_global_locked(pfn_t pfn) {
+  const int nid = pfn_to_nid(pfn);
+  pages_[pfn].next_free = node_lists_[nid].free_head;
+  node_lists_[nid].free_head = pfn;
+  node_free_[nid].store(node_free_[nid].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
 void PhysMem::give_global(const pfn_t* pfns, int n) {
   SpinGuard g(lock_);
-  for (int i = 0; i < n; i++) {
-    pages_[pfns[i]].next_free = free_head_;
-    free_head_ = pfns[i];
-  }
+  for (int i = 0; i < n; i++) give_global_locked(pfns[i]);
   nr_free_.store(nr_free_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+int PhysMem::pfn_to_nid_slow(pfn_t pfn, int n) const {
+  int lo = 0, hi = n - 1;  // the last node whose start is at or below pfn
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (node_start_[mid].load(std::memory_order_relaxed) <= pfn) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+std::vector<uint64_t> PhysMem::even_node_split(int n) const {
+  std::vector<uint64_t> frames(static_cast<size_t>(n), nr_frames_ / static_cast<uint64_t>(n));
+  frames.back() += nr_frames_ % static_cast<uint64_t>(n);
+  return frames;
+}
+
+Errno PhysMem::set_nodes(const std::vector<uint64_t>& frames, int nr_cpus) {
+  const int n = static_cast<int>(frames.size());
+  if (n < 1 || n > kMaxNodes) return Errno::kInval;
+  uint64_t sum = 0;
+  for (uint64_t f : frames) {
+    if (f == 0) return Errno::kInval;
+    sum += f;
+  }
+  if (sum != nr_frames_) return Errno::kInval;
+  if (nr_cpus < 1) nr_cpus = 1;
+  // Every CPU's cached frames go back to the lists first (under the old split).
+  for (Pcp& c : pcp_) {
+    SpinGuard g(c.lock);
+    const int count = c.count.load(std::memory_order_relaxed);
+    give_global(c.pfns, count);
+    c.count.store(0, std::memory_order_relaxed);
+  }
+  SpinGuard g(lock_);
+  // Which frames were never used under the old split: each old node's tail from next_fresh.
+  const int old_n = nr_nodes();
+  std::vector<pfn_t> old_start(static_cast<size_t>(old_n) + 1), old_fresh(static_cast<size_t>(old_n));
+  for (int i = 0; i <= old_n; i++) old_start[i] = node_start_[i].load(std::memory_order_relaxed);
+  for (int i = 0; i < old_n; i++) old_fresh[i] = node_lists_[i].next_fresh;
+  auto fresh = [&](pfn_t pfn) {
+    const int i = static_cast<int>(std::upper_bound(old_start.begin(), old_start.end(), pfn) - old_start.begin()) - 1;
+    return pfn >= old_fresh[i];
+  };
+  std::vector<pfn_t> freed;  // the old lists' frames
+  for (int i = 0; i < old_n; i++)
+    for (pfn_t pfn = node_lists_[i].free_head; pfn; pfn = pages_[pfn].next_free) freed.push_back(pfn);
+  pfn_t start = 0;
+  for (int i = 0; i < n; i++) {
+    node_start_[i].store(start, std::memory_order_relaxed);
+    start += static_cast<pfn_t>(frames[i]);
+  }
+  node_start_[n].store(start, std::memory_order_relaxed);
+  nr_nodes_.store(n, std::memory_order_relaxed);
+  for (int i = 0; i < n; i++) {
+    node_lists_[i] = NodeFree{};
+    node_free_[i].store(0, std::memory_order_relaxed);
+    const pfn_t s = std::max<pfn_t>(node_start_[i].load(std::memory_order_relaxed), 2);
+    pfn_t f = node_start_[i + 1].load(std::memory_order_relaxed);
+    while (f > s && fresh(f - 1)) f--;
+    node_lists_[i].next_fresh = f;
+    node_free_[i].store(node_start_[i + 1].load(std::memory_order_relaxed) - f, std::memory_order_relaxed);
+    // Frames below the fresh tail that were never used become ordinary free frames.
+    for (pfn_t pfn = s; pfn < f; pfn++) {
+      if (!fresh(pfn)) continue;
+      new (&pages_[pfn]) Page();
+      pages_[pfn].flags.store(PG_free, std::memory_order_relaxed);
+      give_global_locked(pfn);
+    }
+  }
+  for (pfn_t pfn : freed) give_global_locked(pfn);
+  for (int c = 0; c < kPcpSlots; c++)
+    pcp_[c].node.store(c < nr_cpus ? c * n / nr_cpus : 0, std::memory_order_relaxed);
+  return Errno::kOk;
 }
 
 void PhysMem::init_page(Page* page, Zero zero, LruRef lru_ref) {
@@ -114,38 +203,47 @@ void PhysMem::init_page(Page* page, Zero zero, LruRef lru_ref) {
   if (zero == Zero::kYes) std::memset(page_address(page), 0, kPageSize);
 }
 
-Page* PhysMem::alloc_page(Zero zero, Gfp gfp, LruRef lru_ref) {
-  Page* page = rmqueue(zero, lru_ref);
+Page* PhysMem::alloc_page_node(int nid, NodeFallback fallback, Zero zero, Gfp gfp, LruRef lru_ref) {
+  Page* page = rmqueue(nid, fallback, zero, lru_ref);
   Pressure* pressure = pressure_.load(std::memory_order_acquire);
   if (pressure && nr_free_global() < wmark_low_) pressure->wakeup_kswapd();
   if (page) return page;
   // Pages whose last user went may still be held by the per-CPU LRU add batches: drain them
   // (reclaim's lru_add_drain_all) and try once more.
-  if (lru_add_batches_drained(*this) && (page = rmqueue(zero, lru_ref))) return page;
+  if (lru_add_batches_drained(*this) && (page = rmqueue(nid, fallback, zero, lru_ref))) return page;
   if (gfp != Gfp::kUser || !pressure) return nullptr;
   for (int attempt = 0; pressure->alloc_slowpath(attempt); attempt++)
-    if ((page = rmqueue(zero, lru_ref))) return page;
+    if ((page = rmqueue(nid, fallback, zero, lru_ref))) return page;
   return nullptr;
 }
 
-Page* PhysMem::rmqueue(Zero zero, LruRef lru_ref) {
+Page* PhysMem::rmqueue(int nid, NodeFallback fallback, Zero zero, LruRef lru_ref) {
   pfn_t pfn = 0;
+  if (nid == kNumaNoNode) nid = numa_node_id();
   if (tls_this_cpu >= 0) {
     Pcp& c = pcp_[this_cpu_slot(kPcpSlots)];
-    SpinGuard g(c.lock);
-    int n = c.count.load(std::memory_order_relaxed);
-    if (n == 0) n = take_global(c.pfns, kPcpBatch);
-    if (n > 0) {
-      pfn = c.pfns[--n];
-      c.count.store(n, std::memory_order_relaxed);
+    if (c.node.load(std::memory_order_relaxed) == nid) {
+      SpinGuard g(c.lock);
+      int n = c.count.load(std::memory_order_relaxed);
+      if (n == 0) n = take_global(nid, c.pfns, kPcpBatch);
+      if (n > 0) {
+        pfn = c.pfns[--n];
+        c.count.store(n, std::memory_order_relaxed);
+      }
     }
-  } else if (take_global(&pfn, 1) == 0) {
-    pfn = 0;
   }
   if (!pfn) {
-    // This CPU's list and the global list are empty; other CPUs may still cache frames.
+    // The node's list, then (the zonelist) the next nodes in turn.
+    const int nodes = nr_nodes();
+    const int tries = fallback == NodeFallback::kYes ? nodes : 1;
+    for (int k = 0; k < tries && !pfn; k++)
+      if (take_global((nid + k) % nodes, &pfn, 1) == 0) pfn = 0;
+  }
+  if (!pfn) {
+    // The lists are empty; CPUs may still cache frames.
     for (Pcp& c : pcp_) {
       if (c.count.load(std::memory_order_relaxed) == 0) continue;
+      if (fallback == NodeFallback::kThisNode && c.node.load(std::memory_order_relaxed) != nid) continue;
       SpinGuard g(c.lock);
       int n = c.count.load(std::memory_order_relaxed);
       if (n > 0) {
@@ -190,9 +288,16 @@ void PhysMem::put_free_pfns(const pfn_t* pfns, int n) {
     return;
   }
   Pcp& c = pcp_[this_cpu_slot(kPcpSlots)];
+  const int nodes = nr_nodes();
+  const int node = c.node.load(std::memory_order_relaxed);
   SpinGuard g(c.lock);
   int count = c.count.load(std::memory_order_relaxed);
   for (int i = 0; i < n; i++) {
+    // Another node's frame goes straight back to that node's list.
+    if (nodes != 1 && pfn_to_nid(pfns[i]) != node) {
+      give_global(&pfns[i], 1);
+      continue;
+    }
     c.pfns[count++] = pfns[i];
     if (count >= kPcpHigh + kPcpBatch) {
       // Drain the oldest batch (the bottom of the stack) to the global list.

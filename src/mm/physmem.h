@@ -5,8 +5,17 @@
 // "none"), pfn 1 is the zero page. The pool and the descriptor array are reserved with
 // MAP_NORESERVE and touched only as frames come into use, so a large configured pool costs
 // nothing until it is used. Freed frames go to a LIFO list so hot frames are reused first.
+//
+// NUMA nodes: the pool is split into nodes, each a contiguous range of pfns with its own free
+// list (one node, the whole pool, by default; set_nodes re-splits it before the machine is in
+// use). A CPU's node is fixed by its number (CPUs spread evenly over the nodes); an allocation
+// takes frames of the node asked for (the calling CPU's by default, node 0 for a thread that
+// runs as no CPU) and falls back to the other nodes in turn when that node is empty, as
+// Linux's zonelist does, unless it asked for that node only (__GFP_THISNODE). A CPU's per-CPU
+// list caches frames of its own node only. The watermarks apply to the pool as a whole.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -15,6 +24,7 @@
 
 #include "mirrormm/base/assert.h"
 #include "mirrormm/base/locking.h"
+#include "mirrormm/errno.h"
 #include "mm/lock_order.h"
 
 namespace mirrormm {
@@ -96,6 +106,13 @@ struct Page {
 
 enum class Zero { kNo, kYes };
 
+// Whether an allocation for a node may take another node's frames when that node is empty
+// (the zonelist fallback), or must fail (__GFP_THISNODE: migration's target pages).
+enum class NodeFallback { kYes, kThisNode };
+
+// No node preference: the calling CPU's node (NUMA_NO_NODE).
+inline constexpr int kNumaNoNode = -1;
+
 // Whether a new frame also carries the reference a per-CPU LRU add batch will hold
 // (folio_add_lru with LruRef::kPrepaid, mm/lru.h).
 enum class LruRef { kNo, kPrepaid };
@@ -137,7 +154,41 @@ class PhysMem {
   // LruRef::kPrepaid. Both are set by the plain store that initializes every new frame, which
   // races with nothing: no reference can be taken on a frame whose count is 0
   // (get_page_unless_zero). A caller that drops the page instead puts both references.
-  Page* alloc_page(Zero zero, Gfp gfp = Gfp::kNowait, LruRef lru_ref = LruRef::kNo) EXCLUDES(lock_);
+  Page* alloc_page(Zero zero, Gfp gfp = Gfp::kNowait, LruRef lru_ref = LruRef::kNo) EXCLUDES(lock_) {
+    return alloc_page_node(kNumaNoNode, NodeFallback::kYes, zero, gfp, lru_ref);
+  }
+  // The same for node nid (kNumaNoNode: the calling CPU's node), falling back to the other
+  // nodes or not.
+  Page* alloc_page_node(int nid, NodeFallback fallback, Zero zero, Gfp gfp = Gfp::kNowait,
+                        LruRef lru_ref = LruRef::kNo) EXCLUDES(lock_);
+
+  // ---- NUMA nodes ----
+  static constexpr int kMaxNodes = 64;
+  int nr_nodes() const { return nr_nodes_.load(std::memory_order_relaxed); }
+  // page_to_nid: the node a frame belongs to. One relaxed load with a single node.
+  int pfn_to_nid(pfn_t pfn) const {
+    const int n = nr_nodes_.load(std::memory_order_relaxed);
+    return n == 1 ? 0 : pfn_to_nid_slow(pfn, n);
+  }
+  int page_to_nid(const Page* page) const { return pfn_to_nid(page_to_pfn(page)); }
+  // The node of CPU cpu (cpu_to_node), and of the calling thread (numa_node_id: its CPU's,
+  // node 0 for a thread that runs as no CPU).
+  int cpu_to_node(int cpu) const { return cpu < 0 ? 0 : pcp_[cpu % kPcpSlots].node.load(std::memory_order_relaxed); }
+  int numa_node_id() const { return cpu_to_node(tls_this_cpu); }
+  // Frames of node nid, and those of them that are free (on its list or never used; frames
+  // cached on per-CPU lists count as allocated).
+  uint64_t node_frames(int nid) const {
+    return node_start_[nid + 1].load(std::memory_order_relaxed) - node_start_[nid].load(std::memory_order_relaxed);
+  }
+  uint64_t node_nr_free(int nid) const { return node_free_[nid].load(std::memory_order_relaxed); }
+  // Splits the pool into frames.size() nodes of frames[i] frames each (their sum must be the
+  // pool's size; 1 to kMaxNodes nodes), CPUs 0 .. nr_cpus-1 spread over them, and moves every
+  // free frame to its new node's list. Frames in use stay where they are (and belong to the
+  // node whose range holds them). -EINVAL for a bad split. Call it only while nothing else
+  // uses the pool (the machine's set-up).
+  Errno set_nodes(const std::vector<uint64_t>& frames, int nr_cpus) EXCLUDES(lock_);
+  // Even split of the pool into n nodes (the last one takes the remainder).
+  std::vector<uint64_t> even_node_split(int n) const;
 
   // What the allocator does when memory runs short, provided by the machine that owns the
   // pool (the System): wake kswapd, and the slow path of a Gfp::kUser allocation that found
@@ -219,7 +270,11 @@ class PhysMem {
   // a whole-pool scan stops here.
   pfn_t debug_pfn_end() EXCLUDES(lock_) {
     SpinGuard g(lock_);
-    return next_fresh_;
+    pfn_t end = 2;
+    for (int i = 0; i < nr_nodes(); i++)
+      if (node_lists_[i].next_fresh > node_start_[i].load(std::memory_order_relaxed))
+        end = std::max(end, node_lists_[i].next_fresh);
+    return end;
   }
 
   // The free-time TLB check: while the checker is on (mmu_checker_on(), on in
@@ -253,8 +308,10 @@ class PhysMem {
 
  private:
   void free_page(Page* page) EXCLUDES(lock_);
-  // A frame from this CPU's list, the global list or another CPU's list, or nullptr.
-  Page* rmqueue(Zero zero, LruRef lru_ref) EXCLUDES(lock_);
+  // A frame of node nid (or, with fallback, of another node) from this CPU's list, the
+  // nodes' lists or another CPU's list, or nullptr.
+  Page* rmqueue(int nid, NodeFallback fallback, Zero zero, LruRef lru_ref) EXCLUDES(lock_);
+  int pfn_to_nid_slow(pfn_t pfn, int n) const;
   // Prepares a frame whose last reference went for the free list (outside the lock).
   void prep_free(Page* page);
 
@@ -269,14 +326,18 @@ class PhysMem {
   // are not CPUs (they use the last slot).
   struct alignas(64) Pcp {
     SpinLock lock{lock_class::kPcp};
+    // The node whose frames this list caches (its CPU's); changed only by set_nodes.
+    std::atomic<int> node{0};
     std::atomic<int> count{0};  // written under lock (load + store); read racily by nr_free()
     pfn_t pfns[kPcpHigh + kPcpBatch];
   };
   Pcp pcp_[kPcpSlots];
 
-  // Takes up to n frames from the global list into out; returns how many.
-  int take_global(pfn_t* out, int n) EXCLUDES(lock_);
+  // Takes up to n frames of node nid from its list into out; returns how many.
+  int take_global(int nid, pfn_t* out, int n) EXCLUDES(lock_);
+  // Puts frames back on their nodes' lists.
   void give_global(const pfn_t* pfns, int n) EXCLUDES(lock_);
+  void give_global_locked(pfn_t pfn) REQUIRES(lock_);
   void init_page(Page* page, Zero zero, LruRef lru_ref);
   void put_free_pfns(const pfn_t* pfns, int n) EXCLUDES(lock_);
   // Takes pages whose last reference went off the LRU, then frees them.
@@ -297,9 +358,20 @@ class PhysMem {
   std::unique_ptr<Lruvec> lruvec_;             // created in the constructor
   std::unique_ptr<LruAddBatches> lru_add_batches_;  // created in the constructor
 
+  // The nodes: node i holds pfns [node_start_[i], node_start_[i + 1]). Atomics only so that
+  // the free path may read them without lock_; they change only in set_nodes, while nothing
+  // else uses the pool. node_free_ changes under lock_ (load + store) and is read racily.
+  std::atomic<int> nr_nodes_{1};
+  std::atomic<pfn_t> node_start_[kMaxNodes + 1] = {};
+  std::atomic<uint64_t> node_free_[kMaxNodes] = {};
+
   SpinLock lock_{lock_class::kFreeList};
-  pfn_t free_head_ GUARDED_BY(lock_) = 0;     // LIFO list of freed frames
-  pfn_t next_fresh_ GUARDED_BY(lock_) = 2;    // frames never used yet start here
+  // Per node: the LIFO list of freed frames, and where its frames never used yet start.
+  struct NodeFree {
+    pfn_t free_head = 0;
+    pfn_t next_fresh = 0;
+  };
+  NodeFree node_lists_[kMaxNodes] GUARDED_BY(lock_);
 };
 
 }  // namespace mirrormm

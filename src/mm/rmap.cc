@@ -422,34 +422,46 @@ void prefetch_walk(Vma* const* vmas, size_t n, size_t i, uint64_t pgoff) {
     if (const pte_t* e = entry_at(i + kAheadPmd, 3)) __builtin_prefetch(e);
 }
 
+// The VMAs of anon_vma av that may map the page, in the interval tree's order (for equal
+// ranges, oldest link first: a fork's child comes after its parent).
+void rmap_walk_anon_vma(Page* page, AnonVma* av, RmapWalkControl& rwc) REQUIRES_SHARED(av->root->rwsem) {
+  const uint64_t pgoff = page->index;
+  Vma* inline_vmas[kInlineVmas];
+  std::vector<Vma*> more;  // used past kInlineVmas
+  size_t n = 0;
+  av->rb_root.for_each_overlap(pgoff, pgoff, [&](AnonVmaChain* avc) {
+    if (n < kInlineVmas) {
+      inline_vmas[n] = avc->vma;
+    } else {
+      if (more.empty()) more.assign(inline_vmas, inline_vmas + kInlineVmas);
+      more.push_back(avc->vma);
+    }
+    n++;
+    return true;
+  });
+  Vma* const* vmas = n <= kInlineVmas ? inline_vmas : more.data();
+  for (size_t i = 0; i < n; i++) {
+    prefetch_walk(vmas, n, i, pgoff);
+    const uint64_t address = vma_address(vmas[i], pgoff);
+    if (address == ~0ull) continue;
+    if (!rwc.rmap_one(page, vmas[i], address)) break;
+    if (rwc.done && rwc.done(page)) break;
+  }
+}
+
 void rmap_walk_anon(Page* page, RmapWalkControl& rwc) {
+  if (AnonVma* av = rwc.anon_vma) {
+    ReadGuard g(av->root->rwsem);
+    anon_vma_assert_read_locked(av, av->root);
+    rmap_walk_anon_vma(page, av, rwc);
+    return;
+  }
   folio_lock_anon_vma_read(page, &rwc, [&](AnonVma* av) {
     // The recheck proved av is the page's: a use of a free anon_vma here is a missing recheck.
     if (KmemCache* cache = KmemCache::debug_cache_of(av); !cache->debug_check_live(av, "anon_vma->rb_root"))
       return;
     anon_vma_assert_read_locked(av, av->root);
-    const uint64_t pgoff = page->index;
-    Vma* inline_vmas[kInlineVmas];
-    std::vector<Vma*> more;  // used past kInlineVmas
-    size_t n = 0;
-    av->rb_root.for_each_overlap(pgoff, pgoff, [&](AnonVmaChain* avc) {
-      if (n < kInlineVmas) {
-        inline_vmas[n] = avc->vma;
-      } else {
-        if (more.empty()) more.assign(inline_vmas, inline_vmas + kInlineVmas);
-        more.push_back(avc->vma);
-      }
-      n++;
-      return true;
-    });
-    Vma* const* vmas = n <= kInlineVmas ? inline_vmas : more.data();
-    for (size_t i = 0; i < n; i++) {
-      prefetch_walk(vmas, n, i, pgoff);
-      const uint64_t address = vma_address(vmas[i], pgoff);
-      if (address == ~0ull) continue;
-      if (!rwc.rmap_one(page, vmas[i], address)) break;
-      if (rwc.done && rwc.done(page)) break;
-    }
+    rmap_walk_anon_vma(page, av, rwc);
   });
 }
 

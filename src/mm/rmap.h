@@ -39,6 +39,11 @@ struct RmapWalkControl {
   // `contended` and ends the walk.
   bool try_lock = false;
   bool contended = false;
+  // Migration (rmap_walk_anon_lock's folio_get_anon_vma'd case): the anonymous page's
+  // anon_vma, on which the caller holds a reference taken while the page was still mapped.
+  // The walk then locks it directly, without the folio_mapped recheck: a page under migration
+  // is mapped by migration entries only, which mapcount does not count.
+  AnonVma* anon_vma = nullptr;
 };
 
 inline bool folio_mapped(const Page* page) { return page->mapcount.load(std::memory_order_acquire) > 0; }

@@ -469,6 +469,21 @@ bool ShmemInode::remove_clean_page(uint64_t pgoff, Page* page) {
   return true;
 }
 
+Errno ShmemInode::migrate_folio_mapping(Page* page, Page* newpage, int32_t expected) {
+  MutexGuard g(lock_);
+  Slot* s = slot_locked(page->index);
+  if (!s || *s != page_slot(page)) return Errno::kAgain;
+  int32_t c = expected;
+  if (!page->refcount.compare_exchange_strong(c, 0, std::memory_order_acq_rel)) return Errno::kAgain;
+  newpage->mapping = this;
+  newpage->index = page->index;
+  newpage->set(PG_shmem);
+  newpage->refcount.fetch_add(1, std::memory_order_relaxed);  // the cache's
+  *s = page_slot(newpage);
+  page->refcount.store(expected - 1, std::memory_order_release);
+  return Errno::kOk;
+}
+
 bool ShmemInode::writeout(Page* page) {
   // folio_alloc_swap: a free slot (map = HAS_CACHE) on the first device with room.
   SwapTable& t = swap_table_of(sys_);

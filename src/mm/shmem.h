@@ -163,6 +163,16 @@ class ShmemInode {
   // page's cache state: call it with the page unlocked and no lock ranked after the page lock.
   bool remove_clean_page(uint64_t pgoff, Page* page) EXCLUDES(lock_);
 
+  // Migration's page-cache step (folio_migrate_mapping): replaces `page` by `newpage` in the
+  // slot at page->index, provided the slot still holds page and page's refcount is exactly
+  // `expected` (the cache's, the migration's isolation reference, nothing else): the count is
+  // frozen at zero for the exchange, so no lookup (they take references under lock_) and no
+  // speculative get_page_unless_zero gets one meanwhile. The cache's reference moves to
+  // newpage, which takes page's mapping and index and PG_shmem. -EAGAIN, nothing changed,
+  // when someone else holds a reference or the page left the cache. Both pages are locked.
+  // Regular files built on this class migrate through the same call.
+  Errno migrate_folio_mapping(Page* page, Page* newpage, int32_t expected) EXCLUDES(lock_);
+
   // i_mmap: the VMAs that map this file, in an interval tree keyed by each VMA's page-offset
   // range (the reverse map for file pages). Maintained by vma_link/vma_unlink and re-keyed by
   // vma_set_range; unmap_mapping_range and rmap_walk_file walk it. mm_take_all_locks holds

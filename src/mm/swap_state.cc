@@ -49,6 +49,19 @@ bool SwapInfo::cache_remove_frozen(uint64_t offset, Page* page, int32_t expected
   return true;
 }
 
+bool SwapInfo::cache_replace(uint64_t offset, Page* page, Page* newpage, int32_t expected) {
+  SpinGuard g(cache_lock_);
+  if (cache_[offset] != page) return false;
+  // folio_ref_freeze, as in cache_remove_frozen: references come only through a lookup,
+  // which this lock excludes, and the holders of the expected ones drop none meanwhile.
+  int32_t c = expected;
+  if (!page->refcount.compare_exchange_strong(c, 0, std::memory_order_acq_rel)) return false;
+  newpage->refcount.fetch_add(1, std::memory_order_relaxed);
+  cache_[offset] = newpage;
+  page->refcount.store(expected - 1, std::memory_order_release);  // folio_ref_unfreeze
+  return true;
+}
+
 Page* SwapInfo::debug_cache_peek(uint64_t offset) {
   SpinGuard g(cache_lock_);
   return cache_ ? cache_[offset] : nullptr;

@@ -133,6 +133,11 @@ class SwapInfo {
   // __remove_mapping's step: removes page from the cache only if its refcount is exactly
   // `expected`, moving the cache's reference away (refcount becomes expected - 1).
   bool cache_remove_frozen(uint64_t offset, Page* page, int32_t expected) EXCLUDES(cache_lock_);
+  // Migration's step (folio_migrate_mapping for a swap-cache page): replaces page by newpage
+  // in slot offset only if page's refcount is exactly `expected`, frozen meanwhile so that no
+  // lookup can take a reference; the cache's reference moves to newpage (page's refcount
+  // becomes expected - 1, newpage's grows by one). False, nothing changed, otherwise.
+  bool cache_replace(uint64_t offset, Page* page, Page* newpage, int32_t expected) EXCLUDES(cache_lock_);
   uint64_t nr_cached() const { return nr_cached_.load(std::memory_order_relaxed); }
   // Racy peek for swapoff and checkers: the page cached at offset, without a reference.
   Page* debug_cache_peek(uint64_t offset) EXCLUDES(cache_lock_);

@@ -32,6 +32,15 @@ System::System(const SystemConfig& config, int nr_cpus) : config_(config) {
   if (nr_cpus < 1) nr_cpus = 1;
   if (nr_cpus > 64) nr_cpus = 64;
   for (int i = 0; i < nr_cpus; i++) cpus_.push_back(std::make_unique<Cpu>(this, mem_.get(), i));
+  if (config.nodes != 1 || !config.node_memory_bytes.empty()) {
+    // The pool is split before anything but this constructor uses it.
+    std::vector<uint64_t> frames = mem_->even_node_split(std::clamp(config.nodes, 1, PhysMem::kMaxNodes));
+    if (!config.node_memory_bytes.empty()) {
+      frames.clear();
+      for (uint64_t b : config.node_memory_bytes) frames.push_back(b >> kPageShift);
+    }
+    MM_BUG_ON(mem_->set_nodes(frames, nr_cpus) != Errno::kOk);  // a configuration error
+  }
   Mm* mm = mm_alloc(this);
   MM_BUG_ON(!mm);
   MutexGuard g(procs_lock_);

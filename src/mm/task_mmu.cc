@@ -178,9 +178,12 @@ void smap_gather_stats(System* sys, Mm* mm, const Vma* vma, Stats* mss) REQUIRES
             smaps_account(mss, mem.pfn_to_page(pte_pfn(v)), pte_young(v), pte_dirty(v), Entry::kPresent);
           } else if (!non_swap_entry(v)) {
             smaps_swap_entry(sys, mss, v);
+          } else if (is_migration_entry(v)) {
+            // is_pfn_swap_entry: the page a migration entry stands for counts as "maybe
+            // shared" (its mapcount is meaningless meanwhile); smaps_pte_entry passes no young
+            // or dirty bit for it (try_to_migrate moved a dirty PTE's bit to the page).
+            smaps_account(mss, mem.pfn_to_page(migration_entry_pfn(v)), false, false, Entry::kNotPresent);
           }
-          // TODO: the other non-swap entries carry no page until migration entries exist
-          // (is_pfn_swap_entry); theirs will count through smaps_account with Entry::kNotPresent.
         }
         hole(holes_from, stop);
       },

@@ -171,16 +171,23 @@ void vma_link(Mm* mm, Vma* vma) {
   (void)it;
   vma->detached.store(false, std::memory_order_release);
   mm->map_count_++;
-  if (vma->vm_file) vma->vm_file->inode->i_mmap_insert(vma);
+  if (vma->vm_file && !vma->shared.in_tree) vma->vm_file->inode->i_mmap_insert(vma);
 }
 
-void vma_unlink(Mm* mm, Vma* vma) {
+namespace {
+// The mm-tree half of vma_unlink.
+void vma_unlink_tree(Mm* mm, Vma* vma) REQUIRES(mm->mmap_lock_) {
   vma_start_write(vma);
   vma->detached.store(true, std::memory_order_seq_cst);
   auto it = mm->vmas_.find(vma->vm_start);
   MM_BUG_ON(it == mm->vmas_.end() || it->second != vma);
   mm->vmas_.erase(it);
   mm->map_count_--;
+}
+}  // namespace
+
+void vma_unlink(Mm* mm, Vma* vma) {
+  vma_unlink_tree(mm, vma);
   unlink_file_vma(vma);
 }
 
@@ -211,6 +218,20 @@ void remove_vma(Mm* mm, Vma* vma) {
   unlink_anon_vmas(vma);
   vm_area_free(vma);
 }
+
+namespace {
+// A merge removes a VMA in two steps around the change of the VMA that absorbs its range
+// (Linux does all three under the rmap locks, vma_prepare/vma_complete): out of the mm's tree
+// first, out of the reverse map (and freed) only once the absorbing VMA covers the range
+// there. An rmap walk thus always finds some VMA for every mapped page; remove_migration_ptes
+// relies on it (a migration entry in a range no VMA covered would be left behind).
+void merge_remove_begin(Mm* mm, Vma* vma) REQUIRES(mm->mmap_lock_) { vma_unlink_tree(mm, vma); }
+void merge_remove_end(Vma* vma) {
+  unlink_file_vma(vma);
+  unlink_anon_vmas(vma);
+  vm_area_free(vma);
+}
+}  // namespace
 
 // ---- lookups ----
 
@@ -274,6 +295,9 @@ Errno __split_vma(Mm* mm, Vma* vma, uint64_t addr, NewBelow new_below) {
     vm_area_free(n);
     return e;
   }
+  // The new VMA enters its file's reverse map before the old one shrinks (anon_vma_clone
+  // did the same for the anon_vma side): a walk finds every mapped page covered meanwhile.
+  if (n->vm_file) n->vm_file->inode->i_mmap_insert(n);
   if (new_below == NewBelow::kYes)
     vma_set_start(mm, vma, addr);
   else
@@ -372,30 +396,35 @@ Vma* vma_merge_existing_range(VmaMergeState& vmg) REQUIRES(vmg.mm->mmap_lock_) {
     Errno e = dup_anon_vma(prev, next->anon_vma ? next : middle);
     if (e != Errno::kOk) return nullptr;
     uint64_t new_end = next->vm_end;
-    remove_vma(mm, middle);
-    remove_vma(mm, next);
+    merge_remove_begin(mm, middle);
+    merge_remove_begin(mm, next);
     vma_set_end(prev, new_end);
+    merge_remove_end(middle);
+    merge_remove_end(next);
     return prev;
   }
   if (merge_left) {
     // prev extends to end; middle shrinks from the left or is deleted.
     Errno e = dup_anon_vma(prev, middle);
     if (e != Errno::kOk) return nullptr;
+    // prev covers the range in the reverse map before middle stops covering it.
+    if (remove_middle) merge_remove_begin(mm, middle);
+    vma_set_end(prev, end);
     if (remove_middle)
-      remove_vma(mm, middle);
+      merge_remove_end(middle);
     else
       vma_set_start(mm, middle, end);
-    vma_set_end(prev, end);
     return prev;
   }
   // merge_right: next extends down to start; middle shrinks from the right or is deleted.
   Errno e = dup_anon_vma(next, middle);
   if (e != Errno::kOk) return nullptr;
+  if (remove_middle) merge_remove_begin(mm, middle);
+  vma_set_start(mm, next, start);
   if (remove_middle)
-    remove_vma(mm, middle);
+    merge_remove_end(middle);
   else
     vma_set_end(middle, start);
-  vma_set_start(mm, next, start);
   return next;
 }
 
@@ -430,8 +459,9 @@ Vma* vma_merge_new_range(VmaMergeState& vmg) {
   if (remove_next) vma_start_write(next);
   if (remove_next && dup_anon_vma(target, next) != Errno::kOk) return nullptr;
   if (vmg.copied_from && dup_anon_vma(target, vmg.copied_from) != Errno::kOk) return nullptr;
-  if (remove_next) remove_vma(mm, next);
+  if (remove_next) merge_remove_begin(mm, next);
   vma_set_range(mm, target, new_start, new_end, new_pgoff);
+  if (remove_next) merge_remove_end(next);
   return target;
 }
 

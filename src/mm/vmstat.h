@@ -49,6 +49,8 @@ enum VmEvent : int {
   PAGEOUTRUN,        // kswapd reclaim passes
   ALLOCSTALL,        // direct reclaim entries (allocstall_normal)
   OOM_KILL,
+  PGMIGRATE_SUCCESS,  // pages migrated
+  PGMIGRATE_FAIL,     // migration attempts that failed (each retry counts)
   SWAP_RA,           // pages read ahead into the swap cache
   SWAP_RA_HIT,
   NR_VM_EVENT_ITEMS
@@ -78,6 +80,8 @@ inline constexpr std::array<std::string_view, NR_VM_EVENT_ITEMS> kVmEventNames =
     "pageoutrun",
     "allocstall_normal",
     "oom_kill",
+    "pgmigrate_success",
+    "pgmigrate_fail",
     "swap_ra",
     "swap_ra_hit",
 };

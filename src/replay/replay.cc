@@ -209,6 +209,16 @@ std::string Replayer::run_model_only(const Command& c) {
     return st.ok() ? "0" : err(st.error());
   }
   if (c.model == ModelOp::kReclaim) return std::to_string(sys_->reclaim(c.len));
+  if (c.model == ModelOp::kNodes) {
+    Status st = sys_->set_nodes(c.size > 64 ? 0 : static_cast<int>(c.size));
+    return st.ok() ? "0" : err(st.error());
+  }
+  if (c.model == ModelOp::kMigrate) {
+    Process* p = sys_->process(c.pid);
+    if (!p) return err(Errno::kSrch);
+    Result<uint64_t> r = sys_->migrate_pages(p, c.addr, c.len, c.size >= 64 ? -1 : static_cast<int>(c.size));
+    return r.ok() ? std::to_string(r.value()) : err(r.error());
+  }
   if (c.model == ModelOp::kPageinfo) {
     Process* p = sys_->process(c.pid);
     if (!p) return err(Errno::kSrch);
@@ -273,7 +283,9 @@ std::string Replayer::run_model_only(const Command& c) {
     case ModelOp::kVmstat:
     case ModelOp::kPageinfo:
     case ModelOp::kSwapon:
-    case ModelOp::kReclaim: break;
+    case ModelOp::kReclaim:
+    case ModelOp::kNodes:
+    case ModelOp::kMigrate: break;
   }
   return "-EINVAL";
 }

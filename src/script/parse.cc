@@ -484,6 +484,16 @@ void parse_command(const std::vector<std::string_view>& tokens, Command* c) {
     c->model = ModelOp::kReclaim;
     expect_arity(r, 1, "PAGES");
     c->len = r.number(0, "PAGES");
+  } else if (cmd == "nodes") {
+    c->model = ModelOp::kNodes;
+    expect_arity(r, 1, "N");
+    c->size = r.number(0, "N");
+  } else if (cmd == "migrate") {
+    c->model = ModelOp::kMigrate;
+    expect_arity(r, 3, "ADDR LEN NODE");
+    c->addr = r.number(0, "ADDR");
+    c->len = r.number(1, "LEN");
+    c->size = r.number(2, "NODE");
   } else {
     throw ParseError{"unknown command " + quoted(cmd)};
   }
@@ -647,6 +657,13 @@ std::string format(const Command& c) {
       return s;
     case ModelOp::kSwapon: return s + "swapon " + std::to_string(c.size);
     case ModelOp::kReclaim: return s + "reclaim " + std::to_string(c.len);
+    case ModelOp::kNodes: return s + "nodes " + std::to_string(c.size);
+    case ModelOp::kMigrate:
+      s += "migrate ";
+      append_hex(&s, c.addr);
+      s += ' ';
+      append_hex(&s, c.len);
+      return s + ' ' + std::to_string(c.size);
   }
   switch (c.op) {
     case Op::kMmap:
