@@ -288,7 +288,7 @@ TEST(Cli, RunEndsWithNoViolation) {
   const std::vector<std::string> lines = lines_of(r.out);
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines.back(), "violations: 0") << r.out;
-  EXPECT_THAT(r.out, HasSubstr("mirrormm run: 4 CPUs for 3 s, seed 1; 64 MiB of memory, 256 MiB of swap"));
+  EXPECT_THAT(r.out, HasSubstr("mirrormm run: 4 CPUs for 3 s, seed 1; 64 MiB of memory, 256 MiB of swap, 2 NUMA nodes"));
   for (const char* row : {"operations", "CPU page faults", "secondary MMUs (by subscriber)", "read_retry collisions",
                           "invalidations", "    unmap", "pages swapped out (pswpout)", "pages swapped in (pswpin)",
                           "kswapd runs", "OOM kills", "checkers: no violation"})
@@ -311,7 +311,7 @@ TEST(Cli, RunWithABrokenKernelReportsAndExits1) {
   EXPECT_THAT(r.out, HasSubstr("checkers: VIOLATIONS"));
   EXPECT_THAT(r.out, HasSubstr("first violations:\n  "));
   EXPECT_THAT(r.out, HasSubstr("reproduce: mirrormm run --seed 5 --seconds 1 --threads 2 --memory 64 --swap 256 "
-                               "--debug-break shootdown\n"));
+                               "--nodes 2 --debug-break shootdown\n"));
 }
 
 }  // namespace

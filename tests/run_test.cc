@@ -49,19 +49,22 @@ TEST(Run, CommandLineNamesEveryOption) {
   o.threads = 3;
   o.memory_mib = 32;
   o.swap_mib = 0;
-  EXPECT_EQ(command_line(o), "mirrormm run --seed 42 --seconds 2.5 --threads 3 --memory 32 --swap 0");
+  o.nodes = 3;
+  EXPECT_EQ(command_line(o), "mirrormm run --seed 42 --seconds 2.5 --threads 3 --memory 32 --swap 0 --nodes 3");
   o.debug_break = "clear-bracket";
-  EXPECT_EQ(command_line(o), "mirrormm run --seed 42 --seconds 2.5 --threads 3 --memory 32 --swap 0 --debug-break clear-bracket");
+  EXPECT_EQ(command_line(o),
+            "mirrormm run --seed 42 --seconds 2.5 --threads 3 --memory 32 --swap 0 --nodes 3 --debug-break clear-bracket");
 }
 
 TEST(Run, DescribeSaysWhatRuns) {
   Options o;
   EXPECT_EQ(describe(o).substr(0, describe(o).find('\n')),
-            "mirrormm run: 4 CPUs for 10 s, seed 1; 64 MiB of memory, 256 MiB of swap");
+            "mirrormm run: 4 CPUs for 10 s, seed 1; 64 MiB of memory, 256 MiB of swap, 2 NUMA nodes with page migration");
   EXPECT_THAT(describe(o), ::testing::Not(HasSubstr("broken")));
   o.swap_mib = 0;
   o.debug_break = "shootdown";
-  EXPECT_THAT(describe(o), HasSubstr("64 MiB of memory, no swap\n"));
+  o.nodes = 1;
+  EXPECT_THAT(describe(o), HasSubstr("64 MiB of memory, no swap, one NUMA node\n"));
   EXPECT_THAT(describe(o), ::testing::EndsWith("\nkernel deliberately broken: shootdown"));
 }
 
@@ -80,6 +83,8 @@ stress::Report sample_report() {
   r.classic_mirrors.by_event[static_cast<int>(MmuNotifyEvent::kUnmap)] = 4;
   r.pswpout = 11;
   r.pswpin = 9;
+  r.migrate_calls = 3;
+  r.pgmigrate_success = 40;
   return r;
 }
 
@@ -94,6 +99,7 @@ TEST(Run, SummaryTabulatesTheRun) {
   EXPECT_THAT(out, ::testing::ContainsRegex("\n    release +2 +0 +2\n"));
   EXPECT_THAT(out, ::testing::Not(HasSubstr("protection_vma")));  // events nobody received
   EXPECT_THAT(out, ::testing::ContainsRegex("\n  pages swapped out \\(pswpout\\) +11\n"));
+  EXPECT_THAT(out, ::testing::ContainsRegex("\n  pages migrated \\(pgmigrate_success\\) +40\n"));
   EXPECT_THAT(out, HasSubstr("checkers: no violation"));
   EXPECT_THAT(out, ::testing::EndsWith("\nviolations: 0\n"));
   EXPECT_THAT(out, ::testing::Not(HasSubstr("reproduce:")));

@@ -150,6 +150,26 @@ TEST(Stress, SwapUnderMemoryPressureLosesNothing) {
   EXPECT_EQ(replay_command(o), "mirrormm stress --threads 2 --seconds 3 --seed 5 --memory 16 --swap 64");
 }
 
+// Several NUMA nodes: the migration threads move pages of every region between them while the
+// CPUs fault, fork, exit, remap and reclaim swaps; every verified read still sees its data and
+// no migration entry survives to a consistency check.
+TEST(Stress, MigrationThreadsRaceEverythingAndLoseNothing) {
+  Options o;
+  o.threads = 2;
+  o.seconds = 3;
+  o.seed = 7;
+  o.memory_mib = 16;
+  o.swap_mib = 64;
+  o.nodes = 2;
+  Report r = run(o);
+  EXPECT_EQ(r.violations, 0u) << (r.messages.empty() ? "" : r.messages[0]);
+  EXPECT_FALSE(r.workload_oom_killed);
+  EXPECT_GT(r.migrate_calls, 0u);
+  EXPECT_GT(r.pgmigrate_success, 0u);
+  EXPECT_GT(r.checks, 1u);
+  EXPECT_EQ(replay_command(o), "mirrormm stress --threads 2 --seconds 3 --seed 7 --memory 16 --swap 64 --nodes 2");
+}
+
 // Without swap_mib the workload is the one it always was: no swap device, nothing swapped,
 // and the replay line names neither option.
 TEST(Stress, DefaultRunHasNoSwap) {

@@ -214,7 +214,8 @@ int cmd_stress(stress::Options o, bool has_drop, const std::string& drop) {
             << (o.devices ? ", devices attached" : ", no devices")
             << (has_drop ? ", brackets of " + drop + " deliberately dropped" : "")
             << (o.stop_on_violation ? ", stopping at the first violation" : "") << ", " << o.memory_mib
-            << " MiB memory" << (o.swap_mib ? ", " + std::to_string(o.swap_mib) + " MiB swap" : ", no swap") << "\n";
+            << " MiB memory" << (o.swap_mib ? ", " + std::to_string(o.swap_mib) + " MiB swap" : ", no swap")
+            << (o.nodes > 1 ? ", " + std::to_string(o.nodes) + " NUMA nodes with migration threads" : "") << "\n";
   std::cout.flush();
   stress::Report r = stress::run(o);
   std::cout << "ops " << r.ops << " (accesses " << r.accesses << ", system calls " << r.syscalls << ", forks " << r.forks
@@ -226,6 +227,9 @@ int cmd_stress(stress::Options o, bool has_drop, const std::string& drop) {
             << " kswapd runs, " << r.allocstall << " direct reclaim stalls), workingset refaults "
             << r.workingset_refault << "; oom kills " << r.oom_kill << ", reaper retries " << r.oom_reap_retries
             << (r.workload_oom_killed ? " (process 1 killed: the run ended there)" : "") << "\n";
+  if (o.nodes > 1)
+    std::cout << "migration: " << r.pgmigrate_success << " pages migrated, " << r.pgmigrate_fail
+              << " attempts failed, in " << r.migrate_calls << " migrate_pages calls\n";
   if (r.violations) {
     const size_t shown = r.messages.size();
     for (const std::string& m : r.messages) std::cout << "violation: " << m << "\n";
@@ -344,6 +348,11 @@ int main(int argc, char** argv) {
                    "a swap device of this size, MiB, switched on at the start; the CPUs then also write and verify "
                    "regions of about 1.75 times the memory, so that reclaim swaps all the time (0: no swap)")
       ->check(CLI::Range(0, 1 << 20));
+  stress_cmd
+      ->add_option("--nodes", so.nodes,
+                   "NUMA nodes of the model's memory; above 1, migration threads move random ranges of every "
+                   "process between them, racing everything else (1: no migration)")
+      ->check(CLI::Range(1, 64));
 
   run::Options ro;
   auto* run_cmd = app.add_subcommand(
@@ -357,6 +366,11 @@ int main(int argc, char** argv) {
                    "swap device, MiB; the CPUs write and verify regions of about 1.75 times the memory (0: no swap "
                    "and no such regions)")
       ->check(CLI::Range(0, 1 << 20));
+  run_cmd
+      ->add_option("--nodes", ro.nodes,
+                   "NUMA nodes of the model's memory; above 1, migration threads move pages of every process "
+                   "between them (1: no migration)")
+      ->check(CLI::Range(1, 64));
   std::vector<std::string> break_names;
   std::string break_help =
       "break the kernel on purpose to see the checkers catch it (the run then exits 1; default: nothing broken):";

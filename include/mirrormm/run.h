@@ -23,6 +23,7 @@ struct Options {
   uint64_t seed = 1;          // the randomness of every CPU
   uint64_t memory_mib = 64;   // the model's physical memory
   uint64_t swap_mib = 256;    // the swap device (0: none, and no swap regions)
+  int nodes = 2;              // NUMA nodes; above 1, migration threads move pages between them
   // A deliberately broken kernel, to watch the checkers catch it: "" (none) or one of
   // debug_break_names().
   std::string debug_break;

@@ -32,6 +32,14 @@ struct Options {
   // writes and verifies, so that reclaim swaps all the time. Process 1's death by OOM (killed,
   // or a fault that found no memory) then ends the run as a violation of kind "oom".
   uint64_t swap_mib = 0;
+  // NUMA nodes of the frame pool (SystemConfig::nodes). With more than one, migration threads
+  // (half as many as CPUs, at least one) move random ranges of every process between the
+  // nodes (System::migrate_pages, MPOL_MF_MOVE_ALL: shared pages too), racing the CPUs'
+  // faults, forks, exits, mprotect, mremap and munmap, reclaim and the device mirrors; the
+  // CPUs' verified regions show any data a migration loses, and the consistency checks any
+  // migration entry left behind. 1: no migration, and the workload is exactly the one
+  // without this option.
+  int nodes = 1;
   bool break_shootdown = false;   // the deliberately broken kernel of the checker test
   // Secondary MMUs: every process gets a DeviceMirror (interval and classic modes alternate)
   // that the threads fault pages into and read and write through, with the coherence checker
@@ -98,6 +106,11 @@ struct Report {
   // The secondary MMUs (all zero without devices): HMM-style interval mirrors (process 1's
   // and half of the children's) and KVM-style classic ones (the other children's).
   MirrorTotals interval_mirrors, classic_mirrors;
+  // Migration (Options::nodes > 1): migrate_pages calls made by the migration threads, and
+  // the pages that moved or failed to (pgmigrate_success / pgmigrate_fail, every retry of a
+  // page counted as Linux counts it).
+  uint64_t migrate_calls = 0;
+  uint64_t pgmigrate_success = 0, pgmigrate_fail = 0;
 };
 
 // Runs the workload: `threads` CPUs issue random accesses and system calls on a few

@@ -101,6 +101,7 @@ stress::Options stress_options(const Options& o) {
   s.seed = o.seed;
   s.memory_mib = o.memory_mib;
   s.swap_mib = o.swap_mib;
+  s.nodes = o.nodes;
   s.devices = true;
   for (const Break& b : breaks()) {
     if (o.debug_break != b.info.name) continue;
@@ -111,19 +112,20 @@ stress::Options stress_options(const Options& o) {
 }
 
 std::string command_line(const Options& o) {
-  std::string s = fmt::format("mirrormm run --seed {} --seconds {} --threads {} --memory {} --swap {}", o.seed,
-                              o.seconds, o.threads, o.memory_mib, o.swap_mib);
+  std::string s = fmt::format("mirrormm run --seed {} --seconds {} --threads {} --memory {} --swap {} --nodes {}",
+                              o.seed, o.seconds, o.threads, o.memory_mib, o.swap_mib, o.nodes);
   if (!o.debug_break.empty()) s += " --debug-break " + o.debug_break;
   return s;
 }
 
 std::string describe(const Options& o) {
   std::string s = fmt::format(
-      "mirrormm run: {} CPUs for {} s, seed {}; {} MiB of memory, {}\n"
+      "mirrormm run: {} CPUs for {} s, seed {}; {} MiB of memory, {}, {}\n"
       "processes forking and exiting, a secondary MMU on each (interval and classic mirrors), "
       "coherence checker and consistency checks on",
       o.threads, o.seconds, o.seed, o.memory_mib,
-      o.swap_mib ? fmt::format("{} MiB of swap", o.swap_mib) : std::string("no swap"));
+      o.swap_mib ? fmt::format("{} MiB of swap", o.swap_mib) : std::string("no swap"),
+      o.nodes > 1 ? fmt::format("{} NUMA nodes with page migration", o.nodes) : std::string("one NUMA node"));
   if (!o.debug_break.empty()) s += fmt::format("\nkernel deliberately broken: {}", o.debug_break);
   return s;
 }
@@ -194,6 +196,15 @@ std::string summary(const Options& o, const stress::Report& r) {
   reclaim.row("OOM kills", {num(r.oom_kill)});
   reclaim.row("OOM reaper retries", {num(r.oom_reap_retries)});
   out += reclaim.render() + "\n";
+
+  if (r.migrate_calls) {
+    Table migration;
+    migration.section("page migration");
+    migration.row("migrate_pages calls", {num(r.migrate_calls)});
+    migration.row("pages migrated (pgmigrate_success)", {num(r.pgmigrate_success)});
+    migration.row("failed attempts (pgmigrate_fail)", {num(r.pgmigrate_fail)});
+    out += migration.render() + "\n";
+  }
 
   if (r.violations == 0) {
     out += fmt::format(

@@ -18,6 +18,13 @@
 // private region, so children share pages whose PTEs turn into swap entries under them.
 // Process 1 must survive: its OOM kill ends the run as a violation, and no check of process 1
 // reports anything once it is killed (its accesses fail, its pages are reaped).
+//
+// With several NUMA nodes (Options::nodes), migration threads move random runs of pages
+// between the nodes: a CPU's private region or swap region in process 1 (whose reads verify
+// the data) or the chaos region of any process (shared pages, device mirrors, mprotect,
+// mremap and forks racing). They are not CPUs: like kswapd they run as no CPU, park with the
+// workers at each stop of the world, and the consistency check then finds any migration
+// entry a migration left behind.
 #include "mirrormm/stress.h"
 
 #include "mm/lock_order.h"
@@ -98,8 +105,21 @@ struct Shared {
     c.pages_dropped.fetch_add(st.pages_dropped, std::memory_order_relaxed);
     for (int e = 0; e < MirrorTotals::kEvents; e++) c.by_event[e].fetch_add(st.by_event[e], std::memory_order_relaxed);
   }
+  int threads = 0;  // CPUs (workers)
+  int nodes = 1;
+  std::atomic<uint64_t> migrate_calls{0};
 };
 static_assert(MirrorTotals::kEvents == DeviceMirror::kEvents);
+
+// Parks the calling thread while the coordinator stops the world; true if it parked (the
+// caller then looks at the stop flag again before doing anything).
+bool park_if_paused(Shared& sh) {
+  if (!sh.pause.load(std::memory_order_acquire)) return false;
+  sh.parked.fetch_add(1, std::memory_order_acq_rel);
+  while (sh.pause.load(std::memory_order_acquire)) std::this_thread::yield();
+  sh.parked.fetch_sub(1, std::memory_order_acq_rel);
+  return true;
+}
 
 class Worker {
  public:
@@ -114,12 +134,7 @@ class Worker {
                    kMapPrivate | kMapAnonymous | kMapFixed);
     if (sh_.swap_anon_pages) setup_swap_region();
     while (!sh_.stop.load(std::memory_order_relaxed)) {
-      if (sh_.pause.load(std::memory_order_acquire)) {
-        sh_.parked.fetch_add(1, std::memory_order_acq_rel);
-        while (sh_.pause.load(std::memory_order_acquire)) std::this_thread::yield();
-        sh_.parked.fetch_sub(1, std::memory_order_acq_rel);
-        continue;
-      }
+      if (park_if_paused(sh_)) continue;
       if ((sh_.stop_on_violation && sys.violations() > 0) || !p1_->alive() || p1_->oom_killed()) {
         // Idle (still parking when asked) until the coordinator ends the run.
         std::this_thread::yield();
@@ -463,6 +478,59 @@ class Worker {
   std::vector<uint8_t> swap_shadow_;  // the value of each swap-region page's last write; empty: none
 };
 
+// A migration thread (Options::nodes > 1): moves a random run of 1 to 64 pages of a random
+// region to a random node, over and over. Errors are part of the race (a range unmapped or a
+// process gone meanwhile: -EFAULT, -ESRCH); lost data and leftover entries are what the
+// workers' verified reads and the consistency checks look for.
+class Migrator {
+ public:
+  Migrator(Shared& sh, int id, uint64_t seed) : sh_(sh), rng_(seed * 7919 + 104729 + id) {}
+
+  void run() {
+    while (!sh_.stop.load(std::memory_order_relaxed)) {
+      if (park_if_paused(sh_)) continue;
+      if ((sh_.stop_on_violation && sh_.sys->violations() > 0) || !sh_.p1->alive() || sh_.p1->oom_killed()) {
+        std::this_thread::yield();
+        continue;
+      }
+      step();
+    }
+  }
+
+ private:
+  uint64_t rnd(uint64_t n) { return std::uniform_int_distribution<uint64_t>(0, n - 1)(rng_); }
+
+  void step() {
+    System& sys = *sh_.sys;
+    const uint64_t n = 1 + rnd(64);
+    const int node = static_cast<int>(rnd(static_cast<uint64_t>(sh_.nodes)));
+    const uint64_t cpu = rnd(static_cast<uint64_t>(sh_.threads));
+    const uint64_t swap_pages = sh_.swap_anon_pages + sh_.swap_shmem_pages;
+    Process* p = sh_.p1;
+    uint64_t start;
+    switch (rnd(swap_pages ? 3 : 2)) {
+      case 0:  // a CPU's private region of process 1 (verified by its reads)
+        start = private_base(static_cast<int>(cpu)) + rnd(kPrivatePages) * kP;
+        break;
+      case 1: {  // the chaos region of any process
+        const uint64_t pid = sh_.slot_pid[rnd(kSlots)].load(std::memory_order_acquire);
+        if (Process* q = pid ? sys.process(pid) : nullptr) p = q;
+        start = kChaosBase + rnd(kChaosPages) * kP;
+        break;
+      }
+      default:  // a CPU's swap region (anonymous and shared memory, verified by its reads)
+        start = kSwapBase + cpu * sh_.swap_stride + rnd(swap_pages) * kP;
+        break;
+    }
+    (void)sys.migrate_pages(p, start, n * kP, node);
+    sh_.migrate_calls.fetch_add(1, std::memory_order_relaxed);
+    std::this_thread::yield();  // a migration thread should not starve the CPUs of the 2-core hosts
+  }
+
+  Shared& sh_;
+  std::mt19937_64 rng_;
+};
+
 // The value of /proc/vmstat item `name` in a System::vmstat() snapshot (0 if absent).
 uint64_t vmstat_value(const std::vector<std::pair<std::string, uint64_t>>& vm, std::string_view name) {
   for (const auto& [n, v] : vm)
@@ -512,6 +580,7 @@ std::string replay_command(const Options& o) {
   // as they were.
   if (o.memory_mib != Options{}.memory_mib) s += fmt::format(" --memory {}", o.memory_mib);
   if (o.swap_mib) s += fmt::format(" --swap {}", o.swap_mib);
+  if (o.nodes > 1) s += fmt::format(" --nodes {}", o.nodes);
   return s;
 }
 
@@ -519,12 +588,18 @@ Report run(const Options& o) {
   SystemConfig cfg;
   cfg.memory_bytes = o.memory_mib << 20;
   cfg.mmu_checker = true;  // the secondary MMUs' traffic is judged from the first mapping on
+  cfg.nodes = std::max(1, o.nodes);
   System sys(cfg, o.threads);
   sys.debug_break_shootdown(o.break_shootdown);
   if (o.drop_bracket >= 0) mmu_debug_drop_bracket(o.drop_bracket);
   Shared sh;
   sh.sys = &sys;
   sh.p1 = sys.process(1);
+  sh.threads = o.threads;
+  sh.nodes = cfg.nodes;
+  // Migration threads park at each stop of the world as the workers do.
+  const int migrators = cfg.nodes > 1 ? std::max(1, o.threads / 2) : 0;
+  const int parkers = o.threads + migrators;
   Report res;
   if (o.swap_mib) {
     if (Status st = sys.swapon(o.swap_mib << 20); !st.ok()) {
@@ -561,6 +636,7 @@ Report run(const Options& o) {
   std::vector<std::thread> threads;
   for (int t = 0; t < o.threads; t++)
     threads.emplace_back([&sh, t, &o] { Worker(sh, t, o.seed).run(); });
+  for (int m = 0; m < migrators; m++) threads.emplace_back([&sh, m, &o] { Migrator(sh, m, o.seed).run(); });
 
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
@@ -579,7 +655,7 @@ Report run(const Options& o) {
       // No worker exits process 1, so its death is an OOM: chosen by the OOM killer, or a
       // fault of its own that found no frame and no victim. Once the workers are parked, the
       // one whose access failed has noted where.
-      stop_the_world(sh, sys, o.threads);
+      stop_the_world(sh, sys, parkers);
       std::string counters;
       for (const auto& [name, v] : sys.vmstat())
         if (v) counters += fmt::format(" {}={}", name, v);
@@ -596,7 +672,7 @@ Report run(const Options& o) {
       break;
     }
     if (now >= next_check) {
-      stop_the_world(sh, sys, o.threads);
+      stop_the_world(sh, sys, parkers);
       sys.debug_check_consistency();
       res.checks++;
       resume_the_world(sh, sys);
@@ -623,6 +699,10 @@ Report run(const Options& o) {
       if (o.swap_mib) {
         const auto vm = sys.vmstat();
         swap = fmt::format("  swapped out {:>8} in {:>8}", vmstat_value(vm, "pswpout"), vmstat_value(vm, "pswpin"));
+      }
+      if (migrators) {
+        const auto vm = sys.vmstat();
+        swap += fmt::format("  migrated {:>8}", vmstat_value(vm, "pgmigrate_success"));
       }
       *o.progress << fmt::format("[stress] {:4.0f}s  ops {:>10}  accesses {:>10}  syscalls {:>9}  forks {:>6}  checks {:>4}{}  violations {}\n",
                                  std::chrono::duration<double>(now - t0).count(), sh.ops.load(), sh.accesses.load(),
@@ -660,6 +740,9 @@ Report run(const Options& o) {
   res.pgsteal_direct = vmstat_value(vm, "pgsteal_direct");
   res.workingset_refault = vmstat_value(vm, "workingset_refault_anon") + vmstat_value(vm, "workingset_refault_file");
   res.oom_kill = vmstat_value(vm, "oom_kill");
+  res.pgmigrate_success = vmstat_value(vm, "pgmigrate_success");
+  res.pgmigrate_fail = vmstat_value(vm, "pgmigrate_fail");
+  res.migrate_calls = sh.migrate_calls.load();
   res.allocstall = vmstat_value(vm, "allocstall_normal");
   res.kswapd_runs = sys.debug_kswapd_runs();
   res.oom_reap_retries = sys.debug_oom_reap_retries();
