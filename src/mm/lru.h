@@ -10,10 +10,10 @@
 // New pages reach the lists through per-CPU add batches (cpu_fbatches.lru_add): folio_add_lru
 // appends the page, with a reference of its own, to the batch of the CPU it runs on, and the
 // batch moves to the list under one lru_lock hold when it fills (kFolioBatchSize pages) or is
-// drained (lru_add_drain for this CPU, lru_add_drain_all for every CPU), dropping those
-// references afterwards. A fault therefore appends to a per-CPU array instead of taking the
-// global lru_lock. A page in a batch is not on a list yet: PG_lru is clear and the list sizes
-// do not count it (as /proc/vmstat's nr_*_anon do not).
+// drained (lru_add_drain for this CPU, lru_add_drain_all for every CPU), dropping each page's
+// reference once it is linked. A fault therefore appends to a per-CPU array instead of taking
+// the global lru_lock. A page in a batch is not on a list yet: PG_lru is clear and the list
+// sizes do not count it (as /proc/vmstat's nr_*_anon do not).
 //
 // Reference and locking rules:
 //  - PG_lru, PG_active and the links change under lru_lock while a page is on a list; a page
