@@ -21,7 +21,9 @@ void Cpu::drop_stale_entry_locked(TlbEntry& e) {
   e.vpn = ~0ull;
 }
 
-void Cpu::report_pte_to_free_frame() { sys_->report_violation("PTE to a freed frame", "page table maps a freed frame"); }
+void Cpu::report_pte_to_free_frame() {
+  sys_->report_violation("PTE to a freed frame", "page table maps a freed frame");
+}
 
 uint8_t* Cpu::translate_locked(Mm* mm, uint64_t addr, bool write) {
   const uint64_t vpn = addr >> kPageShift;

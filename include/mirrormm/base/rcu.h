@@ -17,9 +17,9 @@
 // ctr) whose low half counts nesting. The outermost lock copies the global grace-period
 // counter into it (which also sets the nesting count to 1), inner ones increment it and
 // unlocks decrement it; the outermost unlock then wakes a writer that sleeps waiting for
-// readers (gp futex -1). Without sys_membarrier (old kernels) each outermost transition is fenced,
-// as liburcu's urcu_memb_smp_mb_slave does. rcu.cc binds the library's variables and checks
-// the constants against liburcu's header.
+// readers (gp futex -1). Without sys_membarrier (old kernels) each outermost transition is
+// fenced, as liburcu's urcu_memb_smp_mb_slave does. rcu.cc binds the library's variables and
+// checks the constants against liburcu's header.
 #pragma once
 
 #include <atomic>
