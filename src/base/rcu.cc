@@ -1,4 +1,4 @@
-// liburcu glue: inline read side (_LGPL_SOURCE), thread registration, call_rcu.
+// liburcu glue: the variables of the inline read side (rcu.h), thread registration, call_rcu.
 #define _LGPL_SOURCE 1
 #include <urcu/urcu-memb.h>
 
@@ -16,47 +16,48 @@ namespace mirrormm {
 
 namespace rcu_internal {
 
-thread_local bool registered = false;
+// The constants and layout the inline read side (rcu.h) assumes.
+static_assert(kNestMask == URCU_GP_CTR_NEST_MASK && URCU_GP_COUNT == 1);
+static_assert(sizeof(urcu_memb_gp.futex) == sizeof(int32_t));
 
-namespace {
-// The token through which reader critical sections happen-before grace periods' ends.
+const unsigned long* const gp_ctr = &urcu_memb_gp.ctr;
+const int32_t* const gp_futex = &urcu_memb_gp.futex;
+const int* const has_sys_membarrier = &urcu_memb_has_sys_membarrier;
+
 char grace_token;
 
+namespace {
 // Unregisters the thread from liburcu when it exits.
 struct Registration {
   ~Registration() {
-    if (registered) urcu_memb_unregister_thread();
-    registered = false;
+    if (tls_reader_ctr) urcu_memb_unregister_thread();
+    tls_reader_ctr = nullptr;
   }
 };
 thread_local Registration registration;
 }  // namespace
 
-void register_thread() {
+unsigned long* register_thread() {
   urcu_memb_register_thread();
-  registered = true;
+  tls_reader_ctr = &URCU_TLS(urcu_memb_reader).ctr;
   (void)&registration;  // instantiate the thread-local so its destructor runs
+  return tls_reader_ctr;
 }
 
-void read_lock() { urcu_memb_read_lock(); }
-
-void read_unlock() {
-  MM_TSAN_RELEASE(&grace_token);
-  urcu_memb_read_unlock();
-}
+void wake_up_gp() { urcu_common_wake_up_gp(&urcu_memb_gp); }
 
 void after_grace_period() { MM_TSAN_ACQUIRE(&grace_token); }
 
 }  // namespace rcu_internal
 
 void rcu_synchronize() {
-  if (!rcu_internal::registered) rcu_internal::register_thread();
+  if (!rcu_internal::tls_reader_ctr) rcu_internal::register_thread();
   urcu_memb_synchronize_rcu();
   rcu_internal::after_grace_period();
 }
 
 void rcu_call(std::function<void()> fn) {
-  if (!rcu_internal::registered) rcu_internal::register_thread();
+  if (!rcu_internal::tls_reader_ctr) rcu_internal::register_thread();
   rcu_internal::queue_callback<&urcu_memb_call_rcu, &rcu_internal::after_grace_period>(std::move(fn));
 }
 
@@ -84,7 +85,7 @@ void rcu_free_later(void (*fn)(void*), void* p) {
 }
 
 void rcu_barrier() {
-  if (!rcu_internal::registered) rcu_internal::register_thread();
+  if (!rcu_internal::tls_reader_ctr) rcu_internal::register_thread();
   free_batch.submit();
   urcu_memb_barrier();
 }

@@ -12,18 +12,27 @@ namespace mirrormm {
 
 unsigned do_user_addr_fault(Mm* mm, uint64_t addr, bool write);  // memory.cc
 
+void Cpu::drop_stale_entry_locked(TlbEntry& e) {
+  // Checker: a TLB entry whose frame was freed since it was filled is a translation that
+  // a shootdown should have removed.
+  // The access is refused after the report, so that a broken kernel (the test switch) cannot
+  // corrupt frames that now belong to someone else, page tables included.
+  sys_->report_violation("stale TLB entry", "stale TLB entry: access to a freed frame");
+  e.vpn = ~0ull;
+}
+
+void Cpu::report_pte_to_free_frame() {
+  sys_->report_violation("PTE to a freed frame", "page table maps a freed frame");
+}
+
 uint8_t* Cpu::translate_locked(Mm* mm, uint64_t addr, bool write) {
   const uint64_t vpn = addr >> kPageShift;
   TlbEntry& e = tlb_[vpn & (kTlbEntries - 1)];
   if (e.vpn == vpn && e.mm_id == mm->id() && (!write || e.dirty)) {
     hits_.store(hits_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    // Checker: a TLB entry whose frame was freed since it was filled is a translation that
-    // a shootdown should have removed.
-    // The access is refused after the report, so that a broken kernel (the test switch) cannot
-    // corrupt frames that now belong to someone else, page tables included.
-    if (e.page->gen.load(std::memory_order_relaxed) == e.gen && !e.page->test(PG_free)) return e.data;
-    sys_->report_violation("stale TLB entry", "stale TLB entry: access to a freed frame");
-    e.vpn = ~0ull;
+    if (e.page->gen.load(std::memory_order_relaxed) == e.gen && !e.page->test(PG_free)) [[likely]]
+      return e.data;
+    drop_stale_entry_locked(e);
   }
   misses_.store(misses_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   // The page walk, as hardware does it: no locks, acquire loads, A/D set by CAS.
@@ -47,10 +56,10 @@ uint8_t* Cpu::translate_locked(Mm* mm, uint64_t addr, bool write) {
     if (nv != v && !ptep->compare_exchange_weak(v, nv, std::memory_order_acq_rel)) continue;
     e.vpn = vpn;
     e.mm_id = mm->id();
-    e.data = sys_->mem().pfn_to_virt(pte_pfn(nv));
-    e.page = sys_->mem().pfn_to_page(pte_pfn(nv));
+    e.data = mem_->pfn_to_virt(pte_pfn(nv));
+    e.page = mem_->pfn_to_page(pte_pfn(nv));
     e.gen = e.page->gen.load(std::memory_order_relaxed);
-    if (e.page->test(PG_free)) sys_->report_violation("PTE to a freed frame", "page table maps a freed frame");
+    if (e.page->test(PG_free)) [[unlikely]] report_pte_to_free_frame();
     e.writable = pte_write(nv);
     e.dirty = pte_write(nv) && pte_dirty(nv);
     return e.data;

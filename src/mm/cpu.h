@@ -21,7 +21,7 @@ class alignas(64) Cpu final : public PhysMem::TlbWatcher {
 
   // Registers this CPU's TLB with the frame pool for the free-time check (PhysMem::register_tlb);
   // System creates its CPUs before it is shared.
-  Cpu(System* sys, PhysMem* mem, int id) : sys_(sys), id_(id) { mem->register_tlb(this); }
+  Cpu(System* sys, PhysMem* mem, int id) : sys_(sys), mem_(mem), id_(id) { mem->register_tlb(this); }
   int id() const { return id_; }
 
   // Accesses [addr, addr+len) of mm, calling fn for each piece in ascending order.
@@ -71,11 +71,16 @@ class alignas(64) Cpu final : public PhysMem::TlbWatcher {
   bool debug_keeps_stale_entries() const;
 
   // Translates addr under tlb_lock_; returns the frame data or nullptr when the access must
-  // fault.
-  uint8_t* translate_locked(Mm* mm, uint64_t addr, bool write) REQUIRES(tlb_lock_);
+  // fault. Part of access()'s loop (defined and inlined there).
+  [[gnu::always_inline]] inline uint8_t* translate_locked(Mm* mm, uint64_t addr, bool write) REQUIRES(tlb_lock_);
+  // The checker's reports of translate_locked, kept out of its path: a hit on an entry whose
+  // frame was freed (reported and dropped), a PTE that maps a free frame.
+  [[gnu::cold, gnu::noinline]] void drop_stale_entry_locked(TlbEntry& e) REQUIRES(tlb_lock_);
+  [[gnu::cold, gnu::noinline]] void report_pte_to_free_frame();
 
-  System* sys_;  // written once
-  int id_;       // written once
+  System* sys_;   // written once
+  PhysMem* mem_;  // sys_'s frames; written once
+  int id_;        // written once
   alignas(64) SpinLock tlb_lock_{lock_class::kTlb};  // its own cache line: taken by shootdowns from other CPUs
   TlbEntry tlb_[kTlbEntries] GUARDED_BY(tlb_lock_);
   // The last PTE table this CPU walked to (a paging-structure cache, as x86's PDE cache):

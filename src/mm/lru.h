@@ -10,10 +10,10 @@
 // New pages reach the lists through per-CPU add batches (cpu_fbatches.lru_add): folio_add_lru
 // appends the page, with a reference of its own, to the batch of the CPU it runs on, and the
 // batch moves to the list under one lru_lock hold when it fills (kFolioBatchSize pages) or is
-// drained (lru_add_drain for this CPU, lru_add_drain_all for every CPU), dropping those
-// references afterwards. A fault therefore appends to a per-CPU array instead of taking the
-// global lru_lock. A page in a batch is not on a list yet: PG_lru is clear and the list sizes
-// do not count it (as /proc/vmstat's nr_*_anon do not).
+// drained (lru_add_drain for this CPU, lru_add_drain_all for every CPU), dropping each page's
+// reference once it is linked. A fault therefore appends to a per-CPU array instead of taking
+// the global lru_lock. A page in a batch is not on a list yet: PG_lru is clear and the list
+// sizes do not count it (as /proc/vmstat's nr_*_anon do not).
 //
 // Reference and locking rules:
 //  - PG_lru, PG_active and the links change under lru_lock while a page is on a list; a page
@@ -42,11 +42,10 @@
 
 #include "mirrormm/base/locking.h"
 #include "mm/lock_order.h"
+#include "mm/mm_types.h"
 #include "mm/physmem.h"
 
 namespace mirrormm {
-
-struct Vma;
 
 // enum lru_list, in Linux's order (an anon or file base plus the active offset).
 enum LruList : int {
@@ -71,9 +70,10 @@ inline bool folio_is_file_lru(const Page* page) { return !page->test(PG_swapback
 
 // The list the page's flags select (folio_lru_list).
 inline LruList folio_lru_list(const Page* page) {
-  if (page->test(PG_unevictable)) return LRU_UNEVICTABLE;
-  const int base = folio_is_file_lru(page) ? LRU_INACTIVE_FILE : LRU_INACTIVE_ANON;
-  return static_cast<LruList>(base + (page->test(PG_active) ? 1 : 0));
+  const uint32_t flags = page->flags.load(std::memory_order_relaxed);  // one snapshot of the three
+  if (flags & PG_unevictable) return LRU_UNEVICTABLE;
+  const int base = (flags & PG_swapbacked) ? LRU_INACTIVE_ANON : LRU_INACTIVE_FILE;
+  return static_cast<LruList>(base + ((flags & PG_active) ? 1 : 0));
 }
 
 // The LRU lists of one memory node (struct lruvec). One per PhysMem for now; a NUMA node
@@ -149,17 +149,42 @@ class LruAddBatches {
 
 // ---- mm/swap.c: adding pages, moving them between lists ----
 
+// The tail of folio_add_lru when the page filled this CPU's batch (folio_batch_move_lru):
+// takes the batch out under the slot's lock, which the caller holds and this releases, and
+// moves it to the lists.
+void lru_add_batch_full(PhysMem& mem, LruAddBatches::Slot& s) RELEASE(s.lock);
+
 // folio_add_lru: queues a page that is on no list (PG_lru clear) for the LRU through this
 // CPU's add batch, which takes a reference on it; moves the batch to the lists when it fills.
 // With LruRef::kPrepaid the batch takes over a reference the caller holds for it instead
 // (alloc_page with LruRef::kPrepaid), so no reference count changes here.
 // Callable under the PTE lock, the inode lock and the swap-cache lock.
-void folio_add_lru(PhysMem& mem, Page* page, LruRef lru_ref = LruRef::kNo);
+inline void folio_add_lru(PhysMem& mem, Page* page, LruRef lru_ref = LruRef::kNo) {
+  MM_BUG_ON(page->test(PG_lru));
+  MM_DEBUG_ON(page->test(PG_active) && page->test(PG_unevictable));
+  // The batch's reference; a prepaid one is the caller's second (at least 2 are held).
+  if (lru_ref == LruRef::kNo) mem.get_page(page);
+  else MM_DEBUG_ON(page->refcount.load(std::memory_order_relaxed) < 2);
+  LruAddBatches::Slot& s = mem.lru_add_batches().this_cpu();
+  s.lock.lock();
+  const int nr = s.nr.load(std::memory_order_relaxed) + 1;
+  s.pages[nr - 1] = page;
+  if (nr == kFolioBatchSize) [[unlikely]] {
+    lru_add_batch_full(mem, s);
+    return;
+  }
+  s.nr.store(nr, std::memory_order_relaxed);
+  s.lock.unlock();
+}
 // folio_add_lru_vma (lru_cache_add_inactive_or_unevictable before 5.x): a new page mapped in
 // vma; in a VM_LOCKED (and not VM_SPECIAL) VMA it goes to the unevictable list, otherwise to
 // the inactive list of its type (new anonymous pages start inactive, as since Linux 5.9).
 // lru_ref as for folio_add_lru.
-void folio_add_lru_vma(PhysMem& mem, Page* page, const Vma* vma, LruRef lru_ref = LruRef::kNo);
+inline void folio_add_lru_vma(PhysMem& mem, Page* page, const Vma* vma, LruRef lru_ref = LruRef::kNo) {
+  // mlock_new_folio's effect on a model without PG_mlocked: the page is unevictable.
+  if ((vma->vm_flags & (VM_LOCKED | VM_SPECIAL)) == VM_LOCKED) page->set(PG_unevictable);
+  folio_add_lru(mem, page, lru_ref);
+}
 // lru_add_drain: moves this CPU's add batch to the lists. A thread that runs as no CPU
 // stands for a process that may have faulted on any of them, so it drains every CPU's batch.
 void lru_add_drain(PhysMem& mem);

@@ -66,22 +66,37 @@ namespace {
 // lru_add: a page from an add batch joins the list its flags select. An unevictable page
 // loses PG_active (the unevictable list has no active half).
 void lru_add(Lruvec& lruvec, Page* page) REQUIRES(lruvec.lru_lock) {
-  MM_BUG_ON(page->test(PG_lru));
-  if (page->test(PG_unevictable)) page->clear(PG_active);
+  const uint32_t flags = page->flags.load(std::memory_order_relaxed);
+  MM_BUG_ON(flags & PG_lru);
+  if (flags & PG_unevictable) page->clear(PG_active);
   page->set(PG_lru);
   lruvec.add_folio(page);
 }
 
 // folio_batch_move_lru for the add batch: the pages join their lists under one lru_lock
-// hold, then the batch's references go (outside the lock: a page unmapped meanwhile is freed
-// by that put, and the free path takes lru_lock itself).
+// hold, each dropping the batch's reference once it is linked (as move_folios_to_lru drops
+// isolation references: a concurrent last put, which waits for lru_lock, finds the page
+// PG_lru and unlinks it). A page whose last reference that was, unmapped while it waited in
+// the batch, leaves its list again and is freed after the lock is released (the free path
+// takes lru_lock itself).
 void lru_add_batch(PhysMem& mem, Page* const* pages, int n) {
   Lruvec& lruvec = mem.lruvec();
+  Page* dying[kFolioBatchSize];
+  size_t ndying = 0;
   {
     SpinGuard g(lruvec.lru_lock);
-    for (int i = 0; i < n; i++) lru_add(lruvec, pages[i]);
+    for (int i = 0; i < n; i++) {
+      Page* page = pages[i];
+      lru_add(lruvec, page);
+      const int32_t old = page->refcount.fetch_sub(1, std::memory_order_acq_rel);
+      MM_BUG_ON(old <= 0);
+      if (old != 1) continue;
+      lruvec.del_folio(page);
+      page->clear(PG_lru);
+      dying[ndying++] = page;
+    }
   }
-  mem.put_pages(pages, static_cast<size_t>(n));
+  if (ndying) mem.free_unref_pages(dying, ndying);
 }
 
 // Empties one CPU's add batch into the lists. The batch is copied out under the slot's lock
@@ -117,33 +132,12 @@ void lru_cache_activate_folio(PhysMem& mem, Page* page) {
 
 // ---- mm/swap.c ----
 
-void folio_add_lru(PhysMem& mem, Page* page, LruRef lru_ref) {
-  MM_BUG_ON(page->test(PG_lru));
-  MM_DEBUG_ON(page->test(PG_active) && page->test(PG_unevictable));
-  // The batch's reference; a prepaid one is the caller's second (at least 2 are held).
-  if (lru_ref == LruRef::kNo) mem.get_page(page);
-  else MM_DEBUG_ON(page->refcount.load(std::memory_order_relaxed) < 2);
+void lru_add_batch_full(PhysMem& mem, LruAddBatches::Slot& s) {
   Page* full[kFolioBatchSize];
-  int n = 0;
-  {
-    LruAddBatches::Slot& s = mem.lru_add_batches().this_cpu();
-    SpinGuard g(s.lock);
-    int nr = s.nr.load(std::memory_order_relaxed);
-    s.pages[nr++] = page;
-    if (nr == kFolioBatchSize) {
-      std::copy(s.pages, s.pages + nr, full);
-      n = nr;
-      nr = 0;
-    }
-    s.nr.store(nr, std::memory_order_relaxed);
-  }
-  if (n) lru_add_batch(mem, full, n);
-}
-
-void folio_add_lru_vma(PhysMem& mem, Page* page, const Vma* vma, LruRef lru_ref) {
-  // mlock_new_folio's effect on a model without PG_mlocked: the page is unevictable.
-  if ((vma->vm_flags & (VM_LOCKED | VM_SPECIAL)) == VM_LOCKED) page->set(PG_unevictable);
-  folio_add_lru(mem, page, lru_ref);
+  std::copy(s.pages, s.pages + kFolioBatchSize, full);
+  s.nr.store(0, std::memory_order_relaxed);
+  s.lock.unlock();
+  lru_add_batch(mem, full, kFolioBatchSize);
 }
 
 void lru_add_drain(PhysMem& mem) {

@@ -38,14 +38,22 @@ namespace lockdep {
 extern std::atomic<bool> enabled;
 void acquire(LockClass c, const void* lock, bool nested, LockMode mode);
 void release(LockClass c, const void* lock);
+// The checks themselves, kept out of the lock operations' path (and reading the lock's class
+// only when checking is on).
+[[gnu::cold, gnu::noinline]] inline void checked_acquire(LockClass c, const void* lock, bool nested, LockMode mode) {
+  if (c != kUncheckedLock) acquire(c, lock, nested, mode);
+}
+[[gnu::cold, gnu::noinline]] inline void checked_release(LockClass c, const void* lock) {
+  if (c != kUncheckedLock) release(c, lock);
+}
 inline void check_acquire(LockClass c, const void* lock, bool nested, LockMode mode = LockMode::kExclusive) {
-  if (c != kUncheckedLock && enabled.load(std::memory_order_relaxed)) acquire(c, lock, nested, mode);
+  if (__builtin_expect(enabled.load(std::memory_order_relaxed), false)) checked_acquire(c, lock, nested, mode);
 }
 // Linux's nest_lock: while a thread holds the serializing lock of mm_take_all_locks (one
 // taker at a time), it may hold any number of locks of one class, taken in address order.
 extern thread_local int nest_lock_depth;
 inline void check_release(LockClass c, const void* lock) {
-  if (c != kUncheckedLock && enabled.load(std::memory_order_relaxed)) release(c, lock);
+  if (__builtin_expect(enabled.load(std::memory_order_relaxed), false)) checked_release(c, lock);
 }
 // What the calling thread holds of `lock` according to the checker (lockdep_is_held): used by
 // the lock assertions. kUnknown when checking is off (nothing can be said).
