@@ -170,6 +170,26 @@ TEST(Stress, MigrationThreadsRaceEverythingAndLoseNothing) {
   EXPECT_EQ(replay_command(o), "mirrormm stress --threads 2 --seconds 3 --seed 7 --memory 16 --swap 64 --nodes 2");
 }
 
+// Regular files with writeback: the CPUs write, verify, sync and page out their files while
+// the flusher writes back and reclaim drops clean pages; nothing read back differs from the
+// last write, and no writable PTE maps a clean page of a write-notify mapping.
+TEST(Stress, WritebackLosesNoWrite) {
+  Options o;
+  o.threads = 2;
+  o.seconds = 3;
+  o.seed = 9;
+  o.memory_mib = 16;
+  o.swap_mib = 64;
+  o.nodes = 2;
+  o.writeback = true;
+  Report r = run(o);
+  EXPECT_EQ(r.violations, 0u) << (r.messages.empty() ? "" : r.messages[0]);
+  EXPECT_FALSE(r.workload_oom_killed);
+  EXPECT_GT(r.pages_written_back, 0u);
+  EXPECT_EQ(replay_command(o),
+            "mirrormm stress --threads 2 --seconds 3 --seed 9 --memory 16 --swap 64 --nodes 2 --writeback");
+}
+
 // Without swap_mib the workload is the one it always was: no swap device, nothing swapped,
 // and the replay line names neither option.
 TEST(Stress, DefaultRunHasNoSwap) {

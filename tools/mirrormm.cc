@@ -215,7 +215,8 @@ int cmd_stress(stress::Options o, bool has_drop, const std::string& drop) {
             << (has_drop ? ", brackets of " + drop + " deliberately dropped" : "")
             << (o.stop_on_violation ? ", stopping at the first violation" : "") << ", " << o.memory_mib
             << " MiB memory" << (o.swap_mib ? ", " + std::to_string(o.swap_mib) + " MiB swap" : ", no swap")
-            << (o.nodes > 1 ? ", " + std::to_string(o.nodes) + " NUMA nodes with migration threads" : "") << "\n";
+            << (o.nodes > 1 ? ", " + std::to_string(o.nodes) + " NUMA nodes with migration threads" : "")
+            << (o.writeback ? ", regular files with writeback" : "") << "\n";
   std::cout.flush();
   stress::Report r = stress::run(o);
   std::cout << "ops " << r.ops << " (accesses " << r.accesses << ", system calls " << r.syscalls << ", forks " << r.forks
@@ -227,6 +228,7 @@ int cmd_stress(stress::Options o, bool has_drop, const std::string& drop) {
             << " kswapd runs, " << r.allocstall << " direct reclaim stalls), workingset refaults "
             << r.workingset_refault << "; oom kills " << r.oom_kill << ", reaper retries " << r.oom_reap_retries
             << (r.workload_oom_killed ? " (process 1 killed: the run ended there)" : "") << "\n";
+  if (o.writeback) std::cout << "writeback: " << r.pages_written_back << " page writes to the disk\n";
   if (o.nodes > 1)
     std::cout << "migration: " << r.pgmigrate_success << " pages migrated, " << r.pgmigrate_fail
               << " attempts failed, in " << r.migrate_calls << " migrate_pages calls\n";
@@ -353,6 +355,9 @@ int main(int argc, char** argv) {
                    "NUMA nodes of the model's memory; above 1, migration threads move random ranges of every "
                    "process between them, racing everything else (1: no migration)")
       ->check(CLI::Range(1, 64));
+  stress_cmd->add_flag("--writeback", so.writeback,
+                       "each CPU also writes, verifies, syncs and pages out a shared mapping of its own regular file "
+                       "while the flusher writes back");
 
   run::Options ro;
   auto* run_cmd = app.add_subcommand(

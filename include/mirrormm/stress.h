@@ -40,6 +40,11 @@ struct Options {
   // migration entry left behind. 1: no migration, and the workload is exactly the one
   // without this option.
   int nodes = 1;
+  // Regular files with writeback: each CPU also writes, verifies (through its mapping and
+  // with pread), syncs and pages out a shared mapping of its own regular file while the
+  // flusher writes dirty pages back; a write lost to writeback or a page that comes back
+  // from the disk wrong is a violation. false: the workload is exactly the one without it.
+  bool writeback = false;
   bool break_shootdown = false;   // the deliberately broken kernel of the checker test
   // Secondary MMUs: every process gets a DeviceMirror (interval and classic modes alternate)
   // that the threads fault pages into and read and write through, with the coherence checker
@@ -111,6 +116,7 @@ struct Report {
   // page counted as Linux counts it).
   uint64_t migrate_calls = 0;
   uint64_t pgmigrate_success = 0, pgmigrate_fail = 0;
+  uint64_t pages_written_back = 0;  // page writes to the model disk (writeback, any cause)
 };
 
 // Runs the workload: `threads` CPUs issue random accesses and system calls on a few

@@ -255,6 +255,8 @@ class System {
   Flusher& flusher() { return *flusher_; }
   // The named regular files, each with a new reference (the caller puts them).
   std::vector<ShmemInode*> get_regular_files();
+  // Page writes to the disk blocks of the named regular files so far (writeback of any cause).
+  uint64_t debug_disk_writes();
   // Dirty pages in the caches of the named regular files.
   uint64_t debug_dirty_file_pages();
 

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "mm/cpu.h"
+#include "mm/filemap.h"
 #include "mm/internal.h"
 #include "mm/rmap.h"
 #include "mm/pgtable_walk.h"
@@ -151,6 +152,13 @@ uint64_t System::debug_check_consistency() {
             continue;
           }
           if (pte_write(v) && page->test(PG_anon)) writable_anon.insert(page);
+          // Write-notify (a shared mapping of a regular file): writeback write-protects every
+          // PTE of a page before it cleans it (folio_mkclean), and a write makes the page
+          // dirty before the PTE writable (page_mkwrite), so a writable PTE maps a dirty page.
+          // Otherwise a write through it would be lost to the next writeback.
+          if (pte_write(v) && !page->test(PG_anon) && !page->test(PG_dirty) && vma_wants_writenotify(vma))
+            bad(fmt::format("mm {}: writable PTE {:#x} at {:#x} maps a clean page of a write-notify mapping",
+                            mm->id(), v, addr));
           mapped[page]++;
           where[page] += fmt::format(" mm{}@{:#x}{}", mm->id(), addr, vma->vm_file ? "f" : "a");
           if (page->test(PG_anon)) anon++; else shmem++;

@@ -282,6 +282,15 @@ std::vector<ShmemInode*> System::get_regular_files() {
   return out;
 }
 
+uint64_t System::debug_disk_writes() {
+  uint64_t writes = 0;
+  for (ShmemInode* inode : get_regular_files()) {
+    writes += inode->disk()->nr_writes();
+    inode->put();
+  }
+  return writes;
+}
+
 uint64_t System::sync() {
   uint64_t written = 0;
   for (ShmemInode* inode : get_regular_files()) {

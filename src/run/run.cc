@@ -102,6 +102,7 @@ stress::Options stress_options(const Options& o) {
   s.memory_mib = o.memory_mib;
   s.swap_mib = o.swap_mib;
   s.nodes = o.nodes;
+  s.writeback = true;
   s.devices = true;
   for (const Break& b : breaks()) {
     if (o.debug_break != b.info.name) continue;
@@ -122,7 +123,7 @@ std::string describe(const Options& o) {
   std::string s = fmt::format(
       "mirrormm run: {} CPUs for {} s, seed {}; {} MiB of memory, {}, {}\n"
       "processes forking and exiting, a secondary MMU on each (interval and classic mirrors), "
-      "coherence checker and consistency checks on",
+      "regular files written back, coherence checker and consistency checks on",
       o.threads, o.seconds, o.seed, o.memory_mib,
       o.swap_mib ? fmt::format("{} MiB of swap", o.swap_mib) : std::string("no swap"),
       o.nodes > 1 ? fmt::format("{} NUMA nodes with page migration", o.nodes) : std::string("one NUMA node"));
@@ -204,6 +205,12 @@ std::string summary(const Options& o, const stress::Report& r) {
     migration.row("pages migrated (pgmigrate_success)", {num(r.pgmigrate_success)});
     migration.row("failed attempts (pgmigrate_fail)", {num(r.pgmigrate_fail)});
     out += migration.render() + "\n";
+  }
+  if (r.pages_written_back) {
+    Table writeback;
+    writeback.section("regular files");
+    writeback.row("page writes to the disk (writeback)", {num(r.pages_written_back)});
+    out += writeback.render() + "\n";
   }
 
   if (r.violations == 0) {

@@ -19,6 +19,12 @@
 // Process 1 must survive: its OOM kill ends the run as a violation, and no check of process 1
 // reports anything once it is killed (its accesses fail, its pages are reaped).
 //
+// With writeback on (Options::writeback), each thread also owns a regular file of the model
+// disk, mapped shared (a write-notify mapping): it writes pages through the mapping, verifies
+// them through the mapping and with pread, syncs them (msync, fsync, sync) while the flusher
+// writes them back on its own, pushes clean ones out (MADV_PAGEOUT) so that later reads come
+// from the disk, and remaps the file; every read checks the value of the page's last write.
+//
 // With several NUMA nodes (Options::nodes), migration threads move random runs of pages
 // between the nodes: a CPU's private region or swap region in process 1 (whose reads verify
 // the data) or the chaos region of any process (shared pages, device mirrors, mprotect,
@@ -59,6 +65,10 @@ constexpr uint64_t kSwapBase = kW + (8ull << 30);
 
 uint64_t private_base(int t) { return kW + static_cast<uint64_t>(t) * (64ull << 20); }
 uint64_t dirty_base(int t) { return private_base(t) + (32ull << 20); }
+// The writeback region (Options::writeback): kDiskPages of the thread's regular file.
+constexpr uint64_t kDiskPages = 16;
+uint64_t disk_base(int t) { return private_base(t) + (48ull << 20); }
+constexpr uint64_t kMsSync = 4;
 
 struct Shared {
   System* sys;
@@ -72,6 +82,7 @@ struct Shared {
   std::atomic<uint64_t> oom_fault_addr{0};  // the first access of process 1 that ended in OOM
   bool devices = false;
   bool stop_on_violation = false;
+  bool writeback = false;
   // The secondary MMU of each slot's process (guarded by mirror_lock; a worker copies the
   // pointer out and uses the mirror unlocked: the mirror is thread-safe and outlives uses).
   Mutex mirror_lock{lock_class::kStressMirrors};
@@ -133,6 +144,7 @@ class Worker {
     (void)sys.mmap(p1, private_base(id_), kPrivatePages * kP, kProtRead | kProtWrite,
                    kMapPrivate | kMapAnonymous | kMapFixed);
     if (sh_.swap_anon_pages) setup_swap_region();
+    if (sh_.writeback) setup_disk_region();
     while (!sh_.stop.load(std::memory_order_relaxed)) {
       if (park_if_paused(sh_)) continue;
       if ((sh_.stop_on_violation && sys.violations() > 0) || !p1_->alive() || p1_->oom_killed()) {
@@ -178,6 +190,88 @@ class Worker {
       sh_.oom_fault_addr.compare_exchange_strong(none, addr, std::memory_order_relaxed);
     }
     return r;
+  }
+
+  // ---- the writeback region ----
+
+  std::string disk_file() const { return fmt::format("disk{}", id_); }
+
+  void setup_disk_region() {
+    System& sys = *sh_.sys;
+    const Status f = sys.file_create(disk_file(), kDiskPages * kP);
+    sh_.syscalls.fetch_add(1, std::memory_order_relaxed);
+    if (!f.ok() || !map_disk_region()) {
+      fail(fmt::format("setting up its writeback region of {} pages failed", kDiskPages));
+      return;
+    }
+    disk_shadow_.assign(kDiskPages, 0);
+  }
+
+  bool map_disk_region() {
+    sh_.syscalls.fetch_add(1, std::memory_order_relaxed);
+    return sh_.sys
+        ->mmap_file(p1_, disk_base(id_), kDiskPages * kP, kProtRead | kProtWrite, kMapShared | kMapFixed, disk_file(), 0,
+                    System::FileMode::kReadWrite)
+        .ok();
+  }
+
+  // Checks a page of the file, read through the mapping or with pread, against its last write.
+  void disk_verify(uint64_t page, const uint8_t* d, const char* how) {
+    const uint8_t want = disk_shadow_[page];
+    for (uint64_t i = 0; i < kP; i++) {
+      if (d[i] == want) continue;
+      fail(fmt::format("page {} of {} lost its data ({}): byte {} reads {:#x}, want {:#x}", page, disk_file(), how, i,
+                       d[i], want));
+      return;
+    }
+  }
+
+  void disk_op() {
+    System& sys = *sh_.sys;
+    const uint64_t page = rnd(kDiskPages);
+    const uint64_t addr = disk_base(id_) + page * kP;
+    const uint64_t r = rnd(100);
+    if (r < 40) {
+      const uint8_t v = static_cast<uint8_t>(1 + rnd(255));
+      AccessResult res = access(p1_, addr, kP, true, [v](uint8_t* d, uint64_t, uint64_t n) { std::memset(d, v, n); });
+      sh_.accesses.fetch_add(1, std::memory_order_relaxed);
+      if (!res.ok()) fail(fmt::format("write to its writeback region faulted at {:#x}", res.fault_addr));
+      else disk_shadow_[page] = v;
+    } else if (r < 70) {
+      std::vector<uint8_t> got(kP);
+      AccessResult res = access(p1_, addr, kP, false, [&](uint8_t* d, uint64_t a, uint64_t n) {
+        std::memcpy(got.data() + (a - addr), d, n);
+      });
+      sh_.accesses.fetch_add(1, std::memory_order_relaxed);
+      if (!res.ok()) fail(fmt::format("read of its writeback region faulted at {:#x}", res.fault_addr));
+      else disk_verify(page, got.data(), "read through the mapping");
+    } else if (r < 80) {
+      Result<std::vector<uint8_t>> got = sys.pread(disk_file(), page * kP, kP);
+      sh_.syscalls.fetch_add(1, std::memory_order_relaxed);
+      if (!got.ok() || got.value().size() != kP) fail(fmt::format("pread of page {} of {} failed", page, disk_file()));
+      else disk_verify(page, got.value().data(), "pread");
+    } else if (r < 88) {
+      const uint64_t n = std::min<uint64_t>(1 + rnd(4), kDiskPages - page);
+      if (!sys.msync(p1_, addr, n * kP, kMsSync).ok()) fail(fmt::format("msync of {:#x} failed", addr));
+      sh_.syscalls.fetch_add(1, std::memory_order_relaxed);
+    } else if (r < 92) {
+      if (!sys.fsync(disk_file()).ok()) fail(fmt::format("fsync of {} failed", disk_file()));
+      sh_.syscalls.fetch_add(1, std::memory_order_relaxed);
+    } else if (r < 96) {
+      // Clean pages go (their next read comes from the disk); dirty ones stay cached.
+      const uint64_t n = std::min<uint64_t>(1 + rnd(8), kDiskPages - page);
+      (void)sys.madvise(p1_, addr, n * kP, kMadvPageout);
+      sh_.syscalls.fetch_add(1, std::memory_order_relaxed);
+    } else if (r < 98) {
+      (void)sys.munmap(p1_, disk_base(id_), kDiskPages * kP);
+      sh_.syscalls.fetch_add(1, std::memory_order_relaxed);
+      if (!map_disk_region()) fail(fmt::format("remapping {} failed", disk_file()));
+    } else if (r < 99) {
+      sys.wakeup_flusher();
+    } else {
+      (void)sys.sync();
+      sh_.syscalls.fetch_add(1, std::memory_order_relaxed);
+    }
   }
 
   // ---- the swap region ----
@@ -462,6 +556,11 @@ class Worker {
       swap_op();
       return;
     }
+    // The same for writeback.
+    if (!disk_shadow_.empty() && rnd(8) == 0) {
+      disk_op();
+      return;
+    }
     const uint64_t r = rnd(1000);
     if (r < 450) private_op();
     else if (r < 460) dirty_op();
@@ -476,6 +575,7 @@ class Worker {
   std::vector<uint8_t> shadow_;
   Process* const p1_;
   std::vector<uint8_t> swap_shadow_;  // the value of each swap-region page's last write; empty: none
+  std::vector<uint8_t> disk_shadow_;  // the same for the writeback region's pages
 };
 
 // A migration thread (Options::nodes > 1): moves a random run of 1 to 64 pages of a random
@@ -581,6 +681,7 @@ std::string replay_command(const Options& o) {
   if (o.memory_mib != Options{}.memory_mib) s += fmt::format(" --memory {}", o.memory_mib);
   if (o.swap_mib) s += fmt::format(" --swap {}", o.swap_mib);
   if (o.nodes > 1) s += fmt::format(" --nodes {}", o.nodes);
+  if (o.writeback) s += " --writeback";
   return s;
 }
 
@@ -618,6 +719,7 @@ Report run(const Options& o) {
     }
   }
   sh.devices = o.devices;
+  sh.writeback = o.writeback;
   sh.stop_on_violation = o.stop_on_violation;
   if (o.devices) {
     Result<std::unique_ptr<DeviceMirror>> m =
@@ -743,6 +845,7 @@ Report run(const Options& o) {
   res.pgmigrate_success = vmstat_value(vm, "pgmigrate_success");
   res.pgmigrate_fail = vmstat_value(vm, "pgmigrate_fail");
   res.migrate_calls = sh.migrate_calls.load();
+  res.pages_written_back = sys.debug_disk_writes();
   res.allocstall = vmstat_value(vm, "allocstall_normal");
   res.kswapd_runs = sys.debug_kswapd_runs();
   res.oom_reap_retries = sys.debug_oom_reap_retries();
