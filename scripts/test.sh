@@ -3,7 +3,8 @@
 # everything and run ctest. The oracle compares the model with this host's kernel on random
 # scripts (2,000 per profile in release, 200 under the sanitizers); the stress tests run
 # concurrent workloads with the checkers, and the tsan preset adds two 10-second
-# `mirrormm stress` runs, one with memory pressure and swap. Long campaigns:
+# `mirrormm stress` runs, one with memory pressure and swap, page migration between two
+# NUMA nodes and regular files with writeback. Long campaigns:
 # scripts/campaign.sh, scripts/stress-campaign.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,6 @@ for preset in ${MIRRORMM_PRESETS:-release asan-ubsan tsan}; do
     TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp halt_on_error=1" \
       "build/$preset/mirrormm" stress --threads 4 --seconds 10 --seed 1
     TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp halt_on_error=1" \
-      "build/$preset/mirrormm" stress --threads 4 --seconds 10 --seed 2 --memory 64 --swap 256
+      "build/$preset/mirrormm" stress --threads 4 --seconds 10 --seed 2 --memory 64 --swap 256 --nodes 2 --writeback
   fi
 done
