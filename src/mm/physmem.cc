@@ -203,28 +203,15 @@ void PhysMem::init_page(Page* page, Zero zero, LruRef lru_ref) {
   if (zero == Zero::kYes) std::memset(page_address(page), 0, kPageSize);
 }
 
-Page* PhysMem::alloc_page_node(int nid, NodeFallback fallback, Zero zero, Gfp gfp, LruRef lru_ref) {
-  Page* page = rmqueue(nid, fallback, zero, lru_ref);
-  Pressure* pressure = pressure_.load(std::memory_order_acquire);
-  if (pressure && nr_free_global() < wmark_low_) pressure->wakeup_kswapd();
-  if (page) return page;
-  // Pages whose last user went may still be held by the per-CPU LRU add batches: drain them
-  // (reclaim's lru_add_drain_all) and try once more, even when another thread emptied the
-  // batches first: its drain may have freed pages since this thread's attempt.
-  (void)lru_add_batches_drained(*this);
-  if ((page = rmqueue(nid, fallback, zero, lru_ref))) return page;
-  if (gfp != Gfp::kUser || !pressure) return nullptr;
-  for (int attempt = 0; pressure->alloc_slowpath(attempt); attempt++)
-    if ((page = rmqueue(nid, fallback, zero, lru_ref))) return page;
-  return nullptr;
-}
-
-Page* PhysMem::rmqueue(int nid, NodeFallback fallback, Zero zero, LruRef lru_ref) {
+// Inlined into alloc_page_node, whose first call is every allocation's fast path.
+[[gnu::always_inline]] inline Page* PhysMem::rmqueue(int nid, NodeFallback fallback, Zero zero, LruRef lru_ref) {
   pfn_t pfn = 0;
-  if (nid == kNumaNoNode) nid = numa_node_id();
   if (tls_this_cpu >= 0) {
+    // The fast path: a frame of this CPU's node (numa_node_id) from its own list.
     Pcp& c = pcp_[this_cpu_slot(kPcpSlots)];
-    if (c.node.load(std::memory_order_relaxed) == nid) {
+    const int cpu_nid = c.node.load(std::memory_order_relaxed);
+    if (nid == kNumaNoNode) nid = cpu_nid;
+    if (cpu_nid == nid) {
       SpinGuard g(c.lock);
       int n = c.count.load(std::memory_order_relaxed);
       if (n == 0) n = take_global(nid, c.pfns, kPcpBatch);
@@ -233,6 +220,8 @@ Page* PhysMem::rmqueue(int nid, NodeFallback fallback, Zero zero, LruRef lru_ref
         c.count.store(n, std::memory_order_relaxed);
       }
     }
+  } else if (nid == kNumaNoNode) {
+    nid = numa_node_id();
   }
   if (!pfn) {
     // The node's list, then (the zonelist) the next nodes in turn.
@@ -259,6 +248,22 @@ Page* PhysMem::rmqueue(int nid, NodeFallback fallback, Zero zero, LruRef lru_ref
   Page* page = &pages_[pfn];
   init_page(page, zero, lru_ref);
   return page;
+}
+
+Page* PhysMem::alloc_page_node(int nid, NodeFallback fallback, Zero zero, Gfp gfp, LruRef lru_ref) {
+  Page* page = rmqueue(nid, fallback, zero, lru_ref);
+  Pressure* pressure = pressure_.load(std::memory_order_acquire);
+  if (pressure && nr_free_global() < wmark_low_) pressure->wakeup_kswapd();
+  if (page) return page;
+  // Pages whose last user went may still be held by the per-CPU LRU add batches: drain them
+  // (reclaim's lru_add_drain_all) and try once more, even when another thread emptied the
+  // batches first: its drain may have freed pages since this thread's attempt.
+  (void)lru_add_batches_drained(*this);
+  if ((page = rmqueue(nid, fallback, zero, lru_ref))) return page;
+  if (gfp != Gfp::kUser || !pressure) return nullptr;
+  for (int attempt = 0; pressure->alloc_slowpath(attempt); attempt++)
+    if ((page = rmqueue(nid, fallback, zero, lru_ref))) return page;
+  return nullptr;
 }
 
 void PhysMem::prep_free(Page* page) {
