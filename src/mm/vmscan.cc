@@ -355,6 +355,13 @@ void Kswapd::pause() {
   while (running_) wq_.wait(lock_);
 }
 
+bool Kswapd::wait_pass() {
+  MutexGuard g(lock_);
+  if (!running_) return false;
+  while (running_) wq_.wait(lock_);
+  return true;
+}
+
 void Kswapd::resume() {
   {
     MutexGuard g(lock_);
@@ -441,6 +448,10 @@ bool MachineReclaim::alloc_slowpath(int attempt) {
     kswapd_.reset_failures();  // reclaim works again: kswapd may help
     return true;
   }
+  // kswapd holds the pages its pass isolated (a reference each): direct reclaim found the
+  // lists short of them, and when the pass ends they are back or free. Wait for it before
+  // calling the OOM killer, as Linux throttles direct reclaim while too_many_isolated.
+  if (attempt < kMaxProgressRetries && kswapd_.wait_pass()) return true;
   // No progress: a victim gives its memory back (or is already doing so).
   if (current_is_oom_origin()) return false;
   if (attempt >= kMaxOomWaits || !oom_.out_of_memory()) return false;

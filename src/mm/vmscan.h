@@ -107,6 +107,8 @@ class Kswapd {
   // Nested pairs are allowed (quiescent points of the checkers).
   void pause() EXCLUDES(lock_);
   void resume() EXCLUDES(lock_);
+  // Waits for the reclaim pass kswapd is running, if any, to end; says whether there was one.
+  bool wait_pass() EXCLUDES(lock_);
   void stop() EXCLUDES(lock_);
   uint64_t runs() const { return runs_.load(std::memory_order_relaxed); }
   // kswapd_failures: after kMaxReclaimRetries passes that freed nothing in a row, wakeups
