@@ -148,13 +148,25 @@ bool do_fault_around(Vma* vma, uint64_t addr, pte_t* ptep) {
   pte_t* base = ptep - pte_off;
   SpinGuard g(pte_lockptr(mm, ptep));
   const uint64_t end_pgoff = file_end_pgoff(inode);
+  bool first = true;
   for (uint64_t i = from; i < to; i++) {
     const uint64_t pgoff = first_pgoff + (i - from);
     if (pgoff >= end_pgoff) break;
-    if (!pte_none(ptep_get(base + i))) continue;  // filemap_map_order0_folio leaves it alone
     // filemap_map_pages: pages in memory only; a swapped-out one is left to ->fault.
     Page* page = inode->filemap_get_folio(pgoff);  // the reference the PTE will hold
     if (!page) continue;
+    // Linux 6.18 maps nothing of a regular file when the first page it finds in the window
+    // is the one holding the end of the file (measured on the host; shmem is exempt, as
+    // filemap_map_pages exempts it from its i_size rules).
+    if (first && inode->is_regular() && pgoff + 1 == end_pgoff) {
+      mem_of(vma).put_page(page);
+      break;
+    }
+    first = false;
+    if (!pte_none(ptep_get(base + i))) {  // filemap_map_order0_folio leaves it alone
+      mem_of(vma).put_page(page);
+      continue;
+    }
     set_file_pte(vma, base + i, page, 0);
   }
   return !pte_none(ptep_get(ptep));
