@@ -30,6 +30,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "host/format.h"
@@ -58,6 +59,9 @@ struct File {
   int index = -1;
   int fd = -1;
   bool regular = false;  // a regular file on disk (else a memfd)
+  // Pages where a resize zeroed a partial block (ext4 leaves such a page cached but not
+  // uptodate when it was not cached): the reads settle_reads waits for never end there.
+  std::set<uint64_t> zeroed;
 };
 
 std::string errno_token(int err) {
@@ -119,6 +123,8 @@ class Controller {
   // Waits until no read of a regular file's page that a command started (readahead of an
   // executable mapping, MADV_WILLNEED) is still in flight, see settle_reads below.
   void settle_reads();
+  // Records the page a resize of regular file f from old_size to new_size zeroed, if any.
+  void note_resize(File& f, uint64_t old_size, uint64_t new_size);
   // The private directory for regular files, made on first use; empty with *err set when
   // none can be made.
   const std::string& file_dir(int* err);
@@ -221,11 +227,11 @@ std::string Controller::execute(const script::Command& c) {
 // Pages read from the disk by readahead come into the page cache before their I/O ends and
 // count as resident (mincore: uptodate) only after it: right after a command that started
 // such reads, the host's answer would depend on the disk's speed. The model reads
-// synchronously, so the runner waits for those reads after every command: until the number
-// of uptodate cached pages of every regular file stays the same for three polls in a row
-// (one a millisecond, for at most half a second), unless every cached page is uptodate. Pages that are
-// cached but not uptodate for good (ext4's zeroing of a partial block creates one) only cost
-// the polls.
+// synchronously, so the runner waits for those reads after every command: until every
+// cached page of every regular file is uptodate, except the pages a resize zeroed that are
+// cached but not uptodate (ext4's zeroing of a partial block leaves such a page for good).
+// The wait polls once a millisecond; it gives up after 2 s, or after 100 polls in a row that
+// saw nothing change (a page it cannot account for).
 namespace {
 
 constexpr long kSysCachestat = 451;  // cachestat(2), Linux 6.5
@@ -259,7 +265,25 @@ void count_cached(int fd, uint64_t off, uint64_t len, uint64_t* cached, uint64_t
   munmap(m, len);
 }
 
+// Whether page idx of fd is in the page cache but not uptodate.
+bool cached_not_uptodate(int fd, uint64_t idx) {
+  CachestatRange r{idx * 4096, 4096};
+  Cachestat cs{};
+  if (syscall(kSysCachestat, fd, &r, &cs, 0) != 0 || cs.nr_cache == 0) return false;
+  void* m = mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(idx * 4096));
+  if (m == MAP_FAILED) return false;
+  unsigned char v = 0;
+  const bool absent = mincore(m, 4096, &v) == 0 && !(v & 1);
+  munmap(m, 4096);
+  return absent;
+}
+
 }  // namespace
+
+void Controller::note_resize(File& f, uint64_t old_size, uint64_t new_size) {
+  if (new_size % 4096 && new_size <= old_size) f.zeroed.insert(new_size / 4096);
+  if (new_size > old_size && old_size % 4096) f.zeroed.insert(old_size / 4096);
+}
 
 void Controller::settle_reads() {
   auto snapshot = [&](uint64_t* cached, uint64_t* uptodate) {
@@ -273,12 +297,16 @@ void Controller::settle_reads() {
   };
   uint64_t cached = 0, uptodate = 0;
   snapshot(&cached, &uptodate);
-  int stable = 0;  // polls in a row that saw no change
-  for (int i = 0; i < 500 && uptodate < cached && stable < 3; ++i) {
+  if (uptodate >= cached) return;
+  uint64_t stuck = 0;  // zeroed pages cached but not uptodate: no read is under way there
+  for (auto& [name, f] : files_)
+    for (uint64_t idx : f.zeroed) stuck += f.regular && cached_not_uptodate(f.fd, idx);
+  int unchanged = 0;  // polls in a row that saw no change
+  for (int i = 0; i < 2000 && uptodate + stuck < cached && unchanged < 100; ++i) {
     usleep(1000);
     uint64_t c2 = 0, u2 = 0;
     snapshot(&c2, &u2);
-    stable = (u2 == uptodate && c2 == cached) ? stable + 1 : 0;
+    unchanged = (u2 == uptodate && c2 == cached) ? unchanged + 1 : 0;
     cached = c2;
     uptodate = u2;
   }
@@ -386,7 +414,7 @@ std::string Controller::memfd(const script::Command& c) {
     if (fd < 0 && (errno == EINVAL || errno == EACCES))
       fd = static_cast<int>(syscall(SYS_memfd_create, c.name.c_str(), MFD_CLOEXEC));
     if (fd < 0) return errno_token(errno);
-    File f{static_cast<int>(files_.size()), fd, false};
+    File f{static_cast<int>(files_.size()), fd, false, {}};
     it = files_.emplace(c.name, f).first;
     install_file(f);
   } else if (it->second.regular) {
@@ -435,13 +463,16 @@ std::string Controller::regular_file(const script::Command& c) {
     if (fd < 0) return errno_token(errno);
     unlink(path.c_str());
     posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
-    File f{index, fd, true};
+    File f{index, fd, true, {}};
     it = files_.emplace(c.name, f).first;
     install_file(f);
   } else if (!it->second.regular) {
     return "-EEXIST";  // one namespace: the name is a memfd's
   }
+  struct stat st;
+  const uint64_t old_size = fstat(it->second.fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
   if (syscall(SYS_ftruncate, it->second.fd, c.size) != 0) return errno_token(errno);
+  note_resize(it->second, old_size, c.size);
   return "0";
 }
 
@@ -469,7 +500,10 @@ std::string Controller::pread(const script::Command& c) {
 std::string Controller::truncate(const script::Command& c) {
   auto it = files_.find(c.name);
   if (it == files_.end()) return "-ENOENT";
+  struct stat st;
+  const uint64_t old_size = fstat(it->second.fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
   if (syscall(SYS_ftruncate, it->second.fd, c.size) != 0) return errno_token(errno);
+  if (it->second.regular) note_resize(it->second, old_size, c.size);
   return "0";
 }
 
