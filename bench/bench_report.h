@@ -23,6 +23,15 @@ class Collector : public benchmark::ConsoleReporter {
       ns_[name] = r.GetAdjustedRealTime();
     }
   }
+  // The items per second of two runs by full name (e.g. "BM_X/repeats:5/real_time_median"),
+  // when both ran without error.
+  bool rates(const std::string& a, const std::string& b, double* rate_a, double* rate_b) const {
+    auto ia = rate_.find(a), ib = rate_.find(b);
+    if (ia == rate_.end() || ib == rate_.end()) return false;
+    *rate_a = ia->second;
+    *rate_b = ib->second;
+    return true;
+  }
   std::map<std::string, double> rate_;  // items per second
   std::map<std::string, double> ns_;    // adjusted real time, in the run's time unit
 };

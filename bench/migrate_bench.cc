@@ -65,10 +65,10 @@ int main(int argc, char** argv) {
   mirrormm::bench::Collector rep;
   mirrormm::bench::run_benchmarks(&argc, argv, &rep);
   std::printf("\nPer page, %llu pages (same run; medians)\n", static_cast<unsigned long long>(mirrormm::kPages));
-  auto a = rep.rate_.find("BM_MigratePages/repeats:5/real_time_median");
-  auto b = rep.rate_.find("BM_Memcpy2MiB/repeats:5/real_time_median");
-  if (a != rep.rate_.end() && b != rep.rate_.end())
+  double migrate, memcpy;
+  if (rep.rates("BM_MigratePages/repeats:5/real_time_median", "BM_Memcpy2MiB/repeats:5/real_time_median", &migrate,
+                &memcpy))
     std::printf("migrate %.0f pages/s, memcpy %.0f pages/s (migrate / memcpy rate: %.2f, target >= 0.50)\n",
-                a->second, b->second, a->second / b->second);
+                migrate, memcpy, migrate / memcpy);
   return 0;
 }

@@ -117,10 +117,8 @@ int main(int argc, char** argv) {
   mirrormm::bench::Collector rep;
   mirrormm::bench::run_benchmarks(&argc, argv, &rep);
   std::printf("\nsmaps of %llu VMAs (same run; medians)\n", static_cast<unsigned long long>(mirrormm::kVmas));
-  auto a = rep.rate_.find("BM_ModelSmaps/repeats:5/real_time_median");
-  auto b = rep.rate_.find("BM_HostSmaps/repeats:5/real_time_median");
-  if (a != rep.rate_.end() && b != rep.rate_.end())
-    std::printf("model %.0f VMAs/s, host %.0f VMAs/s (model / host time: %.2fx)\n", a->second, b->second,
-                b->second / a->second);
+  double model, host;
+  if (rep.rates("BM_ModelSmaps/repeats:5/real_time_median", "BM_HostSmaps/repeats:5/real_time_median", &model, &host))
+    std::printf("model %.0f VMAs/s, host %.0f VMAs/s (model / host time: %.2fx)\n", model, host, host / model);
   return 0;
 }

@@ -130,15 +130,23 @@ TEST(Stress, StopOnViolationEndsTheRunAndReplaysIt) {
 namespace mirrormm::stress {
 namespace {
 
-// Memory under pressure with swap on: reclaim pushes the swap regions out and the reads bring
-// them back, with every read verified, the consistency checks passing and process 1 alive.
-TEST(Stress, SwapUnderMemoryPressureLosesNothing) {
+// Two CPUs for 3 seconds with 16 MiB of memory and 64 MiB of swap: reclaim and swap busy.
+Options pressure(uint64_t seed, int nodes = 1, bool writeback = false) {
   Options o;
   o.threads = 2;
   o.seconds = 3;
-  o.seed = 5;
+  o.seed = seed;
   o.memory_mib = 16;
   o.swap_mib = 64;
+  o.nodes = nodes;
+  o.writeback = writeback;
+  return o;
+}
+
+// Memory under pressure with swap on: reclaim pushes the swap regions out and the reads bring
+// them back, with every read verified, the consistency checks passing and process 1 alive.
+TEST(Stress, SwapUnderMemoryPressureLosesNothing) {
+  const Options o = pressure(5);
   Report r = run(o);
   EXPECT_EQ(r.violations, 0u) << (r.messages.empty() ? "" : r.messages[0]);
   EXPECT_FALSE(r.workload_oom_killed);
@@ -154,13 +162,7 @@ TEST(Stress, SwapUnderMemoryPressureLosesNothing) {
 // CPUs fault, fork, exit, remap and reclaim swaps; every verified read still sees its data and
 // no migration entry survives to a consistency check.
 TEST(Stress, MigrationThreadsRaceEverythingAndLoseNothing) {
-  Options o;
-  o.threads = 2;
-  o.seconds = 3;
-  o.seed = 7;
-  o.memory_mib = 16;
-  o.swap_mib = 64;
-  o.nodes = 2;
+  const Options o = pressure(7, 2);
   Report r = run(o);
   EXPECT_EQ(r.violations, 0u) << (r.messages.empty() ? "" : r.messages[0]);
   EXPECT_FALSE(r.workload_oom_killed);
@@ -174,14 +176,7 @@ TEST(Stress, MigrationThreadsRaceEverythingAndLoseNothing) {
 // the flusher writes back and reclaim drops clean pages; nothing read back differs from the
 // last write, and no writable PTE maps a clean page of a write-notify mapping.
 TEST(Stress, WritebackLosesNoWrite) {
-  Options o;
-  o.threads = 2;
-  o.seconds = 3;
-  o.seed = 9;
-  o.memory_mib = 16;
-  o.swap_mib = 64;
-  o.nodes = 2;
-  o.writeback = true;
+  const Options o = pressure(9, 2, true);
   Report r = run(o);
   EXPECT_EQ(r.violations, 0u) << (r.messages.empty() ? "" : r.messages[0]);
   EXPECT_FALSE(r.workload_oom_killed);

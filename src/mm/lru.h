@@ -188,12 +188,10 @@ inline void folio_add_lru_vma(PhysMem& mem, Page* page, const Vma* vma, LruRef l
 // lru_add_drain: moves this CPU's add batch to the lists. A thread that runs as no CPU
 // stands for a process that may have faulted on any of them, so it drains every CPU's batch.
 void lru_add_drain(PhysMem& mem);
-// lru_add_drain_all: the same for every CPU's batch.
+// lru_add_drain_all: the same for every CPU's batch; empty ones are skipped without taking
+// their lock. Callable wherever alloc_page is (the allocator's last resort before failing):
+// with no lock of rank 65 or above held.
 void lru_add_drain_all(PhysMem& mem);
-// The allocator's last resort before failing: drains every add batch (whose references may
-// be all that keeps freed pages allocated) and says whether any page was queued. Callable
-// wherever alloc_page is: with no lock of rank 65 or above held.
-bool lru_add_batches_drained(PhysMem& mem);
 
 // folio_mark_accessed (mark_page_accessed): a use of the page that software saw. An
 // unreferenced page becomes referenced; a referenced inactive page is activated (on a list:

@@ -123,6 +123,13 @@ void set_file_pte(Vma* vma, pte_t* ptep, Page* page, unsigned flags) {
   set_pte(ptep, entry);
 }
 
+// Whether every entry of the PTE table at `table` is none. Caller holds the table's PTE lock.
+bool table_is_empty(const pte_t* table) {
+  for (uint64_t i = 0; i < kPtrsPerTable; i++)
+    if (!pte_none(ptep_get(table + i))) return false;
+  return true;
+}
+
 // Linux's fault_around_bytes (64 KiB, its default): the window a read fault maps around.
 constexpr uint64_t kFaultAroundPages = (64 * 1024) >> kPageShift;
 
@@ -137,7 +144,13 @@ constexpr uint64_t kFaultAroundPages = (64 * 1024) >> kPageShift;
 // truncation, whose unmap comes after the size changes). The pages are mapped as a read fault
 // maps them, read-only in a private mapping; the rmap counts them like any fault's. Returns
 // whether addr itself got mapped (VM_FAULT_NOPAGE: then ->fault is not called).
-bool do_fault_around(Vma* vma, uint64_t addr, pte_t* ptep, bool pmd_was_none) {
+//
+// One rule depends on whether Linux would have a PTE table here (pmd_none): it allocates
+// tables lazily, when it maps something, and a regular file's fault-around whose first page
+// holds the end of the file installs none. The model allocates the table at every fault, so
+// a table with no entry stands for none (table_is_empty; a table emptied by a zap, which
+// Linux keeps, is taken as none too). The table is scanned only in that rare case.
+bool do_fault_around(Vma* vma, uint64_t addr, pte_t* ptep) {
   Mm* mm = vma->vm_mm;
   ShmemInode* inode = vma->vm_file->inode;
   const uint64_t pte_off = index_at(addr, kPteShift);
@@ -152,6 +165,7 @@ bool do_fault_around(Vma* vma, uint64_t addr, pte_t* ptep, bool pmd_was_none) {
   for (uint64_t i = from; i < to; i++) {
     const uint64_t pgoff = first_pgoff + (i - from);
     if (pgoff >= end_pgoff) break;
+    if (!pte_none(ptep_get(base + i))) continue;  // filemap_map_order0_folio leaves it alone
     // filemap_map_pages: pages in memory only; a swapped-out one is left to ->fault.
     Page* page = inode->filemap_get_folio(pgoff);  // the reference the PTE will hold
     if (!page) continue;
@@ -159,15 +173,11 @@ bool do_fault_around(Vma* vma, uint64_t addr, pte_t* ptep, bool pmd_was_none) {
     // be mapped with a PMD (SIGBUS semantics; shmem is exempt): when that is the first page
     // it finds, it skips filemap_map_pmd, which is also what installs a new PTE table, so
     // with no table before the fault nothing is mapped.
-    if (first && pmd_was_none && inode->is_regular() && pgoff + 1 == end_pgoff) {
+    if (first && inode->is_regular() && pgoff + 1 == end_pgoff && table_is_empty(base)) {
       mem_of(vma).put_page(page);
       break;
     }
     first = false;
-    if (!pte_none(ptep_get(base + i))) {  // filemap_map_order0_folio leaves it alone
-      mem_of(vma).put_page(page);
-      continue;
-    }
     set_file_pte(vma, base + i, page, 0);
   }
   return !pte_none(ptep_get(ptep));
@@ -187,7 +197,7 @@ void filemap_fault_readahead(Vma* vma, ShmemInode* inode, uint64_t pgoff) {
 
 // do_fault for a shared-memory file mapping: do_read_fault (fault-around first), do_cow_fault
 // (private write) or do_shared_fault (shared write). Writes do no fault-around.
-unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags, bool pmd_was_none) {
+unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
   PhysMem& mem = mem_of(vma);
   ShmemInode* inode = vma->vm_file->inode;
   const uint64_t pgoff = vma->linear_page_index(addr);
@@ -217,14 +227,14 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags, bo
 
   // do_read_fault maps the cached neighbours (and addr itself, when cached) before ->fault,
   // even when addr lies beyond the end of the file and the fault ends in SIGBUS.
-  if (!write && do_fault_around(vma, addr, ptep, pmd_was_none)) return VM_FAULT_OK;
+  if (!write && do_fault_around(vma, addr, ptep)) return VM_FAULT_OK;
   if (pgoff >= file_end_pgoff(inode)) return VM_FAULT_SIGBUS;
   filemap_fault_readahead(vma, inode, pgoff);
   bool major = false;
   Page* page = inode->find_or_create_page(pgoff, &major);  // the reference the PTE will hold
   if (!page) return VM_FAULT_OOM;
   if (major && inode->is_regular()) mem.events().count(PGMAJFAULT);  // filemap_fault read it
-  if (!write && inode->is_regular() && do_fault_around(vma, addr, ptep, pmd_was_none)) {
+  if (!write && inode->is_regular() && do_fault_around(vma, addr, ptep)) {
     // The fault-around above found no uptodate page at addr, so filemap_fault had to read: it
     // dropped the mmap_lock for the I/O (maybe_unlock_mmap_for_io) and returned
     // VM_FAULT_RETRY. The retried fault (FAULT_FLAG_TRIED) starts with fault-around again,
@@ -485,20 +495,6 @@ bool access_error(const Vma* vma, bool write) {
 unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) {
   Mm* mm = vma->vm_mm;
   addr &= kPageMask;
-  // Whether Linux would have no PTE table here before the fault (pmd_none): it allocates
-  // tables lazily, when it maps something, and fault-around of a regular file may leave one
-  // unallocated (do_fault_around). The model allocates at every fault, so a table with no
-  // entry stands for none (a table emptied by a zap, which Linux keeps, is taken as none too).
-  bool pmd_was_none = false;
-  if (vma->vm_file) {
-    const pte_t* t = pte_offset(mm, addr);
-    pmd_was_none = true;
-    if (t) {
-      const pte_t* first = t - index_at(addr, kPteShift);
-      for (uint64_t i = 0; i < kPtrsPerTable && pmd_was_none; i++)
-        pmd_was_none = pte_none(first[i].load(std::memory_order_relaxed));
-    }
-  }
   pte_t* ptep = pte_alloc(mm, addr, Gfp::kUser);
   if (!ptep) return VM_FAULT_OOM;
   pteval_t v = ptep_get(ptep);
@@ -506,7 +502,7 @@ unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) {
   if (const System::FaultGate& gate = mm->sys()->debug_fault_gate()) gate(addr);
   if (pte_none(v)) {
     if (vma->is_anonymous()) return do_anonymous_page(vma, addr, ptep, flags);
-    return do_shmem_fault(vma, addr, ptep, flags, pmd_was_none);
+    return do_shmem_fault(vma, addr, ptep, flags);
   }
   if (is_swap_pte(v) && !non_swap_entry(v)) return do_swap_page(vma, addr, ptep, v, flags);
   if (is_migration_entry(v)) {

@@ -258,7 +258,7 @@ Page* PhysMem::alloc_page_node(int nid, NodeFallback fallback, Zero zero, Gfp gf
   // Pages whose last user went may still be held by the per-CPU LRU add batches: drain them
   // (reclaim's lru_add_drain_all) and try once more, even when another thread emptied the
   // batches first: its drain may have freed pages since this thread's attempt.
-  (void)lru_add_batches_drained(*this);
+  lru_add_drain_all(*this);
   if ((page = rmqueue(nid, fallback, zero, lru_ref))) return page;
   if (gfp != Gfp::kUser || !pressure) return nullptr;
   for (int attempt = 0; pressure->alloc_slowpath(attempt); attempt++)

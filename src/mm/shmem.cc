@@ -214,30 +214,36 @@ Result<Page*> ShmemInode::shmem_get_folio(uint64_t pgoff, Sgp sgp, bool* read_in
     if (is_regular()) disk_->read(pgoff, mem_->page_address(p));
     // A swap-backed page (shmem) goes on the anon LRU lists once in the cache; a regular
     // file's on the file lists.
-    p->set(PG_shmem);
-    if (!is_regular()) p->set(PG_swapbacked);
-    p->mapping = this;
-    p->index = pgoff;
-    {
-      MutexGuard g(lock_);
-      auto& chunk = chunks_[pgoff >> kChunkShift];
-      if (!chunk) chunk = std::make_unique<Chunk>();
-      Slot& slot = chunk->slots[pgoff & ((1 << kChunkShift) - 1)];
-      if (!slot) {
-        slot = page_slot(p);  // the cache's reference
-        chunk->used++;
-        nr_pages_++;
-        folio_add_lru(*mem_, p);  // shmem_alloc_and_add_folio's lru add
-        mem_->get_page(p);
-        if (read_in) *read_in = true;
-        return p;
-      }
+    if (add_to_page_cache(p, pgoff, is_regular() ? 0u : uint32_t{PG_swapbacked}, /*uptodate=*/true, /*caller_ref=*/true)) {
+      if (read_in) *read_in = true;
+      return p;
     }
-    p->clear(PG_shmem);
-    p->clear(PG_swapbacked);
-    p->mapping = nullptr;
-    mem_->put_page(p);
   }
+}
+
+bool ShmemInode::add_to_page_cache(Page* p, uint64_t pgoff, uint32_t flags, bool uptodate, bool caller_ref) {
+  p->set(static_cast<PageFlags>(PG_shmem | flags));
+  p->mapping = this;
+  p->index = pgoff;
+  {
+    MutexGuard g(lock_);
+    auto& chunk = chunks_[pgoff >> kChunkShift];
+    if (!chunk) chunk = std::make_unique<Chunk>();
+    Slot& slot = chunk->slots[pgoff & ((1 << kChunkShift) - 1)];
+    if (!slot) {
+      slot = page_slot(p);  // the cache's reference
+      chunk->used++;
+      nr_pages_++;
+      if (!uptodate) not_uptodate_.insert(pgoff);
+      folio_add_lru(*mem_, p);  // the lru add of filemap_add_folio / shmem_alloc_and_add_folio
+      if (caller_ref) mem_->get_page(p);
+      return true;
+    }
+  }
+  p->clear(static_cast<PageFlags>(PG_shmem | flags));
+  p->mapping = nullptr;
+  mem_->put_page(p);
+  return false;
 }
 
 ShmemInode::Swapin ShmemInode::shmem_swapin_folio(uint64_t pgoff, uint64_t entry, Page** out) {
@@ -372,28 +378,7 @@ void ShmemInode::zero_partial_block(uint64_t from) {
   if (!p) return;  // the page cache is only an optimisation here
   const bool has_block = disk_->read_if_present(pgoff, mem_->page_address(p));
   if (!has_block) std::memset(mem_->page_address(p), 0, kPageSize);
-  p->set(PG_shmem);
-  if (has_block) p->set(PG_dirty);
-  p->mapping = this;
-  p->index = pgoff;
-  {
-    MutexGuard g(lock_);
-    auto& chunk = chunks_[pgoff >> kChunkShift];
-    if (!chunk) chunk = std::make_unique<Chunk>();
-    Slot& slot = chunk->slots[pgoff & ((1 << kChunkShift) - 1)];
-    if (!slot) {
-      slot = page_slot(p);  // the cache's reference
-      chunk->used++;
-      nr_pages_++;
-      not_uptodate_.insert(pgoff);
-      folio_add_lru(*mem_, p);
-      return;
-    }
-  }
-  p->clear(PG_shmem);
-  p->clear(PG_dirty);
-  p->mapping = nullptr;
-  mem_->put_page(p);
+  add_to_page_cache(p, pgoff, has_block ? uint32_t{PG_dirty} : 0u, /*uptodate=*/false, /*caller_ref=*/false);
 }
 
 void ShmemInode::zero_eof_tail(uint64_t old_size) {

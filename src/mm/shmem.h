@@ -240,6 +240,12 @@ class ShmemInode {
   enum class Swapin { kOk, kRetry, kNoMem };
   Swapin shmem_swapin_folio(uint64_t pgoff, uint64_t entry, Page** out) EXCLUDES(lock_);
 
+  // filemap_add_folio (shmem_add_to_page_cache): inserts the new page p, allocated by the
+  // caller with no lock held, at pgoff with PG_shmem and `flags`; the caller's reference
+  // becomes the cache's and the LRU add batch gets one of its own. With `caller_ref` the
+  // caller keeps a reference too; with !uptodate the page is recorded as not uptodate. When a
+  // racing insertion filled the slot first, p is undone and freed, and the result is false.
+  bool add_to_page_cache(Page* p, uint64_t pgoff, uint32_t flags, bool uptodate, bool caller_ref) EXCLUDES(lock_);
   // Zeroes [from, end of its page) in the cached page at from's index, if any, and marks
   // it dirty. Returns whether there was a page.
   bool zero_cached_tail(uint64_t from) EXCLUDES(lock_);

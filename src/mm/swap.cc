@@ -149,17 +149,6 @@ void lru_add_drain_all(PhysMem& mem) {
   for (int i = 0; i < LruAddBatches::kSlots; i++) drain_slot(mem, mem.lru_add_batches().slot(i));
 }
 
-bool lru_add_batches_drained(PhysMem& mem) {
-  bool any = false;
-  for (int i = 0; i < LruAddBatches::kSlots; i++) {
-    LruAddBatches::Slot& s = mem.lru_add_batches().slot(i);
-    if (s.nr.load(std::memory_order_relaxed) == 0) continue;
-    any = true;
-    drain_slot(mem, s);
-  }
-  return any;
-}
-
 void folio_mark_accessed(PhysMem& mem, Page* page) {
   if (!page->test(PG_referenced)) {
     page->set(PG_referenced);

@@ -429,16 +429,11 @@ void MachineReclaim::resume() {
 
 namespace {
 thread_local bool tls_oom_origin = false;
-thread_local Process* tls_current = nullptr;
 }  // namespace
 
 ScopedOomOrigin::ScopedOomOrigin() : was_(tls_oom_origin) { tls_oom_origin = true; }
 ScopedOomOrigin::~ScopedOomOrigin() { tls_oom_origin = was_; }
 bool current_is_oom_origin() { return tls_oom_origin; }
-
-ScopedCurrent::ScopedCurrent(Process* p) : was_(tls_current) { tls_current = p; }
-ScopedCurrent::~ScopedCurrent() { tls_current = was_; }
-Process* current_process() { return tls_current; }
 
 bool MachineReclaim::alloc_slowpath(int attempt) {
   if (attempt == 0) kswapd_.wakeup();

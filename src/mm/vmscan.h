@@ -51,17 +51,19 @@ bool current_is_oom_origin();
 // The process the calling thread is running (System::access sets it for the duration of an
 // access), or nullptr: an allocation of a process the OOM killer has just killed fails
 // instead of waiting for memory (the killed task's fault never returns to user space).
+// Inline: System::access sets it around every access, faults included.
+inline thread_local Process* tls_current = nullptr;
 class ScopedCurrent {
  public:
-  explicit ScopedCurrent(Process* p);
-  ~ScopedCurrent();
+  explicit ScopedCurrent(Process* p) : was_(tls_current) { tls_current = p; }
+  ~ScopedCurrent() { tls_current = was_; }
   ScopedCurrent(const ScopedCurrent&) = delete;
   ScopedCurrent& operator=(const ScopedCurrent&) = delete;
 
  private:
   Process* was_;
 };
-Process* current_process();
+inline Process* current_process() { return tls_current; }
 
 // Whether some swap device that is on (not being switched off) has a free slot: anonymous
 // and dirty shmem pages can be reclaimed.
