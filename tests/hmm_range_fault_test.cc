@@ -218,6 +218,25 @@ TEST_F(HmmRangeFaultTest, InvalidRangesAreEinval) {
   mmap_read_unlock(mm_);
 }
 
+// The caller holds the mmap_lock: checked whenever the lock checker runs.
+TEST_F(HmmRangeFaultTest, WithoutTheMmapLockItStops) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  map(p1(), W, P);
+  EXPECT_DEATH(
+      {
+        lockdep::enabled.store(true);
+        uint64_t pfn = 0;
+        HmmRange range;
+        range.notifier = &mirror_.sub;
+        range.notifier_seq = mmu_interval_read_begin(&mirror_.sub);
+        range.start = W;
+        range.end = W + P;
+        range.hmm_pfns = &pfn;
+        (void)hmm_range_fault(&range);
+      },
+      "mmap_lock not locked by this thread");
+}
+
 TEST_F(HmmRangeFaultTest, WriteRequestOnACowPageBreaksCow) {
   map(p1(), W, 2 * P);
   write_pattern(p1(), W, 2 * P, 3);
@@ -334,18 +353,19 @@ TEST_F(HmmRangeFaultTest, DriverCallsAroundIt) {
   ASSERT_TRUE(mmget_not_zero(mm_));
   mmgrab(mm_);
   mmap_read_lock(mm_);
-  std::optional<VmaInfo> v = vma_lookup(mm_, W + P);
+  const std::optional<VmaInfo> v = vma_lookup(mm_, W + P);
+  const std::optional<VmaInfo> none = vma_lookup(mm_, W + 2 * P);
+  const std::optional<VmaInfo> next = find_vma(mm_, W + 2 * P);
+  mmap_read_unlock(mm_);
   ASSERT_TRUE(v.has_value());
   EXPECT_EQ(v->vm_start, W);
   EXPECT_EQ(v->vm_end, W + 2 * P);
   EXPECT_TRUE(v->vm_flags & VM_READ);
   EXPECT_FALSE(v->vm_flags & VM_WRITE);
-  EXPECT_FALSE(vma_lookup(mm_, W + 2 * P).has_value());
-  std::optional<VmaInfo> next = find_vma(mm_, W + 2 * P);
+  EXPECT_FALSE(none.has_value());
   ASSERT_TRUE(next.has_value());
   EXPECT_EQ(next->vm_start, W + 4 * P);
   EXPECT_TRUE(next->vm_flags & VM_WRITE);
-  mmap_read_unlock(mm_);
   mmput(mm_);
   // Once the process has exited and every user reference is gone, no new one can be taken;
   // the structure reference keeps the Mm readable.

@@ -17,10 +17,10 @@ LockClassKey fs_reclaim_map{"fs_reclaim"};
 namespace {
 
 // "file.cc:123" (the directory left out).
-std::string site(const std::source_location& loc) {
-  const char* file = loc.file_name();
+std::string site(SourceLoc loc) {
+  const char* file = loc.file;
   if (const char* slash = std::strrchr(file, '/')) file = slash + 1;
-  return std::string(file) + ":" + std::to_string(loc.line());
+  return std::string(file) + ":" + std::to_string(loc.line);
 }
 
 // An order seen: `to` was taken while the recording thread held what `held` lists (outermost
@@ -69,7 +69,7 @@ Graph& graph() {
 struct Held {
   int node;
   const void* lock;
-  std::source_location loc;
+  SourceLoc loc;
 };
 thread_local std::vector<Held> held;
 
@@ -82,7 +82,7 @@ std::string describe_held(Graph& g) REQUIRES(g.lock) {
   return s.empty() ? "nothing" : s;
 }
 
-[[noreturn]] void report_cycle(Graph& g, const Held& holding, int node, const std::source_location& loc,
+[[noreturn]] void report_cycle(Graph& g, const Held& holding, int node, SourceLoc loc,
                                const std::vector<std::pair<int, const Edge*>>& chain) REQUIRES(g.lock) {
   std::string text = "possible circular locking dependency: taking ";
   text += std::string(g.names[static_cast<size_t>(node)]) + " at " + site(loc) + " while holding " +
@@ -112,7 +112,7 @@ int LockClassKey::node() {
   return it->second;
 }
 
-void acquire_slow(LockClassKey* key, const void* lock, bool trylock, const std::source_location& loc) {
+void acquire_slow(LockClassKey* key, const void* lock, bool trylock, SourceLoc loc) {
   const int node = key->node();
   if (!trylock && !held.empty()) {
     Graph& g = graph();

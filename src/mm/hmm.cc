@@ -40,7 +40,10 @@ namespace mirrormm {
 //
 // "Fault" ends the pass (kBusy inside the walk): the pages of the table range that need a
 // fault are faulted, `last` is left at the first of them, and the next pass starts there, after
-// checking the notifier sequence. Entries before `last` hold their results, entries from
+// checking the notifier sequence. (Linux's hmm_vma_fault faults every page from the first
+// that needs it to the end of the range, all with that page's fault flags; faulting only the
+// pages whose requests need it, each as asked, maps nothing that was not asked for and gives
+// every page that was the same result.) Entries before `last` hold their results, entries from
 // `last` on their requests, which is why a pass can always restart there.
 //
 // The entries are read without the PTE lock, as Linux's pte_offset_map does: the mmap_lock
@@ -215,6 +218,9 @@ Errno hmm_range_fault(HmmRange* range) {
   if (offset_in_page(range->start) || offset_in_page(range->end) || range->end <= range->start)
     return Errno::kInval;
   Mm* mm = range->notifier->mm;
+  // The caller's mmap_lock: checked whenever the lock checker runs (mmap_assert_locked
+  // checks only in debug builds), since a driver that forgets it races with munmap.
+  if (lockdep::held_by_me(&mm->mmap_lock_) == lockdep::Held::kNo) mmap_assert_failed(mm, "locked");
   mmap_assert_locked(mm);
   // It may fault, so allocate, so reclaim, so invalidate: a driver lock held across it must
   // not be one its invalidate() takes.

@@ -34,13 +34,20 @@
 
 #include <atomic>
 #include <mutex>
-#include <source_location>
 
 #include "mirrormm/base/locking.h"
 
 namespace mirrormm {
 
 namespace driver_lockdep {
+
+// Where a lock was taken. The operations below take the file and line as default arguments
+// (__builtin_FILE/__builtin_LINE, which both compilers have; std::source_location needs a newer
+// clang than the tsan and clang presets use), so that they record their caller's.
+struct SourceLoc {
+  const char* file;
+  unsigned line;
+};
 
 // A node of the dependency graph: a lock class (every DriverLock with the same name) or a
 // pseudo-lock. The name is the class: it must outlive the program (a string literal).
@@ -62,13 +69,13 @@ extern LockClassKey fs_reclaim_map;
 
 // The checker's operations, for the pseudo-locks and DriverLock. `lock` identifies the
 // instance (recursion on one instance is reported), `loc` is where it was taken.
-void acquire_slow(LockClassKey* key, const void* lock, bool trylock, const std::source_location& loc);
+void acquire_slow(LockClassKey* key, const void* lock, bool trylock, SourceLoc loc);
 void release_slow(const void* lock);
 inline bool checking() { return __builtin_expect(lockdep::enabled.load(std::memory_order_relaxed), false); }
 
 // lock_map_acquire / lock_map_release on a pseudo-lock.
-inline void lock_map_acquire(LockClassKey* map, const std::source_location& loc = std::source_location::current()) {
-  if (checking()) acquire_slow(map, map, false, loc);
+inline void lock_map_acquire(LockClassKey* map, const char* file = __builtin_FILE(), unsigned line = __builtin_LINE()) {
+  if (checking()) acquire_slow(map, map, false, {file, line});
 }
 inline void lock_map_release(LockClassKey* map) {
   if (checking()) release_slow(map);
@@ -77,9 +84,9 @@ inline void lock_map_release(LockClassKey* map) {
 // The pseudo-lock held for a scope (the invalidation callbacks' section).
 class LockMapScope {
  public:
-  explicit LockMapScope(LockClassKey* map, const std::source_location& loc = std::source_location::current())
+  explicit LockMapScope(LockClassKey* map, const char* file = __builtin_FILE(), unsigned line = __builtin_LINE())
       : map_(map) {
-    lock_map_acquire(map_, loc);
+    lock_map_acquire(map_, file, line);
   }
   ~LockMapScope() { lock_map_release(map_); }
   LockMapScope(const LockMapScope&) = delete;
@@ -90,25 +97,26 @@ class LockMapScope {
 };
 
 // might_alloc for an allocation that may reclaim: fs_reclaim taken and dropped.
-inline void might_alloc(const std::source_location& loc = std::source_location::current()) {
+inline void might_alloc(const char* file = __builtin_FILE(), unsigned line = __builtin_LINE()) {
   if (checking()) {
-    acquire_slow(&fs_reclaim_map, &fs_reclaim_map, false, loc);
+    acquire_slow(&fs_reclaim_map, &fs_reclaim_map, false, {file, line});
     release_slow(&fs_reclaim_map);
   }
 }
 // What may fault on behalf of a device (hmm_range_fault): it may allocate, reclaim and so
 // invalidate: fs_reclaim, and inside it the invalidate map.
-inline void might_fault_and_invalidate(const std::source_location& loc = std::source_location::current()) {
+inline void might_fault_and_invalidate(const char* file = __builtin_FILE(), unsigned line = __builtin_LINE()) {
   if (checking()) {
-    acquire_slow(&fs_reclaim_map, &fs_reclaim_map, false, loc);
-    acquire_slow(&mmu_notifier_invalidate_range_start_map, &mmu_notifier_invalidate_range_start_map, false, loc);
+    acquire_slow(&fs_reclaim_map, &fs_reclaim_map, false, {file, line});
+    acquire_slow(&mmu_notifier_invalidate_range_start_map, &mmu_notifier_invalidate_range_start_map, false,
+                 {file, line});
     release_slow(&mmu_notifier_invalidate_range_start_map);
     release_slow(&fs_reclaim_map);
   }
 }
 // __mmu_notifier_register's priming: invalidations may come from reclaim.
-inline void prime_notifier_dependencies(const std::source_location& loc = std::source_location::current()) {
-  might_fault_and_invalidate(loc);
+inline void prime_notifier_dependencies(const char* file = __builtin_FILE(), unsigned line = __builtin_LINE()) {
+  might_fault_and_invalidate(file, line);
 }
 
 }  // namespace driver_lockdep
@@ -128,13 +136,13 @@ class CAPABILITY("mutex") DriverLock {
   DriverLock(const DriverLock&) = delete;
   DriverLock& operator=(const DriverLock&) = delete;
 
-  void lock(const std::source_location& loc = std::source_location::current()) ACQUIRE() {
-    if (driver_lockdep::checking()) driver_lockdep::acquire_slow(&key_, this, false, loc);
+  void lock(const char* file = __builtin_FILE(), unsigned line = __builtin_LINE()) ACQUIRE() {
+    if (driver_lockdep::checking()) driver_lockdep::acquire_slow(&key_, this, false, {file, line});
     m_.lock();
   }
-  bool try_lock(const std::source_location& loc = std::source_location::current()) TRY_ACQUIRE(true) {
+  bool try_lock(const char* file = __builtin_FILE(), unsigned line = __builtin_LINE()) TRY_ACQUIRE(true) {
     if (!m_.try_lock()) return false;
-    if (driver_lockdep::checking()) driver_lockdep::acquire_slow(&key_, this, true, loc);
+    if (driver_lockdep::checking()) driver_lockdep::acquire_slow(&key_, this, true, {file, line});
     return true;
   }
   void unlock() RELEASE() {
@@ -152,10 +160,10 @@ class CAPABILITY("mutex") DriverLock {
 // A DriverLock held for a scope; records where the scope began.
 class SCOPED_CAPABILITY DriverLockGuard {
  public:
-  explicit DriverLockGuard(DriverLock& l, const std::source_location& loc = std::source_location::current())
+  explicit DriverLockGuard(DriverLock& l, const char* file = __builtin_FILE(), unsigned line = __builtin_LINE())
       ACQUIRE(l)
       : l_(l) {
-    l_.lock(loc);
+    l_.lock(file, line);
   }
   ~DriverLockGuard() RELEASE() { l_.unlock(); }
   DriverLockGuard(const DriverLockGuard&) = delete;
