@@ -37,8 +37,6 @@
 
 namespace mirrormm {
 
-struct HmmRange;
-
 class DeviceMirror {
  public:
   enum class Mode { kInterval, kClassic };
@@ -117,7 +115,6 @@ class DeviceMirror {
   static void classic_release(MmuNotifier* sub, Mm* mm);
   // fault() of [first, end) in each mode, with detach_lock_ held shared.
   Result<uint64_t> fault_interval(uint64_t first, uint64_t end, bool write) REQUIRES_SHARED(detach_lock_);
-  Result<uint64_t> fault_interval_loop(HmmRange* range) REQUIRES_SHARED(detach_lock_);
   Result<uint64_t> fault_classic(uint64_t first, uint64_t end, bool write) REQUIRES_SHARED(detach_lock_);
   // Removes entries of [start, end).
   void drop_locked(uint64_t start, uint64_t end) REQUIRES(lock_);

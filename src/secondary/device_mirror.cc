@@ -154,9 +154,24 @@ Result<uint64_t> DeviceMirror::fault(uint64_t addr, uint64_t len, bool write) {
   const uint64_t first = addr & ~(kPage - 1);
   const uint64_t end = addr + len;
   if (end < addr || first < start_ || end - 1 > last_) return Errno::kFault;
-  ReadGuard<RwSem> d(detach_lock_);
-  if (!attached_) return Errno::kFault;
-  return mode_ == Mode::kInterval ? fault_interval(first, end, write) : fault_classic(first, end, write);
+  if (mode_ == Mode::kClassic) {
+    ReadGuard<RwSem> d(detach_lock_);
+    if (!attached_) return Errno::kFault;
+    return fault_classic(first, end, write);
+  }
+  Result<uint64_t> r = Errno::kFault;
+  {
+    ReadGuard<RwSem> d(detach_lock_);
+    if (!attached_) return Errno::kFault;
+    // A user reference for the faults' duration (the subscription's only keeps the structure),
+    // as test_hmm's dmirror_fault takes one.
+    if (!mmget_not_zero(mm_)) return Errno::kFault;
+    r = fault_interval(first, end, write);
+  }
+  // Dropped without detach_lock_: the last reference tears the address space down (exit_mmap
+  // takes locks ranked before detach_lock_). The reference itself keeps mm_ alive until then.
+  mmput(mm_);
+  return r;
 }
 
 // The HMM driver loop (mirrormm/hmm.h): one hmm_range_fault over the whole range per round,
@@ -171,15 +186,6 @@ Result<uint64_t> DeviceMirror::fault_interval(uint64_t first, uint64_t end, bool
   range.hmm_pfns = pfns.data();
   range.default_flags = HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0);
   range.dev_private_owner = this;
-  // A user reference for the faults' duration (the subscription's only keeps the structure).
-  if (!mmget_not_zero(mm_)) return Errno::kFault;
-  Result<uint64_t> r = fault_interval_loop(&range);
-  mmput(mm_);
-  return r;
-}
-
-Result<uint64_t> DeviceMirror::fault_interval_loop(HmmRange* range_ptr) {
-  HmmRange& range = *range_ptr;
   for (int attempt = 0; attempt < kMaxRetries; ++attempt) {
     range.notifier_seq = mmu_interval_read_begin(&interval_);
     mmap_read_lock(mm_);
