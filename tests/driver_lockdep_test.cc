@@ -51,9 +51,10 @@ class DriverLockdepTest : public ModelTest {
   }
   void insert(Driver* d) { ASSERT_EQ(mmu_interval_notifier_insert(&d->sub, mm_, W, 8 * P, &kDriverOps), Errno::kOk); }
 
-  // hmm_range_fault of the window's first page, read-faulting it; the caller holds whatever it
-  // holds (the point of these tests).
-  Errno range_fault(Driver* d) {
+  // The bad driver's fault: hmm_range_fault of the window's first page, read-faulting it, with
+  // the update lock held across it (inside the mmap_lock, so that the only inversion is the
+  // one through the invalidation callbacks).
+  Errno range_fault_holding_update(Driver* d) {
     uint64_t pfn = 0;
     HmmRange range;
     range.notifier = &d->sub;
@@ -63,7 +64,11 @@ class DriverLockdepTest : public ModelTest {
     range.hmm_pfns = &pfn;
     range.default_flags = HMM_PFN_REQ_FAULT;
     mmap_read_lock(mm_);
-    Errno e = hmm_range_fault(&range);
+    Errno e;
+    {
+      DriverLockGuard g(d->update);
+      e = hmm_range_fault(&range);
+    }
     mmap_read_unlock(mm_);
     return e;
   }
@@ -130,10 +135,7 @@ TEST_F(DriverLockdepTest, HeldAcrossHmmRangeFaultThenTakenInInvalidateIsReported
       {
         Driver d("bad driver update A");
         insert(&d);
-        {
-          DriverLockGuard g(d.update);
-          (void)range_fault(&d);
-        }
+        (void)range_fault_holding_update(&d);
         invalidate();
       },
       "possible circular locking dependency: taking bad driver update A at driver_lockdep_test.cc:[0-9]+ while "
@@ -147,8 +149,7 @@ TEST_F(DriverLockdepTest, TakenInInvalidateThenHeldAcrossHmmRangeFaultIsReported
         Driver d("bad driver update B");
         insert(&d);
         invalidate();
-        DriverLockGuard g(d.update);
-        (void)range_fault(&d);
+        (void)range_fault_holding_update(&d);
       },
       "possible circular locking dependency: taking fs_reclaim at hmm.cc:[0-9]+ while holding bad driver update B "
       "\\(taken at driver_lockdep_test.cc:[0-9]+\\)");
