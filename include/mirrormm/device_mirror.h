@@ -3,13 +3,18 @@
 // a worked example of the two protocols a driver can follow:
 //
 //   Mode::kInterval  an HMM device mirror (Linux's test_hmm dmirror): one interval notifier
-//                    over the mirrored span; faults follow read_begin / mm_get_pfn /
-//                    lock(update) / read_retry; invalidate() drops the overlap under the
-//                    update lock and calls mmu_interval_set_seq.
+//                    over the mirrored span; a fault is one hmm_range_fault of the whole
+//                    range in the read_begin / hmm_range_fault / lock(update) / read_retry
+//                    loop (mirrormm/hmm.h); invalidate() drops the overlap under the update
+//                    lock and calls mmu_interval_set_seq.
 //   Mode::kClassic   a KVM-style shadow MMU: a classic subscription with
 //                    invalidate_range_start/end and release; faults snapshot an invalidation
-//                    sequence, resolve the pfn unlocked, and retry when an invalidation is in
-//                    progress or completed meanwhile (mmu_invalidate_retry).
+//                    sequence, resolve each pfn unlocked (mm_get_pfn, as KVM's hva_to_pfn),
+//                    and retry when an invalidation is in progress or completed meanwhile
+//                    (mmu_invalidate_retry).
+//
+// The update lock is a DriverLock ("DeviceMirror::lock_"), so the driver lock checker
+// (base/driver_lock.h) watches it against the invalidation callbacks and reclaim.
 //
 // The device page table maps page addresses to (pfn, writable). Every mapping is declared to
 // the coherence checker. Every notification is recorded (take_events) for inspection.
@@ -25,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "mirrormm/base/driver_lock.h"
 #include "mirrormm/base/locking.h"
 #include "mirrormm/errno.h"
 #include "mirrormm/mmu_notifier.h"
@@ -67,8 +73,9 @@ class DeviceMirror {
 
   // hmm_range_fault + program the device: mirrors every page of [addr, addr+len), faulting
   // it in on the CPU side as needed (for writing when write). Returns the number of pages
-  // mirrored, or -EFAULT (no VMA, no read access, outside the mirrored span), -EPERM (write
-  // to a VMA without VM_WRITE), -ENOMEM, -EBUSY (too many collisions).
+  // mirrored, or -EFAULT (no VMA, no read access, outside the mirrored span, a failed fault),
+  // -EPERM (write to a VMA without VM_WRITE), -EBUSY (too many collisions); classic mode
+  // also -ENOMEM (its per-page lookup, mm_get_pfn, tells a fault that ran out of memory apart).
   Result<uint64_t> fault(uint64_t addr, uint64_t len, bool write);
   // Device DMA through the device page table (device_access_pfn): false at the first page
   // not mirrored (writable, for a write) or whose access was refused (reported: a frame that
@@ -106,6 +113,9 @@ class DeviceMirror {
   static int classic_start(MmuNotifier* sub, const MmuNotifierRange* range);
   static void classic_end(MmuNotifier* sub, const MmuNotifierRange* range);
   static void classic_release(MmuNotifier* sub, Mm* mm);
+  // fault() of [first, end) in each mode, with detach_lock_ held shared.
+  Result<uint64_t> fault_interval(uint64_t first, uint64_t end, bool write) REQUIRES_SHARED(detach_lock_);
+  Result<uint64_t> fault_classic(uint64_t first, uint64_t end, bool write) REQUIRES_SHARED(detach_lock_);
   // Removes entries of [start, end).
   void drop_locked(uint64_t start, uint64_t end) REQUIRES(lock_);
   void record_locked(const MmuNotifierRange* range, bool release) REQUIRES(lock_);
@@ -122,7 +132,7 @@ class DeviceMirror {
   bool attached_ GUARDED_BY(detach_lock_) = false;
 
   // The "update" lock: the device page table, the event log, the classic sequence.
-  Mutex lock_;
+  DriverLock lock_{"DeviceMirror::lock_"};
   std::map<uint64_t, Entry> table_ GUARDED_BY(lock_);
   std::vector<Event> events_ GUARDED_BY(lock_);
   Stats stats_ GUARDED_BY(lock_);

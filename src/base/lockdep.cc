@@ -2,6 +2,7 @@
 // nesting, and what the calling thread holds (for the lock assertions).
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "mirrormm/base/locking.h"
@@ -23,14 +24,23 @@ struct HeldLock {
 thread_local std::vector<HeldLock> held;
 
 [[noreturn]] void violation(const char* what, LockClass c, const void* lock) {
-  std::fprintf(stderr, "mirrormm lockdep: %s: taking class %d (%p) while holding:", what, static_cast<int>(c), lock);
-  for (const HeldLock& h : held) std::fprintf(stderr, " %d(%p)", static_cast<int>(h.c), h.lock);
-  std::fprintf(stderr, "\n");
-  std::abort();
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "class %d (%p)", static_cast<int>(c), lock);
+  std::string text = std::string(what) + ": taking " + buf + " while holding:";
+  for (const HeldLock& h : held) {
+    std::snprintf(buf, sizeof buf, " %d(%p)", static_cast<int>(h.c), h.lock);
+    text += buf;
+  }
+  report(text.c_str());
 }
 }  // namespace
 
 thread_local int nest_lock_depth = 0;
+
+void report(const char* text) {
+  std::fprintf(stderr, "mirrormm lockdep: %s\n", text);
+  std::abort();
+}
 
 void acquire(LockClass c, const void* lock, bool nested, LockMode mode) {
   if (!held.empty()) {

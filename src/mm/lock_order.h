@@ -38,8 +38,6 @@
 //                                             never held across a callback; register holds
 //                                             it inside mm_take_all_locks)
 //         Mm::page_table_lock_ [40]          (upper page-table levels, vma->anon_vma install)
-//         DeviceMirror::lock_ [45]           (the device page table: taken inside invalidation
-//                                             callbacks, around read_retry and device DMA)
 //         Page::ptl (split PTE lock) [50]    (zap, change_protection, faults, copy_page_range
 //                                             and move_pte nest a second one: "nested")
 //           SwapInfo::lock [52]              (a swap device's slot allocator: swap_lock and
@@ -84,6 +82,9 @@
 //     the kmem_cache report hook's lock [98] (a write after free or a use of a free object
 //                                             reported by an object cache; held only to
 //                                             copy the hook)
+//     the driver lock checker's graph [99]   (base/driver_lock.h: taken by the checked
+//                                             operations of driver locks and of the VM's
+//                                             pseudo-locks, with anything held; holds nothing)
 //
 // The per-VMA lock is not a lock object: a fault holds one VMA's read side instead of the
 // mmap_lock (lock_vma_under_rcu), and vma_start_write (under mmap_lock for write) waits for
@@ -91,9 +92,11 @@
 //
 // Faults take the PTE lock with either the mmap_lock (read) or a VMA read lock held; the
 // software CPU's TLB lock is never held while faulting (a fault can shoot down the faulting
-// CPU's own TLB). Secondary MMUs' own locks (a driver's page-table lock) are taken inside
-// their callbacks and around read_retry; they are outside this order and must not be held
-// across a call into the VM that can fault.
+// CPU's own TLB). Secondary MMUs' own locks (a driver's page-table lock, DeviceMirror's
+// update lock) are taken inside their callbacks and around read_retry; they are outside this
+// order and must not be held across a call into the VM that can fault. They are DriverLocks
+// (base/driver_lock.h), whose checker orders them against the invalidation callbacks and
+// reclaim instead of by rank.
 #pragma once
 
 #include "mirrormm/base/locking.h"
@@ -116,7 +119,6 @@ inline constexpr LockClass kAnonVma{30};
 inline constexpr LockClass kNotifierWait{33};
 inline constexpr LockClass kMmuNotifier{35};
 inline constexpr LockClass kPageTableLock{40};
-inline constexpr LockClass kDeviceTable{45};
 inline constexpr LockClass kPtl{50};
 inline constexpr LockClass kSwapInfo{52};
 inline constexpr LockClass kInode{60};
@@ -142,5 +144,6 @@ inline constexpr LockClass kCheckerLastReport{95};
 inline constexpr LockClass kViolations{96};
 inline constexpr LockClass kStressMirrors{97};
 inline constexpr LockClass kSlabReport{98};
+inline constexpr LockClass kDriverLockGraph{99};
 
 }  // namespace mirrormm::lock_class

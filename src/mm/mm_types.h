@@ -15,6 +15,7 @@
 #include "mirrormm/base/locking.h"
 #include "mm/lock_order.h"
 #include "mirrormm/config.h"
+#include "mirrormm/vm_flags.h"
 #include "mm/interval_tree.h"
 #include "mm/pgtable.h"
 #include "mm/physmem.h"
@@ -25,46 +26,6 @@ class System;
 class ShmemInode;
 class KmemCache;
 struct MmuNotifierSubscriptions;
-
-using vm_flags_t = uint64_t;
-inline constexpr vm_flags_t VM_NONE = 0;
-inline constexpr vm_flags_t VM_READ = 0x1;
-inline constexpr vm_flags_t VM_WRITE = 0x2;
-inline constexpr vm_flags_t VM_EXEC = 0x4;
-inline constexpr vm_flags_t VM_SHARED = 0x8;
-inline constexpr vm_flags_t VM_MAYREAD = 0x10;
-inline constexpr vm_flags_t VM_MAYWRITE = 0x20;
-inline constexpr vm_flags_t VM_MAYEXEC = 0x40;
-inline constexpr vm_flags_t VM_MAYSHARE = 0x80;
-inline constexpr vm_flags_t VM_GROWSDOWN = 0x100;
-inline constexpr vm_flags_t VM_PFNMAP = 0x400;
-inline constexpr vm_flags_t VM_LOCKED = 0x2000;
-inline constexpr vm_flags_t VM_IO = 0x4000;
-inline constexpr vm_flags_t VM_SEQ_READ = 0x8000;
-inline constexpr vm_flags_t VM_RAND_READ = 0x10000;
-inline constexpr vm_flags_t VM_DONTCOPY = 0x20000;
-inline constexpr vm_flags_t VM_DONTEXPAND = 0x40000;
-inline constexpr vm_flags_t VM_LOCKONFAULT = 0x80000;
-inline constexpr vm_flags_t VM_ACCOUNT = 0x100000;
-inline constexpr vm_flags_t VM_NORESERVE = 0x200000;
-inline constexpr vm_flags_t VM_HUGETLB = 0x400000;
-inline constexpr vm_flags_t VM_WIPEONFORK = 0x2000000;
-inline constexpr vm_flags_t VM_DONTDUMP = 0x4000000;
-inline constexpr vm_flags_t VM_MIXEDMAP = 0x10000000;
-inline constexpr vm_flags_t VM_HUGEPAGE = 0x20000000;
-inline constexpr vm_flags_t VM_NOHUGEPAGE = 0x40000000;
-inline constexpr vm_flags_t VM_MERGEABLE = 0x80000000;
-inline constexpr int kVmPkeyShift = 32;
-inline constexpr vm_flags_t VM_PKEY_MASK = 0xfull << kVmPkeyShift;
-inline constexpr vm_flags_t VM_GROWSUP = VM_NONE;     // x86 has no upward-growing stacks
-inline constexpr vm_flags_t VM_SOFTDIRTY = VM_NONE;   // CONFIG_MEM_SOFT_DIRTY is off on the host
-inline constexpr vm_flags_t VM_STACK = VM_GROWSDOWN;
-inline constexpr vm_flags_t VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC;
-inline constexpr vm_flags_t VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP;
-inline constexpr vm_flags_t VM_IGNORE_MERGE = VM_SOFTDIRTY;
-inline constexpr vm_flags_t VM_FLAGS_CLEAR = VM_PKEY_MASK;
-
-inline int vma_pkey_of(vm_flags_t f) { return static_cast<int>((f & VM_PKEY_MASK) >> kVmPkeyShift); }
 
 struct AnonVma;
 struct Vma;
@@ -385,8 +346,9 @@ inline void mmap_assert_write_locked(Mm* mm) ASSERT_CAPABILITY(mm->mmap_lock_) {
 
 // The mmap_lock as Linux's calls and as scoped guards (guard(mmap_read_lock)): system calls
 // and drivers take it through these.
-inline void mmap_read_lock(Mm* mm) ACQUIRE_SHARED(mm->mmap_lock_) { mm->mmap_lock_.down_read(); }
-inline void mmap_read_unlock(Mm* mm) RELEASE_SHARED(mm->mmap_lock_) { mm->mmap_lock_.up_read(); }
+// mmap_read_lock/unlock are out of line: drivers call them too (mirrormm/hmm.h).
+void mmap_read_lock(Mm* mm) ACQUIRE_SHARED(mm->mmap_lock_);
+void mmap_read_unlock(Mm* mm) RELEASE_SHARED(mm->mmap_lock_);
 inline bool mmap_read_trylock(Mm* mm) TRY_ACQUIRE_SHARED(true, mm->mmap_lock_) { return mm->mmap_lock_.down_read_trylock(); }
 inline void mmap_write_lock(Mm* mm) ACQUIRE(mm->mmap_lock_) { mm->mmap_lock_.down_write(); }
 inline void mmap_write_unlock(Mm* mm) RELEASE(mm->mmap_lock_) { mm->mmap_lock_.up_write(); }

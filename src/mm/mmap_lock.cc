@@ -11,4 +11,7 @@ void mmap_assert_failed(const Mm* mm, const char* what) {
   std::abort();
 }
 
+void mmap_read_lock(Mm* mm) { mm->mmap_lock_.down_read(); }
+void mmap_read_unlock(Mm* mm) { mm->mmap_lock_.up_read(); }
+
 }  // namespace mirrormm

@@ -21,6 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "mirrormm/base/driver_lock.h"
 #include "mirrormm/base/srcu.h"
 #include "mirrormm/base/tsan.h"
 #include "mirrormm/system.h"
@@ -245,6 +246,8 @@ Errno mn_hlist_invalidate_range_start(MmuNotifierSubscriptions* subs, const MmuN
 // subscriber may use a secondary mapping of it) and forgets it before the first end callback
 // (from then on they may map it again): see checker_range_start in mmu_checker.cc.
 Errno invalidate_range_start(MmuNotifierRange* range) {
+  // The callbacks run inside the pseudo-lock that driver locks are ordered against.
+  driver_lockdep::LockMapScope map(&driver_lockdep::mmu_notifier_invalidate_range_start_map);
   MmuNotifierSubscriptions* subs = subs_of(range->mm);
   if (subs) {
     bool itree = subs->has_itree.load(std::memory_order_acquire);
@@ -278,6 +281,7 @@ void __mmu_notifier_invalidate_range_start_checked(MmuNotifierRange* range) {
 Errno __mmu_notifier_invalidate_range_start_nonblock(MmuNotifierRange* range) { return invalidate_range_start(range); }
 
 void __mmu_notifier_invalidate_range_end_checked(MmuNotifierRange* range) {
+  driver_lockdep::LockMapScope map(&driver_lockdep::mmu_notifier_invalidate_range_start_map);
   checker_range_end(range);
   if (MmuNotifierSubscriptions* subs = subs_of(range->mm)) {
     if (subs->has_itree.load(std::memory_order_acquire)) mn_itree_inv_end(subs);
@@ -402,6 +406,9 @@ const char* mmu_notify_event_name(MmuNotifyEvent e) {
 
 Errno __mmu_notifier_register(MmuNotifier* sub, Mm* mm) {
   mmap_assert_write_locked(mm);
+  // Invalidations may come from reclaim: record fs_reclaim -> invalidate callbacks, so that a
+  // driver lock taken in a callback and held across an allocation is reported at once.
+  driver_lockdep::prime_notifier_dependencies();
   MM_BUG_ON(mm->mm_users_.load(std::memory_order_relaxed) <= 0);
   if (sub && (!sub->ops || sub->pprev || sub->mm)) {
     warn(mm, "registering a subscription without ops, or one that is already registered");
@@ -638,6 +645,9 @@ void mmu_interval_notifier_remove(MmuIntervalNotifier* sub) {
 }
 
 uint64_t mmu_interval_read_begin(MmuIntervalNotifier* sub) {
+  // It may wait for invalidate() callbacks: no lock they take may be held here.
+  driver_lockdep::lock_map_acquire(&driver_lockdep::mmu_notifier_invalidate_range_start_map);
+  driver_lockdep::lock_map_release(&driver_lockdep::mmu_notifier_invalidate_range_start_map);
   if (!sub->mm) return sub->invalidate_seq.load(std::memory_order_acquire);  // not inserted
   MmuNotifierSubscriptions* subs = subs_of(sub->mm);
   uint64_t seq;

@@ -1,5 +1,6 @@
 #include "mm/physmem.h"
 
+#include "mirrormm/base/driver_lock.h"
 #include "mm/lru.h"
 #include "mm/notifier_hooks.h"
 #include "mm/vmstat.h"
@@ -251,6 +252,7 @@ void PhysMem::init_page(Page* page, Zero zero, LruRef lru_ref) {
 }
 
 Page* PhysMem::alloc_page_node(int nid, NodeFallback fallback, Zero zero, Gfp gfp, LruRef lru_ref) {
+  if (gfp == Gfp::kUser) driver_lockdep::might_alloc();  // it may reclaim
   Page* page = rmqueue(nid, fallback, zero, lru_ref);
   Pressure* pressure = pressure_.load(std::memory_order_acquire);
   if (pressure && nr_free_global() < wmark_low_) pressure->wakeup_kswapd();

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "mirrormm/hmm.h"
 #include "mirrormm/system.h"
 #include "mm/lock_order.h"
 
@@ -16,7 +17,6 @@ constexpr int kMaxRetries = 1000;
 DeviceMirror::DeviceMirror(Mode mode, Mm* mm, uint64_t start, uint64_t last)
     : mode_(mode), mm_(mm), start_(start), last_(last) {
   detach_lock_.set_class(lock_class::kDeviceDetach);
-  lock_.set_class(lock_class::kDeviceTable);
   interval_.owner = this;
   classic_.owner = this;
 }
@@ -76,7 +76,7 @@ void DeviceMirror::detach() {
   // Stop using the device page table first (no fault can refill it: they hold detach_lock_
   // shared), then leave: between the two the subscription still covers every entry.
   {
-    MutexGuard g(lock_);
+    DriverLockGuard g(lock_);
     drop_locked(0, ~0ull);
   }
   if (mode_ == Mode::kInterval) {
@@ -125,7 +125,7 @@ bool DeviceMirror::interval_invalidate(MmuIntervalNotifier* sub, const MmuNotifi
 int DeviceMirror::classic_start(MmuNotifier* sub, const MmuNotifierRange* range) {
   DeviceMirror* m = static_cast<ClassicSub*>(sub)->owner;
   // KVM's rule: a start that cannot fail, paired with an end.
-  MutexGuard g(m->lock_);
+  DriverLockGuard g(m->lock_);
   m->invalidate_in_progress_++;
   m->record_locked(range, false);
   m->drop_locked(range->start, range->end);
@@ -135,7 +135,7 @@ int DeviceMirror::classic_start(MmuNotifier* sub, const MmuNotifierRange* range)
 void DeviceMirror::classic_end(MmuNotifier* sub, const MmuNotifierRange* range) {
   (void)range;
   DeviceMirror* m = static_cast<ClassicSub*>(sub)->owner;
-  MutexGuard g(m->lock_);
+  DriverLockGuard g(m->lock_);
   m->invalidate_seq_++;
   if (m->invalidate_in_progress_ > 0) m->invalidate_in_progress_--;
 }
@@ -143,7 +143,7 @@ void DeviceMirror::classic_end(MmuNotifier* sub, const MmuNotifierRange* range) 
 void DeviceMirror::classic_release(MmuNotifier* sub, Mm* mm) {
   (void)mm;
   DeviceMirror* m = static_cast<ClassicSub*>(sub)->owner;
-  MutexGuard g(m->lock_);
+  DriverLockGuard g(m->lock_);
   m->released_ = true;
   m->record_locked(nullptr, true);
   m->drop_locked(0, ~0ull);
@@ -154,37 +154,87 @@ Result<uint64_t> DeviceMirror::fault(uint64_t addr, uint64_t len, bool write) {
   const uint64_t first = addr & ~(kPage - 1);
   const uint64_t end = addr + len;
   if (end < addr || first < start_ || end - 1 > last_) return Errno::kFault;
-  ReadGuard<RwSem> d(detach_lock_);
-  if (!attached_) return Errno::kFault;
+  if (mode_ == Mode::kClassic) {
+    ReadGuard<RwSem> d(detach_lock_);
+    if (!attached_) return Errno::kFault;
+    return fault_classic(first, end, write);
+  }
+  Result<uint64_t> r = Errno::kFault;
+  {
+    ReadGuard<RwSem> d(detach_lock_);
+    if (!attached_) return Errno::kFault;
+    // A user reference for the faults' duration (the subscription's only keeps the structure),
+    // as test_hmm's dmirror_fault takes one.
+    if (!mmget_not_zero(mm_)) return Errno::kFault;
+    r = fault_interval(first, end, write);
+  }
+  // Dropped without detach_lock_: the last reference tears the address space down (exit_mmap
+  // takes locks ranked before detach_lock_). The reference itself keeps mm_ alive until then.
+  mmput(mm_);
+  return r;
+}
+
+// The HMM driver loop (mirrormm/hmm.h): one hmm_range_fault over the whole range per round,
+// with the update lock taken only to check the sequence and program the device.
+Result<uint64_t> DeviceMirror::fault_interval(uint64_t first, uint64_t end, bool write) {
+  const uint64_t last_page = (end - 1) & ~(kPage - 1);
+  std::vector<uint64_t> pfns((last_page - first) / kPage + 1);
+  HmmRange range;
+  range.notifier = &interval_;
+  range.start = first;
+  range.end = last_page + kPage;
+  range.hmm_pfns = pfns.data();
+  range.default_flags = HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0);
+  range.dev_private_owner = this;
+  for (int attempt = 0; attempt < kMaxRetries; ++attempt) {
+    range.notifier_seq = mmu_interval_read_begin(&interval_);
+    mmap_read_lock(mm_);
+    Errno e = hmm_range_fault(&range);
+    mmap_read_unlock(mm_);
+    if (e == Errno::kBusy) {
+      DriverLockGuard g(lock_);
+      stats_.retries++;
+      continue;
+    }
+    if (e != Errno::kOk) return e;
+    DriverLockGuard g(lock_);
+    if (mmu_interval_read_retry(&interval_, range.notifier_seq)) {
+      stats_.retries++;
+      continue;
+    }
+    uint64_t a = range.start;
+    for (const uint64_t* p = range.hmm_pfns; a < range.end; ++p) {
+      const Entry entry{hmm_pfn_to_pfn(*p), (*p & HMM_PFN_WRITE) != 0};
+      mmu_checker_map(this, mm_, a, entry.pfn, entry.writable);
+      table_[a] = entry;
+      a += kPage;
+    }
+    stats_.faults++;
+    return (range.end - range.start) / kPage;
+  }
+  return Errno::kBusy;
+}
+
+// The KVM-style loop: snapshot the invalidation count, resolve each page unlocked, and install
+// only if no invalidation started or ended meanwhile.
+Result<uint64_t> DeviceMirror::fault_classic(uint64_t first, uint64_t end, bool write) {
   std::vector<Entry> found;
   for (int attempt = 0; attempt < kMaxRetries; ++attempt) {
-    // The sequence first, then the CPU page tables, then the check under the update lock.
     uint64_t seq = 0;
-    if (mode_ == Mode::kInterval) {
-      seq = mmu_interval_read_begin(&interval_);
-    } else {
-      MutexGuard g(lock_);
+    {
+      DriverLockGuard g(lock_);
       if (released_) return Errno::kFault;
       seq = invalidate_seq_;
     }
     found.clear();
-    bool collided = false;
     for (uint64_t a = first; a < end; a += kPage) {
       bool writable = false;
       Result<uint64_t> pfn = mm_get_pfn(mm_, a, /*fault=*/true, write, &writable);
       if (!pfn.ok()) return pfn.error();
       found.push_back({pfn.value(), writable});
-      if (mode_ == Mode::kInterval && mmu_interval_check_retry(&interval_, seq)) {
-        collided = true;
-        break;
-      }
     }
-    MutexGuard g(lock_);
-    if (!collided) {
-      collided = mode_ == Mode::kInterval ? mmu_interval_read_retry(&interval_, seq)
-                                          : (invalidate_in_progress_ != 0 || invalidate_seq_ != seq || released_);
-    }
-    if (collided) {
+    DriverLockGuard g(lock_);
+    if (invalidate_in_progress_ != 0 || invalidate_seq_ != seq || released_) {
       stats_.retries++;
       continue;
     }
@@ -202,7 +252,7 @@ Result<uint64_t> DeviceMirror::fault(uint64_t addr, uint64_t len, bool write) {
 
 bool DeviceMirror::read(uint64_t addr, uint64_t len, std::vector<uint8_t>* out) {
   out->clear();
-  MutexGuard g(lock_);
+  DriverLockGuard g(lock_);
   for (uint64_t a = addr; a < addr + len;) {
     auto it = table_.find(a & ~(kPage - 1));
     if (it == table_.end()) return false;
@@ -217,7 +267,7 @@ bool DeviceMirror::read(uint64_t addr, uint64_t len, std::vector<uint8_t>* out) 
 }
 
 bool DeviceMirror::write(uint64_t addr, uint64_t len, const uint8_t* data) {
-  MutexGuard g(lock_);
+  DriverLockGuard g(lock_);
   for (uint64_t a = addr; a < addr + len;) {
     auto it = table_.find(a & ~(kPage - 1));
     if (it == table_.end() || !it->second.writable) return false;
@@ -232,7 +282,7 @@ bool DeviceMirror::write(uint64_t addr, uint64_t len, const uint8_t* data) {
 
 std::string DeviceMirror::show(uint64_t addr, uint64_t len) {
   std::string s;
-  MutexGuard g(lock_);
+  DriverLockGuard g(lock_);
   for (uint64_t a = addr & ~(kPage - 1); a < addr + len; a += kPage) {
     auto it = table_.find(a);
     s.push_back(it == table_.end() ? '-' : it->second.writable ? 'w' : 'r');
@@ -241,19 +291,19 @@ std::string DeviceMirror::show(uint64_t addr, uint64_t len) {
 }
 
 uint64_t DeviceMirror::pages_mirrored() {
-  MutexGuard g(lock_);
+  DriverLockGuard g(lock_);
   return table_.size();
 }
 
 std::vector<DeviceMirror::Event> DeviceMirror::take_events() {
-  MutexGuard g(lock_);
+  DriverLockGuard g(lock_);
   std::vector<Event> out;
   out.swap(events_);
   return out;
 }
 
 DeviceMirror::Stats DeviceMirror::stats() {
-  MutexGuard g(lock_);
+  DriverLockGuard g(lock_);
   return stats_;
 }
 

@@ -59,6 +59,10 @@ inline void check_release(LockClass c, const void* lock) {
 // the lock assertions. kUnknown when checking is off (nothing can be said).
 enum class Held : uint8_t { kUnknown, kNo, kShared, kExclusive };
 Held held_by_me(const void* lock);
+// The checkers' report: prints "mirrormm lockdep: " and text to stderr, then aborts (tests
+// catch it with EXPECT_DEATH). The ranked checker and the driver lock checker
+// (base/driver_lock.h) both end here.
+[[noreturn]] void report(const char* text);
 }  // namespace lockdep
 
 // The reader/writer primitive under the annotated lock types (RwSem, and the mm's MmapLock,
