@@ -84,6 +84,10 @@
 //     the kmem_cache report hook's lock [98] (a write after free or a use of a free object
 //                                             reported by an object cache; held only to
 //                                             copy the hook)
+//     the trace recorder's thread list [99]  (a thread's first traced event registers its
+//                                             buffer; the memory samples and the merge)
+//       a thread's trace buffer [100]        (every traced fault, invalidation callback and
+//                                             shootdown appends under whatever it holds)
 //
 // The per-VMA lock is not a lock object: a fault holds one VMA's read side instead of the
 // mmap_lock (lock_vma_under_rcu), and vma_start_write (under mmap_lock for write) waits for
@@ -142,5 +146,7 @@ inline constexpr LockClass kCheckerLastReport{95};
 inline constexpr LockClass kViolations{96};
 inline constexpr LockClass kStressMirrors{97};
 inline constexpr LockClass kSlabReport{98};
+inline constexpr LockClass kTraceThreads{99};
+inline constexpr LockClass kTraceBuffer{100};
 
 }  // namespace mirrormm::lock_class
