@@ -242,7 +242,8 @@ constexpr const char* kRenderScript = R"js(
     new Chart(canvasIn('map', 80 + as.vmas.length * (14 + 6 * as.devices.length)), {
       type: 'bar',
       data: { labels, datasets },
-      options: { indexAxis: 'y', scales: { x: { title: { display: true, text: 'pages' }, beginAtZero: true },
+      options: { indexAxis: 'y', scales: { x: { type: 'logarithmic', min: 0.5,
+                                                title: { display: true, text: 'pages (log scale)' } },
                                            y: { ticks: { font: { family: 'monospace', size: 10 } } } } },
     });
   }
@@ -293,7 +294,7 @@ function mmShowErrors() {
   if (!box) return;
   while (box.childElementCount < window.mmErrors.length) {
     const p = document.createElement('pre');
-    p.textContent = 'REPORT-ERROR: ' + window.mmErrors[box.childElementCount];
+    p.textContent = 'REPORT' + '-ERROR: ' + window.mmErrors[box.childElementCount];
     box.appendChild(p);
   }
   const status = document.getElementById('report-status');
