@@ -218,7 +218,7 @@ TEST(Trace, TracedStressRunFollowsTheTraceEventFormat) {
   EXPECT_FALSE(d.at("timeline").at("by_event").empty());
   EXPECT_FALSE(d.at("timeline").at("by_subscriber").empty());
   uint64_t faults = 0;
-  for (const json& h : d.at("histograms"))
+  for (const json& h : d.at("histograms").at("series"))
     if (h.at("name") == "CPU fault")
       for (const json& n : h.at("counts")) faults += n.get<uint64_t>();
   EXPECT_GE(faults, count_named(c, "fault"));  // the histograms count dropped spans too
@@ -314,7 +314,7 @@ TEST(Trace, ThreadsKeepTheirLimitAndCountTheRest) {
   rec.write_report(html, trace::ReportInfo{});
   uint64_t faults = 0;
   const json d = report_data(html.str());
-  for (const json& h : d.at("histograms"))
+  for (const json& h : d.at("histograms").at("series"))
     if (h.at("name") == "CPU fault")
       for (const json& n : h.at("counts")) faults += n.get<uint64_t>();
   EXPECT_EQ(faults, 20u);

@@ -62,19 +62,24 @@ enum class Kind : uint8_t {
   kSubscriberName, // names the subscriber from t0 on (see name_subscriber); no span
 };
 
-// One entry of a thread's buffer: a span [t0, t1] in nanoseconds since the recorder started.
+// One entry of a thread's buffer: a span [t0, t1] in clock ticks since the recorder started
+// (now_ticks); the merge turns them into nanoseconds. No default values: buffers allocate
+// records without touching them, and a Span fills its record only when it records.
 struct Record {
-  uint64_t t0 = 0, t1 = 0;
-  uint64_t a = 0, b = 0;
-  const void* key = nullptr;  // the subscriber (device spans and names), else nullptr
-  uint32_t c = 0;
-  int16_t cpu = -1;  // the software CPU (CPU faults; the flushing thread's bound CPU)
-  Kind kind = Kind::kCpuFault;
-  uint32_t name = 0;  // kSubscriberName: the index into the buffer's names
+  uint64_t t0, t1;
+  uint64_t a, b;
+  const void* key;  // the subscriber (device spans and names), else nullptr
+  uint32_t c;
+  uint32_t name;  // kSubscriberName: the index into the buffer's names
+  int16_t cpu;    // the software CPU the recording thread ran as, or -1
+  Kind kind;
 };
 
-// Nanoseconds since the active recorder started (steady clock).
-uint64_t now_ns(const Recorder& r);
+// Ticks since the recorder started: the time-stamp counter on x86-64 (invariant and the
+// clock source of the kernel's own steady clock there, and a quarter of its cost to read),
+// nanoseconds of the steady clock elsewhere. stop() measures the counter's rate against the
+// steady clock over the whole recording.
+uint64_t now_ticks(const Recorder& r);
 void record(Recorder& r, const Record& rec);
 void record_name(Recorder& r, const void* key, const std::string& name);
 
@@ -93,13 +98,15 @@ class Span {
   Span(const Span&) = delete;
   Span& operator=(const Span&) = delete;
   // Sets the span's third argument (a result known only at its end).
-  void set_c(uint32_t c) { rec_.c = c; }
+  void set_c(uint32_t c) {
+    if (r_) rec_.c = c;
+  }
 
  private:
   void begin(Kind kind, const void* key, uint64_t a, uint64_t b, uint32_t c);
   void end();
   Recorder* const r_;
-  Record rec_;
+  Record rec_;  // filled by begin(), only when recording
 };
 
 // The third argument of an invalidation span: the range's event, and 0x100 when blockable.
@@ -167,7 +174,7 @@ class Recorder {
   struct Impl;
 
  private:
-  friend uint64_t now_ns(const Recorder& r);
+  friend uint64_t now_ticks(const Recorder& r);
   friend void record(Recorder& r, const Record& rec);
   friend void record_name(Recorder& r, const void* key, const std::string& name);
   std::unique_ptr<Impl> impl_;

@@ -4,6 +4,10 @@
 
 #include <fmt/format.h>
 
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +21,16 @@ namespace mirrormm::trace {
 namespace {
 
 std::atomic<uint64_t> next_recorder_id{1};
+
+uint64_t raw_ticks() {
+#if defined(__x86_64__)
+  return __rdtsc();
+#else
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+#endif
+}
 
 // The calling thread's buffer of the recorder with this id (a thread records for one
 // recorder at a time; a new recorder id makes it register again).
@@ -35,7 +49,7 @@ uint64_t vmstat_of(const std::vector<std::pair<std::string, uint64_t>>& vm, cons
 }  // namespace
 
 Recorder::Impl::Impl(uint64_t id, size_t max_events)
-    : id(id), max_events(max_events), t0(std::chrono::steady_clock::now()) {}
+    : id(id), max_events(max_events), t0(std::chrono::steady_clock::now()), tick0(raw_ticks()) {}
 
 Buffer* Recorder::Impl::buffer_of_this_thread() {
   if (tls_slot.recorder_id == id) [[likely]]
@@ -43,17 +57,14 @@ Buffer* Recorder::Impl::buffer_of_this_thread() {
   MutexGuard g(threads_lock);
   buffers.push_back(std::make_unique<Buffer>(static_cast<int>(buffers.size())));
   Buffer* b = buffers.back().get();
-  {
-    SpinGuard bg(b->lock);
-    b->records.reserve(std::min<size_t>(max_events, 4096));
-  }
   tls_slot = {id, b};
   return b;
 }
 
-uint64_t now_ns(const Recorder& r) {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - r.impl_->t0).count());
+uint64_t now_ticks(const Recorder& r) {
+  // The counter is not serializing: a read may come a few cycles early, never before start.
+  const uint64_t t = raw_ticks();
+  return t > r.impl_->tick0 ? t - r.impl_->tick0 : 0;
 }
 
 void record(Recorder& r, const Record& rec) {
@@ -67,8 +78,8 @@ void record(Recorder& r, const Record& rec) {
     case Kind::kShootdown: b->latencies.shootdown.add(ns); break;
     case Kind::kSubscriberName: break;
   }
-  if (b->records.size() < r.impl_->max_events) {
-    b->records.push_back(rec);
+  if (b->count < r.impl_->max_events) {
+    b->push_locked(rec);
   } else {
     b->dropped++;
   }
@@ -76,15 +87,16 @@ void record(Recorder& r, const Record& rec) {
 
 void record_name(Recorder& r, const void* key, const std::string& name) {
   Buffer* b = r.impl_->buffer_of_this_thread();
-  Record rec;
+  Record rec{};
+  rec.cpu = -1;
   rec.kind = Kind::kSubscriberName;
   rec.key = key;
-  rec.t0 = rec.t1 = now_ns(r);
+  rec.t0 = rec.t1 = now_ticks(r);
   SpinGuard g(b->lock);
   // Names are never dropped: a track without its name would be worse than a missing span.
   rec.name = static_cast<uint32_t>(b->names.size());
   b->names.push_back(name);
-  b->records.push_back(rec);
+  b->push_locked(rec);
 }
 
 void Span::begin(Kind kind, const void* key, uint64_t a, uint64_t b, uint32_t c) {
@@ -93,12 +105,13 @@ void Span::begin(Kind kind, const void* key, uint64_t a, uint64_t b, uint32_t c)
   rec_.a = a;
   rec_.b = b;
   rec_.c = c;
+  rec_.name = 0;
   rec_.cpu = static_cast<int16_t>(System::bound_cpu());
-  rec_.t0 = now_ns(*r_);
+  rec_.t0 = now_ticks(*r_);
 }
 
 void Span::end() {
-  rec_.t1 = now_ns(*r_);
+  rec_.t1 = now_ticks(*r_);
   record(*r_, rec_);
 }
 
@@ -125,6 +138,9 @@ void Recorder::stop() {
   Recorder* expected = this;
   detail::active.compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel);
   impl_->state = Impl::State::kStopped;
+  const uint64_t ticks = now_ticks(*this);
+  const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - impl_->t0).count();
+  if (ticks > 0 && ns > 0) impl_->ns_per_tick = ns / static_cast<double>(ticks);
   impl_->merge();
 }
 
@@ -132,7 +148,7 @@ void Recorder::sample_memory(System& sys) {
   const auto vm = sys.vmstat();
   const SwapStats ss = sys.swap_stats();
   MemorySample s;
-  s.t = now_ns(*this);
+  s.t = now_ticks(*this);
   s.free = vmstat_of(vm, "nr_free_pages");
   s.anon = vmstat_of(vm, "nr_inactive_anon") + vmstat_of(vm, "nr_active_anon");
   s.file = vmstat_of(vm, "nr_inactive_file") + vmstat_of(vm, "nr_active_file");
@@ -204,6 +220,7 @@ class LanePacker {
 
 void Recorder::Impl::merge() {
   Merged& m = merged;
+  m.ns_per_tick = ns_per_tick;
   std::vector<Record> all;
   std::map<const void*, std::vector<Naming>> namings;
   {
@@ -214,15 +231,17 @@ void Recorder::Impl::merge() {
       SpinGuard bg(b->lock);
       m.dropped += b->dropped;
       m.latencies.merge(b->latencies);
-      for (const Record& r : b->records) {
+      for (size_t i = 0; i < b->count; i++) {
+        const Record& r = b->at_locked(i);
         if (r.kind == Kind::kSubscriberName) {
-          namings[r.key].push_back({r.t0, b->names[r.name]});
+          namings[r.key].push_back({ns(r.t0), b->names[r.name]});
           continue;
         }
         tagged.emplace_back(r, b->index);
       }
     }
     m.samples = samples;
+    for (MemorySample& s : m.samples) s.t = ns(s.t);
     m.address_spaces = address_spaces;
     std::sort(tagged.begin(), tagged.end(), [](const auto& x, const auto& y) {
       return x.first.t0 != y.first.t0 ? x.first.t0 < y.first.t0 : x.first.t1 > y.first.t1;
@@ -250,6 +269,8 @@ void Recorder::Impl::merge() {
       return fmt::format("subscriber {}", key);
     };
     for (auto& [r, buffer_index] : tagged) {
+      r.t0 = ns(r.t0);
+      r.t1 = ns(r.t1);
       Placed p;
       p.rec = r;
       int logical;

@@ -162,15 +162,20 @@ std::string timeline_json(const Merged& m) {
                      events, subs);
 }
 
-std::string histograms_json(const Latencies& l) {
+// The histograms with the lower bound of each bucket in nanoseconds.
+std::string histograms_json(const Latencies& l, double ns_per_tick) {
   const std::pair<const char*, const Histogram*> all[] = {{"CPU fault", &l.cpu_fault},
                                                          {"device fault", &l.device_fault},
                                                          {"invalidation callback", &l.invalidate},
                                                          {"TLB shootdown", &l.shootdown}};
-  return array(std::vector(std::begin(all), std::end(all)), [](const auto& h) {
-    return fmt::format(R"({{"name":"{}","counts":{}}})", h.first,
-                       numbers(std::vector<uint64_t>(h.second->counts.begin(), h.second->counts.end())));
-  });
+  std::vector<uint64_t> lower_ns(Histogram::kBuckets);
+  for (int i = 1; i < Histogram::kBuckets; i++)
+    lower_ns[i] = static_cast<uint64_t>(static_cast<double>(1ull << i) * ns_per_tick);
+  return fmt::format(R"({{"lower_ns":{},"series":{}}})", numbers(lower_ns),
+                     array(std::vector(std::begin(all), std::end(all)), [](const auto& h) {
+                       return fmt::format(R"({{"name":"{}","counts":{}}})", h.first,
+                                          numbers(std::vector<uint64_t>(h.second->counts.begin(), h.second->counts.end())));
+                     }));
 }
 
 std::string samples_json(const std::vector<MemorySample>& v) {
@@ -267,20 +272,22 @@ constexpr const char* kRenderScript = R"js(
     });
   }
 
-  // Latency histograms: power-of-two buckets, trimmed to the ones used.
+  // Latency histograms: buckets of doubling width, trimmed to the ones used.
+  const hist = data.histograms;
   let lo = Infinity, hi = -1;
-  for (const h of data.histograms) h.counts.forEach((c, i) => { if (c) { lo = Math.min(lo, i); hi = Math.max(hi, i); } });
+  for (const h of hist.series) h.counts.forEach((c, i) => { if (c) { lo = Math.min(lo, i); hi = Math.max(hi, i); } });
   if (hi < 0) {
     note('latency', 'No span was recorded.');
   } else {
-    const unit = (ns) => ns >= 1e9 ? (ns / 1e9) + ' s' : ns >= 1e6 ? (ns / 1e6) + ' ms' : ns >= 1e3 ? (ns / 1e3) + ' µs' : ns + ' ns';
+    const unit = (ns) => ns >= 1e9 ? (ns / 1e9).toPrecision(3) + ' s' : ns >= 1e6 ? (ns / 1e6).toPrecision(3) + ' ms'
+        : ns >= 1e3 ? (ns / 1e3).toPrecision(3) + ' µs' : ns + ' ns';
     const labels = [];
-    for (let i = lo; i <= hi; i++) labels.push('≥ ' + unit(i === 0 ? 0 : 2 ** i));
+    for (let i = lo; i <= hi; i++) labels.push('≥ ' + unit(hist.lower_ns[i]));
     new Chart(canvasIn('latency', 320), {
       type: 'bar',
-      data: { labels, datasets: data.histograms.map((h, i) => ({ label: h.name, backgroundColor: color(i),
+      data: { labels, datasets: hist.series.map((h, i) => ({ label: h.name, backgroundColor: color(i),
                                                                  data: h.counts.slice(lo, hi + 1) })) },
-      options: { scales: { x: { title: { display: true, text: 'latency (power-of-two buckets)' } },
+      options: { scales: { x: { title: { display: true, text: 'latency (buckets of doubling width)' } },
                            y: { type: 'logarithmic', title: { display: true, text: 'spans' } } } },
     });
   }
@@ -331,7 +338,7 @@ void Recorder::write_report(std::ostream& os, const ReportInfo& info) const {
   const std::string data = fmt::format(
       R"({{"summary":{},"memory":{},"address_spaces":{},"timeline":{},"histograms":{}}})",
       array(summary, [](const auto& kv) { return fmt::format("[{},{}]", q(kv.first), q(kv.second)); }),
-      samples_json(m.samples), address_spaces_json(m.address_spaces), timeline_json(m), histograms_json(m.latencies));
+      samples_json(m.samples), address_spaces_json(m.address_spaces), timeline_json(m), histograms_json(m.latencies, m.ns_per_tick));
   const std::string title = html_escape(info.title);
   os << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>" << title
      << "</title>\n<style>" << kStyle << "</style>\n<script>" << kErrorCatcher << "</script>\n"
