@@ -153,6 +153,26 @@ TEST(Cli, ReplayReadsStandardInput) {
   EXPECT_EQ(r.out, kScriptOutput);
 }
 
+TEST(Cli, ReplayWritesATraceAndAReport) {
+  char dir_template[] = "/tmp/mirrormm-cli-trace.XXXXXX";
+  const std::string dir = mkdtemp(dir_template);
+  const std::string trace = dir + "/t.json", report = dir + "/r.html";
+  CliRun r = run_cli({"replay", "--raw", "--trace", trace, "--report", report, "-"}, kScript);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, kScriptOutput);
+  EXPECT_THAT(read_all(trace), HasSubstr("\"traceEvents\":["));
+  EXPECT_THAT(read_all(trace), HasSubstr("\"name\":\"fault\""));
+  EXPECT_THAT(read_all(report), HasSubstr("<title>mirrormm replay &lt;stdin&gt;</title>"));
+  unlink(trace.c_str());
+  unlink(report.c_str());
+  rmdir(dir.c_str());
+  // A file that cannot be written is a usage error, found before anything runs.
+  r = run_cli({"replay", "--trace", "/nonexistent/dir/t.json", "-"}, kScript);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr("/nonexistent/dir/t.json: cannot be written"));
+  EXPECT_EQ(r.out, "");
+}
+
 TEST(Cli, HostReadsStandardInput) {
   CliRun r = run_cli({"host", "-"}, kScript);
   EXPECT_EQ(r.status, 0) << r.err;

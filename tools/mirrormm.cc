@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -98,6 +99,48 @@ struct ModelFlags {
   }
 };
 
+// --trace and --report (docs/tracing.md): the files are opened before the run starts, so that
+// a path that cannot be written is a usage error, not a lost run.
+struct TraceFlags {
+  std::string trace_path, report_path;
+  std::ofstream trace, report;
+
+  void add(CLI::App* app) {
+    app->add_option("--trace", trace_path,
+                    "record the run and write it as Chrome/Perfetto trace-event JSON to this file (open it in "
+                    "ui.perfetto.dev or chrome://tracing)");
+    app->add_option("--report", report_path,
+                    "write a self-contained HTML report of the run (address spaces with device residency, "
+                    "invalidation timeline, latency histograms) to this file");
+  }
+  // Opens the files asked for; false (after a message) when one cannot be.
+  bool open() {
+    for (auto [path, out] : {std::pair{&trace_path, &trace}, std::pair{&report_path, &report}}) {
+      if (path->empty()) continue;
+      out->open(*path, std::ios::binary | std::ios::trunc);
+      if (!*out) {
+        std::cerr << *path << ": cannot be written\n";
+        return false;
+      }
+    }
+    return true;
+  }
+  std::ostream* trace_stream() { return trace_path.empty() ? nullptr : &trace; }
+  std::ostream* report_stream() { return report_path.empty() ? nullptr : &report; }
+  // Whether everything was written (a full disk shows here).
+  bool written() {
+    for (auto [path, out] : {std::pair{&trace_path, &trace}, std::pair{&report_path, &report}}) {
+      if (path->empty()) continue;
+      out->close();
+      if (!*out) {
+        std::cerr << *path << ": write failed\n";
+        return false;
+      }
+    }
+    return true;
+  }
+};
+
 int load(const std::string& path, script::Script* s) {
   std::string error;
   auto parsed = script::parse_file(path, &error);
@@ -109,13 +152,16 @@ int load(const std::string& path, script::Script* s) {
   return 0;
 }
 
-int cmd_replay(const std::string& path, const ModelFlags& mf, const OutputForm& form) {
+int cmd_replay(const std::string& path, const ModelFlags& mf, const OutputForm& form, TraceFlags& tf) {
   script::Script s;
   if (int rc = load(path, &s)) return rc;
+  if (!tf.open()) return kExitUsage;
   replay::Options o;
   o.config = mf.config();
+  o.trace_json = tf.trace_stream();
+  o.report_html = tf.report_stream();
   form.print(s, replay::run(s, o));
-  return 0;
+  return tf.written() ? 0 : kExitFinding;
 }
 
 int cmd_host(const std::string& path, const OutputForm& form) {
@@ -197,7 +243,7 @@ int cmd_oracle(uint64_t seed0, uint64_t seeds, int commands, const std::string& 
   return sum.ok() ? 0 : kExitFinding;
 }
 
-int cmd_stress(stress::Options o, bool has_drop, const std::string& drop) {
+int cmd_stress(stress::Options o, bool has_drop, const std::string& drop, TraceFlags& tf) {
   if (has_drop) {
     for (int e = 0; e <= static_cast<int>(MmuNotifyEvent::kExclusive); ++e)
       if (drop == mmu_notify_event_name(static_cast<MmuNotifyEvent>(e))) o.drop_bracket = e;
@@ -208,6 +254,9 @@ int cmd_stress(stress::Options o, bool has_drop, const std::string& drop) {
       return 2;
     }
   }
+  if (!tf.open()) return kExitUsage;
+  o.trace_json = tf.trace_stream();
+  o.report_html = tf.report_stream();
   o.progress = &std::cerr;
   std::cout << "stress: " << o.threads << " CPUs, " << o.seconds << " s, seed " << o.seed
             << (o.break_shootdown ? ", shootdown deliberately broken" : "")
@@ -242,6 +291,7 @@ int cmd_stress(stress::Options o, bool has_drop, const std::string& drop) {
     std::cout << "replay: " << stress::replay_command(o) << "\n";
   }
   std::cout << "violations: " << r.violations << "\n";
+  if (!tf.written()) return kExitFinding;
   return r.violations ? 1 : 0;
 }
 
@@ -276,14 +326,20 @@ class RunProgress {
   double next_line_ = kLineEvery;
 };
 
-int cmd_run(const run::Options& o) {
+int cmd_run(const run::Options& o, TraceFlags& tf) {
+  if (!tf.open()) return kExitUsage;
   std::cout << run::describe(o) << "\n\n" << std::flush;
   stress::Options so = run::stress_options(o);
+  so.trace_json = tf.trace_stream();
+  so.report_html = tf.report_stream();
+  so.report_title = "mirrormm run";
+  so.report_command = run::command_line(o);
   RunProgress progress(o.seconds);
   so.on_progress = [&progress](const stress::Progress& p) { progress.update(p); };
   const stress::Report r = stress::run(so);
   progress.finish();
   std::cout << run::summary(o, r);
+  if (!tf.written()) return kExitFinding;
   return r.violations ? kExitFinding : 0;
 }
 
@@ -305,6 +361,8 @@ int main(int argc, char** argv) {
 
   OutputForm form;
   form.add(replay);
+  TraceFlags tf;
+  tf.add(replay);
 
   auto* host = app.add_subcommand("host", "run a .mms script against the host kernel (model-only v2 commands print SKIP)");
   host->add_option("FILE", path, "the .mms script; - reads standard input")->required();
@@ -358,6 +416,7 @@ int main(int argc, char** argv) {
   stress_cmd->add_flag("--writeback", so.writeback,
                        "each CPU also writes, verifies, syncs and pages out a shared mapping of its own regular file "
                        "while the flusher writes back");
+  tf.add(stress_cmd);
 
   run::Options ro;
   auto* run_cmd = app.add_subcommand(
@@ -385,6 +444,7 @@ int main(int argc, char** argv) {
   }
   break_help.back() = '.';
   run_cmd->add_option("--debug-break", ro.debug_break, break_help)->check(CLI::IsMember(break_names));
+  tf.add(run_cmd);
 
   try {
     app.parse(argc, argv);
@@ -394,10 +454,10 @@ int main(int argc, char** argv) {
   }
   if (*stress_cmd) {
     so.devices = !no_devices;
-    return cmd_stress(so, drop_opt->count() > 0, drop_bracket);
+    return cmd_stress(so, drop_opt->count() > 0, drop_bracket, tf);
   }
-  if (*run_cmd) return cmd_run(ro);
-  if (*replay) return cmd_replay(path, mf, form);
+  if (*run_cmd) return cmd_run(ro, tf);
+  if (*replay) return cmd_replay(path, mf, form, tf);
   if (*host) return cmd_host(path, form);
   if (*gen) return cmd_gen(seed, commands, profile);
   if (*oracle) return cmd_oracle(seed, seeds, commands, profile, keep_going, mf);

@@ -119,6 +119,8 @@ class DeviceMirror {
   // Removes entries of [start, end).
   void drop_locked(uint64_t start, uint64_t end) REQUIRES(lock_);
   void record_locked(const MmuNotifierRange* range, bool release) REQUIRES(lock_);
+  // The subscription's address: the key of this device's track in a trace (trace.h).
+  const void* trace_key() const;
 
   const Mode mode_;
   Mm* const mm_;  // kept alive by the subscription's mm reference

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -11,11 +12,16 @@
 #include "mirrormm/device_mirror.h"
 #include "mirrormm/script.h"
 #include "mirrormm/system.h"
+#include "mirrormm/trace.h"
 
 namespace mirrormm::replay {
 
 struct Options {
   SystemConfig config;  // the modeled machine (frames, overcommit, RAM size, PKU, limits)
+  // Tracing (mirrormm/trace.h, docs/tracing.md): when set, run() records the script's run
+  // and writes the trace-event JSON / the HTML report there at its end.
+  std::ostream* trace_json = nullptr;
+  std::ostream* report_html = nullptr;
 };
 
 // Runs commands one at a time against one modeled system (for tools and tests that want to
@@ -36,6 +42,9 @@ class Replayer {
   // The result line of one command.
   std::string run(const script::Command& c);
   System& system() { return *sys_; }
+  // Adds every live process's address space, with the residency of the devices attached to
+  // it, to rec's report.
+  void trace_address_spaces(trace::Recorder& rec);
 
  private:
   std::string run_model_only(const script::Command& c);
@@ -44,6 +53,7 @@ class Replayer {
 
   std::unique_ptr<System> sys_;
   std::map<std::string, std::unique_ptr<DeviceMirror>> devices_;  // by NAME
+  std::map<std::string, uint64_t> device_pids_;                   // the process of each device
 };
 
 // The `maps` result line of the format: the entries of System::proc_maps that intersect the

@@ -59,6 +59,14 @@ struct Options {
   // Called by the coordinating thread about four times a second while the workload runs, if
   // set (the callback must not call into the System).
   std::function<void(const Progress&)> on_progress;
+  // Tracing (mirrormm/trace.h, docs/tracing.md): when set, the run is recorded (memory sampled
+  // every 10 ms, the address spaces and their device residency taken at the end) and the
+  // trace-event JSON / the HTML report are written there when it ends. The report is titled
+  // report_title and gives report_command (default: replay_command) to run it again.
+  std::ostream* trace_json = nullptr;
+  std::ostream* report_html = nullptr;
+  std::string report_title = "mirrormm stress";
+  std::string report_command;
 };
 
 // The `mirrormm stress` command line that runs these options again (seed, CPUs, duration

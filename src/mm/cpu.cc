@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "mirrormm/base/tsan.h"
+#include "mirrormm/trace.h"
 #include "mm/internal.h"
 #include "mm/pgtable_walk.h"
 #include "mm/system_internal.h"
@@ -99,7 +100,9 @@ AccessResult Cpu::access(Mm* mm, uint64_t addr, uint64_t len, bool write, const 
       done += n;
       continue;
     }
+    trace::Span span(trace::Kind::kCpuFault, nullptr, a, write);
     unsigned fault = do_user_addr_fault(mm, a, write);
+    span.set_c(fault);
     if (fault & VM_FAULT_OOM) return {AccessResult::Kind::kOom, a};
     if (fault & VM_FAULT_SIGBUS) return {AccessResult::Kind::kBus, a};
     if (fault & VM_FAULT_SIGSEGV) return {AccessResult::Kind::kSegv, a};

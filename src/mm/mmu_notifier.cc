@@ -25,6 +25,7 @@
 #include "mirrormm/base/srcu.h"
 #include "mirrormm/base/tsan.h"
 #include "mirrormm/system.h"
+#include "mirrormm/trace.h"
 #include "mm/interval_tree.h"
 #include "mm/internal.h"
 #include "mm/mm.h"
@@ -200,6 +201,7 @@ Errno mn_itree_invalidate(MmuNotifierSubscriptions* subs, const MmuNotifierRange
   // Frozen: the tree cannot change until the last end.
   bool failed = false;
   for_each_hit(subs, range, hits, [&](MmuIntervalNotifier* sub) {
+    trace::Span span(trace::Kind::kInvalidate, sub, range->start, range->end, trace::invalidate_arg(range));
     if (sub->ops->invalidate(sub, range, cur_seq)) return true;
     if (mmu_notifier_range_blockable(range)) {
       warn(range->mm, "interval invalidate() failed on a blockable range");
@@ -222,6 +224,7 @@ Errno mn_hlist_invalidate_range_start(MmuNotifierSubscriptions* subs, const MmuN
   SrcuReadGuard r;
   for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire)) {
     if (!s->ops->invalidate_range_start) continue;
+    trace::Span span(trace::Kind::kInvalidate, s, range->start, range->end, trace::invalidate_arg(range));
     int rc = s->ops->invalidate_range_start(s, range);
     if (rc == 0) continue;
     if (mmu_notifier_range_blockable(range) || rc != kEagain)

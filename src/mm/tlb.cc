@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "mirrormm/trace.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/system_internal.h"
 
@@ -28,17 +29,24 @@ void for_each_cpu_of(Mm* mm, Fn fn) {
     if (cpu < sys->nr_cpus()) fn(sys->cpu(cpu));
   }
 }
+
+// The CPUs a shootdown of mm reaches (a trace span's argument).
+uint32_t cpus_of(Mm* mm) {
+  return static_cast<uint32_t>(__builtin_popcountll(mm->cpumask_.load(std::memory_order_relaxed)));
+}
 }  // namespace
 
 // Both flushes end with the secondary TLBs that share the page tables (x86's
 // flush_tlb_mm_range calls mmu_notifier_arch_invalidate_secondary_tlbs).
 void flush_tlb_range(Mm* mm, uint64_t start, uint64_t end) {
   if (start >= end) return;
+  trace::Span span(trace::Kind::kShootdown, nullptr, start, end, cpus_of(mm));
   for_each_cpu_of(mm, [&](Cpu& c) { c.flush_range(mm->id(), start, end); });
   mmu_notifier_arch_invalidate_secondary_tlbs(mm, start, end);
 }
 
 void flush_tlb_mm(Mm* mm) {
+  trace::Span span(trace::Kind::kShootdown, nullptr, 0, ~0ull, cpus_of(mm));
   for_each_cpu_of(mm, [&](Cpu& c) { c.flush_mm(mm->id()); });
   mmu_notifier_arch_invalidate_secondary_tlbs(mm, 0, ~0ull);
 }

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "mirrormm/mmu_notifier.h"
 
@@ -238,6 +239,7 @@ std::string Replayer::run_model_only(const Command& c) {
     if (!r.ok()) return err(r.error());
     r.value()->set_name("dev " + c.name);
     devices_.emplace(c.name, std::move(r.value()));
+    device_pids_[c.name] = c.pid;
     return "0";
   }
   if (it == devices_.end()) return err(Errno::kNoEnt);
@@ -275,6 +277,7 @@ std::string Replayer::run_model_only(const Command& c) {
     case ModelOp::kDevDetach:
       dev.detach();
       devices_.erase(it);
+      device_pids_.erase(c.name);
       return "0";
     case ModelOp::kNone:
     case ModelOp::kDevAttach:
@@ -345,16 +348,44 @@ std::string format_smaps(const std::vector<SmapsEntry>& smaps) {
   return format_window(smaps, [](const SmapsEntry& e) -> const MapsEntry& { return e.vma; }, format_smaps_entry);
 }
 
+void Replayer::trace_address_spaces(trace::Recorder& rec) {
+  const uint64_t created = sys_->nr_processes_created();
+  for (uint64_t pid = 1; pid <= created; pid++) {
+    Process* p = sys_->process(pid);
+    if (!p) continue;
+    std::vector<std::pair<std::string, DeviceMirror*>> devices;
+    for (const auto& [name, dev] : devices_)
+      if (device_pids_[name] == pid) devices.emplace_back("dev " + name, dev.get());
+    rec.add_address_space(trace::address_space(*sys_, p, devices));
+  }
+}
+
 std::vector<std::string> run(const script::Script& s, const Options& options) {
   // The checker must watch the whole run of a script with secondary MMUs, from its first
   // command.
   Options o = options;
   if (script::uses_model_only(s)) o.config.mmu_checker = true;
   std::vector<std::string> out;
+  std::optional<trace::Recorder> rec;
+  if (o.trace_json || o.report_html) rec.emplace().start();
   {
     Replayer r(o);
     out.reserve(s.commands.size());
-    for (const Command& c : s.commands) out.push_back(r.run(c));
+    for (const Command& c : s.commands) {
+      out.push_back(r.run(c));
+      if (rec) rec->sample_memory(r.system());
+    }
+    if (rec) r.trace_address_spaces(*rec);
+  }
+  if (rec) {
+    rec->stop();  // the System and its threads are gone
+    if (o.trace_json) rec->write_json(*o.trace_json);
+    if (o.report_html) {
+      trace::ReportInfo info;
+      info.title = "mirrormm replay " + s.file;
+      info.summary = {{"commands", std::to_string(s.commands.size())}};
+      rec->write_report(*o.report_html, info);
+    }
   }
   return out;
 }

@@ -5,6 +5,7 @@
 
 #include "mirrormm/hmm.h"
 #include "mirrormm/system.h"
+#include "mirrormm/trace.h"
 #include "mm/lock_order.h"
 
 namespace mirrormm {
@@ -66,9 +67,18 @@ Result<std::unique_ptr<DeviceMirror>> DeviceMirror::attach(Process* p, Mode mode
 DeviceMirror::~DeviceMirror() {
   detach();
   mmu_checker_name(this, "");  // this address may name another subscriber next
+  trace::name_subscriber(trace_key(), "");
 }
 
-void DeviceMirror::set_name(const std::string& name) { mmu_checker_name(this, name); }
+void DeviceMirror::set_name(const std::string& name) {
+  mmu_checker_name(this, name);
+  trace::name_subscriber(trace_key(), name);
+}
+
+const void* DeviceMirror::trace_key() const {
+  if (mode_ == Mode::kInterval) return static_cast<const MmuIntervalNotifier*>(&interval_);
+  return static_cast<const MmuNotifier*>(&classic_);
+}
 
 void DeviceMirror::detach() {
   WriteGuard<RwSem> d(detach_lock_);
@@ -151,6 +161,7 @@ void DeviceMirror::classic_release(MmuNotifier* sub, Mm* mm) {
 
 Result<uint64_t> DeviceMirror::fault(uint64_t addr, uint64_t len, bool write) {
   if (len == 0) return uint64_t{0};
+  trace::Span span(trace::Kind::kDeviceFault, trace_key(), addr, len, write);
   const uint64_t first = addr & ~(kPage - 1);
   const uint64_t end = addr + len;
   if (end < addr || first < start_ || end - 1 > last_) return Errno::kFault;

@@ -49,6 +49,7 @@
 #include "mirrormm/device_mirror.h"
 #include "mirrormm/mmu_notifier.h"
 #include "mirrormm/system.h"
+#include "mirrormm/trace.h"
 
 namespace mirrormm::stress {
 
@@ -656,6 +657,22 @@ std::string fault_place(const Shared& sh, uint64_t a) {
 // Stops the world: the workers park between steps, then kswapd and the OOM reaper finish their
 // current step and wait. Parking first lets a worker waiting for the reaper's progress (an
 // allocation in its slow path) reach its next step.
+// The address space of each slot's process with its device mirror (mirrors: by slot), for
+// the trace's report. The workers have stopped; the mirrors are still attached.
+void trace_address_spaces(Shared& sh, trace::Recorder& rec, const std::vector<std::shared_ptr<DeviceMirror>>& mirrors) {
+  for (int slot = 0; slot < kSlots; slot++) {
+    const uint64_t pid = sh.slot_pid[slot].load(std::memory_order_acquire);
+    Process* p = pid ? sh.sys->process(pid) : nullptr;
+    if (!p) continue;
+    std::vector<std::pair<std::string, DeviceMirror*>> devices;
+    if (const auto& m = mirrors[static_cast<size_t>(slot)])
+      devices.emplace_back(fmt::format("DeviceMirror {} pid {}",
+                                       m->mode() == DeviceMirror::Mode::kInterval ? "interval" : "classic", pid),
+                           m.get());
+    rec.add_address_space(trace::address_space(*sh.sys, p, devices));
+  }
+}
+
 void stop_the_world(Shared& sh, System& sys, int threads) {
   sh.pause.store(true, std::memory_order_release);
   while (sh.parked.load(std::memory_order_acquire) != threads) std::this_thread::yield();
@@ -685,7 +702,9 @@ std::string replay_command(const Options& o) {
   return s;
 }
 
-Report run(const Options& o) {
+namespace {
+
+Report run_workload(const Options& o, trace::Recorder* rec) {
   SystemConfig cfg;
   cfg.memory_bytes = o.memory_mib << 20;
   cfg.mmu_checker = true;  // the secondary MMUs' traffic is judged from the first mapping on
@@ -745,6 +764,7 @@ Report run(const Options& o) {
   auto next_check = t0 + std::chrono::milliseconds(200);
   auto next_report = t0 + std::chrono::seconds(1);
   auto next_progress = t0 + std::chrono::milliseconds(250);
+  auto next_sample = t0;
   for (;;) {
     const auto now = Clock::now();
     if (now - t0 >= std::chrono::duration<double>(o.seconds)) break;
@@ -812,6 +832,10 @@ Report run(const Options& o) {
       o.progress->flush();
       next_report += std::chrono::seconds(1);
     }
+    if (rec && now >= next_sample) {
+      rec->sample_memory(sys);
+      next_sample += std::chrono::milliseconds(10);
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   sh.stop.store(true);
@@ -822,6 +846,7 @@ Report run(const Options& o) {
     MutexGuard g(sh.mirror_lock);
     for (auto& m : sh.mirror) mirrors.push_back(std::move(m));
   }
+  if (rec) trace_address_spaces(sh, *rec, mirrors);
   for (auto& m : mirrors)
     if (m) sh.detach_and_count(*m);  // outside the table's lock: detach takes mm locks
   mirrors.clear();
@@ -868,6 +893,36 @@ Report run(const Options& o) {
     t.invalidations = c.invalidations.load();
     t.pages_dropped = c.pages_dropped.load();
     for (int e = 0; e < MirrorTotals::kEvents; e++) t.by_event[e] = c.by_event[e].load();
+  }
+  return res;
+}
+
+}  // namespace
+
+Report run(const Options& o) {
+  if (!o.trace_json && !o.report_html) return run_workload(o, nullptr);
+  trace::Recorder rec;
+  rec.start();
+  const Report res = run_workload(o, &rec);
+  rec.stop();  // the System and every thread that used it are gone
+  if (o.trace_json) rec.write_json(*o.trace_json);
+  if (o.report_html) {
+    trace::ReportInfo info;
+    info.title = o.report_title;
+    info.command = o.report_command.empty() ? replay_command(o) : o.report_command;
+    const uint64_t invalidations = res.interval_mirrors.invalidations + res.classic_mirrors.invalidations;
+    info.summary = {
+        {"duration", fmt::format("{:.2f} s, {} CPUs", res.seconds, o.threads)},
+        {"operations", fmt::format("{} ({} accesses, {} system calls, {} forks)", res.ops, res.accesses,
+                                   res.syscalls, res.forks)},
+        {"CPU page faults", fmt::format("{} ({} major)", res.pgfault, res.pgmajfault)},
+        {"secondary MMUs", fmt::format("{} attached, {} device operations, {} invalidations received",
+                                       res.interval_mirrors.attached + res.classic_mirrors.attached, res.device_ops,
+                                       invalidations)},
+        {"swap", fmt::format("{} pages out, {} in", res.pswpout, res.pswpin)},
+        {"violations", std::to_string(res.violations)},
+    };
+    rec.write_report(*o.report_html, info);
   }
   return res;
 }
