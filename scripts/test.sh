@@ -4,8 +4,9 @@
 # scripts (2,000 per profile in release, 200 under the sanitizers); the stress tests run
 # concurrent workloads with the checkers, and the tsan preset adds two 10-second
 # `mirrormm stress` runs, one with memory pressure and swap, page migration between two
-# NUMA nodes and regular files with writeback. Long campaigns:
-# scripts/campaign.sh, scripts/stress-campaign.sh.
+# NUMA nodes and regular files with writeback. The release preset also runs the oracle in 4
+# shards under GNU parallel and checks that their merge matches the unsharded run. Long
+# campaigns: scripts/campaign.sh, scripts/stress-campaign.sh, scripts/campaign-parallel.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -17,6 +18,22 @@ for preset in ${MIRRORMM_PRESETS:-release asan-ubsan tsan}; do
   seeds=2000
   [ "$preset" = release ] || seeds=200
   MIRRORMM_ORACLE_SEEDS=${MIRRORMM_ORACLE_SEEDS:-$seeds} ctest --preset "$preset" -j "$jobs"
+  if [ "$preset" = release ]; then
+    # The oracle split into 4 shards under GNU parallel and merged comes to the same verdict
+    # line, over the same seeds, as the same campaign run in one go.
+    out=build/release/campaign
+    mkdir -p "$out"
+    scripts/campaign-parallel.sh --shards 4 --records "$out/sharded.jsonl" --mirrormm build/release/mirrormm \
+      -- oracle --seeds 200 --profile anon >"$out/sharded.txt"
+    build/release/mirrormm oracle --seeds 200 --profile anon --json "$out/whole.jsonl" >"$out/whole.txt" 2>/dev/null
+    for f in sharded whole; do
+      grep -E '^[0-9]+ scripts: ' "$out/$f.txt" >"$out/$f.verdict"
+      grep -o '"seed":[0-9]*' "$out/$f.jsonl" | sort >"$out/$f.seeds"
+    done
+    diff "$out/sharded.verdict" "$out/whole.verdict"
+    diff "$out/sharded.seeds" "$out/whole.seeds"
+    echo "sharded oracle: $(cat "$out/sharded.verdict"), as unsharded"
+  fi
   if [ "$preset" = tsan ]; then
     TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp halt_on_error=1" \
       "build/$preset/mirrormm" stress --threads 4 --seconds 10 --seed 1
