@@ -32,9 +32,10 @@ using namespace mirrormm;
 constexpr int kExitFinding = 1;
 constexpr int kExitUsage = 2;
 constexpr const char* kExitStatusHelp =
-    "Exit status: 0 success; 1 a finding (oracle: a divergence, stress and run: a violation) or\n"
-    "a host run that failed; 2 a usage error (a bad option or argument, or a script that cannot\n"
-    "be read or does not parse: FILE:LINE: message). No other value.";
+    "Exit status: 0 success; 1 a finding (oracle: a divergence, stress and run: a violation, merge:\n"
+    "records that hold one) or a host run that failed; 2 a usage error (a bad option or argument, a\n"
+    "script or record that cannot be read or does not parse: FILE:LINE: message; merge: a campaign\n"
+    "with seeds missing). No other value.";
 
 // The terminal's width in columns (stdout's, else $COLUMNS, else 100).
 int terminal_width() {
@@ -170,11 +171,13 @@ struct CampaignFlags {
 
   void add(CLI::App* app, const char* unit) {
     shard_opt = app->add_option("--shard", shard_text,
-                                std::string("run only shard I of N (0-based, 0 <= I < N): the ") + unit +
-                                    " of the seeds whose index in the range leaves remainder I when divided by N");
+                                "run only shard I of N (0-based: 0 <= I < N), the seeds whose index in the range "
+                                "(seed - --seed) leaves remainder I when divided by N")
+                    ->type_name("I/N");
     json_opt = app->add_option("--json", json_path,
                                std::string("write one JSON record per ") + unit +
-                                   " to this file (- : standard output, and the report goes to standard error)");
+                                   " to this file (-: standard output, and the report goes to standard error)")
+                   ->type_name("FILE");
   }
   bool given() const { return shard_opt->count() > 0 || json_opt->count() > 0; }
   // Checks --shard and the seed range; prints why and returns false on a usage error.
@@ -532,7 +535,7 @@ int main(int argc, char** argv) {
   uint64_t stress_seeds = 1;
   auto* stress_seeds_opt = stress_cmd->add_option(
       "--seeds", stress_seeds,
-      "run this many seeds, --seed to --seed + N - 1, one run each, ending with \"N runs: P passed, F failed\"");
+      "run K seeds, --seed to --seed + K - 1, one run each, ending with \"K runs: P passed, F failed\"");
   CampaignFlags stress_cf;
   stress_cf.add(stress_cmd, "run");
 
