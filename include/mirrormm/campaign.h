@@ -11,6 +11,7 @@
 // The record format is documented in docs/campaigns.md.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <iosfwd>
 #include <map>
@@ -109,6 +110,21 @@ struct MergeInput {
   std::istream* in = nullptr;
 };
 
+// A set of seeds (or shard indexes) as a report shows it: how many, and the first few.
+struct SeedSet {
+  static constexpr size_t kListed = 20;
+  uint64_t count = 0;
+  std::vector<uint64_t> first;  // the first kListed, in increasing order
+
+  void add(uint64_t seed) {
+    ++count;
+    if (first.size() < kListed) first.push_back(seed);
+  }
+  // Whether every seed that will be listed is (count set beforehand, first filled after).
+  bool listed_all() const { return first.size() == std::min<uint64_t>(count, kListed); }
+  bool empty() const { return count == 0; }
+};
+
 struct MergeSummary {
   // A usage error (unreadable input, a line that is not a record, records of two campaigns,
   // a seed outside its shard): "FILE:LINE: message". When set, nothing else is meaningful.
@@ -121,9 +137,9 @@ struct MergeSummary {
   std::vector<Record> findings;  // divergences, violations and errors, by seed
   // Completeness: seeds of the range with no record, split into those not run because their
   // shard stopped early at a finding (not_run) and the others (missing); seeds with more
-  // than one record (duplicated); shards without a single record (absent_shards).
-  std::vector<uint64_t> missing, not_run, duplicated;
-  std::vector<uint64_t> absent_shards;
+  // than one record (duplicated); shards without a single record (absent_shards). The
+  // counts are exact, whatever the size of the range; only the first few are listed.
+  SeedSet missing, not_run, duplicated, absent_shards;
 
   bool complete() const { return missing.empty() && duplicated.empty(); }
   // 0 every seed passed; 1 a finding (whatever else); 2 a usage error or an incomplete

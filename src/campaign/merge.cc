@@ -3,21 +3,32 @@
 
 #include <algorithm>
 #include <istream>
-#include <set>
 
 #include "mirrormm/campaign.h"
 
 namespace mirrormm::campaign {
 namespace {
 
-// At most this many seeds are listed by number in a report line; the count is always given.
-constexpr size_t kSeedsListed = 20;
-
-std::string seed_list(const std::vector<uint64_t>& seeds) {
-  const size_t listed = std::min(seeds.size(), kSeedsListed);
-  std::string s = fmt::format("{}", fmt::join(seeds.begin(), seeds.begin() + static_cast<long>(listed), " "));
-  if (seeds.size() > kSeedsListed) s += fmt::format(" ... ({} more)", seeds.size() - kSeedsListed);
+// The seeds of a set as a report line lists them: the first few, then how many more.
+std::string seed_list(const SeedSet& set) {
+  std::string s = fmt::format("{}", fmt::join(set.first, " "));
+  if (set.count > set.first.size()) s += fmt::format(" ... ({} more)", set.count - set.first.size());
   return s;
+}
+
+// Appends to *out the first SeedSet::kListed seeds of `shard`, from its from-th seed to
+// before its end-th, that have no record (seen: the shard's seeds with one, in order).
+void list_unseen(const Shard& shard, uint64_t first, uint64_t from, uint64_t end, const std::vector<uint64_t>& seen,
+                 std::vector<uint64_t>* out) {
+  auto next_seen = seen.begin();
+  size_t listed = 0;
+  for (uint64_t k = from; k < end && listed < SeedSet::kListed; ++k) {
+    const uint64_t seed = shard.seed(first, k);
+    while (next_seen != seen.end() && *next_seen < seed) ++next_seen;
+    if (next_seen != seen.end() && *next_seen == seed) continue;
+    out->push_back(seed);
+    ++listed;
+  }
 }
 
 // Where a record came from, for messages about the records after it.
@@ -35,7 +46,6 @@ MergeSummary merge(const std::vector<MergeInput>& inputs) {
   std::vector<uint64_t> seen;
   // The seed at which each shard stopped early, if it did.
   std::map<uint64_t, uint64_t> stopped_at;
-  std::set<uint64_t> shards_seen;
   for (const MergeInput& input : inputs) {
     std::string line;
     for (uint64_t lineno = 1; std::getline(*input.in, line); ++lineno) {
@@ -65,7 +75,6 @@ MergeSummary merge(const std::vector<MergeInput>& inputs) {
         return s;
       }
       seen.push_back(r->seed);
-      shards_seen.insert(r->shard.index);
       if (r->stop) {
         auto [it, inserted] = stopped_at.emplace(r->shard.index, r->seed);
         if (!inserted) it->second = std::min(it->second, r->seed);
@@ -87,20 +96,41 @@ MergeSummary merge(const std::vector<MergeInput>& inputs) {
   std::sort(s.findings.begin(), s.findings.end(), [](const Record& a, const Record& b) { return a.seed < b.seed; });
   std::sort(seen.begin(), seen.end());
   for (size_t i = 1; i < seen.size(); ++i)
-    if (seen[i] == seen[i - 1] && (s.duplicated.empty() || s.duplicated.back() != seen[i]))
-      s.duplicated.push_back(seen[i]);
-  // Every seed of the range that has no record; parse_record() has checked that each seen
-  // one is inside the range and in its shard.
-  auto next_seen = seen.begin();
-  for (uint64_t i = 0; i < s.seeds; ++i) {
-    const uint64_t seed = s.first_seed + i;
-    while (next_seen != seen.end() && *next_seen < seed) ++next_seen;
-    if (next_seen != seen.end() && *next_seen == seed) continue;
-    auto stop = stopped_at.find(i % s.shard_count);
-    (stop != stopped_at.end() && seed > stop->second ? s.not_run : s.missing).push_back(seed);
+    if (seen[i] == seen[i - 1] && (i < 2 || seen[i - 2] != seen[i])) s.duplicated.add(seen[i]);
+  seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+  // What is missing is counted shard by shard and listed from each shard's start, so that
+  // the work is bounded by the records read and not by the size of the range (which a
+  // record states). parse_record() has checked that every seed seen is in its shard.
+  const uint64_t n = s.shard_count;
+  std::map<uint64_t, std::vector<uint64_t>> by_shard;  // seeds seen, in increasing order
+  for (uint64_t seed : seen) by_shard[(seed - s.first_seed) % n].push_back(seed);
+  std::vector<uint64_t> missing, not_run;  // candidates for the lists
+  for (const auto& [index, seeds_seen] : by_shard) {
+    const Shard shard{index, n};
+    const uint64_t size = shard.size(s.seeds);
+    auto stop = stopped_at.find(index);
+    // The seeds after the one a shard stopped at were not run.
+    const uint64_t end = stop == stopped_at.end() ? size : (stop->second - s.first_seed) / n + 1;
+    list_unseen(shard, s.first_seed, 0, end, seeds_seen, &missing);
+    if (end == size) continue;
+    list_unseen(shard, s.first_seed, end, size, seeds_seen, &not_run);
+    const uint64_t run_after_stop =
+        seeds_seen.end() - std::upper_bound(seeds_seen.begin(), seeds_seen.end(), stop->second);
+    s.not_run.count += size - end - run_after_stop;
   }
-  for (uint64_t shard = 0; shard < s.shard_count && s.absent_shards.size() <= kSeedsListed; ++shard)
-    if (!shards_seen.count(shard) && shard < s.seeds) s.absent_shards.push_back(shard);
+  s.missing.count = s.seeds - seen.size() - s.not_run.count;
+  s.absent_shards.count = std::min(n, s.seeds) - by_shard.size();
+  for (uint64_t index = 0; index < n && !s.absent_shards.listed_all(); ++index) {
+    if (by_shard.count(index)) continue;
+    s.absent_shards.first.push_back(index);
+    const Shard shard{index, n};
+    list_unseen(shard, s.first_seed, 0, shard.size(s.seeds), {}, &missing);
+  }
+  for (auto [candidates, set] : {std::pair{&missing, &s.missing}, std::pair{&not_run, &s.not_run}}) {
+    std::sort(candidates->begin(), candidates->end());
+    candidates->resize(std::min(candidates->size(), SeedSet::kListed));
+    set->first = *candidates;
+  }
   return s;
 }
 
@@ -113,12 +143,15 @@ int MergeSummary::exit_status() const {
 std::string describe(const MergeSummary& s) {
   if (!s.error.empty()) return "merge: " + s.error + "\n";
   std::string text = fmt::format("campaign: {}\n", s.campaign);
-  const uint64_t shards_present = std::min(s.shard_count, s.seeds) - s.absent_shards.size();
+  const uint64_t shards_present = std::min(s.shard_count, s.seeds) - s.absent_shards.count;
   text += fmt::format("shards: {} of {} sent records", shards_present, s.shard_count);
   if (!s.absent_shards.empty()) {
     std::vector<std::string> names;
-    for (uint64_t i : s.absent_shards) names.push_back(Shard{i, s.shard_count}.name());
-    text += fmt::format(" (none from {})", fmt::join(names, " "));
+    for (uint64_t i : s.absent_shards.first) names.push_back(Shard{i, s.shard_count}.name());
+    text += fmt::format(" (none from {}{})", fmt::join(names, " "),
+                        s.absent_shards.count > names.size()
+                            ? fmt::format(" ... ({} more)", s.absent_shards.count - names.size())
+                            : "");
   }
   text += "\n";
   for (const Record& r : s.findings) {
@@ -134,12 +167,12 @@ std::string describe(const MergeSummary& s) {
     text += fmt::format("  replay: {}\n", r.replay);
   }
   if (!s.not_run.empty())
-    text += fmt::format("not run (their shard stopped at its first finding): {} seeds: {}\n", s.not_run.size(),
+    text += fmt::format("not run (their shard stopped at its first finding): {} seeds: {}\n", s.not_run.count,
                         seed_list(s.not_run));
   if (!s.missing.empty())
-    text += fmt::format("missing: {} of {} seeds have no record: {}\n", s.missing.size(), s.seeds, seed_list(s.missing));
+    text += fmt::format("missing: {} of {} seeds have no record: {}\n", s.missing.count, s.seeds, seed_list(s.missing));
   if (!s.duplicated.empty())
-    text += fmt::format("duplicated: {} seeds have more than one record: {}\n", s.duplicated.size(),
+    text += fmt::format("duplicated: {} seeds have more than one record: {}\n", s.duplicated.count,
                         seed_list(s.duplicated));
   text += verdict_line(s.kind, s.total, s.passed, s.failed) + "\n";
   for (const Record& r : s.findings)
