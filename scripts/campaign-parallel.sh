@@ -46,6 +46,12 @@ case "$1" in
   oracle | stress) ;;
   *) echo "campaign-parallel.sh: the campaign is mirrormm oracle or mirrormm stress, not $1" >&2; exit 2 ;;
 esac
+for a in "$@"; do
+  case "$a" in
+    --shard | --shard=* | --json | --json=*)
+      echo "campaign-parallel.sh: the script gives each shard its --shard and --json itself" >&2; exit 2 ;;
+  esac
+done
 case "$shards" in
   '' | *[!0-9]* | 0) echo "campaign-parallel.sh: --shards is a positive number, not $shards" >&2; exit 2 ;;
 esac
