@@ -1,6 +1,8 @@
 // Campaigns split into shards: the partition of a seed range, the JSON Lines records of
 // oracle scripts and stress runs, the merge of shard files into the unsharded verdict, and
 // the mirrormm program's --shard, --json and merge as users run them.
+#include "mirrormm/campaign.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -16,7 +18,6 @@
 #include <string>
 #include <vector>
 
-#include "mirrormm/campaign.h"
 #include "mirrormm/config.h"
 #include "mirrormm/oracle.h"
 #include "mirrormm/stress.h"
@@ -62,8 +63,8 @@ TEST(Shard, ParseAcceptsIOfNAndRejectsTheRest) {
   EXPECT_EQ(*s, (Shard{3, 4}));
   EXPECT_EQ(s->name(), "3/4");
   EXPECT_EQ(parse_shard("0/1", &error), (Shard{0, 1}));
-  for (const char* bad : {"4/4", "1/0", "0/0", "a/4", "1/", "/4", "-1/4", "1/4x", " 1/4", "", "1", "1/2/3",
-                          "99999999999999999999/1"}) {
+  for (const char* bad :
+       {"4/4", "1/0", "0/0", "a/4", "1/", "/4", "-1/4", "1/4x", " 1/4", "", "1", "1/2/3", "99999999999999999999/1"}) {
     error.clear();
     EXPECT_FALSE(parse_shard(bad, &error)) << bad;
     EXPECT_FALSE(error.empty()) << bad;
@@ -268,8 +269,8 @@ TEST(Merge, HugeRangeIsCountedNotWalked) {
   EXPECT_EQ(s.not_run.first.size(), SeedSet::kListed);
   EXPECT_EQ(s.not_run.first[0], 2 + (uint64_t{1} << 40));
   EXPECT_EQ(s.absent_shards.count, (uint64_t{1} << 40) - 2);
-  EXPECT_THAT(describe(s), HasSubstr("missing: " + std::to_string(s.missing.count) + " of " +
-                                     std::to_string(s.seeds) + " seeds have no record: 3 4 5"));
+  EXPECT_THAT(describe(s), HasSubstr("missing: " + std::to_string(s.missing.count) + " of " + std::to_string(s.seeds) +
+                                     " seeds have no record: 3 4 5"));
   EXPECT_EQ(s.exit_status(), 1);
 }
 
@@ -438,24 +439,24 @@ std::string last_line(const std::string& text) {
   const size_t end = text.find_last_not_of('\n');
   if (end == std::string::npos) return "";
   const size_t start = text.rfind('\n', end);
-  return text.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
+  return text.substr(start == std::string::npos ? 0 : start + 1,
+                     end - (start == std::string::npos ? 0 : start + 1) + 1);
+}
+
+// Runs `mirrormm ARGS` and expects a usage error (exit status 2) that says `message` on
+// standard error.
+void expect_usage_error(const std::string& args, const std::string& message, const std::string& input = "") {
+  const CliRun r = mirrormm(args, input);
+  EXPECT_EQ(r.status, 2) << args;
+  EXPECT_THAT(r.err, HasSubstr(message)) << args;
 }
 
 TEST(Cli, BadShardIsAUsageError) {
-  for (const char* bad : {"4/4", "1/0", "x", "-1/2"}) {
-    const CliRun r = mirrormm(std::string("oracle --seeds 1 --shard ") + bad);
-    EXPECT_EQ(r.status, 2) << bad;
-    EXPECT_THAT(r.err, HasSubstr("--shard")) << bad;
-  }
-  CliRun r = mirrormm("stress --seconds 0.1 --shard 2/2");
-  EXPECT_EQ(r.status, 2);
-  EXPECT_THAT(r.err, HasSubstr("numbered from 0"));
-  r = mirrormm("oracle --seed 18446744073709551615 --seeds 2");
-  EXPECT_EQ(r.status, 2);
-  EXPECT_THAT(r.err, HasSubstr("largest seed"));
-  r = mirrormm("oracle --seeds 1 --json /nonexistent-dir/x.jsonl");
-  EXPECT_EQ(r.status, 2);
-  EXPECT_THAT(r.err, HasSubstr("/nonexistent-dir/x.jsonl: cannot open"));
+  for (const char* bad : {"4/4", "1/0", "x", "-1/2"})
+    expect_usage_error(std::string("oracle --seeds 1 --shard ") + bad, "--shard");
+  expect_usage_error("stress --seconds 0.1 --shard 2/2", "numbered from 0");
+  expect_usage_error("oracle --seed 18446744073709551615 --seeds 2", "largest seed");
+  expect_usage_error("oracle --seeds 1 --json /nonexistent-dir/x.jsonl", "/nonexistent-dir/x.jsonl: cannot open");
 }
 
 TEST(Cli, ShardedOracleMergesToTheUnshardedVerdict) {
@@ -464,7 +465,8 @@ TEST(Cli, ShardedOracleMergesToTheUnshardedVerdict) {
   ASSERT_EQ(whole.status, 0) << whole.out << whole.err;
   EXPECT_EQ(last_line(whole.out), "10 scripts: 10 passed, 0 failed");
   for (int i = 0; i < 3; ++i) {
-    const CliRun shard = mirrormm(campaign + " --shard " + std::to_string(i) + "/3 --json shard" + std::to_string(i) + ".jsonl");
+    const CliRun shard =
+        mirrormm(campaign + " --shard " + std::to_string(i) + "/3 --json shard" + std::to_string(i) + ".jsonl");
     ASSERT_EQ(shard.status, 0) << shard.out << shard.err;
   }
   CliRun merged = mirrormm("merge shard0.jsonl shard1.jsonl shard2.jsonl");
@@ -488,18 +490,16 @@ TEST(Cli, ShardedOracleMergesToTheUnshardedVerdict) {
   EXPECT_EQ(merged.status, 2);
   EXPECT_THAT(merged.out, HasSubstr("missing: 3 of 10 seeds have no record: 4 7 10"));
   // A file that is not records is a usage error naming the file and line.
-  merged = mirrormm("merge shard0.jsonl /dev/null -", "garbage\n");
-  EXPECT_EQ(merged.status, 2);
-  EXPECT_THAT(merged.err, HasSubstr("<stdin>:1: not JSON"));
-  merged = mirrormm("merge no-such-file.jsonl");
-  EXPECT_EQ(merged.status, 2);
-  EXPECT_THAT(merged.err, HasSubstr("no-such-file.jsonl: cannot open"));
+  expect_usage_error("merge shard0.jsonl /dev/null -", "<stdin>:1: not JSON", "garbage\n");
+  expect_usage_error("merge no-such-file.jsonl", "no-such-file.jsonl: cannot open");
 }
 
 TEST(Cli, ShardedStressWithABrokenKernelMergesToAFinding) {
-  const std::string campaign = "stress --threads 2 --seconds 30 --seed 11 --seeds 3 --break-shootdown --stop-on-violation";
+  const std::string campaign =
+      "stress --threads 2 --seconds 30 --seed 11 --seeds 3 --break-shootdown --stop-on-violation";
   for (int i = 0; i < 2; ++i) {
-    const CliRun shard = mirrormm(campaign + " --shard " + std::to_string(i) + "/2 --json stress" + std::to_string(i) + ".jsonl");
+    const CliRun shard =
+        mirrormm(campaign + " --shard " + std::to_string(i) + "/2 --json stress" + std::to_string(i) + ".jsonl");
     EXPECT_EQ(shard.status, 1) << shard.out << shard.err;
     EXPECT_EQ(last_line(shard.out), i == 0 ? "2 runs: 0 passed, 2 failed" : "1 runs: 0 passed, 1 failed");
   }

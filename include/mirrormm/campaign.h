@@ -57,7 +57,8 @@ constexpr int kRecordVersion = 1;
 // kError a script the oracle could not run (the host runner failed), which stops its shard.
 enum class Verdict { kPass, kFinding, kError };
 
-struct Divergence {  // oracle: the first line where model and host disagree
+// Oracle: the first line where model and host disagree.
+struct Divergence {
   uint64_t line = 0;  // 1-based line of the generated script
   std::string command, model, host;
 };
@@ -134,7 +135,8 @@ struct MergeSummary {
   std::string campaign;
   uint64_t first_seed = 0, seeds = 0, shard_count = 1;
   uint64_t total = 0, passed = 0, failed = 0;  // scripts or runs that came to a verdict
-  std::vector<Record> findings;  // divergences, violations and errors, by seed
+  // Divergences, violations and errors, by seed.
+  std::vector<Record> findings;
   // Completeness: seeds of the range with no record, split into those not run because their
   // shard stopped early at a finding (not_run) and the others (missing); seeds with more
   // than one record (duplicated); shards without a single record (absent_shards). The

@@ -66,8 +66,8 @@ MergeSummary merge(const std::vector<MergeInput>& inputs) {
         s.shard_count = r->shard.count;
       } else if (r->campaign != s.campaign || r->kind != s.kind || r->first_seed != s.first_seed ||
                  r->seeds != s.seeds) {
-        s.error = fmt::format("{}: a record of another campaign ({}) than the first record's at {} ({})",
-                              here.where(), r->campaign, first->where(), s.campaign);
+        s.error = fmt::format("{}: a record of another campaign ({}) than the first record's at {} ({})", here.where(),
+                              r->campaign, first->where(), s.campaign);
         return s;
       } else if (r->shard.count != s.shard_count) {
         s.error = fmt::format("{}: shard {} of a campaign split into {} shards (the record at {} says {})",

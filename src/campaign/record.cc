@@ -20,9 +20,10 @@ struct BadRecord {
 
 const Json& field(const Json& j, const char* key, Json::value_t type, const char* what) {
   auto it = j.find(key);
-  const bool ok = it != j.end() && (it->type() == type || (type == Json::value_t::number_unsigned &&
-                                                            it->is_number_integer() && it->get<int64_t>() >= 0) ||
-                                    (type == Json::value_t::number_float && it->is_number()));
+  const bool ok = it != j.end() &&
+                  (it->type() == type ||
+                   (type == Json::value_t::number_unsigned && it->is_number_integer() && it->get<int64_t>() >= 0) ||
+                   (type == Json::value_t::number_float && it->is_number()));
   if (!ok) throw BadRecord{fmt::format("the record has no \"{}\" ({})", key, what)};
   return *it;
 }
@@ -32,7 +33,9 @@ uint64_t get_uint(const Json& j, const char* key) {
 std::string get_string(const Json& j, const char* key) {
   return field(j, key, Json::value_t::string, "a string").get<std::string>();
 }
-bool get_bool(const Json& j, const char* key) { return field(j, key, Json::value_t::boolean, "true or false").get<bool>(); }
+bool get_bool(const Json& j, const char* key) {
+  return field(j, key, Json::value_t::boolean, "true or false").get<bool>();
+}
 const Json& get_object(const Json& j, const char* key) { return field(j, key, Json::value_t::object, "an object"); }
 
 const char* kind_name(Kind k) { return k == Kind::kOracle ? "oracle" : "stress"; }
@@ -51,10 +54,14 @@ std::string verdict_name(Kind k, Verdict v) {
 }
 
 nlohmann::ordered_json options_json(const stress::Options& o) {
-  nlohmann::ordered_json j = {{"threads", o.threads},   {"seconds", o.seconds},
-                              {"memory", o.memory_mib}, {"swap", o.swap_mib},
-                              {"nodes", o.nodes},       {"writeback", o.writeback},
-                              {"devices", o.devices},   {"break_shootdown", o.break_shootdown},
+  nlohmann::ordered_json j = {{"threads", o.threads},
+                              {"seconds", o.seconds},
+                              {"memory", o.memory_mib},
+                              {"swap", o.swap_mib},
+                              {"nodes", o.nodes},
+                              {"writeback", o.writeback},
+                              {"devices", o.devices},
+                              {"break_shootdown", o.break_shootdown},
                               {"stop_on_violation", o.stop_on_violation}};
   if (o.drop_bracket >= 0) j["drop_bracket"] = mmu_notify_event_name(static_cast<MmuNotifyEvent>(o.drop_bracket));
   return j;
