@@ -16,6 +16,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "mirrormm/config.h"
@@ -155,24 +156,26 @@ TEST(Record, ParseNamesWhatIsWrong) {
   };
   EXPECT_THAT(error_of("{\"kind\": "), HasSubstr("not JSON"));
   EXPECT_THAT(error_of("[1, 2]"), HasSubstr("object"));
-  nlohmann::json j = nlohmann::json::parse(good);
-  j.erase("seed");
-  EXPECT_THAT(error_of(j.dump()), HasSubstr("\"seed\""));
-  j = nlohmann::json::parse(good);
-  j["version"] = 2;
-  EXPECT_THAT(error_of(j.dump()), HasSubstr("version 2"));
-  j = nlohmann::json::parse(good);
-  j["kind"] = "fuzz";
-  EXPECT_THAT(error_of(j.dump()), HasSubstr("\"kind\""));
-  j = nlohmann::json::parse(good);
-  j["seed"] = 5;  // seed 5 is index 4: shard 1/3, not 0/3
-  EXPECT_THAT(error_of(j.dump()), HasSubstr("does not belong to shard 0/3"));
-  j = nlohmann::json::parse(good);
-  j["seed"] = 13;
-  EXPECT_THAT(error_of(j.dump()), HasSubstr("outside"));
-  j = nlohmann::json::parse(good);
-  j["verdict"] = "violation";
-  EXPECT_THAT(error_of(j.dump()), HasSubstr("\"verdict\""));
+  // The good record with one field changed (or removed, when the value is null), and what
+  // the error must name.
+  const std::vector<std::tuple<const char*, nlohmann::json, const char*>> edits = {
+      {"seed", nullptr, "\"seed\""},
+      {"version", 2, "version 2"},
+      {"kind", "fuzz", "\"kind\""},
+      {"seed", 5, "does not belong to shard 0/3"},  // seed 5 is index 4: shard 1/3
+      {"seed", 13, "outside"},
+      {"verdict", "violation", "\"verdict\""},
+      {"shard", "3/3", "\"shard\""},
+  };
+  for (const auto& [key, value, message] : edits) {
+    nlohmann::json j = nlohmann::json::parse(good);
+    if (value.is_null()) {
+      j.erase(key);
+    } else {
+      j[key] = value;
+    }
+    EXPECT_THAT(error_of(j.dump()), HasSubstr(message)) << key << " = " << value;
+  }
 }
 
 // Record lines as a shard file holds them.
