@@ -295,7 +295,7 @@ TEST(Merge, ShardThatStoppedAtItsFindingExplainsItsMissingSeeds) {
   EXPECT_TRUE(s.missing.empty());
   EXPECT_THAT(s.not_run.first, ElementsAre(8, 11));
   EXPECT_EQ(s.exit_status(), 1);
-  EXPECT_THAT(describe(s), HasSubstr("not run (their shard stopped at its first finding): 2 seeds: 8 11"));
+  EXPECT_THAT(describe(s), HasSubstr("not run (their shard stopped at a divergence or an error): 2 seeds: 8 11"));
 
   // An error stops a shard too, and prints as the unsharded run prints it.
   Record error = oracle_record(5, Verdict::kError);
@@ -413,12 +413,18 @@ struct CliRun {
   std::string out, err;
 };
 
-// Runs `mirrormm ARGS` through the shell (MIRRORMM_CLI) in a scratch directory, `input` as
-// its standard input unless ARGS redirect it.
-CliRun mirrormm(const std::string& args, const std::string& input = "") {
+// The directory the program runs in: its record files are there.
+const std::string& scratch_dir() {
   static const std::string dir = ::testing::TempDir() + "campaign-test-" + std::to_string(getpid());
   static const int made = std::system(("mkdir -p " + dir).c_str());
   (void)made;
+  return dir;
+}
+
+// Runs `mirrormm ARGS` through the shell (MIRRORMM_CLI) in scratch_dir(), `input` as its
+// standard input unless ARGS redirect it.
+CliRun mirrormm(const std::string& args, const std::string& input = "") {
+  const std::string& dir = scratch_dir();
   std::ofstream(dir + "/stdin") << input;
   const std::string err_file = dir + "/stderr";
   const std::string cmd = "cd " + dir + " && " + MIRRORMM_CLI + " " + args + " 2>" + err_file +
@@ -495,6 +501,30 @@ TEST(Cli, ShardedOracleMergesToTheUnshardedVerdict) {
   // A file that is not records is a usage error naming the file and line.
   expect_usage_error("merge shard0.jsonl /dev/null -", "<stdin>:1: not JSON", "garbage\n");
   expect_usage_error("merge no-such-file.jsonl", "no-such-file.jsonl: cannot open");
+}
+
+// A host runner that cannot run stops the oracle with an error record, which the merge
+// reports as the unsharded run does.
+TEST(Cli, OracleErrorIsRecordedAndStopsTheShard) {
+  ASSERT_EQ(setenv("MIRRORMM_HOST_WORKER", "/nonexistent", 1), 0);
+  const CliRun shard = mirrormm("oracle --seeds 7 --commands 20 --shard 1/2 --json error.jsonl");
+  unsetenv("MIRRORMM_HOST_WORKER");
+  EXPECT_EQ(shard.status, 1);
+  std::ifstream in(scratch_dir() + "/error.jsonl");
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  const nlohmann::json j = nlohmann::json::parse(line);
+  EXPECT_EQ(j["seed"], 2);
+  EXPECT_EQ(j["verdict"], "error");
+  EXPECT_EQ(j["stop"], true);
+  EXPECT_THAT(j["error"].get<std::string>(), HasSubstr("seed-2.mms: host run failed"));
+  EXPECT_FALSE(std::getline(in, line)) << "a second record after the error: " << line;
+  const CliRun merged = mirrormm("merge error.jsonl");
+  EXPECT_EQ(merged.status, 1);
+  EXPECT_THAT(merged.out, HasSubstr("not run (their shard stopped at a divergence or an error): 2 seeds: 4 6"));
+  EXPECT_THAT(merged.out, HasSubstr("shards: 1 of 2 sent records (none from 0/2)"));
+  EXPECT_THAT(merged.out, HasSubstr("missing: 4 of 7 seeds have no record: 1 3 5 7"));
+  EXPECT_THAT(merged.out, HasSubstr("\n0 scripts: 0 passed, 0 failed\nstopped: seed-2.mms: host run failed"));
 }
 
 TEST(Cli, ShardedStressWithABrokenKernelMergesToAFinding) {

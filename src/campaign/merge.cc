@@ -167,7 +167,7 @@ std::string describe(const MergeSummary& s) {
     text += fmt::format("  replay: {}\n", r.replay);
   }
   if (!s.not_run.empty())
-    text += fmt::format("not run (their shard stopped at its first finding): {} seeds: {}\n", s.not_run.count,
+    text += fmt::format("not run (their shard stopped at a divergence or an error): {} seeds: {}\n", s.not_run.count,
                         seed_list(s.not_run));
   if (!s.missing.empty())
     text += fmt::format("missing: {} of {} seeds have no record: {}\n", s.missing.count, s.seeds, seed_list(s.missing));
