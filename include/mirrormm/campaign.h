@@ -14,9 +14,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <iosfwd>
-#include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mirrormm/stress.h"

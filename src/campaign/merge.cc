@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <istream>
+#include <map>
 
 #include "mirrormm/campaign.h"
 
