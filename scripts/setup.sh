@@ -7,7 +7,7 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev lld-14
   liburcu-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libfmt-dev
   nlohmann-json3-dev librapidcheck-dev libabsl-dev
-  libjs-chart.js chromium python3
+  libjs-chart.js chromium python3 parallel
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -4,9 +4,10 @@
 # scripts (2,000 per profile in release, 200 under the sanitizers); the stress tests run
 # concurrent workloads with the checkers, and the tsan preset adds two 10-second
 # `mirrormm stress` runs, one with memory pressure and swap, page migration between two
-# NUMA nodes and regular files with writeback; the release preset also opens a traced
-# run's HTML report in headless Chromium (scripts/check-report.sh). Long campaigns:
-# scripts/campaign.sh, scripts/stress-campaign.sh.
+# NUMA nodes and regular files with writeback. The release preset also opens a traced run's
+# HTML report in headless Chromium (scripts/check-report.sh), and runs the oracle in 4 shards
+# under GNU parallel and checks that their merge matches the unsharded run. Long campaigns:
+# scripts/campaign.sh, scripts/stress-campaign.sh, scripts/campaign-parallel.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -25,6 +26,20 @@ for preset in ${MIRRORMM_PRESETS:-release asan-ubsan tsan}; do
     "build/$preset/mirrormm" run --seconds 3 --trace "$report_dir/T.json" --report "$report_dir/R.html" >/dev/null
     scripts/check-report.sh --self-test "$report_dir/R.html"
     rm -rf "$report_dir"
+    # The oracle split into 4 shards under GNU parallel and merged comes to the same verdict
+    # line, over the same seeds, as the same campaign run in one go.
+    out=build/release/campaign
+    mkdir -p "$out"
+    scripts/campaign-parallel.sh --shards 4 --records "$out/sharded.jsonl" --mirrormm build/release/mirrormm \
+      -- oracle --seeds 200 --profile anon >"$out/sharded.txt"
+    build/release/mirrormm oracle --seeds 200 --profile anon --json "$out/whole.jsonl" >"$out/whole.txt" 2>/dev/null
+    for f in sharded whole; do
+      grep -E '^[0-9]+ scripts: ' "$out/$f.txt" >"$out/$f.verdict"
+      grep -o '"seed":[0-9]*' "$out/$f.jsonl" | sort >"$out/$f.seeds"
+    done
+    diff "$out/sharded.verdict" "$out/whole.verdict"
+    diff "$out/sharded.seeds" "$out/whole.seeds"
+    echo "sharded oracle: $(cat "$out/sharded.verdict"), as unsharded"
   fi
   if [ "$preset" = tsan ]; then
     TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp halt_on_error=1" \

@@ -6,11 +6,13 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
 
+#include "mirrormm/campaign.h"
 #include "mirrormm/config.h"
 #include "mirrormm/host.h"
 #include "mirrormm/oracle.h"
@@ -30,9 +32,10 @@ using namespace mirrormm;
 constexpr int kExitFinding = 1;
 constexpr int kExitUsage = 2;
 constexpr const char* kExitStatusHelp =
-    "Exit status: 0 success; 1 a finding (oracle: a divergence, stress and run: a violation) or\n"
-    "a host run that failed; 2 a usage error (a bad option or argument, or a script that cannot\n"
-    "be read or does not parse: FILE:LINE: message). No other value.";
+    "Exit status: 0 success; 1 a finding (oracle: a divergence, stress and run: a violation, merge:\n"
+    "records that hold one) or a host run that failed; 2 a usage error (a bad option or argument, a\n"
+    "script or record that cannot be read or does not parse: FILE:LINE: message; merge: a campaign\n"
+    "with seeds missing). No other value.";
 
 // The terminal's width in columns (stdout's, else $COLUMNS, else 100).
 int terminal_width() {
@@ -190,7 +193,8 @@ int cmd_gen(uint64_t seed, int commands, const std::string& profile) {
 
 // The diverging script of d side by side: model | host around its diverging command (the
 // two runs repeated to get every line), from `before` commands before it.
-void print_side_by_side(const oracle::Divergence& d, const replay::Options& model, size_t before) {
+void print_side_by_side(std::ostream& out, const oracle::Divergence& d, const replay::Options& model,
+                        size_t before) {
   std::string error;
   std::optional<script::Script> s = script::parse(d.script, "divergence", &error);
   if (!s || s->commands.empty()) return;
@@ -199,8 +203,85 @@ void print_side_by_side(const oracle::Divergence& d, const replay::Options& mode
   const std::vector<std::string> model_lines = replay::run(*s, model);
   size_t at = 0;
   while (at + 1 < s->commands.size() && s->commands[at].line < d.line) at++;
-  std::cout << replay::format_side_by_side(*s, model_lines, host_lines, at, before, 2, transcript_style());
+  out << replay::format_side_by_side(*s, model_lines, host_lines, at, before, 2, transcript_style());
 }
+
+// --shard and --json: a campaign (a range of seeds) split among machines, with one JSON record
+// per script or run (docs/campaigns.md).
+struct CampaignFlags {
+  std::string shard_text, json_path;
+  campaign::Shard shard;
+  CLI::Option* shard_opt = nullptr;
+  CLI::Option* json_opt = nullptr;
+
+  void add(CLI::App* app, const char* unit) {
+    shard_opt = app->add_option("--shard", shard_text,
+                                "run only shard I of N (0-based: 0 <= I < N), the seeds whose index in the range "
+                                "(seed - --seed) leaves remainder I when divided by N")
+                    ->type_name("I/N");
+    json_opt = app->add_option("--json", json_path,
+                               std::string("write one JSON record per ") + unit +
+                                   " to this file (-: standard output, and the report goes to standard error)")
+                   ->type_name("FILE");
+  }
+  bool given() const { return shard_opt->count() > 0 || json_opt->count() > 0; }
+  // Checks --shard and the seed range; prints why and returns false on a usage error.
+  bool parse(const char* command, uint64_t seed0, uint64_t seeds) {
+    std::string error;
+    if (shard_opt->count()) {
+      std::optional<campaign::Shard> s = campaign::parse_shard(shard_text, &error);
+      if (!s) {
+        std::cerr << "mirrormm " << command << ": --shard " << error << "\n";
+        return false;
+      }
+      shard = *s;
+    }
+    if (seeds > 0 && seed0 > UINT64_MAX - (seeds - 1)) {
+      std::cerr << "mirrormm " << command << ": --seed " << seed0 << " --seeds " << seeds
+                << " goes past the largest seed, " << UINT64_MAX << "\n";
+      return false;
+    }
+    return true;
+  }
+};
+
+// Where a campaign's records go: nowhere, a file or standard output. Each record is flushed
+// as a whole line, so a shard that is killed leaves only whole records behind.
+class RecordSink {
+ public:
+  // Opens --json's file (truncating it); prints why and returns false if it cannot.
+  bool open(const CampaignFlags& f) {
+    if (!f.json_opt->count()) return true;
+    path_ = f.json_path;
+    if (path_ == "-") {
+      out_ = &std::cout;
+      return true;
+    }
+    file_.open(path_, std::ios::out | std::ios::trunc);
+    if (!file_) {
+      std::cerr << path_ << ": cannot open for writing: " << std::strerror(errno) << "\n";
+      return false;
+    }
+    out_ = &file_;
+    return true;
+  }
+  void write(const campaign::Record& r) {
+    if (out_) *out_ << campaign::to_json(r) << '\n' << std::flush;
+  }
+  // Standard error when the records take standard output, else standard output.
+  std::ostream& report() const { return out_ == &std::cout ? std::cerr : std::cout; }
+  // False, having said so, if a record could not be written.
+  bool close() {
+    if (!out_ || *out_) return true;
+    std::cerr << path_ << ": write error\n";
+    return false;
+  }
+
+ private:
+  std::string path_;
+  std::ofstream file_;
+  std::ostream* out_ = nullptr;
+};
 
 // The model options of a command line, as `replay` spells them.
 std::string model_flags(const ModelFlags& mf) {
@@ -210,8 +291,20 @@ std::string model_flags(const ModelFlags& mf) {
   return f;
 }
 
+// The `mirrormm oracle` command line of seeds seed0..seed0+seeds-1 (the campaign's own, or
+// with one seed the one that replays it).
+std::string oracle_command(uint64_t seed0, uint64_t seeds, int commands, const std::string& profile,
+                           const ModelFlags& mf) {
+  return "mirrormm oracle --seed " + std::to_string(seed0) + " --seeds " + std::to_string(seeds) + " --commands " +
+         std::to_string(commands) + " --profile " + profile + model_flags(mf);
+}
+
 int cmd_oracle(uint64_t seed0, uint64_t seeds, int commands, const std::string& profile, bool keep_going,
-               const ModelFlags& mf) {
+               const ModelFlags& mf, CampaignFlags& cf) {
+  if (!cf.parse("oracle", seed0, seeds)) return kExitUsage;
+  RecordSink sink;
+  if (!sink.open(cf)) return kExitUsage;
+  std::ostream& out = sink.report();
   gen::Options first;
   first.seed = seed0;
   first.commands = commands;
@@ -220,79 +313,166 @@ int cmd_oracle(uint64_t seed0, uint64_t seeds, int commands, const std::string& 
   o.model.config = mf.config();
   o.on_divergence = keep_going ? oracle::CampaignOptions::OnDivergence::kContinue
                                : oracle::CampaignOptions::OnDivergence::kStop;
-  o.on_script = [](const oracle::ScriptOutcome& r) {
+  o.shard = cf.shard;
+  campaign::Record record;
+  record.kind = campaign::Kind::kOracle;
+  record.campaign = oracle_command(seed0, seeds, commands, profile, mf);
+  record.first_seed = seed0;
+  record.seeds = seeds;
+  record.shard = cf.shard;
+  record.profile = profile;
+  record.commands = static_cast<uint64_t>(commands);
+  o.on_script = [&](const oracle::ScriptOutcome& r) {
     if (const oracle::Divergence* d = r.divergence)
       std::cerr << "seed " << r.seed << ": diverges at line " << d->line << ": " << d->command << "\n";
     if ((r.index + 1) % 100 == 0) std::cerr << "seeds checked: " << (r.index + 1) << "\n";
+    campaign::Record rec = record;
+    rec.seed = r.seed;
+    rec.replay = oracle_command(r.seed, 1, commands, profile, mf);
+    rec.verdict = r.error ? campaign::Verdict::kError
+                          : r.divergence ? campaign::Verdict::kFinding : campaign::Verdict::kPass;
+    if (r.error) rec.error = *r.error;
+    if (const oracle::Divergence* d = r.divergence)
+      rec.divergence = campaign::Divergence{d->line, d->command, d->model, d->host};
+    rec.stop = r.error || (r.divergence && !keep_going);
+    sink.write(rec);
   };
   oracle::CampaignSummary sum = oracle::run_campaign(first, seeds, o);
-  std::cout << oracle::describe(sum);
+  if (!sink.close()) return kExitUsage;
+  out << oracle::describe(sum);
   if (sum.first) {
     const oracle::Divergence& d = *sum.first;
-    std::cout << "\nmodel | host around the divergence (seed " << d.seed << "):\n";
-    print_side_by_side(d, o.model, 8);
+    out << "\nmodel | host around the divergence (seed " << d.seed << "):\n";
+    print_side_by_side(out, d, o.model, 8);
     if (sum.reduced) {
-      std::cout << "\nmodel | host of the reduced script:\n";
-      print_side_by_side(*sum.reduced, o.model, sum.reduced->line);
+      out << "\nmodel | host of the reduced script:\n";
+      print_side_by_side(out, *sum.reduced, o.model, sum.reduced->line);
     }
     const std::string file = "seed-" + std::to_string(d.seed) + ".mms";
-    std::cout << "\nreproduce: mirrormm gen --seed " << d.seed << " --commands " << commands << " --profile "
-              << profile << " > " << file << " && mirrormm replay --pretty" << model_flags(mf) << " " << file
-              << " && mirrormm host --pretty " << file << "\n";
+    out << "\nreproduce: mirrormm gen --seed " << d.seed << " --commands " << commands << " --profile " << profile
+        << " > " << file << " && mirrormm replay --pretty" << model_flags(mf) << " " << file
+        << " && mirrormm host --pretty " << file << "\n";
   }
   return sum.ok() ? 0 : kExitFinding;
 }
 
-int cmd_stress(stress::Options o, bool has_drop, const std::string& drop, TraceFlags& tf) {
-  if (has_drop) {
-    for (int e = 0; e <= static_cast<int>(MmuNotifyEvent::kExclusive); ++e)
-      if (drop == mmu_notify_event_name(static_cast<MmuNotifyEvent>(e))) o.drop_bracket = e;
-    if (o.drop_bracket < 0 || !mmu_debug_bracket_used(static_cast<MmuNotifyEvent>(o.drop_bracket))) {
-      std::cerr << "--drop-bracket " << drop
-                << ": no primary path brackets its PTE changes with this event yet, so dropping it "
-                   "cannot break anything; use unmap, clear, protection_vma or protection_page\n";
-      return 2;
-    }
-  }
-  if (!tf.open()) return kExitUsage;
-  o.trace_json = tf.trace_stream();
-  o.report_html = tf.report_stream();
+// Resolves --drop-bracket's event name into o->drop_bracket; prints why and returns false if
+// no primary path brackets with that event.
+bool resolve_drop_bracket(const std::string& drop, stress::Options* o) {
+  for (int e = 0; e <= static_cast<int>(MmuNotifyEvent::kExclusive); ++e)
+    if (drop == mmu_notify_event_name(static_cast<MmuNotifyEvent>(e))) o->drop_bracket = e;
+  if (o->drop_bracket >= 0 && mmu_debug_bracket_used(static_cast<MmuNotifyEvent>(o->drop_bracket))) return true;
+  std::cerr << "--drop-bracket " << drop
+            << ": no primary path brackets its PTE changes with this event yet, so dropping it "
+               "cannot break anything; use unmap, clear, protection_vma or protection_page\n";
+  return false;
+}
+
+// One stress run with its report on `out`, ending with "violations: N".
+stress::Report stress_one(stress::Options o, std::ostream& out) {
   o.progress = &std::cerr;
-  std::cout << "stress: " << o.threads << " CPUs, " << o.seconds << " s, seed " << o.seed
-            << (o.break_shootdown ? ", shootdown deliberately broken" : "")
-            << (o.devices ? ", devices attached" : ", no devices")
-            << (has_drop ? ", brackets of " + drop + " deliberately dropped" : "")
-            << (o.stop_on_violation ? ", stopping at the first violation" : "") << ", " << o.memory_mib
-            << " MiB memory" << (o.swap_mib ? ", " + std::to_string(o.swap_mib) + " MiB swap" : ", no swap")
-            << (o.nodes > 1 ? ", " + std::to_string(o.nodes) + " NUMA nodes with migration threads" : "")
-            << (o.writeback ? ", regular files with writeback" : "") << "\n";
-  std::cout.flush();
+  out << "stress: " << o.threads << " CPUs, " << o.seconds << " s, seed " << o.seed
+      << (o.break_shootdown ? ", shootdown deliberately broken" : "")
+      << (o.devices ? ", devices attached" : ", no devices")
+      << (o.drop_bracket >= 0
+              ? std::string(", brackets of ") + mmu_notify_event_name(static_cast<MmuNotifyEvent>(o.drop_bracket)) +
+                    " deliberately dropped"
+              : "")
+      << (o.stop_on_violation ? ", stopping at the first violation" : "") << ", " << o.memory_mib << " MiB memory"
+      << (o.swap_mib ? ", " + std::to_string(o.swap_mib) + " MiB swap" : ", no swap")
+      << (o.nodes > 1 ? ", " + std::to_string(o.nodes) + " NUMA nodes with migration threads" : "")
+      << (o.writeback ? ", regular files with writeback" : "") << "\n";
+  out.flush();
   stress::Report r = stress::run(o);
-  std::cout << "ops " << r.ops << " (accesses " << r.accesses << ", system calls " << r.syscalls << ", forks " << r.forks
-            << "), device operations " << r.device_ops << ", consistency checks " << r.checks << "\n";
+  out << "ops " << r.ops << " (accesses " << r.accesses << ", system calls " << r.syscalls << ", forks " << r.forks
+      << "), device operations " << r.device_ops << ", consistency checks " << r.checks << "\n";
   const uint64_t scanned = r.pgscan_kswapd + r.pgscan_direct, stolen = r.pgsteal_kswapd + r.pgsteal_direct;
-  std::cout << "swap: " << r.pswpout << " pages out, " << r.pswpin << " back in, " << r.swap_slots_used << " of "
-            << r.swap_slots_total << " slots in use at the end; reclaim: scanned " << scanned << ", stole " << stolen
-            << " (kswapd " << (stolen ? 100 * r.pgsteal_kswapd / stolen : 0) << "%, " << r.kswapd_runs
-            << " kswapd runs, " << r.allocstall << " direct reclaim stalls), workingset refaults "
-            << r.workingset_refault << "; oom kills " << r.oom_kill << ", reaper retries " << r.oom_reap_retries
-            << (r.workload_oom_killed ? " (process 1 killed: the run ended there)" : "") << "\n";
-  if (o.writeback) std::cout << "writeback: " << r.pages_written_back << " page writes to the disk\n";
+  out << "swap: " << r.pswpout << " pages out, " << r.pswpin << " back in, " << r.swap_slots_used << " of "
+      << r.swap_slots_total << " slots in use at the end; reclaim: scanned " << scanned << ", stole " << stolen
+      << " (kswapd " << (stolen ? 100 * r.pgsteal_kswapd / stolen : 0) << "%, " << r.kswapd_runs
+      << " kswapd runs, " << r.allocstall << " direct reclaim stalls), workingset refaults " << r.workingset_refault
+      << "; oom kills " << r.oom_kill << ", reaper retries " << r.oom_reap_retries
+      << (r.workload_oom_killed ? " (process 1 killed: the run ended there)" : "") << "\n";
+  if (o.writeback) out << "writeback: " << r.pages_written_back << " page writes to the disk\n";
   if (o.nodes > 1)
-    std::cout << "migration: " << r.pgmigrate_success << " pages migrated, " << r.pgmigrate_fail
-              << " attempts failed, in " << r.migrate_calls << " migrate_pages calls\n";
+    out << "migration: " << r.pgmigrate_success << " pages migrated, " << r.pgmigrate_fail
+        << " attempts failed, in " << r.migrate_calls << " migrate_pages calls\n";
   if (r.violations) {
     const size_t shown = r.messages.size();
-    for (const std::string& m : r.messages) std::cout << "violation: " << m << "\n";
-    if (r.violations > shown) std::cout << "(" << r.violations - shown << " more not shown)\n";
-    std::cout << "violations by kind:\n";
-    for (const auto& [kind, n] : r.kinds) std::cout << "  " << n << "  " << kind << "\n";
-    if (r.stopped_on_violation) std::cout << "stopped at the first violation after " << r.seconds << " s\n";
-    std::cout << "replay: " << stress::replay_command(o) << "\n";
+    for (const std::string& m : r.messages) out << "violation: " << m << "\n";
+    if (r.violations > shown) out << "(" << r.violations - shown << " more not shown)\n";
+    out << "violations by kind:\n";
+    for (const auto& [kind, n] : r.kinds) out << "  " << n << "  " << kind << "\n";
+    if (r.stopped_on_violation) out << "stopped at the first violation after " << r.seconds << " s\n";
+    out << "replay: " << stress::replay_command(o) << "\n";
   }
-  std::cout << "violations: " << r.violations << "\n";
-  if (!tf.written()) return kExitFinding;
-  return r.violations ? 1 : 0;
+  out << "violations: " << r.violations << "\n";
+  return r;
+}
+
+// `mirrormm stress`: one run, or with --seeds, --shard or --json a campaign of one run per
+// seed of the shard, ending with the verdict line "N runs: P passed, F failed".
+// --trace and --report record one run only.
+int cmd_stress(stress::Options o, bool has_drop, const std::string& drop, uint64_t seeds, CampaignFlags& cf,
+               bool campaign_form, TraceFlags& tf) {
+  if (has_drop && !resolve_drop_bracket(drop, &o)) return kExitUsage;
+  if (!campaign_form) {
+    if (!tf.open()) return kExitUsage;
+    o.trace_json = tf.trace_stream();
+    o.report_html = tf.report_stream();
+    const bool found = stress_one(o, std::cout).violations > 0;
+    if (!tf.written()) return kExitFinding;
+    return found ? kExitFinding : 0;
+  }
+  if (tf.trace_stream() || tf.report_stream()) {
+    std::cerr << "stress: --trace and --report record a single run; they cannot be combined with --seeds, "
+                 "--shard or --json\n";
+    return kExitUsage;
+  }
+  if (!cf.parse("stress", o.seed, seeds)) return kExitUsage;
+  RecordSink sink;
+  if (!sink.open(cf)) return kExitUsage;
+  std::ostream& out = sink.report();
+  const uint64_t first = o.seed;
+  stress::Options whole = o;
+  const std::string campaign_line = stress::replay_command(whole) + " --seeds " + std::to_string(seeds);
+  uint64_t passed = 0, failed = 0;
+  for (uint64_t k = 0; k < cf.shard.size(seeds); ++k) {
+    o.seed = cf.shard.seed(first, k);
+    const stress::Report r = stress_one(o, out);
+    campaign::Record rec = campaign::stress_record(o, r);
+    rec.campaign = campaign_line;
+    rec.first_seed = first;
+    rec.seeds = seeds;
+    rec.shard = cf.shard;
+    sink.write(rec);
+    (r.violations ? failed : passed)++;
+  }
+  if (!sink.close()) return kExitUsage;
+  out << campaign::verdict_line(campaign::Kind::kStress, passed + failed, passed, failed) << "\n";
+  return failed ? kExitFinding : 0;
+}
+
+// `mirrormm merge`: the shard files of one campaign summed up as the unsharded run would.
+int cmd_merge(const std::vector<std::string>& files) {
+  std::vector<std::ifstream> streams(files.size());
+  std::vector<campaign::MergeInput> inputs;
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (files[i] == "-") {
+      inputs.push_back({"<stdin>", &std::cin});
+      continue;
+    }
+    streams[i].open(files[i]);
+    if (!streams[i]) {
+      std::cerr << "merge: " << files[i] << ": cannot open: " << std::strerror(errno) << "\n";
+      return kExitUsage;
+    }
+    inputs.push_back({files[i], &streams[i]});
+  }
+  if (files.empty()) inputs.push_back({"<stdin>", &std::cin});
+  const campaign::MergeSummary sum = campaign::merge(inputs);
+  (sum.error.empty() ? std::cout : std::cerr) << campaign::describe(sum);
+  return sum.exit_status();
 }
 
 // Redraws a progress bar in place on a terminal (standard error), or prints a plain line
@@ -385,6 +565,8 @@ int main(int argc, char** argv) {
   bool keep_going = false;
   oracle->add_flag("--keep-going", keep_going, "count every diverging seed instead of stopping at the first");
   mf.add(oracle);
+  CampaignFlags oracle_cf;
+  oracle_cf.add(oracle, "script");
 
   stress::Options so;
   auto* stress_cmd = app.add_subcommand("stress", "random concurrent workload with invariant checks");
@@ -417,6 +599,17 @@ int main(int argc, char** argv) {
                        "each CPU also writes, verifies, syncs and pages out a shared mapping of its own regular file "
                        "while the flusher writes back");
   tf.add(stress_cmd);
+  uint64_t stress_seeds = 1;
+  auto* stress_seeds_opt = stress_cmd->add_option(
+      "--seeds", stress_seeds,
+      "run K seeds, --seed to --seed + K - 1, one run each, ending with \"K runs: P passed, F failed\"");
+  CampaignFlags stress_cf;
+  stress_cf.add(stress_cmd, "run");
+
+  std::vector<std::string> merge_files;
+  auto* merge = app.add_subcommand(
+      "merge", "sum up the --json records of a campaign's shards: findings, missing seeds and the verdict line");
+  merge->add_option("FILE", merge_files, "shard record files (JSON Lines); none or - reads standard input");
 
   run::Options ro;
   auto* run_cmd = app.add_subcommand(
@@ -454,12 +647,14 @@ int main(int argc, char** argv) {
   }
   if (*stress_cmd) {
     so.devices = !no_devices;
-    return cmd_stress(so, drop_opt->count() > 0, drop_bracket, tf);
+    return cmd_stress(so, drop_opt->count() > 0, drop_bracket, stress_seeds, stress_cf,
+                      stress_seeds_opt->count() > 0 || stress_cf.given(), tf);
   }
   if (*run_cmd) return cmd_run(ro, tf);
   if (*replay) return cmd_replay(path, mf, form, tf);
   if (*host) return cmd_host(path, form);
   if (*gen) return cmd_gen(seed, commands, profile);
-  if (*oracle) return cmd_oracle(seed, seeds, commands, profile, keep_going, mf);
+  if (*oracle) return cmd_oracle(seed, seeds, commands, profile, keep_going, mf, oracle_cf);
+  if (*merge) return cmd_merge(merge_files);
   return kExitUsage;
 }

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "mirrormm/campaign.h"
 #include "mirrormm/replay.h"
 #include "mirrormm/script.h"
 #include "mirrormm/scriptgen.h"
@@ -58,9 +59,12 @@ std::string describe(const Divergence& d);
 
 // What one script of a campaign came to, as the campaign reports it after each script.
 struct ScriptOutcome {
-  uint64_t index = 0;  // 0-based position of the script in the campaign
+  uint64_t index = 0;  // 0-based position of the script among those this campaign runs
   uint64_t seed = 0;   // its generator seed, 0 for a given script
   const Divergence* divergence = nullptr;  // null when host and model agreed
+  // Set when the script could not be run (CampaignSummary::error, which stops the campaign):
+  // then there is no verdict and `divergence` is null.
+  const std::string* error = nullptr;
 };
 
 struct CampaignOptions {
@@ -71,8 +75,12 @@ struct CampaignOptions {
   // Whether to reduce() the first divergence (seconds of host and model runs).
   enum class Reduce { kNo, kFirst };
   Reduce reduce = Reduce::kFirst;
-  // Called after every script that ran to a verdict (progress reports, watchdogs). Optional.
+  // Called after every script that ran to a verdict, and after one that could not be run
+  // (progress reports, watchdogs, campaign records). Optional.
   std::function<void(const ScriptOutcome&)> on_script;
+  // Of the generated scripts, run only this shard's seeds (campaign.h): seed first.seed + i
+  // when shard.contains(i). Given scripts are all run.
+  campaign::Shard shard;
 };
 
 struct CampaignSummary {
@@ -88,14 +96,15 @@ struct CampaignSummary {
   bool ok() const { return failed == 0 && error.empty(); }
 };
 
-// Compares the generated scripts of seeds [first.seed, first.seed + seeds), each of
-// first.commands commands of first.profile. Divergence::script is the generator's text.
+// Compares the generated scripts of seeds [first.seed, first.seed + seeds) that belong to
+// options.shard, each of first.commands commands of first.profile. Divergence::script is the
+// generator's text.
 CampaignSummary run_campaign(const gen::Options& first, uint64_t seeds, const CampaignOptions& options);
 // Compares the given scripts, in order.
 CampaignSummary run_campaign(const std::vector<script::Script>& scripts, const CampaignOptions& options);
 
 // A human-readable report of a campaign: the first divergence described (and reduced), then
-// "N scripts: P passed, F failed", then the error if any.
+// "N scripts: P passed, F failed" (campaign::verdict_line), then the error if any.
 std::string describe(const CampaignSummary& s);
 
 }  // namespace mirrormm::oracle

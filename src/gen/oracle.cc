@@ -161,6 +161,7 @@ CampaignSummary campaign(const std::function<bool(uint64_t, CampaignScript*, std
     std::optional<Divergence> d = compare(cs.script, o.model, &error);
     if (!d && !error.empty()) {
       sum.error = cs.script.file + ": " + error;
+      if (o.on_script) o.on_script(ScriptOutcome{i, cs.seed, nullptr, &sum.error});
       break;
     }
     sum.scripts++;
@@ -187,10 +188,11 @@ CampaignSummary campaign(const std::function<bool(uint64_t, CampaignScript*, std
 }  // namespace
 
 CampaignSummary run_campaign(const gen::Options& first, uint64_t seeds, const CampaignOptions& options) {
+  const campaign::Shard& shard = options.shard;
   auto next = [&](uint64_t i, CampaignScript* cs, std::string* error) {
-    if (i >= seeds) return false;
+    if (i >= shard.size(seeds)) return false;
     gen::Options g = first;
-    g.seed = first.seed + i;
+    g.seed = shard.seed(first.seed, i);
     cs->seed = g.seed;
     cs->text = gen::generate(g);
     std::optional<script::Script> s =
@@ -219,8 +221,7 @@ std::string describe(const CampaignSummary& s) {
   if (s.first) text += describe(*s.first);
   if (s.reduced) text += "\nreduced:\n" + describe(*s.reduced);
   if (!text.empty()) text += '\n';
-  text += std::to_string(s.scripts) + " scripts: " + std::to_string(s.passed) + " passed, " +
-          std::to_string(s.failed) + " failed\n";
+  text += campaign::verdict_line(campaign::Kind::kOracle, s.scripts, s.passed, s.failed) + "\n";
   if (!s.error.empty()) text += "stopped: " + s.error + "\n";
   return text;
 }
