@@ -18,6 +18,7 @@
 #include "mirrormm/script.h"
 #include "mirrormm/scriptgen.h"
 #include "mirrormm/mmu_notifier.h"
+#include "mirrormm/secondary_mmu.h"
 #include "mirrormm/stress.h"
 #include "mirrormm/version.h"
 
@@ -211,7 +212,13 @@ int cmd_stress(stress::Options o, bool has_drop, const std::string& drop) {
   o.progress = &std::cerr;
   std::cout << "stress: " << o.threads << " CPUs, " << o.seconds << " s, seed " << o.seed
             << (o.break_shootdown ? ", shootdown deliberately broken" : "")
-            << (o.devices ? ", devices attached" : ", no devices")
+            << (!o.devices ? ", no devices"
+                : o.drivers.empty() ? ", devices attached"
+                                    : ", drivers " + [&] {
+                                        std::string l;
+                                        for (const std::string& d : o.drivers) l += (l.empty() ? "" : ",") + d;
+                                        return l;
+                                      }() + " attached")
             << (has_drop ? ", brackets of " + drop + " deliberately dropped" : "")
             << (o.stop_on_violation ? ", stopping at the first violation" : "") << ", " << o.memory_mib
             << " MiB memory" << (o.swap_mib ? ", " + std::to_string(o.swap_mib) + " MiB swap" : ", no swap")
@@ -229,6 +236,21 @@ int cmd_stress(stress::Options o, bool has_drop, const std::string& drop) {
             << r.workingset_refault << "; oom kills " << r.oom_kill << ", reaper retries " << r.oom_reap_retries
             << (r.workload_oom_killed ? " (process 1 killed: the run ended there)" : "") << "\n";
   if (o.writeback) std::cout << "writeback: " << r.pages_written_back << " page writes to the disk\n";
+  for (const auto& [kind, t] : r.mirrors_by_kind) {
+    std::cout << "driver " << kind << ": " << t.attached << " attached, " << t.faults << " faults, " << t.retries
+              << " retries, " << t.invalidations << " invalidations (";
+    const char* sep = "";
+    for (int e = 0; e < stress::MirrorTotals::kEvents; e++) {
+      if (!t.by_event[e]) continue;
+      std::cout << sep << mmu_notify_event_name(static_cast<MmuNotifyEvent>(e)) << " " << t.by_event[e];
+      sep = ", ";
+    }
+    std::cout << "), " << t.pages_dropped << " pages dropped";
+    if (t.young_queries) std::cout << ", aging " << t.young_answers << " young of " << t.young_queries;
+    if (t.waits || t.nonblock_refusals)
+      std::cout << ", " << t.waits << " invalidations waited, " << t.nonblock_refusals << " non-blockable refused";
+    std::cout << "\n";
+  }
   if (o.nodes > 1)
     std::cout << "migration: " << r.pgmigrate_success << " pages migrated, " << r.pgmigrate_fail
               << " attempts failed, in " << r.migrate_calls << " migrate_pages calls\n";
@@ -344,6 +366,20 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"unmap", "clear", "protection_vma", "protection_page", "soft_dirty", "release", "migrate",
                              "exclusive"}));
   stress_cmd->add_flag("--stop-on-violation", so.stop_on_violation, "end the run at the first violation");
+  std::string driver_help =
+      "secondary MMUs to attach, KIND[:VARIANT][,...]: process 1 gets the first, each forked child one at random "
+      "(default: interval and classic DeviceMirrors). Kinds:";
+  for (const SecondaryMmuKind& k : secondary_mmu_kinds()) {
+    driver_help += " " + k.name;
+    for (const std::string& v : k.variants) driver_help += ", " + k.name + ":" + v;
+    driver_help += " (" + k.description + ");";
+  }
+  driver_help.back() = '.';
+  stress_cmd->add_option("--driver", so.drivers, driver_help)
+      ->delimiter(',')
+      ->check(CLI::Validator(
+          [](std::string& v) { return secondary_mmu_kind_known(v) ? std::string() : "no such secondary MMU kind: " + v; },
+          "KIND[:VARIANT]"));
   stress_cmd->add_option("--memory", so.memory_mib, "physical memory of the model, MiB")->check(CLI::Range(1, 1 << 20));
   stress_cmd
       ->add_option("--swap", so.swap_mib,
