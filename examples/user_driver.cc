@@ -25,7 +25,7 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 
-class DmaEngine : public SecondaryMmu {
+class DmaEngine : public SecondaryMmuDma {
  public:
   static Result<std::unique_ptr<SecondaryMmu>> attach(Process* p, uint64_t start, uint64_t length,
                                                       const std::string& variant) {
@@ -65,7 +65,7 @@ class DmaEngine : public SecondaryMmu {
       if (Errno e = secondary_mmu_resolve(mm_, first, end, write, &pages); e != Errno::kOk) return e;
       std::lock_guard<std::mutex> g(update_);
       if (mmu_interval_read_retry(&sub_, seq)) {
-        stats_.retries++;
+        log_.stats.retries++;
         continue;
       }
       uint64_t a = first;
@@ -74,26 +74,14 @@ class DmaEngine : public SecondaryMmu {
         table_[a] = p;
         a += kPage;
       }
-      stats_.faults++;
+      log_.stats.faults++;
       return static_cast<uint64_t>(pages.size());
     }
     return Errno::kBusy;
   }
-  bool read(uint64_t addr, uint64_t len, std::vector<uint8_t>* out) override {
-    out->assign(len, 0);
-    return dma(addr, len, out->data(), false);
-  }
-  bool write(uint64_t addr, uint64_t len, const uint8_t* data) override {
-    return dma(addr, len, const_cast<uint8_t*>(data), true);
-  }
   std::string show(uint64_t addr, uint64_t len) override {
     std::lock_guard<std::mutex> g(update_);
-    std::string s;
-    for (uint64_t a = addr & ~(kPage - 1); a < addr + len; a += kPage) {
-      auto it = table_.find(a);
-      s.push_back(it == table_.end() ? '-' : it->second.writable ? 'w' : 'r');
-    }
-    return s;
+    return secondary_mmu_show(table_, addr, len);
   }
   uint64_t pages_mapped() override {
     std::lock_guard<std::mutex> g(update_);
@@ -101,11 +89,11 @@ class DmaEngine : public SecondaryMmu {
   }
   std::vector<Event> take_events() override {
     std::lock_guard<std::mutex> g(update_);
-    return std::exchange(events_, {});
+    return log_.take();
   }
   Stats stats() override {
     std::lock_guard<std::mutex> g(update_);
-    return stats_;
+    return log_.stats;
   }
   void set_name(const std::string& name) override { mmu_checker_name(this, name); }
   void detach() override {
@@ -140,16 +128,16 @@ class DmaEngine : public SecondaryMmu {
     e.start = range->start;
     e.end = range->end;
     e.blockable = mmu_notifier_range_blockable(range);
-    secondary_mmu_record(&d->stats_, &d->events_, e);
+    d->log_.record(e);
     for (auto it = d->table_.lower_bound(range->start); it != d->table_.end() && it->first < range->end;) {
       mmu_checker_unmap(d, d->mm_, it->first);
-      d->stats_.pages_dropped++;
+      d->log_.stats.pages_dropped++;
       it = d->table_.erase(it);
     }
     return true;
   }
 
-  bool dma(uint64_t addr, uint64_t len, uint8_t* buf, bool write) {
+  bool access(uint64_t addr, uint64_t len, uint8_t* buf, bool write) override {
     std::lock_guard<std::mutex> g(update_);
     for (const DmaPiece& p : secondary_mmu_dma_pieces(addr, len)) {
       auto it = table_.find(p.page);
@@ -164,10 +152,9 @@ class DmaEngine : public SecondaryMmu {
   Sub sub_;
   std::shared_mutex detach_;  // shared across a fault, exclusive in detach()
   bool attached_ = false;     // under detach_
-  std::mutex update_;         // the "update" lock: table_, stats_, events_
+  std::mutex update_;         // the "update" lock: table_, log_
   std::map<uint64_t, ResolvedPage> table_;
-  Stats stats_;
-  std::vector<Event> events_;
+  SecondaryMmuLog log_;
 };
 
 }  // namespace

@@ -32,10 +32,13 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "mirrormm/base/locking.h"
 #include "mirrormm/errno.h"
 #include "mirrormm/mmu_notifier.h"
 
@@ -150,8 +153,101 @@ struct DmaPiece {
   uint64_t offset;  // its offset in the caller's buffer
 };
 std::vector<DmaPiece> secondary_mmu_dma_pieces(uint64_t addr, uint64_t len);
-// Counts a notification in stats and appends it to log (at most 100000 entries are kept).
-void secondary_mmu_record(SecondaryMmu::Stats* stats, std::vector<SecondaryMmu::Event>* log,
-                          const SecondaryMmu::Event& e);
+// A driver's statistics and notification log, guarded by the driver's own lock.
+struct SecondaryMmuLog {
+  SecondaryMmu::Stats stats;
+  std::vector<SecondaryMmu::Event> events;  // since the last take(); at most 100000 kept
+  // Counts a notification (invalidations and by_event) and logs it.
+  void record(const SecondaryMmu::Event& e);
+  // The same for an invalidation of range, and for a classic release().
+  void record(const MmuNotifierRange* range);
+  void record_release();
+  std::vector<SecondaryMmu::Event> take() { return std::exchange(events, {}); }
+};
+
+// show()'s answer for a driver whose translations are a map from page address to an entry
+// with a `writable` member.
+template <class Map>
+std::string secondary_mmu_show(const Map& table, uint64_t addr, uint64_t len) {
+  std::string out;
+  for (uint64_t a = addr & ~uint64_t{4095}; a < addr + len; a += 4096) {
+    auto it = table.find(a);
+    out.push_back(it == table.end() ? '-' : it->second.writable ? 'w' : 'r');
+  }
+  return out;
+}
+
+// A base for drivers whose reads and writes are one routine.
+class SecondaryMmuDma : public SecondaryMmu {
+ public:
+  bool read(uint64_t addr, uint64_t len, std::vector<uint8_t>* out) final {
+    out->assign(len, 0);
+    return access(addr, len, out->data(), false);
+  }
+  bool write(uint64_t addr, uint64_t len, const uint8_t* data) final {
+    return access(addr, len, const_cast<uint8_t*>(data), true);
+  }
+
+ protected:
+  // The DMA of [addr, addr+len) to or from buf; as read and write answer.
+  virtual bool access(uint64_t addr, uint64_t len, uint8_t* buf, bool write) = 0;
+};
+
+// A base for drivers that keep their translations in a map from page address to Entry (with
+// a `writable` member) under one lock of type Lock (taken with a Guard), beside their
+// statistics and log, with a detach lock that faults and accesses hold shared and detach()
+// holds exclusively: it answers show, pages_mapped, take_events, stats and set_name. The
+// built-in shadow, iotlb and xpmem kinds use it.
+template <class Lock, class Guard, class Entry>
+class SecondaryMmuTable : public SecondaryMmuDma {
+ public:
+  std::string show(uint64_t addr, uint64_t len) override {
+    Guard g(lock_);
+    return secondary_mmu_show(table_, addr, len);
+  }
+  uint64_t pages_mapped() override {
+    Guard g(lock_);
+    return table_.size();
+  }
+  std::vector<Event> take_events() override {
+    Guard g(lock_);
+    return log_.take();
+  }
+  Stats stats() override {
+    Guard g(lock_);
+    return log_.stats;
+  }
+  void set_name(const std::string& name) override { mmu_checker_name(this, name); }
+
+ protected:
+  // The driver reaches [start, last] of mm. The lock classes (ranks in the library's lock
+  // order) of the detach lock and of lock_.
+  SecondaryMmuTable(Mm* mm, uint64_t start, uint64_t last, LockClass detach_class, LockClass table_class)
+      : mm_(mm), start_(start), last_(last) {
+    detach_lock_.set_class(detach_class);
+    lock_.set_class(table_class);
+  }
+  // Whether [addr, addr+len) (len > 0) lies in the driver's range.
+  bool covers(uint64_t addr, uint64_t len) const {
+    return addr + len > addr && (addr & ~uint64_t{4095}) >= start_ && addr + len - 1 <= last_;
+  }
+  ~SecondaryMmuTable() override { mmu_checker_name(this, ""); }  // this address may name another next
+  // Removes the translations of [start, end), each undeclared to the checker.
+  void drop_locked(uint64_t start, uint64_t end) REQUIRES(lock_) {
+    for (auto it = table_.lower_bound(start & ~uint64_t{4095}); it != table_.end() && it->first < end;) {
+      mmu_checker_unmap(this, mm_, it->first);
+      log_.stats.pages_dropped++;
+      it = table_.erase(it);
+    }
+  }
+
+  Mm* const mm_;  // the driver's subscription keeps it alive
+  const uint64_t start_, last_;  // the range the device reaches (inclusive)
+  RwSem detach_lock_;
+  bool attached_ GUARDED_BY(detach_lock_) = false;
+  Lock lock_;
+  std::map<uint64_t, Entry> table_ GUARDED_BY(lock_);
+  SecondaryMmuLog log_ GUARDED_BY(lock_);
+};
 
 }  // namespace mirrormm

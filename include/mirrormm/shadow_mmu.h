@@ -31,7 +31,13 @@
 
 namespace mirrormm {
 
-class ShadowMmu : public SecondaryMmu {
+struct ShadowSpte {
+  uint64_t pfn;
+  bool writable;
+  bool accessed;  // set by the device's accesses, cleared by the aging callbacks
+};
+
+class ShadowMmu : public SecondaryMmuTable<SpinLock, SpinGuard, ShadowSpte> {
  public:
   // Deliberately broken variants, for the checker's tests.
   enum class Broken {
@@ -47,23 +53,11 @@ class ShadowMmu : public SecondaryMmu {
 
   std::string kind() const override;
   Result<uint64_t> fault(uint64_t addr, uint64_t len, bool write) override;
-  bool read(uint64_t addr, uint64_t len, std::vector<uint8_t>* out) override;
-  bool write(uint64_t addr, uint64_t len, const uint8_t* data) override;
-  std::string show(uint64_t addr, uint64_t len) override;
-  uint64_t pages_mapped() override;
-  std::vector<Event> take_events() override;
-  Stats stats() override;
-  void set_name(const std::string& name) override;
   void detach() override;
   // Whether the SPTE of addr's page exists and is young (racy: for tests).
   bool debug_young(uint64_t addr);
 
  private:
-  struct Spte {
-    uint64_t pfn;
-    bool writable;
-    bool accessed;
-  };
   struct Sub : MmuNotifier {
     ShadowMmu* owner;
   };
@@ -74,27 +68,18 @@ class ShadowMmu : public SecondaryMmu {
   static int clear_young(MmuNotifier* sub, Mm* mm, uint64_t start, uint64_t end);
   static int test_young(MmuNotifier* sub, Mm* mm, uint64_t addr);
   // kvm's mmu_invalidate_retry.
-  bool mmu_invalidate_retry_locked(uint64_t mmu_seq) REQUIRES(mmu_lock_);
-  void zap_locked(uint64_t start, uint64_t end) REQUIRES(mmu_lock_);
-  bool access(uint64_t addr, uint64_t len, uint8_t* buf, bool write);
+  bool mmu_invalidate_retry_locked(uint64_t mmu_seq) REQUIRES(lock_);
+  bool access(uint64_t addr, uint64_t len, uint8_t* buf, bool write) override;
 
   const Broken broken_;
-  Mm* const mm_;                 // kept alive by the subscription's mm reference
-  const uint64_t start_, last_;  // the memslot (inclusive)
   Sub sub_;
-  RwSem detach_lock_;
-  bool attached_ GUARDED_BY(detach_lock_) = false;
-
-  SpinLock mmu_lock_;
-  std::map<uint64_t, Spte> sptes_ GUARDED_BY(mmu_lock_);
-  uint64_t mmu_invalidate_seq_ GUARDED_BY(mmu_lock_) = 0;
-  uint64_t mmu_invalidate_in_progress_ GUARDED_BY(mmu_lock_) = 0;
+  // lock_ is KVM's mmu_lock and table_ the SPTEs; besides them, under lock_:
+  uint64_t mmu_invalidate_seq_ GUARDED_BY(lock_) = 0;
+  uint64_t mmu_invalidate_in_progress_ GUARDED_BY(lock_) = 0;
   // The union of the ranges of the invalidations in progress (reset by the first start).
-  uint64_t mmu_invalidate_range_start_ GUARDED_BY(mmu_lock_) = 0;
-  uint64_t mmu_invalidate_range_end_ GUARDED_BY(mmu_lock_) = 0;
-  bool released_ GUARDED_BY(mmu_lock_) = false;
-  Stats stats_ GUARDED_BY(mmu_lock_);
-  std::vector<Event> events_ GUARDED_BY(mmu_lock_);
+  uint64_t mmu_invalidate_range_start_ GUARDED_BY(lock_) = 0;
+  uint64_t mmu_invalidate_range_end_ GUARDED_BY(lock_) = 0;
+  bool released_ GUARDED_BY(lock_) = false;
 };
 
 }  // namespace mirrormm

@@ -36,7 +36,13 @@
 
 namespace mirrormm {
 
-class SvaIotlb : public SecondaryMmu {
+struct IotlbEntry {
+  uint64_t pfn;
+  bool writable;
+  uint64_t filled;  // the IOTLB's fill count when it was filled
+};
+
+class SvaIotlb : public SecondaryMmuTable<SpinLock, SpinGuard, IotlbEntry> {
  public:
   enum class Broken {
     kNone,
@@ -54,21 +60,9 @@ class SvaIotlb : public SecondaryMmu {
   // ATS translation requests ahead of the DMA: a page request (fault in, for writing when
   // write) then a walk and fill, for each page.
   Result<uint64_t> fault(uint64_t addr, uint64_t len, bool write) override;
-  bool read(uint64_t addr, uint64_t len, std::vector<uint8_t>* out) override;
-  bool write(uint64_t addr, uint64_t len, const uint8_t* data) override;
-  std::string show(uint64_t addr, uint64_t len) override;
-  uint64_t pages_mapped() override;
-  std::vector<Event> take_events() override;
-  Stats stats() override;
-  void set_name(const std::string& name) override;
   void detach() override;
 
  private:
-  struct Entry {
-    uint64_t pfn;
-    bool writable;
-    uint64_t filled;  // fills_ when it was filled
-  };
   struct Sub : MmuNotifier {
     SvaIotlb* owner;
   };
@@ -80,23 +74,14 @@ class SvaIotlb : public SecondaryMmu {
   Errno walk_and_fill(uint64_t page) EXCLUDES(lock_);
   // The page request (PRI): the OS faults page in for the access. *writable: the PTE is.
   Errno page_request(uint64_t page, bool write, bool* writable) EXCLUDES(lock_);
-  bool access(uint64_t addr, uint64_t len, uint8_t* buf, bool write);
-  void drop_locked(uint64_t start, uint64_t end) REQUIRES(lock_);
+  bool access(uint64_t addr, uint64_t len, uint8_t* buf, bool write) override;
 
   const Broken broken_;
-  Mm* const mm_;                 // kept alive by the subscription's mm reference
-  const uint64_t start_, last_;  // the range the device may reach (inclusive)
   Sub sub_;
-  RwSem detach_lock_;
-  bool attached_ GUARDED_BY(detach_lock_) = false;
-
-  SpinLock lock_;
-  std::map<uint64_t, Entry> iotlb_ GUARDED_BY(lock_);
+  // table_ is the IOTLB; besides it, under lock_:
   uint64_t invalidations_ GUARDED_BY(lock_) = 0;  // arch_invalidate_secondary_tlbs calls so far
   uint64_t fills_ GUARDED_BY(lock_) = 0;          // entries filled so far
   bool released_ GUARDED_BY(lock_) = false;
-  Stats stats_ GUARDED_BY(lock_);
-  std::vector<Event> events_ GUARDED_BY(lock_);
 };
 
 }  // namespace mirrormm

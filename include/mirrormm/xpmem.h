@@ -29,7 +29,12 @@
 
 namespace mirrormm {
 
-class XpmemMapper : public SecondaryMmu {
+struct XpmemEntry {
+  uint64_t pfn;
+  bool writable;
+};
+
+class XpmemMapper : public SecondaryMmuTable<Mutex, MutexGuard, XpmemEntry> {
  public:
   enum class Broken {
     kNone,
@@ -48,20 +53,9 @@ class XpmemMapper : public SecondaryMmu {
   // The interface's addresses are the exporter's.
   std::string kind() const override;
   Result<uint64_t> fault(uint64_t addr, uint64_t len, bool write) override;
-  bool read(uint64_t addr, uint64_t len, std::vector<uint8_t>* out) override;
-  bool write(uint64_t addr, uint64_t len, const uint8_t* data) override;
-  std::string show(uint64_t addr, uint64_t len) override;
-  uint64_t pages_mapped() override;
-  std::vector<Event> take_events() override;
-  Stats stats() override;
-  void set_name(const std::string& name) override;
   void detach() override;
 
  private:
-  struct Entry {
-    uint64_t pfn;
-    bool writable;
-  };
   struct InFlight {
     uint64_t start, end;
   };
@@ -71,24 +65,16 @@ class XpmemMapper : public SecondaryMmu {
   XpmemMapper(Mm* mm, uint64_t start, uint64_t last, uint64_t import_base, Broken broken);
   static bool invalidate(MmuIntervalNotifier* sub, const MmuNotifierRange* range, uint64_t cur_seq);
   bool overlaps_in_flight_locked(uint64_t start, uint64_t end) REQUIRES(lock_);
-  bool access(uint64_t addr, uint64_t len, uint8_t* buf, bool write);
+  bool access(uint64_t addr, uint64_t len, uint8_t* buf, bool write) override;
 
   const Broken broken_;
-  Mm* const mm_;                 // the exporter's; kept alive by the subscription's mm reference
-  const uint64_t start_, last_;  // the exported range (inclusive)
   const uint64_t import_base_;
   Sub sub_;
-  RwSem detach_lock_;
-  bool attached_ GUARDED_BY(detach_lock_) = false;
-
-  Mutex lock_;
-  std::map<uint64_t, Entry> table_ GUARDED_BY(lock_);
+  // Besides the translations, under lock_:
   std::vector<InFlight> in_flight_ GUARDED_BY(lock_);
   // The ranges of the invalidations waiting for in-flight accesses: no access starts there.
   std::vector<InFlight> invalidating_ GUARDED_BY(lock_);
   std::condition_variable_any drained_;  // an in-flight access finished (waited on with lock_)
-  Stats stats_ GUARDED_BY(lock_);
-  std::vector<Event> events_ GUARDED_BY(lock_);
 };
 
 }  // namespace mirrormm

@@ -205,11 +205,28 @@ std::vector<DmaPiece> secondary_mmu_dma_pieces(uint64_t addr, uint64_t len) {
   return out;
 }
 
-void secondary_mmu_record(SecondaryMmu::Stats* stats, std::vector<SecondaryMmu::Event>* log,
-                          const SecondaryMmu::Event& e) {
-  stats->invalidations++;
-  stats->by_event[static_cast<size_t>(e.event)]++;
-  if (log->size() < 100000) log->push_back(e);
+void SecondaryMmuLog::record(const MmuNotifierRange* range) {
+  SecondaryMmu::Event e;
+  e.event = range->event;
+  e.start = range->start;
+  e.end = range->end;
+  e.blockable = mmu_notifier_range_blockable(range);
+  record(e);
+}
+
+void SecondaryMmuLog::record_release() {
+  SecondaryMmu::Event e;
+  e.event = MmuNotifyEvent::kRelease;
+  e.start = 0;
+  e.end = ~0ull;
+  e.release = true;
+  record(e);
+}
+
+void SecondaryMmuLog::record(const SecondaryMmu::Event& e) {
+  stats.invalidations++;
+  stats.by_event[static_cast<size_t>(e.event)]++;
+  if (events.size() < 100000) events.push_back(e);
 }
 
 }  // namespace mirrormm

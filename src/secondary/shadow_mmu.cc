@@ -23,9 +23,8 @@ const char* variant_name(ShadowMmu::Broken b) {
 }  // namespace
 
 ShadowMmu::ShadowMmu(Mm* mm, uint64_t start, uint64_t last, Broken broken)
-    : broken_(broken), mm_(mm), start_(start), last_(last) {
-  detach_lock_.set_class(lock_class::kDeviceDetach);
-  mmu_lock_.set_class(lock_class::kShadowMmuLock);
+    : SecondaryMmuTable(mm, start, last, lock_class::kDeviceDetach, lock_class::kShadowMmuLock),
+      broken_(broken) {
   sub_.owner = this;
 }
 
@@ -65,14 +64,9 @@ Result<std::unique_ptr<ShadowMmu>> ShadowMmu::attach(Process* p, uint64_t start,
   return s;
 }
 
-ShadowMmu::~ShadowMmu() {
-  detach();
-  mmu_checker_name(this, "");
-}
+ShadowMmu::~ShadowMmu() { detach(); }
 
 std::string ShadowMmu::kind() const { return std::string("shadow") + variant_name(broken_); }
-
-void ShadowMmu::set_name(const std::string& name) { mmu_checker_name(this, name); }
 
 void ShadowMmu::detach() {
   WriteGuard<RwSem> d(detach_lock_);
@@ -82,17 +76,9 @@ void ShadowMmu::detach() {
   attached_ = false;
 }
 
-void ShadowMmu::zap_locked(uint64_t start, uint64_t end) {
-  for (auto it = sptes_.lower_bound(start); it != sptes_.end() && it->first < end;) {
-    mmu_checker_unmap(this, mm_, it->first);
-    stats_.pages_dropped++;
-    it = sptes_.erase(it);
-  }
-}
-
 int ShadowMmu::invalidate_range_start(MmuNotifier* sub, const MmuNotifierRange* range) {
   ShadowMmu* s = static_cast<Sub*>(sub)->owner;
-  SpinGuard g(s->mmu_lock_);
+  SpinGuard g(s->lock_);
   // kvm_mmu_invalidate_begin: the first invalidation in progress resets the accumulated range.
   if (s->mmu_invalidate_in_progress_++ == 0) {
     s->mmu_invalidate_range_start_ = range->start;
@@ -101,20 +87,15 @@ int ShadowMmu::invalidate_range_start(MmuNotifier* sub, const MmuNotifierRange* 
     s->mmu_invalidate_range_start_ = std::min(s->mmu_invalidate_range_start_, range->start);
     s->mmu_invalidate_range_end_ = std::max(s->mmu_invalidate_range_end_, range->end);
   }
-  Event e;
-  e.event = range->event;
-  e.start = range->start;
-  e.end = range->end;
-  e.blockable = mmu_notifier_range_blockable(range);
-  secondary_mmu_record(&s->stats_, &s->events_, e);
-  if (s->broken_ != Broken::kKeepMappings) s->zap_locked(range->start, range->end);
+  s->log_.record(range);
+  if (s->broken_ != Broken::kKeepMappings) s->drop_locked(range->start, range->end);
   return 0;  // cannot fail: it has an end
 }
 
 void ShadowMmu::invalidate_range_end(MmuNotifier* sub, const MmuNotifierRange* range) {
   (void)range;
   ShadowMmu* s = static_cast<Sub*>(sub)->owner;
-  SpinGuard g(s->mmu_lock_);
+  SpinGuard g(s->lock_);
   // kvm_mmu_invalidate_end: the sequence moves before the count drops, so that a fault that
   // saw the count at zero after this end also sees the new sequence.
   s->mmu_invalidate_seq_++;
@@ -124,39 +105,34 @@ void ShadowMmu::invalidate_range_end(MmuNotifier* sub, const MmuNotifierRange* r
 void ShadowMmu::release(MmuNotifier* sub, Mm* mm) {
   (void)mm;
   ShadowMmu* s = static_cast<Sub*>(sub)->owner;
-  SpinGuard g(s->mmu_lock_);
+  SpinGuard g(s->lock_);
   s->released_ = true;
-  Event e;
-  e.event = MmuNotifyEvent::kRelease;
-  e.start = 0;
-  e.end = ~0ull;
-  e.release = true;
-  secondary_mmu_record(&s->stats_, &s->events_, e);
-  s->zap_locked(0, ~0ull);
+  s->log_.record_release();
+  s->drop_locked(0, ~0ull);
 }
 
 int ShadowMmu::clear_young(MmuNotifier* sub, Mm* mm, uint64_t start, uint64_t end) {
   (void)mm;
   ShadowMmu* s = static_cast<Sub*>(sub)->owner;
-  SpinGuard g(s->mmu_lock_);
+  SpinGuard g(s->lock_);
   int young = 0;
-  for (auto it = s->sptes_.lower_bound(start & ~(kPage - 1)); it != s->sptes_.end() && it->first < end; ++it) {
+  for (auto it = s->table_.lower_bound(start & ~(kPage - 1)); it != s->table_.end() && it->first < end; ++it) {
     if (it->second.accessed) young = 1;
     it->second.accessed = false;
   }
-  s->stats_.young_queries++;
-  s->stats_.young_answers += static_cast<uint64_t>(young);
+  s->log_.stats.young_queries++;
+  s->log_.stats.young_answers += static_cast<uint64_t>(young);
   return young;
 }
 
 int ShadowMmu::test_young(MmuNotifier* sub, Mm* mm, uint64_t addr) {
   (void)mm;
   ShadowMmu* s = static_cast<Sub*>(sub)->owner;
-  SpinGuard g(s->mmu_lock_);
-  auto it = s->sptes_.find(addr & ~(kPage - 1));
-  const int young = it != s->sptes_.end() && it->second.accessed;
-  s->stats_.young_queries++;
-  s->stats_.young_answers += static_cast<uint64_t>(young);
+  SpinGuard g(s->lock_);
+  auto it = s->table_.find(addr & ~(kPage - 1));
+  const int young = it != s->table_.end() && it->second.accessed;
+  s->log_.stats.young_queries++;
+  s->log_.stats.young_answers += static_cast<uint64_t>(young);
   return young;
 }
 
@@ -166,88 +142,51 @@ bool ShadowMmu::mmu_invalidate_retry_locked(uint64_t mmu_seq) {
 
 Result<uint64_t> ShadowMmu::fault(uint64_t addr, uint64_t len, bool write) {
   if (len == 0) return uint64_t{0};
-  const uint64_t first = addr & ~(kPage - 1);
-  const uint64_t end = addr + len;
-  if (end < addr || first < start_ || end - 1 > last_) return Errno::kFault;
+  if (!covers(addr, len)) return Errno::kFault;
   ReadGuard<RwSem> d(detach_lock_);
   if (!attached_) return Errno::kFault;
+  const uint64_t first = addr & ~(kPage - 1), end = addr + len;
   std::vector<ResolvedPage> found;
   for (int attempt = 0; attempt < kMaxRetries; ++attempt) {
     uint64_t mmu_seq = 0;
     {
-      SpinGuard g(mmu_lock_);
+      SpinGuard g(lock_);
       if (released_) return Errno::kFault;
       mmu_seq = mmu_invalidate_seq_;
     }
     if (Errno e = secondary_mmu_resolve(mm_, first, end, write, &found); e != Errno::kOk) return e;
-    SpinGuard g(mmu_lock_);
+    SpinGuard g(lock_);
     if (mmu_invalidate_retry_locked(mmu_seq)) {
-      stats_.retries++;
+      log_.stats.retries++;
       continue;
     }
     uint64_t a = first;
     for (const ResolvedPage& p : found) {
       mmu_checker_map(this, mm_, a, p.pfn, p.writable);
-      sptes_[a] = Spte{p.pfn, p.writable, /*accessed=*/true};
+      table_[a] = ShadowSpte{p.pfn, p.writable, /*accessed=*/true};
       a += kPage;
     }
-    stats_.faults++;
+    log_.stats.faults++;
     return static_cast<uint64_t>(found.size());
   }
   return Errno::kBusy;
 }
 
 bool ShadowMmu::access(uint64_t addr, uint64_t len, uint8_t* buf, bool write) {
-  SpinGuard g(mmu_lock_);
+  SpinGuard g(lock_);
   for (const DmaPiece& p : secondary_mmu_dma_pieces(addr, len)) {
-    auto it = sptes_.find(p.page);
-    if (it == sptes_.end() || (write && !it->second.writable)) return false;
+    auto it = table_.find(p.page);
+    if (it == table_.end() || (write && !it->second.writable)) return false;
     it->second.accessed = true;  // the guest's access sets the SPTE's accessed bit
     if (!device_access_pfn(this, mm_, p.addr, it->second.pfn, buf + p.offset, p.len, write)) return false;
   }
   return true;
 }
 
-bool ShadowMmu::read(uint64_t addr, uint64_t len, std::vector<uint8_t>* out) {
-  out->assign(len, 0);
-  return access(addr, len, out->data(), false);
-}
-
-bool ShadowMmu::write(uint64_t addr, uint64_t len, const uint8_t* data) {
-  return access(addr, len, const_cast<uint8_t*>(data), true);
-}
-
-std::string ShadowMmu::show(uint64_t addr, uint64_t len) {
-  std::string out;
-  SpinGuard g(mmu_lock_);
-  for (uint64_t a = addr & ~(kPage - 1); a < addr + len; a += kPage) {
-    auto it = sptes_.find(a);
-    out.push_back(it == sptes_.end() ? '-' : it->second.writable ? 'w' : 'r');
-  }
-  return out;
-}
-
-uint64_t ShadowMmu::pages_mapped() {
-  SpinGuard g(mmu_lock_);
-  return sptes_.size();
-}
-
-std::vector<SecondaryMmu::Event> ShadowMmu::take_events() {
-  SpinGuard g(mmu_lock_);
-  std::vector<Event> out;
-  out.swap(events_);
-  return out;
-}
-
-SecondaryMmu::Stats ShadowMmu::stats() {
-  SpinGuard g(mmu_lock_);
-  return stats_;
-}
-
 bool ShadowMmu::debug_young(uint64_t addr) {
-  SpinGuard g(mmu_lock_);
-  auto it = sptes_.find(addr & ~(kPage - 1));
-  return it != sptes_.end() && it->second.accessed;
+  SpinGuard g(lock_);
+  auto it = table_.find(addr & ~(kPage - 1));
+  return it != table_.end() && it->second.accessed;
 }
 
 }  // namespace mirrormm

@@ -34,9 +34,8 @@ const char* variant_name(SvaIotlb::Broken b) {
 }  // namespace
 
 SvaIotlb::SvaIotlb(Mm* mm, uint64_t start, uint64_t last, Broken broken)
-    : broken_(broken), mm_(mm), start_(start), last_(last) {
-  detach_lock_.set_class(lock_class::kDeviceDetach);
-  lock_.set_class(lock_class::kSvaIotlb);
+    : SecondaryMmuTable(mm, start, last, lock_class::kDeviceDetach, lock_class::kSvaIotlb),
+      broken_(broken) {
   sub_.owner = this;
 }
 
@@ -67,14 +66,9 @@ Result<std::unique_ptr<SvaIotlb>> SvaIotlb::attach(Process* p, uint64_t start, u
   return t;
 }
 
-SvaIotlb::~SvaIotlb() {
-  detach();
-  mmu_checker_name(this, "");
-}
+SvaIotlb::~SvaIotlb() { detach(); }
 
 std::string SvaIotlb::kind() const { return std::string("iotlb") + variant_name(broken_); }
-
-void SvaIotlb::set_name(const std::string& name) { mmu_checker_name(this, name); }
 
 void SvaIotlb::detach() {
   WriteGuard<RwSem> d(detach_lock_);
@@ -82,14 +76,6 @@ void SvaIotlb::detach() {
   // iommu_sva_unbind_device: release() (unless exit ran it) drops the whole IOTLB.
   mmu_notifier_unregister(&sub_, mm_);
   attached_ = false;
-}
-
-void SvaIotlb::drop_locked(uint64_t start, uint64_t end) {
-  for (auto it = iotlb_.lower_bound(start & ~(kPage - 1)); it != iotlb_.end() && it->first < end;) {
-    mmu_checker_unmap(this, mm_, it->first);
-    stats_.pages_dropped++;
-    it = iotlb_.erase(it);
-  }
 }
 
 void SvaIotlb::invalidate_secondary_tlbs(MmuNotifier* sub, Mm* mm, uint64_t start, uint64_t end) {
@@ -103,7 +89,7 @@ void SvaIotlb::invalidate_secondary_tlbs(MmuNotifier* sub, Mm* mm, uint64_t star
   e.end = end;
   e.blockable = false;  // called from the TLB flush: never sleeps
   e.secondary_tlb = true;
-  secondary_mmu_record(&t->stats_, &t->events_, e);
+  t->log_.record(e);
   if (t->broken_ != Broken::kKeepEntries) t->drop_locked(start, end);
 }
 
@@ -114,12 +100,7 @@ void SvaIotlb::release(MmuNotifier* sub, Mm* mm) {
   // The PASID entry goes (intel_pasid_tear_down_entry): no walk from now on.
   t->released_ = true;
   t->invalidations_++;
-  Event e;
-  e.event = MmuNotifyEvent::kRelease;
-  e.start = 0;
-  e.end = ~0ull;
-  e.release = true;
-  secondary_mmu_record(&t->stats_, &t->events_, e);
+  t->log_.record_release();
   t->drop_locked(0, ~0ull);
 }
 
@@ -139,12 +120,12 @@ Errno SvaIotlb::walk_and_fill(uint64_t page) {
     if (released_) return Errno::kFault;
     if (invalidations_ != seq) {
       // A flush ran during the walk: what it read may be what the flush invalidated.
-      stats_.retries++;
+      log_.stats.retries++;
       continue;
     }
     mmu_checker_map_tlb(this, mm_, page, pfn.value(), writable);
-    iotlb_[page] = Entry{pfn.value(), writable, ++fills_};
-    stats_.faults++;
+    table_[page] = IotlbEntry{pfn.value(), writable, ++fills_};
+    log_.stats.faults++;
     return Errno::kOk;
   }
   return Errno::kBusy;
@@ -157,11 +138,10 @@ Errno SvaIotlb::page_request(uint64_t page, bool write, bool* writable) {
 
 Result<uint64_t> SvaIotlb::fault(uint64_t addr, uint64_t len, bool write) {
   if (len == 0) return uint64_t{0};
-  const uint64_t first = addr & ~(kPage - 1);
-  const uint64_t end = addr + len;
-  if (end < addr || first < start_ || end - 1 > last_) return Errno::kFault;
+  if (!covers(addr, len)) return Errno::kFault;
   ReadGuard<RwSem> d(detach_lock_);
   if (!attached_) return Errno::kFault;
+  const uint64_t first = addr & ~(kPage - 1), end = addr + len;
   uint64_t pages = 0;
   for (uint64_t a = first; a < end; a += kPage, pages++) {
     bool writable = false;
@@ -186,16 +166,16 @@ bool SvaIotlb::access(uint64_t addr, uint64_t len, uint8_t* buf, bool write) {
       {
         SpinGuard g(lock_);
         if (released_) return false;
-        auto it = iotlb_.find(p.page);
-        if (it != iotlb_.end() && (!write || it->second.writable)) {
+        auto it = table_.find(p.page);
+        if (it != table_.end() && (!write || it->second.writable)) {
           if (!device_access_pfn(this, mm_, p.addr, it->second.pfn, buf + p.offset, p.len, write)) return false;
           break;
         }
-        miss = it == iotlb_.end();
+        miss = it == table_.end();
         if (!miss) {
           filled = it->second.filled;
           pfn = it->second.pfn;
-          stats_.retries++;  // a permission fault
+          log_.stats.retries++;  // a permission fault
         }
       }
       if (miss && walk_and_fill(p.page) == Errno::kOk) continue;
@@ -225,42 +205,6 @@ bool SvaIotlb::access(uint64_t addr, uint64_t len, uint8_t* buf, bool write) {
     }
   }
   return true;
-}
-
-bool SvaIotlb::read(uint64_t addr, uint64_t len, std::vector<uint8_t>* out) {
-  out->assign(len, 0);
-  return access(addr, len, out->data(), false);
-}
-
-bool SvaIotlb::write(uint64_t addr, uint64_t len, const uint8_t* data) {
-  return access(addr, len, const_cast<uint8_t*>(data), true);
-}
-
-std::string SvaIotlb::show(uint64_t addr, uint64_t len) {
-  std::string out;
-  SpinGuard g(lock_);
-  for (uint64_t a = addr & ~(kPage - 1); a < addr + len; a += kPage) {
-    auto it = iotlb_.find(a);
-    out.push_back(it == iotlb_.end() ? '-' : it->second.writable ? 'w' : 'r');
-  }
-  return out;
-}
-
-uint64_t SvaIotlb::pages_mapped() {
-  SpinGuard g(lock_);
-  return iotlb_.size();
-}
-
-std::vector<SecondaryMmu::Event> SvaIotlb::take_events() {
-  SpinGuard g(lock_);
-  std::vector<Event> out;
-  out.swap(events_);
-  return out;
-}
-
-SecondaryMmu::Stats SvaIotlb::stats() {
-  SpinGuard g(lock_);
-  return stats_;
 }
 
 }  // namespace mirrormm

@@ -12,9 +12,9 @@ constexpr int kMaxRetries = 1000;
 }  // namespace
 
 XpmemMapper::XpmemMapper(Mm* mm, uint64_t start, uint64_t last, uint64_t import_base, Broken broken)
-    : broken_(broken), mm_(mm), start_(start), last_(last), import_base_(import_base) {
-  detach_lock_.set_class(lock_class::kDeviceDetach);
-  lock_.set_class(lock_class::kXpmem);
+    : SecondaryMmuTable(mm, start, last, lock_class::kDeviceDetach, lock_class::kXpmem),
+      broken_(broken),
+      import_base_(import_base) {
   sub_.owner = this;
 }
 
@@ -44,16 +44,11 @@ Result<std::unique_ptr<XpmemMapper>> XpmemMapper::attach(Process* exporter, uint
   return x;
 }
 
-XpmemMapper::~XpmemMapper() {
-  detach();
-  mmu_checker_name(this, "");
-}
+XpmemMapper::~XpmemMapper() { detach(); }
 
 std::string XpmemMapper::kind() const {
   return broken_ == Broken::kNoReadRetry ? "xpmem:broken-retry" : "xpmem";
 }
-
-void XpmemMapper::set_name(const std::string& name) { mmu_checker_name(this, name); }
 
 uint64_t XpmemMapper::exporter_address(uint64_t import_addr) const {
   if (import_addr < import_base_ || import_addr - import_base_ > last_ - start_) return ~0ull;
@@ -66,9 +61,7 @@ void XpmemMapper::detach() {
   {
     // No access is in flight (they hold detach_lock_ shared); no fault can refill.
     MutexGuard g(lock_);
-    for (const auto& [a, e] : table_) mmu_checker_unmap(this, mm_, a);
-    stats_.pages_dropped += table_.size();
-    table_.clear();
+    drop_locked(0, ~0ull);
   }
   mmu_interval_notifier_remove(&sub_);
   attached_ = false;
@@ -92,28 +85,19 @@ bool XpmemMapper::invalidate(MmuIntervalNotifier* sub, const MmuNotifierRange* r
   if (!blockable && x->overlaps_in_flight_locked(range->start, range->end)) {
     // It would have to wait for the access: refuse without changing anything (the caller
     // leaves the range alone).
-    x->stats_.nonblock_refusals++;
+    x->log_.stats.nonblock_refusals++;
     x->lock_.unlock();
     return false;
   }
-  Event e;
-  e.event = range->event;
-  e.start = range->start;
-  e.end = range->end;
-  e.blockable = blockable;
-  secondary_mmu_record(&x->stats_, &x->events_, e);
+  x->log_.record(range);
   // From now on no access starts in the range; wait for the ones that started before (they
   // copy without the lock and take it only to finish), then drop the translations they used.
   x->invalidating_.push_back({range->start, range->end});
   if (x->overlaps_in_flight_locked(range->start, range->end)) {
-    x->stats_.waits++;
+    x->log_.stats.waits++;
     while (x->overlaps_in_flight_locked(range->start, range->end)) x->drained_.wait(x->lock_);
   }
-  for (auto it = x->table_.lower_bound(range->start); it != x->table_.end() && it->first < range->end;) {
-    mmu_checker_unmap(x, x->mm_, it->first);
-    x->stats_.pages_dropped++;
-    it = x->table_.erase(it);
-  }
+  x->drop_locked(range->start, range->end);
   for (auto it = x->invalidating_.begin(); it != x->invalidating_.end(); ++it) {
     if (it->start == range->start && it->end == range->end) {
       x->invalidating_.erase(it);
@@ -126,11 +110,10 @@ bool XpmemMapper::invalidate(MmuIntervalNotifier* sub, const MmuNotifierRange* r
 
 Result<uint64_t> XpmemMapper::fault(uint64_t addr, uint64_t len, bool write) {
   if (len == 0) return uint64_t{0};
-  const uint64_t first = addr & ~(kPage - 1);
-  const uint64_t end = addr + len;
-  if (end < addr || first < start_ || end - 1 > last_) return Errno::kFault;
+  if (!covers(addr, len)) return Errno::kFault;
   ReadGuard<RwSem> d(detach_lock_);
   if (!attached_) return Errno::kFault;
+  const uint64_t first = addr & ~(kPage - 1), end = addr + len;
   const bool check = broken_ != Broken::kNoReadRetry;
   std::vector<ResolvedPage> found;
   for (int attempt = 0; attempt < kMaxRetries; ++attempt) {
@@ -140,16 +123,16 @@ Result<uint64_t> XpmemMapper::fault(uint64_t addr, uint64_t len, bool write) {
     if (Errno e = secondary_mmu_resolve(mm_, first, end, write, &found, collided); e != Errno::kOk) return e;
     MutexGuard g(lock_);
     if (check && (found.size() < (end - first + kPage - 1) / kPage || mmu_interval_read_retry(&sub_, seq))) {
-      stats_.retries++;
+      log_.stats.retries++;
       continue;
     }
     uint64_t a = first;
     for (const ResolvedPage& p : found) {
       mmu_checker_map(this, mm_, a, p.pfn, p.writable);
-      table_[a] = Entry{p.pfn, p.writable};
+      table_[a] = XpmemEntry{p.pfn, p.writable};
       a += kPage;
     }
-    stats_.faults++;
+    log_.stats.faults++;
     return static_cast<uint64_t>(found.size());
   }
   return Errno::kBusy;
@@ -193,42 +176,6 @@ bool XpmemMapper::access(uint64_t addr, uint64_t len, uint8_t* buf, bool write) 
   }
   drained_.notify_all();
   return ok && pfns.size() == pieces.size();
-}
-
-bool XpmemMapper::read(uint64_t addr, uint64_t len, std::vector<uint8_t>* out) {
-  out->assign(len, 0);
-  return access(addr, len, out->data(), false);
-}
-
-bool XpmemMapper::write(uint64_t addr, uint64_t len, const uint8_t* data) {
-  return access(addr, len, const_cast<uint8_t*>(data), true);
-}
-
-std::string XpmemMapper::show(uint64_t addr, uint64_t len) {
-  std::string out;
-  MutexGuard g(lock_);
-  for (uint64_t a = addr & ~(kPage - 1); a < addr + len; a += kPage) {
-    auto it = table_.find(a);
-    out.push_back(it == table_.end() ? '-' : it->second.writable ? 'w' : 'r');
-  }
-  return out;
-}
-
-uint64_t XpmemMapper::pages_mapped() {
-  MutexGuard g(lock_);
-  return table_.size();
-}
-
-std::vector<SecondaryMmu::Event> XpmemMapper::take_events() {
-  MutexGuard g(lock_);
-  std::vector<Event> out;
-  out.swap(events_);
-  return out;
-}
-
-SecondaryMmu::Stats XpmemMapper::stats() {
-  MutexGuard g(lock_);
-  return stats_;
 }
 
 }  // namespace mirrormm
