@@ -46,9 +46,9 @@ struct Options {
   // from the disk wrong is a violation. false: the workload is exactly the one without it.
   bool writeback = false;
   bool break_shootdown = false;   // the deliberately broken kernel of the checker test
-  // Secondary MMUs: every process gets a DeviceMirror (interval and classic modes alternate)
-  // that the threads fault pages into and read and write through, with the coherence checker
-  // on. drop_bracket >= 0 removes the primary paths' brackets of that MmuNotifyEvent (the
+  // Secondary MMUs: every process gets one (by default a DeviceMirror, interval and classic
+  // modes at random; see drivers) that the threads fault pages into and read and write
+  // through, with the coherence checker on. drop_bracket >= 0 removes the primary paths' brackets of that MmuNotifyEvent (the
   // broken kernel of the coherence checker's test).
   bool devices = true;
   int drop_bracket = -1;
@@ -72,10 +72,10 @@ struct Options {
 // the workload, and most often the failure.
 std::string replay_command(const Options& options);
 
-// The secondary MMUs of one kind (DeviceMirror::Mode) summed over every mirror of the run,
-// from its attach to its detach (DeviceMirror::Stats).
+// The secondary MMUs of one kind (a SecondaryMmu registry name) summed over every driver of
+// the run, from its attach to its detach (SecondaryMmu::Stats).
 struct MirrorTotals {
-  static constexpr int kEvents = 8;  // MmuNotifyEvent values (DeviceMirror::kEvents)
+  static constexpr int kEvents = 8;  // MmuNotifyEvent values (SecondaryMmu::kEvents)
   uint64_t attached = 0;           // mirrors attached
   uint64_t faults = 0;             // device faults that installed entries
   uint64_t retries = 0;            // faults that collided with an invalidation (read_retry)

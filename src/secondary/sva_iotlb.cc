@@ -19,9 +19,9 @@ constexpr int kMaxRetries = 1000;
 // way (a zap's gather, say) ends such a loop within microseconds; a missing upgrade
 // invalidation never does.
 constexpr auto kFaultLoop = std::chrono::milliseconds(500);
-// Device faults (page requests) of one page in one access before the device gives up
-// without a report (an access racing a workload that keeps unmapping the page).
-constexpr int kMaxPageRequests = 64;
+// Lookups of one page in one access (each after a walk or a page request) before the device
+// gives up without a report (an access racing a workload that keeps unmapping the page).
+constexpr int kMaxRounds = 64;
 
 const char* variant_name(SvaIotlb::Broken b) {
   switch (b) {
@@ -160,7 +160,7 @@ bool SvaIotlb::access(uint64_t addr, uint64_t len, uint8_t* buf, bool write) {
     // entry (by its fill number) and since when.
     uint64_t stuck_fill = 0;
     auto stuck_since = std::chrono::steady_clock::now();
-    for (int requests = 0;;) {
+    for (int rounds = 0;; rounds++) {
       bool miss = false;
       uint64_t filled = 0, pfn = 0;
       {
@@ -178,8 +178,10 @@ bool SvaIotlb::access(uint64_t addr, uint64_t len, uint8_t* buf, bool write) {
           log_.stats.retries++;  // a permission fault
         }
       }
+      // Give up after many rounds (a workload that keeps unmapping the page), unless the
+      // entry is the one a missing upgrade invalidation would leave (reported below).
+      if (rounds >= kMaxRounds && (stuck_fill == 0 || filled != stuck_fill)) return false;
       if (miss && walk_and_fill(p.page) == Errno::kOk) continue;
-      if (++requests > kMaxPageRequests && filled != stuck_fill) return false;
       bool writable = false;
       if (page_request(p.page, write, &writable) != Errno::kOk) return false;
       if (miss || !writable) {
