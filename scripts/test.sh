@@ -2,12 +2,13 @@
 # The whole test suite: set up, then for each preset (release, asan-ubsan, tsan) build
 # everything and run ctest. The oracle compares the model with this host's kernel on random
 # scripts (2,000 per profile in release, 200 under the sanitizers); the stress tests run
-# concurrent workloads with the checkers, and the tsan preset adds two 10-second
+# concurrent workloads with the checkers, and the tsan preset adds three 10-second
 # `mirrormm stress` runs, one with memory pressure and swap, page migration between two
-# NUMA nodes and regular files with writeback. The release preset also opens a traced run's
-# HTML report in headless Chromium (scripts/check-report.sh), and runs the oracle in 4 shards
-# under GNU parallel and checks that their merge matches the unsharded run. Long campaigns:
-# scripts/campaign.sh, scripts/stress-campaign.sh, scripts/campaign-parallel.sh.
+# NUMA nodes and regular files with writeback, one with every kind of secondary MMU. The
+# release preset also opens a traced run's HTML report in headless Chromium
+# (scripts/check-report.sh), and runs the oracle in 4 shards under GNU parallel and checks
+# that their merge matches the unsharded run. Long campaigns: scripts/campaign.sh,
+# scripts/stress-campaign.sh, scripts/campaign-parallel.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -46,5 +47,8 @@ for preset in ${MIRRORMM_PRESETS:-release asan-ubsan tsan}; do
       "build/$preset/mirrormm" stress --threads 4 --seconds 10 --seed 1
     TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp halt_on_error=1" \
       "build/$preset/mirrormm" stress --threads 4 --seconds 10 --seed 2 --memory 64 --swap 256 --nodes 2 --writeback
+    TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp halt_on_error=1" \
+      "build/$preset/mirrormm" stress --threads 4 --seconds 10 --seed 3 --memory 64 --swap 256 --nodes 2 \
+      --driver interval,classic,shadow,iotlb,xpmem
   fi
 done

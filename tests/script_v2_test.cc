@@ -158,12 +158,17 @@ TEST(ScriptV2Parse, UsageErrors) {
   EXPECT_EQ(parse_error("maps\n\ndev map A"),
             "t.mms:3: dev: unknown subcommand 'map' (expected attach, fault, show, read, write, log or detach)");
   EXPECT_EQ(parse_error("dev attach A"),
-            "t.mms:1: dev attach: expected 2 or 4 arguments (NAME classic | NAME interval ADDR LEN), got 1");
+            "t.mms:1: dev attach: expected 2 or 4 arguments (NAME classic | NAME interval ADDR LEN | NAME KIND "
+            "[ADDR LEN]), got 1");
   EXPECT_EQ(parse_error("dev attach A interval 0x1000"),
             "t.mms:1: dev attach: expected 4 arguments (NAME interval ADDR LEN), got 3");
   EXPECT_EQ(parse_error("dev attach A classic 0 4K"),
             "t.mms:1: dev attach: expected 2 arguments (NAME classic), got 4");
-  EXPECT_EQ(parse_error("dev attach A hmm"), "t.mms:1: dev attach: bad MODE 'hmm' (expected interval or classic)");
+  EXPECT_EQ(parse_error("dev attach A hmm"),
+            "t.mms:1: dev attach: bad KIND 'hmm' (expected one of interval, classic, shadow, iotlb, xpmem, or "
+            "KIND:VARIANT)");
+  EXPECT_EQ(parse_error("dev attach A shadow 0x1000"),
+            "t.mms:1: dev attach: expected 4 arguments (NAME KIND [ADDR LEN]), got 3");
   EXPECT_EQ(parse_error("dev attach 0dev classic"),
             "t.mms:1: dev attach: bad NAME '0dev' (expected [A-Za-z_][A-Za-z0-9_]*)");
   EXPECT_EQ(parse_error("dev log a-b"), "t.mms:1: dev log: bad NAME 'a-b' (expected [A-Za-z_][A-Za-z0-9_]*)");

@@ -21,6 +21,7 @@
 #include "mirrormm/script.h"
 #include "mirrormm/scriptgen.h"
 #include "mirrormm/mmu_notifier.h"
+#include "mirrormm/secondary_mmu.h"
 #include "mirrormm/stress.h"
 #include "mirrormm/version.h"
 
@@ -371,9 +372,11 @@ bool resolve_drop_bracket(const std::string& drop, stress::Options* o) {
 // One stress run with its report on `out`, ending with "violations: N".
 stress::Report stress_one(stress::Options o, std::ostream& out) {
   o.progress = &std::cerr;
+  std::string drivers;
+  for (const std::string& d : o.drivers) drivers += (drivers.empty() ? "" : ",") + d;
   out << "stress: " << o.threads << " CPUs, " << o.seconds << " s, seed " << o.seed
       << (o.break_shootdown ? ", shootdown deliberately broken" : "")
-      << (o.devices ? ", devices attached" : ", no devices")
+      << (!o.devices ? ", no devices" : drivers.empty() ? ", devices attached" : ", drivers " + drivers + " attached")
       << (o.drop_bracket >= 0
               ? std::string(", brackets of ") + mmu_notify_event_name(static_cast<MmuNotifyEvent>(o.drop_bracket)) +
                     " deliberately dropped"
@@ -394,6 +397,21 @@ stress::Report stress_one(stress::Options o, std::ostream& out) {
       << "; oom kills " << r.oom_kill << ", reaper retries " << r.oom_reap_retries
       << (r.workload_oom_killed ? " (process 1 killed: the run ended there)" : "") << "\n";
   if (o.writeback) out << "writeback: " << r.pages_written_back << " page writes to the disk\n";
+  for (const auto& [kind, t] : r.mirrors_by_kind) {
+    out << "driver " << kind << ": " << t.attached << " attached, " << t.faults << " faults, " << t.retries
+              << " retries, " << t.invalidations << " invalidations (";
+    const char* sep = "";
+    for (int e = 0; e < stress::MirrorTotals::kEvents; e++) {
+      if (!t.by_event[e]) continue;
+      out << sep << mmu_notify_event_name(static_cast<MmuNotifyEvent>(e)) << " " << t.by_event[e];
+      sep = ", ";
+    }
+    out << "), " << t.pages_dropped << " pages dropped";
+    if (t.young_queries) out << ", aging " << t.young_answers << " young of " << t.young_queries;
+    if (t.waits || t.nonblock_refusals)
+      out << ", " << t.waits << " invalidations waited, " << t.nonblock_refusals << " non-blockable refused";
+    out << "\n";
+  }
   if (o.nodes > 1)
     out << "migration: " << r.pgmigrate_success << " pages migrated, " << r.pgmigrate_fail
         << " attempts failed, in " << r.migrate_calls << " migrate_pages calls\n";
@@ -584,6 +602,20 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"unmap", "clear", "protection_vma", "protection_page", "soft_dirty", "release", "migrate",
                              "exclusive"}));
   stress_cmd->add_flag("--stop-on-violation", so.stop_on_violation, "end the run at the first violation");
+  std::string driver_help =
+      "secondary MMUs to attach, KIND[:VARIANT][,...]: process 1 gets the first, each forked child one at random "
+      "(default: interval and classic DeviceMirrors). Kinds:";
+  for (const SecondaryMmuKind& k : secondary_mmu_kinds()) {
+    driver_help += " " + k.name;
+    for (const std::string& v : k.variants) driver_help += ", " + k.name + ":" + v;
+    driver_help += " (" + k.description + ");";
+  }
+  driver_help.back() = '.';
+  stress_cmd->add_option("--driver", so.drivers, driver_help)
+      ->delimiter(',')
+      ->check(CLI::Validator(
+          [](std::string& v) { return secondary_mmu_kind_known(v) ? std::string() : "no such secondary MMU kind: " + v; },
+          "KIND[:VARIANT]"));
   stress_cmd->add_option("--memory", so.memory_mib, "physical memory of the model, MiB")->check(CLI::Range(1, 1 << 20));
   stress_cmd
       ->add_option("--swap", so.swap_mib,

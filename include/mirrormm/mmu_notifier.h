@@ -298,6 +298,12 @@ bool device_access_pfn(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, voi
 // sub: any identity of the secondary MMU (one per subscriber).
 void mmu_checker_map(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, bool writable);
 void mmu_checker_unmap(const void* sub, Mm* mm, uint64_t addr);
+// The same for a secondary TLB over the CPU page tables (a subscriber with
+// arch_invalidate_secondary_tlbs, an IOMMU with SVA): its entry may lag behind the PTE, as a
+// CPU's TLB entry does, until the next arch_invalidate_secondary_tlbs of its address; the
+// checker then reports an entry that was cached when that flush began and is still there
+// when it returns, and refuses device accesses through it. Frames are still checked at free.
+void mmu_checker_map_tlb(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, bool writable);
 void mmu_checker_unmap_all(const void* sub);
 // The name the checker's messages give sub ("gpu0", "dev A"); without one they print its
 // address. An empty name forgets it: do so before sub's memory may be reused.

@@ -10,6 +10,7 @@
 
 #include "mirrormm/config.h"
 #include "mirrormm/device_mirror.h"
+#include "mirrormm/secondary_mmu.h"
 #include "mirrormm/script.h"
 #include "mirrormm/system.h"
 #include "mirrormm/trace.h"
@@ -28,7 +29,7 @@ struct Options {
 // look at the model between commands).
 //
 // Model-only (version 2) commands: the Replayer owns the devices of `dev attach` (a
-// DeviceMirror per NAME) and detaches them all when destroyed, before the System goes. The
+// SecondaryMmu per NAME) and detaches them all when destroyed, before the System goes. The
 // first model-only command turns its System's coherence checker on (System::set_mmu_checker)
 // if it is not on yet; between two commands no invalidation is under way, so nothing is
 // missed. `@N` chooses the process of `dev
@@ -52,7 +53,7 @@ class Replayer {
   std::string check();
 
   std::unique_ptr<System> sys_;
-  std::map<std::string, std::unique_ptr<DeviceMirror>> devices_;  // by NAME
+  std::map<std::string, std::unique_ptr<SecondaryMmu>> devices_;  // by NAME
   std::map<std::string, uint64_t> device_pids_;                   // the process of each device
 };
 

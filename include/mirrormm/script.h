@@ -112,8 +112,9 @@ enum class ModelOp : uint8_t {
   kMigrate,    // migrate ADDR LEN NODE
 };
 
-// The protocol of `dev attach` (DeviceMirror::Mode).
-enum class DevMode : uint8_t { kInterval, kClassic };
+// The protocol of `dev attach`: DeviceMirror::Mode, or another kind of the SecondaryMmu
+// registry (mirrormm/secondary_mmu.h), named by Command::dev_kind.
+enum class DevMode : uint8_t { kInterval, kClassic, kKind };
 
 // One command line. Only the fields its Op (or ModelOp) uses are meaningful:
 //   mmap      addr len prot map_flags [name offset]   (has_file says whether NAME OFFSET given)
@@ -132,6 +133,7 @@ enum class DevMode : uint8_t { kInterval, kClassic };
 //   fsync     name
 //   pread     name offset len
 //   dev attach   name dev_mode [addr len]   (addr len: interval mode only)
+//   dev attach   name dev_kind [addr len]   (dev_mode kKind; dev_span says whether addr len given)
 //   dev fault    name addr len dev_write
 //   dev show|read name addr len
 //   dev write    name addr len seed
@@ -163,6 +165,8 @@ struct Command {
   ModelOp model = ModelOp::kNone;
   DevMode dev_mode = DevMode::kInterval;
   bool dev_write = false;  // dev fault: `write` (else `read`)
+  std::string dev_kind;    // dev attach of DevMode::kKind: KIND[:VARIANT]
+  bool dev_span = false;   // dev attach of DevMode::kKind: ADDR LEN were given
   std::vector<std::string> names;  // vmstat: the counters asked for, in order (empty: all)
 };
 

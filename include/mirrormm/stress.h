@@ -46,12 +46,18 @@ struct Options {
   // from the disk wrong is a violation. false: the workload is exactly the one without it.
   bool writeback = false;
   bool break_shootdown = false;   // the deliberately broken kernel of the checker test
-  // Secondary MMUs: every process gets a DeviceMirror (interval and classic modes alternate)
-  // that the threads fault pages into and read and write through, with the coherence checker
-  // on. drop_bracket >= 0 removes the primary paths' brackets of that MmuNotifyEvent (the
+  // Secondary MMUs: every process gets one (by default a DeviceMirror, interval and classic
+  // modes at random; see drivers) that the threads fault pages into and read and write
+  // through, with the coherence checker on. drop_bracket >= 0 removes the primary paths' brackets of that MmuNotifyEvent (the
   // broken kernel of the coherence checker's test).
   bool devices = true;
   int drop_bracket = -1;
+  // The kinds of secondary MMU to attach (SecondaryMmu registry names, KIND[:VARIANT], see
+  // mirrormm/secondary_mmu.h): process 1 gets the first, each forked child one of them at
+  // random. Empty: process 1 gets an interval DeviceMirror and the children interval or
+  // classic ones, at random (the workload of before). Every driver's statistics are added to
+  // Report::mirrors_by_kind.
+  std::vector<std::string> drivers;
   // End the run at the first violation (the broken-kernel tests: as long as it takes, no
   // longer): the CPUs stop at their next step, so a few more may be counted.
   bool stop_on_violation = false;
@@ -74,16 +80,20 @@ struct Options {
 // the workload, and most often the failure.
 std::string replay_command(const Options& options);
 
-// The secondary MMUs of one kind (DeviceMirror::Mode) summed over every mirror of the run,
-// from its attach to its detach (DeviceMirror::Stats).
+// The secondary MMUs of one kind (a SecondaryMmu registry name) summed over every driver of
+// the run, from its attach to its detach (SecondaryMmu::Stats).
 struct MirrorTotals {
-  static constexpr int kEvents = 8;  // MmuNotifyEvent values (DeviceMirror::kEvents)
+  static constexpr int kEvents = 8;  // MmuNotifyEvent values (SecondaryMmu::kEvents)
   uint64_t attached = 0;           // mirrors attached
   uint64_t faults = 0;             // device faults that installed entries
   uint64_t retries = 0;            // faults that collided with an invalidation (read_retry)
   uint64_t invalidations = 0;      // notifications received
   uint64_t pages_dropped = 0;      // device entries the notifications removed
   std::array<uint64_t, kEvents> by_event{};  // invalidations by MmuNotifyEvent
+  uint64_t young_queries = 0;      // aging callbacks answered (SecondaryMmu::Stats)
+  uint64_t young_answers = 0;      // of those, "young"
+  uint64_t waits = 0;              // invalidations that slept for in-flight accesses
+  uint64_t nonblock_refusals = 0;  // non-blockable invalidations refused
 };
 
 struct Report {
@@ -119,6 +129,10 @@ struct Report {
   // The secondary MMUs (all zero without devices): HMM-style interval mirrors (process 1's
   // and half of the children's) and KVM-style classic ones (the other children's).
   MirrorTotals interval_mirrors, classic_mirrors;
+  // Every kind attached (Options::drivers, or interval and classic), in the order of first
+  // attach, with its totals; interval_mirrors and classic_mirrors are the "interval" and
+  // "classic" entries.
+  std::vector<std::pair<std::string, MirrorTotals>> mirrors_by_kind;
   // Migration (Options::nodes > 1): migrate_pages calls made by the migration threads, and
   // the pages that moved or failed to (pgmigrate_success / pgmigrate_fail, every retry of a
   // page counted as Linux counts it).

@@ -418,6 +418,8 @@ class System {
     kNoAnonVmaRecheck,     // folio_lock_anon_vma_read skips its recheck under the lock
     kMprotectKeepsWriteMigration,  // mprotect leaves write migration entries writable
     kForkCopiesWriteMigration,     // fork copies a COW mapping's write migration entry as is
+    kNoSecondaryTlbUpgrade,        // a PTE that gains write (mprotect, write-fault reuse) does not
+                                   // invalidate secondary TLBs (arm64 SMMUs before Linux 6.6)
     kCount
   };
   void debug_break(DebugBreak b, bool broken) {

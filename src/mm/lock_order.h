@@ -38,11 +38,21 @@
 //                                             never held across a callback; register holds
 //                                             it inside mm_take_all_locks)
 //         Mm::page_table_lock_ [40]          (upper page-table levels, vma->anon_vma install)
+//         XpmemMapper::lock_ [46]            (the remote mapper's table and in-flight
+//                                             accesses: taken inside invalidate(), which
+//                                             sleeps on it; around read_retry)
 //         Page::ptl (split PTE lock) [50]    (zap, change_protection, faults, copy_page_range
 //                                             and move_pte nest a second one: "nested")
 //           SwapInfo::lock [52]              (a swap device's slot allocator: swap_lock and
 //                                             si->lock; swap_duplicate and smaps' swap
 //                                             counts under the PTE lock)
+//           ShadowMmu::mmu_lock_ [55]        (the shadow MMU's SPTEs: its start/end and
+//                                             release, and its young callbacks, which rmap
+//                                             calls under the PTE lock; device DMA under it
+//                                             may free a page)
+//           SvaIotlb::lock_ [56]             (the IOTLB: arch_invalidate_secondary_tlbs
+//                                             from the TLB flush, under a PTE lock or not;
+//                                             device DMA under it may free a page)
 //           ShmemInode::lock_ [60]           (page cache; smaps counts a file's swap
 //                                             entries at the PTE holes it walks)
 //           the swap cache's lock [61]       (swapper_spaces' i_pages lock)
@@ -89,6 +99,8 @@
 //                                             buffer; the memory samples and the merge)
 //       a thread's trace buffer [101]        (every traced fault, invalidation callback and
 //                                             shootdown appends under whatever it holds)
+//     the secondary-MMU kinds' registry [102] (held only to look a kind up or add one;
+//                                             factories run without it)
 //
 // The per-VMA lock is not a lock object: a fault holds one VMA's read side instead of the
 // mmap_lock (lock_vma_under_rcu), and vma_start_write (under mmap_lock for write) waits for
@@ -123,8 +135,11 @@ inline constexpr LockClass kAnonVma{30};
 inline constexpr LockClass kNotifierWait{33};
 inline constexpr LockClass kMmuNotifier{35};
 inline constexpr LockClass kPageTableLock{40};
+inline constexpr LockClass kXpmem{46};
 inline constexpr LockClass kPtl{50};
 inline constexpr LockClass kSwapInfo{52};
+inline constexpr LockClass kShadowMmuLock{55};
+inline constexpr LockClass kSvaIotlb{56};
 inline constexpr LockClass kInode{60};
 inline constexpr LockClass kSwapCache{61};
 inline constexpr LockClass kLruLock{65};
@@ -151,5 +166,6 @@ inline constexpr LockClass kSlabReport{98};
 inline constexpr LockClass kDriverLockGraph{99};
 inline constexpr LockClass kTraceThreads{100};
 inline constexpr LockClass kTraceBuffer{101};
+inline constexpr LockClass kSecondaryMmuKinds{102};
 
 }  // namespace mirrormm::lock_class

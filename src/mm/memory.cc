@@ -278,11 +278,19 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
   return ret;
 }
 
+// wp_page_reuse: the write-protected PTE becomes writable, dirty and young in place, and
+// the secondary TLBs that may cache it read-only are told (mmu_notifier_pte_upgrade). Called
+// with the PTE lock held.
+void wp_page_reuse(Mm* mm, uint64_t addr, pte_t* ptep) {
+  ptep->fetch_or(_PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, std::memory_order_acq_rel);
+  mmu_notifier_pte_upgrade(mm, addr);
+}
+
 // wp_page_shared for a write-notify mapping: the write-protected PTE maps a clean page (or
 // one writeback cleaned). do_page_mkwrite marks the page dirty under the page lock, then the
 // PTE becomes writable and dirty if it is still the one that faulted (wp_page_reuse). Called
 // with the PTE lock held; returns with it released.
-unsigned wp_page_shared(Vma* vma, pte_t* ptep, pteval_t orig, SpinLock& ptl, Page* page)
+unsigned wp_page_shared(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLock& ptl, Page* page)
     RELEASE(ptl) {
   PhysMem& mem = mem_of(vma);
   mem.get_page(page);
@@ -291,7 +299,7 @@ unsigned wp_page_shared(Vma* vma, pte_t* ptep, pteval_t orig, SpinLock& ptl, Pag
   if (page->mapping == vma->vm_file->inode) {
     page->set(PG_dirty);
     SpinGuard g(ptl);
-    if (ptep_get(ptep) == orig) ptep->fetch_or(_PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, std::memory_order_acq_rel);
+    if (ptep_get(ptep) == orig) wp_page_reuse(vma->vm_mm, addr, ptep);
   }
   unlock_page(page);
   mem.put_page(page);
@@ -308,10 +316,10 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
   Page* old = vm_normal_page(vma, orig);
 
   if (vma->vm_flags & VM_SHARED) {
-    if (old && vma_wants_writenotify(vma)) return wp_page_shared(vma, ptep, orig, ptl, old);
+    if (old && vma_wants_writenotify(vma)) return wp_page_shared(vma, addr, ptep, orig, ptl, old);
     // wp_page_shared: shared memory needs no copy; make the entry writable and dirty.
     if (old) old->set(PG_dirty);
-    ptep->fetch_or(_PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, std::memory_order_acq_rel);
+    wp_page_reuse(vma->vm_mm, addr, ptep);
     ptl.unlock();
     return VM_FAULT_OK;
   }
@@ -320,7 +328,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
     if (!old->test(PG_anon_exclusive) && !old->test(PG_lru)) lru_add_drain(mem);  // an add batch's reference
     if (old->test(PG_anon_exclusive) || old->refcount.load(std::memory_order_acquire) == 1) {
       old->set(PG_anon_exclusive);
-      ptep->fetch_or(_PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, std::memory_order_acq_rel);
+      wp_page_reuse(vma->vm_mm, addr, ptep);
       ptl.unlock();
       return VM_FAULT_OK;
     }
@@ -341,7 +349,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
     }
     if (old->refcount.load(std::memory_order_acquire) == 2) {  // this PTE's and ours
       old->set(PG_anon_exclusive);
-      ptep->fetch_or(_PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED, std::memory_order_acq_rel);
+      wp_page_reuse(vma->vm_mm, addr, ptep);
       mem.put_page(old);
       return VM_FAULT_OK;
     }

@@ -47,7 +47,18 @@ struct Spte {
   uint64_t pfn;
   bool writable;
   SpteState state;
+  // A secondary TLB entry over the CPU page tables (mmu_checker_map_tlb): it may lag behind
+  // its PTE until the next arch_invalidate_secondary_tlbs of its address, as a CPU's TLB
+  // entry lags until the shootdown. fill is the checker's sequence number when it was
+  // declared; survived is set once a flush of its address left it in place.
+  bool tlb = false;
+  bool survived = false;
+  uint64_t fill = 0;
 };
+
+// The order in which secondary TLB entries were declared, against which a flush tells the
+// entries that existed when it began from those filled meanwhile.
+std::atomic<uint64_t> tlb_fills{0};
 
 struct MmAddr {
   const Mm* mm;
@@ -238,15 +249,20 @@ void checker_range_end(const MmuNotifierRange* range) {
                      mmu_notify_event_name(range->event), range->start, range->end, process_of(mm)));
 }
 
-void mmu_checker_map(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, bool writable) {
-  if (!mmu_checker_on(mm)) return;
+namespace {
+void declare_mapping(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, bool writable, bool tlb) {
   addr &= kPageMask;
   // The caller holds its driver lock after a successful read_retry (or is inside its own
   // start/end exclusion), so no invalidation of addr can have begun: the primary PTE must map
   // this frame, writable if the secondary mapping is.
   const pteval_t v = read_pte_untrusted(mm, addr);
   SpteState state = SpteState::kCoherent;
-  if (!pte_hw_present(v) || pte_pfn(v) != pfn) {
+  if (tlb) {
+    // A TLB fill from a walk the PTE has changed since: the flush that follows the change
+    // takes it out (checked then).
+    if (!pte_hw_present(v) || pte_pfn(v) != pfn) state = SpteState::kStale;
+    else if (writable && !pte_write(v)) state = SpteState::kReadOnly;
+  } else if (!pte_hw_present(v) || pte_pfn(v) != pfn) {
     state = SpteState::kStale;
     report(mm->sys(), "mapping over a different PTE",
            fmt::format("secondary mapping to pfn {:#x} created while the primary PTE {}: {}{}", pfn,
@@ -262,8 +278,53 @@ void mmu_checker_map(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, bool 
   MutexGuard g(s.lock);
   std::vector<Spte>& list = s.sptes[{mm, addr}];
   if (!drop_entry(mm, addr, list, sub)) s.per_mm[mm]++;
-  list.push_back({sub, pfn, writable, state});
+  Spte e{sub, pfn, writable, state};
+  e.tlb = tlb;
+  if (tlb) e.fill = tlb_fills.fetch_add(1, std::memory_order_acq_rel) + 1;
+  list.push_back(e);
   frame_ref(mm, sub, addr, pfn, +1);
+}
+}  // namespace
+
+void mmu_checker_map(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, bool writable) {
+  if (mmu_checker_on(mm)) declare_mapping(sub, mm, addr, pfn, writable, false);
+}
+
+void mmu_checker_map_tlb(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, bool writable) {
+  if (mmu_checker_on(mm)) declare_mapping(sub, mm, addr, pfn, writable, true);
+}
+
+uint64_t checker_tlb_flush_begin(Mm* mm) {
+  return mmu_checker_on(mm) ? tlb_fills.load(std::memory_order_acquire) : 0;
+}
+
+void checker_tlb_flush_end(Mm* mm, uint64_t start, uint64_t end, uint64_t begun) {
+  if (!mmu_checker_on(mm)) return;
+  start &= kPageMask;
+  MmShard& s = shard_of(mm);
+  MutexGuard g(s.lock);
+  if (!s.per_mm.count(mm)) return;
+  auto check = [&](uint64_t addr, std::vector<Spte>& list) {
+    for (Spte& e : list) {
+      if (!e.tlb || e.survived || e.fill > begun) continue;
+      e.survived = true;
+      report(mm->sys(), "secondary TLB entry survives its flush",
+             fmt::format("a secondary TLB entry to pfn {:#x} ({}) is still cached after "
+                         "arch_invalidate_secondary_tlbs [{:#x}, {:#x}) returned: {}",
+                         e.pfn, e.state == SpteState::kCoherent ? "still coherent" : "stale", start, end,
+                         context(e.sub, mm, addr)));
+    }
+  };
+  // A short range is looked up page by page; a long one (flush_tlb_mm) scans the shard.
+  if (end - start <= 64 * kPageSize) {
+    for (uint64_t a = start; a < end; a += kPageSize) {
+      auto it = s.sptes.find({mm, a});
+      if (it != s.sptes.end()) check(a, it->second);
+    }
+  } else {
+    for (auto& [key, list] : s.sptes)
+      if (key.mm == mm && key.addr >= start && key.addr < end) check(key.addr, list);
+  }
 }
 
 void mmu_checker_unmap(const void* sub, Mm* mm, uint64_t addr) {
@@ -305,6 +366,12 @@ void mmu_checker_pte_change_slow(Mm* mm, uint64_t addr, pteval_t old_pte, pteval
   if (it == s.sptes.end()) return;
   for (Spte& e : it->second) {
     if (e.state == SpteState::kStale) continue;  // reported when it became stale
+    if (e.tlb) {
+      // Until the flush that follows (checker_tlb_flush_end judges what it leaves).
+      if (!pte_hw_present(new_pte) || pte_pfn(new_pte) != e.pfn) e.state = SpteState::kStale;
+      else if (e.writable && !pte_write(new_pte)) e.state = SpteState::kReadOnly;
+      continue;
+    }
     if (!pte_hw_present(new_pte) || pte_pfn(new_pte) != e.pfn) {
       e.state = SpteState::kStale;
       report(mm->sys(), "stale secondary mapping",
@@ -340,6 +407,17 @@ bool mmu_checker_device_access(const void* sub, Mm* mm, uint64_t addr, uint64_t 
   } else if (entry->pfn != pfn) {
     kind = write ? "device write to another frame" : "device read from another frame";
     why = fmt::format("the declared secondary mapping names pfn {:#x}", entry->pfn);
+  } else if (entry->tlb && entry->survived) {
+    kind = write ? "device write through a TLB entry that survived its flush"
+                 : "device read through a TLB entry that survived its flush";
+    why = "arch_invalidate_secondary_tlbs of this page returned with the entry still cached";
+  } else if (entry->tlb) {
+    // Like a CPU's TLB entry between a PTE change and its shootdown: usable (the frame stays
+    // allocated until the flush has returned), as long as it is used as it was filled.
+    if (write && !entry->writable) {
+      kind = "device write through a read-only mapping";
+      why = "the secondary TLB entry is read-only";
+    }
   } else if (entry->state == SpteState::kStale) {
     kind = write ? "device write through a stale mapping" : "device read through a stale mapping";
     why = "the primary PTE no longer maps the frame";
@@ -351,7 +429,7 @@ bool mmu_checker_device_access(const void* sub, Mm* mm, uint64_t addr, uint64_t 
     why = "the primary PTE is read-only";
   }
   std::string during = active_invalidation(mm, page);
-  if (!kind && !during.empty()) {
+  if (!kind && !during.empty() && !entry->tlb) {
     kind = write ? "device write during an invalidation" : "device read during an invalidation";
     why = "an invalidation covering the page is active";
   }

@@ -341,9 +341,18 @@ void __mmu_notifier_release(Mm* mm) {
 void __mmu_notifier_arch_invalidate_secondary_tlbs(Mm* mm, uint64_t start, uint64_t end) {
   MmuNotifierSubscriptions* subs = subs_of(mm);
   if (!subs->list.load(std::memory_order_acquire)) return;
-  SrcuReadGuard r;
-  for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire))
-    if (s->ops->arch_invalidate_secondary_tlbs) s->ops->arch_invalidate_secondary_tlbs(s, mm, start, end);
+  const uint64_t begun = checker_tlb_flush_begin(mm);
+  {
+    SrcuReadGuard r;
+    for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire))
+      if (s->ops->arch_invalidate_secondary_tlbs) s->ops->arch_invalidate_secondary_tlbs(s, mm, start, end);
+  }
+  checker_tlb_flush_end(mm, start, end, begun);
+}
+
+void mmu_notifier_pte_upgrade(Mm* mm, uint64_t addr) {
+  if (!mm_has_notifiers(mm) || mm->sys()->debug_broken(System::DebugBreak::kNoSecondaryTlbUpgrade)) return;
+  __mmu_notifier_arch_invalidate_secondary_tlbs(mm, addr & kPageMask, (addr & kPageMask) + kPageSize);
 }
 
 namespace {

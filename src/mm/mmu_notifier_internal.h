@@ -96,6 +96,16 @@ inline void mmu_notifier_arch_invalidate_secondary_tlbs(Mm* mm, uint64_t start, 
   if (mm_has_notifiers(mm)) __mmu_notifier_arch_invalidate_secondary_tlbs(mm, start, end);
 }
 
+// A present PTE of mm at addr gained write access (mprotect's upgrade, a write fault that
+// reuses the page). Architectures whose TLBs cache permissions flush there (arm64's
+// ptep_set_access_flags flushes the page it made writable, and change_pte_range flushes every
+// changed PTE where pte_needs_flush is the generic one), and since Linux 6.6 ("Invalidate
+// secondary IOMMU TLB on permission upgrade") that flush reaches the secondary TLBs through
+// arch_invalidate_secondary_tlbs: an SMMU that cached the read-only translation would fault
+// forever otherwise. The model's CPUs re-walk on a permission fault, as x86's do, so only
+// the secondary TLBs are told. Called under the PTE lock, after the change.
+void mmu_notifier_pte_upgrade(Mm* mm, uint64_t addr);
+
 // Aging (rmap's folio_referenced side): ORed over subscribers; test_young stops at the first.
 int mmu_notifier_clear_flush_young(Mm* mm, uint64_t start, uint64_t end);
 int mmu_notifier_clear_young(Mm* mm, uint64_t start, uint64_t end);
@@ -121,6 +131,11 @@ void mmu_checker_mm_exit(Mm* mm);
 // none has been told it is over).
 void checker_range_start(const MmuNotifierRange* range);
 void checker_range_end(const MmuNotifierRange* range);
+// Around one arch_invalidate_secondary_tlbs walk: begin returns the checker's TLB-fill
+// sequence, end reports every secondary TLB entry of [start, end) that existed when the
+// flush began and is still there.
+uint64_t checker_tlb_flush_begin(Mm* mm);
+void checker_tlb_flush_end(Mm* mm, uint64_t start, uint64_t end, uint64_t begun);
 // A device access (device_access_pfn) of sub through its secondary mapping of addr in mm to
 // frame pfn, which the caller has pinned: true when sub declared that mapping
 // (mmu_checker_map), it still agrees with the primary PTE (frame, and write permission for a

@@ -159,6 +159,7 @@ long change_pte_tables(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, u
       ptep_modify_prot_commit(ptep, ptent);
       mmu_checker_pte_change(mm, addr, oldpte, ptent);
       if (pte_needs_flush(oldpte, ptent)) tlb.flush_range(addr, addr + kPageSize);
+      else if (pte_write(ptent) && !pte_write(oldpte)) mmu_notifier_pte_upgrade(mm, addr);
       pages++;
     }
   });

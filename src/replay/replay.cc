@@ -34,9 +34,12 @@ constexpr uint64_t kMaxDevRange = 1ull << 30;
 // `dev log` prints range ends at or beyond the end of the user address space as this.
 constexpr uint64_t kLogEndCap = 0x800000000000ull;
 
-// One `dev log` entry: "EVENT START-END[ nonblock]", or "release" for a classic release().
-std::string format_event(const DeviceMirror::Event& e) {
+// One `dev log` entry: "EVENT START-END[ nonblock]", "release" for a classic release(), or
+// "secondary_tlbs START-END" for an arch_invalidate_secondary_tlbs call.
+std::string format_event(const SecondaryMmu::Event& e) {
   if (e.release) return "release";
+  if (e.secondary_tlb)
+    return fmt::format("secondary_tlbs {:x}-{:x}", std::min(e.start, kLogEndCap), std::min(e.end, kLogEndCap));
   std::string s = fmt::format("{} {:x}-{:x}", mmu_notify_event_name(e.event), std::min(e.start, kLogEndCap),
                               std::min(e.end, kLogEndCap));
   if (!e.blockable) s += " nonblock";
@@ -232,10 +235,11 @@ std::string Replayer::run_model_only(const Command& c) {
     Process* p = sys_->process(c.pid);
     if (!p) return err(Errno::kSrch);
     if (it != devices_.end()) return err(Errno::kExist);
-    Result<std::unique_ptr<DeviceMirror>> r =
-        c.dev_mode == script::DevMode::kClassic
-            ? DeviceMirror::attach(p, DeviceMirror::Mode::kClassic)
-            : DeviceMirror::attach(p, DeviceMirror::Mode::kInterval, c.addr, c.len);
+    Result<std::unique_ptr<SecondaryMmu>> r =
+        c.dev_mode == script::DevMode::kClassic    ? attach_secondary_mmu("classic", p)
+        : c.dev_mode == script::DevMode::kInterval ? attach_secondary_mmu("interval", p, c.addr, c.len)
+        : c.dev_span                               ? attach_secondary_mmu(c.dev_kind, p, c.addr, c.len)
+                                                   : attach_secondary_mmu(c.dev_kind, p);
     if (!r.ok()) return err(r.error());
     r.value()->set_name("dev " + c.name);
     devices_.emplace(c.name, std::move(r.value()));
@@ -243,7 +247,7 @@ std::string Replayer::run_model_only(const Command& c) {
     return "0";
   }
   if (it == devices_.end()) return err(Errno::kNoEnt);
-  DeviceMirror& dev = *it->second;
+  SecondaryMmu& dev = *it->second;
   switch (c.model) {
     case ModelOp::kDevFault: {
       Result<uint64_t> r = dev.fault(c.addr, c.len, c.dev_write);
@@ -268,7 +272,7 @@ std::string Replayer::run_model_only(const Command& c) {
     }
     case ModelOp::kDevLog: {
       std::string out;
-      for (const DeviceMirror::Event& e : dev.take_events()) {
+      for (const SecondaryMmu::Event& e : dev.take_events()) {
         if (!out.empty()) out += "; ";
         out += format_event(e);
       }
@@ -299,7 +303,7 @@ std::string Replayer::stats() {
   for (uint64_t pid = 1; pid <= created; pid++) processes += sys_->process(pid) != nullptr;
   uint64_t mirrored = 0, invalidations = 0;
   for (auto& [name, dev] : devices_) {
-    mirrored += dev->pages_mirrored();
+    mirrored += dev->pages_mapped();
     invalidations += dev->stats().invalidations;
   }
   return fmt::format("processes={} devices={} mirrored={} invalidations={} violations={}", processes,

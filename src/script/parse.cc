@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "mirrormm/script.h"
+#include "mirrormm/secondary_mmu.h"
 #include "mirrormm/system.h"  // vmstat_item_names
 
 namespace mirrormm::script {
@@ -331,7 +332,8 @@ void parse_dev(const std::vector<std::string_view>& args, Command* c) {
   if (sub == "attach") {
     c->model = ModelOp::kDevAttach;
     if (rest.size() < 2)
-      r.fail("expected 2 or 4 arguments (NAME classic | NAME interval ADDR LEN), got " + std::to_string(rest.size()));
+      r.fail("expected 2 or 4 arguments (NAME classic | NAME interval ADDR LEN | NAME KIND [ADDR LEN]), got " +
+             std::to_string(rest.size()));
     c->name = r.dev_name(0);
     if (rest[1] == "classic") {
       c->dev_mode = DevMode::kClassic;
@@ -341,8 +343,19 @@ void parse_dev(const std::vector<std::string_view>& args, Command* c) {
       expect_arity(r, 4, "NAME interval ADDR LEN");
       c->addr = r.number(2, "ADDR");
       c->len = r.number(3, "LEN");
+    } else if (secondary_mmu_kind_known(std::string(rest[1]))) {
+      c->dev_mode = DevMode::kKind;
+      c->dev_kind = std::string(rest[1]);
+      if (rest.size() != 2) {
+        expect_arity(r, 4, "NAME KIND [ADDR LEN]");
+        c->dev_span = true;
+        c->addr = r.number(2, "ADDR");
+        c->len = r.number(3, "LEN");
+      }
     } else {
-      r.fail("bad MODE " + quoted(rest[1]) + " (expected interval or classic)");
+      std::string kinds;
+      for (const SecondaryMmuKind& k : secondary_mmu_kinds()) kinds += (kinds.empty() ? "" : ", ") + k.name;
+      r.fail("bad KIND " + quoted(rest[1]) + " (expected one of " + kinds + ", or KIND:VARIANT)");
     }
   } else if (sub == "fault") {
     c->model = ModelOp::kDevFault;
@@ -630,6 +643,16 @@ std::string format(const Command& c) {
     case ModelOp::kDevAttach:
       dev("attach");
       if (c.dev_mode == DevMode::kClassic) return s + " classic";
+      if (c.dev_mode == DevMode::kKind) {
+        s += ' ';
+        s += c.dev_kind;
+        if (!c.dev_span) return s;
+        s += ' ';
+        append_hex(&s, c.addr);
+        s += ' ';
+        append_hex(&s, c.len);
+        return s;
+      }
       s += " interval ";
       append_hex(&s, c.addr);
       s += ' ';

@@ -46,7 +46,7 @@
 #include <memory>
 #include <thread>
 
-#include "mirrormm/device_mirror.h"
+#include "mirrormm/secondary_mmu.h"
 #include "mirrormm/mmu_notifier.h"
 #include "mirrormm/system.h"
 #include "mirrormm/trace.h"
@@ -87,7 +87,8 @@ struct Shared {
   // The secondary MMU of each slot's process (guarded by mirror_lock; a worker copies the
   // pointer out and uses the mirror unlocked: the mirror is thread-safe and outlives uses).
   Mutex mirror_lock{lock_class::kStressMirrors};
-  std::shared_ptr<DeviceMirror> mirror[kSlots] GUARDED_BY(mirror_lock);
+  std::shared_ptr<SecondaryMmu> mirror[kSlots] GUARDED_BY(mirror_lock);
+  std::vector<std::string> drivers;  // Options::drivers (set before the threads start)
   std::atomic<uint64_t> device_ops{0};
   std::atomic<bool> stop{false};
   std::atomic<bool> pause{false};
@@ -96,32 +97,43 @@ struct Shared {
   Mutex slot_lock{lock_class::kStressSlots};  // serializes the fork/exit of slots
   std::atomic<uint64_t> ops{0}, accesses{0}, syscalls{0}, forks{0};
 
-  // The statistics of every mirror, by DeviceMirror::Mode (0 interval, 1 classic): a mirror
-  // adds its own when it is detached for good (atomic: added by any thread).
-  struct MirrorCounters {
-    std::atomic<uint64_t> attached{0}, faults{0}, retries{0}, invalidations{0}, pages_dropped{0};
-    std::atomic<uint64_t> by_event[MirrorTotals::kEvents] = {};
-  };
-  MirrorCounters mirror_counters[2];
-  void count_attach(const DeviceMirror& m) {
-    mirror_counters[m.mode() == DeviceMirror::Mode::kClassic].attached.fetch_add(1, std::memory_order_relaxed);
+  // The statistics of every driver, by kind in the order of first attach: a driver adds its
+  // own when it is detached for good.
+  std::vector<std::pair<std::string, MirrorTotals>> totals GUARDED_BY(mirror_lock);
+  MirrorTotals& totals_locked(const std::string& kind) REQUIRES(mirror_lock) {
+    for (auto& [k, t] : totals)
+      if (k == kind) return t;
+    return totals.emplace_back(kind, MirrorTotals{}).second;
+  }
+  // Attaches a driver of kind to p over the chaos region and counts it; nullptr on failure.
+  std::shared_ptr<SecondaryMmu> attach(const std::string& kind, Process* p) {
+    Result<std::unique_ptr<SecondaryMmu>> m = attach_secondary_mmu(kind, p, kChaosBase, kChaosPages * kP);
+    if (!m.ok()) return nullptr;
+    MutexGuard g(mirror_lock);
+    totals_locked(m.value()->kind()).attached++;
+    return std::shared_ptr<SecondaryMmu>(std::move(m.value()));
   }
   // Detaches m and adds its statistics (final once detached).
-  void detach_and_count(DeviceMirror& m) {
+  void detach_and_count(SecondaryMmu& m) {
     m.detach();
-    const DeviceMirror::Stats st = m.stats();
-    MirrorCounters& c = mirror_counters[m.mode() == DeviceMirror::Mode::kClassic];
-    c.faults.fetch_add(st.faults, std::memory_order_relaxed);
-    c.retries.fetch_add(st.retries, std::memory_order_relaxed);
-    c.invalidations.fetch_add(st.invalidations, std::memory_order_relaxed);
-    c.pages_dropped.fetch_add(st.pages_dropped, std::memory_order_relaxed);
-    for (int e = 0; e < MirrorTotals::kEvents; e++) c.by_event[e].fetch_add(st.by_event[e], std::memory_order_relaxed);
+    const SecondaryMmu::Stats st = m.stats();
+    MutexGuard g(mirror_lock);
+    MirrorTotals& t = totals_locked(m.kind());
+    t.faults += st.faults;
+    t.retries += st.retries;
+    t.invalidations += st.invalidations;
+    t.pages_dropped += st.pages_dropped;
+    for (int e = 0; e < MirrorTotals::kEvents; e++) t.by_event[e] += st.by_event[e];
+    t.young_queries += st.young_queries;
+    t.young_answers += st.young_answers;
+    t.waits += st.waits;
+    t.nonblock_refusals += st.nonblock_refusals;
   }
   int threads = 0;  // CPUs (workers)
   int nodes = 1;
   std::atomic<uint64_t> migrate_calls{0};
 };
-static_assert(MirrorTotals::kEvents == DeviceMirror::kEvents);
+static_assert(MirrorTotals::kEvents == SecondaryMmu::kEvents);
 
 // Parks the calling thread while the coordinator stops the world; true if it parked (the
 // caller then looks at the stop flag again before doing anything).
@@ -494,7 +506,7 @@ class Worker {
       sh_.slot_pid[slot].store(0, std::memory_order_release);
       // Exit with the device still attached (interval mirrors get RELEASE, classic ones
       // release()), then detach it, sometimes before the exit instead.
-      std::shared_ptr<DeviceMirror> m = take_mirror(slot);
+      std::shared_ptr<SecondaryMmu> m = take_mirror(slot);
       if (m && rnd(4) == 0) m->detach();
       sys.exit(sys.process(pid));
       if (m) sh_.detach_and_count(*m);
@@ -509,25 +521,25 @@ class Worker {
     sh_.syscalls.fetch_add(1, std::memory_order_relaxed);
   }
 
-  std::shared_ptr<DeviceMirror> take_mirror(int slot) {
+  std::shared_ptr<SecondaryMmu> take_mirror(int slot) {
     MutexGuard g(sh_.mirror_lock);
     return std::move(sh_.mirror[slot]);
   }
 
   void attach_mirror(int slot, Process* p) {
     if (!sh_.devices) return;
-    auto mode = rnd(2) ? DeviceMirror::Mode::kInterval : DeviceMirror::Mode::kClassic;
-    Result<std::unique_ptr<DeviceMirror>> m = DeviceMirror::attach(p, mode, kChaosBase, kChaosPages * kP);
-    if (!m.ok()) return;
-    sh_.count_attach(*m.value());
+    const std::string kind = sh_.drivers.empty() ? (rnd(2) ? "interval" : "classic")
+                                                 : sh_.drivers[rnd(sh_.drivers.size())];
+    std::shared_ptr<SecondaryMmu> m = sh_.attach(kind, p);
+    if (!m) return;
     MutexGuard g(sh_.mirror_lock);
-    sh_.mirror[slot] = std::shared_ptr<DeviceMirror>(std::move(m.value()));
+    sh_.mirror[slot] = std::move(m);
   }
 
   // The secondary MMU's traffic: fault a few chaos pages in, read or write through the
   // device page table. The coherence checker judges every mapping it creates.
   void device_op() {
-    std::shared_ptr<DeviceMirror> m;
+    std::shared_ptr<SecondaryMmu> m;
     {
       MutexGuard g(sh_.mirror_lock);
       m = sh_.mirror[rnd(kSlots)];
@@ -690,6 +702,11 @@ std::string replay_command(const Options& o) {
   std::string s = fmt::format("mirrormm stress --threads {} --seconds {} --seed {}", o.threads, o.seconds, o.seed);
   if (o.break_shootdown) s += " --break-shootdown";
   if (!o.devices) s += " --no-devices";
+  if (!o.drivers.empty()) {
+    std::string list;
+    for (const std::string& d : o.drivers) list += (list.empty() ? "" : ",") + d;
+    s += " --driver " + list;
+  }
   if (o.drop_bracket >= 0)
     s += fmt::format(" --drop-bracket {}", mmu_notify_event_name(static_cast<MmuNotifyEvent>(o.drop_bracket)));
   if (o.stop_on_violation) s += " --stop-on-violation";
@@ -740,13 +757,16 @@ Report run_workload(const Options& o, trace::Recorder* rec) {
   sh.devices = o.devices;
   sh.writeback = o.writeback;
   sh.stop_on_violation = o.stop_on_violation;
+  sh.drivers = o.drivers;
   if (o.devices) {
-    Result<std::unique_ptr<DeviceMirror>> m =
-        DeviceMirror::attach(sys.process(1), DeviceMirror::Mode::kInterval, kChaosBase, kChaosPages * kP);
-    if (m.ok()) {
-      sh.count_attach(*m.value());
+    for (const std::string& d : o.drivers) {
+      if (!secondary_mmu_kind_known(d))
+        sys.report_violation("stress setup", fmt::format("--driver {}: no such secondary MMU kind", d));
+    }
+    std::shared_ptr<SecondaryMmu> m = sh.attach(o.drivers.empty() ? "interval" : o.drivers[0], sys.process(1));
+    if (m) {
       MutexGuard g(sh.mirror_lock);
-      sh.mirror[0] = std::shared_ptr<DeviceMirror>(std::move(m.value()));
+      sh.mirror[0] = std::move(m);
     }
   }
   for (auto& s : sh.slot_pid) s.store(0);
@@ -841,7 +861,7 @@ Report run_workload(const Options& o, trace::Recorder* rec) {
   sh.stop.store(true);
   for (auto& t : threads) t.join();
   res.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  std::vector<std::shared_ptr<DeviceMirror>> mirrors;
+  std::vector<std::shared_ptr<SecondaryMmu>> mirrors;
   {
     MutexGuard g(sh.mirror_lock);
     for (auto& m : sh.mirror) mirrors.push_back(std::move(m));
@@ -884,15 +904,13 @@ Report run_workload(const Options& o, trace::Recorder* rec) {
   res.device_ops = sh.device_ops.load();
   res.pgfault = vmstat_value(vm, "pgfault");
   res.pgmajfault = vmstat_value(vm, "pgmajfault");
-  for (int mode = 0; mode < 2; mode++) {
-    const Shared::MirrorCounters& c = sh.mirror_counters[mode];
-    MirrorTotals& t = mode ? res.classic_mirrors : res.interval_mirrors;
-    t.attached = c.attached.load();
-    t.faults = c.faults.load();
-    t.retries = c.retries.load();
-    t.invalidations = c.invalidations.load();
-    t.pages_dropped = c.pages_dropped.load();
-    for (int e = 0; e < MirrorTotals::kEvents; e++) t.by_event[e] = c.by_event[e].load();
+  {
+    MutexGuard g(sh.mirror_lock);
+    res.mirrors_by_kind = sh.totals;
+  }
+  for (const auto& [kind, t] : res.mirrors_by_kind) {
+    if (kind == "interval") res.interval_mirrors = t;
+    if (kind == "classic") res.classic_mirrors = t;
   }
   return res;
 }
