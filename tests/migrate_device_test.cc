@@ -194,6 +194,10 @@ class MigrateDeviceTest : public ModelTest {
     if (watching_) mmu_interval_notifier_remove(&watch_.sub);
     mmput_ref(mm_);
     EXPECT_EQ(sys().debug_check_consistency(), 0u) << testing_violations();
+    // The device goes before the machine: every page it holds comes back first.
+    EXPECT_TRUE(sys().munmap(p1(), W, 128 * P).ok());
+    EXPECT_EQ(dev_.nr_free(), 64u);
+    if (dev_.pgmap().sys) EXPECT_EQ(memunmap_pages(&dev_.pgmap()), Errno::kOk);
   }
   std::string testing_violations() {
     std::string s;
