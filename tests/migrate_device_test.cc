@@ -197,7 +197,9 @@ class MigrateDeviceTest : public ModelTest {
     // The device goes before the machine: every page it holds comes back first.
     EXPECT_TRUE(sys().munmap(p1(), W, 128 * P).ok());
     EXPECT_EQ(dev_.nr_free(), 64u);
-    if (dev_.pgmap().sys) EXPECT_EQ(memunmap_pages(&dev_.pgmap()), Errno::kOk);
+    if (dev_.pgmap().sys) {
+      EXPECT_EQ(memunmap_pages(&dev_.pgmap()), Errno::kOk);
+    }
   }
   std::string testing_violations() {
     std::string s;
