@@ -484,7 +484,9 @@ unsigned do_device_private_fault(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t 
   {
     SpinGuard g(pte_lockptr(mm, ptep));
     if (ptep_get(ptep) != orig) return VM_FAULT_OK;  // changed meanwhile: retry
-    if (!trylock_page(page)) {
+    // A trylock under the PTE lock, as Linux takes it (trylock_page_batch: the migration
+    // this lock is held for holds the locks of a batch of pages).
+    if (!trylock_page_batch(page)) {
       page = nullptr;
     } else {
       mem.get_page(page);  // the entry holds one, so the page cannot be freed meanwhile

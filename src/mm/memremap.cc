@@ -73,7 +73,7 @@ void zone_device_page_init(DevPagemap* pgmap, uint64_t pfn) {
   Page* page = pgmap->sys->mem().pfn_to_page(static_cast<pfn_t>(pfn));
   MM_BUG_ON(page->pgmap != pgmap || page->refcount.load(std::memory_order_relaxed) != 0);
   page->refcount.store(1, std::memory_order_release);
-  const bool locked = trylock_page(page);  // a free page: nobody else can hold its lock
+  const bool locked = trylock_page_batch(page);  // a free page: nobody else can hold its lock
   MM_BUG_ON(!locked);
 }
 

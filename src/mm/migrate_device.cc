@@ -111,7 +111,7 @@ void collect_ptes(MigrateVma* args, Vma* vma, pte_t* ptep, uint64_t addr, uint64
     // Only private anonymous pages move to or from a device.
     if (!page->test(PG_anon) || !vma_is_private_anon(vma)) continue;
     mem.get_page(page);  // mapped: the entry holds a reference
-    if (page != fault_page && !trylock_page(page)) {
+    if (page != fault_page && !trylock_page_batch(page)) {  // under the PTE lock, as Linux
       mem.put_page(page);  // the PTE's reference keeps it from being freed: not the last
       continue;
     }
@@ -379,7 +379,12 @@ Errno migrate_device_pfns(System* sys, uint64_t* src_pfns, uint64_t npages) {
     if (!mem.valid_pfn(static_cast<pfn_t>(pfn))) continue;
     Page* page = mem.pfn_to_page(static_cast<pfn_t>(pfn));
     if (!is_zone_device_page(page) || !PhysMem::get_page_unless_zero(page)) continue;  // free
-    lock_page(page);
+    // Locked by someone else (a fault moving it back, another migration): left for the
+    // driver's next pass.
+    if (!trylock_page_batch(page)) {
+      mem.put_page(page);
+      continue;
+    }
     // Only a page some process maps has anything to move; the anon_vma is pinned while
     // the page is still mapped (folio_get_anon_vma rechecks that).
     AnonVma* av = page->test(PG_anon) ? folio_get_anon_vma(sys, page) : nullptr;
@@ -406,7 +411,7 @@ uint64_t alloc_migrate_page(System* sys) {
   PhysMem& mem = sys->mem();
   Page* page = mem.alloc_page(Zero::kYes, Gfp::kUser);
   if (!page) return 0;
-  const bool locked = trylock_page(page);  // new: nobody else can hold it
+  const bool locked = trylock_page_batch(page);  // new: nobody else can hold it
   MM_BUG_ON(!locked);
   return mem.page_to_pfn(page);
 }
