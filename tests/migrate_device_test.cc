@@ -62,8 +62,14 @@ class TestDevice {
   int freed() { return freed_.load(); }
   int to_ram_faults() { return to_ram_.load(); }
 
-  // Moves [start, start + n pages) of mm to the device; returns the entries that moved.
-  uint64_t to_device(Mm* mm, uint64_t start, uint64_t n, unsigned select = MIGRATE_VMA_SELECT_SYSTEM) {
+  // Moves [start, start + n pages) of mm to the device (or, with kRam, this device's pages of
+  // the range back to system RAM); returns the entries that moved.
+  enum class To { kDevice, kRam };
+  uint64_t to_ram(Mm* mm, uint64_t start, uint64_t n) {
+    return to_device(mm, start, n, MIGRATE_VMA_SELECT_DEVICE_PRIVATE, To::kRam);
+  }
+  uint64_t to_device(Mm* mm, uint64_t start, uint64_t n, unsigned select = MIGRATE_VMA_SELECT_SYSTEM,
+                     To to = To::kDevice) {
     std::vector<uint64_t> src(n), dst(n);
     MigrateVma a;
     a.mm = mm;
@@ -81,7 +87,7 @@ class TestDevice {
     }
     for (uint64_t i = 0; i < n; i++) {
       if (!(src[i] & MIGRATE_PFN_MIGRATE)) continue;
-      const uint64_t d = alloc();
+      const uint64_t d = to == To::kRam ? alloc_migrate_page(sys_) : alloc();
       if (!d) continue;
       if (const uint64_t s = migrate_pfn_to_pfn(src[i])) copy_highpage(sys_, d, s);
       else std::memset(page_address(sys_, d), 0, P);
@@ -517,6 +523,25 @@ TEST_F(MigrateDeviceTest, MigrationToTheDeviceRacesCpuFaultsBack) {
   cpu.join();
   EXPECT_TRUE(has_pattern(p1(), W, kPages * P, 5));
   EXPECT_GT(dev_.to_ram_faults(), 0);
+}
+
+TEST_F(MigrateDeviceTest, CpuFaultsRaceTheDriverMovingPagesBack) {
+  constexpr int kPages = 16;
+  map(p1(), W, kPages * P);
+  write_pattern(p1(), W, kPages * P, 6);
+  for (int round = 0; round < 50; round++) {
+    ASSERT_EQ(dev_.to_device(mm_, W, kPages), static_cast<uint64_t>(kPages));
+    std::thread cpu([&] {
+      for (int i = 0; i < kPages; i += 3) EXPECT_TRUE(has_pattern(p1(), W + i * P, P, 6));
+    });
+    const uint64_t back = dev_.to_ram(mm_, W, kPages);
+    cpu.join();
+    EXPECT_LE(back, static_cast<uint64_t>(kPages));
+    (void)dev_.to_ram(mm_, W, kPages);  // what the faults left behind
+    for (int i = 0; i < kPages; i++) EXPECT_TRUE(pte_present(pte_at(p1(), W + i * P))) << i;
+  }
+  EXPECT_TRUE(has_pattern(p1(), W, kPages * P, 6));
+  EXPECT_EQ(dev_.nr_free(), 64u);
 }
 
 TEST_F(MigrateDeviceTest, MigrationRacesMunmapForkAndMprotect) {
