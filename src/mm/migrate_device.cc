@@ -26,7 +26,6 @@
 #include "mm/swapfile.h"
 #include "mm/system_internal.h"
 #include "mm/tlb.h"
-#include "mm/vmstat.h"
 
 namespace mirrormm {
 
@@ -289,10 +288,8 @@ void migrate_device_finalize_common(System* sys, uint64_t* src, uint64_t* dst, u
     Page* target = moved ? newpage : page;
     RmapPin pin = pin_of(page);
     remove_migration_ptes(sys, page, target, pin);
-    if (moved) {
-      migrate_release_src(page);
-      mem.events().count(PGMIGRATE_SUCCESS);
-    }
+    // No PGMIGRATE_* event: migrate_pages counts those, device migration does not.
+    if (moved) migrate_release_src(page);
     release_src(mem, page, fault_page, moved);
     put_anon_vma(pin.anon_vma);
     if (moved) {
