@@ -88,8 +88,10 @@ struct HmmRange {
   uint64_t* hmm_pfns = nullptr;
   uint64_t default_flags = 0;
   uint64_t pfn_flags_mask = 0;
-  // The pgmap owner whose device-private pages are reported rather than faulted. The model
-  // has no device-private memory yet, so nothing is reported through it.
+  // The pgmap owner whose device-private pages are reported rather than faulted
+  // (mirrormm/memremap.h): such a page comes back VALID, with WRITE when its entry is
+  // writable, and its device pfn. Another owner's device-private page is treated as not
+  // present: faulted back to system RAM when REQ_FAULT asks for it, else 0.
   const void* dev_private_owner = nullptr;
 };
 

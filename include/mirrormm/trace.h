@@ -34,7 +34,7 @@
 
 namespace mirrormm {
 
-class DeviceMirror;
+class SecondaryMmu;
 
 namespace trace {
 
@@ -131,9 +131,9 @@ struct AddressSpace {
   std::vector<Device> devices;
 };
 
-// Builds p's address space (proc_maps) with the residency of each device mirror of it
-// (DeviceMirror::show over each VMA). An exited process has no VMAs.
-AddressSpace address_space(System& sys, Process* p, const std::vector<std::pair<std::string, DeviceMirror*>>& devices);
+// Builds p's address space (proc_maps) with the residency of each secondary MMU of it
+// (SecondaryMmu::show over each VMA). An exited process has no VMAs.
+AddressSpace address_space(System& sys, Process* p, const std::vector<std::pair<std::string, SecondaryMmu*>>& devices);
 
 // What the report says about the run that produced the recording.
 struct ReportInfo {

@@ -10,6 +10,7 @@
 #include "mm/cpu.h"
 #include "mm/filemap.h"
 #include "mm/internal.h"
+#include "mm/memremap.h"
 #include "mm/rmap.h"
 #include "mm/pgtable_walk.h"
 #include "mm/shmem.h"
@@ -141,6 +142,25 @@ uint64_t System::debug_check_consistency() {
             bad(fmt::format("mm {}: migration entry {:#x} at {:#x} outlives its migration", mm->id(), v, addr));
             continue;
           }
+          // A device-private entry names a page in use of a live device-private pgmap, and
+          // stands for it as a mapping (rss, mapcount, reference, reverse map).
+          if (is_device_private_entry(v)) {
+            const pfn_t pfn = device_private_entry_pfn(v);
+            Page* page = mem_->valid_pfn(pfn) ? mem_->pfn_to_page(pfn) : nullptr;
+            if (!page || !is_device_private_page(page) || page->pgmap->sys != this ||
+                page->refcount.load(std::memory_order_relaxed) <= 0) {
+              bad(fmt::format("mm {}: device-private entry {:#x} at {:#x} names no device-private page in use",
+                              mm->id(), v, addr));
+              continue;
+            }
+            if (is_writable_device_private_entry(v) && !(vma->vm_flags & VM_WRITE))
+              bad(fmt::format("mm {}: writable device-private entry {:#x} at {:#x} in a VMA without VM_WRITE",
+                              mm->id(), v, addr));
+            mapped[page]++;
+            where[page] += fmt::format(" mm{}@{:#x}d", mm->id(), addr);
+            anon++;
+            continue;
+          }
           if (!pte_present(v) || pte_special(v)) continue;
           // A writable PTE needs a VMA that allows writing (mprotect downgrades PTEs and
           // migration entries alike).
@@ -149,6 +169,11 @@ uint64_t System::debug_check_consistency() {
           Page* page = mem_->pfn_to_page(pte_pfn(v));
           if (page->test(PG_free)) {
             bad(fmt::format("mm {} maps freed frame {} at {:#x}", mm->id(), pte_pfn(v), addr));
+            continue;
+          }
+          if (is_device_private_page(page)) {
+            bad(fmt::format("mm {}: present PTE {:#x} at {:#x} maps device-private frame {}", mm->id(), v, addr,
+                            pte_pfn(v)));
             continue;
           }
           if (pte_write(v) && page->test(PG_anon)) writable_anon.insert(page);
@@ -211,7 +236,10 @@ uint64_t System::debug_check_consistency() {
     RmapWalkControl rwc;
     rwc.sys = this;
     rwc.rmap_one = [&](Page* pg, Vma* vma, uint64_t address) {
-      if (page_vma_mapped_pte(pg, vma, address)) {
+      const pte_t* dptep = is_device_private_page(pg) ? pte_offset(vma->vm_mm, address) : nullptr;
+      const bool device_hit = dptep && is_device_private_entry(ptep_get(dptep)) &&
+                              device_private_entry_pfn(ptep_get(dptep)) == mem_->page_to_pfn(pg);
+      if (device_hit || page_vma_mapped_pte(pg, vma, address)) {
         hits++;
         found_at += fmt::format(" mm{}@{:#x}", vma->vm_mm->id(), address);
       }
@@ -244,6 +272,9 @@ uint64_t System::debug_check_consistency() {
   for (pfn_t pfn = 2; pfn < end; pfn++) {
     Page* page = mem_->pfn_to_page(pfn);
     if (page->test(PG_free) || page->test(PG_reserved)) continue;
+    // A device page's driver holds references the machine cannot see (its allocator, a
+    // migration under way): only its mappings are checked, above.
+    if (is_zone_device_page(page)) continue;
     const int rc = page->refcount.load(std::memory_order_relaxed);
     const int ptes = count_of(mapped, page) + count_of(stray, page);
     const int links = count_of(tables, page);

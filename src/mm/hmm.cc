@@ -11,6 +11,7 @@
 #include "mirrormm/hmm.h"
 #include "mirrormm/mmu_notifier.h"
 #include "mm/internal.h"
+#include "mm/memremap.h"
 #include "mm/migrate.h"
 #include "mm/mm.h"
 #include "mm/mmu_notifier_internal.h"
@@ -151,11 +152,21 @@ Errno hmm_vma_walk_ptes(HmmVmaWalk* walk, Vma* vma, pte_t* ptep, uint64_t addr, 
     const uint64_t req = *pfns;
     const uint64_t sticky = req & HMM_PFN_INOUT_FLAGS;
     if (!pte_present(pte)) {
+      // A device-private page of the caller's own device is reported, never faulted: VALID,
+      // and WRITE as the entry allows (hmm_vma_handle_pte).
+      if (is_device_private_entry(pte) &&
+          page_pgmap(mem.pfn_to_page(device_private_entry_pfn(pte)))->owner == range->dev_private_owner) {
+        *pfns = sticky | device_private_entry_pfn(pte) | HMM_PFN_VALID |
+                (is_writable_device_private_entry(pte) ? HMM_PFN_WRITE : 0);
+        continue;
+      }
       if (!hmm_pte_need_fault(range, req, 0)) {
         *pfns = sticky;  // none, swapped out or migrating: a fault could map it
         continue;
       }
-      if (pte_none(pte) || !non_swap_entry(pte)) return hmm_vma_fault(walk, vma, ptep, addr, end);
+      // Another owner's device-private page is faulted back to system RAM.
+      if (pte_none(pte) || !non_swap_entry(pte) || is_device_private_entry(pte))
+        return hmm_vma_fault(walk, vma, ptep, addr, end);
       if (is_migration_entry(pte)) {
         walk->last = addr;
         migration_entry_wait(walk->mm, ptep, pte);

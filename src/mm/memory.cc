@@ -14,6 +14,7 @@
 #include "mm/filemap.h"
 #include "mm/internal.h"
 #include "mm/lru.h"
+#include "mm/memremap.h"
 #include "mm/migrate.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/pgtable_walk.h"
@@ -488,6 +489,47 @@ unsigned do_swap_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, unsig
   return VM_FAULT_OK;
 }
 
+// do_swap_page's device-private case: the entry names a page of device memory the CPU cannot
+// access. The page's driver moves it back (migrate_to_ram) with the page locked and a
+// reference held, and the access retries. A page whose lock is taken (its migration is under
+// way) is waited for instead. migrate_to_ram needs the mmap_lock: under the VMA lock the
+// fault retries under it, as Linux 6.18 does.
+unsigned do_device_private_fault(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, unsigned flags) {
+  if (flags & FAULT_FLAG_VMA_LOCK) return VM_FAULT_RETRY;
+  Mm* mm = vma->vm_mm;
+  PhysMem& mem = mem_of(vma);
+  Page* page = mem.pfn_to_page(device_private_entry_pfn(orig));
+  {
+    SpinGuard g(pte_lockptr(mm, ptep));
+    if (ptep_get(ptep) != orig) return VM_FAULT_OK;  // changed meanwhile: retry
+    // A trylock under the PTE lock, as Linux takes it (trylock_page_batch: the migration
+    // this lock is held for holds the locks of a batch of pages).
+    if (!trylock_page_batch(page)) {
+      page = nullptr;
+    } else {
+      mem.get_page(page);  // the entry holds one, so the page cannot be freed meanwhile
+    }
+  }
+  if (!page) {
+    // Locked by a migration: wait for it as for a migration entry, then retry.
+    const Page* p = mem.pfn_to_page(device_private_entry_pfn(orig));
+    while (p->flags.load(std::memory_order_acquire) & PG_locked) std::this_thread::yield();
+    return VM_FAULT_OK;
+  }
+  DevPagemap* pgmap = page_pgmap(page);
+  DeviceFault vmf;
+  vmf.mm = mm;
+  vmf.vma = vma;
+  vmf.address = addr;
+  vmf.pfn = mem.page_to_pfn(page);
+  vmf.write = flags & FAULT_FLAG_WRITE;
+  const Errno err = pgmap->ops->migrate_to_ram(pgmap, vmf);
+  unlock_page(page);
+  mem.put_page(page);
+  if (err == Errno::kOk) return VM_FAULT_OK;
+  return err == Errno::kNoMem ? VM_FAULT_OOM : VM_FAULT_SIGBUS;
+}
+
 }  // namespace
 
 bool access_error(const Vma* vma, bool write) {
@@ -517,6 +559,7 @@ unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) {
     migration_entry_wait(mm, ptep, v);  // then the access retries
     return VM_FAULT_OK;
   }
+  if (is_device_private_entry(v)) return do_device_private_fault(vma, addr, ptep, v, flags);
   SpinLock& ptl = pte_lockptr(mm, ptep);
   ptl.lock();
   pteval_t cur = ptep_get(ptep);
@@ -619,6 +662,15 @@ void zap_pte_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCo
           else shmem++;
           continue;
         }
+        // zap_nonpresent_ptes' device-private case: the entry held a mapping and a
+        // reference of the page, dropped after the flush like a present page's.
+        if (is_device_private_entry(v)) {
+          Page* page = mem_of(vma).pfn_to_page(device_private_entry_pfn(v));
+          anon++;
+          page->mapcount.fetch_sub(1, std::memory_order_relaxed);
+          tlb.remove_page(page);
+          continue;
+        }
         // A swap entry: its slot loses this reference (free_swap_and_cache).
         if (!non_swap_entry(v)) {
           swapents++;
@@ -686,6 +738,20 @@ void copy_migration_entry(const Vma* src, pte_t* sptep, pteval_t* v, bool cow) {
   set_pte(sptep, *v);
 }
 
+// copy_nonpresent_pte's device-private case: the child gets a reference and a mapping of
+// the device page, which is no longer exclusive (folio_try_dup_anon_rmap_pte: such pages
+// cannot be pinned, so it cannot fail); a writable entry of a COW mapping becomes readable on
+// both sides, so that the first write of either faults the page back and copies it.
+void copy_device_private_entry(const Vma* src, pte_t* sptep, pteval_t* v, bool cow) {
+  Page* page = mem_of(src).pfn_to_page(device_private_entry_pfn(*v));
+  mem_of(src).get_page(page);
+  page->mapcount.fetch_add(1, std::memory_order_relaxed);
+  page->clear(PG_anon_exclusive);
+  if (!is_writable_device_private_entry(*v) || !cow) return;
+  *v = make_readable_device_private_entry(*v);
+  set_pte(sptep, *v);
+}
+
 }  // namespace
 
 Errno copy_page_range(Vma* dst, Vma* src) {
@@ -733,6 +799,9 @@ Errno copy_page_range(Vma* dst, Vma* src) {
           copy_migration_entry(src, sptep, &v, cow);
           if (migration_entry_rss(src_mm->mem(), v) == MM_ANONPAGES) anon++;
           else shmem++;
+        } else if (is_device_private_entry(v)) {
+          copy_device_private_entry(src, sptep, &v, cow);
+          anon++;
         } else if (!non_swap_entry(v)) {
           if (swap_duplicate(src_mm->sys(), pte_to_swp_entry(v)) != Errno::kOk) {
             err = Errno::kNoMem;

@@ -8,6 +8,7 @@
 #include "mirrormm/base/tsan.h"
 #include "mm/internal.h"
 #include "mm/lru.h"
+#include "mm/memremap.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/notifier_hooks.h"
 #include "mm/rmap.h"
@@ -19,14 +20,6 @@
 namespace mirrormm {
 
 namespace {
-
-// What keeps the page's reverse map alive while its mappings are migration entries (which
-// mapcount does not count, so folio_lock_anon_vma_read's recheck would fail): a reference on
-// the anon_vma, taken while the page was still mapped, or on the inode.
-struct RmapPin {
-  AnonVma* anon_vma = nullptr;
-  ShmemInode* inode = nullptr;
-};
 
 void rmap_walk_pinned(Page* page, const RmapPin& pin, RmapWalkControl& rwc) {
   rwc.anon_vma = pin.anon_vma;
@@ -46,17 +39,21 @@ bool try_to_migrate_one(Page* page, Vma* vma, uint64_t address, const void* owne
     MmuNotifierBracket bracket(MmuNotifyEvent::kMigrate, mm, address, address + kPageSize, owner);
     SpinGuard g(pte_lockptr(mm, ptep));
     const pteval_t cur = ptep_get(ptep);
-    if (!pte_present(cur) || pte_special(cur) || pte_pfn(cur) != pfn) return true;  // not ours (any more)
+    // A device-private page is mapped by device-private entries (try_to_migrate_one's
+    // folio_is_device_private case): nothing a CPU could have cached, no A/D bits.
+    const bool device = is_device_private_entry(cur) && device_private_entry_pfn(cur) == pfn;
+    if (!device && (!pte_present(cur) || pte_special(cur) || pte_pfn(cur) != pfn)) return true;  // not ours (any more)
     const pteval_t v = ptep_get_and_clear(ptep);
-    flush_tlb_page(mm, address);
-    if (pte_dirty(v)) page->set(PG_dirty);
+    if (!device) flush_tlb_page(mm, address);
+    if (!device && pte_dirty(v)) page->set(PG_dirty);
     // The exclusivity moves from the page to the entry (folio_try_share_anon_rmap_pte).
     const bool anon_exclusive = page->test(PG_anon) && page->test(PG_anon_exclusive);
     if (anon_exclusive) page->clear(PG_anon_exclusive);
-    const unsigned type = pte_write(v)    ? kSwpMigrationWrite
+    const bool writable = device ? is_writable_device_private_entry(v) : pte_write(v);
+    const unsigned type = writable        ? kSwpMigrationWrite
                           : anon_exclusive ? kSwpMigrationReadExclusive
                                            : kSwpMigrationRead;
-    const pteval_t entry = make_migration_entry(type, pfn, pte_young(v), pte_dirty(v));
+    const pteval_t entry = make_migration_entry(type, pfn, !device && pte_young(v), !device && pte_dirty(v));
     set_pte(ptep, entry);
     mmu_checker_pte_change(mm, address, v, entry);
     // rss stays: Linux counts a migration entry as the page it stands for.
@@ -66,6 +63,8 @@ bool try_to_migrate_one(Page* page, Vma* vma, uint64_t address, const void* owne
   if (unmapped) mem.put_page(page);  // the PTE's reference, after invalidate_range_end
   return true;
 }
+
+}  // namespace
 
 bool try_to_migrate(System* sys, Page* page, const RmapPin& pin, const void* owner) {
   RmapWalkControl rwc;
@@ -78,6 +77,8 @@ bool try_to_migrate(System* sys, Page* page, const RmapPin& pin, const void* own
 
 // remove_migration_pte: every migration entry for src in vma's mapping of the page at address
 // becomes a PTE mapping dst.
+namespace {
+
 void remove_migration_pte(Page* src, Page* dst, Vma* vma, uint64_t address) {
   Mm* mm = vma->vm_mm;
   PhysMem& mem = mm->mem();
@@ -86,15 +87,21 @@ void remove_migration_pte(Page* src, Page* dst, Vma* vma, uint64_t address) {
   SpinGuard g(pte_lockptr(mm, ptep));
   const pteval_t entry = ptep_get(ptep);
   if (!is_migration_entry(entry) || migration_entry_pfn(entry) != mem.page_to_pfn(src)) return;
+  if (dst->test(PG_anon) && swp_type(entry) != kSwpMigrationRead) dst->set(PG_anon_exclusive);
+  mem.get_page(dst);
+  dst->mapcount.fetch_add(1, std::memory_order_relaxed);
+  if (is_device_private_page(dst)) {
+    // The CPU cannot map device-private memory: the page comes back as a device-private
+    // entry with the migration entry's permission (remove_migration_pte's device case).
+    set_pte(ptep, make_device_private_entry(mem.page_to_pfn(dst), is_writable_migration_entry(entry)));
+    return;
+  }
   const pgprot_t prot = std::atomic_ref<pgprot_t>(vma->vm_page_prot).load(std::memory_order_relaxed);
   pteval_t pte = pfn_pte(mem.page_to_pfn(dst), prot);
   // The entry's type decides, not the VMA: mprotect and fork downgrade entries for that.
   if (is_writable_migration_entry(entry)) pte = pte_mkwrite(pte);
   if (!is_migration_entry_young(entry)) pte = pte_mkold(pte);
   if (is_migration_entry_dirty(entry) && dst->test(PG_dirty)) pte = pte_mkdirty(pte);
-  if (dst->test(PG_anon) && swp_type(entry) != kSwpMigrationRead) dst->set(PG_anon_exclusive);
-  mem.get_page(dst);
-  dst->mapcount.fetch_add(1, std::memory_order_relaxed);
   set_pte(ptep, pte);  // was not present: nothing to flush, no secondary MMU to tell
 }
 
@@ -105,6 +112,8 @@ void remove_migration_pte(Page* src, Page* dst, Vma* vma, uint64_t address) {
 // insertion order in the interval tree), so an entry copied before the walk reached the
 // parent is found in the child, and one copied after it is a present PTE. mremap moves
 // entries under the rmap locks (take_rmap_locks), so the walk never passes one in flight.
+}  // namespace
+
 void remove_migration_ptes(System* sys, Page* src, Page* dst, const RmapPin& pin) {
   RmapWalkControl rwc;
   rwc.sys = sys;
@@ -115,7 +124,6 @@ void remove_migration_ptes(System* sys, Page* src, Page* dst, const RmapPin& pin
   rmap_walk_pinned(dst, pin, rwc);
 }
 
-// folio_migrate_flags: the state that travels with the data.
 void migrate_flags(Page* src, Page* dst) {
   constexpr uint32_t kCarried = PG_anon | PG_dirty | PG_active | PG_referenced | PG_workingset | PG_swapbacked |
                                 PG_unevictable;
@@ -125,6 +133,8 @@ void migrate_flags(Page* src, Page* dst) {
     dst->index = src->index;
   }
 }
+
+namespace {
 
 // folio_migrate_mapping plus the swap cache: moves src's cache slot (page cache or swap
 // cache) to dst if only the expected references are held.
@@ -144,15 +154,14 @@ Errno migrate_mapping(System* sys, Page* src, Page* dst) {
   return src->refcount.load(std::memory_order_acquire) == 1 ? Errno::kOk : Errno::kAgain;
 }
 
-// The source after a successful move: out of its caches (its slot is dst's now), free to go.
+}  // namespace
+
 void migrate_release_src(Page* src) {
   src->flags.fetch_and(~static_cast<uint32_t>(PG_swapcache | PG_shmem | PG_anon_exclusive | PG_external_rmap),
                        std::memory_order_relaxed);
   src->swap = 0;
   src->mapping = nullptr;
 }
-
-}  // namespace
 
 RssCounter migration_entry_rss(PhysMem& mem, pteval_t entry) {
   // The page is locked and referenced by its migration until every entry is gone.

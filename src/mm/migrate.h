@@ -39,6 +39,28 @@ namespace mirrormm {
 // a page migration handles. kNoMem: no free frame on the node. On failure src is mapped as before.
 Errno migrate_folio(System* sys, Page* src, int nid, const void* owner);
 
+// What keeps the page's reverse map alive while its mappings are migration entries (which
+// mapcount does not count, so folio_lock_anon_vma_read's recheck would fail): a reference on
+// the anon_vma, taken while the page was still mapped, or on the inode.
+struct RmapPin {
+  AnonVma* anon_vma = nullptr;
+  ShmemInode* inode = nullptr;
+};
+
+// The steps of migrate_folio, for device migration (mm/migrate_device.c) to reuse. The page
+// is locked by the caller.
+// try_to_migrate: every mapping of page (present PTEs, and device-private entries of a
+// device-private page) becomes a migration entry; true when none is left.
+bool try_to_migrate(System* sys, Page* page, const RmapPin& pin, const void* owner);
+// remove_migration_ptes(src, dst): every migration entry for src maps dst (a device-private
+// entry when dst is device-private memory); dst == src restores.
+void remove_migration_ptes(System* sys, Page* src, Page* dst, const RmapPin& pin);
+// folio_migrate_flags: the state that travels with the data (and an anonymous page's
+// mapping and index).
+void migrate_flags(Page* src, Page* dst);
+// The source after a successful move: out of its caches (its slot is dst's now), free to go.
+void migrate_release_src(Page* src);
+
 // migration_entry_wait: the fault found migration entry `entry` at ptep. Waits, without any
 // page-table lock held, until the page it names is unlocked (its migration is over); the
 // caller then retries the access.

@@ -150,6 +150,13 @@ long change_pte_tables(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, u
         pages++;
         continue;
       }
+      // change_pte_range's device-private case: a write entry becomes a read entry on any
+      // protection change, as a migration entry does; the next write faults the page back.
+      if (is_device_private_entry(v) && is_writable_device_private_entry(v)) {
+        set_pte(ptep, make_readable_device_private_entry(v));
+        pages++;
+        continue;
+      }
       if (pte_none(v) || !pte_present(v)) continue;
       const pteval_t oldpte = ptep_modify_prot_start(ptep);
       pteval_t ptent = pte_modify(oldpte, newprot);

@@ -135,6 +135,27 @@ inline constexpr pteval_t make_migration_entry(unsigned type, pfn_t pfn, bool yo
 // fork's make_readable_migration_entry(swp_offset(entry))).
 inline constexpr pteval_t migration_entry_retype(pteval_t v, unsigned type) { return swp_entry(type, swp_offset(v)); }
 
+// Device-private entries (SWP_DEVICE_READ / SWP_DEVICE_WRITE): a page of device-private
+// memory (mirrormm/memremap.h) is never mapped by a present PTE; the PTE that stands for it
+// names its pfn with one of these types, and a CPU access faults into the pgmap's
+// migrate_to_ram. The entry counts as the page in rss, mapcount and refcount, as a present
+// PTE would. _PAGE_SWP_EXCLUSIVE carries PG_anon_exclusive (pte_swp_mkexclusive), as in a
+// swap PTE. kSwpDeviceExclusive is reserved for make_device_exclusive's entries.
+inline constexpr unsigned kSwpDeviceExclusive = 26;
+inline constexpr unsigned kSwpDeviceRead = 27;
+inline constexpr unsigned kSwpDeviceWrite = 28;
+static_assert(kSwpDeviceExclusive >= kMaxSwapFiles && kSwpDeviceWrite < kSwpMigrationRead);
+inline constexpr bool is_device_private_entry(pteval_t v) {
+  return is_swap_pte(v) && (swp_type(v) == kSwpDeviceRead || swp_type(v) == kSwpDeviceWrite);
+}
+inline constexpr bool is_writable_device_private_entry(pteval_t v) { return swp_type(v) == kSwpDeviceWrite; }
+inline constexpr pteval_t make_device_private_entry(pfn_t pfn, bool write) {
+  return swp_entry(write ? kSwpDeviceWrite : kSwpDeviceRead, pfn);
+}
+// The entry with the write permission taken away (make_readable_device_private_entry).
+inline constexpr pteval_t make_readable_device_private_entry(pteval_t v) { return swp_entry(kSwpDeviceRead, swp_offset(v)); }
+inline constexpr pfn_t device_private_entry_pfn(pteval_t v) { return static_cast<pfn_t>(swp_offset(v) & kSwpPfnMask); }
+
 // Entry accessors. Readers outside the PTE lock use ptep_get (acquire).
 inline pteval_t ptep_get(const pte_t* p) { return p->load(std::memory_order_acquire); }
 inline void set_pte(pte_t* p, pteval_t v) { p->store(v, std::memory_order_release); }

@@ -200,6 +200,7 @@ void PhysMem::init_page(Page* page, Zero zero, LruRef lru_ref) {
   page->index = 0;
   page->next_free = 0;
   page->lru_prev = page->lru_next = 0;
+  page->pgmap = nullptr;
   page->refcount.store(lru_ref == LruRef::kPrepaid ? 2 : 1, std::memory_order_release);
   if (zero == Zero::kYes) std::memset(page_address(page), 0, kPageSize);
 }
@@ -338,6 +339,10 @@ void PhysMem::put_pages(Page* const* pages, size_t n) {
     int32_t old = page->refcount.fetch_sub(1, std::memory_order_acq_rel);
     MM_BUG_ON(old <= 0);
     if (old != 1) continue;
+    if (page->test(PG_zone_device)) {  // back to its device, not to the free lists
+      free_zone_device_folio(page);
+      continue;
+    }
     dying[k++] = page;
     if (k == kPcpBatch) {
       free_dying(dying, k);

@@ -70,9 +70,15 @@ enum PageFlags : uint32_t {
   PG_unevictable = 1u << 15,   // on the unevictable list (mlocked)
   PG_writeback = 1u << 16,     // being written to its backing store
   PG_reclaim = 1u << 17,       // reclaim wants it freed once writeback ends
+  // A frame of a device's memory (ZONE_DEVICE, mirrormm/memremap.h): it belongs to its
+  // pgmap for the pgmap's lifetime and never reaches the free lists; when its last
+  // reference goes, the pgmap's folio_free takes it back (free_zone_device_folio).
+  PG_zone_device = 1u << 18,
 };
 
-// The page descriptor (struct page). 56 bytes.
+struct DevPagemap;
+
+// The page descriptor (struct page). 64 bytes.
 //
 // refcount_ and mapcount_ are atomics (Linux's _refcount/_mapcount; mapcount_ counts PTEs,
 // starting at 0). flags_ is atomic; its bits are set under the lock that owns the state they
@@ -98,6 +104,9 @@ struct Page {
   // folio->swap: the swap entry (swp_entry value) of a PG_swapcache page; written under the
   // page lock when it enters or leaves the swap cache.
   uint64_t swap = 0;
+  // page_pgmap: the dev_pagemap a PG_zone_device frame belongs to. Written by memremap_pages
+  // and memunmap_pages while no reference to the frame exists, read by anyone holding one.
+  DevPagemap* pgmap = nullptr;
 
   bool test(PageFlags f) const { return flags.load(std::memory_order_relaxed) & f; }
   void set(PageFlags f) { flags.fetch_or(f, std::memory_order_relaxed); }
@@ -132,6 +141,8 @@ enum class Gfp {
 // truncation of one page hold it (rank in mm/lock_order.h: after the mmap_lock, before i_mmap
 // and anon_vma locks). lock_page waits; trylock_page does not.
 bool trylock_page(Page* page);
+// free_zone_device_folio (src/mm/memremap.cc): the last reference to a device frame went.
+void free_zone_device_folio(Page* page);
 void lock_page(Page* page);
 void unlock_page(Page* page);
 
@@ -217,7 +228,10 @@ class PhysMem {
     MM_BUG_ON(page->test(PG_reserved));
     int32_t old = page->refcount.fetch_sub(1, std::memory_order_acq_rel);
     MM_BUG_ON(old <= 0);
-    if (old == 1) free_page(page);
+    if (old == 1) {
+      if (page->test(PG_zone_device)) free_zone_device_folio(page);
+      else free_page(page);
+    }
   }
   // Drops one reference on each page, freeing those that reach zero under one lock hold
   // (folios_put: those on an LRU list leave it under one hold of the LRU lock first).

@@ -5,6 +5,7 @@
 #include "mirrormm/mmu_notifier.h"
 #include "mirrormm/system.h"
 #include "mm/internal.h"
+#include "mm/memremap.h"
 #include "mm/pgtable_walk.h"
 #include "mm/shmem.h"
 #include "mm/swapfile.h"
@@ -183,6 +184,10 @@ void smap_gather_stats(System* sys, Mm* mm, const Vma* vma, Stats* mss) REQUIRES
             // shared" (its mapcount is meaningless meanwhile); smaps_pte_entry passes no young
             // or dirty bit for it (try_to_migrate moved a dirty PTE's bit to the page).
             smaps_account(mss, mem.pfn_to_page(migration_entry_pfn(v)), false, false, Entry::kNotPresent);
+          } else if (is_device_private_entry(v)) {
+            // smaps_pte_entry counts a device-private page as present (its mapcount is
+            // exact), with no young or dirty bit.
+            smaps_account(mss, mem.pfn_to_page(device_private_entry_pfn(v)), false, false, Entry::kPresent);
           }
         }
         hole(holes_from, stop);

@@ -357,7 +357,7 @@ void Replayer::trace_address_spaces(trace::Recorder& rec) {
   for (uint64_t pid = 1; pid <= created; pid++) {
     Process* p = sys_->process(pid);
     if (!p) continue;
-    std::vector<std::pair<std::string, DeviceMirror*>> devices;
+    std::vector<std::pair<std::string, SecondaryMmu*>> devices;
     for (const auto& [name, dev] : devices_)
       if (device_pids_[name] == pid) devices.emplace_back("dev " + name, dev.get());
     rec.add_address_space(trace::address_space(*sys_, p, devices));

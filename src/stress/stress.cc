@@ -671,16 +671,14 @@ std::string fault_place(const Shared& sh, uint64_t a) {
 // allocation in its slow path) reach its next step.
 // The address space of each slot's process with its device mirror (mirrors: by slot), for
 // the trace's report. The workers have stopped; the mirrors are still attached.
-void trace_address_spaces(Shared& sh, trace::Recorder& rec, const std::vector<std::shared_ptr<DeviceMirror>>& mirrors) {
+void trace_address_spaces(Shared& sh, trace::Recorder& rec, const std::vector<std::shared_ptr<SecondaryMmu>>& mirrors) {
   for (int slot = 0; slot < kSlots; slot++) {
     const uint64_t pid = sh.slot_pid[slot].load(std::memory_order_acquire);
     Process* p = pid ? sh.sys->process(pid) : nullptr;
     if (!p) continue;
-    std::vector<std::pair<std::string, DeviceMirror*>> devices;
+    std::vector<std::pair<std::string, SecondaryMmu*>> devices;
     if (const auto& m = mirrors[static_cast<size_t>(slot)])
-      devices.emplace_back(fmt::format("DeviceMirror {} pid {}",
-                                       m->mode() == DeviceMirror::Mode::kInterval ? "interval" : "classic", pid),
-                           m.get());
+      devices.emplace_back(fmt::format("{} pid {}", m->kind(), pid), m.get());
     rec.add_address_space(trace::address_space(*sh.sys, p, devices));
   }
 }

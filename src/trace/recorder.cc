@@ -13,7 +13,7 @@
 #include <cstdlib>
 #include <map>
 
-#include "mirrormm/device_mirror.h"
+#include "mirrormm/secondary_mmu.h"
 #include "mirrormm/mmu_notifier.h"
 
 namespace mirrormm::trace {
@@ -166,7 +166,7 @@ uint64_t Recorder::events() const { return impl_->merged.events; }
 uint64_t Recorder::dropped() const { return impl_->merged.dropped; }
 
 AddressSpace address_space(System& sys, Process* p,
-                           const std::vector<std::pair<std::string, DeviceMirror*>>& devices) {
+                           const std::vector<std::pair<std::string, SecondaryMmu*>>& devices) {
   AddressSpace as;
   if (!p) return as;
   as.pid = p->pid();
