@@ -101,6 +101,9 @@ class Span {
   void set_c(uint32_t c) {
     if (r_) rec_.c = c;
   }
+  // Whether the span is being recorded: an argument that costs something to compute is
+  // computed only then (`if (span.recording()) span.set_c(...)`).
+  bool recording() const { return r_ != nullptr; }
 
  private:
   void begin(Kind kind, const void* key, uint64_t a, uint64_t b, uint32_t c);

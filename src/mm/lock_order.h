@@ -95,12 +95,13 @@
 //     the driver lock checker's graph [99]   (base/driver_lock.h: taken by the checked
 //                                             operations of driver locks and of the VM's
 //                                             pseudo-locks, with anything held; holds nothing)
-//     the trace recorder's thread list [100] (a thread's first traced event registers its
-//                                             buffer; the memory samples and the merge)
-//       a thread's trace buffer [101]        (every traced fault, invalidation callback and
-//                                             shootdown appends under whatever it holds)
-//     the secondary-MMU kinds' registry [102] (held only to look a kind up or add one;
+//     the secondary-MMU kinds' registry [100] (held only to look a kind up or add one;
 //                                             factories run without it)
+//     the trace recorder's thread list [101] (a thread's first traced event registers its
+//                                             buffer; the memory samples and the merge: last,
+//                                             since an event may be traced under any lock)
+//       a thread's trace buffer [102]        (every traced fault, invalidation callback and
+//                                             shootdown appends under whatever it holds)
 //
 // The per-VMA lock is not a lock object: a fault holds one VMA's read side instead of the
 // mmap_lock (lock_vma_under_rcu), and vma_start_write (under mmap_lock for write) waits for
@@ -164,8 +165,8 @@ inline constexpr LockClass kViolations{96};
 inline constexpr LockClass kStressMirrors{97};
 inline constexpr LockClass kSlabReport{98};
 inline constexpr LockClass kDriverLockGraph{99};
-inline constexpr LockClass kTraceThreads{100};
-inline constexpr LockClass kTraceBuffer{101};
-inline constexpr LockClass kSecondaryMmuKinds{102};
+inline constexpr LockClass kSecondaryMmuKinds{100};
+inline constexpr LockClass kTraceThreads{101};
+inline constexpr LockClass kTraceBuffer{102};
 
 }  // namespace mirrormm::lock_class

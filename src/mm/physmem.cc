@@ -200,7 +200,7 @@ void PhysMem::init_page(Page* page, Zero zero, LruRef lru_ref) {
   page->index = 0;
   page->next_free = 0;
   page->lru_prev = page->lru_next = 0;
-  page->pgmap = nullptr;
+  MM_DEBUG_ON(page->pgmap);  // a device frame never reaches the free lists (memunmap_pages clears it)
   page->refcount.store(lru_ref == LruRef::kPrepaid ? 2 : 1, std::memory_order_release);
   if (zero == Zero::kYes) std::memset(page_address(page), 0, kPageSize);
 }

@@ -40,13 +40,15 @@ uint32_t cpus_of(Mm* mm) {
 // flush_tlb_mm_range calls mmu_notifier_arch_invalidate_secondary_tlbs).
 void flush_tlb_range(Mm* mm, uint64_t start, uint64_t end) {
   if (start >= end) return;
-  trace::Span span(trace::Kind::kShootdown, nullptr, start, end, cpus_of(mm));
+  trace::Span span(trace::Kind::kShootdown, nullptr, start, end);
+  if (span.recording()) span.set_c(cpus_of(mm));  // the CPUs the shootdown reaches
   for_each_cpu_of(mm, [&](Cpu& c) { c.flush_range(mm->id(), start, end); });
   mmu_notifier_arch_invalidate_secondary_tlbs(mm, start, end);
 }
 
 void flush_tlb_mm(Mm* mm) {
-  trace::Span span(trace::Kind::kShootdown, nullptr, 0, ~0ull, cpus_of(mm));
+  trace::Span span(trace::Kind::kShootdown, nullptr, 0, ~0ull);
+  if (span.recording()) span.set_c(cpus_of(mm));  // the CPUs the shootdown reaches
   for_each_cpu_of(mm, [&](Cpu& c) { c.flush_mm(mm->id()); });
   mmu_notifier_arch_invalidate_secondary_tlbs(mm, 0, ~0ull);
 }
