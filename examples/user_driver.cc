@@ -1,8 +1,13 @@
 // A user's own secondary MMU, registered as a SecondaryMmu kind and run under `mirrormm
 // stress`'s workload with the coherence checker on (docs/driver-guide.md, "Your own
-// driver"). Build: part of the project (target user_driver_example); run it with no
-// arguments, or with a duration in seconds. It exits non-zero if the stress run reports a
-// violation or never used the driver.
+// driver"). Build: part of the project (target user_driver_example); run it as
+//
+//     user_driver_example [SECONDS [SEED]]     (defaults: 2 seconds, seed 1)
+//
+// It runs the workload under memory pressure (64 MiB of memory, 256 MiB of swap, two NUMA
+// nodes with migration threads, regular files with writeback), with the new kind beside every
+// built-in one, and exits non-zero if the stress run reports a violation or never used the
+// driver.
 //
 // The driver: a "prefetching DMA engine" with a small page table of its own, kept coherent by
 // an interval notifier with the read_begin/read_retry protocol. Everything it does goes
@@ -168,11 +173,21 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "register_secondary_mmu_kind failed\n");
     return 1;
   }
-  // The stress workload with the new kind beside a built-in one.
+  // The stress workload with reclaim, swap, migration and writeback on, and the new kind
+  // beside the built-in ones (process 1 gets the first; each forked child one at random).
   stress::Options o;
   o.threads = 4;
   o.seconds = argc > 1 ? std::atof(argv[1]) : 2;
-  o.drivers = {"dma", "shadow"};
+  o.seed = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 1;
+  if (o.seconds <= 0 || o.seed == 0) {
+    std::fprintf(stderr, "usage: %s [SECONDS [SEED]] (SECONDS > 0, SEED > 0)\n", argv[0]);
+    return 2;
+  }
+  o.memory_mib = 64;
+  o.swap_mib = 256;
+  o.nodes = 2;
+  o.writeback = true;
+  o.drivers = {"dma", "shadow", "iotlb", "xpmem", "interval", "classic"};
   const stress::Report r = stress::run(o);
   uint64_t dma_faults = 0;
   for (const auto& [name, t] : r.mirrors_by_kind) {
@@ -182,6 +197,9 @@ int main(int argc, char** argv) {
     if (name == "dma") dma_faults = t.faults;
   }
   for (const std::string& m : r.messages) std::printf("violation: %s\n", m.c_str());
+  std::printf("seed %llu, %.0f s: %llu ops, %llu device ops, %llu pages swapped out\n",
+              static_cast<unsigned long long>(o.seed), r.seconds, static_cast<unsigned long long>(r.ops),
+              static_cast<unsigned long long>(r.device_ops), static_cast<unsigned long long>(r.pswpout));
   std::printf("violations: %llu\n", static_cast<unsigned long long>(r.violations));
   return r.violations == 0 && dma_faults > 0 ? 0 : 1;
 }
