@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "mirrormm/bugs.h"
 #include "mirrormm/campaign.h"
 #include "mirrormm/config.h"
 #include "mirrormm/host.h"
@@ -156,12 +157,14 @@ int load(const std::string& path, script::Script* s) {
   return 0;
 }
 
-int cmd_replay(const std::string& path, const ModelFlags& mf, const OutputForm& form, TraceFlags& tf) {
+int cmd_replay(const std::string& path, const ModelFlags& mf, const OutputForm& form, TraceFlags& tf,
+               const std::string& inject) {
   script::Script s;
   if (int rc = load(path, &s)) return rc;
   if (!tf.open()) return kExitUsage;
   replay::Options o;
   o.config = mf.config();
+  o.inject = inject;
   o.trace_json = tf.trace_stream();
   o.report_html = tf.report_stream();
   form.print(s, replay::run(s, o));
@@ -434,6 +437,12 @@ stress::Report stress_one(stress::Options o, std::ostream& out) {
 int cmd_stress(stress::Options o, bool has_drop, const std::string& drop, uint64_t seeds, CampaignFlags& cf,
                bool campaign_form, TraceFlags& tf) {
   if (has_drop && !resolve_drop_bracket(drop, &o)) return kExitUsage;
+  if (const bugs::Bug* bug = bugs::find_bug(o.inject)) {
+    // The setup that shows the bug, where the command line chose none.
+    if (o.drivers.empty()) o.drivers = bug->drivers;
+    if (bug->needs_migration && o.nodes < 2) o.nodes = 2;
+    if (bug->needs_swap && o.swap_mib == 0) o.swap_mib = 256;
+  }
   if (!campaign_form) {
     if (!tf.open()) return kExitUsage;
     o.trace_json = tf.trace_stream();
@@ -561,6 +570,15 @@ int main(int argc, char** argv) {
   form.add(replay);
   TraceFlags tf;
   tf.add(replay);
+  // The catalog of re-injectable bugs, and --inject on the commands that run the model.
+  std::vector<std::string> bug_names;
+  for (const bugs::Bug& b : bugs::catalog()) bug_names.push_back(b.name);
+  const std::string inject_help = "re-inject a bug of the catalog (`mirrormm bugs` lists them) to see it caught";
+  std::string replay_inject;
+  replay->add_option("--inject", replay_inject, inject_help)->check(CLI::IsMember(bug_names));
+  auto* bugs_cmd = app.add_subcommand(
+      "bugs", "list the catalog of real bugs that --inject turns back on: NAME, year, subsystem, what went wrong, "
+              "the fix, how it is caught");
 
   auto* host = app.add_subcommand("host", "run a .mms script against the host kernel (model-only v2 commands print SKIP)");
   host->add_option("FILE", path, "the .mms script; - reads standard input")->required();
@@ -602,6 +620,17 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"unmap", "clear", "protection_vma", "protection_page", "soft_dirty", "release", "migrate",
                              "exclusive"}));
   stress_cmd->add_flag("--stop-on-violation", so.stop_on_violation, "end the run at the first violation");
+  stress_cmd->add_option("--inject", so.inject,
+                         inject_help + "; with no --driver, the drivers that show it are attached (and two NUMA "
+                                       "nodes or swap where it needs them)")
+      ->check(CLI::IsMember(bug_names));
+  auto* race_delay_opt =
+      stress_cmd
+          ->add_option("--race-delay", so.race_delay_us,
+                       "pause this many microseconds inside the windows of the catalog's races (after an "
+                       "invalidation's start, between a device's walk and its install, inside a migration, inside "
+                       "an rmap walk's lookup), so that they show in seconds (default: 20 with --inject, else 0)")
+          ->check(CLI::Range(0, 100000));
   std::string driver_help =
       "secondary MMUs to attach, KIND[:VARIANT][,...]: process 1 gets the first, each forked child one at random "
       "(default: interval and classic DeviceMirrors). Kinds:";
@@ -669,6 +698,8 @@ int main(int argc, char** argv) {
   }
   break_help.back() = '.';
   run_cmd->add_option("--debug-break", ro.debug_break, break_help)->check(CLI::IsMember(break_names));
+  run_cmd->add_option("--inject", ro.inject, inject_help + "; the drivers that show it are attached")
+      ->check(CLI::IsMember(bug_names));
   tf.add(run_cmd);
 
   try {
@@ -679,11 +710,16 @@ int main(int argc, char** argv) {
   }
   if (*stress_cmd) {
     so.devices = !no_devices;
+    if (!so.inject.empty() && race_delay_opt->count() == 0) so.race_delay_us = bugs::kRaceDelayUs;
     return cmd_stress(so, drop_opt->count() > 0, drop_bracket, stress_seeds, stress_cf,
                       stress_seeds_opt->count() > 0 || stress_cf.given(), tf);
   }
   if (*run_cmd) return cmd_run(ro, tf);
-  if (*replay) return cmd_replay(path, mf, form, tf);
+  if (*replay) return cmd_replay(path, mf, form, tf, replay_inject);
+  if (*bugs_cmd) {
+    std::cout << bugs::catalog_listing();
+    return 0;
+  }
   if (*host) return cmd_host(path, form);
   if (*gen) return cmd_gen(seed, commands, profile);
   if (*oracle) return cmd_oracle(seed, seeds, commands, profile, keep_going, mf, oracle_cf);

@@ -123,6 +123,7 @@ struct MmuNotifier {
   std::atomic<MmuNotifier*>* pprev = nullptr;
   unsigned users = 0;  // get/put references, guarded by the subscriptions lock
   std::atomic<bool> released{false};  // release() was claimed (by exit or unregister)
+  std::atomic<int> release_calls{0};  // release() calls made: more than one is a violation
 };
 
 // Registers sub on mm (mmap_lock for write, then mm_take_all_locks). The caller holds a user

@@ -23,6 +23,10 @@ struct Options {
   // and writes the trace-event JSON / the HTML report there at its end.
   std::ostream* trace_json = nullptr;
   std::ostream* report_html = nullptr;
+  // A bug of the catalog to re-inject (mirrormm/bugs.h): its kernel switch is on from the
+  // first command, and `dev attach` of its driver's kind attaches the broken variant. An
+  // unknown name injects nothing (the CLI checks names against bugs::catalog()).
+  std::string inject;
 };
 
 // Runs commands one at a time against one modeled system (for tools and tests that want to
@@ -43,6 +47,8 @@ class Replayer {
   // The result line of one command.
   std::string run(const script::Command& c);
   System& system() { return *sys_; }
+  // The kind of device NAME (SecondaryMmu::kind(), "KIND[:VARIANT]"), or "" if none is attached.
+  std::string device_kind(const std::string& name) const;
   // Adds every live process's address space, with the residency of the devices attached to
   // it, to rec's report.
   void trace_address_spaces(trace::Recorder& rec);
@@ -53,6 +59,7 @@ class Replayer {
   std::string check();
 
   std::unique_ptr<System> sys_;
+  std::string inject_;  // Options::inject
   std::map<std::string, std::unique_ptr<SecondaryMmu>> devices_;  // by NAME
   std::map<std::string, uint64_t> device_pids_;                   // the process of each device
 };

@@ -27,6 +27,10 @@ struct Options {
   // A deliberately broken kernel, to watch the checkers catch it: "" (none) or one of
   // debug_break_names().
   std::string debug_break;
+  // A bug of the catalog to re-inject (mirrormm/bugs.h; the CLI checks the name): the run
+  // attaches the drivers that show it (bugs::Bug::drivers) and, where it needs them, two
+  // NUMA nodes.
+  std::string inject;
 };
 
 // The accepted values of Options::debug_break, each with what it breaks:
@@ -46,7 +50,7 @@ const std::vector<DebugBreakInfo>& debug_break_names();
 stress::Options stress_options(const Options& options);
 
 // The exact command line that runs these options again: "mirrormm run --seed S --seconds N
-// --threads T --memory M --swap W [--debug-break NAME]".
+// --threads T --memory M --swap W [--debug-break NAME] [--inject NAME]".
 std::string command_line(const Options& options);
 
 // The first lines a run prints (two, without a final newline): what runs, with which options.

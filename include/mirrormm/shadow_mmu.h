@@ -45,6 +45,9 @@ class ShadowMmu : public SecondaryMmuTable<SpinLock, SpinGuard, ShadowSpte> {
     kNoAging,       // "broken-aging": no clear_flush_young/clear_young/test_young; reclaim
                     // takes pages the guest keeps touching
     kKeepMappings,  // "broken-keep": invalidate_range_start keeps the SPTEs
+    kIgnoreInProgress,  // "broken-inprogress": a fault checks only mmu_invalidate_seq, not
+                        // mmu_invalidate_in_progress, so it maps what an invalidation that
+                        // has started (and not yet ended) is taking away
   };
   // Attaches to p with the memslot [start, start+length). Errors as attach_secondary_mmu.
   static Result<std::unique_ptr<ShadowMmu>> attach(Process* p, uint64_t start = 0, uint64_t length = kUserSpaceEnd,

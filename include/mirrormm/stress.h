@@ -58,6 +58,13 @@ struct Options {
   // classic ones, at random (the workload of before). Every driver's statistics are added to
   // Report::mirrors_by_kind.
   std::vector<std::string> drivers;
+  // A bug of the catalog to re-inject (mirrormm/bugs.h, bugs::find_bug): its kernel switch is
+  // turned on and its broken driver variant replaces the drivers of its kind. The caller
+  // chooses the drivers (bugs::Bug::drivers are the ones that show it). "": none.
+  std::string inject;
+  // Race widening (System::debug_set_race_delay_us): the model pauses this many microseconds
+  // inside the windows of the catalog's races. 0: none.
+  unsigned race_delay_us = 0;
   // End the run at the first violation (the broken-kernel tests: as long as it takes, no
   // longer): the CPUs stop at their next step, so a few more may be counted.
   bool stop_on_violation = false;

@@ -420,6 +420,18 @@ class System {
     kForkCopiesWriteMigration,     // fork copies a COW mapping's write migration entry as is
     kNoSecondaryTlbUpgrade,        // a PTE that gains write (mprotect, write-fault reuse) does not
                                    // invalidate secondary TLBs (arm64 SMMUs before Linux 6.6)
+    kUnregisterSkipsRelease,       // mmu_notifier_unregister unhashes a subscription without
+                                   // calling its release() (before "mm: mmu_notifier: fix freed
+                                   // page still mapped in secondary MMU")
+    kReleaseTwice,                 // unregister and exit both call release() when they race
+                                   // (before "mmu_notifier_unregister NULL Pointer deref and
+                                   // multiple ->release() callouts")
+    kIntervalRemoveNoWait,         // mmu_interval_notifier_remove returns while its deferred
+                                   // removal is pending (before "mm/mmu_notifier.c: fix race
+                                   // in mmu_interval_notifier_remove()")
+    kNonblockStartSkipsEnds,       // a non-blocking start that fails on one subscriber calls
+                                   // no end on the others (before "mm/mmu_notifiers: ensure
+                                   // range_end() is paired with range_start()")
     kCount
   };
   void debug_break(DebugBreak b, bool broken) {
@@ -450,6 +462,17 @@ class System {
   using MigrateGate = std::function<void(const void* page)>;
   void debug_set_migrate_gate(MigrateGate gate) { migrate_gate_ = std::move(gate); }
   const MigrateGate& debug_migrate_gate() const { return migrate_gate_; }
+  // Race widening, for re-injected bugs (mirrormm/bugs.h): when nonzero, the model sleeps
+  // this many microseconds where the catalog's races live: after a blockable invalidation's
+  // start callbacks (before the primary PTEs change), between a secondary MMU's page-table
+  // walk and its install (secondary_mmu_resolve), between a migration's entries and its copy,
+  // and between an rmap walk's read of page->mapping and its lock. A stress run then meets
+  // those windows in seconds. 0 (the default): no pause, one relaxed load at each point.
+  void debug_set_race_delay_us(unsigned us) { race_delay_us_.store(us, std::memory_order_relaxed); }
+  void debug_race_pause() const {
+    if (race_delay_us_.load(std::memory_order_relaxed)) [[unlikely]]
+      race_pause_slow();
+  }
   void debug_break_shootdown(bool broken) { debug_break(DebugBreak::kShootdown, broken); }
   bool debug_shootdown_broken() const { return debug_broken(DebugBreak::kShootdown); }
 
@@ -481,6 +504,8 @@ class System {
 
   RmapGate rmap_gate_;
   MigrateGate migrate_gate_;  // test-only; written while no migration runs
+  std::atomic<unsigned> race_delay_us_{0};
+  void race_pause_slow() const;
   std::atomic<uint64_t> violations_{0};
   std::atomic<unsigned> broken_{0};  // DebugBreak bits
   FaultGate fault_gate_;             // test-only; written while no fault runs

@@ -164,7 +164,7 @@ void Cpu::debug_check_frame_free(pfn_t pfn) {
     }
   }
   // Reported outside the TLB lock (report_violation takes a leaf mutex of its own).
-  for (const std::string& m : found) sys_->report_violation(m);
+  for (const std::string& m : found) sys_->report_violation("frame freed under a TLB entry", m);
 }
 
 std::vector<Cpu::DebugTlbEntry> Cpu::debug_tlb_entries() {

@@ -224,6 +224,7 @@ Errno migrate_folio(System* sys, Page* src, int nid, const void* owner) {
     // Remote mappers of the page (rmap notifiers) hear it went, as reclaim tells them.
     if (src->test(PG_external_rmap)) mmu_rmap_notify_page(&mem, src);
     if (const System::MigrateGate& gate = sys->debug_migrate_gate()) gate(src);
+    sys->debug_race_pause();
     // The data first (no mapping can change it now), then the state, then the slot: a
     // lookup that finds dst in its cache finds it complete.
     MM_TSAN_IGNORE_BEGIN();  // simulated RAM

@@ -60,6 +60,22 @@ void warn(Mm* mm, const std::string& what) {
   mm->sys()->report_violation("mmu_notifier warning", "mmu_notifier: " + what);
 }
 
+bool broken(const Mm* mm, System::DebugBreak b) { return mm->sys()->debug_broken(b); }
+
+// Calls sub's release() if this caller claims it (exit and unregister race for the claim,
+// and the loser calls nothing). A second call is reported: a driver's release() tears down
+// its secondary MMU and may free what a second call would use.
+void call_release(MmuNotifier* sub, Mm* mm) {
+  if (sub->released.exchange(true, std::memory_order_acq_rel) && !broken(mm, System::DebugBreak::kReleaseTwice))
+    return;
+  if (!sub->ops->release) return;
+  if (sub->release_calls.fetch_add(1, std::memory_order_relaxed) > 0)
+    mm->sys()->report_violation("release called twice",
+                                "mmu_notifier: release() of a subscription called a second time (exit and "
+                                "unregister both called it)");
+  sub->ops->release(sub, mm);
+}
+
 MmuNotifierSubscriptions* subs_of(const Mm* mm) {
   return mm->notifier_subscriptions_.load(std::memory_order_acquire);
 }
@@ -221,12 +237,16 @@ Errno mn_itree_invalidate(MmuNotifierSubscriptions* subs, const MmuNotifierRange
 
 Errno mn_hlist_invalidate_range_start(MmuNotifierSubscriptions* subs, const MmuNotifierRange* range) {
   int ret = 0;
+  int started_with_end = 0;  // subscribers whose start succeeded and that have an end
   SrcuReadGuard r;
   for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire)) {
     if (!s->ops->invalidate_range_start) continue;
     trace::Span span(trace::Kind::kInvalidate, s, range->start, range->end, trace::invalidate_arg(range));
     int rc = s->ops->invalidate_range_start(s, range);
-    if (rc == 0) continue;
+    if (rc == 0) {
+      started_with_end += s->ops->invalidate_range_end != nullptr;
+      continue;
+    }
     if (mmu_notifier_range_blockable(range) || rc != kEagain)
       warn(range->mm, "invalidate_range_start failed with " + std::to_string(rc) +
                           (mmu_notifier_range_blockable(range) ? " on a blockable range" : ""));
@@ -238,8 +258,22 @@ Errno mn_hlist_invalidate_range_start(MmuNotifierSubscriptions* subs, const MmuN
   }
   if (ret) {
     // The 2021 rule: every subscriber with an end gets it, since the caller will not call end.
-    for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire))
-      if (s->ops->invalidate_range_end) s->ops->invalidate_range_end(s, range);
+    int ended = 0;
+    if (!broken(range->mm, System::DebugBreak::kNonblockStartSkipsEnds)) {
+      for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire)) {
+        if (!s->ops->invalidate_range_end) continue;
+        s->ops->invalidate_range_end(s, range);
+        ended++;
+      }
+    }
+    // Every start that succeeded is paired with an end (a subscriber left "in progress" would
+    // refuse its faults forever).
+    if (ended < started_with_end) {
+      range->mm->sys()->report_violation(
+          "invalidate_range_start without its end",
+          "mmu_notifier: a non-blocking invalidate_range_start failed with -EAGAIN and " +
+              std::to_string(started_with_end - ended) + " subscriber(s) whose start succeeded get no end");
+    }
     return Errno::kAgain;
   }
   return Errno::kOk;
@@ -269,6 +303,7 @@ Errno invalidate_range_start(MmuNotifierRange* range) {
     }
   }
   checker_range_start(range);
+  if (mmu_notifier_range_blockable(range)) range->mm->sys()->debug_race_pause();
   return Errno::kOk;
 }
 
@@ -328,10 +363,7 @@ void __mmu_notifier_release(Mm* mm) {
           hlist_del_init_rcu(s);
         }
       }
-      for (MmuNotifier* s : subscribers) {
-        const MmuNotifierOps* ops = s->ops;
-        if (!s->released.exchange(true, std::memory_order_acq_rel) && ops->release) ops->release(s, mm);
-      }
+      for (MmuNotifier* s : subscribers) call_release(s, mm);
     }
     // A release begun by a racing unregister finishes before exit frees any page.
     srcu_synchronize();
@@ -474,9 +506,9 @@ void mmu_notifier_unregister(MmuNotifier* sub, Mm* mm) {
     hashed = sub->pprev != nullptr;
   }
   if (hashed) {
-    {
+    if (!broken(mm, System::DebugBreak::kUnregisterSkipsRelease)) {
       SrcuReadGuard r;
-      if (!sub->released.exchange(true, std::memory_order_acq_rel) && sub->ops->release) sub->ops->release(sub, mm);
+      call_release(sub, mm);
     }
     SpinGuard g(subs->lock);
     hlist_del_init_rcu(sub);
@@ -647,9 +679,24 @@ void mmu_interval_notifier_remove(MmuIntervalNotifier* sub) {
   }
   // The sequence is compared under the lock, so the deferred removal has been applied when
   // this returns (Linux's "mm/mmu_notifier: fix race in mmu_interval_notifier_remove").
-  if (wait_seq) wait_until(subs, [&](uint64_t invalidate_seq) { return invalidate_seq != seq; });
+  if (wait_seq && !broken(mm, System::DebugBreak::kIntervalRemoveNoWait))
+    wait_until(subs, [&](uint64_t invalidate_seq) { return invalidate_seq != seq; });
   // find() references.
   wait_until(subs, [&](uint64_t) { return sub->refs.load(std::memory_order_acquire) == 0; });
+  // The contract: once remove returns, the core holds no pointer to sub (the caller frees it).
+  bool queued;
+  {
+    SpinGuard g(subs->lock);
+    queued = sub->state != MmuIntervalState::kRemoving;
+  }
+  if (queued) {
+    // Returning now would let the last invalidate_range_end erase freed memory from the tree.
+    // Reported, then waited for, so that the model itself stays memory-safe.
+    mm->sys()->report_violation("interval notifier freed while queued",
+                                "mmu_notifier: mmu_interval_notifier_remove would return while its interval is "
+                                "still on the deferred list of an active invalidation");
+    wait_until(subs, [&](uint64_t invalidate_seq) { return invalidate_seq != seq; });
+  }
   MM_BUG_ON(sub->state != MmuIntervalState::kRemoving);
   sub->state = MmuIntervalState::kIdle;
   sub->mm = nullptr;

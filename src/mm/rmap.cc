@@ -303,6 +303,7 @@ AnonVma* folio_get_anon_vma(System* sys, Page* page) {
   AnonVma* av = folio_anon_vma(page);
   if (!av || !folio_mapped(page)) return nullptr;
   if (const System::RmapGate& gate = sys->debug_rmap_gate()) gate(page);
+  sys->debug_race_pause();
   if (!anon_vma_oblique_ok(av)) return nullptr;
   int c = av->refcount.load(std::memory_order_relaxed);
   do {
@@ -326,6 +327,7 @@ bool folio_lock_anon_vma_read(Page* page, RmapWalkControl* rwc, const std::funct
     av = folio_anon_vma(page);
     if (!av || !folio_mapped(page)) return false;
     if (const System::RmapGate& gate = sys->debug_rmap_gate()) gate(page);
+    sys->debug_race_pause();
     if (!anon_vma_oblique_ok(av)) return false;
     root = anon_vma_root_racy(av);
     if (root->rwsem.down_read_trylock()) {

@@ -2,6 +2,8 @@
 #include "mirrormm/system.h"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "mirrormm/mmu_notifier.h"
 
@@ -399,6 +401,10 @@ std::vector<std::pair<std::string, uint64_t>> System::violation_kinds() {
   if (total > with_kind) out.emplace_back("other", total - with_kind);
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
   return out;
+}
+
+void System::race_pause_slow() const {
+  std::this_thread::sleep_for(std::chrono::microseconds(race_delay_us_.load(std::memory_order_relaxed)));
 }
 
 uint64_t System::debug_metadata_bytes() {

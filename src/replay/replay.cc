@@ -1,5 +1,6 @@
 // Runs `.mms` scripts against the model and formats results as the spec prints them.
 #include "mirrormm/replay.h"
+#include "mirrormm/bugs.h"
 
 #include <fmt/format.h>
 
@@ -82,7 +83,14 @@ std::string format_vmstat(const std::vector<std::pair<std::string, uint64_t>>& a
 
 }  // namespace
 
-Replayer::Replayer(const Options& o) : sys_(std::make_unique<System>(o.config)) {}
+Replayer::Replayer(const Options& o) : sys_(std::make_unique<System>(o.config)), inject_(o.inject) {
+  if (const bugs::Bug* bug = bugs::find_bug(inject_)) bugs::inject(*sys_, *bug);
+}
+
+std::string Replayer::device_kind(const std::string& name) const {
+  auto it = devices_.find(name);
+  return it == devices_.end() ? std::string() : it->second->kind();
+}
 
 Replayer::~Replayer() {
   // Devices first: detaching needs the System (and the mm the subscription keeps alive).
@@ -232,14 +240,16 @@ std::string Replayer::run_model_only(const Command& c) {
   }
   auto it = devices_.find(c.name);
   if (c.model == ModelOp::kDevAttach) {
+    const bugs::Bug* bug = bugs::find_bug(inject_);
+    auto kind_of = [bug](const std::string& kind) { return bug ? bugs::driver_kind(*bug, kind) : kind; };
     Process* p = sys_->process(c.pid);
     if (!p) return err(Errno::kSrch);
     if (it != devices_.end()) return err(Errno::kExist);
     Result<std::unique_ptr<SecondaryMmu>> r =
-        c.dev_mode == script::DevMode::kClassic    ? attach_secondary_mmu("classic", p)
-        : c.dev_mode == script::DevMode::kInterval ? attach_secondary_mmu("interval", p, c.addr, c.len)
-        : c.dev_span                               ? attach_secondary_mmu(c.dev_kind, p, c.addr, c.len)
-                                                   : attach_secondary_mmu(c.dev_kind, p);
+        c.dev_mode == script::DevMode::kClassic    ? attach_secondary_mmu(kind_of("classic"), p)
+        : c.dev_mode == script::DevMode::kInterval ? attach_secondary_mmu(kind_of("interval"), p, c.addr, c.len)
+        : c.dev_span                               ? attach_secondary_mmu(kind_of(c.dev_kind), p, c.addr, c.len)
+                                                   : attach_secondary_mmu(kind_of(c.dev_kind), p);
     if (!r.ok()) return err(r.error());
     r.value()->set_name("dev " + c.name);
     devices_.emplace(c.name, std::move(r.value()));

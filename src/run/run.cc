@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "mirrormm/bugs.h"
 #include "mirrormm/mmu_notifier.h"
 
 namespace mirrormm::run {
@@ -109,6 +110,12 @@ stress::Options stress_options(const Options& o) {
     if (b.drop_bracket < 0) s.break_shootdown = true;
     else s.drop_bracket = b.drop_bracket;
   }
+  if (const bugs::Bug* bug = bugs::find_bug(o.inject)) {
+    s.inject = o.inject;
+    s.drivers = bug->drivers;
+    s.race_delay_us = bugs::kRaceDelayUs;
+    if (bug->needs_migration) s.nodes = std::max(s.nodes, 2);
+  }
   return s;
 }
 
@@ -116,6 +123,7 @@ std::string command_line(const Options& o) {
   std::string s = fmt::format("mirrormm run --seed {} --seconds {} --threads {} --memory {} --swap {} --nodes {}",
                               o.seed, o.seconds, o.threads, o.memory_mib, o.swap_mib, o.nodes);
   if (!o.debug_break.empty()) s += " --debug-break " + o.debug_break;
+  if (!o.inject.empty()) s += " --inject " + o.inject;
   return s;
 }
 
@@ -128,6 +136,8 @@ std::string describe(const Options& o) {
       o.swap_mib ? fmt::format("{} MiB of swap", o.swap_mib) : std::string("no swap"),
       o.nodes > 1 ? fmt::format("{} NUMA nodes with page migration", o.nodes) : std::string("one NUMA node"));
   if (!o.debug_break.empty()) s += fmt::format("\nkernel deliberately broken: {}", o.debug_break);
+  if (const bugs::Bug* bug = bugs::find_bug(o.inject))
+    s += fmt::format("\nbug re-injected: {} ({}, {})", bug->name, bug->year, bug->what);
   return s;
 }
 

@@ -111,7 +111,7 @@ struct Registry {
                                 DeviceMirror::Mode::kClassic));
     kinds.push_back(kind_of<ShadowMmu>(
         "shadow", "a KVM-style shadow MMU: mmu_invalidate_seq/in_progress, accessed bits and the aging callbacks",
-        {"broken-aging", "broken-keep"}));
+        {"broken-aging", "broken-keep", "broken-inprogress"}));
     kinds.push_back(kind_of<SvaIotlb>(
         "iotlb", "an SVA IOMMU's IOTLB over the CPU page tables, kept coherent by arch_invalidate_secondary_tlbs",
         {"broken-keep", "broken-upgrade"}));
@@ -190,6 +190,7 @@ Errno secondary_mmu_resolve(Mm* mm, uint64_t first, uint64_t end, bool write, st
     out->push_back({pfn.value(), writable});
     if (collided && collided()) break;
   }
+  mm_sys(mm)->debug_race_pause();  // the window between the walk and the caller's install
   return Errno::kOk;
 }
 

@@ -16,6 +16,7 @@ const char* variant_name(ShadowMmu::Broken b) {
   switch (b) {
     case ShadowMmu::Broken::kNoAging: return ":broken-aging";
     case ShadowMmu::Broken::kKeepMappings: return ":broken-keep";
+    case ShadowMmu::Broken::kIgnoreInProgress: return ":broken-inprogress";
     case ShadowMmu::Broken::kNone: break;
   }
   return "";
@@ -137,7 +138,8 @@ int ShadowMmu::test_young(MmuNotifier* sub, Mm* mm, uint64_t addr) {
 }
 
 bool ShadowMmu::mmu_invalidate_retry_locked(uint64_t mmu_seq) {
-  return mmu_invalidate_in_progress_ != 0 || mmu_invalidate_seq_ != mmu_seq || released_;
+  const bool in_progress = mmu_invalidate_in_progress_ != 0 && broken_ != Broken::kIgnoreInProgress;
+  return in_progress || mmu_invalidate_seq_ != mmu_seq || released_;
 }
 
 Result<uint64_t> ShadowMmu::fault(uint64_t addr, uint64_t len, bool write) {

@@ -32,6 +32,7 @@
 // workers at each stop of the world, and the consistency check then finds any migration
 // entry a migration left behind.
 #include "mirrormm/stress.h"
+#include "mirrormm/bugs.h"
 
 #include "mm/lock_order.h"
 
@@ -505,10 +506,18 @@ class Worker {
     if (pid) {
       sh_.slot_pid[slot].store(0, std::memory_order_release);
       // Exit with the device still attached (interval mirrors get RELEASE, classic ones
-      // release()), then detach it, sometimes before the exit instead.
+      // release()), then detach it; sometimes detach before the exit instead, and sometimes
+      // from another thread while the exit runs (unregister racing __mmu_notifier_release).
       std::shared_ptr<SecondaryMmu> m = take_mirror(slot);
-      if (m && rnd(4) == 0) m->detach();
-      sys.exit(sys.process(pid));
+      const uint64_t how = m ? rnd(8) : 7;  // 0, 1: before; 2: racing; else after
+      if (how < 2) m->detach();
+      if (how == 2) {
+        std::thread racer([m] { m->detach(); });
+        sys.exit(sys.process(pid));
+        racer.join();
+      } else {
+        sys.exit(sys.process(pid));
+      }
       if (m) sh_.detach_and_count(*m);
     } else {
       Result<Process*> r = sys.fork(p1_);
@@ -707,6 +716,8 @@ std::string replay_command(const Options& o) {
   }
   if (o.drop_bracket >= 0)
     s += fmt::format(" --drop-bracket {}", mmu_notify_event_name(static_cast<MmuNotifyEvent>(o.drop_bracket)));
+  if (!o.inject.empty()) s += " --inject " + o.inject;
+  if (o.race_delay_us) s += fmt::format(" --race-delay {}", o.race_delay_us);
   if (o.stop_on_violation) s += " --stop-on-violation";
   // Only when they differ from the defaults, so that replay lines of runs without them stay
   // as they were.
@@ -727,6 +738,11 @@ Report run_workload(const Options& o, trace::Recorder* rec) {
   System sys(cfg, o.threads);
   sys.debug_break_shootdown(o.break_shootdown);
   if (o.drop_bracket >= 0) mmu_debug_drop_bracket(o.drop_bracket);
+  const bugs::Bug* bug = o.inject.empty() ? nullptr : bugs::find_bug(o.inject);
+  if (!o.inject.empty() && !bug)
+    sys.report_violation("stress setup", fmt::format("--inject {}: no such bug in the catalog", o.inject));
+  if (bug) bugs::inject(sys, *bug);
+  sys.debug_set_race_delay_us(o.race_delay_us);
   Shared sh;
   sh.sys = &sys;
   sh.p1 = sys.process(1);
@@ -756,12 +772,14 @@ Report run_workload(const Options& o, trace::Recorder* rec) {
   sh.writeback = o.writeback;
   sh.stop_on_violation = o.stop_on_violation;
   sh.drivers = o.drivers;
+  if (bug)
+    for (std::string& d : sh.drivers) d = bugs::driver_kind(*bug, d);
   if (o.devices) {
     for (const std::string& d : o.drivers) {
       if (!secondary_mmu_kind_known(d))
         sys.report_violation("stress setup", fmt::format("--driver {}: no such secondary MMU kind", d));
     }
-    std::shared_ptr<SecondaryMmu> m = sh.attach(o.drivers.empty() ? "interval" : o.drivers[0], sys.process(1));
+    std::shared_ptr<SecondaryMmu> m = sh.attach(sh.drivers.empty() ? "interval" : sh.drivers[0], sys.process(1));
     if (m) {
       MutexGuard g(sh.mirror_lock);
       sh.mirror[0] = std::move(m);
