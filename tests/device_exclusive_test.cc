@@ -169,5 +169,164 @@ TEST_F(DeviceExclusiveTest, OnlyAnonymousWritableMemoryCanBeMadeExclusive) {
   EXPECT_FALSE(exclusive_at(p1(), W));
 }
 
+TEST_F(DeviceExclusiveTest, ZapDropsTheEntryAndThePage) {
+  map(p1(), W, 2 * P);
+  write_pattern(p1(), W, 2 * P, 4);
+  Result<uint64_t> r = exclusive(W);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(sys().madvise(p1(), W, P, kMadvDontneed).error(), Errno::kOk);
+  EXPECT_EQ(pte_at(p1(), W), 0u);
+  EXPECT_EQ(p1()->mm()->rss(MM_ANONPAGES), 1);
+  EXPECT_FALSE(ours(W));  // the zap's invalidation reached the driver
+  EXPECT_EQ(bytes(p1(), W, 2), (std::vector<uint8_t>{0, 0}));
+  ASSERT_TRUE(exclusive(W + P).ok());
+  ASSERT_TRUE(sys().munmap(p1(), W, 2 * P).ok());
+  EXPECT_EQ(p1()->mm()->rss(MM_ANONPAGES), 0);
+  sys().lru_add_drain_all();
+  EXPECT_TRUE(sys().mem().debug_is_free(static_cast<pfn_t>(r.value())) ||
+              page_ref_count_pfn(&sys(), r.value()) == 0);
+}
+
+TEST_F(DeviceExclusiveTest, MprotectLeavesTheEntryAndTheRestoredPteFollowsTheVma) {
+  map(p1(), W, 2 * P);
+  write_pattern(p1(), W, 2 * P, 5);
+  ASSERT_TRUE(exclusive(W).ok());
+  ASSERT_TRUE(sys().mprotect(p1(), W, 2 * P, kProtRead).ok());
+  // The entry stays (change_pte_range has nothing to change in it), but the driver was told
+  // (hmm.exclusive_mprotect: its next write must go through hmm_range_fault and fail).
+  EXPECT_TRUE(exclusive_at(p1(), W));
+  EXPECT_FALSE(ours(W));
+  EXPECT_EQ(drv_.others.load(), 1);
+  EXPECT_TRUE(has_pattern(p1(), W, P, 5));
+  EXPECT_FALSE(exclusive_at(p1(), W));
+  EXPECT_FALSE(pte_write(pte_at(p1(), W)));  // restore_exclusive_pte: the VMA is read-only
+  EXPECT_FALSE(fill(p1(), W, 1, 1).ok());
+  ASSERT_TRUE(sys().mprotect(p1(), W, 2 * P, RW).ok());
+  ASSERT_TRUE(exclusive(W).ok());
+  EXPECT_TRUE(fill(p1(), W, 1, 1).ok());
+  EXPECT_TRUE(pte_write(pte_at(p1(), W)));
+}
+
+TEST_F(DeviceExclusiveTest, ForkRestoresTheParentsPteAndSharesThePageCopyOnWrite) {
+  map(p1(), W, 2 * P);
+  write_pattern(p1(), W, 2 * P, 6);
+  ASSERT_TRUE(exclusive(W).ok());
+  const uint64_t pfn = device_exclusive_entry_pfn(pte_at(p1(), W));
+  Result<Process*> child = sys().fork(p1());
+  ASSERT_TRUE(child.ok());
+  // hmm.exclusive_cow: no entry is copied; the parent's PTE came back (the fork's own
+  // invalidation told the driver), and both processes share the page until a write.
+  EXPECT_FALSE(exclusive_at(p1(), W));
+  EXPECT_FALSE(exclusive_at(child.value(), W));
+  EXPECT_FALSE(ours(W));
+  EXPECT_EQ(pte_pfn(pte_at(p1(), W)), pfn);
+  EXPECT_EQ(pte_pfn(pte_at(child.value(), W)), pfn);
+  EXPECT_EQ(page_mapcount_pfn(&sys(), pfn), 2);
+  ASSERT_TRUE(fill(child.value(), W, 1, 0xc1).ok());
+  ASSERT_TRUE(fill(p1(), W + 1, 1, 0x91).ok());
+  EXPECT_EQ(bytes(child.value(), W, 2), (std::vector<uint8_t>{0xc1, pattern(W + 1, 6)}));
+  EXPECT_EQ(bytes(p1(), W, 2), (std::vector<uint8_t>{pattern(W, 6), 0x91}));
+  EXPECT_EQ(sys().debug_check_consistency(), 0u) << violations();
+  sys().exit(child.value());
+}
+
+TEST_F(DeviceExclusiveTest, MremapMovesTheEntryAndSmapsAndHmmSeeIt) {
+  map(p1(), W, 4 * P);
+  write_pattern(p1(), W, 4 * P, 7);
+  ASSERT_TRUE(exclusive(W + P).ok());
+  // smaps: the page is still resident and anonymous (is_pfn_swap_entry), not swap.
+  Result<std::vector<SmapsEntry>> sm = sys().smaps(p1());
+  ASSERT_TRUE(sm.ok());
+  ASSERT_EQ(sm.value().size(), 1u);
+  EXPECT_EQ(sm.value()[0].resident, 4 * P);
+  EXPECT_EQ(sm.value()[0].anonymous, 4 * P);
+  EXPECT_EQ(sm.value()[0].swap, 0u);
+  // mremap moves the entry as it is; the page follows.
+  Result<uint64_t> moved = sys().mremap(p1(), W, 4 * P, 4 * P, 3, W + 16 * P);
+  ASSERT_TRUE(moved.ok());
+  EXPECT_TRUE(exclusive_at(p1(), W + 17 * P));
+  EXPECT_EQ(sys().debug_check_consistency(), 0u) << violations();
+  // hmm_range_fault asked for the page faults it back (hmm_vma_handle_pte's
+  // device-exclusive case), and reports it writable.
+  std::vector<uint64_t> pfns(4, HMM_PFN_REQ_FAULT | HMM_PFN_REQ_WRITE);
+  HmmRange range;
+  range.notifier = &drv_.sub;
+  range.start = W + 16 * P;
+  range.end = W + 20 * P;
+  range.hmm_pfns = pfns.data();
+  range.pfn_flags_mask = ~0ull;
+  Errno e;
+  do {  // the restore's invalidation moves the sequence: the driver loop starts again
+    range.notifier_seq = mmu_interval_read_begin(&drv_.sub);
+    mmap_read_lock(mm_);
+    e = hmm_range_fault(&range);
+    mmap_read_unlock(mm_);
+  } while (e == Errno::kBusy);
+  ASSERT_EQ(e, Errno::kOk);
+  EXPECT_FALSE(exclusive_at(p1(), W + 17 * P));
+  EXPECT_TRUE(pfns[1] & HMM_PFN_WRITE);
+  EXPECT_EQ(hmm_pfn_to_pfn(pfns[1]), pte_pfn(pte_at(p1(), W + 17 * P)));
+  const std::vector<uint8_t> moved_bytes = bytes(p1(), W + 16 * P, 4 * P);
+  ASSERT_EQ(moved_bytes.size(), 4 * P);
+  for (uint64_t i = 0; i < 4 * P; i++) ASSERT_EQ(moved_bytes[i], pattern(W + i, 7)) << i;
+}
+
+TEST_F(DeviceExclusiveTest, AnotherConversionTakesThePageFromTheFirstHolder) {
+  map(p1(), W, P);
+  ASSERT_TRUE(exclusive(W).ok());
+  // A second make_device_exclusive (another device, or the same one again) faults the entry
+  // back first: the holder sees MMU_NOTIFY_CLEAR.
+  ASSERT_TRUE(exclusive(W).ok());
+  EXPECT_EQ(drv_.clear.load(), 1);
+  EXPECT_EQ(drv_.own_exclusive.load(), 2);
+  EXPECT_TRUE(exclusive_at(p1(), W));
+}
+
+// The device keeps taking the page for an atomic increment of a counter while a CPU keeps
+// incrementing the same counter: each side's update happens while the other cannot touch the
+// page (the CPU's PTE is gone while the device holds it; the device waits for the page lock
+// and the CPU's TLB shootdown), so no increment is lost.
+TEST_F(DeviceExclusiveTest, ExclusiveAccessRacingCpuWritesLosesNoUpdate) {
+  map(p1(), W, P);
+  ASSERT_TRUE(fill(p1(), W, P, 0).ok());
+  constexpr uint32_t kEach = 2000;
+  std::atomic<int> failures{0};
+  std::thread device([&] {
+    for (uint32_t i = 0; i < kEach; i++) {
+      mmap_read_lock(mm_);
+      Result<uint64_t> r = make_device_exclusive(mm_, W, &drv_);
+      if (!r.ok()) {
+        failures++;
+        mmap_read_unlock(mm_);
+        continue;
+      }
+      // The device's atomic operation, on its exclusive page.
+      uint32_t v;
+      uint8_t* d = page_address(&sys(), r.value());
+      std::memcpy(&v, d, sizeof(v));
+      v++;
+      std::memcpy(d, &v, sizeof(v));
+      unlock_page_pfn(&sys(), r.value());
+      put_page_pfn(&sys(), r.value());
+      mmap_read_unlock(mm_);
+    }
+  });
+  for (uint32_t i = 0; i < kEach; i++) {
+    AccessResult r = sys().access(p1(), 0, W, 4, true, [](uint8_t* d, uint64_t, uint64_t) {
+      uint32_t v;
+      std::memcpy(&v, d, sizeof(v));
+      v++;
+      std::memcpy(d, &v, sizeof(v));
+    });
+    if (!r.ok()) failures++;
+  }
+  device.join();
+  EXPECT_EQ(failures.load(), 0);
+  uint32_t total = 0;
+  sys().access(p1(), 0, W, 4, false, [&](uint8_t* d, uint64_t, uint64_t) { std::memcpy(&total, d, 4); });
+  EXPECT_EQ(total, 2 * kEach);
+  EXPECT_GT(drv_.clear.load(), 0);  // the CPU took the page back from the device
+}
+
 }  // namespace
 }  // namespace mirrormm::testing
