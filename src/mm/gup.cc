@@ -191,6 +191,7 @@ long errno_long(Errno e) { return -static_cast<long>(static_cast<int>(e)); }
 // __get_user_pages_remote: the walk with the remote flags, pfns filled (when given) for the
 // pages resolved. The number of pages, or the errno when the first one failed.
 long gup_remote(Mm* mm, uint64_t start, unsigned long nr_pages, unsigned gup_flags, uint64_t* pfns) {
+  mmap_assert_locked(mm);  // the remote calls' contract
   std::vector<GupPfn> got(pfns ? nr_pages : 0);
   const GupResult r =
       get_user_pages(mm, start, nr_pages, gup_flags | FOLL_TOUCH | FOLL_REMOTE, pfns ? got.data() : nullptr);
