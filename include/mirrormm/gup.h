@@ -17,9 +17,10 @@
 // COW), and gets a reference (FOLL_GET) or a pin (FOLL_PIN). Both return the number of pages
 // resolved, from start on: fewer than nr_pages when a later page failed, and a negative errno
 // when the first one did: -EFAULT (no VMA, or a VMA that refuses the access: VM_IO, VM_PFNMAP,
-// no VM_READ, no VM_WRITE for FOLL_WRITE), -ENOMEM (no memory for the fault), -EINVAL (bad
-// flags: FOLL_PIN or FOLL_LONGTERM passed to get_user_pages_remote, FOLL_GET to
-// pin_user_pages_remote, an unknown flag, a null pfns).
+// no VM_READ, no VM_WRITE for FOLL_WRITE; with FOLL_NOFAULT, a first page not mapped as
+// asked), -ENOMEM (no memory for the fault), -EINVAL (bad flags: FOLL_PIN or FOLL_LONGTERM
+// passed to get_user_pages_remote, FOLL_GET to pin_user_pages_remote, an unknown flag; a null
+// pfns for pin_user_pages_remote).
 //
 // Pins (Documentation/core-api/pin_user_pages.rst). A pin adds GUP_PIN_COUNTING_BIAS (1024)
 // to the page's reference count, so that folio_maybe_dma_pinned (refcount >= 1024) can tell a
@@ -58,14 +59,16 @@ inline constexpr unsigned FOLL_LONGTERM = 1u << 8;  // the pin lasts indefinitel
 inline constexpr int kGupPinCountingBias = 1024;
 
 // get_user_pages_remote: a reference on each of the nr_pages pages from start (page aligned
-// down), in pfns. gup_flags: FOLL_WRITE, FOLL_FORCE, FOLL_NOFAULT (FOLL_GET is implied). The
-// caller holds mmap_read_lock(mm) and drops each reference with put_page_pfn.
+// down), in pfns. gup_flags: FOLL_WRITE, FOLL_FORCE, FOLL_NOFAULT (FOLL_GET is implied when
+// pfns is given; with a null pfns the pages are only faulted in). The caller holds
+// mmap_read_lock(mm) and drops each reference with put_page_pfn.
 long get_user_pages_remote(Mm* mm, uint64_t start, unsigned long nr_pages, unsigned gup_flags, uint64_t* pfns);
 // pin_user_pages_remote: a pin on each page instead (FOLL_PIN is implied); gup_flags:
 // FOLL_WRITE, FOLL_FORCE, FOLL_NOFAULT, FOLL_LONGTERM. The caller holds mmap_read_lock(mm)
-// and releases the pins with unpin_user_pages (with or without the lock). With FOLL_LONGTERM
-// the call may drop and retake nothing itself, but it migrates device-coherent pages and then
-// resolves the range again (up to a few times: -ENOMEM when pages keep coming back).
+// and releases the pins with unpin_user_pages (with or without the lock). With FOLL_LONGTERM,
+// when a page of the range is device-coherent, every pin is released, those pages are
+// migrated to system RAM and the range is pinned again (__gup_longterm_locked's loop);
+// -EBUSY when such a page cannot be moved (locked, or referenced beyond its mappings).
 long pin_user_pages_remote(Mm* mm, uint64_t start, unsigned long nr_pages, unsigned gup_flags, uint64_t* pfns);
 // unpin_user_pages / unpin_user_page: releases pins taken by pin_user_pages_remote.
 void unpin_user_pages(System* sys, const uint64_t* pfns, unsigned long npages);
