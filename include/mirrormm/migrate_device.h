@@ -103,6 +103,28 @@ Errno migrate_device_pfns(System* sys, uint64_t* src_pfns, uint64_t npages);
 void migrate_device_pages(System* sys, uint64_t* src_pfns, uint64_t* dst_pfns, uint64_t npages);
 void migrate_device_finalize(System* sys, uint64_t* src_pfns, uint64_t* dst_pfns, uint64_t npages);
 
+// make_device_exclusive (mm/rmap.c, Linux 6.15 and later): gives a device exclusive access to
+// the anonymous page at addr of mm, for an atomic operation the device cannot do through the
+// CPU's mapping. The page is faulted in writable first (a write fault: COW is broken, a page
+// on another device comes back, an earlier device-exclusive entry is restored), then, inside an
+// invalidate_range_start/end of [addr, addr + PAGE_SIZE) with MMU_NOTIFY_EXCLUSIVE and
+// owner = owner (the caller's own invalidate callback filters that event out), its PTE becomes
+// a device-exclusive entry: the CPU no longer maps the page, which keeps its reference, its
+// mapcount and its rss (the PTE's dirty bit moves to the page). The next CPU access (a fault,
+// a GUP, hmm_range_fault, fork) restores the PTE (remove_device_exclusive_entry): an
+// invalidate_range_start/end with MMU_NOTIFY_CLEAR and no owner, which the driver sees and uses
+// to drop its exclusive mapping, then the present PTE (writable if the VMA is and the page
+// still exclusive to it, clean, old). mprotect leaves the entry as it is (it invalidates the
+// range, and the PTE is restored with the new protection); a zap drops it like a PTE.
+//
+// Returns the pfn of the page now exclusively the device's, locked and with a reference the
+// caller drops (unlock_page_pfn, put_page_pfn) once it has mapped the page in its own page
+// table. Errors: those of the fault (-EFAULT: no VMA or one that cannot be written, -ENOMEM),
+// -EOPNOTSUPP for a page that is not anonymous (a shared or file mapping). The caller holds
+// mmap_read_lock(mm). When the PTE changes between the fault and the conversion, the whole
+// sequence is retried.
+Result<uint64_t> make_device_exclusive(Mm* mm, uint64_t addr, void* owner);
+
 // A system page for a migration back to RAM (alloc_page + lock_page): locked, one reference,
 // zeroed. 0 when memory is exhausted.
 uint64_t alloc_migrate_page(System* sys);

@@ -161,6 +161,24 @@ uint64_t System::debug_check_consistency() {
             anon++;
             continue;
           }
+          // A device-exclusive entry stands for the PTE it replaced: an anonymous system page
+          // in use, exclusive to this mapping (make_device_exclusive converts only a writable
+          // PTE, and fork restores the PTE before it shares anything).
+          if (is_device_exclusive_entry(v)) {
+            const pfn_t pfn = device_exclusive_entry_pfn(v);
+            Page* page = mem_->valid_pfn(pfn) ? mem_->pfn_to_page(pfn) : nullptr;
+            if (!page || page->test(PG_free) || is_device_private_page(page) || !page->test(PG_anon) ||
+                !page->test(PG_anon_exclusive)) {
+              bad(fmt::format("mm {}: device-exclusive entry {:#x} at {:#x} names no exclusive anonymous page",
+                              mm->id(), v, addr));
+              continue;
+            }
+            writable_anon.insert(page);
+            mapped[page]++;
+            where[page] += fmt::format(" mm{}@{:#x}x", mm->id(), addr);
+            anon++;
+            continue;
+          }
           if (!pte_present(v) || pte_special(v)) continue;
           // A writable PTE needs a VMA that allows writing (mprotect downgrades PTEs and
           // migration entries alike).
@@ -293,7 +311,10 @@ uint64_t System::debug_check_consistency() {
     }
     // A swap-cache page: the cache holds one reference while the page is its entry's.
     if (page->test(PG_swapcache) && swap_cache_peek(this, page->swap) == page) cache++;
-    const int accounted = ptes + cache + links + pending;
+    // Pins (mirrormm/gup.h) are their drivers' business, like a device page's references:
+    // whole multiples of the pin bias are taken as pins.
+    const int pins = rc >= kGupPinCountingBias ? rc / kGupPinCountingBias * kGupPinCountingBias : 0;
+    const int accounted = ptes + cache + links + pending + pins;
     if (rc > accounted)
       bad(fmt::format("frame {}: refcount {} but {} accounted for ({} PTE, {} page cache, {} page-table link, "
                       "{} pending gather or LRU batch; flags {:#x}): leaked reference",

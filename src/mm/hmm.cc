@@ -164,8 +164,9 @@ Errno hmm_vma_walk_ptes(HmmVmaWalk* walk, Vma* vma, pte_t* ptep, uint64_t addr, 
         *pfns = sticky;  // none, swapped out or migrating: a fault could map it
         continue;
       }
-      // Another owner's device-private page is faulted back to system RAM.
-      if (pte_none(pte) || !non_swap_entry(pte) || is_device_private_entry(pte))
+      // Another owner's device-private page is faulted back to system RAM, and a page some
+      // device holds exclusively is taken back from it (remove_device_exclusive_entry).
+      if (pte_none(pte) || !non_swap_entry(pte) || is_device_page_entry(pte))
         return hmm_vma_fault(walk, vma, ptep, addr, end);
       if (is_migration_entry(pte)) {
         walk->last = addr;

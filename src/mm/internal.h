@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "mirrormm/errno.h"
+#include "mirrormm/gup.h"
 #include "mm/mm_types.h"
 
 namespace mirrormm {
@@ -135,6 +136,10 @@ enum FaultFlags : unsigned {
   FAULT_FLAG_WRITE = 1u << 0,
   FAULT_FLAG_REMOTE = 1u << 1,  // GUP (populate): no access_error, no stack expansion
   FAULT_FLAG_VMA_LOCK = 1u << 2,  // only the VMA's read lock is held, not the mmap_lock
+  // GUP's FOLL_PIN of a shared anonymous page for reading (gup_must_unshare): the page is
+  // copied (or reused, if nobody else has it) as a write fault would, but the PTE stays
+  // read-only.
+  FAULT_FLAG_UNSHARE = 1u << 3,
 };
 // Handles a fault at addr in vma, with the mmap_lock held for read or (FAULT_FLAG_VMA_LOCK)
 // only the VMA read-locked; in the latter case work that needs the mmap_lock (a first
@@ -151,17 +156,24 @@ void unmap_mapping_range(ShmemInode* inode, uint64_t first, ZapCows cows);
 Errno copy_page_range(Vma* dst, Vma* src);
 // Whether an access with these flags is allowed by the VMA (arch access_error()).
 bool access_error(const Vma* vma, bool write);
+// restore_exclusive_pte: the device-exclusive entry orig of locked page `page` at addr
+// becomes a present PTE again (old; writable and, if the page is, dirty when the VMA is
+// writable and the page still exclusive to it). The caller holds the page lock and the PTE
+// lock, and has checked that the entry is still orig.
+void restore_exclusive_pte(Vma* vma, Page* page, uint64_t addr, pte_t* ptep, pteval_t orig);
 
 // ---- gup.cc: faulting user pages in for the kernel (mm/gup.c) ----
 
-enum FollFlags : unsigned {
-  FOLL_WRITE = 1u << 0,          // the page must be mapped writable: faults are write faults
-  FOLL_FORCE = 1u << 1,          // reads need only an accessible VMA, not VM_READ (populate)
-  FOLL_NOFAULT = 1u << 2,        // never fault: a page not mapped as wanted is reported invalid
-  FOLL_REMOTE = 1u << 3,         // on behalf of a device (FAULT_FLAG_REMOTE)
-  FOLL_MADV_POPULATE = 1u << 4,  // madvise's errnos: no VMA -ENOMEM, a refused VMA -EINVAL
-  FOLL_TOUCH = 1u << 5,          // the access counts as one: FOLL_WRITE marks the page dirty
-};
+// folio_maybe_dma_pinned: the page's reference count reached the pin bias (mirrormm/gup.h).
+inline bool folio_maybe_dma_pinned(const Page* page) {
+  return page->refcount.load(std::memory_order_acquire) >= kGupPinCountingBias;
+}
+
+// The flags drivers pass (FOLL_WRITE, FOLL_FORCE, FOLL_NOFAULT, FOLL_GET, FOLL_PIN,
+// FOLL_LONGTERM) are in mirrormm/gup.h; these are the memory manager's own.
+inline constexpr unsigned FOLL_REMOTE = 1u << 3;         // on behalf of a device (FAULT_FLAG_REMOTE)
+inline constexpr unsigned FOLL_MADV_POPULATE = 1u << 4;  // madvise's errnos: no VMA -ENOMEM, a refused VMA -EINVAL
+inline constexpr unsigned FOLL_TOUCH = 1u << 5;          // the access counts as one: FOLL_WRITE marks the page dirty
 // What one page resolved to: the pfn its PTE maps and whether the PTE is writable; valid is
 // false only under FOLL_NOFAULT, for a page not mapped as wanted.
 struct GupPfn {
@@ -197,6 +209,15 @@ Errno faultin_page_range(Mm* mm, uint64_t start, uint64_t end, ForWrite write) R
 Errno get_user_pfns(Mm* mm, uint64_t start, uint64_t nr_pages, ForWrite write, FaultIn fault, GupPfn* pfns)
     REQUIRES_SHARED(mm->mmap_lock_);
 
+// ---- migrate_device.cc ----
+
+// migrate_device_coherent_folio: moves device-coherent page pfn to a new system page (a
+// long-term pin's check_and_migrate_movable_pages). The caller holds a reference, which the
+// migration takes over, and no page lock. kOk when the page moved (or is no longer mapped:
+// nothing to move), kBusy when it could not (locked elsewhere, referenced beyond its
+// mappings, no memory for the copy).
+Errno migrate_device_coherent_page(System* sys, uint64_t pfn);
+
 // ---- mmap.cc ----
 
 // PROT_* (and a protection key) to VM_READ/WRITE/EXEC (calc_vm_prot_bits).
@@ -224,6 +245,10 @@ Errno do_vmi_align_munmap(Mm* mm, Vma* vma, uint64_t start, uint64_t end) REQUIR
 void exit_mmap(Mm* mm);
 
 // ---- mprotect.cc ----
+// can_change_pte_writable: whether a PTE of a writable VMA may be made writable right away
+// instead of waiting for a write fault (an exclusive anonymous page in a private mapping, a
+// dirty page in a shared one).
+bool can_change_pte_writable(Vma* vma, pteval_t pte);
 enum CpFlags : unsigned { MM_CP_TRY_CHANGE_WRITABLE = 1u << 0 };
 long change_protection(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, unsigned cp_flags)
     REQUIRES(vma->vm_mm->mmap_lock_);

@@ -310,13 +310,25 @@ unsigned wp_page_shared(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, Spi
 
 // do_wp_page: a write to a present, write-protected PTE of a writable VMA. Called with the
 // PTE lock held; returns with it released (the guard is the caller's, passed by reference).
+//
+// With FAULT_FLAG_UNSHARE (a read pin of a shared anonymous page) the page becomes exclusive
+// to this mapping the same way, reused or copied, but the PTE stays read-only.
 unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLock& ptl, unsigned flags)
     RELEASE(ptl) {
   Mm* mm = vma->vm_mm;
   PhysMem& mem = mem_of(vma);
   Page* old = vm_normal_page(vma, orig);
+  const bool unshare = flags & FAULT_FLAG_UNSHARE;
+  // wp_page_reuse, or only the exclusivity for an unshare fault.
+  auto reuse = [&] {
+    if (!unshare) wp_page_reuse(vma->vm_mm, addr, ptep);
+  };
 
   if (vma->vm_flags & VM_SHARED) {
+    if (unshare) {
+      ptl.unlock();
+      return VM_FAULT_OK;
+    }
     if (old && vma_wants_writenotify(vma)) return wp_page_shared(vma, addr, ptep, orig, ptl, old);
     // wp_page_shared: shared memory needs no copy; make the entry writable and dirty.
     if (old) old->set(PG_dirty);
@@ -329,7 +341,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
     if (!old->test(PG_anon_exclusive) && !old->test(PG_lru)) lru_add_drain(mem);  // an add batch's reference
     if (old->test(PG_anon_exclusive) || old->refcount.load(std::memory_order_acquire) == 1) {
       old->set(PG_anon_exclusive);
-      wp_page_reuse(vma->vm_mm, addr, ptep);
+      reuse();
       ptl.unlock();
       return VM_FAULT_OK;
     }
@@ -350,7 +362,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
     }
     if (old->refcount.load(std::memory_order_acquire) == 2) {  // this PTE's and ours
       old->set(PG_anon_exclusive);
-      wp_page_reuse(vma->vm_mm, addr, ptep);
+      reuse();
       mem.put_page(old);
       return VM_FAULT_OK;
     }
@@ -369,7 +381,8 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
       std::memcpy(mem.page_address(page), mem.page_address(old), kPageSize);
       MM_TSAN_IGNORE_END();
     }
-    pteval_t entry = pte_mkwrite(pte_mkdirty(pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot)));
+    pteval_t entry = pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot);
+    if (!unshare) entry = pte_mkwrite(pte_mkdirty(entry));
     // The old translation (a shared page, the zero page) is replaced by the copy.
     MmuNotifierBracket bracket(MmuNotifyEvent::kClear, mm, addr & kPageMask, (addr & kPageMask) + kPageSize);
     SpinGuard g(ptl);
@@ -530,7 +543,45 @@ unsigned do_device_private_fault(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t 
   return err == Errno::kNoMem ? VM_FAULT_OOM : VM_FAULT_SIGBUS;
 }
 
+// remove_device_exclusive_entry: a CPU access to a page a device holds exclusively
+// (make_device_exclusive) takes it back. The page is locked (waiting for a
+// make_device_exclusive or migration that holds it), the device is told with an invalidation
+// of the page (MMU_NOTIFY_CLEAR, no owner, so that its driver does not filter it out), and
+// the PTE comes back if the entry is still there; then the access retries. The reference
+// taken first keeps the page from being freed (and the lock from being taken on a reused
+// frame for nothing) while its entry may be zapped meanwhile.
+unsigned remove_device_exclusive_entry(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig) {
+  Mm* mm = vma->vm_mm;
+  PhysMem& mem = mem_of(vma);
+  Page* page = mem.pfn_to_page(device_exclusive_entry_pfn(orig));
+  if (!PhysMem::get_page_unless_zero(page)) return VM_FAULT_OK;  // gone meanwhile: retry
+  lock_page(page);  // ranks below the mmap_lock and the VMA lock, above nothing held here
+  {
+    MmuNotifierBracket bracket(MmuNotifyEvent::kClear, mm, addr, addr + kPageSize);
+    SpinGuard g(pte_lockptr(mm, ptep));
+    if (ptep_get(ptep) == orig) restore_exclusive_pte(vma, page, addr, ptep, orig);
+  }
+  unlock_page(page);
+  mem.put_page(page);
+  return VM_FAULT_OK;
+}
+
 }  // namespace
+
+void restore_exclusive_pte(Vma* vma, Page* page, uint64_t addr, pte_t* ptep, pteval_t orig) {
+  MM_BUG_ON(!page->test(PG_locked));
+  PhysMem& mem = mem_of(vma);
+  const pgprot_t prot = std::atomic_ref<pgprot_t>(vma->vm_page_prot).load(std::memory_order_relaxed);
+  pteval_t pte = pte_mkold(pfn_pte(mem.page_to_pfn(page), prot));
+  // Writable again only if the VMA still is (mprotect leaves the entry alone) and the page is
+  // still this mapping's alone (can_change_pte_writable).
+  if ((vma->vm_flags & VM_WRITE) && can_change_pte_writable(vma, pte)) {
+    if (page->test(PG_dirty)) pte = pte_mkdirty(pte);
+    pte = pte_mkwrite(pte);
+  }
+  set_pte(ptep, pte);  // was not present: nothing to flush
+  mmu_checker_pte_change(vma->vm_mm, addr, orig, pte);
+}
 
 bool access_error(const Vma* vma, bool write) {
   Mm* mm = vma->vm_mm;
@@ -560,6 +611,7 @@ unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) {
     return VM_FAULT_OK;
   }
   if (is_device_private_entry(v)) return do_device_private_fault(vma, addr, ptep, v, flags);
+  if (is_device_exclusive_entry(v)) return remove_device_exclusive_entry(vma, addr, ptep, v);
   SpinLock& ptl = pte_lockptr(mm, ptep);
   ptl.lock();
   pteval_t cur = ptep_get(ptep);
@@ -572,7 +624,8 @@ unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) {
     ptl.unlock();
     return VM_FAULT_SIGSEGV;
   }
-  if ((flags & FAULT_FLAG_WRITE) && !pte_write(cur)) return do_wp_page(vma, addr, ptep, cur, ptl, flags);
+  if ((flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE)) && !pte_write(cur))
+    return do_wp_page(vma, addr, ptep, cur, ptl, flags);
   // A spurious fault (the entry already allows the access): mark it young (and dirty).
   ptep->fetch_or(_PAGE_ACCESSED | ((flags & FAULT_FLAG_WRITE) ? _PAGE_DIRTY : 0), std::memory_order_acq_rel);
   ptl.unlock();
@@ -662,9 +715,9 @@ void zap_pte_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCo
           else shmem++;
           continue;
         }
-        // zap_nonpresent_ptes' device-private case: the entry held a mapping and a
-        // reference of the page, dropped after the flush like a present page's.
-        if (is_device_private_entry(v)) {
+        // zap_nonpresent_ptes' device-private and device-exclusive cases: the entry held a
+        // mapping and a reference of the page, dropped after the flush like a present page's.
+        if (is_device_page_entry(v)) {
           Page* page = mem_of(vma).pfn_to_page(device_private_entry_pfn(v));
           anon++;
           page->mapcount.fetch_sub(1, std::memory_order_relaxed);
@@ -752,6 +805,31 @@ void copy_device_private_entry(const Vma* src, pte_t* sptep, pteval_t* v, bool c
   set_pte(sptep, *v);
 }
 
+// folio_needs_cow_for_dma for an anonymous page: an exclusive page that may be pinned (a
+// device may be writing it) cannot be shared copy-on-write by a fork: the first write of
+// either process would move that process away from the page the device sees.
+bool folio_needs_cow_for_dma(const Page* page) {
+  return page->test(PG_anon) && page->test(PG_anon_exclusive) && folio_maybe_dma_pinned(page);
+}
+
+// copy_present_page: the child's own copy of page at addr, mapped like a fault's new page
+// (dirty, writable if the VMA is). The caller holds both PTE locks; false when no frame is
+// free without waiting.
+bool copy_present_page(Vma* dst, uint64_t addr, pte_t* dptep, Page* page) {
+  PhysMem& mem = mem_of(dst);
+  Page* copy = mem.alloc_page(Zero::kNo, Gfp::kNowait, LruRef::kPrepaid);
+  if (!copy) return false;
+  MM_TSAN_IGNORE_BEGIN();  // a device (the pin's owner) may write the source meanwhile
+  std::memcpy(mem.page_address(copy), mem.page_address(page), kPageSize);
+  MM_TSAN_IGNORE_END();
+  page_add_new_anon_rmap(copy, dst, addr);
+  folio_add_lru_vma(mem, copy, dst, LruRef::kPrepaid);
+  pteval_t pte = pte_mkdirty(pfn_pte(mem.page_to_pfn(copy), dst->vm_page_prot));
+  if (dst->vm_flags & VM_WRITE) pte = pte_mkwrite(pte);
+  set_pte(dptep, pte);
+  return true;
+}
+
 }  // namespace
 
 Errno copy_page_range(Vma* dst, Vma* src) {
@@ -792,6 +870,20 @@ Errno copy_page_range(Vma* dst, Vma* src) {
       pteval_t v = ptep_get(sptep);
       if (pte_none(v)) continue;
       pte_t* dptep = dbase + index_at(addr, kPteShift);
+      if (is_device_exclusive_entry(v)) {
+        // copy_nonpresent_pte's device-exclusive case (try_restore_exclusive_pte): the
+        // parent's PTE comes back (the device was told by this fork's invalidation), then it
+        // is copied as a present one. The page lock is only tried, under the PTE locks; a
+        // page locked by someone else fails the fork, as Linux's copy_pte_range does.
+        Page* page = src_mm->mem().pfn_to_page(device_exclusive_entry_pfn(v));
+        if (!trylock_page_batch(page)) {
+          err = Errno::kNoMem;
+          return;
+        }
+        restore_exclusive_pte(src, page, addr, sptep, v);
+        unlock_page(page);
+        v = ptep_get(sptep);
+      }
       if (!pte_present(v)) {
         // copy_nonpresent_pte: a swap entry gains the child's reference, and neither side
         // may map the page exclusively when it comes back.
@@ -817,6 +909,16 @@ Errno copy_page_range(Vma* dst, Vma* src) {
         continue;
       }
       Page* page = pte_present(v) ? vm_normal_page(src, v) : nullptr;
+      if (page && folio_needs_cow_for_dma(page)) {
+        // folio_try_dup_anon_rmap_pte refuses a pinned exclusive page: the child gets a copy
+        // now (copy_present_page), and the parent keeps the page and its PTE as they are.
+        if (!copy_present_page(dst, addr, dptep, page)) {
+          err = Errno::kNoMem;
+          return;
+        }
+        anon++;
+        continue;
+      }
       if (page) {
         // folio_try_dup_anon_rmap_pte: the page is now shared by two processes.
         src_mm->mem().get_page(page);

@@ -41,15 +41,24 @@ bool try_to_migrate_one(Page* page, Vma* vma, uint64_t address, const void* owne
     const pteval_t cur = ptep_get(ptep);
     // A device-private page is mapped by device-private entries (try_to_migrate_one's
     // folio_is_device_private case): nothing a CPU could have cached, no A/D bits.
-    const bool device = is_device_private_entry(cur) && device_private_entry_pfn(cur) == pfn;
+    // So is a page a device holds exclusively (a device-exclusive entry, always writable):
+    // the migration takes it back from the device, whose driver saw the invalidation above.
+    const bool device = is_device_page_entry(cur) && device_private_entry_pfn(cur) == pfn;
     if (!device && (!pte_present(cur) || pte_special(cur) || pte_pfn(cur) != pfn)) return true;  // not ours (any more)
+    const bool anon_exclusive = page->test(PG_anon) && page->test(PG_anon_exclusive);
+    // folio_try_share_anon_rmap_pte refuses a page that may be pinned: the mapping stays,
+    // and the migration fails. (Pins are taken under this PTE lock.)
+    if (anon_exclusive && folio_maybe_dma_pinned(page)) return false;
     const pteval_t v = ptep_get_and_clear(ptep);
     if (!device) flush_tlb_page(mm, address);
     if (!device && pte_dirty(v)) page->set(PG_dirty);
     // The exclusivity moves from the page to the entry (folio_try_share_anon_rmap_pte).
-    const bool anon_exclusive = page->test(PG_anon) && page->test(PG_anon_exclusive);
     if (anon_exclusive) page->clear(PG_anon_exclusive);
-    const bool writable = device ? is_writable_device_private_entry(v) : pte_write(v);
+    // A device-exclusive entry is writable whatever mprotect did since (it leaves such
+    // entries alone): the VMA decides.
+    const bool writable = !device                      ? pte_write(v)
+                          : is_device_exclusive_entry(v) ? (vma->vm_flags & VM_WRITE) != 0
+                                                         : is_writable_device_private_entry(v);
     const unsigned type = writable        ? kSwpMigrationWrite
                           : anon_exclusive ? kSwpMigrationReadExclusive
                                            : kSwpMigrationRead;

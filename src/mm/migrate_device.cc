@@ -406,6 +406,39 @@ void migrate_device_finalize(System* sys, uint64_t* src_pfns, uint64_t* dst_pfns
   migrate_device_finalize_common(sys, src_pfns, dst_pfns, npages, nullptr);
 }
 
+Errno migrate_device_coherent_page(System* sys, uint64_t pfn) {
+  PhysMem& mem = sys->mem();
+  Page* page = mem.pfn_to_page(static_cast<pfn_t>(pfn));
+  // The destination first: no allocation (and its reclaim) under the source's lock.
+  const uint64_t dpfn = alloc_migrate_page(sys);
+  auto drop_dst = [&] {
+    if (!dpfn) return;
+    unlock_page_pfn(sys, dpfn);
+    mem.put_page(mem.pfn_to_page(static_cast<pfn_t>(dpfn)));
+  };
+  lock_page(page);
+  // The restore walks of the migration find the page through its anon_vma, pinned here while
+  // the page is still mapped (migrate_device_pfns does the same).
+  AnonVma* av = page->test(PG_anon) ? folio_get_anon_vma(sys, page) : nullptr;
+  if (!av) {
+    unlock_page(page);
+    mem.put_page(page);
+    drop_dst();
+    return Errno::kOk;  // not mapped any more: the caller's next walk sees what is
+  }
+  uint64_t src = migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE;
+  (void)migrate_device_unmap(sys, &src, 1, nullptr);
+  if (!(src & MIGRATE_PFN_MIGRATE)) {
+    drop_dst();
+    return Errno::kBusy;
+  }
+  uint64_t dst = dpfn ? migrate_pfn(dpfn) : 0;
+  migrate_device_pages(sys, &src, &dst, 1);
+  if (src & MIGRATE_PFN_MIGRATE) copy_highpage(sys, dpfn, pfn);
+  migrate_device_finalize(sys, &src, &dst, 1);
+  return (src & MIGRATE_PFN_MIGRATE) ? Errno::kOk : Errno::kBusy;
+}
+
 uint64_t alloc_migrate_page(System* sys) {
   PhysMem& mem = sys->mem();
   Page* page = mem.alloc_page(Zero::kYes, Gfp::kUser);

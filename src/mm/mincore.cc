@@ -50,8 +50,9 @@ Result<uint64_t> do_mincore(Mm* mm, uint64_t addr, uint64_t pages, uint8_t* vec)
             mincore_unmapped_range(vma, a, a + kPageSize, slot);
           else if (pte_present(v))
             *slot = 1;
-          else if (is_migration_entry(v) || is_device_private_entry(v))
-            *slot = 1;  // a page in memory, being moved or in device memory (mincore_pte_range)
+          else if (is_migration_entry(v) || is_device_page_entry(v))
+            *slot = 1;  // a page in memory: being moved, in device memory or held by a device
+                        // (mincore_pte_range's non_swap_entry case)
           else
             *slot = !non_swap_entry(v) && mincore_swap(mm->sys(), v) ? 1 : 0;
         }

@@ -23,18 +23,6 @@ int override_mprotect_pkey(Mm* mm, const Vma* vma, uint64_t prot) REQUIRES(mm->m
   return vma_pkey_of(vma->vm_flags);
 }
 
-// can_change_pte_writable: whether a PTE of a writable VMA may be made writable right away
-// instead of waiting for a write fault.
-bool can_change_pte_writable(Vma* vma, pteval_t pte) {
-  if (pte_protnone(pte)) return false;
-  if (!(vma->vm_flags & VM_SHARED)) {
-    if (pte_special(pte)) return false;
-    Page* page = vma->vm_mm->mem().pfn_to_page(pte_pfn(pte));
-    return page->test(PG_anon) && page->test(PG_anon_exclusive);
-  }
-  return pte_dirty(pte);
-}
-
 // change_pte_range's migration-entry case: a write entry becomes a read entry (read-exclusive
 // for an anonymous page, whose exclusivity the write entry implied), on any protection
 // change, so that the migration restores a read-only PTE and the next write faults and is
@@ -99,6 +87,16 @@ Errno mprotect_fixup(MmuGather& tlb, Mm* mm, Vma* vma, Vma** pprev, uint64_t sta
 }
 
 }  // namespace
+
+bool can_change_pte_writable(Vma* vma, pteval_t pte) {
+  if (pte_protnone(pte)) return false;
+  if (!(vma->vm_flags & VM_SHARED)) {
+    if (pte_special(pte)) return false;
+    Page* page = vma->vm_mm->mem().pfn_to_page(pte_pfn(pte));
+    return page->test(PG_anon) && page->test(PG_anon_exclusive);
+  }
+  return pte_dirty(pte);
+}
 
 // change_protection's PTE level: the entries of [start, end), under the caller's bracket.
 long change_pte_tables(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, unsigned cp_flags);

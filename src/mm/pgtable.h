@@ -140,7 +140,7 @@ inline constexpr pteval_t migration_entry_retype(pteval_t v, unsigned type) { re
 // names its pfn with one of these types, and a CPU access faults into the pgmap's
 // migrate_to_ram. The entry counts as the page in rss, mapcount and refcount, as a present
 // PTE would. _PAGE_SWP_EXCLUSIVE carries PG_anon_exclusive (pte_swp_mkexclusive), as in a
-// swap PTE. kSwpDeviceExclusive is reserved for make_device_exclusive's entries.
+// swap PTE.
 inline constexpr unsigned kSwpDeviceExclusive = 26;
 inline constexpr unsigned kSwpDeviceRead = 27;
 inline constexpr unsigned kSwpDeviceWrite = 28;
@@ -155,6 +155,21 @@ inline constexpr pteval_t make_device_private_entry(pfn_t pfn, bool write) {
 // The entry with the write permission taken away (make_readable_device_private_entry).
 inline constexpr pteval_t make_readable_device_private_entry(pteval_t v) { return swp_entry(kSwpDeviceRead, swp_offset(v)); }
 inline constexpr pfn_t device_private_entry_pfn(pteval_t v) { return static_cast<pfn_t>(swp_offset(v) & kSwpPfnMask); }
+
+// Device-exclusive entries (SWP_DEVICE_EXCLUSIVE, mirrormm/migrate_device.h's
+// make_device_exclusive): an anonymous system page that a device accesses atomically is
+// unmapped from the CPU, and its PTE names the page's pfn with this type until the next CPU
+// access restores the PTE (remove_device_exclusive_entry). Since Linux 6.15 there is one type,
+// always writable, and the entry keeps everything the PTE held: the page's reference, its
+// mapcount and its rss (and the page its PG_anon_exclusive).
+inline constexpr bool is_device_exclusive_entry(pteval_t v) {
+  return is_swap_pte(v) && swp_type(v) == kSwpDeviceExclusive;
+}
+inline constexpr pteval_t make_device_exclusive_entry(pfn_t pfn) { return swp_entry(kSwpDeviceExclusive, pfn); }
+inline constexpr pfn_t device_exclusive_entry_pfn(pteval_t v) { return static_cast<pfn_t>(swp_offset(v) & kSwpPfnMask); }
+// is_pfn_swap_entry's device kinds: a non-present entry that maps a page (device-private or
+// device-exclusive) and counts as that page's mapping.
+inline constexpr bool is_device_page_entry(pteval_t v) { return is_device_private_entry(v) || is_device_exclusive_entry(v); }
 
 // Entry accessors. Readers outside the PTE lock use ptep_get (acquire).
 inline pteval_t ptep_get(const pte_t* p) { return p->load(std::memory_order_acquire); }

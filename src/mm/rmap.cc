@@ -372,8 +372,10 @@ pte_t* page_vma_mapped_pte(Page* page, Vma* vma, uint64_t address) {
   pte_t* ptep = pte_offset(vma->vm_mm, address);
   if (!ptep) return nullptr;
   const pteval_t v = ptep_get(ptep);
+  const pfn_t pfn = vma->vm_mm->mem().page_to_pfn(page);
+  if (is_device_exclusive_entry(v)) return device_exclusive_entry_pfn(v) == pfn ? ptep : nullptr;
   if (!pte_present(v) || pte_special(v)) return nullptr;
-  return pte_pfn(v) == vma->vm_mm->mem().page_to_pfn(page) ? ptep : nullptr;
+  return pte_pfn(v) == pfn ? ptep : nullptr;
 }
 
 namespace {
@@ -507,12 +509,17 @@ int folio_referenced(System* sys, Page* page, PageLocked is_locked) {
     pte_t* ptep = page_vma_mapped_pte(p, vma, address);
     if (ptep) {
       bool young;
+      bool exclusive = false;
       {
         SpinGuard g(pte_lockptr(mm, ptep));
         // Recheck under the lock: the entry may have changed since the unlocked look.
         const pteval_t v = ptep_get(ptep);
         young = pte_present(v) && pte_pfn(v) == mm->mem().page_to_pfn(p) && ptep_test_and_clear_young(ptep);
+        // A page a device holds exclusively is in use by that device: folio_referenced_one
+        // counts a device-exclusive entry as young (there is no bit to clear).
+        exclusive = is_device_exclusive_entry(v) && device_exclusive_entry_pfn(v) == mm->mem().page_to_pfn(p);
       }
+      if (exclusive) referenced++;
       // ptep_clear_flush_young: a CPU that cached the translation while it was young would
       // not set the bit again; flush it so the next access is seen.
       if (young) {

@@ -68,7 +68,7 @@ bool folio_lock_anon_vma_read(Page* page, RmapWalkControl* rwc, const std::funct
 uint64_t vma_address(const Vma* vma, uint64_t pgoff);
 
 // page_vma_mapped_walk for one small page: the PTE at address in vma if it maps page (present,
-// same pfn), else nullptr. The caller holds the rmap lock that keeps vma's page tables in
+// or a device-exclusive entry, with the same pfn), else nullptr. The caller holds the rmap lock that keeps vma's page tables in
 // place and takes the PTE lock to act on the entry (and rechecks it under the lock).
 pte_t* page_vma_mapped_pte(Page* page, Vma* vma, uint64_t address);
 

@@ -36,11 +36,18 @@ bool try_to_unmap_one(Page* page, Vma* vma, uint64_t address, unsigned flags) {
     MmuNotifierBracket bracket(MmuNotifyEvent::kClear, mm, address, address + kPageSize);
     SpinGuard g(pte_lockptr(mm, ptep));
     const pteval_t cur = ptep_get(ptep);
-    if (!pte_present(cur) || pte_special(cur) || pte_pfn(cur) != pfn) return true;  // not ours (any more)
+    // A device-exclusive entry maps the page too (it is swapped out like a PTE; the device
+    // was told by the invalidation above): nothing a CPU could cache, no A/D bits.
+    const bool device = is_device_exclusive_entry(cur) && device_exclusive_entry_pfn(cur) == pfn;
+    if (!device && (!pte_present(cur) || pte_special(cur) || pte_pfn(cur) != pfn)) return true;  // not ours (any more)
+    // folio_try_share_anon_rmap_pte refuses a page that may be pinned: a device may be
+    // writing it, and a swap-in would map another copy. The mapping stays. (Pins are taken
+    // under this PTE lock, so none can appear once it is checked.)
+    if (anon && page->test(PG_anon_exclusive) && folio_maybe_dma_pinned(page)) return false;
     const pteval_t v = ptep_get_and_clear(ptep);
     mmu_checker_pte_change(mm, address, v, 0);
-    flush_tlb_page(mm, address);
-    if (pte_dirty(v)) page->set(PG_dirty);
+    if (!device) flush_tlb_page(mm, address);
+    if (!device && pte_dirty(v)) page->set(PG_dirty);
     if (anon) {
       if (swap_duplicate(sys, page->swap) != Errno::kOk) {
         set_pte(ptep, v);  // the mapping stays as it was (nothing could use it meanwhile)

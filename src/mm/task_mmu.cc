@@ -184,6 +184,10 @@ void smap_gather_stats(System* sys, Mm* mm, const Vma* vma, Stats* mss) REQUIRES
             // shared" (its mapcount is meaningless meanwhile); smaps_pte_entry passes no young
             // or dirty bit for it (try_to_migrate moved a dirty PTE's bit to the page).
             smaps_account(mss, mem.pfn_to_page(migration_entry_pfn(v)), false, false, Entry::kNotPresent);
+          } else if (is_device_exclusive_entry(v)) {
+            // is_pfn_swap_entry: a page a device holds exclusively is accounted like a
+            // migrating one (not present: only device-private entries are "fake-present").
+            smaps_account(mss, mem.pfn_to_page(device_exclusive_entry_pfn(v)), false, false, Entry::kNotPresent);
           } else if (is_device_private_entry(v)) {
             // smaps_pte_entry counts a device-private page as present (its mapcount is
             // exact), with no young or dirty bit.

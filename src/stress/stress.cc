@@ -46,6 +46,11 @@
 #include <memory>
 #include <thread>
 
+#include "mirrormm/base/tsan.h"
+#include "mirrormm/gup.h"
+#include "mirrormm/hmm.h"
+#include "mirrormm/memremap.h"
+#include "mirrormm/migrate_device.h"
 #include "mirrormm/secondary_mmu.h"
 #include "mirrormm/mmu_notifier.h"
 #include "mirrormm/system.h"
@@ -547,7 +552,9 @@ class Worker {
     if (!m) return;
     const uint64_t start = kChaosBase + rnd(kChaosPages) * kP;
     const uint64_t len = std::min<uint64_t>((1 + rnd(8)) * kP, kChaosBase + kChaosPages * kP - start);
-    switch (rnd(3)) {
+    switch (rnd(5)) {
+      case 3: exclusive_or_pin_op(start, len, Pin::kNo); break;
+      case 4: exclusive_or_pin_op(start, len, Pin::kYes); break;
       case 0: (void)m->fault(start, len, rnd(2)); break;
       case 1: {
         std::vector<uint8_t> buf;
@@ -561,6 +568,40 @@ class Worker {
       }
     }
     sh_.device_ops.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // A device's other ways into a process's chaos region: make_device_exclusive of one page
+  // (the way dmirror's EXCLUSIVE command takes it; the next CPU access, fork, zap or migration
+  // takes it back), or a pin of a few pages (long-term or not, for writing or not) that is
+  // held while the device reads them, then released. Errors (no VMA, a read-only one, a
+  // process gone) are part of the race.
+  enum class Pin { kNo, kYes };
+  void exclusive_or_pin_op(uint64_t start, uint64_t len, Pin pin) {
+    System& sys = *sh_.sys;
+    Mm* mm = get_task_mm(random_process());
+    if (!mm) return;
+    mmap_read_lock(mm);
+    if (pin == Pin::kNo) {
+      Result<uint64_t> r = make_device_exclusive(mm, start, nullptr);
+      if (r.ok()) {
+        unlock_page_pfn(&sys, r.value());
+        put_page_pfn(&sys, r.value());
+      }
+      mmap_read_unlock(mm);
+    } else {
+      std::vector<uint64_t> pfns(len / kP);
+      const unsigned flags = (rnd(2) ? FOLL_WRITE : 0u) | (rnd(2) ? FOLL_LONGTERM : 0u);
+      const long n = pin_user_pages_remote(mm, start, pfns.size(), flags, pfns.data());
+      mmap_read_unlock(mm);
+      // The device's DMA reads race the CPUs' writes of the chaos region, as real DMA does.
+      uint8_t sum = 0;
+      MM_TSAN_IGNORE_BEGIN();
+      for (long i = 0; i < n; i++) sum ^= page_address(&sys, pfns[static_cast<size_t>(i)])[rnd(kP)];
+      MM_TSAN_IGNORE_END();
+      (void)sum;
+      if (n > 0) unpin_user_pages(&sys, pfns.data(), static_cast<unsigned long>(n));
+    }
+    mmput_ref(mm);
   }
 
   void step() {
