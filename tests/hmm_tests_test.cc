@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "mirrormm/gup.h"
+#include "mirrormm/hmm.h"
 #include "mirrormm/memremap.h"
 #include "mm_test_util.h"
 
@@ -504,6 +506,95 @@ TEST_P(hmm2, double_map) {
   EXPECT_TRUE(holds(mirror, ident));
 }
 
+TEST_P(hmm, exclusive) {
+  const uint64_t buf = map_buffer(W, kSize);
+  set_ints(p1(), buf, kSize / 4, ident);
+  std::vector<int> mirror = mirror_of(kNpages);
+  ASSERT_EQ(cmd(fd_, DmirrorIoctl::kExclusive, buf, mirror.data(), kNpages), Errno::kOk);
+  EXPECT_EQ(cpages_, kNpages);
+  EXPECT_TRUE(holds(mirror, ident));
+  // The CPU's accesses take the pages back (the device sees each invalidation).
+  std::vector<int> v = ints(p1(), buf, kSize / 4);
+  ASSERT_EQ(v.size(), kSize / 4);
+  for (int& x : v) x++;
+  set_ints(p1(), buf, kSize / 4, [&v](uint64_t i) { return v[i]; });
+  EXPECT_TRUE(holds(p1(), buf, kSize / 4, [](uint64_t i) { return static_cast<int>(i) + 1; }));
+  EXPECT_EQ(cmd(fd_, DmirrorIoctl::kCheckExclusive, buf, mirror.data(), kNpages), Errno::kOk);
+}
+
+TEST_P(hmm, exclusive_mprotect) {
+  const uint64_t buf = map_buffer(W, kSize);
+  set_ints(p1(), buf, kSize / 4, ident);
+  std::vector<int> mirror = mirror_of(kNpages);
+  ASSERT_EQ(cmd(fd_, DmirrorIoctl::kExclusive, buf, mirror.data(), kNpages), Errno::kOk);
+  EXPECT_EQ(cpages_, kNpages);
+  EXPECT_TRUE(holds(mirror, ident));
+  ASSERT_TRUE(sys().mprotect(p1(), buf, kSize, kProtRead).ok());
+  EXPECT_EQ(cmd(fd_, DmirrorIoctl::kWrite, buf, mirror.data(), kNpages), Errno::kPerm);
+}
+
+// Exclusive pages, then fork: parent and child each increment their own copy.
+TEST_P(hmm, exclusive_cow) {
+  const uint64_t buf = map_buffer(W, kSize);
+  set_ints(p1(), buf, kSize / 4, ident);
+  std::vector<int> mirror = mirror_of(kNpages);
+  ASSERT_EQ(cmd(fd_, DmirrorIoctl::kExclusive, buf, mirror.data(), kNpages), Errno::kOk);
+  EXPECT_EQ(cpages_, kNpages);
+  EXPECT_TRUE(holds(mirror, ident));
+  Result<Process*> child = sys().fork(p1());
+  ASSERT_TRUE(child.ok());
+  for (Process* p : {child.value(), p1()}) {
+    std::vector<int> v = ints(p, buf, kSize / 4);
+    ASSERT_EQ(v.size(), kSize / 4);
+    for (int& x : v) x++;
+    set_ints(p, buf, kSize / 4, [&v](uint64_t i) { return v[i]; });
+    EXPECT_TRUE(holds(p, buf, kSize / 4, [](uint64_t i) { return static_cast<int>(i) + 1; }));
+  }
+  sys().exit(child.value());
+  EXPECT_TRUE(holds(p1(), buf, kSize / 4, [](uint64_t i) { return static_cast<int>(i) + 1; }));
+}
+
+// The gup_test module's four calls on four migrated pages (FOLL_WRITE each): references
+// (GUP_BASIC_TEST, GUP_FAST_BENCHMARK) bring a private page back and leave a coherent one
+// where it is; long-term pins (PIN_FAST_BENCHMARK with FOLL_LONGTERM, PIN_LONGTERM_BENCHMARK)
+// move a coherent page out of device memory first.
+TEST_P(hmm, hmm_gup_test) {
+  const uint64_t npages = 4, buf = W, size = npages * P;
+  map_buffer(buf, size);
+  set_ints(p1(), buf, size / 4, ident);
+  std::vector<int> mirror = mirror_of(npages);
+  ASSERT_EQ(migrate(fd_, buf, mirror.data(), npages), Errno::kOk);
+  EXPECT_EQ(cpages_, npages);
+  EXPECT_TRUE(holds(mirror, ident));
+  Mm* mm = get_task_mm(p1());
+  ASSERT_NE(mm, nullptr);
+  long got[npages];
+  mmap_read_lock(mm);
+  for (uint64_t i = 0; i < npages; i++) {
+    uint64_t pfn = 0;
+    if (i < 2) {
+      got[i] = get_user_pages_remote(mm, buf + i * P, 1, FOLL_WRITE, &pfn);
+      if (got[i] == 1) put_page_pfn(&sys(), pfn);
+    } else {
+      got[i] = pin_user_pages_remote(mm, buf + i * P, 1, FOLL_WRITE | FOLL_LONGTERM, &pfn);
+      if (got[i] == 1) unpin_user_pages(&sys(), &pfn, 1);
+    }
+  }
+  mmap_read_unlock(mm);
+  mmput_ref(mm);
+  for (uint64_t i = 0; i < npages; i++) EXPECT_EQ(got[i], 1) << "page " << i;
+  std::vector<uint8_t> m(npages, 0xaa);
+  ASSERT_EQ(cmd(fd_, DmirrorIoctl::kSnapshot, buf, m.data(), npages), Errno::kOk);
+  EXPECT_EQ(cpages_, npages);
+  const uint8_t referenced = coherent(dev_) ? HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL | HMM_DMIRROR_PROT_WRITE
+                                            : HMM_DMIRROR_PROT_WRITE;
+  EXPECT_EQ(m[0], referenced);
+  EXPECT_EQ(m[1], referenced);
+  EXPECT_EQ(m[2], HMM_DMIRROR_PROT_WRITE);
+  EXPECT_EQ(m[3], HMM_DMIRROR_PROT_WRITE);
+  EXPECT_TRUE(holds(p1(), buf, size / 4, ident));
+}
+
 TEST_P(hmm, hmm_cow_in_device) {
   const uint64_t npages = 4, buf = W, size = npages * P;
   map_buffer(buf, size);
@@ -590,6 +681,40 @@ TEST_P(hmm, migrate_remap_fault) {
 TEST_P(hmm, migrate_anon_huge_err) { GTEST_SKIP() << kNoHugePages; }
 TEST_P(hmm, migrate_anon_huge_zero_err) { GTEST_SKIP() << kNoHugePages; }
 TEST_P(hmm, benchmark_thp_migration) { GTEST_SKIP() << kNoHugePages; }
+
+// ---- the driver beyond hmm-tests ----
+
+// The "dmirror" kind of the SecondaryMmu registry: faults through hmm_range_fault into its
+// page table, DMA through it, and invalidations that drop it.
+TEST_F(HmmBase, SecondaryMmuKind) {
+  ASSERT_TRUE(secondary_mmu_kind_known("dmirror"));
+  const uint64_t buf = map_buffer(W, 4 * P);
+  write_pattern(p1(), buf, 4 * P, 5);
+  Result<std::unique_ptr<SecondaryMmu>> r = attach_secondary_mmu("dmirror", p1());
+  ASSERT_TRUE(r.ok()) << errno_name(r.error());
+  SecondaryMmu& dev = *r.value();
+  EXPECT_EQ(dev.kind(), "dmirror");
+  Result<uint64_t> n = dev.fault(buf, 2 * P, false);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(n.value(), 2u);
+  EXPECT_EQ(dev.show(buf, 4 * P), "ww--");
+  std::vector<uint8_t> got;
+  ASSERT_TRUE(dev.read(buf + 100, P, &got));
+  EXPECT_EQ(got, bytes(p1(), buf + 100, P));
+  const std::vector<uint8_t> data(P, 0x5a);
+  ASSERT_TRUE(dev.write(buf + P, P, data.data()));
+  EXPECT_EQ(bytes(p1(), buf + P, P), data);
+  EXPECT_FALSE(dev.read(buf + 2 * P, P, &got));  // not mapped
+  ASSERT_TRUE(sys().mprotect(p1(), buf, P, kProtRead).ok());
+  EXPECT_EQ(dev.show(buf, 4 * P), "----");  // one page more than the range, as test_hmm
+  EXPECT_EQ(dev.fault(buf, P, true).error(), Errno::kPerm);
+  std::vector<SecondaryMmu::Event> events = dev.take_events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].event, MmuNotifyEvent::kProtectionVma);
+  EXPECT_EQ(dev.stats().faults, 1u);
+  dev.detach();
+  EXPECT_EQ(dev.fault(buf, P, false).error(), Errno::kFault);
+}
 
 std::string device_name(const ::testing::TestParamInfo<int>& info) {
   return info.param < 2 ? "hmm_device_private" : "hmm_device_coherent";

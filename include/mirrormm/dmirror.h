@@ -208,6 +208,7 @@ class Dmirror {
   Errno snapshot(HmmDmirrorCmd* cmd) REQUIRES_SHARED(detach_lock_);
   Errno exclusive(HmmDmirrorCmd* cmd) REQUIRES_SHARED(detach_lock_);
   Errno check_exclusive(HmmDmirrorCmd* cmd) REQUIRES_SHARED(detach_lock_);
+  Errno read_back(HmmDmirrorCmd* cmd) EXCLUDES(mutex_);
   // One hmm_range_fault round loop over [start, end) (at most 32 pages), programming pt.
   Errno range_fault(uint64_t start, uint64_t end, bool write);
   // Copies pt pages of [start, end) to or from buf (dmirror_do_read / dmirror_do_write):

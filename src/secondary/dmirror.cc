@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "mirrormm/base/tsan.h"
+#include "mirrormm/gup.h"
 #include "mirrormm/hmm.h"
 #include "mirrormm/migrate_device.h"
 #include "mirrormm/system.h"
@@ -443,6 +444,21 @@ Errno Dmirror::do_read_cmd(HmmDmirrorCmd* cmd, bool write) {
   return Errno::kOk;
 }
 
+// The read back of MIGRATE_TO_DEV and EXCLUSIVE: the range from pt, without faulting.
+Errno Dmirror::read_back(HmmDmirrorCmd* cmd) {
+  std::vector<uint8_t> bounce(cmd->npages * kPage);
+  uint64_t done = 0;
+  {
+    DriverLockGuard g(mutex_);
+    if (Errno e = copy_locked(cmd->addr, cmd->addr + cmd->npages * kPage, bounce.data(), false, &done);
+        e != Errno::kOk)
+      return e;
+  }
+  if (cmd->ptr) std::memcpy(cmd->ptr, bounce.data(), bounce.size());
+  cmd->cpages = done;
+  return Errno::kOk;
+}
+
 Errno Dmirror::copy_locked(uint64_t start, uint64_t end, uint8_t* buf, bool write, uint64_t* done) {
   System* sys = mm_sys(mm_);
   for (uint64_t a = start; a < end; a += kPage, buf += kPage) {
@@ -581,16 +597,7 @@ Errno Dmirror::migrate_to_device(HmmDmirrorCmd* cmd) {
   mmap_read_unlock(mm_);
   if (e != Errno::kOk) return e;
   // Return the data for verification: only pages in device memory are found.
-  std::vector<uint8_t> bounce(cmd->npages * kPage);
-  uint64_t done = 0;
-  {
-    DriverLockGuard g(mutex_);
-    e = copy_locked(start, end, bounce.data(), false, &done);
-  }
-  if (e != Errno::kOk) return e;
-  if (cmd->ptr) std::memcpy(cmd->ptr, bounce.data(), bounce.size());
-  cmd->cpages = done;
-  return Errno::kOk;
+  return read_back(cmd);
 }
 
 // dmirror_migrate_to_system.
@@ -740,10 +747,37 @@ Errno Dmirror::snapshot(HmmDmirrorCmd* cmd) {
   return Errno::kOk;
 }
 
-// dmirror_exclusive: waits for make_device_exclusive.
+// dmirror_exclusive: each page made the device's exclusively (an atomic mapping in pt), then
+// the range read back from pt.
 Errno Dmirror::exclusive(HmmDmirrorCmd* cmd) {
-  (void)cmd;
-  return Errno::kInval;
+  if (cmd->npages > kMaxPages) return Errno::kNoMem;
+  System* sys = mm_sys(mm_);
+  const uint64_t start = cmd->addr, end = cmd->addr + cmd->npages * kPage;
+  Errno e = Errno::kOk;
+  mmap_read_lock(mm_);
+  for (uint64_t a = start; a < end; a += kPage) {
+    // No owner: the device's invalidate() drops its own mapping of the page first, as with
+    // any CPU change.
+    Result<uint64_t> page = make_device_exclusive(mm_, a, nullptr);
+    if (!page.ok()) {
+      e = page.error();
+      break;
+    }
+    {
+      // dmirror_atomic_map. The CPU no longer maps the page: the device reaches it directly
+      // until the CPU's next access restores the PTE (an invalidation that drops this entry).
+      DriverLockGuard g(mutex_);
+      PtEntry entry;
+      entry.pfn = page.value();
+      entry.tag = Tag::kAtomic;
+      store_locked(a, entry);
+    }
+    unlock_page_pfn(sys, page.value());
+    put_page_pfn(sys, page.value());
+  }
+  mmap_read_unlock(mm_);
+  if (e != Errno::kOk) return e;
+  return read_back(cmd);
 }
 
 // dmirror_check_exclusive.
