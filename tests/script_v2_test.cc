@@ -153,6 +153,54 @@ TEST(ScriptV2Parse, NodesAndMigrate) {
             (std::vector<std::string>{"-EINVAL", "-EINVAL", "0", "-EINVAL", "-EFAULT"}));
 }
 
+TEST(ScriptV2Parse, Hmm) {
+  using script::ModelOp;
+  script::Command c = parse_one("@2 hmm open 3");
+  EXPECT_EQ(c.model, ModelOp::kHmmOpen);
+  EXPECT_TRUE(script::model_only(c));
+  EXPECT_EQ(c.pid, 2u);
+  EXPECT_EQ(c.size, 3u);
+  c = parse_one("hmm write 1 0x200000000000 4 7");
+  EXPECT_EQ(c.model, ModelOp::kHmmWrite);
+  EXPECT_EQ(c.mirror, 1u);
+  EXPECT_EQ(c.addr, 0x200000000000u);
+  EXPECT_EQ(c.len, 4u);
+  EXPECT_EQ(c.seed, 7u);
+  EXPECT_EQ(parse_one("hmm migrate_sys 0 0 1").model, ModelOp::kHmmMigrateSys);
+  EXPECT_EQ(parse_one("hmm check_exclusive 0 0 1").model, ModelOp::kHmmCheckExclusive);
+  EXPECT_EQ(parse_one("hmm fail_alloc 2").model, ModelOp::kHmmFailAlloc);
+  const char* lines[] = {"@2 hmm open 0",           "hmm close 1",
+                         "hmm read 0 0x200000000000 8", "hmm write 0 0x200000000000 8 3",
+                         "hmm migrate 0 0x200000000000 1", "hmm migrate_sys 0 0x200000000000 1",
+                         "hmm snapshot 0 0x200000000000 7", "hmm exclusive 0 0x200000000000 2",
+                         "hmm check_exclusive 0 0x200000000000 2", "hmm release 0",
+                         "hmm fail_alloc 0"};
+  for (const char* line : lines) EXPECT_EQ(script::format(parse_one(line)), line);
+  EXPECT_EQ(parse_error("hmm"),
+            "t.mms:1: hmm: missing subcommand (open, close, read, write, migrate, migrate_sys, snapshot, exclusive, "
+            "check_exclusive, release or fail_alloc)");
+  EXPECT_EQ(parse_error("hmm map 0"),
+            "t.mms:1: hmm: unknown subcommand 'map' (expected open, close, read, write, migrate, migrate_sys, "
+            "snapshot, exclusive, check_exclusive, release or fail_alloc)");
+  EXPECT_EQ(parse_error("hmm read 0 0x1000"), "t.mms:1: hmm read: expected 3 arguments (M ADDR NPAGES), got 2");
+  EXPECT_EQ(parse_error("hmm open"), "t.mms:1: hmm open: expected 1 argument (DEV), got 0");
+  EXPECT_EQ(parse_error("hmm write 0 0 1 x"), "t.mms:1: hmm write: bad SEED 'x': not a number");
+  // The driver's answers: devices 0-3, -EBADF for a mirror never opened or closed, -EINVAL
+  // for an unaligned address or no pages.
+  std::vector<std::string> out = replay_text(
+      "mmap 0x200000000000 16K rw- private+anon+fixed\n"
+      "hmm open 4\nhmm open 1\nhmm read 1 0x200000000000 1\n"
+      "hmm read 0 0x200000000800 1\nhmm read 0 0x200000000000 0\n"
+      "hmm write 0 0x200000000000 4 1\nhmm read 0 0x200000000000 4\n"
+      "hmm close 0\nhmm close 0\nhmm release 0\n@9 hmm open 0\nread 0x200000000000 16K\n");
+  ASSERT_EQ(out.size(), 13u);
+  EXPECT_EQ(out[12].substr(0, 4), "fnv:");
+  // The device read back what it wrote, as the CPU sees it.
+  EXPECT_EQ(out, (std::vector<std::string>{"0x200000000000", "-ENODEV", "0", "-EBADF", "-EINVAL", "-EINVAL",
+                                           "cpages=4 faults=1", "cpages=4 faults=0 " + out[12], "0", "-EBADF",
+                                           "-EBADF", "-ESRCH", out[12]}));
+}
+
 TEST(ScriptV2Parse, UsageErrors) {
   EXPECT_EQ(parse_error("dev"), "t.mms:1: dev: missing subcommand (attach, fault, show, read, write, log or detach)");
   EXPECT_EQ(parse_error("maps\n\ndev map A"),
@@ -165,8 +213,8 @@ TEST(ScriptV2Parse, UsageErrors) {
   EXPECT_EQ(parse_error("dev attach A classic 0 4K"),
             "t.mms:1: dev attach: expected 2 arguments (NAME classic), got 4");
   EXPECT_EQ(parse_error("dev attach A hmm"),
-            "t.mms:1: dev attach: bad KIND 'hmm' (expected one of interval, classic, shadow, iotlb, xpmem, or "
-            "KIND:VARIANT)");
+            "t.mms:1: dev attach: bad KIND 'hmm' (expected one of interval, classic, shadow, iotlb, xpmem, dmirror, "
+            "or KIND:VARIANT)");
   EXPECT_EQ(parse_error("dev attach A shadow 0x1000"),
             "t.mms:1: dev attach: expected 4 arguments (NAME KIND [ADDR LEN]), got 3");
   EXPECT_EQ(parse_error("dev attach 0dev classic"),
@@ -511,7 +559,8 @@ TEST_P(ScenarioV2Test, ModelMatchesExpectedAndHostOnV1Lines) {
     const script::Command& c = s->commands[i];
     if (script::model_only(c)) {
       EXPECT_EQ(host[i], "SKIP") << script::format(c);
-      device_touched_memory |= c.model == script::ModelOp::kDevFault || c.model == script::ModelOp::kDevWrite;
+      device_touched_memory |= c.model == script::ModelOp::kDevFault || c.model == script::ModelOp::kDevWrite ||
+                               c.model >= script::ModelOp::kHmmRead;  // dmirror faults, writes, migrates
       residency_differs |= c.model == script::ModelOp::kSwapon || c.model == script::ModelOp::kReclaim;
     } else if (residency_differs && (c.op == script::Op::kMincore || c.op == script::Op::kSmaps)) {
       continue;

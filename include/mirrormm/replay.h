@@ -10,6 +10,7 @@
 
 #include "mirrormm/config.h"
 #include "mirrormm/device_mirror.h"
+#include "mirrormm/dmirror.h"
 #include "mirrormm/secondary_mmu.h"
 #include "mirrormm/script.h"
 #include "mirrormm/system.h"
@@ -55,6 +56,7 @@ class Replayer {
 
  private:
   std::string run_model_only(const script::Command& c);
+  std::string run_hmm(const script::Command& c);
   std::string stats();
   std::string check();
 
@@ -62,6 +64,10 @@ class Replayer {
   std::string inject_;  // Options::inject
   std::map<std::string, std::unique_ptr<SecondaryMmu>> devices_;  // by NAME
   std::map<std::string, uint64_t> device_pids_;                   // the process of each device
+  // The dmirror test driver, loaded by the first `hmm` command, and its mirrors by M (a
+  // closed one stays as null: its number is not given again).
+  std::unique_ptr<DmirrorDriver> dmirror_;
+  std::vector<std::unique_ptr<Dmirror>> hmm_mirrors_;
 };
 
 // The `maps` result line of the format: the entries of System::proc_maps that intersect the

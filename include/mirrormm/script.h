@@ -110,6 +110,18 @@ enum class ModelOp : uint8_t {
   kReclaim,    // reclaim PAGES
   kNodes,      // nodes N
   kMigrate,    // migrate ADDR LEN NODE
+  // The dmirror test driver (mirrormm/dmirror.h): `hmm SUB ...`.
+  kHmmOpen,            // hmm open DEV
+  kHmmClose,           // hmm close M
+  kHmmRead,            // hmm read M ADDR NPAGES
+  kHmmWrite,           // hmm write M ADDR NPAGES SEED
+  kHmmMigrate,         // hmm migrate M ADDR NPAGES
+  kHmmMigrateSys,      // hmm migrate_sys M ADDR NPAGES
+  kHmmSnapshot,        // hmm snapshot M ADDR NPAGES
+  kHmmExclusive,       // hmm exclusive M ADDR NPAGES
+  kHmmCheckExclusive,  // hmm check_exclusive M ADDR NPAGES
+  kHmmRelease,         // hmm release M
+  kHmmFailAlloc,       // hmm fail_alloc M
 };
 
 // The protocol of `dev attach`: DeviceMirror::Mode, or another kind of the SecondaryMmu
@@ -143,6 +155,10 @@ enum class DevMode : uint8_t { kInterval, kClassic, kKind };
 //   pageinfo     addr
 //   nodes        size (N)
 //   migrate      addr len size (NODE)
+//   hmm open     size (DEV)
+//   hmm close|release|fail_alloc  mirror
+//   hmm read|migrate|migrate_sys|snapshot|exclusive|check_exclusive  mirror addr len (NPAGES)
+//   hmm write    mirror addr len (NPAGES) seed
 struct Command {
   Op op = Op::kMaps;
   uint32_t line = 0;  // 1-based line number in the file
@@ -168,10 +184,11 @@ struct Command {
   std::string dev_kind;    // dev attach of DevMode::kKind: KIND[:VARIANT]
   bool dev_span = false;   // dev attach of DevMode::kKind: ADDR LEN were given
   std::vector<std::string> names;  // vmstat: the counters asked for, in order (empty: all)
+  uint64_t mirror = 0;             // hmm: the mirror M that `hmm open` printed
 };
 
 // True for the model-only (version 2) commands: dev, stats, check, vmstat, pageinfo, swapon,
-// reclaim, nodes, migrate.
+// reclaim, nodes, migrate, hmm.
 inline bool model_only(const Command& c) { return c.model != ModelOp::kNone; }
 
 struct Script {

@@ -28,6 +28,11 @@
 //     Mm::snapshot_lock_ [15]                (fault slow path rebuilding the VMA snapshot)
 //     the page lock, PG_locked [17]          (lock_page: rmap walks, migration, truncation of
 //                                             a page take it before the locks below)
+//       DmirrorDevice::devmem_lock_ [18]     (the dmirror test driver's chunks and open
+//                                             mirrors: a migration to the device adds a chunk
+//                                             with its source pages locked, migrate_to_ram
+//                                             clears mirrors under the faulting page's lock;
+//                                             eviction drops it before locking pages)
 //     ShmemInode::i_mmap_lock_ [20]          (vma_link/unlink of file VMAs; truncate's
 //                                             unmap_mapping_range holds it without mmap_lock)
 //       AnonVma::root->rwsem [30]            (anon_vma_prepare, clone, fork, unlink; mremap's
@@ -82,6 +87,9 @@
 //     a kmem_cache's per-CPU stack [86]      (kmem_cache alloc/free: vm_area_alloc/free,
 //                                             anon_vma_alloc/put_anon_vma; storage only)
 //       its node lock [87]                   (refilling and spilling a CPU stack, shrink)
+//     DmirrorDevice::lock_ [88]              (the dmirror test driver's free device pages:
+//                                             folio_free runs wherever a device page's last
+//                                             reference goes, under page-table locks too)
 //     the gather registry's lock [89]        (pending mmu_gathers, for the leak check)
 //     rmap_lists_lock [90]                   (rmap-notifier lists; under the page lock)
 //     Mm::checker_lock_ [91]                 (the coherence checker's active invalidations)
@@ -131,6 +139,7 @@ inline constexpr LockClass kMmapLock{10};
 inline constexpr LockClass kAllLocks{12};
 inline constexpr LockClass kSnapshotLock{15};
 inline constexpr LockClass kPageLock{17};
+inline constexpr LockClass kDmirrorDevmem{18};
 inline constexpr LockClass kIMmap{20};
 inline constexpr LockClass kAnonVma{30};
 inline constexpr LockClass kNotifierWait{33};
@@ -154,6 +163,7 @@ inline constexpr LockClass kOomReaper{84};
 inline constexpr LockClass kShmemSwaplist{85};
 inline constexpr LockClass kSlabCpu{86};
 inline constexpr LockClass kSlabNode{87};
+inline constexpr LockClass kDmirrorFreeList{88};
 inline constexpr LockClass kGatherRegistry{89};
 inline constexpr LockClass kRmapNotifierList{90};
 inline constexpr LockClass kCheckerRanges{91};

@@ -107,8 +107,10 @@ void collect_ptes(MigrateVma* args, Vma* vma, pte_t* ptep, uint64_t addr, uint64
         continue;
       writable = pte_write(v);
     }
-    // Only private anonymous pages move to or from a device.
-    if (!page->test(PG_anon) || !vma_is_private_anon(vma)) continue;
+    // Only anonymous pages move to or from a device: those of private anonymous memory, and
+    // the copies that writes made in a private file mapping (migrate_vma_pages refuses
+    // pages with a file mapping, as shared memory's).
+    if (!page->test(PG_anon)) continue;
     mem.get_page(page);  // mapped: the entry holds a reference
     if (page != fault_page && !trylock_page_batch(page)) {  // under the PTE lock, as Linux
       mem.put_page(page);  // the PTE's reference keeps it from being freed: not the last

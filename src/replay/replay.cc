@@ -96,6 +96,8 @@ Replayer::~Replayer() {
   // Devices first: detaching needs the System (and the mm the subscription keeps alive).
   for (auto& [name, dev] : devices_) dev->detach();
   devices_.clear();
+  hmm_mirrors_.clear();
+  dmirror_.reset();
   sys_.reset();
 }
 
@@ -238,6 +240,7 @@ std::string Replayer::run_model_only(const Command& c) {
     Result<PageInfo> r = sys_->pageinfo(p, c.addr);
     return r.ok() ? format_pageinfo(r.value()) : err(r.error());
   }
+  if (c.model >= ModelOp::kHmmOpen) return run_hmm(c);
   auto it = devices_.find(c.name);
   if (c.model == ModelOp::kDevAttach) {
     const bugs::Bug* bug = bugs::find_bug(inject_);
@@ -302,9 +305,103 @@ std::string Replayer::run_model_only(const Command& c) {
     case ModelOp::kSwapon:
     case ModelOp::kReclaim:
     case ModelOp::kNodes:
-    case ModelOp::kMigrate: break;
+    case ModelOp::kMigrate:
+    case ModelOp::kHmmOpen:
+    case ModelOp::kHmmClose:
+    case ModelOp::kHmmRead:
+    case ModelOp::kHmmWrite:
+    case ModelOp::kHmmMigrate:
+    case ModelOp::kHmmMigrateSys:
+    case ModelOp::kHmmSnapshot:
+    case ModelOp::kHmmExclusive:
+    case ModelOp::kHmmCheckExclusive:
+    case ModelOp::kHmmRelease:
+    case ModelOp::kHmmFailAlloc: break;
   }
   return "-EINVAL";
+}
+
+namespace {
+
+// The largest NPAGES of an `hmm` command: the script's buffer (1 GiB of data).
+constexpr uint64_t kMaxHmmPages = (1ull << 30) / 4096;
+
+uint64_t fnv(const std::vector<uint8_t>& data) {
+  uint64_t h = script::kFnvOffset;
+  for (uint8_t b : data) h = (h ^ b) * script::kFnvPrime;
+  return h;
+}
+
+}  // namespace
+
+// `hmm …`: the dmirror driver's open, close and ioctls (docs/mms-v2.md).
+std::string Replayer::run_hmm(const Command& c) {
+  using script::ModelOp;
+  if (!dmirror_) dmirror_ = std::make_unique<DmirrorDriver>(sys_.get());
+  if (c.model == ModelOp::kHmmOpen) {
+    Process* p = sys_->process(c.pid);
+    if (!p) return err(Errno::kSrch);
+    Result<std::unique_ptr<Dmirror>> r = dmirror_->open(c.size >= DmirrorDriver::kNDevices ? -1 : static_cast<int>(c.size), p);
+    if (!r.ok()) return err(r.error());
+    hmm_mirrors_.push_back(std::move(r.value()));
+    return std::to_string(hmm_mirrors_.size() - 1);
+  }
+  if (c.mirror >= hmm_mirrors_.size() || !hmm_mirrors_[c.mirror]) return err(Errno::kBadf);
+  if (c.model == ModelOp::kHmmClose) {
+    hmm_mirrors_[c.mirror].reset();
+    return "0";
+  }
+  Dmirror& m = *hmm_mirrors_[c.mirror];
+  HmmDmirrorCmd cmd;
+  cmd.addr = c.addr;
+  cmd.npages = c.len;
+  DmirrorIoctl op = DmirrorIoctl::kRead;
+  bool data = false;  // the command moves npages pages of data through the buffer
+  switch (c.model) {
+    case ModelOp::kHmmRead: data = true; break;
+    case ModelOp::kHmmWrite: op = DmirrorIoctl::kWrite; data = true; break;
+    case ModelOp::kHmmMigrate: op = DmirrorIoctl::kMigrateToDev; data = true; break;
+    case ModelOp::kHmmMigrateSys: op = DmirrorIoctl::kMigrateToSys; break;
+    case ModelOp::kHmmSnapshot: op = DmirrorIoctl::kSnapshot; break;
+    case ModelOp::kHmmExclusive: op = DmirrorIoctl::kExclusive; data = true; break;
+    case ModelOp::kHmmCheckExclusive: op = DmirrorIoctl::kCheckExclusive; break;
+    case ModelOp::kHmmRelease:
+      op = DmirrorIoctl::kRelease;
+      cmd.addr = 0;  // any valid range: RELEASE ignores it
+      cmd.npages = 1;
+      break;
+    case ModelOp::kHmmFailAlloc:
+      op = DmirrorIoctl::kFlags;
+      cmd.addr = 0;
+      cmd.npages = HMM_DMIRROR_FLAG_FAIL_ALLOC;
+      break;
+    default: return err(Errno::kInval);
+  }
+  // The driver's own checks come first (-EINVAL); then the buffer's size.
+  const bool range_ok = !(cmd.addr & 4095) && cmd.npages != 0 && cmd.npages <= (~0ull >> 12) &&
+                        cmd.addr < cmd.addr + (cmd.npages << 12);
+  if (range_ok && (data || op == DmirrorIoctl::kSnapshot) && cmd.npages > kMaxHmmPages) return err(Errno::kNoMem);
+  std::vector<uint8_t> buf;
+  if (range_ok && data) buf.resize(cmd.npages * 4096);
+  if (range_ok && op == DmirrorIoctl::kSnapshot) buf.resize(cmd.npages);
+  if (range_ok && op == DmirrorIoctl::kWrite) {
+    for (uint64_t i = 0; i < buf.size(); i++) buf[i] = script::pattern(cmd.addr + i, c.seed);
+  }
+  cmd.ptr = buf.empty() ? nullptr : buf.data();
+  if (Errno e = m.ioctl(op, &cmd); e != Errno::kOk) return err(e);
+  switch (op) {
+    case DmirrorIoctl::kRead: return fmt::format("cpages={} faults={} fnv:{:016x}", cmd.cpages, cmd.faults, fnv(buf));
+    case DmirrorIoctl::kWrite: return fmt::format("cpages={} faults={}", cmd.cpages, cmd.faults);
+    case DmirrorIoctl::kMigrateToDev:
+    case DmirrorIoctl::kExclusive: return fmt::format("cpages={} fnv:{:016x}", cmd.cpages, fnv(buf));
+    case DmirrorIoctl::kMigrateToSys: return fmt::format("cpages={}", cmd.cpages);
+    case DmirrorIoctl::kSnapshot: {
+      std::string out = fmt::format("cpages={} m=", cmd.cpages);
+      for (size_t i = 0; i < buf.size(); i++) out += fmt::format("{}{:02x}", i ? "," : "", buf[i]);
+      return out;
+    }
+    default: return "0";
+  }
 }
 
 std::string Replayer::stats() {

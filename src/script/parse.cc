@@ -391,6 +391,62 @@ void parse_dev(const std::vector<std::string_view>& args, Command* c) {
   }
 }
 
+// `hmm SUBCOMMAND ...` (format version 2): the dmirror test driver's ioctls. Messages name
+// the command as "hmm SUB".
+struct HmmWord {
+  const char* text;
+  ModelOp op;
+  int arity;  // arguments after the subcommand
+  const char* usage;
+};
+constexpr HmmWord kHmmWords[] = {
+    {"open", ModelOp::kHmmOpen, 1, "DEV"},
+    {"close", ModelOp::kHmmClose, 1, "M"},
+    {"read", ModelOp::kHmmRead, 3, "M ADDR NPAGES"},
+    {"write", ModelOp::kHmmWrite, 4, "M ADDR NPAGES SEED"},
+    {"migrate", ModelOp::kHmmMigrate, 3, "M ADDR NPAGES"},
+    {"migrate_sys", ModelOp::kHmmMigrateSys, 3, "M ADDR NPAGES"},
+    {"snapshot", ModelOp::kHmmSnapshot, 3, "M ADDR NPAGES"},
+    {"exclusive", ModelOp::kHmmExclusive, 3, "M ADDR NPAGES"},
+    {"check_exclusive", ModelOp::kHmmCheckExclusive, 3, "M ADDR NPAGES"},
+    {"release", ModelOp::kHmmRelease, 1, "M"},
+    {"fail_alloc", ModelOp::kHmmFailAlloc, 1, "M"},
+};
+constexpr const char* kHmmSubcommands =
+    "open, close, read, write, migrate, migrate_sys, snapshot, exclusive, check_exclusive, release or fail_alloc";
+
+void parse_hmm(const std::vector<std::string_view>& args, Command* c) {
+  if (args.empty()) throw ParseError{std::string("hmm: missing subcommand (") + kHmmSubcommands + ")"};
+  const std::string_view sub = args[0];
+  const HmmWord* word = nullptr;
+  for (const HmmWord& w : kHmmWords) {
+    if (sub == w.text) word = &w;
+  }
+  if (!word) throw ParseError{"hmm: unknown subcommand " + quoted(sub) + " (expected " + kHmmSubcommands + ")"};
+  const std::string cmd = "hmm " + std::string(sub);
+  const std::vector<std::string_view> rest(args.begin() + 1, args.end());
+  ArgReader r(cmd, rest);
+  c->model = word->op;
+  expect_arity(r, static_cast<size_t>(word->arity), word->usage);
+  if (word->op == ModelOp::kHmmOpen) {
+    c->size = r.number(0, "DEV");
+    return;
+  }
+  c->mirror = r.number(0, "M");
+  if (word->arity == 1) return;
+  c->addr = r.number(1, "ADDR");
+  c->len = r.number(2, "NPAGES");
+  if (word->op == ModelOp::kHmmWrite) c->seed = r.number(3, "SEED");
+}
+
+// The subcommand word of an hmm command.
+const char* hmm_word(ModelOp op) {
+  for (const HmmWord& w : kHmmWords) {
+    if (w.op == op) return w.text;
+  }
+  return "?";
+}
+
 // Parses one line's tokens (at least one) into *c; throws ParseError.
 void parse_command(const std::vector<std::string_view>& tokens, Command* c) {
   size_t i = 0;
@@ -471,6 +527,8 @@ void parse_command(const std::vector<std::string_view>& tokens, Command* c) {
     if (c->len > kMaxPreadLen) r.fail("LEN " + quoted(r.arg(2)) + " above the limit of 16M");
   } else if (cmd == "dev") {
     parse_dev(args, c);
+  } else if (cmd == "hmm") {
+    parse_hmm(args, c);
   } else if (cmd == "stats") {
     c->model = ModelOp::kStats;
     expect_arity(r, 0, "no arguments");
@@ -687,6 +745,24 @@ std::string format(const Command& c) {
       s += ' ';
       append_hex(&s, c.len);
       return s + ' ' + std::to_string(c.size);
+    case ModelOp::kHmmOpen: return s + "hmm open " + std::to_string(c.size);
+    case ModelOp::kHmmClose:
+    case ModelOp::kHmmRelease:
+    case ModelOp::kHmmFailAlloc: return s + "hmm " + hmm_word(c.model) + ' ' + std::to_string(c.mirror);
+    case ModelOp::kHmmRead:
+    case ModelOp::kHmmWrite:
+    case ModelOp::kHmmMigrate:
+    case ModelOp::kHmmMigrateSys:
+    case ModelOp::kHmmSnapshot:
+    case ModelOp::kHmmExclusive:
+    case ModelOp::kHmmCheckExclusive:
+      s += "hmm ";
+      s += hmm_word(c.model);
+      s += ' ' + std::to_string(c.mirror) + ' ';
+      append_hex(&s, c.addr);
+      s += ' ' + std::to_string(c.len);
+      if (c.model == ModelOp::kHmmWrite) s += ' ' + std::to_string(c.seed);
+      return s;
   }
   switch (c.op) {
     case Op::kMmap:

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "mirrormm/device_mirror.h"
+#include "mirrormm/dmirror.h"
 #include "mirrormm/shadow_mmu.h"
 #include "mirrormm/sva_iotlb.h"
 #include "mirrormm/system.h"
@@ -118,6 +119,7 @@ struct Registry {
     kinds.push_back(kind_of<XpmemMapper>(
         "xpmem", "an XPMEM-style remote mapper whose invalidation sleeps until in-flight accesses finish",
         {"broken-retry"}));
+    kinds.push_back(dmirror_secondary_mmu_kind());
   }
 };
 
