@@ -1,6 +1,7 @@
 // Unmapping one mapping of a page for reclaim: try_to_unmap_one (mm/rmap.c). The reverse-map
 // walk that finds a page's mappings (try_to_unmap) calls it once per VMA that maps the page.
 #include "mm/internal.h"
+#include "mm/vmstat.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/swapfile.h"
 #include "mm/system_internal.h"
@@ -37,6 +38,12 @@ bool try_to_unmap_one(Page* page, Vma* vma, uint64_t address, unsigned flags) {
     SpinGuard g(pte_lockptr(mm, ptep));
     const pteval_t cur = ptep_get(ptep);
     if (!pte_present(cur) || pte_special(cur) || pte_pfn(cur) != pfn) return true;  // not ours (any more)
+    // A locked VMA keeps its pages: the page is mlocked and the walk ends, so that reclaim
+    // keeps it (on the unevictable list).
+    if (vma_flags_racy(vma) & VM_LOCKED) {
+      if (mlock_folio(mem, page)) mem.events().count(UNEVICTABLE_PGCULLED);
+      return false;
+    }
     const pteval_t v = ptep_get_and_clear(ptep);
     mmu_checker_pte_change(mm, address, v, 0);
     flush_tlb_page(mm, address);

@@ -143,6 +143,62 @@ Status System::mprotect(Process* p, uint64_t addr, uint64_t len, uint64_t prot) 
   return kSuccess;
 }
 
+Status System::mlock(Process* p, uint64_t addr, uint64_t len) { return mlock2(p, addr, len, 0); }
+
+Status System::mlock2(Process* p, uint64_t addr, uint64_t len, uint64_t flags) {
+  if (flags & ~kMlockOnfault) return Errno::kInval;
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  const vm_flags_t vm_flags = VM_LOCKED | ((flags & kMlockOnfault) ? VM_LOCKONFAULT : 0);
+  Errno e = do_mlock(ref.get(), addr, len, vm_flags);
+  if (e != Errno::kOk) return e;
+  return kSuccess;
+}
+
+Status System::munlock(Process* p, uint64_t addr, uint64_t len) {
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  Errno e = do_munlock(ref.get(), addr, len);
+  if (e != Errno::kOk) return e;
+  return kSuccess;
+}
+
+Status System::mlockall(Process* p, uint64_t flags) {
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  Errno e = do_mlockall(ref.get(), flags);
+  if (e != Errno::kOk) return e;
+  return kSuccess;
+}
+
+Status System::munlockall(Process* p) {
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  Errno e = do_munlockall(ref.get());
+  if (e != Errno::kOk) return e;
+  return kSuccess;
+}
+
+Status System::setrlimit(Process* p, unsigned resource, uint64_t soft, uint64_t hard) {
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  Errno e = do_setrlimit(ref.get(), resource, soft, hard);
+  if (e != Errno::kOk) return e;
+  return kSuccess;
+}
+
+Result<std::pair<uint64_t, uint64_t>> System::getrlimit(Process* p, unsigned resource) {
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  return do_getrlimit(ref.get(), resource);
+}
+
+Result<VmCounts> System::vm_counts(Process* p) {
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  return mirrormm::vm_counts(ref.get());
+}
+
 Result<uint64_t> System::mremap(Process* p, uint64_t addr, uint64_t old_len, uint64_t new_len,
                                 uint64_t flags, uint64_t new_addr) {
   MmRef ref(p);

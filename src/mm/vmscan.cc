@@ -49,7 +49,10 @@ enum class FolioReferences { kActivate, kKeep, kReclaim, kReclaimClean };
 
 // folio_check_references: what the look at a locked page on the inactive list decides.
 FolioReferences folio_check_references(System* sys, Page* page) {
-  const int referenced_ptes = folio_referenced(sys, page, PageLocked::kYes);
+  bool vm_locked = false;
+  const int referenced_ptes = folio_referenced(sys, page, PageLocked::kYes, &vm_locked);
+  // Mapped by a VM_LOCKED VMA: the page, now mlocked, goes to the unevictable list.
+  if (vm_locked) return FolioReferences::kActivate;
   const bool referenced_folio = (page->flags.fetch_and(~static_cast<uint32_t>(PG_referenced),
                                                        std::memory_order_relaxed) &
                                  PG_referenced) != 0;

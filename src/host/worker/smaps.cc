@@ -106,4 +106,118 @@ void write_window_smaps(LineWriter* out) {
   if (!ctx.any) out->put("none");
 }
 
+namespace {
+
+struct WindowMlockedCtx {
+  LineWriter* out;
+  bool any;
+  bool in_window;
+  uint64_t start, end;
+  uint64_t locked;
+  bool seen_locked, seen_flags;
+  bool lo, lf;
+  bool ok;
+};
+
+void flush_mlocked(WindowMlockedCtx* ctx) {
+  if (!ctx->in_window) return;
+  ctx->in_window = false;
+  if (!ctx->seen_locked || !ctx->seen_flags) ctx->ok = false;
+  LineWriter* out = ctx->out;
+  if (ctx->any) out->put("; ");
+  ctx->any = true;
+  out->put_hex(ctx->start);
+  out->put_char('-');
+  out->put_hex(ctx->end);
+  out->put(ctx->lo ? (ctx->lf ? " lo+lf" : " lo") : (ctx->lf ? " lf" : " -"));
+  out->put(" Locked=");
+  out->put_dec(ctx->locked);
+}
+
+bool starts_with(const char* s, const char* end, const char* prefix) {
+  const size_t n = std::strlen(prefix);
+  return static_cast<size_t>(end - s) >= n && std::memcmp(s, prefix, n) == 0;
+}
+
+// "VmFlags: rd wr mr mw me lo ac": two-letter names separated by spaces.
+void parse_vmflags(WindowMlockedCtx* ctx, const char* s, const char* end) {
+  for (const char* p = s + 8; p + 1 < end; ++p) {
+    if (p[-1] != ' ' || (p + 2 < end && p[2] != ' ')) continue;
+    if (p[0] == 'l' && p[1] == 'o') ctx->lo = true;
+    if (p[0] == 'l' && p[1] == 'f') ctx->lf = true;
+  }
+  ctx->seen_flags = true;
+}
+
+void mlocked_line(const char* s, const char* end, void* ctx_ptr) {
+  auto* ctx = static_cast<WindowMlockedCtx*>(ctx_ptr);
+  if (s == end) return;
+  const char c = *s;
+  const bool header = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+  if (!header) {
+    if (!ctx->in_window) return;
+    if (starts_with(s, end, "Locked:")) {
+      const char* p = s + 7;
+      while (p < end && *p == ' ') ++p;
+      uint64_t v = 0;
+      while (p < end && *p >= '0' && *p <= '9') v = v * 10 + static_cast<uint64_t>(*p++ - '0');
+      ctx->locked = v;
+      ctx->seen_locked = true;
+    } else if (starts_with(s, end, "VmFlags:")) {
+      parse_vmflags(ctx, s, end);
+    }
+    return;
+  }
+  flush_mlocked(ctx);
+  MapsEntry e;
+  if (!parse_maps_line(s, end, &e)) return;
+  if (e.start >= script::kWindowEnd || e.end <= script::kWindowStart) return;
+  ctx->in_window = true;
+  ctx->start = e.start;
+  ctx->end = e.end;
+  ctx->locked = 0;
+  ctx->seen_locked = ctx->seen_flags = ctx->lo = ctx->lf = false;
+}
+
+struct StatusCtx {
+  const char* field;
+  uint64_t kb;
+};
+
+void status_line(const char* s, const char* end, void* ctx_ptr) {
+  auto* ctx = static_cast<StatusCtx*>(ctx_ptr);
+  if (!starts_with(s, end, ctx->field)) return;
+  const char* p = s + std::strlen(ctx->field);
+  while (p < end && (*p == ' ' || *p == '\t')) ++p;
+  uint64_t v = 0;
+  while (p < end && *p >= '0' && *p <= '9') v = v * 10 + static_cast<uint64_t>(*p++ - '0');
+  ctx->kb = v;
+}
+
+}  // namespace
+
+void write_window_mlocked(LineWriter* out) {
+  WindowMlockedCtx ctx{};
+  ctx.out = out;
+  ctx.ok = true;
+  int err = for_each_proc_line("/proc/self/smaps", mlocked_line, &ctx);
+  flush_mlocked(&ctx);
+  if (err != 0 && !ctx.any) {
+    out->put("ERROR reading /proc/self/smaps: ");
+    out->put_errno(err);
+    return;
+  }
+  if (!ctx.ok) {
+    out->put(" ERROR a /proc/self/smaps record lacks Locked: or VmFlags:");
+    return;
+  }
+  if (!ctx.any) out->put("none");
+}
+
+uint64_t status_bytes(const char* field) {
+  StatusCtx ctx{field, 0};
+  if (for_each_proc_line("/proc/self/status", status_line, &ctx) != 0) return 0;
+  return ctx.kb << 10;
+}
+
 }  // namespace mirrormm::host

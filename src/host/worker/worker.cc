@@ -216,6 +216,19 @@ bool do_fork(int* sock, LineWriter* out) {
   return false;
 }
 
+// `setrlimit`: a `+N` limit is the process's current size (VmSize for RLIMIT_AS, VmData for
+// RLIMIT_DATA) plus N, read just before the call.
+void do_setrlimit(const Request& r, LineWriter* out) {
+  uint64_t current = 0;
+  if (r.seed & (kRlimSoftRelative | kRlimHardRelative))
+    current = status_bytes(r.flags == RLIMIT_DATA ? "VmData:" : "VmSize:");
+  script::RlimitValue soft{r.new_len, (r.seed & kRlimSoftInf) != 0, (r.seed & kRlimSoftRelative) != 0};
+  script::RlimitValue hard{r.new_addr, (r.seed & kRlimHardInf) != 0, (r.seed & kRlimHardRelative) != 0};
+  rlimit rl{script::rlimit_bytes(soft, current), script::rlimit_bytes(hard, current)};
+  long ret = syscall(SYS_setrlimit, static_cast<unsigned long>(r.flags), &rl);
+  put_status_result(out, ret, errno);
+}
+
 void serve(int sock) {
   LineWriter out(sock);
   Request r;
@@ -257,6 +270,29 @@ void serve(int sock) {
         ret = syscall(SYS_mremap, r.addr, r.len, r.new_len, static_cast<unsigned long>(r.flags), r.new_addr);
         put_address_result(&out, ret, errno);
         break;
+      case ReqOp::kMlock:
+        ret = r.flags ? syscall(SYS_mlock2, r.addr, r.len, static_cast<unsigned long>(r.flags))
+                      : syscall(SYS_mlock, r.addr, r.len);
+        put_status_result(&out, ret, errno);
+        break;
+      case ReqOp::kMunlock:
+        ret = syscall(SYS_munlock, r.addr, r.len);
+        put_status_result(&out, ret, errno);
+        break;
+      case ReqOp::kMlockall:
+        ret = syscall(SYS_mlockall, static_cast<unsigned long>(r.flags));
+        put_status_result(&out, ret, errno);
+        break;
+      case ReqOp::kMunlockall:
+        ret = syscall(SYS_munlockall);
+        put_status_result(&out, ret, errno);
+        break;
+      case ReqOp::kMlocked:
+        write_window_mlocked(&out);
+        break;
+      case ReqOp::kSetrlimit:
+        do_setrlimit(r, &out);
+        break;
       case ReqOp::kWrite:
       case ReqOp::kRead:
         do_access(r, &out);
@@ -274,6 +310,7 @@ void serve(int sock) {
         do_fork(&sock, &out);
         continue;  // both sides have answered (or, in the child, must not)
       case ReqOp::kExit:
+        syscall(SYS_munlockall);  // nothing stays locked whatever the script did
         out.put_char('0');
         out.end_line();
         _exit(0);
@@ -378,6 +415,14 @@ void pin_stack_limit() {
   }
 }
 
+// RLIMIT_MEMLOCK at Linux's default MLOCK_LIMIT, soft and hard, as the model's processes
+// start (SystemConfig::memlock_rlimit): `setrlimit memlock` then answers alike.
+void pin_memlock_limit() {
+  constexpr uint64_t kMemlockLimit = 8ull << 20;
+  rlimit want{kMemlockLimit, kMemlockLimit};
+  setrlimit(RLIMIT_MEMLOCK, &want);
+}
+
 }  // namespace
 
 void worker_main(int fd) {
@@ -401,6 +446,7 @@ void worker_main(int fd) {
   install_fault_handlers();
 
   pin_stack_limit();
+  pin_memlock_limit();
   unlimit(RLIMIT_AS);
   unlimit(RLIMIT_DATA);
   prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
