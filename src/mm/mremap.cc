@@ -85,8 +85,11 @@ Errno check_prep_vma(Vrm& v) REQUIRES(v.mm->mmap_lock_) {
   const uint64_t pgoff = vma->linear_page_index(v.addr);
   if (pgoff + (v.new_len >> kPageShift) < pgoff) return Errno::kInval;
   if (vma->vm_flags & (VM_DONTEXPAND | VM_PFNMAP)) return Errno::kFault;
-  if (!mlock_future_ok(v.mm, vma->vm_flags, v.delta)) return Errno::kAgain;
-  if (!may_expand_vm(v.mm, vma->vm_flags, v.delta >> kPageShift)) return Errno::kNoMem;
+  // A growing mapping must stay within RLIMIT_MEMLOCK (if locked) and RLIMIT_AS/DATA.
+  if (v.type == RemapType::kExpand) {
+    if (!mlock_future_ok(v.mm, vma->vm_flags, v.delta)) return Errno::kAgain;
+    if (!may_expand_vm(v.mm, vma->vm_flags, v.delta >> kPageShift)) return Errno::kNoMem;
+  }
   return Errno::kOk;
 }
 

@@ -415,6 +415,15 @@ void pin_stack_limit() {
   }
 }
 
+// Grows the worker's stack VMA now by more than the command loop will ever use, so that it
+// never grows while a script runs: a `setrlimit as +N` compares the process's total size
+// with the model's, and only the window's part may change.
+__attribute__((noinline)) void pregrow_stack() {
+  volatile char frame[256 << 10];
+  for (size_t i = 0; i < sizeof frame; i += kPageSize) frame[i] = 0;
+  frame[sizeof frame - 1] = 0;
+}
+
 // RLIMIT_MEMLOCK at Linux's default MLOCK_LIMIT, soft and hard, as the model's processes
 // start (SystemConfig::memlock_rlimit): `setrlimit memlock` then answers alike.
 void pin_memlock_limit() {
@@ -447,6 +456,7 @@ void worker_main(int fd) {
 
   pin_stack_limit();
   pin_memlock_limit();
+  pregrow_stack();
   unlimit(RLIMIT_AS);
   unlimit(RLIMIT_DATA);
   prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
