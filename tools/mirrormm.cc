@@ -412,6 +412,8 @@ stress::Report stress_one(stress::Options o, std::ostream& out) {
       out << ", " << t.waits << " invalidations waited, " << t.nonblock_refusals << " non-blockable refused";
     out << "\n";
   }
+  out << "locked memory: " << r.mlock_calls << " mlock/munlock/mlockall/munlockall calls, " << r.pgs_mlocked
+      << " pages mlocked, " << r.pgs_culled << " locked pages reclaim kept\n";
   if (o.nodes > 1)
     out << "migration: " << r.pgmigrate_success << " pages migrated, " << r.pgmigrate_fail
         << " attempts failed, in " << r.migrate_calls << " migrate_pages calls\n";

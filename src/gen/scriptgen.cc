@@ -203,7 +203,8 @@ class Generator {
         c.addr < script::kWindowEnd && c.len > 0 && c.len <= script::kWindowEnd - c.addr)
       mapped_.remove(c.addr, (c.addr + c.len + kPage - 1) & ~(kPage - 1));
     // Which processes lock their future mappings (mlockall future; not inherited by fork).
-    if (c.op == Op::kMlockall && live) {
+    const bool mlockall_valid = c.mlockall_flags != 0 && c.mlockall_flags != script::kMclOnfault;
+    if (c.op == Op::kMlockall && live && mlockall_valid) {
       std::erase(future_, c.pid);
       if (c.mlockall_flags & script::kMclFuture) future_.push_back(c.pid);
     }

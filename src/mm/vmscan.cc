@@ -29,6 +29,8 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "mirrormm/mmu_notifier.h"
 #include "mm/internal.h"
 #include "mm/lru.h"
@@ -222,6 +224,11 @@ uint64_t shrink_folio_list(System* sys, std::vector<Page*>& folios, ScanControl&
       continue;
     }
     if (locked) unlock_page(page);
+    // Checker: reclaim never frees a locked page (try_to_unmap_one and folio_referenced
+    // refuse every VM_LOCKED mapping and mlock the page instead).
+    if (page->test(PG_mlocked))
+      sys->report_violation("locked page reclaimed",
+                            fmt::format("reclaim freed mlocked pfn {:#x}", mem.page_to_pfn(page)));
     count_steal(ev, sc, folio_is_file_lru(page), 1);
     mem.put_page(page);  // the isolation reference was the last one: the frame is free
     reclaimed++;
