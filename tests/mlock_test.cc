@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "mirrormm/mman.h"
+#include "mm/internal.h"
 #include "mm/lru.h"
 #include "mm/vmstat.h"
 #include "mm_test_util.h"
@@ -150,6 +151,32 @@ TEST_F(MlockTest, MapLockedAndMlockallFuturePopulateUnlessOnFault) {
   EXPECT_EQ(counts(p1()).locked, 0u);
 }
 
+TEST_F(MlockTest, APageCountsItsLockedMappings) {
+  map(p1(), W, 2 * P);
+  ASSERT_TRUE(fill(p1(), W, 2 * P, 4).ok());
+  // Read-only, so that the child's mlock populates without breaking COW.
+  ASSERT_TRUE(sys().mprotect(p1(), W, 2 * P, kProtRead).ok());
+  ASSERT_TRUE(sys().mlock(p1(), W, 2 * P).ok());
+  Result<Process*> child = sys().fork(p1());
+  ASSERT_TRUE(child.ok());
+  ASSERT_TRUE(sys().mlock(child.value(), W, 2 * P).ok());  // the shared pages: two locks
+  ASSERT_TRUE(sys().munlock(p1(), W, 2 * P).ok());
+  EXPECT_TRUE(mlocked(p1(), W));  // the child's lock still counts
+  ASSERT_TRUE(sys().munmap(child.value(), W, 2 * P).ok());
+  EXPECT_FALSE(mlocked(p1(), W));
+  EXPECT_EQ(info(p1(), W).lru, "inactive_anon");
+}
+
+TEST_F(MlockTest, DontunmapLeavesTheSourcePagesMlocked) {
+  map(p1(), W, 4 * P);
+  ASSERT_TRUE(sys().mlock(p1(), W, 4 * P).ok());
+  ASSERT_TRUE(sys().mremap(p1(), W, 2 * P, 2 * P, 7, W + 64 * P).ok());
+  EXPECT_EQ(lock_of(p1(), W), "-");
+  EXPECT_TRUE(mlocked(p1(), W + 3 * P));  // not moved, still mlocked: as in Linux
+  ASSERT_TRUE(sys().munmap(p1(), W, 4 * P).ok());
+  EXPECT_EQ(sys().debug_check_consistency(), 0u);
+}
+
 TEST_F(MlockTest, ForkInheritsNeitherLocksNorFuture) {
   map(p1(), W, 4 * P);
   ASSERT_TRUE(sys().mlockall(p1(), kMclCurrent | kMclFuture).ok());
@@ -211,13 +238,10 @@ TEST_F(MlockReclaimTest, ReclaimCullsALockedPageThatLostItsMlock) {
   map(p1(), W, 2 * P);
   ASSERT_TRUE(fill(p1(), W, 2 * P, 3).ok());
   ASSERT_TRUE(sys().mlockall(p1(), kMclCurrent).ok());
-  Result<Process*> child = sys().fork(p1());
-  ASSERT_TRUE(child.ok());
-  ASSERT_TRUE(sys().mlock(child.value(), W, 2 * P).ok());
-  // The child's unmap munlocks the pages both map (the model keeps no count of the locked
-  // mappings of a page); the parent's VMA is still locked, so reclaim must keep them and
-  // put them back on the unevictable list.
-  ASSERT_TRUE(sys().munmap(child.value(), W, 2 * P).ok());
+  // A lock the page's count lost (as a lock taken while it was off the LRU is lost): the
+  // page returns to the evictable lists while its VMA stays locked. Reclaim must keep it
+  // and put it back on the unevictable list.
+  munlock_folio(sys().mem(), page_at(p1(), W));
   EXPECT_FALSE(mlocked(p1(), W));
   for (int pass = 0; pass < 6; pass++) (void)sys().reclaim(64);
   EXPECT_EQ(mincore(p1(), W, 2 * P), "11");

@@ -206,10 +206,13 @@ Errno get_user_pfns(Mm* mm, uint64_t start, uint64_t nr_pages, ForWrite write, F
 
 // ---- mlock.cc: locked memory and resource limits (mm/mlock.c, mm/mmap.c) ----
 
-// mlock_folio / munlock_folio: the page becomes mlocked (PG_mlocked, on the unevictable
-// list) or stops being so; nothing happens when it already is in that state (mlock_folio
-// returns whether the page changed). Callable under the PTE lock; the caller holds a
-// reference or the PTE lock of a PTE mapping the page.
+// mlock_folio: one more locked mapping of the page: it becomes mlocked (PG_mlocked, on the
+// unevictable list) and, when it is on the list already, its mlock_count goes up; returns
+// whether it was not mlocked before. munlock_folio: one locked mapping fewer: when the count
+// reaches 0 the page stops being mlocked and returns to the evictable lists. As in Linux the
+// count may undercount (a page locked while off the LRU is not counted); reclaim restores a
+// lock lost that way. Both take the lru_lock: callable under the PTE lock, by a caller that
+// holds a reference or the PTE lock of a PTE mapping the page.
 bool mlock_folio(PhysMem& mem, Page* page);
 void munlock_folio(PhysMem& mem, Page* page);
 // A VMA's flags as an rmap walk reads them, without the mmap_lock (READ_ONCE): writers store

@@ -15,11 +15,14 @@
 //     try_to_unmap_one): the page is moved to the unevictable list and kept
 //     (unevictable_pgs_culled). This is what guarantees that a locked page is never
 //     reclaimed, whatever raced with the lock.
-// and stop being mlocked when munlock clears the flags (the pages its PTEs map) or a locked
-// VMA's mapping of the page goes (zap, COW). Linux 6.18 counts the locked mappings of a page
-// (mlock_count); the model does not, so a page that another locked VMA still maps returns to
-// the evictable lists until reclaim finds that VMA and culls it again, which is how Linux
-// itself recovers from a lost count.
+// and lose one lock when munlock clears the flags (the pages its PTEs map) or a locked VMA's
+// mapping of the page goes (zap, COW). As in Linux 6.18 a page on the unevictable list counts
+// its locked mappings (mlock_count) and stops being mlocked when the count reaches 0. The
+// count may undercount (a lock taken while the page was off the LRU is not counted); a page
+// that a locked VMA still maps then returns to the evictable lists until reclaim finds that
+// VMA and culls it again, which is how Linux recovers from a lost count. A page whose VMA
+// lost its lock without an unlock of its pages (MREMAP_DONTUNMAP clears the source's flags)
+// stays mlocked until it is freed, as in Linux.
 //
 // Locks: mlock_fixup runs under the mmap_lock for write; the page walk takes each PTE lock
 // and, inside it, the lru_lock (lock_order.h: the lru_lock nests inside the PTE lock).
@@ -38,42 +41,64 @@ namespace mirrormm {
 
 // ---- the page side ----
 
-namespace {
-
-// Moves a page between the evictable lists and the unevictable list as PG_mlocked says, under
-// the lru_lock: a page on a list is relinked; one on no list (in an add batch, isolated) is
-// linked by its flags when it gets there, and nobody can link it meanwhile.
-void folio_update_evictable(PhysMem& mem, Page* page, bool mlocked) {
+bool mlock_folio(PhysMem& mem, Page* page) {
   Lruvec& lruvec = mem.lruvec();
   SpinGuard g(lruvec.lru_lock);
-  if (page->test(PG_mlocked) == mlocked) return;
-  const bool on_lru = page->test(PG_lru);
-  if (on_lru) lruvec.del_folio(page);
-  if (mlocked) {
+  const bool newly = !page->test(PG_mlocked);
+  if (newly) {
     page->set(PG_mlocked);
-    page->set(PG_unevictable);
-    page->clear(PG_active);
-  } else {
-    page->clear(PG_mlocked);
-    page->clear(PG_unevictable);
+    mem.events().count(UNEVICTABLE_PGMLOCKED);
   }
-  if (on_lru) lruvec.add_folio(page);
-  mem.events().count(mlocked ? UNEVICTABLE_PGMLOCKED : UNEVICTABLE_PGMUNLOCKED);
+  if (!page->test(PG_lru)) {
+    // In an add batch or isolated: linked by its flags when it gets to a list. Nobody
+    // counted this lock (Linux's __mlock_folio does nothing off the LRU): the count stays 0,
+    // an underestimate that reclaim corrects.
+    if (!page->test(PG_unevictable)) {
+      page->clear(PG_active);
+      page->set(PG_unevictable);
+      page->mlock_count = 0;
+    }
+    return newly;
+  }
+  if (page->test(PG_unevictable)) {
+    page->mlock_count++;
+    return newly;
+  }
+  lruvec.del_folio(page);
+  page->clear(PG_active);
+  page->set(PG_unevictable);
+  page->mlock_count = 1;
+  lruvec.add_folio(page);
+  return newly;
 }
-
-}  // namespace
-
-bool mlock_folio(PhysMem& mem, Page* page) {
-  if (page->test(PG_mlocked)) return false;
-  folio_update_evictable(mem, page, true);
-  return true;
-}
-
-void count_mlock_new_folio(PhysMem& mem) { mem.events().count(UNEVICTABLE_PGMLOCKED); }
 
 void munlock_folio(PhysMem& mem, Page* page) {
-  if (!page->test(PG_mlocked)) return;
-  folio_update_evictable(mem, page, false);
+  Lruvec& lruvec = mem.lruvec();
+  SpinGuard g(lruvec.lru_lock);
+  const bool on_lru = page->test(PG_lru);
+  if (on_lru && page->test(PG_unevictable)) {
+    if (page->mlock_count) page->mlock_count--;
+    if (page->mlock_count) return;  // another locked mapping still counts
+  }
+  // The last counted lock (or an uncounted one: reclaim restores it if a locked mapping
+  // remains).
+  if (!page->test(PG_mlocked) && !page->test(PG_unevictable)) return;
+  if (page->test(PG_mlocked)) {
+    page->clear(PG_mlocked);
+    mem.events().count(UNEVICTABLE_PGMUNLOCKED);
+  }
+  if (!page->test(PG_unevictable)) return;
+  if (on_lru) lruvec.del_folio(page);
+  page->clear(PG_unevictable);
+  if (on_lru) lruvec.add_folio(page);
+}
+
+void mlock_new_folio(PhysMem& mem, Page* page) {
+  // Not visible to anyone yet: no lock needed for its flags and count.
+  page->set(PG_mlocked);
+  page->set(PG_unevictable);
+  page->mlock_count = 1;
+  mem.events().count(UNEVICTABLE_PGMLOCKED);
 }
 
 // ---- the VMA counters and the limits ----

@@ -41,6 +41,11 @@ constexpr uint64_t kPageSize = 4096;
 // The worker's file table: index (assigned by the controller) -> descriptor, -1 if none.
 int g_files[kMaxFiles];
 
+// What this process's last successful mlockall left in its mm->def_flags (MCL_FUTURE, with
+// MCL_ONFAULT or not); cleared by munlockall and in a fork child.
+bool g_mcl_future = false;
+bool g_mcl_onfault = false;
+
 // The mincore vector for up to this many pages; larger calls map a temporary one.
 alignas(4096) unsigned char g_mincore_vec[1 << 16];
 
@@ -105,16 +110,29 @@ void do_mmap(const Request& r, LineWriter* out) {
   // (FOLL_FORCE) while MADV_POPULATE_READ needs VM_READ: a mapping without PROT_READ (but
   // not PROT_NONE) gets it for the populate only (one mprotect there and back, which
   // neither splits nor merges the VMA).
+  //
+  // A locked mapping (MAP_LOCKED, or mlockall's MCL_FUTURE) is populated by mmap itself unless
+  // it locks on fault (MCL_ONFAULT, and then not even MAP_POPULATE populates it); for a
+  // regular file that would read ahead before the advice, so the mapping is made unlocked
+  // (MCL_FUTURE switched to MCL_FUTURE|MCL_ONFAULT around the call) and then locked with
+  // mlock, which populates it as mmap would have, its result ignored as mmap's population's
+  // is.
   unsigned long flags = r.flags;
-  const bool populate = r.regular && (flags & MAP_POPULATE);
-  if (populate) flags &= ~static_cast<unsigned long>(MAP_POPULATE);
+  const bool onfault = g_mcl_future && g_mcl_onfault;
+  const bool lock_after = r.regular && !onfault && ((flags & MAP_LOCKED) || g_mcl_future);
+  const bool populate = r.regular && (flags & MAP_POPULATE) && !onfault && !lock_after;
+  if (r.regular) flags &= ~static_cast<unsigned long>(MAP_POPULATE);
+  if (lock_after) flags &= ~static_cast<unsigned long>(MAP_LOCKED);
+  if (lock_after && g_mcl_future) syscall(SYS_mlockall, static_cast<unsigned long>(MCL_FUTURE | MCL_ONFAULT));
   long ret = syscall(SYS_mmap, r.addr, r.len, static_cast<unsigned long>(r.prot), flags, static_cast<long>(opened),
                      r.offset);
   int err = errno;
+  if (lock_after && g_mcl_future) syscall(SYS_mlockall, static_cast<unsigned long>(MCL_FUTURE));
   if (opened >= 0) close(opened);
   if (ret != -1 && r.regular) {
     const uint64_t len = (r.len + kPageSize - 1) & ~(kPageSize - 1);
     syscall(SYS_madvise, ret, len, static_cast<unsigned long>(MADV_RANDOM));
+    if (lock_after) syscall(SYS_mlock, ret, len);
     if (populate) {
       const bool write = (r.prot & PROT_WRITE) && (flags & MAP_TYPE) == MAP_PRIVATE;
       const bool add_read = !write && !(r.prot & PROT_READ) && (r.prot & (PROT_WRITE | PROT_EXEC));
@@ -200,6 +218,7 @@ bool do_fork(int* sock, LineWriter* out) {
     return false;
   }
   if (pid == 0) {
+    g_mcl_future = false;  // mm->def_flags is not inherited
     close(*sock);
     close(sv[0]);
     *sock = sv[1];
@@ -281,10 +300,15 @@ void serve(int sock) {
         break;
       case ReqOp::kMlockall:
         ret = syscall(SYS_mlockall, static_cast<unsigned long>(r.flags));
+        if (ret == 0) {
+          g_mcl_future = r.flags & MCL_FUTURE;
+          g_mcl_onfault = r.flags & MCL_ONFAULT;
+        }
         put_status_result(&out, ret, errno);
         break;
       case ReqOp::kMunlockall:
         ret = syscall(SYS_munlockall);
+        if (ret == 0) g_mcl_future = false;
         put_status_result(&out, ret, errno);
         break;
       case ReqOp::kMlocked:
