@@ -143,48 +143,43 @@ Status System::mprotect(Process* p, uint64_t addr, uint64_t len, uint64_t prot) 
   return kSuccess;
 }
 
+namespace {
+
+// A system call of the locking family on p's address space: -ESRCH for a dead process, else
+// what fn (one of mm.h's entry points, given the Mm) answers.
+template <class Fn>
+Status call_on_mm(Process* p, Fn fn) {
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  const Errno e = fn(ref.get());
+  if (e != Errno::kOk) return e;
+  return kSuccess;
+}
+
+}  // namespace
+
 Status System::mlock(Process* p, uint64_t addr, uint64_t len) { return mlock2(p, addr, len, 0); }
 
 Status System::mlock2(Process* p, uint64_t addr, uint64_t len, uint64_t flags) {
   if (flags & ~kMlockOnfault) return Errno::kInval;
-  MmRef ref(p);
-  if (!ref) return Errno::kSrch;
   const vm_flags_t vm_flags = VM_LOCKED | ((flags & kMlockOnfault) ? VM_LOCKONFAULT : 0);
-  Errno e = do_mlock(ref.get(), addr, len, vm_flags);
-  if (e != Errno::kOk) return e;
-  return kSuccess;
+  return call_on_mm(p, [&](Mm* mm) { return do_mlock(mm, addr, len, vm_flags); });
 }
 
 Status System::munlock(Process* p, uint64_t addr, uint64_t len) {
-  MmRef ref(p);
-  if (!ref) return Errno::kSrch;
-  Errno e = do_munlock(ref.get(), addr, len);
-  if (e != Errno::kOk) return e;
-  return kSuccess;
+  return call_on_mm(p, [&](Mm* mm) { return do_munlock(mm, addr, len); });
 }
 
 Status System::mlockall(Process* p, uint64_t flags) {
-  MmRef ref(p);
-  if (!ref) return Errno::kSrch;
-  Errno e = do_mlockall(ref.get(), flags);
-  if (e != Errno::kOk) return e;
-  return kSuccess;
+  return call_on_mm(p, [&](Mm* mm) { return do_mlockall(mm, flags); });
 }
 
 Status System::munlockall(Process* p) {
-  MmRef ref(p);
-  if (!ref) return Errno::kSrch;
-  Errno e = do_munlockall(ref.get());
-  if (e != Errno::kOk) return e;
-  return kSuccess;
+  return call_on_mm(p, [](Mm* mm) { return do_munlockall(mm); });
 }
 
 Status System::setrlimit(Process* p, unsigned resource, uint64_t soft, uint64_t hard) {
-  MmRef ref(p);
-  if (!ref) return Errno::kSrch;
-  Errno e = do_setrlimit(ref.get(), resource, soft, hard);
-  if (e != Errno::kOk) return e;
-  return kSuccess;
+  return call_on_mm(p, [&](Mm* mm) { return do_setrlimit(mm, resource, soft, hard); });
 }
 
 Result<std::pair<uint64_t, uint64_t>> System::getrlimit(Process* p, unsigned resource) {
