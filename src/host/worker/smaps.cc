@@ -104,13 +104,16 @@ void smaps_line(const char* s, const char* end, void* ctx_ptr) {
   std::memset(ctx->seen, 0, sizeof ctx->seen);
 }
 
-// Reads /proc/self/smaps line by line into ctx (a context with out, any and ok), flushes the
-// last record and ends the result: an error line when the file could not be read or a record
+// Reads /proc/self/smaps line by line into a new Ctx (a context with out, any and ok), flushes
+// the last record and ends the result: an error line when the file could not be read or a record
 // missed a field (named by missing), "none" when no VMA intersects the window.
 template <class Ctx>
-void write_window_records(Ctx* ctx, void (*line)(const char*, const char*, void*), void (*flush)(Ctx*),
+void write_window_records(LineWriter* out, void (*line)(const char*, const char*, void*), void (*flush)(Ctx*),
                           const char* missing) {
-  LineWriter* out = ctx->out;
+  Ctx record{};
+  Ctx* ctx = &record;
+  ctx->out = out;
+  ctx->ok = true;
   int err = for_each_proc_line("/proc/self/smaps", line, ctx);
   flush(ctx);
   if (err != 0 && !ctx->any) {
@@ -129,10 +132,7 @@ void write_window_records(Ctx* ctx, void (*line)(const char*, const char*, void*
 }  // namespace
 
 void write_window_smaps(LineWriter* out) {
-  WindowSmapsCtx ctx{};
-  ctx.out = out;
-  ctx.ok = true;
-  write_window_records(&ctx, smaps_line, flush_record, "a counter");
+  write_window_records<WindowSmapsCtx>(out, smaps_line, flush_record, "a counter");
 }
 
 namespace {
@@ -212,10 +212,7 @@ void status_line(const char* s, const char* end, void* ctx_ptr) {
 }  // namespace
 
 void write_window_mlocked(LineWriter* out) {
-  WindowMlockedCtx ctx{};
-  ctx.out = out;
-  ctx.ok = true;
-  write_window_records(&ctx, mlocked_line, flush_mlocked, "Locked: or VmFlags:");
+  write_window_records<WindowMlockedCtx>(out, mlocked_line, flush_mlocked, "Locked: or VmFlags:");
 }
 
 uint64_t status_bytes(const char* field) {
