@@ -574,7 +574,7 @@ int main(int argc, char** argv) {
   auto* gen = app.add_subcommand("gen", "print a random host-comparable script");
   gen->add_option("--seed", seed, "random seed: the same seed prints the same script");
   gen->add_option("--commands", commands, "number of commands")->check(CLI::Range(1, 1000000));
-  gen->add_option("--profile", profile, "anon (anonymous memory, fork, exit), files (memfd and regular files: mappings, truncate, msync, fsync, pread) or all")
+  gen->add_option("--profile", profile, "anon (anonymous memory, fork, exit), files (memfd and regular files: mappings, truncate, msync, fsync, pread), all, or lock (anonymous memory with mlock, munlock, mlockall, munlockall, MAP_LOCKED and setrlimit)")
       ->check(CLI::IsMember({"anon", "files", "all", "lock"}));
 
   auto* oracle = app.add_subcommand("oracle", "compare model and host kernel on random scripts");
