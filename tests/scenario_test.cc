@@ -47,7 +47,8 @@ std::string where(const script::Script& s, const script::Command& c) {
 // Whether a command leaves every process's memory as it found it.
 bool observes_only(const script::Command& c) {
   return !script::model_only(c) &&
-         (c.op == script::Op::kMaps || c.op == script::Op::kSmaps || c.op == script::Op::kMincore);
+         (c.op == script::Op::kMaps || c.op == script::Op::kSmaps || c.op == script::Op::kMincore ||
+          c.op == script::Op::kMlocked);
 }
 
 // The script with `@N smaps` for every process number that may exist (1 and one per fork so

@@ -16,7 +16,7 @@ namespace {
 using script::Command;
 using script::Op;
 
-constexpr Profile kProfiles[] = {Profile::kAnon, Profile::kFiles, Profile::kAll};
+constexpr Profile kProfiles[] = {Profile::kAnon, Profile::kFiles, Profile::kAll, Profile::kLock};
 constexpr uint64_t kSeeds = 150;
 
 script::Script generate_parsed(uint64_t seed, Profile profile, int commands = 300) {
@@ -49,10 +49,40 @@ bool addresses_ok(const Command& c) {
     case Op::kWrite:
     case Op::kRead:
     case Op::kMincore:
+    case Op::kMlock:
+    case Op::kMunlock:
       return ok(c.addr);
     default:
       return true;
   }
+}
+
+// The lock profile uses every locking command, MAP_LOCKED and every resource, and never an
+// absolute address-space or data limit (only `+N` or `inf`; a soft data limit of 0 at most).
+TEST(ScriptGen, LockProfileLocksAndLimits) {
+  bool mlock = false, onfault = false, munlock = false, mlockall = false, munlockall = false, mlocked = false;
+  bool map_locked = false, rlimits[4] = {};
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    for (const Command& c : generate_parsed(seed, Profile::kLock).commands) {
+      mlock |= c.op == Op::kMlock;
+      onfault |= c.op == Op::kMlock && c.mlock_onfault;
+      munlock |= c.op == Op::kMunlock;
+      mlockall |= c.op == Op::kMlockall;
+      munlockall |= c.op == Op::kMunlockall;
+      mlocked |= c.op == Op::kMlocked;
+      map_locked |= c.op == Op::kMmap && (c.map_flags & script::kMapLocked);
+      if (c.op != Op::kSetrlimit) continue;
+      rlimits[static_cast<int>(c.rlimit)] = true;
+      if (c.rlimit == script::Rlimit::kAs || c.rlimit == script::Rlimit::kData) {
+        const bool soft_zero = !c.rlim_soft.relative && !c.rlim_soft.infinite && c.rlim_soft.value == 0;
+        EXPECT_TRUE(c.rlim_soft.relative || c.rlim_soft.infinite || soft_zero) << script::format(c);
+        EXPECT_TRUE(c.rlim_hard.relative || c.rlim_hard.infinite) << script::format(c);
+      }
+      EXPECT_TRUE(host::host_safe(c)) << script::format(c);
+    }
+  }
+  EXPECT_TRUE(mlock && onfault && munlock && mlockall && munlockall && mlocked && map_locked);
+  for (bool r : rlimits) EXPECT_TRUE(r);
 }
 
 TEST(ScriptGen, Deterministic) {
@@ -222,6 +252,7 @@ TEST(ScriptGen, ParseProfile) {
   EXPECT_EQ(parse_profile("anon"), Profile::kAnon);
   EXPECT_EQ(parse_profile("files"), Profile::kFiles);
   EXPECT_EQ(parse_profile("all"), Profile::kAll);
+  EXPECT_EQ(parse_profile("lock"), Profile::kLock);
   EXPECT_THROW(parse_profile("Anon"), std::invalid_argument);
   EXPECT_THROW(parse_profile(""), std::invalid_argument);
 }

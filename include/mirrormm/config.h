@@ -32,6 +32,16 @@ struct SystemConfig {
   uint64_t stack_rlimit = 8ull << 20;
   uint64_t stack_guard_gap = 256ull << 12;
 
+  // Privilege of the processes: with cap_ipc_lock (CAP_IPC_LOCK, as the host runner's root
+  // has) RLIMIT_MEMLOCK binds nobody and a limit of 0 still allows locking; without it
+  // mlock, mlockall, MAP_LOCKED and growing a locked mapping count against the limit
+  // (can_do_mlock, mlock_future_ok). No process has CAP_SYS_RESOURCE (the host runner's root
+  // lacks it too): raising a hard limit is -EPERM for everyone. memlock_rlimit is the first
+  // process's RLIMIT_MEMLOCK (soft and hard; Linux's default MLOCK_LIMIT); RLIMIT_STACK starts
+  // at stack_rlimit (soft; the hard limit is unlimited), RLIMIT_AS and RLIMIT_DATA unlimited.
+  bool cap_ipc_lock = true;
+  uint64_t memlock_rlimit = 8ull << 20;
+
   // Writeback of regular files (vm.dirty_expire_centisecs, vm.dirty_writeback_centisecs and
   // vm.dirty_background_ratio, in milliseconds and percent): the flusher wakes every
   // writeback interval and writes back the files that have been dirty for longer than the

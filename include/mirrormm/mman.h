@@ -37,6 +37,26 @@ inline constexpr uint64_t kMadvPageout = 21;
 inline constexpr uint64_t kMadvPopulateRead = 22;
 inline constexpr uint64_t kMadvPopulateWrite = 23;
 
+// mlock2(2)'s flag and mlockall(2)'s.
+inline constexpr uint64_t kMlockOnfault = 0x01;
+inline constexpr uint64_t kMclCurrent = 1;
+inline constexpr uint64_t kMclFuture = 2;
+inline constexpr uint64_t kMclOnfault = 4;
+
+// The resource limits the model applies (getrlimit(2)'s RLIMIT_* numbers on x86-64), and
+// RLIM_INFINITY.
+inline constexpr unsigned kRlimitData = 2;
+inline constexpr unsigned kRlimitStack = 3;
+inline constexpr unsigned kRlimitMemlock = 8;
+inline constexpr unsigned kRlimitAs = 9;
+inline constexpr uint64_t kRlimInfinity = ~0ull;
+
+// The sizes of an address space that /proc/PID/status reports (VmSize, VmData, VmLck), in
+// pages: every VMA, the private writable non-stack ones, the locked ones.
+struct VmCounts {
+  uint64_t total = 0, data = 0, locked = 0;
+};
+
 // The user address space: [0, kTaskSize), 47 bits as on x86-64 with 4-level paging.
 inline constexpr uint64_t kTaskSize = 0x7ffffffff000ull;
 inline constexpr uint64_t kMmapMinAddr = 4096;

@@ -77,6 +77,9 @@ std::string format_maps(const std::vector<MapsEntry>& maps);
 // The `smaps` result line: the entries of System::smaps whose VMA intersects the window,
 // each as format_smaps_entry() prints it, joined by "; ", or "none".
 std::string format_smaps(const std::vector<SmapsEntry>& smaps);
+// The `mlocked` result line: the entries of the VMAs that intersect the window, each as
+// format_mlock_entry() prints it, joined by "; ", or "none".
+std::string format_mlocked(const std::vector<SmapsEntry>& smaps);
 
 // Runs every command of the script against a fresh modeled system and returns one result
 // line per command, as `mirrormm replay` prints them. A script with a model-only command

@@ -33,6 +33,12 @@ enum class Op : uint8_t {
   kMsync,
   kFsync,
   kPread,
+  kMlock,
+  kMunlock,
+  kMlockall,
+  kMunlockall,
+  kSetrlimit,
+  kMlocked,
 };
 
 // PROT as in <sys/mman.h>.
@@ -54,6 +60,25 @@ enum MapFlag : uint32_t {
   kMapNoreserve = 1u << 6,
   kMapGrowsdown = 1u << 7,
   kMapRofd = 1u << 8,
+  kMapLocked = 1u << 9,
+};
+
+// FLAGS of mlockall: script words, one bit each.
+enum MlockallFlag : uint32_t {
+  kMclCurrent = 1u << 0,
+  kMclFuture = 1u << 1,
+  kMclOnfault = 1u << 2,
+};
+
+// RESOURCE of setrlimit.
+enum class Rlimit : uint8_t { kAs, kData, kStack, kMemlock };
+
+// A limit of setrlimit: a number of bytes, `inf` (RLIM_INFINITY), or for `as` and `data`
+// `+N`: the process's address-space (as) or data (data) size when the command runs, plus N.
+struct RlimitValue {
+  uint64_t value = 0;     // bytes, or N of `+N`
+  bool infinite = false;  // `inf`
+  bool relative = false;  // `+N`
 };
 
 enum class Advice : uint8_t {
@@ -144,6 +169,11 @@ enum class DevMode : uint8_t { kInterval, kClassic, kKind };
 //   msync     addr len msync_flags
 //   fsync     name
 //   pread     name offset len
+//   mlock     addr len [mlock_onfault]
+//   munlock   addr len
+//   mlockall  mlockall_flags
+//   munlockall, mlocked
+//   setrlimit rlimit rlim_soft rlim_hard
 //   dev attach   name dev_mode [addr len]   (addr len: interval mode only)
 //   dev attach   name dev_kind [addr len]   (dev_mode kKind; dev_span says whether addr len given)
 //   dev fault    name addr len dev_write
@@ -185,6 +215,10 @@ struct Command {
   bool dev_span = false;   // dev attach of DevMode::kKind: ADDR LEN were given
   std::vector<std::string> names;  // vmstat: the counters asked for, in order (empty: all)
   uint64_t mirror = 0;             // hmm: the mirror M that `hmm open` printed
+  bool mlock_onfault = false;      // mlock: `onfault` (mlock2 with MLOCK_ONFAULT)
+  uint32_t mlockall_flags = 0;     // mlockall: MlockallFlag bits
+  Rlimit rlimit = Rlimit::kAs;     // setrlimit
+  RlimitValue rlim_soft, rlim_hard;
 };
 
 // True for the model-only (version 2) commands: dev, stats, check, vmstat, pageinfo, swapon,
@@ -219,6 +253,15 @@ uint64_t linux_map_flags(uint32_t map_flags);
 uint64_t linux_madvise(Advice advice);
 uint64_t linux_mremap_flags(uint32_t remap_flags);
 uint64_t linux_msync_flags(uint32_t msync_flags);
+uint64_t linux_mlockall_flags(uint32_t mlockall_flags);
+unsigned linux_rlimit(Rlimit r);
+// The limit a RlimitValue stands for, given the process's current size in bytes (the
+// address space for `as`, data for `data`; ignored unless relative): RLIM_INFINITY for `inf`,
+// size + N (wrapping) for `+N`.
+inline uint64_t rlimit_bytes(const RlimitValue& v, uint64_t current) {
+  if (v.infinite) return ~0ull;
+  return v.relative ? current + v.value : v.value;
+}
 
 // The byte written at address a by `write ... SEED`.
 inline uint8_t pattern(uint64_t a, uint64_t seed) {

@@ -17,6 +17,7 @@ enum class Profile {
   kAnon,   // anonymous memory: mmap, munmap, mprotect, write/read, mincore, maps, smaps, fork, exit
   kFiles,  // memfd files first: file mappings, truncate, plus mremap and madvise
   kAll,    // everything, balanced
+  kLock,   // anonymous memory with mlock, munlock, mlockall, munlockall, MAP_LOCKED and setrlimit
 };
 
 struct Options {
@@ -29,7 +30,7 @@ struct Options {
 // the same text for the same Options on every platform.
 std::string generate(const Options& o);
 
-// "anon", "files" or "all"; throws std::invalid_argument for anything else.
+// "anon", "files", "all" or "lock"; throws std::invalid_argument for anything else.
 Profile parse_profile(std::string_view name);
 
 }  // namespace mirrormm::gen

@@ -146,6 +146,11 @@ struct Report {
   uint64_t migrate_calls = 0;
   uint64_t pgmigrate_success = 0, pgmigrate_fail = 0;
   uint64_t pages_written_back = 0;  // page writes to the model disk (writeback, any cause)
+  // Locked memory: mlock/munlock/mlockall/munlockall calls the workload made, pages that
+  // became mlocked (unevictable_pgs_mlocked) and locked pages reclaim met and kept
+  // (unevictable_pgs_culled). A locked page reclaim freed would be a violation.
+  uint64_t mlock_calls = 0;
+  uint64_t pgs_mlocked = 0, pgs_culled = 0;
 };
 
 // Runs the workload: `threads` CPUs issue random accesses and system calls on a few

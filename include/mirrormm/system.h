@@ -80,6 +80,9 @@ struct SmapsEntry {
   uint64_t lazyfree = 0;    // anonymous, clean and not swap-backed
   uint64_t swap = 0;        // swap entries in the PTEs, or of the shmem file in the VMA's range
   uint64_t swap_pss = 0;    // swap entries divided by their swap count
+  uint64_t pss_locked = 0;  // Locked: the pss of a VM_LOCKED VMA, else 0
+  bool vm_locked = false;       // VmFlags "lo" (VM_LOCKED)
+  bool vm_lockonfault = false;  // VmFlags "lf" (VM_LOCKONFAULT)
 };
 
 // One entry in the layout of the `smaps` result line of the script format:
@@ -87,6 +90,11 @@ struct SmapsEntry {
 // Anonymous=N Swap=N", START and END as format_maps_entry prints them and each N the kB
 // value /proc/PID/smaps prints (Pss: pss >> kPssShift >> 10).
 std::string format_smaps_entry(const SmapsEntry& e);
+
+// One entry of the `mlocked` result line of the script format: "START-END LOCK Locked=N",
+// LOCK the VMA's lock flags as /proc/PID/smaps' VmFlags names them ("lo", "lo+lf" for
+// VM_LOCKED with VM_LOCKONFAULT, "-" for neither) and N its Locked: value in kB.
+std::string format_mlock_entry(const SmapsEntry& e);
 
 // What one user address maps, as System::pageinfo reports it (the model's combination of
 // /proc/PID/pagemap, /proc/kpagecount, /proc/kpagemapcount and /proc/kpageflags, with the
@@ -113,7 +121,7 @@ struct PageInfo {
   int refcount = 0;  // references (page_count), including an LRU add batch's
   // Flag names, in this order when set: locked, anon, anon_exclusive, shmem, dirty, lru,
   // active, referenced, workingset, swapbacked, swapcache, unevictable, writeback, reclaim,
-  // external_rmap.
+  // external_rmap, mlocked.
   std::vector<std::string> flags;
   // The LRU list it is on: inactive_anon, active_anon, inactive_file, active_file,
   // unevictable; "none" when it is on none (in an add batch, isolated).
@@ -259,6 +267,30 @@ class System {
   uint64_t debug_disk_writes();
   // Dirty pages in the caches of the named regular files.
   uint64_t debug_dirty_file_pages();
+
+  // ---- locked memory and resource limits (mm/mlock.c, kernel/sys.c) ----
+  // mlock(2), mlock2(2) (flags: MLOCK_ONFAULT), munlock(2), mlockall(2) (MCL_CURRENT,
+  // MCL_FUTURE, MCL_ONFAULT), munlockall(2), with Linux 6.18's errno order: mlock2 -EINVAL
+  // for unknown flags; -EPERM when the process may not lock (RLIMIT_MEMLOCK 0 without
+  // SystemConfig::cap_ipc_lock); -ENOMEM when the range starts in or crosses a hole (the
+  // VMAs before the hole stay changed), when the lock would pass RLIMIT_MEMLOCK, or when
+  // population fails at a page that cannot be faulted (PROT_NONE, beyond the end of a file;
+  // the range stays locked); -EAGAIN when population runs out of memory. mlockall: -EINVAL
+  // for no flags, unknown ones or MCL_ONFAULT alone; -ENOMEM for MCL_CURRENT when the address
+  // space is larger than the limit.
+  Status mlock(Process* p, uint64_t addr, uint64_t len);
+  Status mlock2(Process* p, uint64_t addr, uint64_t len, uint64_t flags);
+  Status munlock(Process* p, uint64_t addr, uint64_t len);
+  Status mlockall(Process* p, uint64_t flags);
+  Status munlockall(Process* p);
+  // setrlimit(2) / getrlimit(2) for the RLIMIT_* numbers of mirrormm/mman.h (RLIMIT_AS,
+  // RLIMIT_DATA, RLIMIT_STACK and RLIMIT_MEMLOCK are applied; the others are only kept):
+  // -EINVAL for an unknown resource or soft above hard, -EPERM for a hard limit above the
+  // current one (no process has CAP_SYS_RESOURCE). Limits are per process, inherited by fork.
+  Status setrlimit(Process* p, unsigned resource, uint64_t soft, uint64_t hard);
+  Result<std::pair<uint64_t, uint64_t>> getrlimit(Process* p, unsigned resource);
+  // The address-space sizes /proc/PID/status shows (VmSize, VmData, VmLck), in pages.
+  Result<VmCounts> vm_counts(Process* p);
 
   Status madvise(Process* p, uint64_t addr, uint64_t len, uint64_t advice);
   // Fills vec with one byte per page (bit 0: resident).

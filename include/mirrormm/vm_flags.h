@@ -43,6 +43,8 @@ inline constexpr vm_flags_t VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC;
 inline constexpr vm_flags_t VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP;
 inline constexpr vm_flags_t VM_IGNORE_MERGE = VM_SOFTDIRTY;
 inline constexpr vm_flags_t VM_FLAGS_CLEAR = VM_PKEY_MASK;
+// The bits mlock(2) and its relatives set and clear together.
+inline constexpr vm_flags_t VM_LOCKED_MASK = VM_LOCKED | VM_LOCKONFAULT;
 
 inline int vma_pkey_of(vm_flags_t f) { return static_cast<int>((f & VM_PKEY_MASK) >> kVmPkeyShift); }
 

@@ -104,11 +104,14 @@ struct Weights {
   int mmap_anon, mmap_file, munmap, mprotect, madvise, mremap, write, read, mincore, maps, fork, exit, memfd, truncate;
   int smaps;  // as often as maps
   int file, msync, fsync, pread;
+  // Locked memory and limits (0 in profiles without them).
+  int mlock = 0, munlock = 0, mlockall = 0, munlockall = 0, setrlimit = 0, mlocked = 0;
 };
 
 constexpr Weights kAnonWeights{24, 0, 9, 16, 0, 0, 13, 9, 6, 16, 3, 1, 0, 0, 16, 0, 0, 0, 0};
 constexpr Weights kFilesWeights{8, 20, 8, 10, 8, 8, 10, 8, 5, 12, 3, 1, 6, 5, 12, 6, 6, 3, 5};
-constexpr Weights kAllWeights{18, 10, 8, 12, 7, 8, 11, 8, 5, 13, 3, 1, 3, 3, 13, 2, 3, 1, 2};
+constexpr Weights kAllWeights{18, 10, 8, 12, 7, 8, 11, 8, 5, 13, 3, 1, 3, 3, 13, 2, 3, 1, 2, 3, 2, 1, 1, 1, 2};
+constexpr Weights kLockWeights{20, 0, 8, 12, 6, 8, 11, 8, 6, 8, 3, 1, 0, 0, 6, 0, 0, 0, 0, 14, 8, 3, 2, 4, 12};
 
 // Shared-memory files are named f*, regular files r*; now and then a command names a file of
 // the other kind (one namespace: -EEXIST) or one never created.
@@ -124,6 +127,7 @@ class Generator {
   explicit Generator(const Options& o)
       : rng_(o.seed ^ 0x6d6972726f726d6dull), weights_(o.profile == Profile::kAnon    ? kAnonWeights
                                                        : o.profile == Profile::kFiles ? kFilesWeights
+                                                       : o.profile == Profile::kLock  ? kLockWeights
                                                                                       : kAllWeights) {
     live_.push_back(1);
   }
@@ -170,7 +174,9 @@ class Generator {
       case Op::kMadvise:
       case Op::kWrite:
       case Op::kRead:
-      case Op::kMincore: return ok(c.addr);
+      case Op::kMincore:
+      case Op::kMlock:
+      case Op::kMunlock: return ok(c.addr);
       default: return true;
     }
   }
@@ -196,6 +202,13 @@ class Generator {
     if (c.op == Op::kMunmap && c.addr % kPage == 0 && c.addr >= script::kWindowStart &&
         c.addr < script::kWindowEnd && c.len > 0 && c.len <= script::kWindowEnd - c.addr)
       mapped_.remove(c.addr, (c.addr + c.len + kPage - 1) & ~(kPage - 1));
+    // Which processes lock their future mappings (mlockall future; not inherited by fork).
+    const bool mlockall_valid = c.mlockall_flags != 0 && c.mlockall_flags != script::kMclOnfault;
+    if (c.op == Op::kMlockall && live && mlockall_valid) {
+      std::erase(future_, c.pid);
+      if (c.mlockall_flags & script::kMclFuture) future_.push_back(c.pid);
+    }
+    if (c.op == Op::kMunlockall || c.op == Op::kExit) std::erase(future_, c.pid);
     if (c.op == Op::kMmap && (c.map_flags & script::kMapGrowsdown) && c.len > 0 && c.len < (1ull << 30)) {
       if (growsdown_.size() >= 8) growsdown_.erase(growsdown_.begin());
       growsdown_.push_back(c.addr);
@@ -211,9 +224,10 @@ class Generator {
 
   Command candidate() {
     const Weights& w = weights_;
-    int table[] = {w.mmap_anon, w.mmap_file, w.munmap, w.mprotect, w.madvise, w.mremap, w.write,
-                   w.read,      w.mincore,   w.maps,   w.fork,     w.exit,    w.memfd,  w.truncate,
-                   w.smaps,     w.file,      w.msync,  w.fsync,    w.pread};
+    int table[] = {w.mmap_anon, w.mmap_file, w.munmap,   w.mprotect,   w.madvise,   w.mremap, w.write,
+                   w.read,      w.mincore,   w.maps,     w.fork,       w.exit,      w.memfd,  w.truncate,
+                   w.smaps,     w.file,      w.msync,    w.fsync,      w.pread,     w.mlock,  w.munlock,
+                   w.mlockall,  w.munlockall, w.setrlimit, w.mlocked};
     int total = 0;
     for (int t : table) total += t;
     int r = static_cast<int>(rng_.below(static_cast<uint64_t>(total)));
@@ -253,8 +267,97 @@ class Generator {
         c.name = file_name();
         break;
       case 18: gen_pread(&c); break;
+      case 19: gen_mlock(&c, Op::kMlock); break;
+      case 20: gen_mlock(&c, Op::kMunlock); break;
+      case 21: gen_mlockall(&c); break;
+      case 22: c.op = Op::kMunlockall; break;
+      case 23: gen_setrlimit(&c); break;
+      case 24: c.op = Op::kMlocked; break;
     }
     return c;
+  }
+
+  // Whether the script locks memory: population then follows mappings around (mlockall,
+  // MAP_LOCKED, mremap of a locked mapping), so no mapping may be large enough to make it
+  // expensive (no terabyte mappings).
+  bool locks() const { return weights_.mlock > 0; }
+
+  // mlock/munlock: like a range command, unaligned now and then (both round to pages), never
+  // a terabyte (mlock would populate it).
+  void gen_mlock(Command* c, Op op) {
+    c->op = op;
+    if (!aim(c, 1024)) {
+      c->addr = pick_addr();
+      c->len = pick_pages() * kPage;
+    }
+    if (rng_.chance(80)) c->addr += rng_.between(1, kPage - 1);
+    if (op == Op::kMlock && rng_.chance(300)) c->mlock_onfault = true;
+    maybe_edge(c, Terabyte::kRefuse);
+  }
+
+  void gen_mlockall(Command* c) {
+    using script::kMclCurrent;
+    using script::kMclFuture;
+    using script::kMclOnfault;
+    static constexpr uint32_t kFlags[] = {kMclCurrent,
+                                          kMclFuture,
+                                          kMclCurrent | kMclFuture,
+                                          kMclCurrent | kMclOnfault,
+                                          kMclFuture | kMclOnfault,
+                                          kMclCurrent | kMclFuture | kMclOnfault,
+                                          kMclOnfault,  // -EINVAL
+                                          0};           // -EINVAL
+    c->op = Op::kMlockall;
+    c->mlockall_flags = rng_.pick(kFlags);
+  }
+
+  // setrlimit: RLIMIT_AS and RLIMIT_DATA only relative to the current size (`+N`, since the
+  // host worker's own mappings count too) or `inf`, with an unlimited hard limit mostly so
+  // that a later `inf` lifts them again; RLIMIT_STACK between 1 MiB and 16 MiB (what the host
+  // worker's own stack can live with); RLIMIT_MEMLOCK anything (root is not bound by it).
+  void gen_setrlimit(Command* c) {
+    using script::Rlimit;
+    using script::RlimitValue;
+    static constexpr Rlimit kResources[] = {Rlimit::kAs, Rlimit::kData, Rlimit::kStack, Rlimit::kMemlock};
+    c->op = Op::kSetrlimit;
+    c->rlimit = rng_.pick(kResources);
+    RlimitValue inf;
+    inf.infinite = true;
+    auto relative = [&] {
+      RlimitValue v;
+      v.relative = true;
+      static constexpr uint64_t kPages[] = {0, 1, 2, 4, 8, 16, 64, 1024};
+      v.value = rng_.pick(kPages) * kPage;
+      // `data +0` in a process without data is a soft limit of 0 in the model (whose
+      // processes have no data of their own), which ignore_rlimit_data's exception treats
+      // apart; the host worker has data, so its limit is not 0.
+      if (c->rlimit == Rlimit::kData && v.value == 0) v.value = kPage;
+      if (rng_.chance(100)) v.value += rng_.between(1, kPage - 1);
+      return v;
+    };
+    auto absolute = [&](uint64_t lo, uint64_t hi) {
+      RlimitValue v;
+      v.value = rng_.between(lo / kPage, hi / kPage) * kPage;
+      if (rng_.chance(100)) v.value += rng_.between(1, kPage - 1);
+      return v;
+    };
+    switch (c->rlimit) {
+      case Rlimit::kAs:
+      case Rlimit::kData:
+        c->rlim_soft = rng_.chance(250) ? inf : relative();
+        c->rlim_hard = rng_.chance(900) ? inf : relative();
+        if (c->rlimit == Rlimit::kData && rng_.chance(150)) c->rlim_soft = RlimitValue{};  // soft 0
+        break;
+      case Rlimit::kStack:
+        c->rlim_soft = rng_.chance(150) ? inf : absolute(1ull << 20, 16ull << 20);
+        c->rlim_hard = rng_.chance(900) ? inf : absolute(1ull << 20, 16ull << 20);
+        break;
+      case Rlimit::kMemlock:
+        c->rlim_soft = rng_.chance(200) ? RlimitValue{} : absolute(0, 16ull << 20);
+        c->rlim_hard = rng_.chance(500) ? c->rlim_soft : absolute(0, 16ull << 20);
+        if (rng_.chance(100)) c->rlim_hard = inf;  // above the first limit: -EPERM
+        break;
+    }
   }
 
   // Mostly a live process; now and then a dead or never-created one (-ESRCH).
@@ -389,7 +492,8 @@ class Generator {
     if (rng_.chance(100) && c->len <= 64 * kPage) c->map_flags |= script::kMapPopulate;
     bool huge = false;
     if (rng_.chance(120)) c->map_flags |= script::kMapNoreserve;
-    if (rng_.chance(15)) {
+    if (locks() && rng_.chance(120)) c->map_flags |= script::kMapLocked;
+    if (!locks() && rng_.chance(15)) {
       // A terabyte: fine with noreserve or without write access, ENOMEM (overcommit)
       // for private writable or shared memory without it.
       c->len = kTiB;
@@ -425,6 +529,7 @@ class Generator {
     if (rng_.chance(50)) c->map_flags |= script::kMapNoreserve;
     if (rng_.chance(15)) c->map_flags |= script::kMapGrowsdown;  // EINVAL for files
     if (rng_.chance(20)) c->map_flags |= script::kMapAnon;       // fd ignored
+    if (locks() && rng_.chance(60)) c->map_flags |= script::kMapLocked;
     if (rng_.chance(30)) {
       uint64_t odd[] = {1, kPage - 1, 0xfffffffffffff000ull, 0x8000000000000000ull};
       c->offset = rng_.pick(odd);
@@ -616,6 +721,13 @@ class Generator {
       c->addr = pick_addr();
       c->len = rng_.chance(900) ? pick_pages() * kPage : rng_.between(1, 4096) * kPage;
     }
+    // A huge length makes the host worker map a large vector for the kernel to refuse:
+    // never in a process that locks its future mappings (the vector would be populated).
+    const bool future = std::find(future_.begin(), future_.end(), c->pid) != future_.end();
+    if (future) {
+      if (c->len > 4096 * kPage) c->len = 4096 * kPage;
+      return;
+    }
     if (rng_.chance(60)) {
       // huge lengths only where the kernel refuses them before producing output
       uint64_t r = rng_.below(4);
@@ -634,6 +746,7 @@ class Generator {
   uint64_t next_pid_ = 2;
   std::vector<std::string> files_;
   std::vector<uint64_t> growsdown_;
+  std::vector<uint64_t> future_;  // processes that issued mlockall future
   RoughMap mapped_;
 };
 
@@ -648,7 +761,9 @@ Profile parse_profile(std::string_view name) {
   if (name == "anon") return Profile::kAnon;
   if (name == "files") return Profile::kFiles;
   if (name == "all") return Profile::kAll;
-  throw std::invalid_argument("unknown script profile '" + std::string(name) + "' (expected anon, files or all)");
+  if (name == "lock") return Profile::kLock;
+  throw std::invalid_argument("unknown script profile '" + std::string(name) +
+                              "' (expected anon, files, all or lock)");
 }
 
 }  // namespace mirrormm::gen

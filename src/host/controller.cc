@@ -362,6 +362,25 @@ std::string Controller::execute_in(Worker& w, uint64_t number, const script::Com
       req.op = ReqOp::kMsync;
       req.flags = static_cast<uint32_t>(script::linux_msync_flags(c.msync_flags));
       break;
+    case script::Op::kMlock:
+      req.op = ReqOp::kMlock;
+      req.flags = c.mlock_onfault ? 1 : 0;  // MLOCK_ONFAULT
+      break;
+    case script::Op::kMunlock: req.op = ReqOp::kMunlock; break;
+    case script::Op::kMlockall:
+      req.op = ReqOp::kMlockall;
+      req.flags = static_cast<uint32_t>(script::linux_mlockall_flags(c.mlockall_flags));
+      break;
+    case script::Op::kMunlockall: req.op = ReqOp::kMunlockall; break;
+    case script::Op::kMlocked: req.op = ReqOp::kMlocked; break;
+    case script::Op::kSetrlimit:
+      req.op = ReqOp::kSetrlimit;
+      req.flags = script::linux_rlimit(c.rlimit);
+      req.new_len = c.rlim_soft.value;
+      req.new_addr = c.rlim_hard.value;
+      req.seed = (c.rlim_soft.relative ? kRlimSoftRelative : 0) | (c.rlim_hard.relative ? kRlimHardRelative : 0) |
+                 (c.rlim_soft.infinite ? kRlimSoftInf : 0) | (c.rlim_hard.infinite ? kRlimHardInf : 0);
+      break;
     case script::Op::kMemfd:
     case script::Op::kTruncate:
     case script::Op::kFile:

@@ -33,7 +33,17 @@ enum class ReqOp : uint32_t {
   kExit,
   kInstallFile,
   kMsync,
+  kMlock,      // flags: mlock2's (0: plain mlock)
+  kMunlock,
+  kMlockall,   // flags: MCL_*
+  kMunlockall,
+  kMlocked,
+  kSetrlimit,  // flags: RLIMIT_*; new_len soft, new_addr hard; seed: kRlim* bits
 };
+
+// kSetrlimit's seed: which limits are `+N` (relative to the process's size: VmSize for
+// RLIMIT_AS, VmData for RLIMIT_DATA) and which `inf`.
+inline constexpr uint64_t kRlimSoftRelative = 1, kRlimHardRelative = 2, kRlimSoftInf = 4, kRlimHardInf = 8;
 
 // How many files (memfd and regular) a run may create: the worker's file table is a fixed
 // array.

@@ -74,6 +74,38 @@ bool mremap_safe(const script::Command& c) {
   return !fixed || in_window(c.new_addr, new_alen);
 }
 
+// mlock and munlock round the start down and the length up to pages (no EINVAL for an
+// unaligned start); an end that wraps is EINVAL, a length that rounds to 0 changes nothing.
+bool lock_range_safe(uint64_t addr, uint64_t len) {
+  const uint64_t start = addr & ~(kPageSize - 1);
+  const uint64_t off = addr - start;
+  if (len > ~uint64_t{0} - off) return true;  // len + offset wraps: PAGE_ALIGN(...) is 0 or tiny
+  uint64_t alen = 0;
+  if (!page_align(len + off, &alen) || alen == 0) return true;
+  if (start + alen < start) return true;  // EINVAL
+  if (start >= kTaskSize) return true;    // no VMA there: ENOMEM
+  return in_window(start, alen);
+}
+
+// setrlimit changes only the limits, but a limit the runner itself cannot live with would
+// make it fail on its own schedule: an absolute RLIMIT_AS or RLIMIT_DATA (the runner's own
+// mappings count, so only `+N` or `inf` compares with the model) and an RLIMIT_STACK below
+// 1 MiB (the worker's stack must still grow). A soft RLIMIT_DATA of 0 is the exception
+// (ignore_rlimit_data's rule lets data grow up to the hard limit then).
+bool setrlimit_safe(const script::Command& c) {
+  auto relative_or_inf = [](const script::RlimitValue& v) { return v.relative || v.infinite; };
+  switch (c.rlimit) {
+    case script::Rlimit::kAs: return relative_or_inf(c.rlim_soft) && relative_or_inf(c.rlim_hard);
+    case script::Rlimit::kData:
+      return (relative_or_inf(c.rlim_soft) || c.rlim_soft.value == 0) && relative_or_inf(c.rlim_hard);
+    case script::Rlimit::kStack:
+      return (c.rlim_soft.infinite || c.rlim_soft.value >= (1ull << 20)) &&
+             (c.rlim_hard.infinite || c.rlim_hard.value >= (1ull << 20));
+    case script::Rlimit::kMemlock: return true;
+  }
+  return false;
+}
+
 // write and read touch bytes [addr, addr+len) in ascending order (and may expand a
 // MAP_GROWSDOWN mapping above them); the first address at or above TASK_SIZE faults.
 bool access_safe(const script::Command& c) {
@@ -103,6 +135,15 @@ bool host_safe(const script::Command& c) {
     case script::Op::kFile:
     case script::Op::kFsync:
     case script::Op::kPread: return true;
+    case script::Op::kMlock:
+    case script::Op::kMunlock: return lock_range_safe(c.addr, c.len);
+    // mlockall and munlockall change the lock state of the runner's own mappings too, but
+    // neither their contents nor the layout (each VMA is locked whole; none merges that was
+    // not already mergeable).
+    case script::Op::kMlockall:
+    case script::Op::kMunlockall:
+    case script::Op::kMlocked: return true;
+    case script::Op::kSetrlimit: return setrlimit_safe(c);
     // msync acts on the VMAs of its range (a runner mapping outside the window would answer
     // differently from the model), unless a check before the lookup rejects it.
     case script::Op::kMsync:

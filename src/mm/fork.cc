@@ -1,5 +1,10 @@
 // Address-space lifecycle and fork's copy (kernel/fork.c's mm part and dup_mmap).
+#include <algorithm>
+#include <iterator>
+
 #include "mirrormm/base/rcu.h"
+#include "mirrormm/mman.h"
+#include "mirrormm/system.h"
 #include "mm/internal.h"
 #include "mm/mm.h"
 #include "mm/mmu_notifier_internal.h"
@@ -21,6 +26,13 @@ Mm* mm_alloc(System* sys) {
   pgd->set(PG_pgtable);
   Mm* mm = new Mm(sys, sys->next_mm_id());
   mm->pgd_ = pgd;
+  {
+    // The first process's limits (a fork child's are overwritten with its parent's).
+    MmapWriteGuard g(mm);
+    const SystemConfig& cfg = sys->config();
+    mm->rlim_[kRlimitStack].cur = cfg.stack_rlimit;
+    mm->rlim_[kRlimitMemlock] = {cfg.memlock_rlimit, cfg.memlock_rlimit};
+  }
   return mm;
 }
 
@@ -58,6 +70,7 @@ Result<Mm*> dup_mm(Mm* oldmm) {
     MmapWriteGuard og(oldmm);
     mmap_write_lock_nested(mm);  // the child's, inside the parent's
     mm->execute_only_pkey_ = oldmm->execute_only_pkey_;
+    std::copy(std::begin(oldmm->rlim_), std::end(oldmm->rlim_), std::begin(mm->rlim_));  // def_flags_ stays 0
     for (auto& [start, mpnt] : oldmm->vmas_) {
       if (mpnt->vm_flags & VM_DONTCOPY) continue;
       vma_start_write(mpnt);  // no faults on the parent's VMA while it is copied

@@ -146,15 +146,15 @@ GupResult get_user_pages(Mm* mm, uint64_t start, uint64_t nr_pages, unsigned gup
   return res;
 }
 
-void populate_vma_page_range(Vma* vma, uint64_t start, uint64_t end) {
-  // Writable private mappings get write faults (breaking COW), everything else read faults;
-  // FOLL_FORCE covers write-only and exec-only mappings. PROT_NONE VMAs are skipped (GUP
-  // would refuse them; mm_populate ignores errors), and errors end this VMA's range.
-  if (vma->vm_flags & (VM_IO | VM_PFNMAP)) return;
-  if (!vma->is_accessible()) return;
-  unsigned gup_flags = FOLL_TOUCH | FOLL_FORCE;
+Errno populate_vma_page_range(Vma* vma, uint64_t start, uint64_t end) {
+  // Linux has never broken COW for a lock-on-fault VMA here: its pages come with its faults.
+  if (vma->vm_flags & VM_LOCKONFAULT) return Errno::kOk;
+  // Writable private mappings get write faults (breaking COW), everything else forced read
+  // faults, which cover write-only and exec-only mappings but not PROT_NONE ones.
+  unsigned gup_flags = FOLL_TOUCH;
   if ((vma->vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE) gup_flags |= FOLL_WRITE;
-  (void)get_user_pages(vma->vm_mm, start, (page_align(end) - start) >> kPageShift, gup_flags, nullptr);
+  else gup_flags |= FOLL_FORCE;
+  return get_user_pages(vma->vm_mm, start, (page_align(end) - start) >> kPageShift, gup_flags, nullptr).error;
 }
 
 Errno faultin_page_range(Mm* mm, uint64_t start, uint64_t end, ForWrite write) {

@@ -2,11 +2,13 @@
 // names the file that implements it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
 #include "mirrormm/errno.h"
 #include "mirrormm/gup.h"
+#include "mirrormm/mman.h"
 #include "mm/mm_types.h"
 
 namespace mirrormm {
@@ -30,9 +32,10 @@ void vma_set_start(Mm* mm, Vma* vma, uint64_t start) REQUIRES(mm->mmap_lock_);
 void vma_set_end(Vma* vma, uint64_t end);
 // Sets a linked VMA's whole range (vma_expand's target), re-keying the tree and the rmap.
 void vma_set_range(Mm* mm, Vma* vma, uint64_t start, uint64_t end, uint64_t pgoff) REQUIRES(mm->mmap_lock_);
+// The store is atomic: rmap walks read VM_LOCKED without the mmap_lock (vma_flags_racy).
 inline void vma_set_flags(Vma* vma, vm_flags_t flags) {
   vma_start_write(vma);
-  vma->vm_flags = flags;
+  std::atomic_ref<vm_flags_t>(vma->vm_flags).store(flags, std::memory_order_relaxed);
 }
 // Erases a VMA from the tree, unlinks its anon_vmas and frees it.
 void remove_vma(Mm* mm, Vma* vma) REQUIRES(mm->mmap_lock_);
@@ -192,8 +195,12 @@ struct GupResult {
 // and SIGSEGV). The caller holds the mmap_lock for read.
 GupResult get_user_pages(Mm* mm, uint64_t start, uint64_t nr_pages, unsigned gup_flags, GupPfn* pfns)
     REQUIRES_SHARED(mm->mmap_lock_);
-// Populate (GUP-style faulting in) [start, end) of one VMA; errors ignored as mm_populate does.
-void populate_vma_page_range(Vma* vma, uint64_t start, uint64_t end) REQUIRES_SHARED(vma->vm_mm->mmap_lock_);
+// populate_vma_page_range: faults [start, end) of one VMA in as GUP does (write faults for a
+// private writable VMA, forced read faults otherwise), stopping at the first page that fails:
+// -EFAULT for a PROT_NONE VMA, a page beyond the end of a file or any other fault that
+// cannot be fixed (a non-present special entry), -ENOMEM when memory runs out. A
+// VM_LOCKONFAULT VMA is left alone: it is populated by its faults.
+Errno populate_vma_page_range(Vma* vma, uint64_t start, uint64_t end) REQUIRES_SHARED(vma->vm_mm->mmap_lock_);
 // faultin_page_range (madvise MADV_POPULATE_READ/WRITE): faults [start, end) in across VMAs;
 // -ENOMEM for a hole or no memory, -EINVAL for a VMA that refuses the access (VM_IO, VM_PFNMAP,
 // no VM_READ / VM_WRITE), -EFAULT for SIGBUS/SIGSEGV.
@@ -217,6 +224,45 @@ Errno get_user_pfns(Mm* mm, uint64_t start, uint64_t nr_pages, ForWrite write, F
 // nothing to move), kBusy when it could not (locked elsewhere, referenced beyond its
 // mappings, no memory for the copy).
 Errno migrate_device_coherent_page(System* sys, uint64_t pfn);
+
+// ---- mlock.cc: locked memory and resource limits (mm/mlock.c, mm/mmap.c) ----
+
+// mlock_folio: one more locked mapping of the page: it becomes mlocked (PG_mlocked, on the
+// unevictable list) and, when it is on the list already, its mlock_count goes up; returns
+// whether it was not mlocked before. munlock_folio: one locked mapping fewer: when the count
+// reaches 0 the page stops being mlocked and returns to the evictable lists. As in Linux the
+// count may undercount (a page locked while off the LRU is not counted); reclaim restores a
+// lock lost that way. Both take the lru_lock: callable under the PTE lock, by a caller that
+// holds a reference or the PTE lock of a PTE mapping the page.
+bool mlock_folio(PhysMem& mem, Page* page);
+void munlock_folio(PhysMem& mem, Page* page);
+// A VMA's flags as an rmap walk reads them, without the mmap_lock (READ_ONCE): writers store
+// them with vma_set_flags.
+inline vm_flags_t vma_flags_racy(const Vma* vma) {
+  return std::atomic_ref<const vm_flags_t>(vma->vm_flags).load(std::memory_order_relaxed);
+}
+// mlock_vma_folio: a page just mapped into vma is mlocked when vma is locked (and not
+// special); munlock_vma_folio: a locked vma's mapping of the page goes.
+inline void mlock_vma_folio(PhysMem& mem, Page* page, const Vma* vma) {
+  if ((vma_flags_racy(vma) & (VM_LOCKED | VM_SPECIAL)) == VM_LOCKED) (void)mlock_folio(mem, page);
+}
+inline void munlock_vma_folio(PhysMem& mem, Page* page, const Vma* vma) {
+  if (vma_flags_racy(vma) & VM_LOCKED) munlock_folio(mem, page);
+}
+// The process's soft limit of an RLIMIT_* resource.
+uint64_t rlimit(Mm* mm, unsigned resource) REQUIRES_SHARED(mm->mmap_lock_);
+// is_data_mapping: private, writable, not a stack (what RLIMIT_DATA counts).
+bool is_data_mapping(vm_flags_t flags);
+// total_vm, data_vm and locked_vm of the address space, summed over its VMAs (Linux keeps
+// them as counters updated by vm_stat_account; the sums are the same).
+VmCounts mm_vm_counts(Mm* mm) REQUIRES_SHARED(mm->mmap_lock_);
+// may_expand_vm: whether npages more pages of a mapping with these flags stay within
+// RLIMIT_AS and (for data) RLIMIT_DATA, with ignore_rlimit_data's soft-limit-0 exception.
+bool may_expand_vm(Mm* mm, vm_flags_t flags, uint64_t npages) REQUIRES_SHARED(mm->mmap_lock_);
+// can_do_mlock: CAP_IPC_LOCK or a non-zero RLIMIT_MEMLOCK.
+bool can_do_mlock(Mm* mm) REQUIRES_SHARED(mm->mmap_lock_);
+// mlock_future_ok: whether bytes more of a mapping with these flags may be locked.
+bool mlock_future_ok(Mm* mm, vm_flags_t flags, uint64_t bytes) REQUIRES_SHARED(mm->mmap_lock_);
 
 // ---- mmap.cc ----
 

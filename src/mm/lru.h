@@ -176,13 +176,16 @@ inline void folio_add_lru(PhysMem& mem, Page* page, LruRef lru_ref = LruRef::kNo
   s.nr.store(nr, std::memory_order_relaxed);
   s.lock.unlock();
 }
+// mlock_new_folio (mm/mlock.cc): a page created for a locked VMA, not on any list yet,
+// becomes mlocked with one counted lock, so that it joins the unevictable list.
+void mlock_new_folio(PhysMem& mem, Page* page);
 // folio_add_lru_vma (lru_cache_add_inactive_or_unevictable before 5.x): a new page mapped in
 // vma; in a VM_LOCKED (and not VM_SPECIAL) VMA it goes to the unevictable list, otherwise to
 // the inactive list of its type (new anonymous pages start inactive, as since Linux 5.9).
 // lru_ref as for folio_add_lru.
 inline void folio_add_lru_vma(PhysMem& mem, Page* page, const Vma* vma, LruRef lru_ref = LruRef::kNo) {
-  // mlock_new_folio's effect on a model without PG_mlocked: the page is unevictable.
-  if ((vma->vm_flags & (VM_LOCKED | VM_SPECIAL)) == VM_LOCKED) page->set(PG_unevictable);
+  // mlock_new_folio: the page is on no list yet, so its flags choose the unevictable one.
+  if ((vma->vm_flags & (VM_LOCKED | VM_SPECIAL)) == VM_LOCKED) mlock_new_folio(mem, page);
   folio_add_lru(mem, page, lru_ref);
 }
 // lru_add_drain: moves this CPU's add batch to the lists. A thread that runs as no CPU

@@ -43,7 +43,7 @@ bool needs_write_lock(uint64_t b) {
 }
 
 // madvise_pageout on a machine without swap: anonymous pages cannot be written anywhere and
-// stay mapped. Page-cache (shmem) pages that only this mapping maps are unmapped (their
+// stay mapped, and so do unevictable ones. Page-cache (shmem) pages that only this mapping maps are unmapped (their
 // dirty bit moving to the page); a clean one is then dropped from the cache, a dirty one
 // stays cached (shmem cannot write it out either).
 void madvise_pageout(Vma* vma, uint64_t start, uint64_t end) {
@@ -63,6 +63,10 @@ void madvise_pageout(Vma* vma, uint64_t start, uint64_t end) {
         if (!pte_present(v) || pte_special(v)) continue;
         Page* page = mm->mem().pfn_to_page(pte_pfn(v));
         if (!page->test(PG_shmem) || page->mapcount.load(std::memory_order_relaxed) != 1) continue;
+        // An unevictable (mlocked) page stays mapped: shrink_folio_list keeps it first thing.
+        // Its VMA need not be locked (mremap's MREMAP_DONTUNMAP clears the source's lock and
+        // leaves the pages it did not move mlocked).
+        if (page->test(PG_unevictable)) continue;
         v = ptep_get_and_clear(ptep);
         mmu_checker_pte_change(mm, addr, v, 0);
         tlb.flush_range(addr, addr + kPageSize);

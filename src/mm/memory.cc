@@ -122,6 +122,7 @@ void set_file_pte(Vma* vma, pte_t* ptep, Page* page, unsigned flags) {
   page->mapcount.fetch_add(1, std::memory_order_relaxed);
   vma->vm_mm->add_rss(MM_SHMEMPAGES, 1);
   set_pte(ptep, entry);
+  mlock_vma_folio(mem_of(vma), page, vma);  // folio_add_file_rmap_ptes
 }
 
 // Whether every entry of the PTE table at `table` is none. Caller holds the table's PTE lock.
@@ -404,6 +405,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
       if (old) {
         if (pte_dirty(was) && old->test(PG_shmem)) old->set(PG_dirty);
         old->mapcount.fetch_sub(1, std::memory_order_relaxed);
+        munlock_vma_folio(mem, old, vma);  // folio_remove_rmap_pte
         mem.put_page(old);  // the old PTE's reference
       }
     }
@@ -490,6 +492,7 @@ unsigned do_swap_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, unsig
       mm->add_rss(MM_ANONPAGES, 1);
       mm->add_rss(MM_SWAPENTS, -1);
       set_pte(ptep, pte);  // was a swap entry: nothing was accessible through it
+      mlock_vma_folio(mem, page, vma);  // folio_add_anon_rmap_ptes
       mapped = true;
     }
   }
@@ -699,6 +702,7 @@ bool zap_shared_only_wants(const Vma* vma, pteval_t v) {
 void zap_pte_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCows cows, ZapSwapCache& zc) {
   Mm* mm = vma->vm_mm;
   int64_t anon = 0, shmem = 0, swapents = 0;
+  const bool locked = vma->vm_flags & VM_LOCKED;
   walk_pte_tables(mm, start, end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page* table) {
     SpinGuard g(table->ptl);
     bool any = false;
@@ -740,6 +744,7 @@ void zap_pte_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCo
         shmem++;
         if (pte_dirty(v)) page->set(PG_dirty);
       }
+      if (locked) munlock_folio(mem_of(vma), page);  // folio_remove_rmap_ptes
       if (page->mapcount.fetch_sub(1, std::memory_order_relaxed) == 1 && page->test(PG_swapcache)) {
         mem_of(vma).get_page(page);
         zc.pages.push_back(page);

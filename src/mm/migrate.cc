@@ -135,7 +135,7 @@ void remove_migration_ptes(System* sys, Page* src, Page* dst, const RmapPin& pin
 
 void migrate_flags(Page* src, Page* dst) {
   constexpr uint32_t kCarried = PG_anon | PG_dirty | PG_active | PG_referenced | PG_workingset | PG_swapbacked |
-                                PG_unevictable;
+                                PG_unevictable | PG_mlocked;
   dst->flags.fetch_or(src->flags.load(std::memory_order_relaxed) & kCarried, std::memory_order_relaxed);
   if (src->test(PG_anon)) {
     dst->mapping = src->mapping;

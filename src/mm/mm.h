@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "mirrormm/errno.h"
@@ -34,7 +35,15 @@ Result<uint64_t> vm_mmap_pgoff(Mm* mm, File* file, uint64_t addr, uint64_t len, 
 Errno vm_munmap(Mm* mm, uint64_t start, uint64_t len) EXCLUDES(mm->mmap_lock_);
 Result<uint64_t> do_mmap(Mm* mm, File* file, uint64_t addr, uint64_t len, uint64_t prot,
                          uint64_t flags, uint64_t pgoff, uint64_t* populate) REQUIRES(mm->mmap_lock_);
-void mm_populate(Mm* mm, uint64_t start, uint64_t len) EXCLUDES(mm->mmap_lock_);
+// __mm_populate: populates the VMAs of [start, start + len) one after the other under the
+// mmap_lock for read (VM_IO/VM_PFNMAP ones are skipped). At a page that fails, kIgnore goes
+// on with the next VMA (MAP_POPULATE, mlockall) and kReport stops and returns the error
+// (mlock); holes are passed over either way.
+enum class PopulateErrors { kIgnore, kReport };
+Errno mm_populate_range(Mm* mm, uint64_t start, uint64_t len, PopulateErrors errors) EXCLUDES(mm->mmap_lock_);
+inline void mm_populate(Mm* mm, uint64_t start, uint64_t len) EXCLUDES(mm->mmap_lock_) {
+  (void)mm_populate_range(mm, start, len, PopulateErrors::kIgnore);
+}
 Errno do_munmap(Mm* mm, uint64_t start, uint64_t len) REQUIRES(mm->mmap_lock_);
 
 // mprotect.c
@@ -43,6 +52,17 @@ Errno do_mprotect_pkey(Mm* mm, uint64_t start, uint64_t len, uint64_t prot, int 
 // mremap.c
 Result<uint64_t> do_mremap(Mm* mm, uint64_t addr, uint64_t old_len, uint64_t new_len, uint64_t flags,
                            uint64_t new_addr) EXCLUDES(mm->mmap_lock_);
+
+// mlock.c: mlock/mlock2 (flags VM_LOCKED, with VM_LOCKONFAULT for MLOCK_ONFAULT), munlock,
+// mlockall (MCL_* flags), munlockall; setrlimit/getrlimit of the process's limits; the
+// address-space sizes of /proc/PID/status.
+Errno do_mlock(Mm* mm, uint64_t start, uint64_t len, vm_flags_t flags) EXCLUDES(mm->mmap_lock_);
+Errno do_munlock(Mm* mm, uint64_t start, uint64_t len) EXCLUDES(mm->mmap_lock_);
+Errno do_mlockall(Mm* mm, uint64_t flags) EXCLUDES(mm->mmap_lock_);
+Errno do_munlockall(Mm* mm) EXCLUDES(mm->mmap_lock_);
+Errno do_setrlimit(Mm* mm, unsigned resource, uint64_t cur, uint64_t max) EXCLUDES(mm->mmap_lock_);
+Result<std::pair<uint64_t, uint64_t>> do_getrlimit(Mm* mm, unsigned resource) EXCLUDES(mm->mmap_lock_);
+VmCounts vm_counts(Mm* mm) EXCLUDES(mm->mmap_lock_);
 
 // madvise.c
 Errno do_madvise(Mm* mm, uint64_t start, uint64_t len, uint64_t behavior) EXCLUDES(mm->mmap_lock_);

@@ -290,6 +290,18 @@ class Mm {
   std::map<uint64_t, Vma*> vmas_ GUARDED_BY(mmap_lock_);
   uint64_t map_count_ GUARDED_BY(mmap_lock_) = 0;
   int execute_only_pkey_ GUARDED_BY(mmap_lock_) = -1;
+  // What mlockall(MCL_FUTURE) adds to every new mapping (mm->def_flags: VM_LOCKED, with
+  // VM_LOCKONFAULT for MCL_ONFAULT); a fork child starts without it.
+  vm_flags_t def_flags_ GUARDED_BY(mmap_lock_) = 0;
+  // The process's resource limits (signal->rlim; one address space per process here), soft
+  // (cur) and hard (max), indexed by the RLIMIT_* number of mirrormm/mman.h. Set from the
+  // machine's configuration at creation, copied by fork, changed by setrlimit; the checks
+  // read them with the mmap_lock held, as they read the VMA counters they compare with.
+  struct Rlimit {
+    uint64_t cur = ~0ull, max = ~0ull;
+  };
+  static constexpr unsigned kNrRlimits = 16;
+  Rlimit rlim_[kNrRlimits] GUARDED_BY(mmap_lock_);
 
   // Guards installation of upper-level page-table entries and of vma->anon_vma.
   SpinLock page_table_lock_ ACQUIRED_AFTER(mmap_lock_){lock_class::kPageTableLock};

@@ -173,9 +173,13 @@ Result<uint64_t> mmap_region(Mm* mm, File* file, uint64_t addr, uint64_t len, vm
     Errno e = gather_munmap_vmas(mm, first, addr, end, &old);
     if (e != Errno::kOk) return e;
   }
-  uint64_t nr_accounted = 0;
-  for (Vma* v : old)
+  uint64_t nr_accounted = 0, nr_pages = 0;
+  for (Vma* v : old) {
+    nr_pages += v->pages();
     if (v->vm_flags & VM_ACCOUNT) nr_accounted += v->pages();
+  }
+  // RLIMIT_AS and RLIMIT_DATA, net of what the mapping replaces.
+  if (!may_expand_vm(mm, vm_flags, pglen - nr_pages)) return Errno::kNoMem;
 
   int64_t charged = 0;
   if (accountable_mapping(file, vm_flags)) {
@@ -294,8 +298,11 @@ Result<uint64_t> do_mmap(Mm* mm, File* file, uint64_t addr, uint64_t len, uint64
     pkey = execute_only_pkey(mm);
     if (pkey < 0) pkey = 0;
   }
-  vm_flags_t vm_flags = calc_vm_prot_bits(prot, pkey) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
+  vm_flags_t vm_flags = calc_vm_prot_bits(prot, pkey) | mm->def_flags_ | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
   if (flags & kMapGrowsDown) vm_flags |= VM_GROWSDOWN;
+  if (flags & kMapLocked) vm_flags |= VM_LOCKED;
+  if ((flags & kMapLocked) && !can_do_mlock(mm)) return Errno::kPerm;
+  if (!mlock_future_ok(mm, vm_flags, len)) return Errno::kAgain;
 
   if (file) {
     // file_mmap_ok: the range must fit below MAX_LFS_FILESIZE.
@@ -337,18 +344,22 @@ Result<uint64_t> do_mmap(Mm* mm, File* file, uint64_t addr, uint64_t len, uint64
   return r;
 }
 
-void mm_populate(Mm* mm, uint64_t start, uint64_t len) {
+Errno mm_populate_range(Mm* mm, uint64_t start, uint64_t len, PopulateErrors errors) {
   MmapReadGuard g(mm);
-  const uint64_t end = start + len;
+  const uint64_t end = start + len < start ? kTaskSize : start + len;
   for (uint64_t nstart = start; nstart < end;) {
     Vma* vma = mm->find_vma(nstart);
     if (!vma || vma->vm_start >= end) break;
     const uint64_t nend = std::min(end, vma->vm_end);
     if (nstart < vma->vm_start) nstart = vma->vm_start;
-    mmap_assert_locked(vma->vm_mm);
-    populate_vma_page_range(vma, nstart, nend);
+    if (!(vma->vm_flags & (VM_IO | VM_PFNMAP))) {
+      mmap_assert_locked(vma->vm_mm);
+      const Errno e = populate_vma_page_range(vma, nstart, nend);
+      if (e != Errno::kOk && errors == PopulateErrors::kReport) return e;
+    }
     nstart = nend;
   }
+  return Errno::kOk;
 }
 
 Errno do_vmi_align_munmap(Mm* mm, Vma* vma, uint64_t start, uint64_t end) {
@@ -390,8 +401,11 @@ Errno expand_stack_locked(Vma* vma, uint64_t address) {
   const uint64_t size = vma->vm_end - address;
   const uint64_t grow = (vma->vm_start - address) >> kPageShift;
   if (grow > vma->vm_pgoff) return Errno::kNoMem;
-  // acct_stack_growth: RLIMIT_STACK, then overcommit (the last test: it charges).
-  if (size > cfg.stack_rlimit) return Errno::kNoMem;
+  // acct_stack_growth: RLIMIT_AS, RLIMIT_STACK, RLIMIT_MEMLOCK for a locked stack, then
+  // overcommit (the last test: it charges).
+  if (!may_expand_vm(mm, vma->vm_flags, grow)) return Errno::kNoMem;
+  if (size > rlimit(mm, kRlimitStack)) return Errno::kNoMem;
+  if (!mlock_future_ok(mm, vma->vm_flags, grow << kPageShift)) return Errno::kNoMem;
   if (!vm_enough_memory(mm->sys(), grow)) return Errno::kNoMem;
   vma_set_start(mm, vma, address);
   return Errno::kOk;

@@ -62,6 +62,8 @@ Errno mprotect_fixup(MmuGather& tlb, Mm* mm, Vma* vma, Vma** pprev, uint64_t sta
     return Errno::kOk;
   }
   if (newflags & VM_WRITE) {
+    // Check space limits when the area turns into data.
+    if (!may_expand_vm(mm, newflags, nrpages) && may_expand_vm(mm, oldflags, nrpages)) return Errno::kNoMem;
     if (!(oldflags & (VM_ACCOUNT | VM_WRITE | VM_HUGETLB | VM_SHARED | VM_NORESERVE))) {
       charged = nrpages;
       if (!vm_enough_memory(mm->sys(), charged)) return Errno::kNoMem;
@@ -83,6 +85,10 @@ Errno mprotect_fixup(MmuGather& tlb, Mm* mm, Vma* vma, Vma** pprev, uint64_t sta
   change_protection(tlb, vma, start, end,
                     wants_manual_pte_write_upgrade(vma) ? unsigned{MM_CP_TRY_CHANGE_WRITABLE} : 0u);
   if ((oldflags & VM_ACCOUNT) && !(newflags & VM_ACCOUNT)) vm_unacct_memory(mm->sys(), nrpages);
+  // A private locked VMA becoming writable breaks COW now, so that a write to locked memory
+  // does not fault later (its pages are populated as mlock would).
+  if ((oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED)) == VM_LOCKED && (newflags & VM_WRITE))
+    (void)populate_vma_page_range(vma, start, end);
   return Errno::kOk;
 }
 

@@ -29,6 +29,7 @@ struct Vrm {
   uint64_t delta = 0;
   RemapType type = RemapType::kNoResize;
   int64_t charged = 0;
+  bool mlocked = false;  // a locked VMA grew or moved: what it gained is populated after
 
   bool implies_new_addr() const { return flags & (kRemapFixed | kRemapDontunmap); }
   bool move_only() const { return (flags & kRemapFixed) && old_len == new_len; }
@@ -84,6 +85,11 @@ Errno check_prep_vma(Vrm& v) REQUIRES(v.mm->mmap_lock_) {
   const uint64_t pgoff = vma->linear_page_index(v.addr);
   if (pgoff + (v.new_len >> kPageShift) < pgoff) return Errno::kInval;
   if (vma->vm_flags & (VM_DONTEXPAND | VM_PFNMAP)) return Errno::kFault;
+  // A growing mapping must stay within RLIMIT_MEMLOCK (if locked) and RLIMIT_AS/DATA.
+  if (v.type == RemapType::kExpand) {
+    if (!mlock_future_ok(v.mm, vma->vm_flags, v.delta)) return Errno::kAgain;
+    if (!may_expand_vm(v.mm, vma->vm_flags, v.delta >> kPageShift)) return Errno::kNoMem;
+  }
   return Errno::kOk;
 }
 
@@ -264,6 +270,7 @@ Result<uint64_t> move_vma(Vrm& v) REQUIRES(v.mm->mmap_lock_) {
     unmap_source_vma(back);
     return Errno::kNoMem;
   }
+  if (vma->vm_flags & VM_LOCKED) v.mlocked = true;
   if (v.flags & kRemapDontunmap) {
     // dontunmap_complete: the source stays, empty; whole-VMA moves drop its anon_vma.
     vma_set_flags(vma, vma->vm_flags & ~(VM_LOCKED | VM_LOCKONFAULT));
@@ -298,6 +305,9 @@ Result<uint64_t> mremap_to(Vrm& v) REQUIRES(v.mm->mmap_lock_) {
     if (e != Errno::kOk) return e;
     v.old_len = v.new_len;
   }
+  // MREMAP_DONTUNMAP keeps the source: the address space grows by old_len.
+  if ((v.flags & kRemapDontunmap) && !may_expand_vm(mm, v.vma->vm_flags, v.old_len >> kPageShift))
+    return Errno::kNoMem;
   Result<uint64_t> a = set_new_addr(v);
   if (!a.ok()) return a;
   v.new_addr = a.value();
@@ -333,6 +343,7 @@ Result<uint64_t> expand_vma(Vrm& v) REQUIRES(v.mm->mmap_lock_) {
       uncharge(v);
       return Errno::kNoMem;
     }
+    if (vma->vm_flags & VM_LOCKED) v.mlocked = true;
     return v.addr;
   }
   if (!(v.flags & kRemapMaymove)) return Errno::kNoMem;
@@ -396,11 +407,8 @@ Result<uint64_t> remap_move(Vrm& v) REQUIRES(v.mm->mmap_lock_) {
   return res;
 }
 
-}  // namespace
-
-Result<uint64_t> do_mremap(Mm* mm, uint64_t addr, uint64_t old_len, uint64_t new_len, uint64_t flags,
-                           uint64_t new_addr) {
-  Vrm v;
+Result<uint64_t> mremap_vrm(Mm* mm, Vrm& v, uint64_t addr, uint64_t old_len, uint64_t new_len,
+                                  uint64_t flags, uint64_t new_addr) EXCLUDES(mm->mmap_lock_) {
   v.mm = mm;
   v.addr = addr;
   v.old_len = page_align(old_len);
@@ -415,6 +423,18 @@ Result<uint64_t> do_mremap(Mm* mm, uint64_t addr, uint64_t old_len, uint64_t new
   v.vma = mm->vma_lookup(v.addr);
   if (Errno e = check_prep_vma(v); e != Errno::kOk) return e;
   return v.implies_new_addr() ? mremap_to(v) : mremap_at(v);
+}
+
+}  // namespace
+
+Result<uint64_t> do_mremap(Mm* mm, uint64_t addr, uint64_t old_len, uint64_t new_len, uint64_t flags,
+                           uint64_t new_addr) {
+  Vrm v;
+  Result<uint64_t> r = mremap_vrm(mm, v, addr, old_len, new_len, flags, new_addr);
+  // A locked mapping that grew gets its new part populated, as mlock would.
+  if (r.ok() && v.mlocked && v.new_len > v.old_len)
+    mm_populate(mm, r.value() + v.old_len, v.new_len - v.old_len);
+  return r;
 }
 
 }  // namespace mirrormm

@@ -27,7 +27,7 @@ constexpr FlagName kFlagNames[] = {
     {PG_workingset, "workingset"}, {PG_swapbacked, "swapbacked"},
     {PG_swapcache, "swapcache"},   {PG_unevictable, "unevictable"},
     {PG_writeback, "writeback"},   {PG_reclaim, "reclaim"},
-    {PG_external_rmap, "external_rmap"},
+    {PG_external_rmap, "external_rmap"},   {PG_mlocked, "mlocked"},
 };
 
 // The page a present PTE maps, described under the PTE lock (the PTE's reference keeps the

@@ -74,6 +74,9 @@ enum PageFlags : uint32_t {
   // pgmap for the pgmap's lifetime and never reaches the free lists; when its last
   // reference goes, the pgmap's folio_free takes it back (free_zone_device_folio).
   PG_zone_device = 1u << 18,
+  // Mapped by a VM_LOCKED VMA (mlock_folio): the page is unevictable. Set and cleared under
+  // the LRU lock together with PG_unevictable (mm/mlock.cc).
+  PG_mlocked = 1u << 19,
 };
 
 struct DevPagemap;
@@ -97,7 +100,14 @@ struct Page {
   void* mapping = nullptr;    // AnonVma* (PG_anon) or ShmemInode* (PG_shmem)
   uint64_t index = 0;         // page offset within mapping
   SpinLock ptl{lock_class::kPtl};  // split page-table lock when PG_pgtable
-  uint32_t next_free = 0;     // free-list link, guarded by PhysMem::lock_
+  // next_free: the free-list link while the frame is free, guarded by PhysMem::lock_.
+  // mlock_count: while the page is allocated, the number of locked mappings counted for an
+  // mlocked page on the unevictable list (folio->mlock_count; it may undercount, never
+  // overcount), guarded by the LRU lock (mm/mlock.cc).
+  union {
+    uint32_t next_free = 0;
+    uint32_t mlock_count;
+  };
   // LRU links (struct folio's lru): pfns of the neighbours on the LRU list this page is on
   // (PG_lru), 0 at the ends; guarded by the lock of that list's lruvec.
   pfn_t lru_prev = 0, lru_next = 0;

@@ -11,6 +11,7 @@
 
 #include "mirrormm/base/rcu.h"
 #include "mm/internal.h"
+#include "mm/vmstat.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/pgtable_walk.h"
 #include "mm/rmap.h"
@@ -500,7 +501,7 @@ void rmap_walk(Page* page, RmapWalkControl& rwc) {
     rmap_walk_file(page, rwc);
 }
 
-int folio_referenced(System* sys, Page* page, PageLocked is_locked) {
+int folio_referenced(System* sys, Page* page, PageLocked is_locked, bool* vm_locked) {
   if (!folio_mapped(page)) return 0;
   int referenced = 0;
   RmapWalkControl rwc;
@@ -516,10 +517,18 @@ int folio_referenced(System* sys, Page* page, PageLocked is_locked) {
         SpinGuard g(pte_lockptr(mm, ptep));
         // Recheck under the lock: the entry may have changed since the unlocked look.
         const pteval_t v = ptep_get(ptep);
-        young = pte_present(v) && pte_pfn(v) == mm->mem().page_to_pfn(p) && ptep_test_and_clear_young(ptep);
+        const uint64_t pfn = mm->mem().page_to_pfn(p);
         // A page a device holds exclusively is in use by that device: folio_referenced_one
         // counts a device-exclusive entry as young (there is no bit to clear).
-        exclusive = is_device_exclusive_entry(v) && device_exclusive_entry_pfn(v) == mm->mem().page_to_pfn(p);
+        exclusive = is_device_exclusive_entry(v) && device_exclusive_entry_pfn(v) == pfn;
+        const bool maps = (pte_present(v) && pte_pfn(v) == pfn) || exclusive;
+        // folio_referenced_one's VM_LOCKED case: restore the mlock that got missed.
+        if (maps && (vma_flags_racy(vma) & VM_LOCKED)) {
+          if (mlock_folio(mm->mem(), p)) mm->mem().events().count(UNEVICTABLE_PGCULLED);
+          if (vm_locked) *vm_locked = true;
+          return false;
+        }
+        young = !exclusive && maps && ptep_test_and_clear_young(ptep);
       }
       if (exclusive) referenced++;
       // ptep_clear_flush_young: a CPU that cached the translation while it was young would

@@ -81,9 +81,10 @@ void rmap_walk(Page* page, RmapWalkControl& rwc);
 // MMUs (mmu_notifier_clear_flush_young) whether they used it since the last call; returns how
 // many mappings were young. is_locked says whether the caller holds the page lock; without it
 // the walk uses try-locks and a contended lock counts as referenced (the page is kept), as
-// Linux does.
+// Linux does. A mapping in a VM_LOCKED VMA ends the walk: the page is mlocked (it had been
+// missed, or its lock lost) and *vm_locked, when given, is set; reclaim then keeps it.
 enum class PageLocked { kNo, kYes };
-int folio_referenced(System* sys, Page* page, PageLocked is_locked);
+int folio_referenced(System* sys, Page* page, PageLocked is_locked, bool* vm_locked = nullptr);
 
 // Re-keys vma's links in the rmap trees for a new range [start, end) at page offset pgoff and
 // sets the fields (vma_prepare/vma_complete's rmap part): the changes happen under the file's

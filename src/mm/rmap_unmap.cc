@@ -1,6 +1,7 @@
 // Unmapping one mapping of a page for reclaim: try_to_unmap_one (mm/rmap.c). The reverse-map
 // walk that finds a page's mappings (try_to_unmap) calls it once per VMA that maps the page.
 #include "mm/internal.h"
+#include "mm/vmstat.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/swapfile.h"
 #include "mm/system_internal.h"
@@ -40,6 +41,12 @@ bool try_to_unmap_one(Page* page, Vma* vma, uint64_t address, unsigned flags) {
     // was told by the invalidation above): nothing a CPU could cache, no A/D bits.
     const bool device = is_device_exclusive_entry(cur) && device_exclusive_entry_pfn(cur) == pfn;
     if (!device && (!pte_present(cur) || pte_special(cur) || pte_pfn(cur) != pfn)) return true;  // not ours (any more)
+    // A locked VMA keeps its pages: the page is mlocked and the walk ends, so that reclaim
+    // keeps it (on the unevictable list).
+    if (vma_flags_racy(vma) & VM_LOCKED) {
+      if (mlock_folio(mem, page)) mem.events().count(UNEVICTABLE_PGCULLED);
+      return false;
+    }
     // folio_try_share_anon_rmap_pte refuses a page that may be pinned: a device may be
     // writing it, and a swap-in would map another copy. The mapping stays. (Pins are taken
     // under this PTE lock, so none can appear once it is checked.)

@@ -145,6 +145,57 @@ Status System::mprotect(Process* p, uint64_t addr, uint64_t len, uint64_t prot) 
   return kSuccess;
 }
 
+namespace {
+
+// A system call of the locking family on p's address space: -ESRCH for a dead process, else
+// what fn (one of mm.h's entry points, given the Mm) answers.
+template <class Fn>
+Status call_on_mm(Process* p, Fn fn) {
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  const Errno e = fn(ref.get());
+  if (e != Errno::kOk) return e;
+  return kSuccess;
+}
+
+}  // namespace
+
+Status System::mlock(Process* p, uint64_t addr, uint64_t len) { return mlock2(p, addr, len, 0); }
+
+Status System::mlock2(Process* p, uint64_t addr, uint64_t len, uint64_t flags) {
+  if (flags & ~kMlockOnfault) return Errno::kInval;
+  const vm_flags_t vm_flags = VM_LOCKED | ((flags & kMlockOnfault) ? VM_LOCKONFAULT : 0);
+  return call_on_mm(p, [&](Mm* mm) { return do_mlock(mm, addr, len, vm_flags); });
+}
+
+Status System::munlock(Process* p, uint64_t addr, uint64_t len) {
+  return call_on_mm(p, [&](Mm* mm) { return do_munlock(mm, addr, len); });
+}
+
+Status System::mlockall(Process* p, uint64_t flags) {
+  return call_on_mm(p, [&](Mm* mm) { return do_mlockall(mm, flags); });
+}
+
+Status System::munlockall(Process* p) {
+  return call_on_mm(p, [](Mm* mm) { return do_munlockall(mm); });
+}
+
+Status System::setrlimit(Process* p, unsigned resource, uint64_t soft, uint64_t hard) {
+  return call_on_mm(p, [&](Mm* mm) { return do_setrlimit(mm, resource, soft, hard); });
+}
+
+Result<std::pair<uint64_t, uint64_t>> System::getrlimit(Process* p, unsigned resource) {
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  return do_getrlimit(ref.get(), resource);
+}
+
+Result<VmCounts> System::vm_counts(Process* p) {
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  return mirrormm::vm_counts(ref.get());
+}
+
 Result<uint64_t> System::mremap(Process* p, uint64_t addr, uint64_t old_len, uint64_t new_len,
                                 uint64_t flags, uint64_t new_addr) {
   MmRef ref(p);

@@ -206,6 +206,10 @@ struct ShowSmap {
     SmapsEntry e;
     e.vma = show_map_vma(v);
     smap_gather_stats(sys, mm, v, &e);
+    // show_smap's Locked: and VmFlags' lo/lf.
+    e.vm_locked = v->vm_flags & VM_LOCKED;
+    e.vm_lockonfault = v->vm_flags & VM_LOCKONFAULT;
+    if (e.vm_locked) e.pss_locked = e.pss;
     return e;
   }
 };
@@ -222,6 +226,11 @@ std::string format_smaps_entry(const SmapsEntry& e) {
                      e.vma.start, e.vma.end, e.resident >> 10, e.pss >> SmapsEntry::kPssShift >> 10,
                      e.shared_clean >> 10, e.shared_dirty >> 10, e.private_clean >> 10, e.private_dirty >> 10,
                      e.anonymous >> 10, e.swap >> 10);
+}
+
+std::string format_mlock_entry(const SmapsEntry& e) {
+  const char* lock = e.vm_locked ? (e.vm_lockonfault ? "lo+lf" : "lo") : (e.vm_lockonfault ? "lf" : "-");
+  return fmt::format("{:x}-{:x} {} Locked={}", e.vma.start, e.vma.end, lock, e.pss_locked >> SmapsEntry::kPssShift >> 10);
 }
 
 std::string format_maps_entry(const MapsEntry& e) {

@@ -29,6 +29,8 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "mirrormm/mmu_notifier.h"
 #include "mm/internal.h"
 #include "mm/lru.h"
@@ -49,7 +51,10 @@ enum class FolioReferences { kActivate, kKeep, kReclaim, kReclaimClean };
 
 // folio_check_references: what the look at a locked page on the inactive list decides.
 FolioReferences folio_check_references(System* sys, Page* page) {
-  const int referenced_ptes = folio_referenced(sys, page, PageLocked::kYes);
+  bool vm_locked = false;
+  const int referenced_ptes = folio_referenced(sys, page, PageLocked::kYes, &vm_locked);
+  // Mapped by a VM_LOCKED VMA: the page, now mlocked, goes to the unevictable list.
+  if (vm_locked) return FolioReferences::kActivate;
   const bool referenced_folio = (page->flags.fetch_and(~static_cast<uint32_t>(PG_referenced),
                                                        std::memory_order_relaxed) &
                                  PG_referenced) != 0;
@@ -219,6 +224,11 @@ uint64_t shrink_folio_list(System* sys, std::vector<Page*>& folios, ScanControl&
       continue;
     }
     if (locked) unlock_page(page);
+    // Checker: reclaim never frees a locked page (try_to_unmap_one and folio_referenced
+    // refuse every VM_LOCKED mapping and mlock the page instead).
+    if (page->test(PG_mlocked))
+      sys->report_violation("locked page reclaimed",
+                            fmt::format("reclaim freed mlocked pfn {:#x}", mem.page_to_pfn(page)));
     count_steal(ev, sc, folio_is_file_lru(page), 1);
     mem.put_page(page);  // the isolation reference was the last one: the frame is free
     reclaimed++;

@@ -51,6 +51,9 @@ enum VmEvent : int {
   OOM_KILL,
   PGMIGRATE_SUCCESS,  // pages migrated
   PGMIGRATE_FAIL,     // migration attempts that failed (each retry counts)
+  UNEVICTABLE_PGCULLED,     // pages reclaim found mapped by a VM_LOCKED VMA and moved to the unevictable list
+  UNEVICTABLE_PGMLOCKED,    // pages that became mlocked
+  UNEVICTABLE_PGMUNLOCKED,  // pages that stopped being mlocked
   SWAP_RA,           // pages read ahead into the swap cache
   SWAP_RA_HIT,
   NR_VM_EVENT_ITEMS
@@ -82,6 +85,9 @@ inline constexpr std::array<std::string_view, NR_VM_EVENT_ITEMS> kVmEventNames =
     "oom_kill",
     "pgmigrate_success",
     "pgmigrate_fail",
+    "unevictable_pgs_culled",
+    "unevictable_pgs_mlocked",
+    "unevictable_pgs_munlocked",
     "swap_ra",
     "swap_ra_hit",
 };

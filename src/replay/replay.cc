@@ -198,6 +198,34 @@ std::string Replayer::run(const Command& c) {
         Status s = sys_.fsync(c.name);
         return s.ok() ? "0" : err(s.error());
       }
+      case Op::kMlock: {
+        Status st = c.mlock_onfault ? sys_.mlock2(p, c.addr, c.len, kMlockOnfault) : sys_.mlock(p, c.addr, c.len);
+        return st.ok() ? "0" : err(st.error());
+      }
+      case Op::kMunlock: {
+        Status st = sys_.munlock(p, c.addr, c.len);
+        return st.ok() ? "0" : err(st.error());
+      }
+      case Op::kMlockall: {
+        Status st = sys_.mlockall(p, script::linux_mlockall_flags(c.mlockall_flags));
+        return st.ok() ? "0" : err(st.error());
+      }
+      case Op::kMunlockall: {
+        Status st = sys_.munlockall(p);
+        return st.ok() ? "0" : err(st.error());
+      }
+      case Op::kMlocked: {
+        Result<std::vector<SmapsEntry>> r = sys_.smaps(p);
+        return r.ok() ? format_mlocked(r.value()) : err(r.error());
+      }
+      case Op::kSetrlimit: {
+        Result<VmCounts> vm = sys_.vm_counts(p);
+        if (!vm.ok()) return err(vm.error());
+        const uint64_t pages = c.rlimit == script::Rlimit::kData ? vm.value().data : vm.value().total;
+        Status st = sys_.setrlimit(p, script::linux_rlimit(c.rlimit), script::rlimit_bytes(c.rlim_soft, pages << 12),
+                                   script::rlimit_bytes(c.rlim_hard, pages << 12));
+        return st.ok() ? "0" : err(st.error());
+      }
       case Op::kPread: {
         Result<std::vector<uint8_t>> r = sys_.pread(c.name, c.offset, c.len);
         if (!r.ok()) return err(r.error());
@@ -457,6 +485,10 @@ std::string format_maps(const std::vector<MapsEntry>& maps) {
 
 std::string format_smaps(const std::vector<SmapsEntry>& smaps) {
   return format_window(smaps, [](const SmapsEntry& e) -> const MapsEntry& { return e.vma; }, format_smaps_entry);
+}
+
+std::string format_mlocked(const std::vector<SmapsEntry>& smaps) {
+  return format_window(smaps, [](const SmapsEntry& e) -> const MapsEntry& { return e.vma; }, format_mlock_entry);
 }
 
 void Replayer::trace_address_spaces(trace::Recorder& rec) {

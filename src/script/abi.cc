@@ -14,6 +14,7 @@ uint64_t linux_map_flags(uint32_t f) {
   if (f & kMapPopulate) flags |= mirrormm::kMapPopulate;
   if (f & kMapNoreserve) flags |= mirrormm::kMapNoReserve;
   if (f & kMapGrowsdown) flags |= mirrormm::kMapGrowsDown;
+  if (f & kMapLocked) flags |= mirrormm::kMapLocked;
   return flags;
 }
 
@@ -47,6 +48,24 @@ uint64_t linux_msync_flags(uint32_t f) {
   if (f & kMsyncInvalidate) flags |= 2;  // MS_INVALIDATE
   if (f & kMsyncSync) flags |= 4;        // MS_SYNC
   return flags;
+}
+
+uint64_t linux_mlockall_flags(uint32_t f) {
+  uint64_t flags = 0;
+  if (f & kMclCurrent) flags |= mirrormm::kMclCurrent;
+  if (f & kMclFuture) flags |= mirrormm::kMclFuture;
+  if (f & kMclOnfault) flags |= mirrormm::kMclOnfault;
+  return flags;
+}
+
+unsigned linux_rlimit(Rlimit r) {
+  switch (r) {
+    case Rlimit::kAs: return mirrormm::kRlimitAs;
+    case Rlimit::kData: return mirrormm::kRlimitData;
+    case Rlimit::kStack: return mirrormm::kRlimitStack;
+    case Rlimit::kMemlock: return mirrormm::kRlimitMemlock;
+  }
+  return ~0u;
 }
 
 }  // namespace mirrormm::script

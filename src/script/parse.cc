@@ -184,6 +184,25 @@ constexpr Word kMapWords[] = {
     {"private", kMapPrivate},     {"shared", kMapShared},   {"anon", kMapAnon},
     {"fixed", kMapFixed},         {"noreplace", kMapNoreplace}, {"populate", kMapPopulate},
     {"noreserve", kMapNoreserve}, {"growsdown", kMapGrowsdown}, {"rofd", kMapRofd},
+    {"locked", kMapLocked},
+};
+
+constexpr Word kMlockallWords[] = {
+    {"current", kMclCurrent},
+    {"future", kMclFuture},
+    {"onfault", kMclOnfault},
+};
+
+struct RlimitWord {
+  const char* text;
+  Rlimit resource;
+};
+
+constexpr RlimitWord kRlimitWords[] = {
+    {"as", Rlimit::kAs},
+    {"data", Rlimit::kData},
+    {"stack", Rlimit::kStack},
+    {"memlock", Rlimit::kMemlock},
 };
 
 constexpr Word kRemapWords[] = {
@@ -319,6 +338,53 @@ void parse_addr_len(const ArgReader& r, Command* c) {
   expect_arity(r, 2, "ADDR LEN");
   c->addr = r.number(0, "ADDR");
   c->len = r.number(1, "LEN");
+}
+
+// `mlock ADDR LEN [onfault]`.
+void parse_mlock(const ArgReader& r, Command* c) {
+  const size_t n = r.args().size();
+  if (n != 2 && n != 3) r.fail("expected 2 or 3 arguments (ADDR LEN [onfault]), got " + std::to_string(n));
+  c->addr = r.number(0, "ADDR");
+  c->len = r.number(1, "LEN");
+  if (n == 3) {
+    if (r.arg(2) != "onfault") r.fail("bad FLAG " + quoted(r.arg(2)) + " (expected onfault)");
+    c->mlock_onfault = true;
+  }
+}
+
+// A limit of `setrlimit`: a number, `inf`, or `+N` where the resource allows it.
+RlimitValue parse_rlimit_value(const ArgReader& r, size_t i, const char* what, bool relative_ok) {
+  RlimitValue v;
+  std::string_view tok = r.arg(i);
+  if (tok == "inf") {
+    v.infinite = true;
+    return v;
+  }
+  if (!tok.empty() && tok[0] == '+') {
+    if (!relative_ok) r.fail("bad " + std::string(what) + " " + quoted(tok) + ": +N is for as and data only");
+    std::string why;
+    if (!parse_number(tok.substr(1), &v.value, &why)) r.fail("bad " + std::string(what) + " " + quoted(tok) + ": " + why);
+    v.relative = true;
+    return v;
+  }
+  v.value = r.number(i, what);
+  return v;
+}
+
+// `setrlimit RESOURCE SOFT HARD`.
+void parse_setrlimit(const ArgReader& r, Command* c) {
+  expect_arity(r, 3, "RESOURCE SOFT HARD");
+  bool known = false;
+  for (const RlimitWord& w : kRlimitWords) {
+    if (r.arg(0) == w.text) {
+      c->rlimit = w.resource;
+      known = true;
+    }
+  }
+  if (!known) r.fail("bad RESOURCE " + quoted(r.arg(0)) + " (expected as, data, stack or memlock)");
+  const bool relative_ok = c->rlimit == Rlimit::kAs || c->rlimit == Rlimit::kData;
+  c->rlim_soft = parse_rlimit_value(r, 1, "SOFT", relative_ok);
+  c->rlim_hard = parse_rlimit_value(r, 2, "HARD", relative_ok);
 }
 
 // `dev SUBCOMMAND NAME ...` (format version 2). Messages name the command as "dev SUB".
@@ -525,6 +591,25 @@ void parse_command(const std::vector<std::string_view>& tokens, Command* c) {
     c->offset = r.number(1, "OFF");
     c->len = r.number(2, "LEN");
     if (c->len > kMaxPreadLen) r.fail("LEN " + quoted(r.arg(2)) + " above the limit of 16M");
+  } else if (cmd == "mlock") {
+    c->op = Op::kMlock;
+    parse_mlock(r, c);
+  } else if (cmd == "munlock") {
+    c->op = Op::kMunlock;
+    parse_addr_len(r, c);
+  } else if (cmd == "mlockall") {
+    c->op = Op::kMlockall;
+    expect_arity(r, 1, "FLAGS");
+    c->mlockall_flags = r.arg(0) == "0" ? 0 : parse_words(r, r.arg(0), kMlockallWords, "FLAGS");
+  } else if (cmd == "munlockall") {
+    c->op = Op::kMunlockall;
+    expect_arity(r, 0, "no arguments");
+  } else if (cmd == "mlocked") {
+    c->op = Op::kMlocked;
+    expect_arity(r, 0, "no arguments");
+  } else if (cmd == "setrlimit") {
+    c->op = Op::kSetrlimit;
+    parse_setrlimit(r, c);
   } else if (cmd == "dev") {
     parse_dev(args, c);
   } else if (cmd == "hmm") {
@@ -598,6 +683,15 @@ void append_words(std::string* out, uint32_t bits, const Word (&words)[N]) {
     first = false;
   }
   if (first) *out += '0';
+}
+
+void append_rlimit_value(std::string* out, const RlimitValue& v) {
+  if (v.infinite) {
+    *out += "inf";
+    return;
+  }
+  if (v.relative) *out += '+';
+  append_hex(out, v.value);
 }
 
 const char* advice_word(Advice a) {
@@ -838,6 +932,32 @@ std::string format(const Command& c) {
       break;
     case Op::kFsync:
       s += "fsync " + c.name;
+      break;
+    case Op::kMlock:
+      addr_len("mlock");
+      if (c.mlock_onfault) s += " onfault";
+      break;
+    case Op::kMunlock:
+      addr_len("munlock");
+      break;
+    case Op::kMlockall:
+      s += "mlockall ";
+      append_words(&s, c.mlockall_flags, kMlockallWords);
+      break;
+    case Op::kMunlockall:
+      s += "munlockall";
+      break;
+    case Op::kMlocked:
+      s += "mlocked";
+      break;
+    case Op::kSetrlimit:
+      s += "setrlimit ";
+      for (const RlimitWord& w : kRlimitWords)
+        if (w.resource == c.rlimit) s += w.text;
+      s += ' ';
+      append_rlimit_value(&s, c.rlim_soft);
+      s += ' ';
+      append_rlimit_value(&s, c.rlim_hard);
       break;
     case Op::kPread:
       s += "pread " + c.name + ' ';

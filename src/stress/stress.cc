@@ -138,6 +138,7 @@ struct Shared {
   int threads = 0;  // CPUs (workers)
   int nodes = 1;
   std::atomic<uint64_t> migrate_calls{0};
+  std::atomic<uint64_t> mlock_calls{0};  // lock_op calls (mlock, munlock, mlockall, munlockall)
 };
 static_assert(MirrorTotals::kEvents == SecondaryMmu::kEvents);
 
@@ -476,7 +477,7 @@ class Worker {
     static constexpr uint64_t kProts[] = {kProtNone, kProtRead, kProtRead | kProtWrite, kProtWrite,
                                           kProtRead | kProtExec, kProtRead | kProtWrite | kProtExec};
     const uint64_t prot = kProts[rnd(6)];
-    switch (rnd(10)) {
+    switch (rnd(11)) {
       case 0: {
         uint64_t flags = (rnd(3) == 0 ? kMapShared : kMapPrivate) | kMapFixed;
         if (rnd(3) == 0) {
@@ -491,6 +492,7 @@ class Worker {
       case 2: (void)sys.mprotect(p, start, len, prot); break;
       case 3: (void)sys.madvise(p, start, len, rnd(2) ? kMadvDontneed : kMadvPageout); break;
       case 4: (void)sys.mremap(p, start, len, len, 3, kChaosBase + rnd(kChaosPages) * kP); break;
+      case 5: lock_op(p, start, len); return;
       default: {
         const bool write = rnd(2);
         (void)access(p, start + rnd(kP), 1 + rnd(2 * kP), write, [write](uint8_t* d, uint64_t a, uint64_t n) {
@@ -501,6 +503,29 @@ class Worker {
       }
     }
     sh_.syscalls.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Locked memory in the chaos region: mlock (populating, or on fault) and munlock of any
+  // process's range; mlockall and munlockall only in the children, and always on fault, so
+  // that process 1's checked regions keep their madvise behaviour and no child copies all
+  // it inherited at once. Reclaim must never free a page these lock (vmscan reports it).
+  void lock_op(Process* p, uint64_t start, uint64_t len) {
+    System& sys = *sh_.sys;
+    const bool child = p != p1_;
+    switch (rnd(child ? 5 : 3)) {
+      case 0: (void)sys.mlock(p, start, len); break;
+      case 1: (void)sys.mlock2(p, start, len, kMlockOnfault); break;
+      case 2: (void)sys.munlock(p, start, len); break;
+      case 3: {
+        static constexpr uint64_t kFlags[] = {kMclCurrent | kMclOnfault, kMclFuture | kMclOnfault,
+                                              kMclCurrent | kMclFuture | kMclOnfault};
+        (void)sys.mlockall(p, kFlags[rnd(3)]);
+        break;
+      }
+      default: (void)sys.munlockall(p); break;
+    }
+    sh_.syscalls.fetch_add(1, std::memory_order_relaxed);
+    sh_.mlock_calls.fetch_add(1, std::memory_order_relaxed);
   }
 
   void process_op() {
@@ -948,6 +973,9 @@ Report run_workload(const Options& o, trace::Recorder* rec) {
   res.pgmigrate_fail = vmstat_value(vm, "pgmigrate_fail");
   res.migrate_calls = sh.migrate_calls.load();
   res.pages_written_back = sys.debug_disk_writes();
+  res.mlock_calls = sh.mlock_calls.load();
+  res.pgs_mlocked = vmstat_value(vm, "unevictable_pgs_mlocked");
+  res.pgs_culled = vmstat_value(vm, "unevictable_pgs_culled");
   res.allocstall = vmstat_value(vm, "allocstall_normal");
   res.kswapd_runs = sys.debug_kswapd_runs();
   res.oom_reap_retries = sys.debug_oom_reap_retries();

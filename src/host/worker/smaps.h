@@ -12,4 +12,12 @@ namespace mirrormm::host {
 // "none") to out, without the final newline.
 void write_window_smaps(LineWriter* out);
 
+// Writes the `mlocked` result (docs/mms-format.md) from /proc/self/smaps: each VMA
+// intersecting the window as "START-END LOCK Locked=N", LOCK from its VmFlags (lo, lo+lf, -).
+void write_window_mlocked(LineWriter* out);
+
+// The current size of the address space (VmSize) or of its data (VmData) in bytes, from
+// /proc/self/status; 0 when it cannot be read.
+uint64_t status_bytes(const char* field);
+
 }  // namespace mirrormm::host

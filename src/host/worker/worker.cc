@@ -41,6 +41,11 @@ constexpr uint64_t kPageSize = 4096;
 // The worker's file table: index (assigned by the controller) -> descriptor, -1 if none.
 int g_files[kMaxFiles];
 
+// What this process's last successful mlockall left in its mm->def_flags (MCL_FUTURE, with
+// MCL_ONFAULT or not); cleared by munlockall and in a fork child.
+bool g_mcl_future = false;
+bool g_mcl_onfault = false;
+
 // The mincore vector for up to this many pages; larger calls map a temporary one.
 alignas(4096) unsigned char g_mincore_vec[1 << 16];
 
@@ -105,16 +110,29 @@ void do_mmap(const Request& r, LineWriter* out) {
   // (FOLL_FORCE) while MADV_POPULATE_READ needs VM_READ: a mapping without PROT_READ (but
   // not PROT_NONE) gets it for the populate only (one mprotect there and back, which
   // neither splits nor merges the VMA).
+  //
+  // A locked mapping (MAP_LOCKED, or mlockall's MCL_FUTURE) is populated by mmap itself unless
+  // it locks on fault (MCL_ONFAULT, and then not even MAP_POPULATE populates it); for a
+  // regular file that would read ahead before the advice, so the mapping is made unlocked
+  // (MCL_FUTURE switched to MCL_FUTURE|MCL_ONFAULT around the call) and then locked with
+  // mlock, which populates it as mmap would have, its result ignored as mmap's population's
+  // is.
   unsigned long flags = r.flags;
-  const bool populate = r.regular && (flags & MAP_POPULATE);
-  if (populate) flags &= ~static_cast<unsigned long>(MAP_POPULATE);
+  const bool onfault = g_mcl_future && g_mcl_onfault;
+  const bool lock_after = r.regular && !onfault && ((flags & MAP_LOCKED) || g_mcl_future);
+  const bool populate = r.regular && (flags & MAP_POPULATE) && !onfault && !lock_after;
+  if (r.regular) flags &= ~static_cast<unsigned long>(MAP_POPULATE);
+  if (lock_after) flags &= ~static_cast<unsigned long>(MAP_LOCKED);
+  if (lock_after && g_mcl_future) syscall(SYS_mlockall, static_cast<unsigned long>(MCL_FUTURE | MCL_ONFAULT));
   long ret = syscall(SYS_mmap, r.addr, r.len, static_cast<unsigned long>(r.prot), flags, static_cast<long>(opened),
                      r.offset);
   int err = errno;
+  if (lock_after && g_mcl_future) syscall(SYS_mlockall, static_cast<unsigned long>(MCL_FUTURE));
   if (opened >= 0) close(opened);
   if (ret != -1 && r.regular) {
     const uint64_t len = (r.len + kPageSize - 1) & ~(kPageSize - 1);
     syscall(SYS_madvise, ret, len, static_cast<unsigned long>(MADV_RANDOM));
+    if (lock_after) syscall(SYS_mlock, ret, len);
     if (populate) {
       const bool write = (r.prot & PROT_WRITE) && (flags & MAP_TYPE) == MAP_PRIVATE;
       const bool add_read = !write && !(r.prot & PROT_READ) && (r.prot & (PROT_WRITE | PROT_EXEC));
@@ -200,6 +218,7 @@ bool do_fork(int* sock, LineWriter* out) {
     return false;
   }
   if (pid == 0) {
+    g_mcl_future = false;  // mm->def_flags is not inherited
     close(*sock);
     close(sv[0]);
     *sock = sv[1];
@@ -214,6 +233,19 @@ bool do_fork(int* sock, LineWriter* out) {
   close(sv[0]);
   if (!sent) _exit(0);
   return false;
+}
+
+// `setrlimit`: a `+N` limit is the process's current size (VmSize for RLIMIT_AS, VmData for
+// RLIMIT_DATA) plus N, read just before the call.
+void do_setrlimit(const Request& r, LineWriter* out) {
+  uint64_t current = 0;
+  if (r.seed & (kRlimSoftRelative | kRlimHardRelative))
+    current = status_bytes(r.flags == RLIMIT_DATA ? "VmData:" : "VmSize:");
+  script::RlimitValue soft{r.new_len, (r.seed & kRlimSoftInf) != 0, (r.seed & kRlimSoftRelative) != 0};
+  script::RlimitValue hard{r.new_addr, (r.seed & kRlimHardInf) != 0, (r.seed & kRlimHardRelative) != 0};
+  rlimit rl{script::rlimit_bytes(soft, current), script::rlimit_bytes(hard, current)};
+  long ret = syscall(SYS_setrlimit, static_cast<unsigned long>(r.flags), &rl);
+  put_status_result(out, ret, errno);
 }
 
 void serve(int sock) {
@@ -257,6 +289,34 @@ void serve(int sock) {
         ret = syscall(SYS_mremap, r.addr, r.len, r.new_len, static_cast<unsigned long>(r.flags), r.new_addr);
         put_address_result(&out, ret, errno);
         break;
+      case ReqOp::kMlock:
+        ret = r.flags ? syscall(SYS_mlock2, r.addr, r.len, static_cast<unsigned long>(r.flags))
+                      : syscall(SYS_mlock, r.addr, r.len);
+        put_status_result(&out, ret, errno);
+        break;
+      case ReqOp::kMunlock:
+        ret = syscall(SYS_munlock, r.addr, r.len);
+        put_status_result(&out, ret, errno);
+        break;
+      case ReqOp::kMlockall:
+        ret = syscall(SYS_mlockall, static_cast<unsigned long>(r.flags));
+        if (ret == 0) {
+          g_mcl_future = r.flags & MCL_FUTURE;
+          g_mcl_onfault = r.flags & MCL_ONFAULT;
+        }
+        put_status_result(&out, ret, errno);
+        break;
+      case ReqOp::kMunlockall:
+        ret = syscall(SYS_munlockall);
+        if (ret == 0) g_mcl_future = false;
+        put_status_result(&out, ret, errno);
+        break;
+      case ReqOp::kMlocked:
+        write_window_mlocked(&out);
+        break;
+      case ReqOp::kSetrlimit:
+        do_setrlimit(r, &out);
+        break;
       case ReqOp::kWrite:
       case ReqOp::kRead:
         do_access(r, &out);
@@ -274,6 +334,7 @@ void serve(int sock) {
         do_fork(&sock, &out);
         continue;  // both sides have answered (or, in the child, must not)
       case ReqOp::kExit:
+        syscall(SYS_munlockall);  // nothing stays locked whatever the script did
         out.put_char('0');
         out.end_line();
         _exit(0);
@@ -378,6 +439,23 @@ void pin_stack_limit() {
   }
 }
 
+// Grows the worker's stack VMA now by more than the command loop will ever use, so that it
+// never grows while a script runs: a `setrlimit as +N` compares the process's total size
+// with the model's, and only the window's part may change.
+__attribute__((noinline)) void pregrow_stack() {
+  volatile char frame[256 << 10];
+  for (size_t i = 0; i < sizeof frame; i += kPageSize) frame[i] = 0;
+  frame[sizeof frame - 1] = 0;
+}
+
+// RLIMIT_MEMLOCK at Linux's default MLOCK_LIMIT, soft and hard, as the model's processes
+// start (SystemConfig::memlock_rlimit): `setrlimit memlock` then answers alike.
+void pin_memlock_limit() {
+  constexpr uint64_t kMemlockLimit = 8ull << 20;
+  rlimit want{kMemlockLimit, kMemlockLimit};
+  setrlimit(RLIMIT_MEMLOCK, &want);
+}
+
 }  // namespace
 
 void worker_main(int fd) {
@@ -401,6 +479,8 @@ void worker_main(int fd) {
   install_fault_handlers();
 
   pin_stack_limit();
+  pin_memlock_limit();
+  pregrow_stack();
   unlimit(RLIMIT_AS);
   unlimit(RLIMIT_DATA);
   prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);

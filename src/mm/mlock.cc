@@ -1,0 +1,345 @@
+// Locking memory (mm/mlock.c): mlock, mlock2, munlock, mlockall, munlockall, the mlocked
+// state of pages and the unevictable LRU list they live on; and the resource limits the
+// mapping calls obey (may_expand_vm and the VMA counters of mm/mmap.c, do_prlimit of
+// kernel/sys.c).
+//
+// A VMA is locked when VM_LOCKED is set (VM_LOCKONFAULT with it: mlock2(MLOCK_ONFAULT) and
+// MCL_ONFAULT, which lock what is faulted later instead of populating now). The flags change
+// through mlock_fixup, which splits and merges VMAs as mprotect does (vma_modify_flags). A
+// page mapped by a locked VMA is mlocked: PG_mlocked and PG_unevictable, on the unevictable
+// list, where reclaim never looks. Pages become mlocked when
+//   - mlock_fixup locks a range: the pages its PTEs map (mlock_vma_pages_range);
+//   - a fault maps a page into a locked VMA (folio_add_lru_vma for new anonymous pages,
+//     mlock_vma_folio for page-cache and swap-cache pages);
+//   - reclaim meets a locked VMA among a page's mappings (folio_referenced,
+//     try_to_unmap_one): the page is moved to the unevictable list and kept
+//     (unevictable_pgs_culled). This is what guarantees that a locked page is never
+//     reclaimed, whatever raced with the lock.
+// and lose one lock when munlock clears the flags (the pages its PTEs map) or a locked VMA's
+// mapping of the page goes (zap, COW). As in Linux 6.18 a page on the unevictable list counts
+// its locked mappings (mlock_count) and stops being mlocked when the count reaches 0. The
+// count may undercount (a lock taken while the page was off the LRU is not counted); a page
+// that a locked VMA still maps then returns to the evictable lists until reclaim finds that
+// VMA and culls it again, which is how Linux recovers from a lost count. A page whose VMA
+// lost its lock without an unlock of its pages (MREMAP_DONTUNMAP clears the source's flags)
+// stays mlocked until it is freed, as in Linux.
+//
+// Locks: mlock_fixup runs under the mmap_lock for write; the page walk takes each PTE lock
+// and, inside it, the lru_lock (lock_order.h: the lru_lock nests inside the PTE lock).
+// Population afterwards runs under the mmap_lock for read, as MAP_POPULATE's does.
+#include <algorithm>
+
+#include "mirrormm/mman.h"
+#include "mirrormm/system.h"
+#include "mm/internal.h"
+#include "mm/lru.h"
+#include "mm/mm.h"
+#include "mm/pgtable_walk.h"
+#include "mm/vmstat.h"
+
+namespace mirrormm {
+
+// ---- the page side ----
+
+bool mlock_folio(PhysMem& mem, Page* page) {
+  Lruvec& lruvec = mem.lruvec();
+  SpinGuard g(lruvec.lru_lock);
+  const bool newly = !page->test(PG_mlocked);
+  if (newly) {
+    page->set(PG_mlocked);
+    mem.events().count(UNEVICTABLE_PGMLOCKED);
+  }
+  if (!page->test(PG_lru)) {
+    // In an add batch or isolated: linked by its flags when it gets to a list. Nobody
+    // counted this lock (Linux's __mlock_folio does nothing off the LRU): the count stays 0,
+    // an underestimate that reclaim corrects.
+    if (!page->test(PG_unevictable)) {
+      page->clear(PG_active);
+      page->set(PG_unevictable);
+      page->mlock_count = 0;
+    }
+    return newly;
+  }
+  if (page->test(PG_unevictable)) {
+    page->mlock_count++;
+    return newly;
+  }
+  lruvec.del_folio(page);
+  page->clear(PG_active);
+  page->set(PG_unevictable);
+  page->mlock_count = 1;
+  lruvec.add_folio(page);
+  return newly;
+}
+
+void munlock_folio(PhysMem& mem, Page* page) {
+  Lruvec& lruvec = mem.lruvec();
+  SpinGuard g(lruvec.lru_lock);
+  const bool on_lru = page->test(PG_lru);
+  if (on_lru && page->test(PG_unevictable)) {
+    if (page->mlock_count) page->mlock_count--;
+    if (page->mlock_count) return;  // another locked mapping still counts
+  }
+  // The last counted lock (or an uncounted one: reclaim restores it if a locked mapping
+  // remains).
+  if (!page->test(PG_mlocked) && !page->test(PG_unevictable)) return;
+  if (page->test(PG_mlocked)) {
+    page->clear(PG_mlocked);
+    mem.events().count(UNEVICTABLE_PGMUNLOCKED);
+  }
+  if (!page->test(PG_unevictable)) return;
+  if (on_lru) lruvec.del_folio(page);
+  page->clear(PG_unevictable);
+  if (on_lru) lruvec.add_folio(page);
+}
+
+void mlock_new_folio(PhysMem& mem, Page* page) {
+  // Not visible to anyone yet: no lock needed for its flags and count.
+  page->set(PG_mlocked);
+  page->set(PG_unevictable);
+  page->mlock_count = 1;
+  mem.events().count(UNEVICTABLE_PGMLOCKED);
+}
+
+// ---- the VMA counters and the limits ----
+
+uint64_t rlimit(Mm* mm, unsigned resource) { return mm->rlim_[resource].cur; }
+
+bool is_data_mapping(vm_flags_t flags) { return (flags & (VM_WRITE | VM_SHARED | VM_STACK)) == VM_WRITE; }
+
+VmCounts mm_vm_counts(Mm* mm) {
+  VmCounts c;
+  for (auto& [start, vma] : mm->vmas_) {
+    const uint64_t pages = vma->pages();
+    c.total += pages;
+    if (is_data_mapping(vma->vm_flags)) c.data += pages;
+    if (vma->vm_flags & VM_LOCKED) c.locked += pages;
+  }
+  return c;
+}
+
+bool may_expand_vm(Mm* mm, vm_flags_t flags, uint64_t npages) {
+  const uint64_t as = rlimit(mm, kRlimitAs) >> kPageShift;
+  const uint64_t data = rlimit(mm, kRlimitData) >> kPageShift;
+  const bool data_limited = is_data_mapping(flags) && data < (kRlimInfinity >> kPageShift);
+  // Unlimited, the common case, needs no count of the VMAs.
+  if (as >= (kRlimInfinity >> kPageShift) && !data_limited) return true;
+  const VmCounts c = mm_vm_counts(mm);
+  if (c.total + npages > as) return false;
+  if (data_limited && c.data + npages > data) {
+    // ignore_rlimit_data's Valgrind exception: a soft limit of 0 lets data grow up to the
+    // hard limit (Linux also warns once; ignore_rlimit_data itself is off).
+    if (data == 0 && c.data + npages <= mm->rlim_[kRlimitData].max >> kPageShift) return true;
+    return false;
+  }
+  return true;
+}
+
+bool can_do_mlock(Mm* mm) {
+  if (rlimit(mm, kRlimitMemlock) != 0) return true;
+  return mm->sys()->config().cap_ipc_lock;
+}
+
+bool mlock_future_ok(Mm* mm, vm_flags_t flags, uint64_t bytes) {
+  if (!(flags & VM_LOCKED) || mm->sys()->config().cap_ipc_lock) return true;
+  const uint64_t limit = rlimit(mm, kRlimitMemlock) >> kPageShift;
+  const uint64_t locked = mm_vm_counts(mm).locked + (bytes >> kPageShift);
+  return locked <= limit;
+}
+
+// ---- the mechanism ----
+
+namespace {
+
+// mlock_vma_pages_range: sets the new flags and brings the pages the range maps in line
+// with them (mlock_pte_range: the zero page and non-present entries are left alone).
+void mlock_vma_pages_range(Mm* mm, Vma* vma, uint64_t start, uint64_t end, vm_flags_t newflags)
+    REQUIRES(mm->mmap_lock_) {
+  vma_set_flags(vma, newflags);
+  PhysMem& mem = mm->mem();
+  lru_add_drain(mem);
+  walk_pte_tables(mm, start, end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page* table) {
+    SpinGuard g(table->ptl);
+    for (; addr < stop; addr += kPageSize, ptep++) {
+      const pteval_t v = ptep_get(ptep);
+      if (!pte_present(v) || pte_special(v)) continue;  // the zero page is never mlocked
+      Page* page = mem.pfn_to_page(pte_pfn(v));
+      if (newflags & VM_LOCKED) mlock_folio(mem, page);
+      else munlock_folio(mem, page);
+    }
+  });
+  lru_add_drain(mem);
+}
+
+// mlock_fixup: gives [start, end) of vma the lock flags newflags, splitting or merging
+// (vma_modify_flags). Special VMAs never take VM_LOCKED and are left as they are. *prev
+// becomes the VMA now covering start.
+Errno mlock_fixup(Mm* mm, Vma* vma, Vma** prev, uint64_t start, uint64_t end, vm_flags_t newflags)
+    REQUIRES(mm->mmap_lock_) {
+  const vm_flags_t oldflags = vma->vm_flags;
+  if (newflags == oldflags || (oldflags & (VM_SPECIAL | VM_HUGETLB))) {
+    *prev = vma;
+    return Errno::kOk;
+  }
+  Result<Vma*> r = vma_modify_flags(mm, *prev, vma, start, end, newflags);
+  if (!r.ok()) return r.error();
+  vma = r.value();
+  *prev = vma;
+  // Locked before and after (only VM_LOCKONFAULT changes): the pages already are mlocked,
+  // and locking them twice would be wrong.
+  if ((newflags & VM_LOCKED) && (oldflags & VM_LOCKED)) {
+    vma_set_flags(vma, newflags);
+    return Errno::kOk;
+  }
+  mlock_vma_pages_range(mm, vma, start, end, newflags);
+  return Errno::kOk;
+}
+
+// apply_vma_lock_flags: mlock_fixup over every VMA of [start, start + len), in address order.
+// A range starting in a hole changes nothing; a later hole ends the walk with -ENOMEM,
+// keeping what was changed before it.
+Errno apply_vma_lock_flags(Mm* mm, uint64_t start, uint64_t len, vm_flags_t flags) REQUIRES(mm->mmap_lock_) {
+  const uint64_t end = start + len;
+  if (end < start) return Errno::kInval;
+  if (end == start) return Errno::kOk;
+  Vma* vma = mm->vma_lookup(start);
+  if (!vma) return Errno::kNoMem;
+  Vma* prev = mm->vma_prev(vma);
+  if (start > vma->vm_start) prev = vma;
+  uint64_t nstart = start;
+  uint64_t tmp = vma->vm_start;
+  while (vma && vma->vm_start < end) {
+    if (vma->vm_start != tmp) return Errno::kNoMem;
+    const vm_flags_t newflags = (vma->vm_flags & ~VM_LOCKED_MASK) | flags;
+    tmp = std::min(vma->vm_end, end);
+    Errno e = mlock_fixup(mm, vma, &prev, nstart, tmp, newflags);
+    if (e != Errno::kOk) return e;
+    tmp = prev->vm_end;
+    nstart = tmp;
+    vma = mm->find_vma(tmp);
+  }
+  if (tmp < end) return Errno::kNoMem;
+  return Errno::kOk;
+}
+
+// count_mm_mlocked_page_nr: the pages of [start, start + len) that locked VMAs cover already
+// (they are in locked_vm and must not count twice).
+uint64_t count_mm_mlocked_page_nr(Mm* mm, uint64_t start, uint64_t len) REQUIRES_SHARED(mm->mmap_lock_) {
+  const uint64_t end = start + len < start ? ~0ull : start + len;
+  uint64_t count = 0;
+  for (Vma* vma = mm->find_vma(start); vma && vma->vm_start < end; vma = mm->vma_next(vma)) {
+    if (!(vma->vm_flags & VM_LOCKED)) continue;
+    count += std::min(end, vma->vm_end) - std::max(start, vma->vm_start);
+  }
+  return count >> kPageShift;
+}
+
+// apply_mlockall_flags: the future part goes into def_flags; the current part locks (or,
+// with no MCL_CURRENT, unlocks) every VMA whole. Errors of single VMAs are ignored.
+void apply_mlockall_flags(Mm* mm, uint64_t flags) REQUIRES(mm->mmap_lock_) {
+  mm->def_flags_ &= ~VM_LOCKED_MASK;
+  if (flags & kMclFuture) {
+    mm->def_flags_ |= VM_LOCKED;
+    if (flags & kMclOnfault) mm->def_flags_ |= VM_LOCKONFAULT;
+    if (!(flags & kMclCurrent)) return;
+  }
+  vm_flags_t to_add = 0;
+  if (flags & kMclCurrent) {
+    to_add = VM_LOCKED;
+    if (flags & kMclOnfault) to_add |= VM_LOCKONFAULT;
+  }
+  Vma* prev = nullptr;
+  for (Vma* vma = mm->find_vma(0); vma;) {
+    const vm_flags_t newflags = (vma->vm_flags & ~VM_LOCKED_MASK) | to_add;
+    if (mlock_fixup(mm, vma, &prev, vma->vm_start, vma->vm_end, newflags) != Errno::kOk) prev = vma;
+    vma = mm->find_vma(prev->vm_end);
+  }
+}
+
+// __mlock_posix_error_return: what population's errors mean to mlock's caller.
+Errno mlock_posix_error(Errno e) {
+  if (e == Errno::kFault) return Errno::kNoMem;
+  if (e == Errno::kNoMem) return Errno::kAgain;
+  return e;
+}
+
+}  // namespace
+
+Errno do_mlock(Mm* mm, uint64_t start, uint64_t len, vm_flags_t flags) {
+  const bool cap = mm->sys()->config().cap_ipc_lock;
+  Errno error = Errno::kNoMem;
+  {
+    MmapWriteGuard g(mm);
+    if (!can_do_mlock(mm)) return Errno::kPerm;
+    len = page_align(len + offset_in_page(start));  // wraps as size_t arithmetic does
+    start &= kPageMask;
+    const uint64_t lock_limit = rlimit(mm, kRlimitMemlock) >> kPageShift;
+    uint64_t locked = len >> kPageShift;
+    if (!cap) {
+      locked += mm_vm_counts(mm).locked;
+      if (locked > lock_limit) locked -= count_mm_mlocked_page_nr(mm, start, len);
+    }
+    if (locked <= lock_limit || cap) error = apply_vma_lock_flags(mm, start, len, flags);
+    if constexpr (kDebugChecks) validate_mm(mm);
+  }
+  if (error != Errno::kOk) return error;
+  error = mm_populate_range(mm, start, len, PopulateErrors::kReport);
+  if (error != Errno::kOk) return mlock_posix_error(error);
+  return Errno::kOk;
+}
+
+Errno do_munlock(Mm* mm, uint64_t start, uint64_t len) {
+  len = page_align(len + offset_in_page(start));
+  start &= kPageMask;
+  MmapWriteGuard g(mm);
+  const Errno e = apply_vma_lock_flags(mm, start, len, 0);
+  if constexpr (kDebugChecks) validate_mm(mm);
+  return e;
+}
+
+Errno do_mlockall(Mm* mm, uint64_t flags) {
+  if (!flags || (flags & ~(kMclCurrent | kMclFuture | kMclOnfault)) || flags == kMclOnfault) return Errno::kInval;
+  Errno ret = Errno::kNoMem;
+  {
+    MmapWriteGuard g(mm);
+    if (!can_do_mlock(mm)) return Errno::kPerm;
+    const uint64_t lock_limit = rlimit(mm, kRlimitMemlock) >> kPageShift;
+    if (!(flags & kMclCurrent) || mm->sys()->config().cap_ipc_lock || mm_vm_counts(mm).total <= lock_limit) {
+      apply_mlockall_flags(mm, flags);
+      ret = Errno::kOk;
+    }
+    if constexpr (kDebugChecks) validate_mm(mm);
+  }
+  if (ret == Errno::kOk && (flags & kMclCurrent)) (void)mm_populate_range(mm, 0, kTaskSize, PopulateErrors::kIgnore);
+  return ret;
+}
+
+Errno do_munlockall(Mm* mm) {
+  MmapWriteGuard g(mm);
+  apply_mlockall_flags(mm, 0);
+  if constexpr (kDebugChecks) validate_mm(mm);
+  return Errno::kOk;
+}
+
+Errno do_setrlimit(Mm* mm, unsigned resource, uint64_t cur, uint64_t max) {
+  if (resource >= Mm::kNrRlimits) return Errno::kInval;
+  if (cur > max) return Errno::kInval;
+  MmapWriteGuard g(mm);
+  // No process of the model has CAP_SYS_RESOURCE (config.h).
+  if (max > mm->rlim_[resource].max) return Errno::kPerm;
+  mm->rlim_[resource] = {cur, max};
+  return Errno::kOk;
+}
+
+Result<std::pair<uint64_t, uint64_t>> do_getrlimit(Mm* mm, unsigned resource) {
+  if (resource >= Mm::kNrRlimits) return Errno::kInval;
+  MmapReadGuard g(mm);
+  return std::pair{mm->rlim_[resource].cur, mm->rlim_[resource].max};
+}
+
+VmCounts vm_counts(Mm* mm) {
+  MmapReadGuard g(mm);
+  return mm_vm_counts(mm);
+}
+
+}  // namespace mirrormm
