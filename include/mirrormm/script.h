@@ -33,6 +33,8 @@ enum class Op : uint8_t {
   kMsync,
   kFsync,
   kPread,
+  kMseal,
+  kPmadvise,
 };
 
 // PROT as in <sys/mman.h>.
@@ -54,7 +56,12 @@ enum MapFlag : uint32_t {
   kMapNoreserve = 1u << 6,
   kMapGrowsdown = 1u << 7,
   kMapRofd = 1u << 8,
+  kMapStack = 1u << 9,
+  kMapSharedValidate = 1u << 10,
+  kMapDroppable = 1u << 11,
 };
+// The map types: a FLAGS list has exactly one.
+inline constexpr uint32_t kMapTypes = kMapPrivate | kMapShared | kMapSharedValidate | kMapDroppable;
 
 enum class Advice : uint8_t {
   kDontneed,
@@ -67,6 +74,13 @@ enum class Advice : uint8_t {
   kWillneed,
   kCold,
   kPageout,
+  kFree,
+  kRemove,
+  kGuardInstall,
+  kGuardRemove,
+  kDontneedLocked,
+  kHugepage,
+  kNohugepage,
 };
 
 // FLAGS of msync: script words, one bit each.
@@ -132,6 +146,8 @@ enum class DevMode : uint8_t { kInterval, kClassic, kKind };
 //   msync     addr len msync_flags
 //   fsync     name
 //   pread     name offset len
+//   mseal     addr len
+//   pmadvise  target addr len advice   (process_madvise from pid into process `target`)
 //   dev attach   name dev_mode [addr len]   (addr len: interval mode only)
 //   dev attach   name dev_kind [addr len]   (dev_mode kKind; dev_span says whether addr len given)
 //   dev fault    name addr len dev_write
@@ -154,6 +170,7 @@ struct Command {
   uint64_t seed = 0;
   uint64_t offset = 0;
   uint64_t size = 0;
+  uint64_t target = 0;  // pmadvise: the process advised
   uint32_t prot = 0;
   uint32_t map_flags = 0;
   uint32_t remap_flags = 0;

@@ -17,6 +17,8 @@ enum class Profile {
   kAnon,   // anonymous memory: mmap, munmap, mprotect, write/read, mincore, maps, smaps, fork, exit
   kFiles,  // memfd files first: file mappings, truncate, plus mremap and madvise
   kAll,    // everything, balanced
+  kAdvise,  // anonymous and file mappings under every advice (free, remove, guard regions,
+            // huge-page flags), mseal, process_madvise and the map types
 };
 
 struct Options {
@@ -29,7 +31,7 @@ struct Options {
 // the same text for the same Options on every platform.
 std::string generate(const Options& o);
 
-// "anon", "files" or "all"; throws std::invalid_argument for anything else.
+// "anon", "files", "all" or "advise"; throws std::invalid_argument for anything else.
 Profile parse_profile(std::string_view name);
 
 }  // namespace mirrormm::gen

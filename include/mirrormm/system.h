@@ -261,6 +261,11 @@ class System {
   uint64_t debug_dirty_file_pages();
 
   Status madvise(Process* p, uint64_t addr, uint64_t len, uint64_t advice);
+  // process_madvise(pidfd of target, one iovec {addr, len}, advice, 0) made by p: -ESRCH when
+  // target is gone; another process takes only MADV_COLD, MADV_PAGEOUT and MADV_WILLNEED.
+  Status process_madvise(Process* p, Process* target, uint64_t addr, uint64_t len, uint64_t advice);
+  // mseal(addr, len, flags).
+  Status mseal(Process* p, uint64_t addr, uint64_t len, uint64_t flags);
   // Fills vec with one byte per page (bit 0: resident).
   Status mincore(Process* p, uint64_t addr, uint64_t len, std::vector<uint8_t>* vec);
   Result<Process*> fork(Process* p);

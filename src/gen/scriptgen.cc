@@ -104,11 +104,16 @@ struct Weights {
   int mmap_anon, mmap_file, munmap, mprotect, madvise, mremap, write, read, mincore, maps, fork, exit, memfd, truncate;
   int smaps;  // as often as maps
   int file, msync, fsync, pread;
+  int mseal, pmadvise;
+  // Whether madvise draws from every advice and mmap now and then uses the map types
+  // shared_validate and droppable and the stack flag (the older profiles keep their streams).
+  bool extended;
 };
 
-constexpr Weights kAnonWeights{24, 0, 9, 16, 0, 0, 13, 9, 6, 16, 3, 1, 0, 0, 16, 0, 0, 0, 0};
-constexpr Weights kFilesWeights{8, 20, 8, 10, 8, 8, 10, 8, 5, 12, 3, 1, 6, 5, 12, 6, 6, 3, 5};
-constexpr Weights kAllWeights{18, 10, 8, 12, 7, 8, 11, 8, 5, 13, 3, 1, 3, 3, 13, 2, 3, 1, 2};
+constexpr Weights kAnonWeights{24, 0, 9, 16, 0, 0, 13, 9, 6, 16, 3, 1, 0, 0, 16, 0, 0, 0, 0, 0, 0, false};
+constexpr Weights kFilesWeights{8, 20, 8, 10, 8, 8, 10, 8, 5, 12, 3, 1, 6, 5, 12, 6, 6, 3, 5, 0, 0, false};
+constexpr Weights kAllWeights{18, 10, 8, 12, 7, 8, 11, 8, 5, 13, 3, 1, 3, 3, 13, 2, 3, 1, 2, 1, 2, true};
+constexpr Weights kAdviseWeights{16, 8, 6, 8, 24, 6, 12, 10, 6, 12, 3, 1, 3, 2, 12, 2, 0, 0, 0, 2, 6, true};
 
 // Shared-memory files are named f*, regular files r*; now and then a command names a file of
 // the other kind (one namespace: -EEXIST) or one never created.
@@ -122,9 +127,10 @@ enum class Terabyte { kRefuse, kAllow };
 class Generator {
  public:
   explicit Generator(const Options& o)
-      : rng_(o.seed ^ 0x6d6972726f726d6dull), weights_(o.profile == Profile::kAnon    ? kAnonWeights
-                                                       : o.profile == Profile::kFiles ? kFilesWeights
-                                                                                      : kAllWeights) {
+      : rng_(o.seed ^ 0x6d6972726f726d6dull), weights_(o.profile == Profile::kAnon     ? kAnonWeights
+                                                       : o.profile == Profile::kFiles  ? kFilesWeights
+                                                       : o.profile == Profile::kAdvise ? kAdviseWeights
+                                                                                       : kAllWeights) {
     live_.push_back(1);
   }
 
@@ -168,6 +174,8 @@ class Generator {
       case Op::kMunmap:
       case Op::kMprotect:
       case Op::kMadvise:
+      case Op::kMseal:
+      case Op::kPmadvise:
       case Op::kWrite:
       case Op::kRead:
       case Op::kMincore: return ok(c.addr);
@@ -213,7 +221,7 @@ class Generator {
     const Weights& w = weights_;
     int table[] = {w.mmap_anon, w.mmap_file, w.munmap, w.mprotect, w.madvise, w.mremap, w.write,
                    w.read,      w.mincore,   w.maps,   w.fork,     w.exit,    w.memfd,  w.truncate,
-                   w.smaps,     w.file,      w.msync,  w.fsync,    w.pread};
+                   w.smaps,     w.file,      w.msync,  w.fsync,    w.pread,   w.mseal,  w.pmadvise};
     int total = 0;
     for (int t : table) total += t;
     int r = static_cast<int>(rng_.below(static_cast<uint64_t>(total)));
@@ -253,6 +261,8 @@ class Generator {
         c.name = file_name();
         break;
       case 18: gen_pread(&c); break;
+      case 19: gen_range(&c, Op::kMseal); break;
+      case 20: gen_pmadvise(&c); break;
     }
     return c;
   }
@@ -399,6 +409,16 @@ class Generator {
     }
     if (!huge) maybe_edge(c, Terabyte::kRefuse);
     if (c->len > 64 * kPage) c->map_flags &= ~script::kMapPopulate;
+    if (weights_.extended) extend_map_flags(c);
+  }
+
+  // The map types shared_validate and droppable and the stack flag, now and then.
+  void extend_map_flags(Command* c) {
+    if (rng_.chance(60)) c->map_flags |= script::kMapStack;
+    if (rng_.chance(60)) {
+      c->map_flags &= ~script::kMapTypes;
+      c->map_flags |= rng_.chance(500) ? script::kMapDroppable : script::kMapSharedValidate;
+    }
   }
 
   void gen_mmap_file(Command* c) {
@@ -431,6 +451,7 @@ class Generator {
     }
     maybe_edge(c, Terabyte::kRefuse);
     if (c->len > 64 * kPage) c->map_flags &= ~script::kMapPopulate;
+    if (weights_.extended) extend_map_flags(c);
   }
 
   std::string file_name() {
@@ -502,8 +523,14 @@ class Generator {
                                       Advice::kWipeonfork,   Advice::kKeeponfork,    Advice::kPopulateRead,
                                       Advice::kPopulateWrite, Advice::kWillneed,     Advice::kCold,
                                       Advice::kPageout};
+    // The newer advice, twice as likely as each older one in the extended profiles: the
+    // lazy free and its pageout, hole punching, guard regions and the huge-page flags.
+    static constexpr Advice kNew[] = {Advice::kFree,         Advice::kRemove,         Advice::kGuardInstall,
+                                      Advice::kGuardRemove,  Advice::kDontneedLocked, Advice::kHugepage,
+                                      Advice::kNohugepage,   Advice::kPageout,        Advice::kFree,
+                                      Advice::kGuardInstall};
     c->op = Op::kMadvise;
-    c->advice = rng_.pick(kAll);
+    c->advice = weights_.extended && rng_.chance(500) ? rng_.pick(kNew) : rng_.pick(kAll);
     if (!aim(c, 1024)) {
       c->addr = pick_addr();
       c->len = pick_pages() * kPage;
@@ -512,6 +539,22 @@ class Generator {
                         c->advice == Advice::kWillneed;
     if (touches_data && c->len > 64 * kPage) c->len = rng_.between(1, 64) * kPage;
     maybe_edge(c, touches_data ? Terabyte::kRefuse : Terabyte::kAllow);
+    clamp_hugepage(c);
+  }
+
+  // Huge-page advice covers less than 2 MiB: a VM_HUGEPAGE range that could hold a huge
+  // page behaves differently on a host with transparent huge pages (a read fault there
+  // gets the huge zero page and an anon_vma).
+  void clamp_hugepage(Command* c) {
+    if (c->advice != script::Advice::kHugepage && c->advice != script::Advice::kNohugepage) return;
+    if (c->len >= 512 * kPage) c->len = rng_.between(1, 511) * kPage;
+  }
+
+  // process_madvise from one process into another (or itself), over a range like madvise's.
+  void gen_pmadvise(Command* c) {
+    gen_madvise(c);
+    c->op = Op::kPmadvise;
+    c->target = rng_.chance(300) ? c->pid : pick_pid();
   }
 
   void gen_mremap(Command* c) {
@@ -648,7 +691,9 @@ Profile parse_profile(std::string_view name) {
   if (name == "anon") return Profile::kAnon;
   if (name == "files") return Profile::kFiles;
   if (name == "all") return Profile::kAll;
-  throw std::invalid_argument("unknown script profile '" + std::string(name) + "' (expected anon, files or all)");
+  if (name == "advise") return Profile::kAdvise;
+  throw std::invalid_argument("unknown script profile '" + std::string(name) +
+                              "' (expected anon, files, all or advise)");
 }
 
 }  // namespace mirrormm::gen
