@@ -260,15 +260,17 @@ void madvise_free_range(Vma* vma, uint64_t start, uint64_t end) {
   for (pteval_t entry : last_refs) try_to_reclaim_swap(sys, entry);
 }
 
-// madvise_guard_install over [start, end) of one VMA. The VMA gets VM_MAYBE_GUARD and an
-// anon_vma (a VMA with markers in its page tables is not empty, and fork must copy them);
+// madvise_guard_install over [start, end) of one VMA. The VMA gets VM_MAYBE_GUARD (which
+// makes fork copy its page tables) and, when it is anonymous, an anon_vma (with markers in
+// its page tables it is no longer empty; a file or shared VMA gets none, as on the 6.18
+// host, where such VMAs still merge as if unfaulted);
 // whatever the range maps is zapped (under its own invalidation), then every entry becomes
 // a guard marker. No VMA is split. The caller holds the mmap_lock for write.
 Errno madvise_guard_install(Vma* vma, uint64_t start, uint64_t end) REQUIRES(vma->vm_mm->mmap_lock_) {
   Mm* mm = vma->vm_mm;
   if (!is_valid_guard_vma(vma, /*allow_locked=*/false)) return Errno::kInval;
   vma_set_flags(vma, vma->vm_flags | VM_MAYBE_GUARD);
-  if (anon_vma_prepare(vma) != Errno::kOk) return Errno::kNoMem;
+  if (vma->is_anonymous() && anon_vma_prepare(vma) != Errno::kOk) return Errno::kNoMem;
   {
     MmuNotifierBracket bracket(MmuNotifyEvent::kClear, mm, start, end);
     MmuGather tlb(mm);
@@ -461,6 +463,13 @@ bool process_madvise_remote_valid(uint64_t behavior) {
 }  // namespace
 
 Errno do_process_madvise(Mm* caller, Mm* target, uint64_t start, uint64_t len, uint64_t behavior) {
+  // import_iovec: a negative length is -EINVAL; a length above MAX_RW_COUNT is cut to it;
+  // a segment that reaches past the user address space is -EFAULT (access_ok, x86-64's
+  // USER_PTR_MAX being TASK_SIZE). All before the advice is looked at.
+  constexpr uint64_t kMaxRwCount = 0x7ffff000;  // INT_MAX & PAGE_MASK
+  if (static_cast<int64_t>(len) < 0) return Errno::kInval;
+  len = std::min(len, kMaxRwCount);
+  if (start + len < start || start + len > kTaskSize) return Errno::kFault;
   if (target != caller && !process_madvise_remote_valid(behavior)) return Errno::kInval;
   // vector_madvise: an empty vector advises nothing, whatever it says.
   if (len == 0) return Errno::kOk;
