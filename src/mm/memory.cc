@@ -191,10 +191,18 @@ bool do_fault_around(Vma* vma, uint64_t addr, pte_t* ptep) {
 // runner maps regular files with MADV_RANDOM (VM_RAND_READ: no readahead), but Linux 6.18
 // still reads ahead for an executable mapping when the faulting page is not in the cache:
 // from it on, up to readahead_max_pages pages, the end of the VMA or the end of the file
-// (whichever comes first), skipping pages already cached.
+// (whichever comes first), skipping pages already cached. Before both, a VM_HUGEPAGE
+// mapping (MADV_HUGEPAGE) reads "even if readahead is disabled" the PMD-sized window around
+// the page: the 512 pages from its 2 MiB-aligned file offset, up to the end of the file.
 void filemap_fault_readahead(Vma* vma, ShmemInode* inode, uint64_t pgoff) {
   // A page in the cache, even one not uptodate, is read by the fault itself.
-  if (!inode->is_regular() || !(vma->vm_flags & VM_EXEC) || inode->has_folio(pgoff)) return;
+  if (!inode->is_regular() || inode->has_folio(pgoff)) return;
+  if (vma->vm_flags & VM_HUGEPAGE) {
+    constexpr uint64_t kPmdPages = kPmdSize >> kPageShift;
+    force_page_cache_ra(inode, pgoff & ~(kPmdPages - 1), kPmdPages);
+    return;
+  }
+  if (!(vma->vm_flags & VM_EXEC)) return;
   const uint64_t vma_end = vma->vm_pgoff + vma->pages();
   force_page_cache_ra(inode, pgoff, vma_end - pgoff);
 }
