@@ -105,7 +105,7 @@ TEST_F(AdviceTest, FreeIsForPrivateAnonymousMemoryOnly) {
   map(p1(), W, 2 * P, RW, SHARED);
   EXPECT_EQ(madv(p1(), W, 2 * P, kMadvFree), Errno::kInval);
   ASSERT_TRUE(sys().memfd("f", 4 * P).ok());
-  ASSERT_TRUE(sys().mmap_file(p1(), W + 16 * P, 2 * P, RW, kMapPrivate | kMapFixed, "f", 0).ok());
+  ASSERT_TRUE(sys().mmap_file(p1(), W + 16 * P, 2 * P, RW, kMapPrivate | kMapFixed, "f", 0, System::FileMode::kReadWrite).ok());
   EXPECT_EQ(madv(p1(), W + 16 * P, 2 * P, kMadvFree), Errno::kInval);
   map(p1(), W + 32 * P, 2 * P, kProtNone);
   EXPECT_EQ(madv(p1(), W + 32 * P, 2 * P, kMadvFree), Errno::kOk);
@@ -117,19 +117,19 @@ TEST_F(AdviceTest, FreeIsForPrivateAnonymousMemoryOnly) {
 TEST_F(AdviceTest, RemovePunchesAHoleThatEveryMappingSeesButPrivateCopiesSurvive) {
   ASSERT_TRUE(sys().memfd("f", 8 * P).ok());
   const uint64_t kShared = kMapShared | kMapFixed, kPrivate = kMapPrivate | kMapFixed;
-  ASSERT_TRUE(sys().mmap_file(p1(), W, 4 * P, RW, kShared, "f", 0).ok());
-  ASSERT_TRUE(sys().mmap_file(p1(), W + 16 * P, 4 * P, RW, kShared, "f", 0).ok());
-  ASSERT_TRUE(sys().mmap_file(p1(), W + 32 * P, 4 * P, RW, kPrivate, "f", 0).ok());
+  ASSERT_TRUE(sys().mmap_file(p1(), W, 4 * P, RW, kShared, "f", 0, System::FileMode::kReadWrite).ok());
+  ASSERT_TRUE(sys().mmap_file(p1(), W + 64 * P, 4 * P, RW, kShared, "f", 0, System::FileMode::kReadWrite).ok());
+  ASSERT_TRUE(sys().mmap_file(p1(), W + 128 * P, 4 * P, RW, kPrivate, "f", 0, System::FileMode::kReadWrite).ok());
   write_pattern(p1(), W, 4 * P, 1);
-  write_pattern(p1(), W + 32 * P, P, 2);  // a private copy of page 0
+  write_pattern(p1(), W + 128 * P, P, 2);  // a private copy of page 0
   EXPECT_EQ(madv(p1(), W, 2 * P, kMadvRemove), Errno::kOk);
-  EXPECT_TRUE(all_zero(p1(), W + 16 * P, 2 * P));
-  EXPECT_TRUE(has_pattern(p1(), W + 16 * P + 2 * P, 2 * P, 1));
-  EXPECT_TRUE(has_pattern(p1(), W + 32 * P, P, 2));
-  EXPECT_TRUE(all_zero(p1(), W + 33 * P, P));
-  EXPECT_EQ(madv(p1(), W + 32 * P, P, kMadvRemove), Errno::kAcces);
-  map(p1(), W + 48 * P, 2 * P);
-  EXPECT_EQ(madv(p1(), W + 48 * P, 2 * P, kMadvRemove), Errno::kInval);
+  EXPECT_TRUE(all_zero(p1(), W + 64 * P, 2 * P));
+  EXPECT_TRUE(has_pattern(p1(), W + 64 * P + 2 * P, 2 * P, 1));
+  EXPECT_TRUE(has_pattern(p1(), W + 128 * P, P, 2));
+  EXPECT_TRUE(all_zero(p1(), W + 129 * P, P));
+  EXPECT_EQ(madv(p1(), W + 128 * P, P, kMadvRemove), Errno::kAcces);
+  map(p1(), W + 192 * P, 2 * P);
+  EXPECT_EQ(madv(p1(), W + 192 * P, 2 * P, kMadvRemove), Errno::kInval);
 }
 
 // ---- guard regions ----
@@ -200,10 +200,10 @@ TEST_F(AdviceTest, HugepageFlagsSplitAndMergeLikeOtherFlags) {
 TEST_F(AdviceTest, MapTypes) {
   EXPECT_EQ(sys().mmap(p1(), W, P, RW, kMapSharedValidate | kMapAnonymous | kMapFixed).error(), Errno::kInval);
   ASSERT_TRUE(sys().memfd("f", 4 * P).ok());
-  EXPECT_TRUE(sys().mmap_file(p1(), W, P, RW, kMapSharedValidate | kMapFixed, "f", 0).ok());
-  EXPECT_EQ(sys().mmap_file(p1(), W + P, P, RW, kMapSharedValidate | kMapFixedNoReplace, "f", 0).error(),
+  EXPECT_TRUE(sys().mmap_file(p1(), W, P, RW, kMapSharedValidate | kMapFixed, "f", 0, System::FileMode::kReadWrite).ok());
+  EXPECT_EQ(sys().mmap_file(p1(), W + P, P, RW, kMapSharedValidate | kMapFixedNoReplace, "f", 0, System::FileMode::kReadWrite).error(),
             Errno::kOpNotSupp);
-  EXPECT_EQ(sys().mmap_file(p1(), W + P, P, RW, kMapDroppable | kMapFixed, "f", 0).error(), Errno::kInval);
+  EXPECT_EQ(sys().mmap_file(p1(), W + P, P, RW, kMapDroppable | kMapFixed, "f", 0, System::FileMode::kReadWrite).error(), Errno::kInval);
   const uint64_t kDrop = kMapDroppable | kMapAnonymous | kMapFixed;
   EXPECT_EQ(sys().mmap(p1(), W + 8 * P, P, RW, kDrop | kMapGrowsDown).error(), Errno::kInval);
   map(p1(), W + 8 * P, 2 * P, RW, kDrop);
