@@ -538,8 +538,10 @@ class Generator {
       c->addr = pick_addr();
       c->len = pick_pages() * kPage;
     }
+    // Guard installation allocates page tables for its markers: over a terabyte mapping
+    // that is gigabytes, which the host has and the model's memory does not.
     bool touches_data = c->advice == Advice::kPopulateRead || c->advice == Advice::kPopulateWrite ||
-                        c->advice == Advice::kWillneed;
+                        c->advice == Advice::kWillneed || c->advice == Advice::kGuardInstall;
     if (touches_data && c->len > 64 * kPage) c->len = rng_.between(1, 64) * kPage;
     maybe_edge(c, touches_data ? Terabyte::kRefuse : Terabyte::kAllow);
     clamp_hugepage(c);
