@@ -191,6 +191,22 @@ TEST_F(HmmRangeFaultTest, HolesAndVmasThatCannotBeMirroredAreErrorsOrEfault) {
   }
 }
 
+TEST_F(HmmRangeFaultTest, AGuardRegionIsNeverMirrored) {
+  map(p1(), W, 2 * P);
+  ASSERT_TRUE(sys().access(p1(), 0, W, 2 * P, true, [](uint8_t* d, uint64_t, uint64_t n) {
+                     for (uint64_t i = 0; i < n; i++) d[i] = 1;
+                   }).ok());
+  ASSERT_TRUE(sys().madvise(p1(), W + P, P, kMadvGuardInstall).ok());
+  // A snapshot reports nothing there; asking for the page is -EFAULT, the page before it
+  // keeps its result.
+  std::vector<uint64_t> pfns = snapshot(W, 2, 0);
+  EXPECT_TRUE(pfns[0] & HMM_PFN_VALID);
+  EXPECT_EQ(pfns[1], 0u);
+  pfns = snapshot(W, 2, HMM_PFN_REQ_FAULT, Errno::kFault);
+  EXPECT_TRUE(pfns[0] & HMM_PFN_VALID);
+  (void)snapshot(W + P, 1, HMM_PFN_REQ_FAULT | HMM_PFN_REQ_WRITE, Errno::kFault);
+}
+
 TEST_F(HmmRangeFaultTest, WriteRequestsInReadOnlyVmasAreEperm) {
   map(p1(), W, 2 * P, kProtRead);
   std::vector<uint64_t> pfns = snapshot(W, 2, HMM_PFN_REQ_FAULT);  // reading is fine

@@ -91,6 +91,7 @@ void run_profile(const char* name) {
 TEST(Oracle, RandomAnonymousScriptsMatchTheHost) { run_profile("anon"); }
 TEST(Oracle, RandomFileScriptsMatchTheHost) { run_profile("files"); }
 TEST(Oracle, RandomMixedScriptsMatchTheHost) { run_profile("all"); }
+TEST(Oracle, RandomAdviceScriptsMatchTheHost) { run_profile("advise"); }
 
 // ---- the campaign's summary, on given scripts ----
 

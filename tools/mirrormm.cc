@@ -592,14 +592,14 @@ int main(int argc, char** argv) {
   auto* gen = app.add_subcommand("gen", "print a random host-comparable script");
   gen->add_option("--seed", seed, "random seed: the same seed prints the same script");
   gen->add_option("--commands", commands, "number of commands")->check(CLI::Range(1, 1000000));
-  gen->add_option("--profile", profile, "anon (anonymous memory, fork, exit), files (memfd and regular files: mappings, truncate, msync, fsync, pread), all, or lock (anonymous memory with mlock, munlock, mlockall, munlockall, MAP_LOCKED and setrlimit)")
-      ->check(CLI::IsMember({"anon", "files", "all", "lock"}));
+  gen->add_option("--profile", profile, "anon (anonymous memory, fork, exit), files (memfd and regular files: mappings, truncate, msync, fsync, pread), all, lock (anonymous memory with mlock, munlock, mlockall, munlockall, MAP_LOCKED and setrlimit) or advise (every madvise advice, guard regions, mseal, process_madvise, map types)")
+      ->check(CLI::IsMember({"anon", "files", "all", "lock", "advise"}));
 
   auto* oracle = app.add_subcommand("oracle", "compare model and host kernel on random scripts");
   oracle->add_option("--seed", seed, "first seed");
   oracle->add_option("--seeds", seeds, "number of seeds");
   oracle->add_option("--commands", commands, "commands per script")->check(CLI::Range(1, 1000000));
-  oracle->add_option("--profile", profile, "script profile, as for gen")->check(CLI::IsMember({"anon", "files", "all", "lock"}));
+  oracle->add_option("--profile", profile, "script profile, as for gen")->check(CLI::IsMember({"anon", "files", "all", "lock", "advise"}));
   bool keep_going = false;
   oracle->add_flag("--keep-going", keep_going, "count every diverging seed instead of stopping at the first");
   mf.add(oracle);

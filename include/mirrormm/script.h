@@ -39,6 +39,8 @@ enum class Op : uint8_t {
   kMunlockall,
   kSetrlimit,
   kMlocked,
+  kMseal,
+  kPmadvise,
 };
 
 // PROT as in <sys/mman.h>.
@@ -61,6 +63,9 @@ enum MapFlag : uint32_t {
   kMapGrowsdown = 1u << 7,
   kMapRofd = 1u << 8,
   kMapLocked = 1u << 9,
+  kMapStack = 1u << 10,
+  kMapSharedValidate = 1u << 11,
+  kMapDroppable = 1u << 12,
 };
 
 // FLAGS of mlockall: script words, one bit each.
@@ -80,6 +85,8 @@ struct RlimitValue {
   bool infinite = false;  // `inf`
   bool relative = false;  // `+N`
 };
+// The map types: a FLAGS list has exactly one.
+inline constexpr uint32_t kMapTypes = kMapPrivate | kMapShared | kMapSharedValidate | kMapDroppable;
 
 enum class Advice : uint8_t {
   kDontneed,
@@ -92,6 +99,13 @@ enum class Advice : uint8_t {
   kWillneed,
   kCold,
   kPageout,
+  kFree,
+  kRemove,
+  kGuardInstall,
+  kGuardRemove,
+  kDontneedLocked,
+  kHugepage,
+  kNohugepage,
 };
 
 // FLAGS of msync: script words, one bit each.
@@ -174,6 +188,8 @@ enum class DevMode : uint8_t { kInterval, kClassic, kKind };
 //   mlockall  mlockall_flags
 //   munlockall, mlocked
 //   setrlimit rlimit rlim_soft rlim_hard
+//   mseal     addr len
+//   pmadvise  target addr len advice   (process_madvise from pid into process `target`)
 //   dev attach   name dev_mode [addr len]   (addr len: interval mode only)
 //   dev attach   name dev_kind [addr len]   (dev_mode kKind; dev_span says whether addr len given)
 //   dev fault    name addr len dev_write
@@ -200,6 +216,7 @@ struct Command {
   uint64_t seed = 0;
   uint64_t offset = 0;
   uint64_t size = 0;
+  uint64_t target = 0;  // pmadvise: the process advised
   uint32_t prot = 0;
   uint32_t map_flags = 0;
   uint32_t remap_flags = 0;

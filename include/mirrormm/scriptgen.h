@@ -18,6 +18,8 @@ enum class Profile {
   kFiles,  // memfd files first: file mappings, truncate, plus mremap and madvise
   kAll,    // everything, balanced
   kLock,   // anonymous memory with mlock, munlock, mlockall, munlockall, MAP_LOCKED and setrlimit
+  kAdvise,  // anonymous and file mappings under every advice (free, remove, guard regions,
+            // huge-page flags), mseal, process_madvise and the map types
 };
 
 struct Options {
@@ -30,7 +32,7 @@ struct Options {
 // the same text for the same Options on every platform.
 std::string generate(const Options& o);
 
-// "anon", "files", "all" or "lock"; throws std::invalid_argument for anything else.
+// "anon", "files", "all", "lock" or "advise"; throws std::invalid_argument for anything else.
 Profile parse_profile(std::string_view name);
 
 }  // namespace mirrormm::gen

@@ -293,6 +293,11 @@ class System {
   Result<VmCounts> vm_counts(Process* p);
 
   Status madvise(Process* p, uint64_t addr, uint64_t len, uint64_t advice);
+  // process_madvise(pidfd of target, one iovec {addr, len}, advice, 0) made by p: -ESRCH when
+  // target is gone; another process takes only MADV_COLD, MADV_PAGEOUT and MADV_WILLNEED.
+  Status process_madvise(Process* p, Process* target, uint64_t addr, uint64_t len, uint64_t advice);
+  // mseal(addr, len, flags).
+  Status mseal(Process* p, uint64_t addr, uint64_t len, uint64_t flags);
   // Fills vec with one byte per page (bit 0: resident).
   Status mincore(Process* p, uint64_t addr, uint64_t len, std::vector<uint8_t>* vec);
   Result<Process*> fork(Process* p);

@@ -380,6 +380,13 @@ std::string Controller::execute_in(Worker& w, uint64_t number, const script::Com
       req.new_addr = c.rlim_hard.value;
       req.seed = (c.rlim_soft.relative ? kRlimSoftRelative : 0) | (c.rlim_hard.relative ? kRlimHardRelative : 0) |
                  (c.rlim_soft.infinite ? kRlimSoftInf : 0) | (c.rlim_hard.infinite ? kRlimHardInf : 0);
+    case script::Op::kMseal: req.op = ReqOp::kMseal; break;
+    case script::Op::kPmadvise:
+      // The advised process must exist (its pidfd is opened by the caller's worker).
+      if (c.target == 0 || c.target > workers_.size() || !workers_[c.target - 1].live) return "-ESRCH";
+      req.op = ReqOp::kPmadvise;
+      req.flags = static_cast<uint32_t>(script::linux_madvise(c.advice));
+      req.target_pid = workers_[c.target - 1].pid;
       break;
     case script::Op::kMemfd:
     case script::Op::kTruncate:

@@ -39,6 +39,8 @@ enum class ReqOp : uint32_t {
   kMunlockall,
   kMlocked,
   kSetrlimit,  // flags: RLIMIT_*; new_len soft, new_addr hard; seed: kRlim* bits
+  kMseal,
+  kPmadvise,
 };
 
 // kSetrlimit's seed: which limits are `+N` (relative to the process's size: VmSize for
@@ -52,12 +54,13 @@ inline constexpr int kMaxFiles = 256;
 struct Request {
   ReqOp op = ReqOp::kMaps;
   uint32_t prot = 0;       // mmap/mprotect: PROT_* (incl. PROT_GROWSDOWN/UP)
-  uint32_t flags = 0;      // mmap: MAP_*; mremap: MREMAP_*; madvise: MADV_*; msync: MS_*
+  uint32_t flags = 0;      // mmap: MAP_*; mremap: MREMAP_*; madvise, pmadvise: MADV_*; msync: MS_*
   int32_t file = -1;       // mmap of a file, kInstallFile: index in the worker's file table
   uint32_t read_only = 0;  // mmap of a file: open it O_RDONLY (`rofd`)
   // mmap of a regular file: map with readahead off (MADV_RANDOM before any fault, so a
   // MAP_POPULATE is done afterwards with MADV_POPULATE_READ/WRITE), see docs/mms-format.md.
   uint32_t regular = 0;
+  int32_t target_pid = 0;  // pmadvise: the host pid of the process advised
   uint64_t addr = 0;
   uint64_t len = 0;
   uint64_t new_len = 0;

@@ -121,7 +121,9 @@ bool host_safe(const script::Command& c) {
     case script::Op::kMprotect:
       if ((c.prot & script::kProtGrowsDown) && (c.prot & script::kProtGrowsUp)) return true;  // EINVAL
       return range_call_safe(c.addr, c.len);
-    case script::Op::kMadvise: return range_call_safe(c.addr, c.len);
+    case script::Op::kMadvise:
+    case script::Op::kMseal:
+    case script::Op::kPmadvise: return range_call_safe(c.addr, c.len);
     case script::Op::kMremap: return mremap_safe(c);
     case script::Op::kWrite:
     case script::Op::kRead: return access_safe(c);

@@ -60,6 +60,13 @@ void DiskBlocks::truncate(uint64_t size) {
   if (offset_in_page(size)) zero_tail(size);
 }
 
+void DiskBlocks::punch(uint64_t first, uint64_t last) {
+  MutexGuard g(lock_);
+  for (auto it = blocks_.begin(); it != blocks_.end();) {
+    if (it->first >= first && it->first < last) it = blocks_.erase(it); else ++it;
+  }
+}
+
 void DiskBlocks::zero_tail(uint64_t from) {
   MutexGuard g(lock_);
   auto it = blocks_.find(from >> kPageShift);

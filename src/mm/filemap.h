@@ -62,6 +62,8 @@ class DiskBlocks {
   // Frees the blocks wholly at or beyond byte `size` and zeroes the rest of the block that
   // holds byte `size`.
   void truncate(uint64_t size) EXCLUDES(lock_);
+  // Frees the blocks [first, last) (fallocate's FALLOC_FL_PUNCH_HOLE): they read as zeros.
+  void punch(uint64_t first, uint64_t last) EXCLUDES(lock_);
   // Zeroes [from, end of its block) if that block exists.
   void zero_tail(uint64_t from) EXCLUDES(lock_);
   // Allocated blocks, and block writes so far.

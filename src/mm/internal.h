@@ -32,10 +32,16 @@ void vma_set_start(Mm* mm, Vma* vma, uint64_t start) REQUIRES(mm->mmap_lock_);
 void vma_set_end(Vma* vma, uint64_t end);
 // Sets a linked VMA's whole range (vma_expand's target), re-keying the tree and the rmap.
 void vma_set_range(Mm* mm, Vma* vma, uint64_t start, uint64_t end, uint64_t pgoff) REQUIRES(mm->mmap_lock_);
-// The store is atomic: rmap walks read VM_LOCKED without the mmap_lock (vma_flags_racy).
+// can_modify_vma (mm/vma.h): false for a sealed VMA, which refuses munmap, mprotect,
+// mremap, MAP_FIXED over it and (on read-only private anonymous memory) discarding advice.
+inline bool can_modify_vma(const Vma* vma) { return !(vma->vm_flags & VM_SEALED); }
+
+// Sticky flags (VM_STICKY) are never taken away: a VMA keeps them whatever flags a caller
+// computed before a merge gave them to it. The store is atomic: rmap walks read VM_LOCKED
+// without the mmap_lock (vma_flags_racy).
 inline void vma_set_flags(Vma* vma, vm_flags_t flags) {
   vma_start_write(vma);
-  std::atomic_ref<vm_flags_t>(vma->vm_flags).store(flags, std::memory_order_relaxed);
+  std::atomic_ref<vm_flags_t>(vma->vm_flags).store(flags | (vma->vm_flags & VM_STICKY), std::memory_order_relaxed);
 }
 // Erases a VMA from the tree, unlinks its anon_vmas and frees it.
 void remove_vma(Mm* mm, Vma* vma) REQUIRES(mm->mmap_lock_);
@@ -152,9 +158,13 @@ unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags);
 // the VMA stable: mmap_lock, or for a file VMA the file's i_mmap lock. With kSharedOnly
 // (unmap_mapping_range without even_cows) private anonymous copies are kept.
 enum class ZapCows { kYes, kSharedOnly };
-void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCows cows = ZapCows::kYes);
-// unmap_mapping_range: removes every mapping of the file's pages at or after pgoff `first`.
-void unmap_mapping_range(ShmemInode* inode, uint64_t first, ZapCows cows);
+// Whether guard markers go too: only when the mapping itself goes (munmap, exit).
+enum class ZapMarkers { kKeep, kDrop };
+void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCows cows = ZapCows::kYes,
+                    ZapMarkers markers = ZapMarkers::kKeep);
+// unmap_mapping_range: removes every mapping of the file's pages in [first, last) (page
+// offsets; to the end of the file by default).
+void unmap_mapping_range(ShmemInode* inode, uint64_t first, ZapCows cows, uint64_t last = UINT64_MAX);
 // fork: copies the page-table entries of src into dst (write-protecting COW entries in both).
 Errno copy_page_range(Vma* dst, Vma* src);
 // Whether an access with these flags is allowed by the VMA (arch access_error()).

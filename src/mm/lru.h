@@ -209,6 +209,12 @@ void folio_activate(PhysMem& mem, Page* page);
 // inactive list and loses PG_active and PG_referenced (PGDEACTIVATE). The caller holds a
 // reference.
 void folio_deactivate(PhysMem& mem, Page* page);
+// folio_mark_lazyfree (MADV_FREE): a swap-backed anonymous page on a list, neither in the
+// swap cache nor unevictable, loses PG_swapbacked, PG_active and PG_referenced and moves to
+// the head of the inactive file list (lru_lazyfree): reclaim may then drop it without
+// writing it anywhere, unless it is written again first (its PTE's dirty bit). The caller
+// holds a reference and the page's PTE lock (so that no fault maps it meanwhile).
+void folio_mark_lazyfree(PhysMem& mem, Page* page);
 
 // ---- mm/vmscan.c: isolation and putback ----
 

@@ -57,7 +57,10 @@ void page_add_new_anon_rmap(Page* page, Vma* vma, uint64_t addr) {
   page->index = vma->linear_page_index(addr);
   const uint32_t flags = page->flags.load(std::memory_order_relaxed);
   MM_DEBUG_ON(flags & (PG_lru | PG_swapcache | PG_free));
-  page->flags.store(flags | PG_anon | PG_anon_exclusive | PG_swapbacked, std::memory_order_relaxed);
+  // A droppable VMA's pages are not swap-backed: they live on the file lists and reclaim
+  // drops them, dirty or not, instead of writing them to swap.
+  const uint32_t swapbacked = (vma->vm_flags & VM_DROPPABLE) ? 0u : uint32_t{PG_swapbacked};
+  page->flags.store(flags | PG_anon | PG_anon_exclusive | swapbacked, std::memory_order_relaxed);
   page->mapcount.store(1, std::memory_order_relaxed);
 }
 
@@ -189,10 +192,18 @@ bool do_fault_around(Vma* vma, uint64_t addr, pte_t* ptep) {
 // runner maps regular files with MADV_RANDOM (VM_RAND_READ: no readahead), but Linux 6.18
 // still reads ahead for an executable mapping when the faulting page is not in the cache:
 // from it on, up to readahead_max_pages pages, the end of the VMA or the end of the file
-// (whichever comes first), skipping pages already cached.
+// (whichever comes first), skipping pages already cached. Before both, a VM_HUGEPAGE
+// mapping (MADV_HUGEPAGE) reads "even if readahead is disabled" the PMD-sized window around
+// the page: the 512 pages from its 2 MiB-aligned file offset, up to the end of the file.
 void filemap_fault_readahead(Vma* vma, ShmemInode* inode, uint64_t pgoff) {
   // A page in the cache, even one not uptodate, is read by the fault itself.
-  if (!inode->is_regular() || !(vma->vm_flags & VM_EXEC) || inode->has_folio(pgoff)) return;
+  if (!inode->is_regular() || inode->has_folio(pgoff)) return;
+  if (vma->vm_flags & VM_HUGEPAGE) {
+    constexpr uint64_t kPmdPages = kPmdSize >> kPageShift;
+    force_page_cache_ra(inode, pgoff & ~(kPmdPages - 1), kPmdPages);
+    return;
+  }
+  if (!(vma->vm_flags & VM_EXEC)) return;
   const uint64_t vma_end = vma->vm_pgoff + vma->pages();
   force_page_cache_ra(inode, pgoff, vma_end - pgoff);
 }
@@ -608,6 +619,8 @@ unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) {
     if (vma->is_anonymous()) return do_anonymous_page(vma, addr, ptep, flags);
     return do_shmem_fault(vma, addr, ptep, flags);
   }
+  // handle_pte_marker: a guard marker is a hole the process asked for.
+  if (is_guard_pte_marker(v)) return VM_FAULT_SIGSEGV;
   if (is_swap_pte(v) && !non_swap_entry(v)) return do_swap_page(vma, addr, ptep, v, flags);
   if (is_migration_entry(v)) {
     migration_entry_wait(mm, ptep, v);  // then the access retries
@@ -699,7 +712,8 @@ bool zap_shared_only_wants(const Vma* vma, pteval_t v) {
   return p && !p->test(PG_anon);
 }
 
-void zap_pte_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCows cows, ZapSwapCache& zc) {
+void zap_pte_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCows cows, ZapMarkers markers,
+                   ZapSwapCache& zc) {
   Mm* mm = vma->vm_mm;
   int64_t anon = 0, shmem = 0, swapents = 0;
   const bool locked = vma->vm_flags & VM_LOCKED;
@@ -709,6 +723,8 @@ void zap_pte_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCo
     for (; addr < stop; addr += kPageSize, ptep++) {
       pteval_t cur = ptep->load(std::memory_order_relaxed);
       if (pte_none(cur)) continue;
+      // Guard markers go only with the mapping (ZAP_FLAG_DROP_MARKER of unmap_vmas).
+      if (is_pte_marker(cur) && markers == ZapMarkers::kKeep) continue;
       if (cows == ZapCows::kSharedOnly && !zap_shared_only_wants(vma, cur)) continue;
       pteval_t v = ptep_get_and_clear(ptep);
       mmu_checker_pte_change(mm, addr, v, 0);
@@ -760,24 +776,25 @@ void zap_pte_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCo
 
 }  // namespace
 
-void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCows cows) {
+void zap_page_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCows cows, ZapMarkers markers) {
   ZapSwapCache zc;
-  zap_pte_range(tlb, vma, start, end, cows, zc);
+  zap_pte_range(tlb, vma, start, end, cows, markers, zc);
   zap_swap_cache(vma->vm_mm->sys(), zc);
 }
 
-void unmap_mapping_range(ShmemInode* inode, uint64_t first, ZapCows cows) {
+void unmap_mapping_range(ShmemInode* inode, uint64_t first, ZapCows cows, uint64_t last) {
   ZapSwapCache zc;
   System* sys = nullptr;
   inode->for_each_mapping([&](Vma* vma) {
     const uint64_t vfirst = vma->vm_pgoff, vlast = vma->vm_pgoff + vma->pages();
-    if (vlast <= first) return;
+    if (vlast <= first || vfirst >= last) return;
     const uint64_t start = vma->vm_start + ((first > vfirst ? first - vfirst : 0) << kPageShift);
+    const uint64_t end = last < vlast ? vma->vm_start + ((last - vfirst) << kPageShift) : vma->vm_end;
     // zap_page_range_single's bracket (MMU_NOTIFY_CLEAR), under the i_mmap lock.
-    MmuNotifierBracket bracket(MmuNotifyEvent::kClear, vma->vm_mm, start, vma->vm_end);
+    MmuNotifierBracket bracket(MmuNotifyEvent::kClear, vma->vm_mm, start, end);
     MmuGather tlb(vma->vm_mm);
     sys = vma->vm_mm->sys();
-    zap_pte_range(tlb, vma, start, vma->vm_end, cows, zc);
+    zap_pte_range(tlb, vma, start, end, cows, ZapMarkers::kKeep, zc);
   });
   if (sys) zap_swap_cache(sys, zc);  // after the i_mmap lock
 }
@@ -839,7 +856,9 @@ bool copy_present_page(Vma* dst, uint64_t addr, pte_t* dptep, Page* page) {
 
 Errno copy_page_range(Vma* dst, Vma* src) {
   // vma_needs_copy: only VMAs with anon pages are copied; the rest refault in the child.
-  if (!src->anon_vma && !(src->vm_flags & (VM_PFNMAP | VM_MIXEDMAP))) return Errno::kOk;
+  // VM_COPY_ON_FORK (a VMA that may hold guard markers) is copied too, so that the child
+  // gets the markers.
+  if (!src->anon_vma && !(src->vm_flags & (VM_PFNMAP | VM_MIXEDMAP | VM_COPY_ON_FORK))) return Errno::kOk;
   Mm* dst_mm = dst->vm_mm;
   Mm* src_mm = src->vm_mm;
   const bool cow = is_cow_mapping(src->vm_flags);

@@ -46,7 +46,7 @@ Result<uint64_t> do_mincore(Mm* mm, uint64_t addr, uint64_t pages, uint8_t* vec)
         for (; a < stop; a += kPageSize, ptep++) {
           pteval_t v = ptep_get(ptep);
           uint8_t* slot = base + ((a - addr) >> kPageShift);
-          if (pte_none(v))
+          if (pte_none(v) || is_pte_marker(v))  // pte_none_mostly: a guard marker maps nothing
             mincore_unmapped_range(vma, a, a + kPageSize, slot);
           else if (pte_present(v))
             *slot = 1;

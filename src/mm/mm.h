@@ -66,6 +66,16 @@ VmCounts vm_counts(Mm* mm) EXCLUDES(mm->mmap_lock_);
 
 // madvise.c
 Errno do_madvise(Mm* mm, uint64_t start, uint64_t len, uint64_t behavior) EXCLUDES(mm->mmap_lock_);
+// process_madvise with one iovec [start, start+len) from caller's process into target's:
+// another process takes only MADV_COLD, MADV_PAGEOUT and MADV_WILLNEED (-EINVAL), its own
+// any advice; LEN 0 advises nothing. Success is 0 (the syscall returns the bytes advised).
+Errno do_process_madvise(Mm* caller, Mm* target, uint64_t start, uint64_t len, uint64_t behavior)
+    EXCLUDES(target->mmap_lock_);
+// mseal (mm/mseal.c): seals the VMAs of [start, start+len) (VM_SEALED, splitting at the
+// ends). Flags other than 0 and an unaligned or wrapping range are -EINVAL, LEN 0 is 0; a
+// hole anywhere in the range is -ENOMEM with nothing changed; a split at max_map_count is
+// -ENOMEM after the VMAs before it were sealed.
+Errno do_mseal(Mm* mm, uint64_t start, uint64_t len, uint64_t flags) EXCLUDES(mm->mmap_lock_);
 
 // msync.c: msync(2), Linux 6.18's checks and order (System::msync).
 Errno do_msync(Mm* mm, uint64_t start, uint64_t len, uint64_t flags) EXCLUDES(mm->mmap_lock_);

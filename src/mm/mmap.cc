@@ -102,10 +102,15 @@ Errno gather_munmap_vmas(Mm* mm, Vma* vma, uint64_t start, uint64_t end, std::ve
   if (start > vma->vm_start) {
     // Punching a hole adds a VMA: that is the one split that respects max_map_count.
     if (end < vma->vm_end && mm->map_count_ >= mm->sys()->config().max_map_count) return Errno::kNoMem;
+    // A sealed VMA is not split for an unmapping that must fail anyway.
+    if (!can_modify_vma(vma)) return Errno::kPerm;
     Errno e = __split_vma(mm, vma, start, NewBelow::kYes);
     if (e != Errno::kOk) return e;
   }
   for (Vma* v = vma; v && v->vm_start < end; v = mm->vma_next(v)) {
+    // A sealed VMA in the range refuses the whole unmapping; a start split already made
+    // stays (vms_gather_munmap_vmas' modify_vma_failed).
+    if (!can_modify_vma(v)) return Errno::kPerm;
     if (v->vm_end > end) {
       Errno e = __split_vma(mm, v, end, NewBelow::kNo);
       if (e != Errno::kOk) return e;
@@ -131,7 +136,7 @@ void complete_munmap_vmas(Mm* mm, const std::vector<Vma*>& vmas, uint64_t floor,
     MmuGather tlb(mm);
     for (Vma* v : vmas) {
       mmap_assert_write_locked(v->vm_mm);
-      zap_page_range(tlb, v, v->vm_start, v->vm_end);
+      zap_page_range(tlb, v, v->vm_start, v->vm_end, ZapCows::kYes, ZapMarkers::kDrop);
     }
     // free_pgtables: the VMAs leave the reverse map before their page tables go, so that no
     // rmap walk (which holds only the rmap locks) can reach a table being freed.
@@ -300,6 +305,8 @@ Result<uint64_t> do_mmap(Mm* mm, File* file, uint64_t addr, uint64_t len, uint64
   }
   vm_flags_t vm_flags = calc_vm_prot_bits(prot, pkey) | mm->def_flags_ | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
   if (flags & kMapGrowsDown) vm_flags |= VM_GROWSDOWN;
+  // calc_vm_flag_bits: a stack never gets huge pages (MAP_STACK, Linux 6.7+), file or not.
+  if (flags & kMapStack) vm_flags |= VM_NOHUGEPAGE;
   if (flags & kMapLocked) vm_flags |= VM_LOCKED;
   if ((flags & kMapLocked) && !can_do_mlock(mm)) return Errno::kPerm;
   if (!mlock_future_ok(mm, vm_flags, len)) return Errno::kAgain;
@@ -311,6 +318,8 @@ Result<uint64_t> do_mmap(Mm* mm, File* file, uint64_t addr, uint64_t len, uint64
     switch (flags & kMapType) {
       case kMapShared:
       case kMapSharedValidate:
+        // MAP_SHARED drops the flags it does not know; MAP_SHARED_VALIDATE refuses them.
+        if ((flags & kMapType) == kMapSharedValidate && (flags & ~kLegacyMapMask)) return Errno::kOpNotSupp;
         if ((prot & kProtWrite) && !file->writable) return Errno::kAcces;
         vm_flags |= VM_SHARED | VM_MAYSHARE;
         // A read-only descriptor: no VM_MAYWRITE, and not VM_SHARED (never writable).
@@ -329,6 +338,12 @@ Result<uint64_t> do_mmap(Mm* mm, File* file, uint64_t addr, uint64_t len, uint64
         pgoff = 0;
         vm_flags |= VM_SHARED | VM_MAYSHARE;
         break;
+      case kMapDroppable:
+        // Droppable memory is neither locked nor a stack; it is wiped on fork, left out of
+        // core dumps and never charged (its pages may vanish at any time).
+        if (flags & (kMapLocked | kMapGrowsDown)) return Errno::kInval;
+        vm_flags |= VM_DROPPABLE | VM_WIPEONFORK | VM_DONTDUMP | VM_NORESERVE;
+        [[fallthrough]];
       case kMapPrivate:
         pgoff = addr >> kPageShift;
         break;

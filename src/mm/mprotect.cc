@@ -57,6 +57,8 @@ Errno mprotect_fixup(MmuGather& tlb, Mm* mm, Vma* vma, Vma** pprev, uint64_t sta
   const vm_flags_t oldflags = vma->vm_flags;
   const int64_t nrpages = static_cast<int64_t>((end - start) >> kPageShift);
   int64_t charged = 0;
+  // A sealed VMA refuses even a change to what it already has.
+  if (!can_modify_vma(vma)) return Errno::kPerm;
   if (newflags == oldflags) {
     *pprev = vma;
     return Errno::kOk;

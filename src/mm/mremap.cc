@@ -71,6 +71,8 @@ Errno check_map_count(Vrm& v) REQUIRES(v.mm->mmap_lock_) {
 Errno check_prep_vma(Vrm& v) REQUIRES(v.mm->mmap_lock_) {
   Vma* vma = v.vma;
   if (!vma) return Errno::kFault;
+  // mseal: no mremap at all, not even one that would change nothing.
+  if (!can_modify_vma(vma)) return Errno::kPerm;
   set_delta_and_type(v);
   if (!v.implies_new_addr()) v.new_addr = v.addr;
   if (!v.will_map_new()) return Errno::kOk;

@@ -65,7 +65,7 @@ bool oom_reap_task_mm(Mm* mm) {
     }
     {
       MmuGather tlb(mm);
-      zap_page_range(tlb, vma, vma->vm_start, vma->vm_end);
+      zap_page_range(tlb, vma, vma->vm_start, vma->vm_end, ZapCows::kYes, ZapMarkers::kDrop);
     }
     mmu_notifier_invalidate_range_end(&range);
   }

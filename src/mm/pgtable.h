@@ -7,7 +7,8 @@
 //   - PROT_NONE: _PAGE_PROTNONE set, present clear. Hardware faults on it; software still
 //     treats it as present (pte_present), as Linux does;
 //   - a swap-type entry: neither present nor PROTNONE, nonzero; type in bits 58..62 and offset
-//     in bits 12..57. Later mechanisms use types for swap, migration and device-private.
+//     in bits 12..57. Later mechanisms use types for swap, migration, device-private and
+//     PTE markers (guard regions).
 //
 // Memory ordering: entries are std::atomic<uint64_t>. The software CPU's page walk and its
 // accessed/dirty updates run without the PTE lock (as hardware does): it reads entries with
@@ -170,6 +171,19 @@ inline constexpr pfn_t device_exclusive_entry_pfn(pteval_t v) { return static_ca
 // is_pfn_swap_entry's device kinds: a non-present entry that maps a page (device-private or
 // device-exclusive) and counts as that page's mapping.
 inline constexpr bool is_device_page_entry(pteval_t v) { return is_device_private_entry(v) || is_device_exclusive_entry(v); }
+
+// PTE markers (SWP_PTE_MARKER): an entry that maps nothing and names no page but keeps its
+// slot from being none. The only marker is the guard marker of MADV_GUARD_INSTALL
+// (PTE_MARKER_GUARD): an access to it faults with SIGSEGV, population refuses it (-EFAULT),
+// MADV_DONTNEED and MADV_FREE leave it, munmap and MADV_GUARD_REMOVE clear it, fork copies it
+// and mremap moves it. Type 25 is the first one below the device-exclusive type; the offset
+// holds the marker's kind bits.
+inline constexpr unsigned kSwpPteMarker = 25;
+inline constexpr uint64_t kPteMarkerGuard = 1ull << 1;
+static_assert(kSwpPteMarker >= kMaxSwapFiles && kSwpPteMarker < kSwpDeviceExclusive);
+inline constexpr pteval_t make_guard_marker() { return swp_entry(kSwpPteMarker, kPteMarkerGuard); }
+inline constexpr bool is_pte_marker(pteval_t v) { return is_swap_pte(v) && swp_type(v) == kSwpPteMarker; }
+inline constexpr bool is_guard_pte_marker(pteval_t v) { return is_pte_marker(v) && (swp_offset(v) & kPteMarkerGuard); }
 
 // Entry accessors. Readers outside the PTE lock use ptep_get (acquire).
 inline pteval_t ptep_get(const pte_t* p) { return p->load(std::memory_order_acquire); }

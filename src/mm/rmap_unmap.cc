@@ -28,7 +28,9 @@ bool try_to_unmap_one(Page* page, Vma* vma, uint64_t address, unsigned flags) {
   address &= kPageMask;
   const bool anon = page->test(PG_anon);
   MM_BUG_ON(!(page->flags.load(std::memory_order_relaxed) & PG_locked));
-  MM_BUG_ON(anon && !page->test(PG_swapcache));
+  // Not swap-backed: lazily freed by MADV_FREE, or in a droppable VMA.
+  const bool lazyfree = anon && !page->test(PG_swapbacked);
+  MM_BUG_ON(anon && !lazyfree && !page->test(PG_swapcache));
   pte_t* ptep = pte_offset(mm, address);
   if (!ptep) return true;
   const pfn_t pfn = mem.page_to_pfn(page);
@@ -54,8 +56,20 @@ bool try_to_unmap_one(Page* page, Vma* vma, uint64_t address, unsigned flags) {
     const pteval_t v = ptep_get_and_clear(ptep);
     mmu_checker_pte_change(mm, address, v, 0);
     if (!device) flush_tlb_page(mm, address);
-    if (!device && pte_dirty(v)) page->set(PG_dirty);
-    if (anon) {
+    const bool dirty = !device && pte_dirty(v);
+    if (lazyfree) {
+      // A lazily free page written since MADV_FREE (its PTE or the page dirty) is wanted
+      // again: it stays mapped and becomes swap-backed again (the page is isolated, so no
+      // list depends on the flag). A droppable page goes even when dirty; otherwise the
+      // page is discarded: nothing is kept of it.
+      if (!(vma->vm_flags & VM_DROPPABLE) && (dirty || page->test(PG_dirty))) {
+        set_pte(ptep, v);
+        page->set(PG_swapbacked);
+        return false;
+      }
+      mm->add_rss(MM_ANONPAGES, -1);
+    } else if (anon) {
+      if (dirty) page->set(PG_dirty);
       if (swap_duplicate(sys, page->swap) != Errno::kOk) {
         set_pte(ptep, v);  // the mapping stays as it was (nothing could use it meanwhile)
         return false;
@@ -70,6 +84,7 @@ bool try_to_unmap_one(Page* page, Vma* vma, uint64_t address, unsigned flags) {
       mm->add_rss(MM_ANONPAGES, -1);
       mm->add_rss(MM_SWAPENTS, 1);
     } else {
+      if (dirty) page->set(PG_dirty);
       mm->add_rss(MM_SHMEMPAGES, -1);
     }
     page->mapcount.fetch_sub(1, std::memory_order_relaxed);

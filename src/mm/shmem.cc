@@ -11,6 +11,7 @@
 #include "mirrormm/base/tsan.h"
 #include "mirrormm/system.h"
 #include "mm/filemap.h"
+#include "mm/internal.h"
 #include "mm/lru.h"
 #include "mm/notifier_hooks.h"
 #include "mm/swapfile.h"
@@ -404,6 +405,20 @@ void ShmemInode::truncate_pages(uint64_t size) {
   } else if (is_regular()) {
     disk_->truncate(size);
   }
+  remove_cache_range(first, UINT64_MAX);
+}
+
+void ShmemInode::punch_hole(uint64_t first, uint64_t last) {
+  // shmem_fallocate / ext4_punch_hole: the shared mappings of the range go first (private
+  // copies stay), then its pages, swap entries and disk blocks; a second unmap catches a
+  // fault that mapped a page between the two.
+  unmap_mapping_range(this, first, ZapCows::kSharedOnly, last);
+  if (is_regular()) disk_->punch(first, last);
+  remove_cache_range(first, last);
+  unmap_mapping_range(this, first, ZapCows::kSharedOnly, last);
+}
+
+void ShmemInode::remove_cache_range(uint64_t first, uint64_t last) {
   std::vector<Page*> removed;
   std::vector<uint64_t> entries;
   {
@@ -412,7 +427,7 @@ void ShmemInode::truncate_pages(uint64_t size) {
       Chunk& c = *it->second;
       const uint64_t base = it->first << kChunkShift;
       for (int i = 0; i < (1 << kChunkShift); i++) {
-        if (!c.slots[i] || base + i < first) continue;
+        if (!c.slots[i] || base + i < first || base + i >= last) continue;
         const Slot s = c.slots[i];
         c.slots[i] = 0;
         c.used--;

@@ -151,6 +151,11 @@ class ShmemInode {
   // `size` are freed and the tail of its last block zeroed (ext4_truncate); its partial page
   // is zeroed only when cached (ext4 reads no block to zero it).
   void truncate_pages(uint64_t size) EXCLUDES(lock_);
+  // Punches the hole [first, last) (page offsets) into the file, keeping its size
+  // (fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE), MADV_REMOVE): the shared mappings
+  // of the range are zapped (each under its own invalidation), and its pages, swap entries
+  // and disk blocks freed; it reads as zeros from now on. Private copies stay.
+  void punch_hole(uint64_t first, uint64_t last) EXCLUDES(lock_);
   // A regular file grows from old_size: the bytes of the old last page beyond old_size,
   // which a shared mapping may have written, read as zeros from now on (ext4's setattr zeroes
   // the block at the old end of file; writeback zeroes them too). The page, if cached, is
@@ -212,6 +217,8 @@ class ShmemInode {
   }
 
  private:
+  // Removes the cached pages and swap entries of [first, last) (page offsets).
+  void remove_cache_range(uint64_t first, uint64_t last) EXCLUDES(lock_);
   static constexpr int kChunkShift = 9;
   // A cache slot: 0 (a hole), a Page* (aligned, so bit 0 is clear), or xa_mk_value(entry).
   using Slot = uintptr_t;

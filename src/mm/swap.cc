@@ -188,6 +188,23 @@ void folio_deactivate(PhysMem& mem, Page* page) {
   mem.events().count(PGDEACTIVATE);
 }
 
+void folio_mark_lazyfree(PhysMem& mem, Page* page) {
+  constexpr uint32_t kMust = PG_lru | PG_anon | PG_swapbacked;
+  auto eligible = [page] {
+    const uint32_t f = page->flags.load(std::memory_order_relaxed);
+    return (f & kMust) == kMust && !(f & (PG_swapcache | PG_unevictable));
+  };
+  if (!eligible()) return;
+  Lruvec& lruvec = mem.lruvec();
+  SpinGuard g(lruvec.lru_lock);
+  if (!eligible()) return;
+  lruvec.del_folio(page);
+  page->clear(PG_active);
+  page->clear(PG_referenced);
+  page->clear(PG_swapbacked);
+  lruvec.add_folio(page);
+}
+
 // ---- mm/vmscan.c ----
 
 bool folio_isolate_lru(PhysMem& mem, Page* page) {

@@ -372,6 +372,24 @@ Status System::madvise(Process* p, uint64_t addr, uint64_t len, uint64_t advice)
   return kSuccess;
 }
 
+Status System::process_madvise(Process* p, Process* target, uint64_t addr, uint64_t len, uint64_t advice) {
+  MmRef ref(p);
+  if (!ref || !target) return Errno::kSrch;
+  MmRef tref(target);
+  if (!tref) return Errno::kSrch;  // mm_access: a process without an mm
+  Errno e = do_process_madvise(ref.get(), tref.get(), addr, len, advice);
+  if (e != Errno::kOk) return e;
+  return kSuccess;
+}
+
+Status System::mseal(Process* p, uint64_t addr, uint64_t len, uint64_t flags) {
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  Errno e = do_mseal(ref.get(), addr, len, flags);
+  if (e != Errno::kOk) return e;
+  return kSuccess;
+}
+
 Status System::mincore(Process* p, uint64_t addr, uint64_t len, std::vector<uint8_t>* vec) {
   MmRef ref(p);
   if (!ref) return Errno::kSrch;

@@ -391,10 +391,15 @@ Vma* vma_merge_existing_range(VmaMergeState& vmg) REQUIRES(vmg.mm->mmap_lock_) {
   const bool remove_middle = left_side && right_side;
   const bool merge_both = merge_left && merge_right;
 
+  // The sticky flags of every VMA the merge covers go to the one that survives.
+  vm_flags_t sticky = (vmg.vm_flags | middle->vm_flags) & VM_STICKY;
+  if (merge_left) sticky |= prev->vm_flags & VM_STICKY;
+  if (merge_right) sticky |= next->vm_flags & VM_STICKY;
   if (merge_both) {
     // prev extends over middle and next; both are deleted.
     Errno e = dup_anon_vma(prev, next->anon_vma ? next : middle);
     if (e != Errno::kOk) return nullptr;
+    prev->vm_flags |= sticky;
     uint64_t new_end = next->vm_end;
     merge_remove_begin(mm, middle);
     merge_remove_begin(mm, next);
@@ -407,6 +412,7 @@ Vma* vma_merge_existing_range(VmaMergeState& vmg) REQUIRES(vmg.mm->mmap_lock_) {
     // prev extends to end; middle shrinks from the left or is deleted.
     Errno e = dup_anon_vma(prev, middle);
     if (e != Errno::kOk) return nullptr;
+    prev->vm_flags |= sticky;
     // prev covers the range in the reverse map before middle stops covering it.
     if (remove_middle) merge_remove_begin(mm, middle);
     vma_set_end(prev, end);
@@ -419,6 +425,7 @@ Vma* vma_merge_existing_range(VmaMergeState& vmg) REQUIRES(vmg.mm->mmap_lock_) {
   // merge_right: next extends down to start; middle shrinks from the right or is deleted.
   Errno e = dup_anon_vma(next, middle);
   if (e != Errno::kOk) return nullptr;
+  next->vm_flags |= sticky;
   if (remove_middle) merge_remove_begin(mm, middle);
   vma_set_start(mm, next, start);
   if (remove_middle)
@@ -459,6 +466,7 @@ Vma* vma_merge_new_range(VmaMergeState& vmg) {
   if (remove_next) vma_start_write(next);
   if (remove_next && dup_anon_vma(target, next) != Errno::kOk) return nullptr;
   if (vmg.copied_from && dup_anon_vma(target, vmg.copied_from) != Errno::kOk) return nullptr;
+  target->vm_flags |= (vmg.vm_flags | (remove_next ? next->vm_flags : 0)) & VM_STICKY;
   if (remove_next) merge_remove_begin(mm, next);
   vma_set_range(mm, target, new_start, new_end, new_pgoff);
   if (remove_next) merge_remove_end(next);

@@ -143,8 +143,12 @@ uint64_t shrink_folio_list(System* sys, std::vector<Page*>& folios, ScanControl&
     }
     const bool anon = page->test(PG_anon);
     const bool shmem = page->test(PG_shmem);
+    // A lazily freed (MADV_FREE) or droppable anonymous page is not swap-backed: it needs no
+    // swap, try_to_unmap drops it (or, written again since, gives it back PG_swapbacked and
+    // refuses), and there is nothing to write.
+    const bool lazyfree = anon && !page->test(PG_swapbacked);
     // An anonymous page goes to swap: a slot and a place in the swap cache first.
-    if (ok && anon && !page->test(PG_swapcache)) {
+    if (ok && anon && !lazyfree && !page->test(PG_swapcache)) {
       if (!sc.may_swap || !add_to_swap(sys, page)) {
         activate = true;  // nowhere to put it
         ok = false;
@@ -176,7 +180,7 @@ uint64_t shrink_folio_list(System* sys, std::vector<Page*>& folios, ScanControl&
     // 6.18's pageout writes only shmem and swap): a dirty one stays, marked PG_reclaim, and
     // the flusher is woken to clean it (wakeup_flusher_threads); a clean one leaves the cache
     // as a clean shmem page does, its data being on the disk.
-    if (ok && page->test(PG_dirty)) {
+    if (ok && !lazyfree && page->test(PG_dirty)) {
       if (anon) {
         if (swap_writepage(sys, page) != Errno::kOk) ok = false;
       } else if (page->test(PG_shmem) && !page->test(PG_swapbacked)) {

@@ -173,6 +173,14 @@ std::string Replayer::run(const Command& c) {
         Status s = sys_.madvise(p, c.addr, c.len, script::linux_madvise(c.advice));
         return s.ok() ? "0" : err(s.error());
       }
+      case Op::kMseal: {
+        Status s = sys_.mseal(p, c.addr, c.len, 0);
+        return s.ok() ? "0" : err(s.error());
+      }
+      case Op::kPmadvise: {
+        Status s = sys_.process_madvise(p, sys_.process(c.target), c.addr, c.len, script::linux_madvise(c.advice));
+        return s.ok() ? "0" : err(s.error());
+      }
       case Op::kMremap: {
         Result<uint64_t> r = sys_.mremap(p, c.addr, c.len, c.new_len, script::linux_mremap_flags(c.remap_flags),
                                          c.has_new_addr ? c.new_addr : 0);

@@ -15,6 +15,9 @@ uint64_t linux_map_flags(uint32_t f) {
   if (f & kMapNoreserve) flags |= mirrormm::kMapNoReserve;
   if (f & kMapGrowsdown) flags |= mirrormm::kMapGrowsDown;
   if (f & kMapLocked) flags |= mirrormm::kMapLocked;
+  if (f & kMapStack) flags |= mirrormm::kMapStack;
+  if (f & kMapSharedValidate) flags |= mirrormm::kMapSharedValidate;
+  if (f & kMapDroppable) flags |= mirrormm::kMapDroppable;
   return flags;
 }
 
@@ -30,6 +33,13 @@ uint64_t linux_madvise(Advice a) {
     case Advice::kWillneed: return kMadvWillneed;
     case Advice::kCold: return kMadvCold;
     case Advice::kPageout: return kMadvPageout;
+    case Advice::kFree: return kMadvFree;
+    case Advice::kRemove: return kMadvRemove;
+    case Advice::kGuardInstall: return kMadvGuardInstall;
+    case Advice::kGuardRemove: return kMadvGuardRemove;
+    case Advice::kDontneedLocked: return kMadvDontneedLocked;
+    case Advice::kHugepage: return kMadvHugepage;
+    case Advice::kNohugepage: return kMadvNohugepage;
   }
   return ~0ull;
 }

@@ -184,6 +184,7 @@ constexpr Word kMapWords[] = {
     {"private", kMapPrivate},     {"shared", kMapShared},   {"anon", kMapAnon},
     {"fixed", kMapFixed},         {"noreplace", kMapNoreplace}, {"populate", kMapPopulate},
     {"noreserve", kMapNoreserve}, {"growsdown", kMapGrowsdown}, {"rofd", kMapRofd},
+    {"stack", kMapStack},         {"shared_validate", kMapSharedValidate}, {"droppable", kMapDroppable},
     {"locked", kMapLocked},
 };
 
@@ -228,6 +229,10 @@ constexpr AdviceWord kAdviceWords[] = {
     {"keeponfork", Advice::kKeeponfork},     {"populate_read", Advice::kPopulateRead},
     {"populate_write", Advice::kPopulateWrite}, {"willneed", Advice::kWillneed},
     {"cold", Advice::kCold},                 {"pageout", Advice::kPageout},
+    {"free", Advice::kFree},                 {"remove", Advice::kRemove},
+    {"guard_install", Advice::kGuardInstall}, {"guard_remove", Advice::kGuardRemove},
+    {"dontneed_locked", Advice::kDontneedLocked}, {"hugepage", Advice::kHugepage},
+    {"nohugepage", Advice::kNohugepage},
 };
 
 // Splits a `+`-joined list of words; every word must be known and appear at most once.
@@ -268,8 +273,9 @@ void parse_mmap(const ArgReader& r, Command* c) {
   c->len = r.number(1, "LEN");
   c->prot = r.prot(r.arg(2), r.arg(2));
   c->map_flags = parse_words(r, r.arg(3), kMapWords, "FLAGS");
-  bool is_private = c->map_flags & kMapPrivate, is_shared = c->map_flags & kMapShared;
-  if (is_private == is_shared) r.fail("bad FLAGS " + quoted(r.arg(3)) + ": exactly one of private/shared is required");
+  const uint32_t type = c->map_flags & kMapTypes;
+  if (type == 0 || (type & (type - 1)) != 0)
+    r.fail("bad FLAGS " + quoted(r.arg(3)) + ": exactly one of private/shared/shared_validate/droppable is required");
   if (n == 6) {
     c->has_file = true;
     c->name = r.name(4);
@@ -301,17 +307,28 @@ void parse_mprotect(const ArgReader& r, Command* c) {
   }
 }
 
-void parse_madvise(const ArgReader& r, Command* c) {
-  expect_arity(r, 3, "ADDR LEN ADVICE");
-  c->addr = r.number(0, "ADDR");
-  c->len = r.number(1, "LEN");
+// ADDR LEN ADVICE from argument `first` on (madvise: 0; pmadvise: 1, after PID).
+void parse_advice_args(const ArgReader& r, size_t first, Command* c) {
+  c->addr = r.number(first, "ADDR");
+  c->len = r.number(first + 1, "LEN");
   for (const AdviceWord& w : kAdviceWords) {
-    if (r.arg(2) == w.text) {
+    if (r.arg(first + 2) == w.text) {
       c->advice = w.advice;
       return;
     }
   }
-  r.fail("bad ADVICE " + quoted(r.arg(2)));
+  r.fail("bad ADVICE " + quoted(r.arg(first + 2)));
+}
+
+void parse_madvise(const ArgReader& r, Command* c) {
+  expect_arity(r, 3, "ADDR LEN ADVICE");
+  parse_advice_args(r, 0, c);
+}
+
+void parse_pmadvise(const ArgReader& r, Command* c) {
+  expect_arity(r, 4, "PID ADDR LEN ADVICE");
+  c->target = r.number(0, "PID");
+  parse_advice_args(r, 1, c);
 }
 
 void parse_mremap(const ArgReader& r, Command* c) {
@@ -541,6 +558,12 @@ void parse_command(const std::vector<std::string_view>& tokens, Command* c) {
   } else if (cmd == "mremap") {
     c->op = Op::kMremap;
     parse_mremap(r, c);
+  } else if (cmd == "mseal") {
+    c->op = Op::kMseal;
+    parse_addr_len(r, c);
+  } else if (cmd == "pmadvise") {
+    c->op = Op::kPmadvise;
+    parse_pmadvise(r, c);
   } else if (cmd == "write") {
     c->op = Op::kWrite;
     expect_arity(r, 3, "ADDR LEN SEED");
@@ -882,6 +905,17 @@ std::string format(const Command& c) {
       break;
     case Op::kMadvise:
       addr_len("madvise");
+      s += ' ';
+      s += advice_word(c.advice);
+      break;
+    case Op::kMseal:
+      addr_len("mseal");
+      break;
+    case Op::kPmadvise:
+      s += "pmadvise " + std::to_string(c.target) + ' ';
+      append_hex(&s, c.addr);
+      s += ' ';
+      append_hex(&s, c.len);
       s += ' ';
       s += advice_word(c.advice);
       break;

@@ -155,7 +155,8 @@ bool park_if_paused(Shared& sh) {
 class Worker {
  public:
   Worker(Shared& sh, int id, uint64_t seed)
-      : sh_(sh), id_(id), rng_(seed * 1000003 + id), shadow_(kPrivatePages, 0), p1_(sh.p1) {}
+      : sh_(sh), id_(id), rng_(seed * 1000003 + id), shadow_(kPrivatePages, 0), lazy_(kPrivatePages, false),
+        p1_(sh.p1) {}
 
   void run() {
     System& sys = *sh_.sys;
@@ -389,7 +390,7 @@ class Worker {
     Process* p1 = p1_;
     const uint64_t page = rnd(kPrivatePages);
     const uint64_t addr = private_base(id_) + page * kP;
-    switch (rnd(6)) {
+    switch (rnd(8)) {
       case 0:
       case 1: {
         const uint8_t v = static_cast<uint8_t>(1 + rnd(255));
@@ -399,24 +400,52 @@ class Worker {
         sh_.accesses.fetch_add(1, std::memory_order_relaxed);
         if (!r.ok()) fail(fmt::format("write to its own region faulted at {:#x}", r.fault_addr));
         else shadow_[page] = v;
+        lazy_[page] = false;  // a write cancels MADV_FREE: from now on the page must keep v
         break;
       }
       case 2:
       case 3: {
+        // A lazily freed page (MADV_FREE, not written since) reads as it was or, once
+        // reclaim dropped it, as zeros; never anything else, and never a mix.
         const uint8_t want = shadow_[page];
-        bool wrong = false;
+        bool wrong = false, zero = true;
         AccessResult r = access(p1, addr, kP, false, [&](uint8_t* d, uint64_t, uint64_t n) {
-          for (uint64_t i = 0; i < n; i++) wrong |= d[i] != want;
+          for (uint64_t i = 0; i < n; i++) {
+            wrong |= d[i] != want;
+            zero &= d[i] == 0;
+          }
         });
         sh_.accesses.fetch_add(1, std::memory_order_relaxed);
-        if (!r.ok()) fail(fmt::format("read of its own region faulted at {:#x}", r.fault_addr));
-        else if (wrong) fail(fmt::format("private page {:#x} lost its data (want {:#x})", addr, want));
+        if (!r.ok()) {
+          fail(fmt::format("read of its own region faulted at {:#x}", r.fault_addr));
+        } else if (wrong && lazy_[page] && zero) {
+          shadow_[page] = 0;  // dropped: it reads zeros until written
+          lazy_[page] = false;
+        } else if (wrong) {
+          fail(fmt::format("private page {:#x} lost its data (want {:#x}{})", addr, want,
+                           lazy_[page] ? " or zeros after MADV_FREE" : ", written after MADV_FREE"));
+        }
         break;
       }
       case 4:
         if (sys.madvise(p1, addr, kP, kMadvDontneed).ok()) shadow_[page] = 0;
         sh_.syscalls.fetch_add(1, std::memory_order_relaxed);
         break;
+      case 6:
+        if (sys.madvise(p1, addr, kP, kMadvFree).ok() && shadow_[page] != 0) lazy_[page] = true;
+        sh_.syscalls.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case 7: {
+        // A guard region round trip: the page faults while guarded and reads zeros after.
+        if (!sys.madvise(p1, addr, kP, kMadvGuardInstall).ok()) break;
+        AccessResult r = access(p1, addr, 1, false, [](uint8_t*, uint64_t, uint64_t) {});
+        if (r.ok()) fail(fmt::format("read of a guard page at {:#x} succeeded", addr));
+        if (!sys.madvise(p1, addr, kP, kMadvGuardRemove).ok()) fail(fmt::format("guard_remove at {:#x} failed", addr));
+        shadow_[page] = 0;
+        lazy_[page] = false;
+        sh_.syscalls.fetch_add(2, std::memory_order_relaxed);
+        break;
+      }
       case 5: {
         // A read-only interval and back: the data must survive, writes must fault meanwhile.
         (void)sys.mprotect(p1, addr, kP, kProtRead);
@@ -490,7 +519,14 @@ class Worker {
       }
       case 1: (void)sys.munmap(p, start, len); break;
       case 2: (void)sys.mprotect(p, start, len, prot); break;
-      case 3: (void)sys.madvise(p, start, len, rnd(2) ? kMadvDontneed : kMadvPageout); break;
+      case 3: {
+        static constexpr uint64_t kAdvice[] = {kMadvDontneed,     kMadvPageout,     kMadvFree, kMadvGuardInstall,
+                                               kMadvGuardRemove, kMadvRemove,      kMadvCold, kMadvNohugepage};
+        // Now and then a seal instead: the range stays as it is from then on.
+        if (rnd(500) == 0) (void)sys.mseal(p, start, len, 0);
+        else (void)sys.madvise(p, start, len, kAdvice[rnd(8)]);
+        break;
+      }
       case 4: (void)sys.mremap(p, start, len, len, 3, kChaosBase + rnd(kChaosPages) * kP); break;
       case 5: lock_op(p, start, len); return;
       default: {
@@ -661,6 +697,7 @@ class Worker {
   const int id_;
   std::mt19937_64 rng_;
   std::vector<uint8_t> shadow_;
+  std::vector<bool> lazy_;  // private pages freed by MADV_FREE and not written since
   Process* const p1_;
   std::vector<uint8_t> swap_shadow_;  // the value of each swap-region page's last write; empty: none
   std::vector<uint8_t> disk_shadow_;  // the same for the writeback region's pages
