@@ -58,7 +58,7 @@ TEST(Oracle, LinesAgree) {
   EXPECT_FALSE(lines_agree(maps, "none", "none "));
 }
 
-// Runs MIRRORMM_ORACLE_SEEDS seeds of one profile (all three profiles run unless
+// Runs MIRRORMM_ORACLE_SEEDS seeds of one profile (every profile runs unless
 // MIRRORMM_ORACLE_PROFILE names one).
 void run_profile(const char* name) {
   const char* profile_env = std::getenv("MIRRORMM_ORACLE_PROFILE");
@@ -92,6 +92,7 @@ TEST(Oracle, RandomAnonymousScriptsMatchTheHost) { run_profile("anon"); }
 TEST(Oracle, RandomFileScriptsMatchTheHost) { run_profile("files"); }
 TEST(Oracle, RandomMixedScriptsMatchTheHost) { run_profile("all"); }
 TEST(Oracle, RandomAdviceScriptsMatchTheHost) { run_profile("advise"); }
+TEST(Oracle, RandomLockScriptsMatchTheHost) { run_profile("lock"); }
 
 // ---- the campaign's summary, on given scripts ----
 

@@ -27,7 +27,7 @@ struct Options {
   // A bug of the catalog to re-inject (mirrormm/bugs.h): its kernel switch is on from the
   // first command, and `dev attach` of its driver's kind attaches the broken variant. An
   // unknown name injects nothing (the CLI checks names against bugs::catalog()).
-  std::string inject;
+  std::string inject = {};
 };
 
 // Runs commands one at a time against one modeled system (for tools and tests that want to

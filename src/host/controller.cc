@@ -380,6 +380,7 @@ std::string Controller::execute_in(Worker& w, uint64_t number, const script::Com
       req.new_addr = c.rlim_hard.value;
       req.seed = (c.rlim_soft.relative ? kRlimSoftRelative : 0) | (c.rlim_hard.relative ? kRlimHardRelative : 0) |
                  (c.rlim_soft.infinite ? kRlimSoftInf : 0) | (c.rlim_hard.infinite ? kRlimHardInf : 0);
+      break;
     case script::Op::kMseal: req.op = ReqOp::kMseal; break;
     case script::Op::kPmadvise:
       // The advised process must exist (its pidfd is opened by the caller's worker).
