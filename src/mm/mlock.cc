@@ -172,12 +172,12 @@ void mlock_vma_pages_range(Mm* mm, Vma* vma, uint64_t start, uint64_t end, vm_fl
 }
 
 // mlock_fixup: gives [start, end) of vma the lock flags newflags, splitting or merging
-// (vma_modify_flags). Special VMAs never take VM_LOCKED and are left as they are. *prev
-// becomes the VMA now covering start.
+// (vma_modify_flags). Special and droppable VMAs never take VM_LOCKED and are left as they
+// are (a droppable page must stay droppable). *prev becomes the VMA now covering start.
 Errno mlock_fixup(Mm* mm, Vma* vma, Vma** prev, uint64_t start, uint64_t end, vm_flags_t newflags)
     REQUIRES(mm->mmap_lock_) {
   const vm_flags_t oldflags = vma->vm_flags;
-  if (newflags == oldflags || (oldflags & (VM_SPECIAL | VM_HUGETLB))) {
+  if (newflags == oldflags || (oldflags & (VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE))) {
     *prev = vma;
     return Errno::kOk;
   }
