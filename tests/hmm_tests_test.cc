@@ -254,7 +254,9 @@ void write_child(hmm* t, uint64_t flags) {
       std::vector<int> back = mirror_of(kNpages);
       const Errno e = t->migrate(t->fd_, buf, back.data(), kNpages);
       EXPECT_EQ(e, shared ? Errno::kNoEnt : Errno::kOk);  // shared memory cannot move
-      if (!shared) EXPECT_EQ(t->cpages_, kNpages);
+      if (!shared) {
+        EXPECT_EQ(t->cpages_, kNpages);
+      }
     }
     Result<Process*> child = t->sys().fork(t->p1());
     ASSERT_TRUE(child.ok());
