@@ -35,6 +35,10 @@ const char* const kNoHugePages = "the model maps no huge pages (no THP, no huget
 // The fixture of both `hmm` (one device) and `hmm2` (two devices): the driver, mirrors opened
 // by process 1, and buffers in its address space.
 class HmmBase : public ModelTest {
+ public:
+  using ModelTest::p1;
+  using ModelTest::sys;
+
  protected:
   void SetUp() override { driver_ = std::make_unique<DmirrorDriver>(&sys()); }
   void TearDown() override {
@@ -97,6 +101,30 @@ class HmmBase : public ModelTest {
       if (v[i] != f(i)) return ::testing::AssertionFailure() << "int " << i << " is " << v[i] << ", not " << f(i);
     return ::testing::AssertionSuccess();
   }
+  // Runs a command that fills the mirror buffer from npages pages at addr (MIGRATE_TO_DEV,
+  // EXCLUSIVE, READ): success, every page copied, and the data f(i).
+  ::testing::AssertionResult copies_all(Dmirror* m, DmirrorIoctl op, uint64_t addr, uint64_t npages,
+                                        const std::function<int(uint64_t)>& f = ident) {
+    std::vector<int> mirror(npages * P / sizeof(int), -1);
+    const Errno e = cmd(m, op, addr, mirror.data(), npages);
+    if (e != Errno::kOk) return ::testing::AssertionFailure() << "the command failed: " << errno_name(e);
+    if (cpages_ != npages) return ::testing::AssertionFailure() << "cpages " << cpages_ << ", not " << npages;
+    return holds(mirror, f);
+  }
+  // The CPU increments n ints holding ident at addr, and sees i + 1.
+  void increment(Process* p, uint64_t addr, uint64_t n) {
+    std::vector<int> v = ints(p, addr, n);
+    ASSERT_EQ(v.size(), n);
+    for (int& x : v) x++;
+    set_ints(p, addr, n, [&v](uint64_t i) { return v[i]; });
+    EXPECT_TRUE(holds(p, addr, n, [](uint64_t i) { return static_cast<int>(i) + 1; }));
+  }
+  // A private anonymous buffer of len bytes at addr holding ident.
+  uint64_t ident_buffer(uint64_t addr, uint64_t len) {
+    const uint64_t buf = map_buffer(addr, len);
+    set_ints(p1(), buf, len / 4, ident);
+    return buf;
+  }
   uint64_t map_buffer(uint64_t addr, uint64_t len, uint64_t prot = RW, uint64_t flags = PRIV) {
     return map(p1(), addr, len, prot, flags);
   }
@@ -112,6 +140,9 @@ class HmmBase : public ModelTest {
 
 // `hmm`: one device (the parameter).
 class hmm : public HmmBase, public ::testing::WithParamInterface<int> {
+ public:
+  friend void write_child(hmm* t, uint64_t flags);
+
  protected:
   void SetUp() override {
     HmmBase::SetUp();
@@ -169,8 +200,7 @@ TEST_P(hmm, anon_read) {
 }
 
 TEST_P(hmm, anon_read_prot) {
-  const uint64_t buf = map_buffer(W, kSize);
-  set_ints(p1(), buf, kSize / 4, ident);
+  const uint64_t buf = ident_buffer(W, kSize);
   std::vector<int> mirror(kSize / 4);
   for (uint64_t i = 0; i < mirror.size(); i++) mirror[i] = neg(i);
   ASSERT_TRUE(sys().mprotect(p1(), buf, kSize, kProtNone).ok());
@@ -207,67 +237,49 @@ TEST_P(hmm, anon_write_prot) {
   EXPECT_TRUE(holds(p1(), buf, kSize / 4, ident));
 }
 
-// The child writes through its own mirror, after the parent perhaps migrated the buffer;
-// copy-on-write keeps the parent's data. THP on: skipped (kNoHugePages).
-TEST_P(hmm, anon_write_child) {
+// hmm-tests' anon_write_child and anon_write_child_shared: the parent fills a buffer (private
+// or shared) and perhaps migrates it; a child sees the data, opens its own mirror and writes
+// -i through it. Private memory: copy-on-write keeps the parent's data (and the child's
+// writes go to its own copies). Shared memory: nothing migrates, and the parent sees the
+// child's writes. THP on: skipped (kNoHugePages).
+void write_child(hmm* t, uint64_t flags) {
+  const bool shared = flags == SHARED;
   for (int migrate_first : {0, 1}) {
     SCOPED_TRACE(migrate_first ? "migrated" : "not migrated");
-    const uint64_t buf = map_buffer(W, kSize);
-    set_ints(p1(), buf, kSize / 4, ident);
+    const uint64_t buf = t->map_buffer(W, kSize, RW, flags);
+    t->set_ints(t->p1(), buf, kSize / 4, hmm::ident);
     std::vector<int> mirror(kSize / 4);
-    for (uint64_t i = 0; i < mirror.size(); i++) mirror[i] = neg(i);
+    for (uint64_t i = 0; i < mirror.size(); i++) mirror[i] = hmm::neg(i);
     if (migrate_first) {
       std::vector<int> back = mirror_of(kNpages);
-      ASSERT_EQ(migrate(fd_, buf, back.data(), kNpages), Errno::kOk);
-      EXPECT_EQ(cpages_, kNpages);
+      const Errno e = t->migrate(t->fd_, buf, back.data(), kNpages);
+      EXPECT_EQ(e, shared ? Errno::kNoEnt : Errno::kOk);  // shared memory cannot move
+      if (!shared) {
+        EXPECT_EQ(t->cpages_, kNpages);
+      }
     }
-    Result<Process*> child = sys().fork(p1());
+    Result<Process*> child = t->sys().fork(t->p1());
     ASSERT_TRUE(child.ok());
     Process* c = child.value();
-    EXPECT_TRUE(holds(c, buf, kSize / 4, ident));
-    Dmirror* child_fd = open(dev_, c);
+    EXPECT_TRUE(t->holds(c, buf, kSize / 4, hmm::ident));
+    Dmirror* child_fd = t->open(t->dev_, c);
     ASSERT_NE(child_fd, nullptr);
-    ASSERT_EQ(cmd(child_fd, DmirrorIoctl::kWrite, buf, mirror.data(), kNpages), Errno::kOk);
-    EXPECT_EQ(cpages_, kNpages);
-    EXPECT_EQ(faults_, 1u);
-    if (!migrate_first) {
-      EXPECT_TRUE(holds(c, buf, kSize / 4, neg));
+    ASSERT_EQ(t->cmd(child_fd, DmirrorIoctl::kWrite, buf, mirror.data(), kNpages), Errno::kOk);
+    EXPECT_EQ(t->cpages_, kNpages);
+    EXPECT_EQ(t->faults_, 1u);
+    if (!migrate_first || shared) {
+      EXPECT_TRUE(t->holds(c, buf, kSize / 4, hmm::neg));
     }
     child_fd->close();
-    sys().exit(c);
-    EXPECT_TRUE(holds(p1(), buf, kSize / 4, ident));
-    ASSERT_TRUE(sys().munmap(p1(), buf, kSize).ok());
+    t->sys().exit(c);
+    EXPECT_TRUE(t->holds(t->p1(), buf, kSize / 4, shared ? hmm::neg : hmm::ident));
+    ASSERT_TRUE(t->sys().munmap(t->p1(), buf, kSize).ok());
   }
 }
 
-TEST_P(hmm, anon_write_child_shared) {
-  for (int migrate_first : {0, 1}) {
-    SCOPED_TRACE(migrate_first ? "migrated" : "not migrated");
-    const uint64_t buf = map_buffer(W, kSize, RW, SHARED);
-    set_ints(p1(), buf, kSize / 4, ident);
-    std::vector<int> mirror(kSize / 4);
-    for (uint64_t i = 0; i < mirror.size(); i++) mirror[i] = neg(i);
-    if (migrate_first) {
-      // Shared memory cannot move: nothing is read back.
-      std::vector<int> back = mirror_of(kNpages);
-      EXPECT_EQ(migrate(fd_, buf, back.data(), kNpages), Errno::kNoEnt);
-    }
-    Result<Process*> child = sys().fork(p1());
-    ASSERT_TRUE(child.ok());
-    Process* c = child.value();
-    EXPECT_TRUE(holds(c, buf, kSize / 4, ident));
-    Dmirror* child_fd = open(dev_, c);
-    ASSERT_NE(child_fd, nullptr);
-    ASSERT_EQ(cmd(child_fd, DmirrorIoctl::kWrite, buf, mirror.data(), kNpages), Errno::kOk);
-    EXPECT_EQ(cpages_, kNpages);
-    EXPECT_EQ(faults_, 1u);
-    EXPECT_TRUE(holds(c, buf, kSize / 4, neg));
-    child_fd->close();
-    sys().exit(c);
-    EXPECT_TRUE(holds(p1(), buf, kSize / 4, neg));  // no copy-on-write
-    ASSERT_TRUE(sys().munmap(p1(), buf, kSize).ok());
-  }
-}
+TEST_P(hmm, anon_write_child) { write_child(this, PRIV); }
+
+TEST_P(hmm, anon_write_child_shared) { write_child(this, SHARED); }
 
 TEST_P(hmm, anon_write_huge) { GTEST_SKIP() << kNoHugePages; }
 
@@ -310,12 +322,8 @@ TEST_P(hmm, file_write) {
 }
 
 TEST_P(hmm, migrate) {
-  const uint64_t buf = map_buffer(W, kSize);
-  set_ints(p1(), buf, kSize / 4, ident);
-  std::vector<int> mirror = mirror_of(kNpages);
-  ASSERT_EQ(migrate(fd_, buf, mirror.data(), kNpages), Errno::kOk);
-  EXPECT_EQ(cpages_, kNpages);
-  EXPECT_TRUE(holds(mirror, ident));
+  const uint64_t buf = ident_buffer(W, kSize);
+  ASSERT_TRUE(copies_all(fd_, DmirrorIoctl::kMigrateToDev, buf, kNpages));
   EXPECT_EQ(driver_->debug_pages_in_use(dev_), kNpages);
 }
 
@@ -325,35 +333,21 @@ TEST_P(hmm, migrate_file_private) {
   ASSERT_TRUE(
       sys().mmap_file(p1(), buf, kSize, RW, kMapPrivate | kMapFixed, "hmm-file", 0, System::FileMode::kReadWrite).ok());
   set_ints(p1(), buf, kSize / 4, ident);  // private copies: anonymous pages
-  std::vector<int> mirror = mirror_of(kNpages);
-  ASSERT_EQ(migrate(fd_, buf, mirror.data(), kNpages), Errno::kOk);
-  EXPECT_EQ(cpages_, kNpages);
-  EXPECT_TRUE(holds(mirror, ident));
+  ASSERT_TRUE(copies_all(fd_, DmirrorIoctl::kMigrateToDev, buf, kNpages));
 }
 
 TEST_P(hmm, migrate_fault) {
-  const uint64_t buf = map_buffer(W, kSize);
-  set_ints(p1(), buf, kSize / 4, ident);
-  std::vector<int> mirror = mirror_of(kNpages);
-  ASSERT_EQ(migrate(fd_, buf, mirror.data(), kNpages), Errno::kOk);
-  EXPECT_EQ(cpages_, kNpages);
-  EXPECT_TRUE(holds(mirror, ident));
+  const uint64_t buf = ident_buffer(W, kSize);
+  ASSERT_TRUE(copies_all(fd_, DmirrorIoctl::kMigrateToDev, buf, kNpages));
   // The CPU reads the first half (bringing private pages back), then everything moves again.
   EXPECT_TRUE(holds(p1(), buf, kSize / 8, ident));
-  mirror = mirror_of(kNpages);
-  ASSERT_EQ(migrate(fd_, buf, mirror.data(), kNpages), Errno::kOk);
-  EXPECT_EQ(cpages_, kNpages);
-  EXPECT_TRUE(holds(mirror, ident));
+  ASSERT_TRUE(copies_all(fd_, DmirrorIoctl::kMigrateToDev, buf, kNpages));
 }
 
 TEST_P(hmm, migrate_release) {
-  const uint64_t buf = map_buffer(W, kSize);
-  set_ints(p1(), buf, kSize / 4, ident);
-  std::vector<int> mirror = mirror_of(kNpages);
-  ASSERT_EQ(migrate(fd_, buf, mirror.data(), kNpages), Errno::kOk);
-  EXPECT_EQ(cpages_, kNpages);
-  EXPECT_TRUE(holds(mirror, ident));
-  ASSERT_EQ(cmd(fd_, DmirrorIoctl::kRelease, buf, mirror.data(), kNpages), Errno::kOk);
+  const uint64_t buf = ident_buffer(W, kSize);
+  ASSERT_TRUE(copies_all(fd_, DmirrorIoctl::kMigrateToDev, buf, kNpages));
+  ASSERT_EQ(cmd(fd_, DmirrorIoctl::kRelease, buf, nullptr, kNpages), Errno::kOk);
   EXPECT_EQ(driver_->debug_pages_in_use(dev_), 0u);  // all evicted to system memory
   EXPECT_TRUE(holds(p1(), buf, kSize / 8, ident));
 }
@@ -507,49 +501,28 @@ TEST_P(hmm2, double_map) {
 }
 
 TEST_P(hmm, exclusive) {
-  const uint64_t buf = map_buffer(W, kSize);
-  set_ints(p1(), buf, kSize / 4, ident);
-  std::vector<int> mirror = mirror_of(kNpages);
-  ASSERT_EQ(cmd(fd_, DmirrorIoctl::kExclusive, buf, mirror.data(), kNpages), Errno::kOk);
-  EXPECT_EQ(cpages_, kNpages);
-  EXPECT_TRUE(holds(mirror, ident));
+  const uint64_t buf = ident_buffer(W, kSize);
+  ASSERT_TRUE(copies_all(fd_, DmirrorIoctl::kExclusive, buf, kNpages));
   // The CPU's accesses take the pages back (the device sees each invalidation).
-  std::vector<int> v = ints(p1(), buf, kSize / 4);
-  ASSERT_EQ(v.size(), kSize / 4);
-  for (int& x : v) x++;
-  set_ints(p1(), buf, kSize / 4, [&v](uint64_t i) { return v[i]; });
-  EXPECT_TRUE(holds(p1(), buf, kSize / 4, [](uint64_t i) { return static_cast<int>(i) + 1; }));
-  EXPECT_EQ(cmd(fd_, DmirrorIoctl::kCheckExclusive, buf, mirror.data(), kNpages), Errno::kOk);
+  increment(p1(), buf, kSize / 4);
+  EXPECT_EQ(cmd(fd_, DmirrorIoctl::kCheckExclusive, buf, nullptr, kNpages), Errno::kOk);
 }
 
 TEST_P(hmm, exclusive_mprotect) {
-  const uint64_t buf = map_buffer(W, kSize);
-  set_ints(p1(), buf, kSize / 4, ident);
-  std::vector<int> mirror = mirror_of(kNpages);
-  ASSERT_EQ(cmd(fd_, DmirrorIoctl::kExclusive, buf, mirror.data(), kNpages), Errno::kOk);
-  EXPECT_EQ(cpages_, kNpages);
-  EXPECT_TRUE(holds(mirror, ident));
+  const uint64_t buf = ident_buffer(W, kSize);
+  ASSERT_TRUE(copies_all(fd_, DmirrorIoctl::kExclusive, buf, kNpages));
   ASSERT_TRUE(sys().mprotect(p1(), buf, kSize, kProtRead).ok());
+  std::vector<int> mirror = mirror_of(kNpages);
   EXPECT_EQ(cmd(fd_, DmirrorIoctl::kWrite, buf, mirror.data(), kNpages), Errno::kPerm);
 }
 
 // Exclusive pages, then fork: parent and child each increment their own copy.
 TEST_P(hmm, exclusive_cow) {
-  const uint64_t buf = map_buffer(W, kSize);
-  set_ints(p1(), buf, kSize / 4, ident);
-  std::vector<int> mirror = mirror_of(kNpages);
-  ASSERT_EQ(cmd(fd_, DmirrorIoctl::kExclusive, buf, mirror.data(), kNpages), Errno::kOk);
-  EXPECT_EQ(cpages_, kNpages);
-  EXPECT_TRUE(holds(mirror, ident));
+  const uint64_t buf = ident_buffer(W, kSize);
+  ASSERT_TRUE(copies_all(fd_, DmirrorIoctl::kExclusive, buf, kNpages));
   Result<Process*> child = sys().fork(p1());
   ASSERT_TRUE(child.ok());
-  for (Process* p : {child.value(), p1()}) {
-    std::vector<int> v = ints(p, buf, kSize / 4);
-    ASSERT_EQ(v.size(), kSize / 4);
-    for (int& x : v) x++;
-    set_ints(p, buf, kSize / 4, [&v](uint64_t i) { return v[i]; });
-    EXPECT_TRUE(holds(p, buf, kSize / 4, [](uint64_t i) { return static_cast<int>(i) + 1; }));
-  }
+  for (Process* p : {child.value(), p1()}) increment(p, buf, kSize / 4);
   sys().exit(child.value());
   EXPECT_TRUE(holds(p1(), buf, kSize / 4, [](uint64_t i) { return static_cast<int>(i) + 1; }));
 }
@@ -562,10 +535,7 @@ TEST_P(hmm, hmm_gup_test) {
   const uint64_t npages = 4, buf = W, size = npages * P;
   map_buffer(buf, size);
   set_ints(p1(), buf, size / 4, ident);
-  std::vector<int> mirror = mirror_of(npages);
-  ASSERT_EQ(migrate(fd_, buf, mirror.data(), npages), Errno::kOk);
-  EXPECT_EQ(cpages_, npages);
-  EXPECT_TRUE(holds(mirror, ident));
+  ASSERT_TRUE(copies_all(fd_, DmirrorIoctl::kMigrateToDev, buf, npages));
   Mm* mm = get_task_mm(p1());
   ASSERT_NE(mm, nullptr);
   long got[npages];

@@ -23,7 +23,7 @@ const bool kWatchdog =
     testing::install_test_watchdog(std::chrono::seconds(240) + testing::scaled(std::chrono::seconds(60)));
 
 constexpr uint64_t W = 0x200000000000ull, P = 4096;
-const char* const kKinds[] = {"interval", "classic", "shadow", "iotlb", "xpmem"};
+const char* const kKinds[] = {"interval", "classic", "shadow", "iotlb", "xpmem", "dmirror"};
 
 SystemConfig checked() {
   SystemConfig c;

@@ -66,6 +66,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -83,6 +84,7 @@ namespace mirrormm {
 class Process;
 class System;
 class DmirrorDevice;
+struct MigrateVma;
 
 // ---- the UAPI (test_hmm_uapi.h) ----
 
@@ -209,6 +211,8 @@ class Dmirror {
   Errno exclusive(HmmDmirrorCmd* cmd) REQUIRES_SHARED(detach_lock_);
   Errno check_exclusive(HmmDmirrorCmd* cmd) REQUIRES_SHARED(detach_lock_);
   Errno read_back(HmmDmirrorCmd* cmd) EXCLUDES(mutex_);
+  Errno migrate_range(uint64_t start, uint64_t end, unsigned select,
+                      const std::function<Errno(MigrateVma*)>& step) EXCLUDES(mutex_);
   // One hmm_range_fault round loop over [start, end) (at most 32 pages), programming pt.
   Errno range_fault(uint64_t start, uint64_t end, bool write);
   // Copies pt pages of [start, end) to or from buf (dmirror_do_read / dmirror_do_write):

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <thread>
 
@@ -48,6 +49,20 @@ void copy_device_page(System* sys, uint64_t pfn, uint8_t* buf, bool write) {
     std::memcpy(buf, frame, kPage);
   }
   MM_TSAN_IGNORE_END();
+}
+
+// The hmm_range of a device fault (default_flags REQ_FAULT, perhaps REQ_WRITE) or of a
+// snapshot (0), with the device as the owner of the private pages it may be shown.
+HmmRange hmm_range(MmuIntervalNotifier* notifier, uint64_t start, uint64_t end, uint64_t* pfns,
+                   uint64_t default_flags, const void* owner) {
+  HmmRange range;
+  range.notifier = notifier;
+  range.start = start;
+  range.end = end;
+  range.hmm_pfns = pfns;
+  range.default_flags = default_flags;
+  range.dev_private_owner = owner;
+  return range;
 }
 
 }  // namespace
@@ -500,13 +515,8 @@ Errno Dmirror::fault_range(uint64_t start, uint64_t end, bool write) {
 Errno Dmirror::range_fault(uint64_t start, uint64_t end, bool write) {
   System* sys = mm_sys(mm_);
   uint64_t pfns[kFaultChunk];
-  HmmRange range;
-  range.notifier = &notifier_;
-  range.start = start;
-  range.end = end;
-  range.hmm_pfns = pfns;
-  range.default_flags = HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0);
-  range.dev_private_owner = mdevice_;
+  HmmRange range = hmm_range(&notifier_, start, end, pfns, HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0),
+                             mdevice_);
   const auto deadline = Clock::now() + kRangeTimeout;
   for (;;) {
     if (Clock::now() > deadline) return Errno::kBusy;
@@ -540,15 +550,17 @@ Errno Dmirror::range_fault(uint64_t start, uint64_t end, bool write) {
   }
 }
 
-// dmirror_migrate_to_device.
-Errno Dmirror::migrate_to_device(HmmDmirrorCmd* cmd) {
-  if (cmd->npages > kMaxPages) return Errno::kNoMem;
-  System* sys = mm_sys(mm_);
-  const uint64_t start = cmd->addr, end = cmd->addr + cmd->npages * kPage;
+// The VMA walk both migrations share: [start, end) in pieces of at most kMigrateChunk pages
+// inside one VMA, each migrate_vma_setup with the selection and this device as owner, then
+// step (which allocates, copies, calls migrate_vma_pages and updates pt); then
+// migrate_vma_finalize. -EINVAL for a page without a VMA or without read access; step's
+// error ends the walk after its piece is finalized.
+Errno Dmirror::migrate_range(uint64_t start, uint64_t end, unsigned select,
+                             const std::function<Errno(MigrateVma*)>& step) {
   std::vector<uint64_t> src(kMigrateChunk), dst(kMigrateChunk);
   Errno e = Errno::kOk;
   mmap_read_lock(mm_);
-  for (uint64_t a = start; a < end;) {
+  for (uint64_t a = start; a < end && e == Errno::kOk;) {
     const std::optional<VmaInfo> vma = vma_lookup(mm_, a);
     if (!vma || !(vma->vm_flags & VM_READ)) {
       e = Errno::kInval;
@@ -562,10 +574,26 @@ Errno Dmirror::migrate_to_device(HmmDmirrorCmd* cmd) {
     args.start = a;
     args.end = next;
     args.pgmap_owner = mdevice_;
-    args.flags = MIGRATE_VMA_SELECT_SYSTEM;
+    args.flags = select;
     if ((e = migrate_vma_setup(&args)) != Errno::kOk) break;
+    e = step(&args);
+    migrate_vma_finalize(&args);
+    a = next;
+  }
+  mmap_read_unlock(mm_);
+  return e;
+}
+
+// dmirror_migrate_to_device.
+Errno Dmirror::migrate_to_device(HmmDmirrorCmd* cmd) {
+  if (cmd->npages > kMaxPages) return Errno::kNoMem;
+  System* sys = mm_sys(mm_);
+  const Errno e = migrate_range(cmd->addr, cmd->addr + cmd->npages * kPage, MIGRATE_VMA_SELECT_SYSTEM,
+                                [&](MigrateVma* args) {
+    uint64_t* src = args->src;
+    uint64_t* dst = args->dst;
     // dmirror_migrate_alloc_and_copy: pages already on a device (any device) stay.
-    for (uint64_t i = 0; i < args.npages; i++) {
+    for (uint64_t i = 0; i < args->npages; i++) {
       if (!(src[i] & MIGRATE_PFN_MIGRATE)) continue;
       const uint64_t spfn = migrate_pfn_to_pfn(src[i]);
       if (spfn && (is_device_private_pfn(sys, spfn) || is_device_coherent_pfn(sys, spfn))) continue;
@@ -579,22 +607,18 @@ Errno Dmirror::migrate_to_device(HmmDmirrorCmd* cmd) {
       }
       dst[i] = migrate_pfn(dpfn) | (src[i] & MIGRATE_PFN_WRITE);
     }
-    migrate_vma_pages(&args);
-    {
-      // dmirror_migrate_finalize_and_map: the pages that moved are the device's now.
-      DriverLockGuard g(mutex_);
-      for (uint64_t i = 0; i < args.npages; i++) {
-        if (!(src[i] & MIGRATE_PFN_MIGRATE) || !(dst[i] & MIGRATE_PFN_VALID)) continue;
-        PtEntry entry;
-        entry.pfn = migrate_pfn_to_pfn(dst[i]);
-        entry.tag = (dst[i] & MIGRATE_PFN_WRITE) ? Tag::kWrite : Tag::kRead;
-        store_locked(a + i * kPage, entry);
-      }
+    migrate_vma_pages(args);
+    // dmirror_migrate_finalize_and_map: the pages that moved are the device's now.
+    DriverLockGuard g(mutex_);
+    for (uint64_t i = 0; i < args->npages; i++) {
+      if (!(src[i] & MIGRATE_PFN_MIGRATE) || !(dst[i] & MIGRATE_PFN_VALID)) continue;
+      PtEntry entry;
+      entry.pfn = migrate_pfn_to_pfn(dst[i]);
+      entry.tag = (dst[i] & MIGRATE_PFN_WRITE) ? Tag::kWrite : Tag::kRead;
+      store_locked(args->start + i * kPage, entry);
     }
-    migrate_vma_finalize(&args);
-    a = next;
-  }
-  mmap_read_unlock(mm_);
+    return Errno::kOk;
+  });
   if (e != Errno::kOk) return e;
   // Return the data for verification: only pages in device memory are found.
   return read_back(cmd);
@@ -603,28 +627,12 @@ Errno Dmirror::migrate_to_device(HmmDmirrorCmd* cmd) {
 // dmirror_migrate_to_system.
 Errno Dmirror::migrate_to_system(HmmDmirrorCmd* cmd) {
   System* sys = mm_sys(mm_);
-  const uint64_t start = cmd->addr, end = cmd->addr + cmd->npages * kPage;
-  std::vector<uint64_t> src(kMigrateChunk), dst(kMigrateChunk);
-  Errno e = Errno::kOk;
-  mmap_read_lock(mm_);
-  for (uint64_t a = start; a < end;) {
-    const std::optional<VmaInfo> vma = vma_lookup(mm_, a);
-    if (!vma || !(vma->vm_flags & VM_READ)) {
-      e = Errno::kInval;
-      break;
-    }
-    const uint64_t next = std::min({end, vma->vm_end, a + kMigrateChunk * kPage});
-    MigrateVma args;
-    args.mm = mm_;
-    args.src = src.data();
-    args.dst = dst.data();
-    args.start = a;
-    args.end = next;
-    args.pgmap_owner = mdevice_;
-    args.flags = mdevice_->select_device();
-    if ((e = migrate_vma_setup(&args)) != Errno::kOk) break;
+  return migrate_range(cmd->addr, cmd->addr + cmd->npages * kPage, mdevice_->select_device(), [&](MigrateVma* args) {
+    uint64_t* src = args->src;
+    uint64_t* dst = args->dst;
+    Errno e = Errno::kOk;
     // dmirror_devmem_fault_alloc_and_copy: a system page for each, the pt entry dropped.
-    for (uint64_t i = 0; i < args.npages && e == Errno::kOk; i++) {
+    for (uint64_t i = 0; i < args->npages; i++) {
       if (!(src[i] & MIGRATE_PFN_MIGRATE)) continue;
       const uint64_t np = take_fail_alloc() ? 0 : alloc_migrate_page(sys);
       if (!np) {
@@ -634,17 +642,13 @@ Errno Dmirror::migrate_to_system(HmmDmirrorCmd* cmd) {
       copy_highpage(sys, np, migrate_pfn_to_pfn(src[i]));
       dst[i] = migrate_pfn(np) | (src[i] & MIGRATE_PFN_WRITE);
       DriverLockGuard g(mutex_);
-      erase_locked(a + i * kPage, a + (i + 1) * kPage);
+      erase_locked(args->start + i * kPage, args->start + (i + 1) * kPage);
     }
-    migrate_vma_pages(&args);
-    for (uint64_t i = 0; i < args.npages; i++)
+    migrate_vma_pages(args);
+    for (uint64_t i = 0; i < args->npages; i++)
       if ((src[i] & MIGRATE_PFN_VALID) && (src[i] & MIGRATE_PFN_MIGRATE)) cmd->cpages++;
-    migrate_vma_finalize(&args);
-    if (e != Errno::kOk) break;
-    a = next;
-  }
-  mmap_read_unlock(mm_);
-  return e;
+    return e;
+  });
 }
 
 namespace {
@@ -686,12 +690,7 @@ Errno Dmirror::snapshot(HmmDmirrorCmd* cmd) {
     notifier.mutex = &mutex_;
     if (Errno e = mmu_interval_notifier_insert(&notifier, mm_, a, next - a, &ops); e != Errno::kOk) return e;
     uint64_t pfns[kFaultChunk];
-    HmmRange range;
-    range.notifier = &notifier;
-    range.start = a;
-    range.end = next;
-    range.hmm_pfns = pfns;
-    range.dev_private_owner = mdevice_;
+    HmmRange range = hmm_range(&notifier, a, next, pfns, 0, mdevice_);
     Errno e = Errno::kOk;
     const auto deadline = Clock::now() + kRangeTimeout;
     for (;;) {
