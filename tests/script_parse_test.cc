@@ -262,7 +262,7 @@ TEST(ScriptParse, Madvise) {
     EXPECT_EQ(c.advice, k.advice) << k.word;
     EXPECT_EQ(c.len, 8192u);
   }
-  EXPECT_EQ(parse_error("madvise 0 1 hugepage"), "t.mms:1: madvise: bad ADVICE 'hugepage'");
+  EXPECT_EQ(parse_error("madvise 0 1 collapse"), "t.mms:1: madvise: bad ADVICE 'collapse'");
   EXPECT_EQ(parse_error("madvise 0 1 DONTNEED"), "t.mms:1: madvise: bad ADVICE 'DONTNEED'");
   EXPECT_EQ(parse_error("madvise 0 1"), "t.mms:1: madvise: expected 3 arguments (ADDR LEN ADVICE), got 2");
 }
