@@ -102,7 +102,7 @@ TEST(Cli, HelpShowsEveryDefault) {
   CliRun gen = run_cli({"gen", "--help"});
   EXPECT_THAT(gen.out, HasSubstr("--seed UINT=1 "));
   EXPECT_THAT(gen.out, HasSubstr("--commands INT:INT in [1 - 1000000]=300\n"));
-  EXPECT_THAT(gen.out, HasSubstr("--profile TEXT:{anon,files,all,lock}=anon\n"));
+  EXPECT_THAT(gen.out, HasSubstr("--profile TEXT:{anon,files,all,lock,advise}=anon\n"));
   CliRun oracle = run_cli({"oracle", "--help"});
   EXPECT_THAT(oracle.out, HasSubstr("--seeds UINT=100 "));
   EXPECT_THAT(oracle.out, HasSubstr("--pku TEXT:{auto,on,off}=auto\n"));

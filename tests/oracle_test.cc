@@ -1,7 +1,7 @@
 // The model against the host kernel on random scripts.
 //
 // Environment: MIRRORMM_ORACLE_SEEDS (how many seeds, default 200), MIRRORMM_ORACLE_SEED0
-// (first seed, default 1), MIRRORMM_ORACLE_PROFILE (anon, files, all or lock; default anon),
+// (first seed, default 1), MIRRORMM_ORACLE_PROFILE (anon, files, all, lock or advise; default anon),
 // MIRRORMM_ORACLE_COMMANDS (commands per script, default 300). The first diverging seed
 // fails the test with the divergence and a reduced script that still diverges; both
 // scripts are also written next to the test's temporary files for replaying. The campaign's

@@ -198,9 +198,9 @@ TEST(ScriptParse, MmapErrors) {
   EXPECT_EQ(parse_error("mmap 0 1 RW- private+anon"),
             "t.mms:1: mmap: bad PROT 'RW-' (expected three characters [r-][w-][x-])");
   EXPECT_EQ(parse_error("mmap 0 1 rw- anon"),
-            "t.mms:1: mmap: bad FLAGS 'anon': exactly one of private/shared is required");
+            "t.mms:1: mmap: bad FLAGS 'anon': exactly one of private/shared/shared_validate/droppable is required");
   EXPECT_EQ(parse_error("mmap 0 1 rw- private+shared+anon"),
-            "t.mms:1: mmap: bad FLAGS 'private+shared+anon': exactly one of private/shared is required");
+            "t.mms:1: mmap: bad FLAGS 'private+shared+anon': exactly one of private/shared/shared_validate/droppable is required");
   EXPECT_EQ(parse_error("mmap 0 1 rw- private+anon+anon"),
             "t.mms:1: mmap: bad FLAGS 'private+anon+anon': duplicate word 'anon'");
   EXPECT_EQ(parse_error("mmap 0 1 rw- private+anonymous"),
@@ -262,7 +262,7 @@ TEST(ScriptParse, Madvise) {
     EXPECT_EQ(c.advice, k.advice) << k.word;
     EXPECT_EQ(c.len, 8192u);
   }
-  EXPECT_EQ(parse_error("madvise 0 1 hugepage"), "t.mms:1: madvise: bad ADVICE 'hugepage'");
+  EXPECT_EQ(parse_error("madvise 0 1 collapse"), "t.mms:1: madvise: bad ADVICE 'collapse'");
   EXPECT_EQ(parse_error("madvise 0 1 DONTNEED"), "t.mms:1: madvise: bad ADVICE 'DONTNEED'");
   EXPECT_EQ(parse_error("madvise 0 1"), "t.mms:1: madvise: expected 3 arguments (ADDR LEN ADVICE), got 2");
 }
@@ -338,6 +338,36 @@ TEST(ScriptParse, ProcessAndFileCommands) {
   EXPECT_EQ(parse_error("memfd f:g 1"), "t.mms:1: memfd: bad NAME 'f:g' (expected characters [A-Za-z0-9_.-])");
   EXPECT_EQ(parse_error("truncate f big"), "t.mms:1: truncate: bad SIZE 'big': not a number");
   EXPECT_EQ(parse_error("truncate f 1 2"), "t.mms:1: truncate: expected 2 arguments (NAME SIZE), got 3");
+}
+
+TEST(ScriptParse, AdviceSealsProcessMadviseAndMapTypes) {
+  const std::pair<const char*, uint64_t> words[] = {
+      {"free", 8},          {"remove", 9},      {"guard_install", 102}, {"guard_remove", 103},
+      {"dontneed_locked", 24}, {"hugepage", 14}, {"nohugepage", 15}};
+  for (auto [word, value] : words) {
+    Command c = parse_one(std::string("madvise 0x1000 4K ") + word);
+    EXPECT_EQ(linux_madvise(c.advice), value) << word;
+    EXPECT_EQ(format(c), std::string("madvise 0x1000 0x1000 ") + word);
+  }
+  Command c = parse_one("@2 pmadvise 3 0x1000 8K guard_install");
+  EXPECT_EQ(c.op, Op::kPmadvise);
+  EXPECT_EQ(c.pid, 2u);
+  EXPECT_EQ(c.target, 3u);
+  EXPECT_EQ(c.len, 8192u);
+  EXPECT_EQ(format(c), "@2 pmadvise 3 0x1000 0x2000 guard_install");
+  c = parse_one("mseal 0x1000 1");
+  EXPECT_EQ(c.op, Op::kMseal);
+  EXPECT_EQ(format(c), "mseal 0x1000 0x1");
+  c = parse_one("mmap 0x1000 4K rw- droppable+anon+fixed+stack");
+  EXPECT_EQ(linux_map_flags(c.map_flags), 0x08u | 0x20u | 0x10u | 0x20000u);
+  EXPECT_EQ(format(c), "mmap 0x1000 0x1000 rw- anon+fixed+stack+droppable");
+  EXPECT_EQ(linux_map_flags(parse_one("mmap 0 1 r-- shared_validate f 0").map_flags), 0x03u);
+  EXPECT_EQ(parse_error("mmap 0 1 rw- shared+droppable+anon"),
+            "t.mms:1: mmap: bad FLAGS 'shared+droppable+anon': exactly one of private/shared/shared_validate/droppable "
+            "is required");
+  EXPECT_EQ(parse_error("pmadvise 0x1000 4K cold"), "t.mms:1: pmadvise: expected 4 arguments (PID ADDR LEN ADVICE), got 3");
+  EXPECT_EQ(parse_error("pmadvise 2 0x1000 4K collapse"), "t.mms:1: pmadvise: bad ADVICE 'collapse'");
+  EXPECT_EQ(parse_error("mseal 0x1000"), "t.mms:1: mseal: expected 2 arguments (ADDR LEN), got 1");
 }
 
 TEST(ScriptParse, RegularFileCommands) {

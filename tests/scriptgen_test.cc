@@ -16,7 +16,7 @@ namespace {
 using script::Command;
 using script::Op;
 
-constexpr Profile kProfiles[] = {Profile::kAnon, Profile::kFiles, Profile::kAll, Profile::kLock};
+constexpr Profile kProfiles[] = {Profile::kAnon, Profile::kFiles, Profile::kAll, Profile::kLock, Profile::kAdvise};
 constexpr uint64_t kSeeds = 150;
 
 script::Script generate_parsed(uint64_t seed, Profile profile, int commands = 300) {
@@ -46,6 +46,8 @@ bool addresses_ok(const Command& c) {
     case Op::kMunmap:
     case Op::kMprotect:
     case Op::kMadvise:
+    case Op::kMseal:
+    case Op::kPmadvise:
     case Op::kWrite:
     case Op::kRead:
     case Op::kMincore:
@@ -146,9 +148,13 @@ TEST(ScriptGen, DataTouchingSpansAreSmall) {
           EXPECT_LE(c.len, 64 * kPage) << what;
         }
         bool populates = c.advice == script::Advice::kPopulateRead || c.advice == script::Advice::kPopulateWrite ||
-                         c.advice == script::Advice::kWillneed;
-        if (c.op == Op::kMadvise && populates && c.len <= ~0ull - c.addr) {
+                         c.advice == script::Advice::kWillneed || c.advice == script::Advice::kGuardInstall;
+        if ((c.op == Op::kMadvise || c.op == Op::kPmadvise) && populates && c.len <= ~0ull - c.addr) {
           EXPECT_LE(c.len, 64 * kPage) << what;
+        }
+        const bool huge_advice = c.advice == script::Advice::kHugepage || c.advice == script::Advice::kNohugepage;
+        if ((c.op == Op::kMadvise || c.op == Op::kPmadvise) && huge_advice) {
+          EXPECT_LT(c.len, 512 * kPage) << what;
         }
         if (c.op == Op::kMincore && c.addr < host::kTaskSize && c.len <= host::kTaskSize - c.addr) {
           EXPECT_LE(c.len, 4096 * kPage) << what;
@@ -184,7 +190,7 @@ Coverage measure(Profile p) {
       cov.ops.insert(c.op);
       if (c.op == Op::kMmap) {
         cov.prots.insert(c.prot);
-        for (uint32_t bit = 1; bit <= script::kMapRofd; bit <<= 1) {
+        for (uint32_t bit = 1; bit <= script::kMapDroppable; bit <<= 1) {
           if (c.map_flags & bit) cov.map_bits.insert(bit);
         }
         if ((c.map_flags & script::kMapGrowsdown) && in_window(c.addr)) growsdown.push_back(c.addr);
@@ -242,10 +248,21 @@ TEST(ScriptGen, FilesAndAllProfilesCoverage) {
     for (Op op : {Op::kMmap, Op::kMunmap, Op::kMprotect, Op::kMadvise, Op::kMremap, Op::kWrite, Op::kRead,
                   Op::kMincore, Op::kMaps, Op::kSmaps, Op::kFork, Op::kExit, Op::kMemfd, Op::kTruncate})
       EXPECT_TRUE(cov.ops.count(op)) << "op " << static_cast<int>(op);
-    EXPECT_EQ(cov.advice.size(), 10u);
+    // The files profile keeps the older ten advice words; all has every one.
+    EXPECT_EQ(cov.advice.size(), p == Profile::kFiles ? 10u : 17u);
     EXPECT_TRUE(cov.map_bits.count(script::kMapRofd));
     EXPECT_LE(cov.max_live, 6u);
   }
+}
+
+TEST(ScriptGen, AdviseProfileCoverage) {
+  Coverage cov = measure(Profile::kAdvise);
+  for (Op op : {Op::kMmap, Op::kMadvise, Op::kMseal, Op::kPmadvise, Op::kFork, Op::kMaps, Op::kSmaps})
+    EXPECT_TRUE(cov.ops.count(op)) << "op " << static_cast<int>(op);
+  EXPECT_FALSE(cov.ops.count(Op::kFile));  // no regular files (huge-page readahead)
+  EXPECT_EQ(cov.advice.size(), 17u);
+  for (uint32_t bit : {script::kMapStack, script::kMapSharedValidate, script::kMapDroppable})
+    EXPECT_TRUE(cov.map_bits.count(bit)) << "map flag bit " << bit;
 }
 
 TEST(ScriptGen, ParseProfile) {
@@ -253,6 +270,7 @@ TEST(ScriptGen, ParseProfile) {
   EXPECT_EQ(parse_profile("files"), Profile::kFiles);
   EXPECT_EQ(parse_profile("all"), Profile::kAll);
   EXPECT_EQ(parse_profile("lock"), Profile::kLock);
+  EXPECT_EQ(parse_profile("advise"), Profile::kAdvise);
   EXPECT_THROW(parse_profile("Anon"), std::invalid_argument);
   EXPECT_THROW(parse_profile(""), std::invalid_argument);
 }

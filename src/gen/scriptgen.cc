@@ -651,6 +651,8 @@ class Generator {
                         c->advice == Advice::kWillneed || c->advice == Advice::kGuardInstall;
     if (touches_data && c->len > 64 * kPage) c->len = rng_.between(1, 64) * kPage;
     maybe_edge(c, touches_data ? Terabyte::kRefuse : Terabyte::kAllow);
+    // An edge may have grown it again: a range that does not wrap stays within 64 pages.
+    if (touches_data && c->len > 64 * kPage && c->len <= ~uint64_t{0} - c->addr) c->len = 64 * kPage;
     clamp_hugepage(c);
   }
 
