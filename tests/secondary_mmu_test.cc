@@ -3,6 +3,7 @@
 // variants, each caught by the coherence checker or by the behaviour it breaks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
@@ -292,7 +293,8 @@ TEST(XpmemMapper, InvalidationWaitsForInFlightAccesses) {
 
 // A short stress of one broken kind ends at its first violation, quickly; the same stress
 // with the correct kind reports none.
-void expect_caught_under_stress(const std::string& broken, const std::string& correct, const std::string& kind) {
+void expect_caught_under_stress(const std::string& broken, const std::string& correct,
+                                const std::vector<std::string>& kinds) {
   for (const std::string& d : {correct, broken}) {
     SCOPED_TRACE(d);
     stress::Options o;
@@ -309,21 +311,25 @@ void expect_caught_under_stress(const std::string& broken, const std::string& co
     EXPECT_TRUE(r.stopped_on_violation);
     EXPECT_LT(r.seconds, 30.0);
     bool named = false;
-    for (const auto& [k, n] : r.kinds) named |= k == kind;
+    for (const auto& [k, n] : r.kinds) named |= std::find(kinds.begin(), kinds.end(), k) != kinds.end();
     EXPECT_TRUE(named) << (r.kinds.empty() ? "" : r.kinds[0].first);
   }
 }
 
 TEST(SecondaryMmuBroken, ShadowKeepingMappingsIsCaught) {
-  expect_caught_under_stress("shadow:broken-keep", "shadow", "stale secondary mapping");
+  // Which of its consequences the checker meets first depends on the interleaving.
+  expect_caught_under_stress("shadow:broken-keep", "shadow",
+                             {"stale secondary mapping", "frame freed under a secondary mapping",
+                              "mappings outlive their mm", "device read during an invalidation",
+                              "device write during an invalidation"});
 }
 
 TEST(SecondaryMmuBroken, IotlbIgnoringFlushesIsCaught) {
-  expect_caught_under_stress("iotlb:broken-keep", "iotlb", "secondary TLB entry survives its flush");
+  expect_caught_under_stress("iotlb:broken-keep", "iotlb", {"secondary TLB entry survives its flush"});
 }
 
 TEST(SecondaryMmuBroken, MissingUpgradeInvalidationIsCaught) {
-  expect_caught_under_stress("iotlb:broken-upgrade", "iotlb", "iotlb fault loop");
+  expect_caught_under_stress("iotlb:broken-upgrade", "iotlb", {"iotlb fault loop"});
 }
 
 // Without read_retry a fault installs what it looked up before an invalidation it raced: a
