@@ -39,6 +39,10 @@ inline bool can_modify_vma(const Vma* vma) { return !(vma->vm_flags & VM_SEALED)
 // Sticky flags (VM_STICKY) are never taken away: a VMA keeps them whatever flags a caller
 // computed before a merge gave them to it. The store is atomic: rmap walks read VM_LOCKED
 // without the mmap_lock (vma_flags_racy).
+// Adds flags to a VMA's, with the same atomic store (the caller holds the VMA's write lock).
+inline void vma_add_flags(Vma* vma, vm_flags_t flags) {
+  std::atomic_ref<vm_flags_t>(vma->vm_flags).store(vma->vm_flags | flags, std::memory_order_relaxed);
+}
 inline void vma_set_flags(Vma* vma, vm_flags_t flags) {
   vma_start_write(vma);
   std::atomic_ref<vm_flags_t>(vma->vm_flags).store(flags | (vma->vm_flags & VM_STICKY), std::memory_order_relaxed);

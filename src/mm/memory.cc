@@ -716,7 +716,8 @@ void zap_pte_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCo
                    ZapSwapCache& zc) {
   Mm* mm = vma->vm_mm;
   int64_t anon = 0, shmem = 0, swapents = 0;
-  const bool locked = vma->vm_flags & VM_LOCKED;
+  // Read as the rmap walks read it: an unmap_mapping_range of a file zaps without the mmap_lock.
+  const bool locked = vma_flags_racy(vma) & VM_LOCKED;
   walk_pte_tables(mm, start, end, [&](pte_t* ptep, uint64_t addr, uint64_t stop, Page* table) {
     SpinGuard g(table->ptl);
     bool any = false;

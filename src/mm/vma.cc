@@ -399,7 +399,7 @@ Vma* vma_merge_existing_range(VmaMergeState& vmg) REQUIRES(vmg.mm->mmap_lock_) {
     // prev extends over middle and next; both are deleted.
     Errno e = dup_anon_vma(prev, next->anon_vma ? next : middle);
     if (e != Errno::kOk) return nullptr;
-    prev->vm_flags |= sticky;
+    vma_add_flags(prev, sticky);
     uint64_t new_end = next->vm_end;
     merge_remove_begin(mm, middle);
     merge_remove_begin(mm, next);
@@ -412,7 +412,7 @@ Vma* vma_merge_existing_range(VmaMergeState& vmg) REQUIRES(vmg.mm->mmap_lock_) {
     // prev extends to end; middle shrinks from the left or is deleted.
     Errno e = dup_anon_vma(prev, middle);
     if (e != Errno::kOk) return nullptr;
-    prev->vm_flags |= sticky;
+    vma_add_flags(prev, sticky);
     // prev covers the range in the reverse map before middle stops covering it.
     if (remove_middle) merge_remove_begin(mm, middle);
     vma_set_end(prev, end);
@@ -425,7 +425,7 @@ Vma* vma_merge_existing_range(VmaMergeState& vmg) REQUIRES(vmg.mm->mmap_lock_) {
   // merge_right: next extends down to start; middle shrinks from the right or is deleted.
   Errno e = dup_anon_vma(next, middle);
   if (e != Errno::kOk) return nullptr;
-  next->vm_flags |= sticky;
+  vma_add_flags(next, sticky);
   if (remove_middle) merge_remove_begin(mm, middle);
   vma_set_start(mm, next, start);
   if (remove_middle)
@@ -466,7 +466,7 @@ Vma* vma_merge_new_range(VmaMergeState& vmg) {
   if (remove_next) vma_start_write(next);
   if (remove_next && dup_anon_vma(target, next) != Errno::kOk) return nullptr;
   if (vmg.copied_from && dup_anon_vma(target, vmg.copied_from) != Errno::kOk) return nullptr;
-  target->vm_flags |= (vmg.vm_flags | (remove_next ? next->vm_flags : 0)) & VM_STICKY;
+  vma_add_flags(target, (vmg.vm_flags | (remove_next ? next->vm_flags : 0)) & VM_STICKY);
   if (remove_next) merge_remove_begin(mm, next);
   vma_set_range(mm, target, new_start, new_end, new_pgoff);
   if (remove_next) merge_remove_end(next);
