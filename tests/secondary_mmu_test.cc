@@ -167,6 +167,27 @@ TEST(SvaIotlb, KeptCoherentByTheTlbFlushOnly) {
   EXPECT_EQ(sys.violations(), 0u);
 }
 
+// One munmap over two VMAs whose pages fill the gather's batch inside the second VMA's first
+// page table: the batch's flush frees the pages queued so far, so their translations must be
+// in its range already (tlb_remove_tlb_entry before the page is queued), or the IOTLB entry
+// of the second VMA's first page would outlive its frame.
+TEST(SvaIotlb, ZapBatchFlushCoversEveryQueuedPage) {
+  System sys(checked());
+  Process* p = sys.process(1);
+  constexpr uint64_t kFirst = 4090, kSecond = 64;  // the batch (4096 pages) fills in the second
+  map_anon(sys, p, W, (kFirst + kSecond) * P);
+  cpu_write(sys, p, W, (kFirst + kSecond) * P, 2);
+  ASSERT_TRUE(sys.mprotect(p, W + kFirst * P, kSecond * P, kProtRead).ok());  // a second VMA
+  auto t = SvaIotlb::attach(p);
+  ASSERT_TRUE(t.ok());
+  std::vector<uint8_t> buf;
+  ASSERT_TRUE(t.value()->read(W + kFirst * P, 1, &buf));
+  EXPECT_EQ(buf[0], 2);
+  ASSERT_TRUE(sys.munmap(p, W, (kFirst + kSecond) * P).ok());
+  EXPECT_EQ(t.value()->show(W + kFirst * P, P), "-");
+  EXPECT_EQ(sys.violations(), 0u);
+}
+
 // A permission upgrade reaches the secondary TLBs (Linux 6.6, "Invalidate secondary IOMMU TLB
 // on permission upgrade"): a device that cached a read-only translation can write after
 // mprotect makes the page writable. Without it (the machine deliberately broken), the device

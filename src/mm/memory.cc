@@ -752,6 +752,9 @@ void zap_pte_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCo
         }
         continue;
       }
+      // tlb_remove_tlb_entry: the range grows before the page is queued, since a full batch
+      // flushes and frees at once (pages of this table included).
+      if (!any) tlb.flush_range(start, end);
       any = true;
       Page* page = vm_normal_page(vma, v);
       if (!page) continue;
@@ -768,7 +771,6 @@ void zap_pte_range(MmuGather& tlb, Vma* vma, uint64_t start, uint64_t end, ZapCo
       }
       tlb.remove_page(page);
     }
-    if (any) tlb.flush_range(start, end);
   });
   if (anon) mm->add_rss(MM_ANONPAGES, -anon);
   if (shmem) mm->add_rss(MM_SHMEMPAGES, -shmem);

@@ -40,7 +40,9 @@ class MmuGather {
     if (start < start_) start_ = start;
     if (end > end_) end_ = end;
   }
-  // A page whose mapping was removed: its reference is dropped after the flush.
+  // A page whose mapping was removed: its reference is dropped after the flush. A CPU-visible
+  // mapping's range must have been added (flush_range) before: a full batch flushes and
+  // frees at once.
   void remove_page(Page* page) {
     pages_.push_back(page);
     if (pages_.size() >= kBatch) flush();
