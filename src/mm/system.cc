@@ -118,6 +118,21 @@ uint64_t System::nr_processes_created() {
   return procs_.size();
 }
 
+namespace {
+
+// A system call on p's address space: -ESRCH for a process without an mm, else what fn (one
+// of mm.h's entry points, given the Mm) answers.
+template <class Fn>
+Status call_on_mm(Process* p, Fn fn) {
+  MmRef ref(p);
+  if (!ref) return Errno::kSrch;
+  const Errno e = fn(ref.get());
+  if (e != Errno::kOk) return e;
+  return kSuccess;
+}
+
+}  // namespace
+
 Result<uint64_t> System::mmap(Process* p, uint64_t addr, uint64_t len, uint64_t prot, uint64_t flags,
                               File* file, uint64_t off) {
   MmRef ref(p);
@@ -130,35 +145,12 @@ Result<uint64_t> System::mmap(Process* p, uint64_t addr, uint64_t len, uint64_t 
 }
 
 Status System::munmap(Process* p, uint64_t addr, uint64_t len) {
-  MmRef ref(p);
-  if (!ref) return Errno::kSrch;
-  Errno e = vm_munmap(ref.get(), addr, len);
-  if (e != Errno::kOk) return e;
-  return kSuccess;
+  return call_on_mm(p, [&](Mm* mm) { return vm_munmap(mm, addr, len); });
 }
 
 Status System::mprotect(Process* p, uint64_t addr, uint64_t len, uint64_t prot) {
-  MmRef ref(p);
-  if (!ref) return Errno::kSrch;
-  Errno e = do_mprotect_pkey(ref.get(), addr, len, prot, -1);
-  if (e != Errno::kOk) return e;
-  return kSuccess;
+  return call_on_mm(p, [&](Mm* mm) { return do_mprotect_pkey(mm, addr, len, prot, -1); });
 }
-
-namespace {
-
-// A system call of the locking family on p's address space: -ESRCH for a dead process, else
-// what fn (one of mm.h's entry points, given the Mm) answers.
-template <class Fn>
-Status call_on_mm(Process* p, Fn fn) {
-  MmRef ref(p);
-  if (!ref) return Errno::kSrch;
-  const Errno e = fn(ref.get());
-  if (e != Errno::kOk) return e;
-  return kSuccess;
-}
-
-}  // namespace
 
 Status System::mlock(Process* p, uint64_t addr, uint64_t len) { return mlock2(p, addr, len, 0); }
 
@@ -298,11 +290,7 @@ Status System::unlink_file(const std::string& name) {
 }
 
 Status System::msync(Process* p, uint64_t addr, uint64_t len, uint64_t flags) {
-  MmRef ref(p);
-  if (!ref) return Errno::kSrch;
-  Errno e = do_msync(ref.get(), addr, len, flags);
-  if (e != Errno::kOk) return e;
-  return kSuccess;
+  return call_on_mm(p, [&](Mm* mm) { return do_msync(mm, addr, len, flags); });
 }
 
 Status System::fsync(const std::string& name) {
@@ -365,11 +353,7 @@ uint64_t System::debug_dirty_file_pages() {
 }
 
 Status System::madvise(Process* p, uint64_t addr, uint64_t len, uint64_t advice) {
-  MmRef ref(p);
-  if (!ref) return Errno::kSrch;
-  Errno e = do_madvise(ref.get(), addr, len, advice);
-  if (e != Errno::kOk) return e;
-  return kSuccess;
+  return call_on_mm(p, [&](Mm* mm) { return do_madvise(mm, addr, len, advice); });
 }
 
 Status System::process_madvise(Process* p, Process* target, uint64_t addr, uint64_t len, uint64_t advice) {
@@ -383,19 +367,11 @@ Status System::process_madvise(Process* p, Process* target, uint64_t addr, uint6
 }
 
 Status System::mseal(Process* p, uint64_t addr, uint64_t len, uint64_t flags) {
-  MmRef ref(p);
-  if (!ref) return Errno::kSrch;
-  Errno e = do_mseal(ref.get(), addr, len, flags);
-  if (e != Errno::kOk) return e;
-  return kSuccess;
+  return call_on_mm(p, [&](Mm* mm) { return do_mseal(mm, addr, len, flags); });
 }
 
 Status System::mincore(Process* p, uint64_t addr, uint64_t len, std::vector<uint8_t>* vec) {
-  MmRef ref(p);
-  if (!ref) return Errno::kSrch;
-  Errno e = do_mincore_syscall(ref.get(), addr, len, vec);
-  if (e != Errno::kOk) return e;
-  return kSuccess;
+  return call_on_mm(p, [&](Mm* mm) { return do_mincore_syscall(mm, addr, len, vec); });
 }
 
 Result<Process*> System::fork(Process* p) {
