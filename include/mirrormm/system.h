@@ -83,6 +83,9 @@ struct SmapsEntry {
   uint64_t pss_locked = 0;  // Locked: the pss of a VM_LOCKED VMA, else 0
   bool vm_locked = false;       // VmFlags "lo" (VM_LOCKED)
   bool vm_lockonfault = false;  // VmFlags "lf" (VM_LOCKONFAULT)
+  // The whole VmFlags line after "VmFlags: " (show_smap_vma_flags): the two-letter names of
+  // the VMA's flags in bit order, each followed by a space ("rd wr mr mw me ac ").
+  std::string vm_flags;
 };
 
 // One entry in the layout of the `smaps` result line of the script format:
