@@ -610,6 +610,7 @@ Errno vm_insert_page(Vma* vma, uint64_t addr, uint64_t pfn) {
   SpinGuard g(pte_lockptr(mm, ptep));
   if (!pte_none(ptep_get(ptep))) return Errno::kBusy;
   mem.get_page(page);
+  page->set(PG_driver);
   page->mapcount.fetch_add(1, std::memory_order_relaxed);
   mm->add_rss(MM_SHMEMPAGES, 1);
   set_pte(ptep, pfn_pte(pfn, prot));

@@ -163,6 +163,7 @@ Errno call_driver_mmap(Vma* vma) REQUIRES(vma->vm_mm->mmap_lock_) {
   File* file = vma->vm_file;
   const Errno e = file->f_op->mmap(file, vma, vma->vm_start, vma->vm_end);
   if (e != Errno::kOk) {
+    MmuNotifierBracket bracket(MmuNotifyEvent::kClear, vma->vm_mm, vma->vm_start, vma->vm_end);
     MmuGather tlb(vma->vm_mm);
     zap_page_range(tlb, vma, vma->vm_start, vma->vm_end, ZapCows::kYes, ZapMarkers::kDrop);
   }
