@@ -158,13 +158,14 @@ void complete_munmap_vmas(Mm* mm, const std::vector<Vma*>& vmas, uint64_t floor,
 // __mmap_new_file_vma's mmap_file for a device file: the driver's f_op->mmap fills the new
 // VMA (not linked yet, the mmap_lock held for write) with the protection the VMA will have.
 // When the hook fails, whatever it inserted is zapped (unmap_region) before the VMA goes.
-Errno call_driver_mmap(Vma* vma) REQUIRES(vma->vm_mm->mmap_lock_) {
+Errno call_driver_mmap(Mm* mm, Vma* vma) REQUIRES(mm->mmap_lock_) {
+  MM_BUG_ON(vma->vm_mm != mm);
   vma_set_page_prot(vma);
   File* file = vma->vm_file;
   const Errno e = file->f_op->mmap(file, vma, vma->vm_start, vma->vm_end);
   if (e != Errno::kOk) {
-    MmuNotifierBracket bracket(MmuNotifyEvent::kClear, vma->vm_mm, vma->vm_start, vma->vm_end);
-    MmuGather tlb(vma->vm_mm);
+    MmuNotifierBracket bracket(MmuNotifyEvent::kClear, mm, vma->vm_start, vma->vm_end);
+    MmuGather tlb(mm);
     zap_page_range(tlb, vma, vma->vm_start, vma->vm_end, ZapCows::kYes, ZapMarkers::kDrop);
   }
   return e;
@@ -243,7 +244,7 @@ Result<uint64_t> mmap_region(Mm* mm, File* file, uint64_t addr, uint64_t len, vm
       get_file(file);
       vma->vm_file = file;
       if (driver_mmap) {
-        Errno e = call_driver_mmap(vma);
+        Errno e = call_driver_mmap(mm, vma);
         if (e != Errno::kOk) {
           vm_area_free(vma);  // never linked: detached, no anon_vma
           if (charged) vm_unacct_memory(sys, charged);
