@@ -135,7 +135,8 @@ struct PageInfo {
   uint64_t swapcache_offset = 0;
   // What it belongs to: "anon" (an anonymous page), "file NAME" (a page-cache page of the
   // shared-memory file NAME; "dev/zero" for shared anonymous memory), or "none" (a page
-  // truncated out of its file, still mapped by a private mapping's PTE).
+  // truncated out of its file, still mapped by a private mapping's PTE, or a driver's page
+  // that vm_insert_page mapped: mirrormm/device_file.h).
   std::string owner = "none";
 };
 

@@ -590,10 +590,10 @@ Errno vm_insert_page(Vma* vma, uint64_t addr, uint64_t pfn) {
   if (!mem.valid_pfn(pfn)) return Errno::kInval;
   Page* page = mem.pfn_to_page(pfn);
   // validate_page_before_insert: a page with no reference (free), an anonymous page, a page
-  // of some page cache, device memory or the zero page cannot be a driver's page.
+  // of some page cache, a page table, device memory or the zero page cannot be a driver's.
   const uint32_t f = page->flags.load(std::memory_order_acquire);
-  if (page->refcount.load(std::memory_order_acquire) <= 0 || (f & (PG_free | PG_anon | PG_shmem | PG_reserved)) ||
-      is_zone_device_page(page))
+  if (page->refcount.load(std::memory_order_acquire) <= 0 ||
+      (f & (PG_free | PG_anon | PG_shmem | PG_pgtable | PG_reserved)) || is_zone_device_page(page))
     return Errno::kInval;
   // The first insertion makes the VMA a mixed map; the caller holds the mmap_lock for
   // write (vm_flags_set's rule), as an mmap hook does.
