@@ -347,9 +347,13 @@ void Dmirror::close() {
 
 Result<uint64_t> Dmirror::mmap(Process* p, uint64_t addr, uint64_t len, uint64_t prot, uint64_t flags,
                                uint64_t off) {
-  // The driver's hook runs only while the file is open (its private_data is valid).
-  ReadGuard<RwSem> d(detach_lock_);
-  if (!attached_) return Errno::kBadf;
+  {
+    ReadGuard<RwSem> d(detach_lock_);
+    if (!attached_) return Errno::kBadf;
+  }
+  // Not under the detach lock: mmap takes the process's lock, which ranks above it. A close()
+  // racing this mmap is harmless: the hook uses only the driver (which outlives its mirrors)
+  // and this object (which the caller keeps), as Linux's mmap holds its file reference.
   return mdevice_->sys()->mmap(p, addr, len, prot, flags, file_, off);
 }
 
