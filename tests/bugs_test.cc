@@ -204,6 +204,34 @@ struct Holder : MmuNotifier {
   static void end(MmuNotifier*, const MmuNotifierRange*) {}
 };
 
+// release-frees-notifier, deterministically: the broken shadow MMU frees its subscription in
+// release(), and the core's next touch of it is reported, whether release() came from exit
+// (then the driver's detach unregisters) or from the detach's own unregister (then the unhash
+// that follows). The correct driver, detached the same ways, is clean.
+TEST(BugScenario, ReleaseFreesNotifier) {
+  const bugs::Bug* bug = bugs::find_bug("release-frees-notifier");
+  ASSERT_NE(bug, nullptr);
+  for (bool injected : {false, true}) {
+    for (bool exit_first : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << (injected ? "injected" : "correct") << (exit_first ? ", exit" : ", detach"));
+      System sys;
+      Process* p = sys.process(1);
+      Result<Process*> child = sys.fork(p);
+      ASSERT_TRUE(child.ok());
+      auto shadow = attach_secondary_mmu(injected ? bugs::driver_kind(*bug, "shadow") : "shadow", child.value());
+      ASSERT_TRUE(shadow.ok());
+      if (exit_first) sys.exit(child.value());
+      shadow.value()->detach();
+      if (!injected) {
+        EXPECT_EQ(sys.violations(), 0u);
+        continue;
+      }
+      ASSERT_GT(sys.violations(), 0u);
+      for (const auto& [k, n] : sys.violation_kinds()) EXPECT_TRUE(bugs::caught_as(*bug, k)) << k;
+    }
+  }
+}
+
 TEST(BugScenario, KvmIgnoresInProgress) {
   const bugs::Bug* bug = bugs::find_bug("kvm-ignores-in-progress");
   ASSERT_NE(bug, nullptr);

@@ -4,8 +4,10 @@
 // `hmm2` over devices 0 and 1 and over 2 and 3.
 //
 // The model maps no huge pages (no THP, no hugetlbfs): the cases that exist to exercise them
-// report SKIP with that reason, and the cases that loop over THP on and off run the base-page
-// half. A buffer holds ints; its value at index i is what hmm-tests stores there.
+// report SKIP with that reason, and the cases that loop over THP off and on run the base-page
+// half under hmm-tests' name and report the huge-page half as a case of its own, NAME_thp,
+// which SKIPs with that reason. Every other case runs. A buffer holds ints; its value at
+// index i is what hmm-tests stores there.
 #include "mirrormm/dmirror.h"
 
 #include <atomic>
@@ -241,7 +243,7 @@ TEST_P(hmm, anon_write_prot) {
 // or shared) and perhaps migrates it; a child sees the data, opens its own mirror and writes
 // -i through it. Private memory: copy-on-write keeps the parent's data (and the child's
 // writes go to its own copies). Shared memory: nothing migrates, and the parent sees the
-// child's writes. THP on: skipped (kNoHugePages).
+// child's writes. THP on: anon_write_child_thp, skipped (kNoHugePages).
 void write_child(hmm* t, uint64_t flags) {
   const bool shared = flags == SHARED;
   for (int migrate_first : {0, 1}) {
@@ -278,6 +280,7 @@ void write_child(hmm* t, uint64_t flags) {
 }
 
 TEST_P(hmm, anon_write_child) { write_child(this, PRIV); }
+TEST_P(hmm, anon_write_child_thp) { GTEST_SKIP() << kNoHugePages; }
 
 TEST_P(hmm, anon_write_child_shared) { write_child(this, SHARED); }
 
@@ -438,9 +441,17 @@ TEST_P(hmm, anon_teardown) {
   }
 }
 
+// An mmap of the device file itself: one zeroed driver page, inserted with vm_insert_page
+// (the VMA becomes VM_MIXEDMAP). A private mapping maps it read-only, and the snapshot sees
+// a normal page: PROT_READ.
 TEST_P(hmm, mixedmap) {
-  GTEST_SKIP() << "needs an mmap of the device file (vm_insert_page into a VM_MIXEDMAP VMA), "
-                  "which the model's drivers cannot provide";
+  const uint64_t npages = 1;
+  Result<uint64_t> r = fd_->mmap(p1(), 0, npages * P, kProtRead | kProtWrite, kMapPrivate, 0);
+  ASSERT_TRUE(r.ok()) << errno_name(r.error());
+  std::vector<uint8_t> m(npages, 0xaa);
+  ASSERT_EQ(cmd(fd_, DmirrorIoctl::kSnapshot, r.value(), m.data(), npages), Errno::kOk);
+  EXPECT_EQ(cpages_, npages);
+  EXPECT_EQ(m[0], HMM_DMIRROR_PROT_READ);
 }
 
 TEST_P(hmm2, snapshot) {
@@ -591,6 +602,7 @@ TEST_P(hmm, migrate_anon_huge_free) { GTEST_SKIP() << kNoHugePages; }
 TEST_P(hmm, migrate_anon_huge_fault) { GTEST_SKIP() << kNoHugePages; }
 
 // THP off: a PMD-sized region migrated, half of it unmapped at an offset, the rest read back.
+// THP on: migrate_partial_unmap_fault_thp, skipped (kNoHugePages).
 TEST_P(hmm, migrate_partial_unmap_fault) {
   const uint64_t size = kTwoMeg, npages = size / P;
   for (uint64_t offset : {uint64_t{0}, size / 4, size / 2}) {
@@ -613,7 +625,8 @@ TEST_P(hmm, migrate_partial_unmap_fault) {
 }
 
 // THP off: the region moves (mremap MAYMOVE|FIXED, with or without DONTUNMAP) before or
-// after its migration, and the CPU reads it at its new address.
+// after its migration, and the CPU reads it at its new address. THP on:
+// migrate_remap_fault_thp, skipped (kNoHugePages).
 TEST_P(hmm, migrate_remap_fault) {
   const uint64_t size = kTwoMeg, npages = size / P;
   for (int before : {0, 1}) {
@@ -647,6 +660,9 @@ TEST_P(hmm, migrate_remap_fault) {
     }
   }
 }
+
+TEST_P(hmm, migrate_partial_unmap_fault_thp) { GTEST_SKIP() << kNoHugePages; }
+TEST_P(hmm, migrate_remap_fault_thp) { GTEST_SKIP() << kNoHugePages; }
 
 TEST_P(hmm, migrate_anon_huge_err) { GTEST_SKIP() << kNoHugePages; }
 TEST_P(hmm, migrate_anon_huge_zero_err) { GTEST_SKIP() << kNoHugePages; }

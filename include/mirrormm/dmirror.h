@@ -45,6 +45,12 @@
 //   FLAGS           set the mirror's flags (npages): FAIL_ALLOC makes the next page
 //                   allocation of a migration fail, once.
 //
+// mmap of the device file (dmirror_fops_mmap, Dmirror::mmap): the new VMA is filled with
+// zeroed driver pages, one vm_insert_page per page (mirrormm/device_file.h), which makes it
+// VM_MIXEDMAP. The driver keeps no reference: the pages live as long as the PTEs (and the
+// copies fork makes) map them. hmm-tests' `mixedmap` snapshots such a page: a private
+// mapping maps it read-only, so SNAPSHOT reports PROT_READ.
+//
 // The model maps no huge pages, so no entry is ever PMD or PUD sized, and the driver's
 // huge-page paths (MIGRATE_PFN_COMPOUND, the split fallback) do not exist. FAIL_ALLOC then
 // fails a base-page allocation: to the device, that page stays behind (-ENOENT from the read
@@ -83,6 +89,8 @@ namespace mirrormm {
 
 class Process;
 class System;
+struct File;
+struct Vma;
 class DmirrorDevice;
 struct MigrateVma;
 
@@ -170,6 +178,11 @@ class Dmirror {
   // release(): the notifier goes, then the device's memory is evicted to system memory
   // (test_hmm's dmirror_fops_release). Idempotent; the destructor calls it.
   void close();
+  // mmap(2) of this open file by p (whose descriptor table holds it: the opener or a fork
+  // child): mmap's result, or -EBADF after close(). The file stays open for the mapping's
+  // life in Linux; here its VMAs keep the file (and its name in /proc/PID/maps) but never
+  // call the driver again. -ENOMEM when the driver runs out of pages (nothing stays mapped).
+  Result<uint64_t> mmap(Process* p, uint64_t addr, uint64_t len, uint64_t prot, uint64_t flags, uint64_t off);
 
   int device() const { return dev_; }
   Mm* mm() const { return mm_; }
@@ -201,6 +214,8 @@ class Dmirror {
   };
 
   Dmirror(DmirrorDevice* mdevice, int dev, Mm* mm);
+  // dmirror_fops_mmap, the file's DeviceFileOps::mmap.
+  static Errno fops_mmap(File* file, Vma* vma, uint64_t start, uint64_t end);
   static bool invalidate(MmuIntervalNotifier* sub, const MmuNotifierRange* range, uint64_t cur_seq);
 
   // The commands, with detach_lock_ held for read and cmd a private copy.
@@ -232,6 +247,9 @@ class Dmirror {
   const int dev_;
   Mm* const mm_;  // kept alive by the notifier's mm reference while attached
   Interval notifier_;
+  // The open file of /dev/hmm_dmirrorN (its private_data is this mirror); written once at
+  // open, put by the destructor (VMAs that map it hold their own references).
+  File* file_ = nullptr;
   // Commands hold it for read, close() for write.
   RwSem detach_lock_;
   bool attached_ GUARDED_BY(detach_lock_) = false;

@@ -124,6 +124,9 @@ struct MmuNotifier {
   unsigned users = 0;  // get/put references, guarded by the subscriptions lock
   std::atomic<bool> released{false};  // release() was claimed (by exit or unregister)
   std::atomic<int> release_calls{0};  // release() calls made: more than one is a violation
+  // Set by mmu_notifier_debug_free: the driver freed the subscription; any later use by the
+  // core is reported as "notifier used after free".
+  std::atomic<bool> debug_freed{false};
 };
 
 // Registers sub on mm (mmap_lock for write, then mm_take_all_locks). The caller holds a user
@@ -145,6 +148,12 @@ Result<MmuNotifier*> mmu_notifier_get_locked(const MmuNotifierOps* ops, Mm* mm);
 void mmu_notifier_put(MmuNotifier* sub);
 // Waits for every free_notifier queued by put so far (a module's exit path).
 void mmu_notifier_synchronize();
+// What a driver's immediate kfree of its subscription is to the checker (a debug allocator's
+// poisoning): the memory stays with its owner, but every later touch by the core (an SRCU
+// reader still on it, unregister's unhash) is reported as "notifier used after free". Only
+// broken driver variants call it: a correct driver frees through mmu_notifier_put, whose
+// free_notifier runs after an SRCU grace period.
+void mmu_notifier_debug_free(MmuNotifier* sub);
 
 // ---- interval notifiers ----
 

@@ -161,6 +161,7 @@ enum class ModelOp : uint8_t {
   kHmmCheckExclusive,  // hmm check_exclusive M ADDR NPAGES
   kHmmRelease,         // hmm release M
   kHmmFailAlloc,       // hmm fail_alloc M
+  kHmmMmap,            // hmm mmap M ADDR LEN PROT FLAGS
 };
 
 // The protocol of `dev attach`: DeviceMirror::Mode, or another kind of the SecondaryMmu

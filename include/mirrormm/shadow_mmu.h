@@ -48,6 +48,9 @@ class ShadowMmu : public SecondaryMmuTable<SpinLock, SpinGuard, ShadowSpte> {
     kIgnoreInProgress,  // "broken-inprogress": a fault checks only mmu_invalidate_seq, not
                         // mmu_invalidate_in_progress, so it maps what an invalidation that
                         // has started (and not yet ended) is taking away
+    kFreeInRelease,  // "broken-release-free": release() frees the subscription at once
+                     // (mmu_notifier_debug_free) instead of after an SRCU grace period, and
+                     // the core's later touches of it are uses after free
   };
   // Attaches to p with the memslot [start, start+length). Errors as attach_secondary_mmu.
   static Result<std::unique_ptr<ShadowMmu>> attach(Process* p, uint64_t start = 0, uint64_t length = kUserSpaceEnd,

@@ -83,6 +83,9 @@ struct SmapsEntry {
   uint64_t pss_locked = 0;  // Locked: the pss of a VM_LOCKED VMA, else 0
   bool vm_locked = false;       // VmFlags "lo" (VM_LOCKED)
   bool vm_lockonfault = false;  // VmFlags "lf" (VM_LOCKONFAULT)
+  // The whole VmFlags line after "VmFlags: " (show_smap_vma_flags): the two-letter names of
+  // the VMA's flags in bit order, each followed by a space ("rd wr mr mw me ac ").
+  std::string vm_flags;
 };
 
 // One entry in the layout of the `smaps` result line of the script format:
@@ -132,7 +135,8 @@ struct PageInfo {
   uint64_t swapcache_offset = 0;
   // What it belongs to: "anon" (an anonymous page), "file NAME" (a page-cache page of the
   // shared-memory file NAME; "dev/zero" for shared anonymous memory), or "none" (a page
-  // truncated out of its file, still mapped by a private mapping's PTE).
+  // truncated out of its file, still mapped by a private mapping's PTE, or a driver's page
+  // that vm_insert_page mapped: mirrormm/device_file.h).
   std::string owner = "none";
 };
 

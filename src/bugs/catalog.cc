@@ -120,6 +120,16 @@ std::vector<Bug> make_catalog() {
   c.back().stress_finds = false;  // usually within seconds, not reliably within a minute
   c.back().scenario = "BugScenario.KvmIgnoresInProgress in tests/bugs_test.cc";
   c.push_back(driver_bug(
+      "release-frees-notifier", 2014, "driver",
+      "a driver freed its subscription inside its release() callback, while the notifier core (an SRCU "
+      "reader walking the list, unregister's unhash) could still reach it: a use after free",
+      "mmu_notifier: add call_srcu and sync function for listener to delay call and sync (later "
+      "mmu_notifier_put with free_notifier)",
+      {"notifier used after free"}, "shadow:broken-release-free"));
+  // Its stress setup attaches plain shadow MMUs, which the injection turns into the broken
+  // variant, so that the same setup without the bug runs the correct driver.
+  c.back().drivers = {"shadow"};
+  c.push_back(driver_bug(
       "skip-read-retry", 2019, "driver",
       "a mirroring driver installed what it looked up without mmu_interval_read_retry, after an "
       "invalidation it raced had already passed",

@@ -248,7 +248,8 @@ uint64_t System::debug_check_consistency() {
     if (rc < n + cache_ref)
       bad(fmt::format("frame {}: refcount {} below {} mappings + {} cache", mem_->page_to_pfn(page), rc, n, cache_ref));
     // The reverse map: a walk from the page's anon_vma or file finds every PTE that maps it,
-    // and every hit is one of them.
+    // and every hit is one of them. A driver's page has no rmap identity: nothing to walk.
+    if (page->test(PG_driver)) continue;
     int hits = 0;
     std::string found_at;
     RmapWalkControl rwc;

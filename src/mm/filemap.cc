@@ -177,6 +177,7 @@ uint64_t filemap_write_and_wait_range(ShmemInode* inode, uint64_t first, uint64_
 }
 
 Errno vfs_fsync_range(ShmemInode* inode, uint64_t start, uint64_t end) {
+  if (inode->is_device()) return Errno::kInval;  // a character device has no ->fsync
   if (start > end) return Errno::kOk;
   (void)filemap_write_and_wait_range(inode, start >> kPageShift, end >> kPageShift);
   return Errno::kOk;

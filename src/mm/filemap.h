@@ -100,7 +100,7 @@ uint64_t filemap_write_and_wait_range(ShmemInode* inode, uint64_t first, uint64_
 
 // vfs_fsync_range for the byte range [start, end] of a file: a regular file's dirty pages of
 // the range are written back; shared memory's fsync does nothing (noop_fsync). Never fails
-// on the model disk.
+// on the model disk; a character device has no fsync (-EINVAL).
 Errno vfs_fsync_range(ShmemInode* inode, uint64_t start, uint64_t end);
 
 // read(2)/pread(2) of a file at byte offset pos (filemap_read, shmem_file_read_iter): up to

@@ -290,7 +290,7 @@ Result<uint64_t> mm_get_pfn(Mm* mm, uint64_t addr, bool fault, bool write, bool*
 // Two tiers. Always (the checker on or off): the frame exists, is allocated, and holds user
 // data; the access pins it. This is what keeps a broken driver or kernel from writing into a
 // page table, a free frame or a frame being set up: page tables (PG_pgtable) and fresh frames
-// carry neither PG_anon nor PG_shmem, and a pinned frame cannot change hands. With the
+// carry none of PG_anon, PG_shmem and PG_driver, and a pinned frame cannot change hands. With the
 // checker on, the declared mapping must also still be coherent (mmu_checker_device_access).
 bool device_access_pfn(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, void* buf, uint64_t len, bool write) {
   PhysMem& mem = mm->mem();
@@ -311,7 +311,7 @@ bool device_access_pfn(const void* sub, Mm* mm, uint64_t addr, uint64_t pfn, voi
   if (!zero && !PhysMem::get_page_unless_zero(page))
     return refuse(write ? "device write to a freed frame" : "device read from a freed frame", "the frame is free");
   const uint32_t flags = page->flags.load(std::memory_order_acquire);
-  if (!zero && ((flags & (PG_free | PG_pgtable)) || !(flags & (PG_anon | PG_shmem)))) {
+  if (!zero && ((flags & (PG_free | PG_pgtable)) || !(flags & (PG_anon | PG_shmem | PG_driver)))) {
     mem.put_page(page);
     return refuse(write ? "device write to a foreign frame" : "device read from a foreign frame",
                   (flags & PG_pgtable) ? "the frame is a page table" : "the frame holds no user data");

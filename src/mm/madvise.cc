@@ -452,6 +452,10 @@ Errno madvise_remove_range(Mm* mm, uint64_t start, uint64_t end) EXCLUDES(mm->mm
       get_file(file);
       first = vma->linear_page_index(start);
     }
+    if (file->inode->is_device()) {
+      fput(file);
+      return Errno::kNoDev;  // vfs_fallocate: neither a regular file nor a block device
+    }
     file->inode->punch_hole(first, first + ((tmp - start) >> kPageShift));
     fput(file);
     start = tmp;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "mirrormm/base/tsan.h"
+#include "mirrormm/device_file.h"
 #include "mm/filemap.h"
 #include "mm/internal.h"
 #include "mm/lru.h"
@@ -582,6 +583,40 @@ unsigned remove_device_exclusive_entry(Vma* vma, uint64_t addr, pte_t* ptep, pte
 
 }  // namespace
 
+Errno vm_insert_page(Vma* vma, uint64_t addr, uint64_t pfn) {
+  Mm* mm = vma->vm_mm;
+  PhysMem& mem = mem_of(vma);
+  if (addr < vma->vm_start || addr >= vma->vm_end || offset_in_page(addr)) return Errno::kFault;
+  if (!mem.valid_pfn(pfn)) return Errno::kInval;
+  Page* page = mem.pfn_to_page(pfn);
+  // validate_page_before_insert: a page with no reference (free), an anonymous page, a page
+  // of some page cache, a page table, device memory or the zero page cannot be a driver's.
+  const uint32_t f = page->flags.load(std::memory_order_acquire);
+  if (page->refcount.load(std::memory_order_acquire) <= 0 ||
+      (f & (PG_free | PG_anon | PG_shmem | PG_pgtable | PG_reserved)) || is_zone_device_page(page))
+    return Errno::kInval;
+  // The first insertion makes the VMA a mixed map; the caller holds the mmap_lock for
+  // write (vm_flags_set's rule), as an mmap hook does.
+  if (!(vma->vm_flags & VM_MIXEDMAP)) {
+    mmap_assert_write_locked(mm);
+    MM_BUG_ON(vma->vm_flags & VM_PFNMAP);
+    vma_add_flags(vma, VM_MIXEDMAP);
+  }
+  pte_t* ptep = pte_alloc(mm, addr, Gfp::kUser);
+  if (!ptep) return Errno::kNoMem;
+  // insert_page_into_pte_locked: mk_pte with the VMA's protection; the PTE holds a
+  // reference and a file mapcount (folio_add_file_rmap_pte), counted as a file page.
+  const pgprot_t prot = std::atomic_ref<pgprot_t>(vma->vm_page_prot).load(std::memory_order_relaxed);
+  SpinGuard g(pte_lockptr(mm, ptep));
+  if (!pte_none(ptep_get(ptep))) return Errno::kBusy;
+  mem.get_page(page);
+  page->set(PG_driver);
+  page->mapcount.fetch_add(1, std::memory_order_relaxed);
+  mm->add_rss(MM_SHMEMPAGES, 1);
+  set_pte(ptep, pfn_pte(pfn, prot));
+  return Errno::kOk;
+}
+
 void restore_exclusive_pte(Vma* vma, Page* page, uint64_t addr, pte_t* ptep, pteval_t orig) {
   MM_BUG_ON(!page->test(PG_locked));
   PhysMem& mem = mem_of(vma);
@@ -617,6 +652,9 @@ unsigned handle_mm_fault(Vma* vma, uint64_t addr, unsigned flags) {
   if (const System::FaultGate& gate = mm->sys()->debug_fault_gate()) gate(addr);
   if (pte_none(v)) {
     if (vma->is_anonymous()) return do_anonymous_page(vma, addr, ptep, flags);
+    // do_fault: a device file's VMA has no ->fault (its driver filled it at mmap time), so
+    // an address it did not fill, or whose page was zapped, is a bus error.
+    if (vma->vm_file->inode->is_device()) return VM_FAULT_SIGBUS;
     return do_shmem_fault(vma, addr, ptep, flags);
   }
   // handle_pte_marker: a guard marker is a hole the process asked for.

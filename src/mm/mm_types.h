@@ -100,13 +100,21 @@ inline void anon_vma_assert_write_locked(AnonVma* av, AnonVma* locked) ASSERT_CA
   if constexpr (kDebugChecks) MM_BUG_ON(lockdep::held_by_me(&locked->root->rwsem) == lockdep::Held::kNo);
 }
 
-// An open file description (struct file) of a shared-memory file. VMAs that map it hold a
-// reference; merging compares File pointers, not inodes.
+struct DeviceFileOps;
+
+// An open file description (struct file) of a shared-memory file, a regular file or a
+// character device (whose inode, InodeKind::kDevice, has no pages of its own: a driver's
+// f_op->mmap fills its mappings, mirrormm/device_file.h). VMAs that map it hold a reference;
+// merging compares File pointers, not inodes.
 // Lifecycle: refcount; the last put drops the inode reference.
 struct File {
   ShmemInode* inode = nullptr;  // written once
   std::atomic<int> refcount{1};
   bool writable = false;        // f_mode & FMODE_WRITE; written once
+  // A character device's file operations and the driver's private_data; written once at
+  // open, null for the other kinds.
+  const DeviceFileOps* f_op = nullptr;
+  void* private_data = nullptr;
 };
 
 class Mm;

@@ -2,7 +2,9 @@
 // mm/vma.c's unmap half, mm/util.c's accounting).
 #include <algorithm>
 
+#include "mirrormm/device_file.h"
 #include "mm/filemap.h"
+#include "mm/tlb.h"
 #include "mm/internal.h"
 #include "mm/rmap.h"
 #include "mm/mmu_notifier_internal.h"
@@ -153,6 +155,22 @@ void complete_munmap_vmas(Mm* mm, const std::vector<Vma*>& vmas, uint64_t floor,
   if (unacct) vm_unacct_memory(mm->sys(), unacct);
 }
 
+// __mmap_new_file_vma's mmap_file for a device file: the driver's f_op->mmap fills the new
+// VMA (not linked yet, the mmap_lock held for write) with the protection the VMA will have.
+// When the hook fails, whatever it inserted is zapped (unmap_region) before the VMA goes.
+Errno call_driver_mmap(Mm* mm, Vma* vma) REQUIRES(mm->mmap_lock_) {
+  MM_BUG_ON(vma->vm_mm != mm);
+  vma_set_page_prot(vma);
+  File* file = vma->vm_file;
+  const Errno e = file->f_op->mmap(file, vma, vma->vm_start, vma->vm_end);
+  if (e != Errno::kOk) {
+    MmuNotifierBracket bracket(MmuNotifyEvent::kClear, mm, vma->vm_start, vma->vm_end);
+    MmuGather tlb(mm);
+    zap_page_range(tlb, vma, vma->vm_start, vma->vm_end, ZapCows::kYes, ZapMarkers::kDrop);
+  }
+  return e;
+}
+
 // shmem_zero_setup: a shared anonymous mapping gets its own shmem file.
 Errno shmem_zero_setup(Vma* vma) {
   System* sys = vma->vm_mm->sys();
@@ -212,7 +230,10 @@ Result<uint64_t> mmap_region(Mm* mm, File* file, uint64_t addr, uint64_t len, vm
   vmg.vm_flags = vm_flags;
   vmg.file = file;
   Vma* vma = nullptr;
-  if (vmg.prev || vmg.next) vma = vma_merge_new_range(vmg);
+  // A device file's mapping is the driver's to fill, and becomes VM_MIXEDMAP (VM_SPECIAL):
+  // it never merges, so it always gets a VMA of its own.
+  const bool driver_mmap = file && file->f_op && file->f_op->mmap;
+  if ((vmg.prev || vmg.next) && !driver_mmap) vma = vma_merge_new_range(vmg);
   if (!vma) {
     vma = vm_area_alloc(mm);
     vma->vm_start = addr;
@@ -222,6 +243,14 @@ Result<uint64_t> mmap_region(Mm* mm, File* file, uint64_t addr, uint64_t len, vm
     if (file) {
       get_file(file);
       vma->vm_file = file;
+      if (driver_mmap) {
+        Errno e = call_driver_mmap(mm, vma);
+        if (e != Errno::kOk) {
+          vm_area_free(vma);  // never linked: detached, no anon_vma
+          if (charged) vm_unacct_memory(sys, charged);
+          return e;
+        }
+      }
     } else if (vm_flags & VM_SHARED) {
       // The shmem file (and its accounting) is set up after the old mappings were cleared:
       // when it fails, they stay gone (vms_abort_munmap_vmas leaves the gap).

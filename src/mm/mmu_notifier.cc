@@ -65,6 +65,21 @@ bool broken(const Mm* mm, System::DebugBreak b) { return mm->sys()->debug_broken
 // Calls sub's release() if this caller claims it (exit and unregister race for the claim,
 // and the loser calls nothing). A second call is reported: a driver's release() tears down
 // its secondary MMU and may free what a second call would use.
+// A subscription its driver freed (mmu_notifier_debug_free) must never be reached again by
+// the core: SRCU readers may still be on it only if the driver waited for a grace period
+// before freeing it (mmu_notifier_put's free_notifier). Reports the use and tells the caller
+// to leave the subscription alone (the memory is poisoned, not gone, so the walk may follow
+// its next pointer).
+bool used_after_free(const MmuNotifier* sub, Mm* mm, const char* what) {
+  if (!sub->debug_freed.load(std::memory_order_acquire)) return false;
+  mm->sys()->report_violation(
+      "notifier used after free",
+      std::string("mmu_notifier: ") + what +
+          " reached a subscription its driver freed in release() (a free must wait for an SRCU grace period: "
+          "mmu_notifier_put and free_notifier)");
+  return true;
+}
+
 void call_release(MmuNotifier* sub, Mm* mm) {
   if (sub->released.exchange(true, std::memory_order_acq_rel) && !broken(mm, System::DebugBreak::kReleaseTwice))
     return;
@@ -240,7 +255,7 @@ Errno mn_hlist_invalidate_range_start(MmuNotifierSubscriptions* subs, const MmuN
   int started_with_end = 0;  // subscribers whose start succeeded and that have an end
   SrcuReadGuard r;
   for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire)) {
-    if (!s->ops->invalidate_range_start) continue;
+    if (used_after_free(s, range->mm, "invalidate_range_start") || !s->ops->invalidate_range_start) continue;
     trace::Span span(trace::Kind::kInvalidate, s, range->start, range->end, trace::invalidate_arg(range));
     int rc = s->ops->invalidate_range_start(s, range);
     if (rc == 0) {
@@ -261,7 +276,7 @@ Errno mn_hlist_invalidate_range_start(MmuNotifierSubscriptions* subs, const MmuN
     int ended = 0;
     if (!broken(range->mm, System::DebugBreak::kNonblockStartSkipsEnds)) {
       for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire)) {
-        if (!s->ops->invalidate_range_end) continue;
+        if (used_after_free(s, range->mm, "invalidate_range_end") || !s->ops->invalidate_range_end) continue;
         s->ops->invalidate_range_end(s, range);
         ended++;
       }
@@ -326,7 +341,8 @@ void __mmu_notifier_invalidate_range_end_checked(MmuNotifierRange* range) {
     if (subs->list.load(std::memory_order_acquire)) {
       SrcuReadGuard r;
       for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire))
-        if (s->ops->invalidate_range_end) s->ops->invalidate_range_end(s, range);
+        if (!used_after_free(s, range->mm, "invalidate_range_end") && s->ops->invalidate_range_end)
+          s->ops->invalidate_range_end(s, range);
     }
   }
 }
@@ -377,7 +393,8 @@ void __mmu_notifier_arch_invalidate_secondary_tlbs(Mm* mm, uint64_t start, uint6
   {
     SrcuReadGuard r;
     for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire))
-      if (s->ops->arch_invalidate_secondary_tlbs) s->ops->arch_invalidate_secondary_tlbs(s, mm, start, end);
+      if (!used_after_free(s, mm, "arch_invalidate_secondary_tlbs") && s->ops->arch_invalidate_secondary_tlbs)
+        s->ops->arch_invalidate_secondary_tlbs(s, mm, start, end);
   }
   checker_tlb_flush_end(mm, start, end, begun);
 }
@@ -395,7 +412,7 @@ int young_walk(Mm* mm, Fn fn) {
   SrcuReadGuard r;
   int young = 0;
   for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire))
-    if (fn(s, &young)) break;
+    if (!used_after_free(s, mm, "clear_young") && fn(s, &young)) break;
   return young;
 }
 }  // namespace
@@ -495,6 +512,9 @@ Errno mmu_notifier_register(MmuNotifier* sub, Mm* mm) {
 }
 
 void mmu_notifier_unregister(MmuNotifier* sub, Mm* mm) {
+  // A release() that exit called may have freed it: then every line below is a use after
+  // free. Reported, and carried out (the model's memory is still the driver's).
+  (void)used_after_free(sub, mm, "mmu_notifier_unregister");
   MmuNotifierSubscriptions* subs = subs_of(mm);
   if (!subs || sub->mm != mm) {
     warn(mm, "mmu_notifier_unregister of a subscription not registered on this mm");
@@ -510,6 +530,9 @@ void mmu_notifier_unregister(MmuNotifier* sub, Mm* mm) {
       SrcuReadGuard r;
       call_release(sub, mm);
     }
+    // Unhashing touches the subscription: a release() that freed it makes this a use after
+    // free (which is why a driver frees through mmu_notifier_put instead).
+    (void)used_after_free(sub, mm, "mmu_notifier_unregister's unhash");
     SpinGuard g(subs->lock);
     hlist_del_init_rcu(sub);
   }
@@ -566,6 +589,8 @@ void mmu_notifier_put(MmuNotifier* sub) {
 }
 
 void mmu_notifier_synchronize() { srcu_barrier(); }
+
+void mmu_notifier_debug_free(MmuNotifier* sub) { sub->debug_freed.store(true, std::memory_order_release); }
 
 // ---- interval notifiers ----
 

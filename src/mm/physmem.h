@@ -77,6 +77,11 @@ enum PageFlags : uint32_t {
   // Mapped by a VM_LOCKED VMA (mlock_folio): the page is unevictable. Set and cleared under
   // the LRU lock together with PG_unevictable (mm/mlock.cc).
   PG_mlocked = 1u << 19,
+  // A driver's page that vm_insert_page mapped into user space (mirrormm/device_file.h):
+  // user data, like an anonymous or page-cache page, but with no rmap identity (mapping is
+  // null) and on no LRU list. Set when first inserted, cleared when the frame is freed.
+  // (Linux has no such flag; the model needs it to tell these pages from kernel frames.)
+  PG_driver = 1u << 20,
 };
 
 struct DevPagemap;

@@ -61,7 +61,9 @@ class ShmemInode;
 class System;
 
 // What backs an inode's page cache: swap (shared memory) or the model disk (a regular file).
-enum class InodeKind : uint8_t { kShmem, kRegular };
+// A character device's inode (kDevice) has an i_mmap tree for its mappings but no page
+// cache: its pages are the driver's, inserted by its mmap (vm_insert_page).
+enum class InodeKind : uint8_t { kShmem, kRegular, kDevice };
 
 // shmem_swaplist: the inodes of one System that hold swap entries, for swapoff. An inode is on
 // it exactly while it holds at least one swap entry (ShmemInode::nr_swapped_ > 0): it adds and
@@ -93,6 +95,7 @@ class ShmemInode {
   const std::string& name() const { return name_; }
   InodeKind kind() const { return kind_; }
   bool is_regular() const { return kind_ == InodeKind::kRegular; }
+  bool is_device() const { return kind_ == InodeKind::kDevice; }
   // A regular file's blocks on the model disk; nullptr for shared memory.
   DiskBlocks* disk() const { return disk_.get(); }
   System* sys() const { return sys_; }

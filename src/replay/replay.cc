@@ -352,7 +352,8 @@ std::string Replayer::run_model_only(const Command& c) {
     case ModelOp::kHmmExclusive:
     case ModelOp::kHmmCheckExclusive:
     case ModelOp::kHmmRelease:
-    case ModelOp::kHmmFailAlloc: break;
+    case ModelOp::kHmmFailAlloc:
+    case ModelOp::kHmmMmap: break;
   }
   return "-EINVAL";
 }
@@ -388,6 +389,12 @@ std::string Replayer::run_hmm(const Command& c) {
     return "0";
   }
   Dmirror& m = *hmm_mirrors_[c.mirror];
+  if (c.model == ModelOp::kHmmMmap) {
+    Process* p = sys_->process(c.pid);
+    if (!p) return err(Errno::kSrch);
+    Result<uint64_t> r = m.mmap(p, c.addr, c.len, uint64_t{c.prot}, script::linux_map_flags(c.map_flags), 0);
+    return r.ok() ? fmt::format("0x{:x}", r.value()) : err(r.error());
+  }
   HmmDmirrorCmd cmd;
   cmd.addr = c.addr;
   cmd.npages = c.len;

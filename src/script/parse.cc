@@ -494,9 +494,11 @@ constexpr HmmWord kHmmWords[] = {
     {"check_exclusive", ModelOp::kHmmCheckExclusive, 3, "M ADDR NPAGES"},
     {"release", ModelOp::kHmmRelease, 1, "M"},
     {"fail_alloc", ModelOp::kHmmFailAlloc, 1, "M"},
+    {"mmap", ModelOp::kHmmMmap, 5, "M ADDR LEN PROT FLAGS"},
 };
 constexpr const char* kHmmSubcommands =
-    "open, close, read, write, migrate, migrate_sys, snapshot, exclusive, check_exclusive, release or fail_alloc";
+    "open, close, read, write, migrate, migrate_sys, snapshot, exclusive, check_exclusive, release, fail_alloc or "
+    "mmap";
 
 void parse_hmm(const std::vector<std::string_view>& args, Command* c) {
   if (args.empty()) throw ParseError{std::string("hmm: missing subcommand (") + kHmmSubcommands + ")"};
@@ -517,6 +519,18 @@ void parse_hmm(const std::vector<std::string_view>& args, Command* c) {
   }
   c->mirror = r.number(0, "M");
   if (word->arity == 1) return;
+  if (word->op == ModelOp::kHmmMmap) {
+    // mmap of the mirror's device file: mmap's PROT and FLAGS, a mapping type and no anon.
+    c->addr = r.number(1, "ADDR");
+    c->len = r.number(2, "LEN");
+    c->prot = r.prot(r.arg(3), r.arg(3));
+    c->map_flags = parse_words(r, r.arg(4), kMapWords, "FLAGS");
+    const uint32_t type = c->map_flags & kMapTypes;
+    if (type == 0 || (type & (type - 1)) != 0)
+      r.fail("bad FLAGS " + quoted(r.arg(4)) + ": exactly one of private/shared/shared_validate/droppable is required");
+    if (c->map_flags & kMapAnon) r.fail("bad FLAGS " + quoted(r.arg(4)) + ": anon maps no file");
+    return;
+  }
   c->addr = r.number(1, "ADDR");
   c->len = r.number(2, "NPAGES");
   if (word->op == ModelOp::kHmmWrite) c->seed = r.number(3, "SEED");
@@ -879,6 +893,16 @@ std::string format(const Command& c) {
       append_hex(&s, c.addr);
       s += ' ' + std::to_string(c.len);
       if (c.model == ModelOp::kHmmWrite) s += ' ' + std::to_string(c.seed);
+      return s;
+    case ModelOp::kHmmMmap:
+      s += "hmm mmap " + std::to_string(c.mirror) + ' ';
+      append_hex(&s, c.addr);
+      s += ' ';
+      append_hex(&s, c.len);
+      s += ' ';
+      append_prot(&s, c.prot);
+      s += ' ';
+      append_words(&s, c.map_flags, kMapWords);
       return s;
   }
   switch (c.op) {

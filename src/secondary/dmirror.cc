@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "mirrormm/base/tsan.h"
+#include "mirrormm/device_file.h"
 #include "mirrormm/gup.h"
 #include "mirrormm/hmm.h"
 #include "mirrormm/migrate_device.h"
@@ -73,6 +74,7 @@ HmmRange hmm_range(MmuIntervalNotifier* notifier, uint64_t start, uint64_t end, 
 class DmirrorDevice {
  public:
   DmirrorDevice(System* sys, int dev, DmirrorConfig config) : sys_(sys), dev_(dev), config_(config) {}
+  System* sys() const { return sys_; }
   ~DmirrorDevice() {
     evict_all();
     MutexGuard g(devmem_lock_);
@@ -294,7 +296,13 @@ Result<std::unique_ptr<Dmirror>> DmirrorDriver::open(int dev, Process* p) {
   if (dev < 0 || dev >= kNDevices) return Errno::kNoDev;
   Mm* mm = get_task_mm(p);
   if (!mm) return Errno::kSrch;
+  static const DeviceFileOps fops = [] {
+    DeviceFileOps o;
+    o.mmap = &Dmirror::fops_mmap;
+    return o;
+  }();
   std::unique_ptr<Dmirror> m(new Dmirror(devices_[dev].get(), dev, mm));
+  m->file_ = open_device_file(sys_, "/dev/hmm_dmirror" + std::to_string(dev), &fops, m.get(), /*writable=*/true);
   const Errno e = mmu_interval_notifier_insert(&m->notifier_, mm, 0, SecondaryMmu::kUserSpaceEnd, &ops);
   mmput_ref(mm);
   if (e != Errno::kOk) return e;
@@ -316,6 +324,7 @@ Dmirror::Dmirror(DmirrorDevice* mdevice, int dev, Mm* mm) : mdevice_(mdevice), d
 
 Dmirror::~Dmirror() {
   close();
+  if (file_) put_device_file(file_);
   mmu_checker_name(this, "");  // this address may name another subscriber next
 }
 
@@ -334,6 +343,33 @@ void Dmirror::close() {
   }
   mdevice_->remove_mirror(this);
   mdevice_->evict_all();
+}
+
+Result<uint64_t> Dmirror::mmap(Process* p, uint64_t addr, uint64_t len, uint64_t prot, uint64_t flags,
+                               uint64_t off) {
+  {
+    ReadGuard<RwSem> d(detach_lock_);
+    if (!attached_) return Errno::kBadf;
+  }
+  // Not under the detach lock: mmap takes the process's lock, which ranks above it. A close()
+  // racing this mmap is harmless: the hook uses only the driver (which outlives its mirrors)
+  // and this object (which the caller keeps), as Linux's mmap holds its file reference.
+  return mdevice_->sys()->mmap(p, addr, len, prot, flags, file_, off);
+}
+
+// dmirror_fops_mmap: a zeroed page per page of the VMA. vm_insert_page takes the PTE's
+// reference; the allocation's goes right after, so the mapping alone keeps the page.
+Errno Dmirror::fops_mmap(File* file, Vma* vma, uint64_t start, uint64_t end) {
+  Dmirror* m = static_cast<Dmirror*>(device_file_private_data(file));
+  System* sys = m->mdevice_->sys();
+  for (uint64_t addr = start; addr < end; addr += kPage) {
+    const uint64_t pfn = alloc_driver_page(sys);
+    if (!pfn) return Errno::kNoMem;
+    const Errno e = vm_insert_page(vma, addr, pfn);
+    put_page_pfn(sys, pfn);
+    if (e != Errno::kOk) return e;
+  }
+  return Errno::kOk;
 }
 
 // dmirror_interval_invalidate. The range's last page is dropped too, as test_hmm's

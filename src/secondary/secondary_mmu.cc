@@ -112,7 +112,7 @@ struct Registry {
                                 DeviceMirror::Mode::kClassic));
     kinds.push_back(kind_of<ShadowMmu>(
         "shadow", "a KVM-style shadow MMU: mmu_invalidate_seq/in_progress, accessed bits and the aging callbacks",
-        {"broken-aging", "broken-keep", "broken-inprogress"}));
+        {"broken-aging", "broken-keep", "broken-inprogress", "broken-release-free"}));
     kinds.push_back(kind_of<SvaIotlb>(
         "iotlb", "an SVA IOMMU's IOTLB over the CPU page tables, kept coherent by arch_invalidate_secondary_tlbs",
         {"broken-keep", "broken-upgrade"}));

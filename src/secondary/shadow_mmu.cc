@@ -17,6 +17,7 @@ const char* variant_name(ShadowMmu::Broken b) {
     case ShadowMmu::Broken::kNoAging: return ":broken-aging";
     case ShadowMmu::Broken::kKeepMappings: return ":broken-keep";
     case ShadowMmu::Broken::kIgnoreInProgress: return ":broken-inprogress";
+    case ShadowMmu::Broken::kFreeInRelease: return ":broken-release-free";
     case ShadowMmu::Broken::kNone: break;
   }
   return "";
@@ -110,6 +111,9 @@ void ShadowMmu::release(MmuNotifier* sub, Mm* mm) {
   s->released_ = true;
   s->log_.record_release();
   s->drop_locked(0, ~0ull);
+  // The broken variant frees its subscription here, as drivers did before Linux gave them
+  // mmu_notifier_put: the core may still be on it (an SRCU reader, unregister's unhash).
+  if (s->broken_ == Broken::kFreeInRelease) mmu_notifier_debug_free(sub);
 }
 
 int ShadowMmu::clear_young(MmuNotifier* sub, Mm* mm, uint64_t start, uint64_t end) {
