@@ -274,10 +274,8 @@ void madvise_free_range(Vma* vma, uint64_t start, uint64_t end) {
 Errno madvise_guard_install(Vma* vma, uint64_t start, uint64_t end) REQUIRES(vma->vm_mm->mmap_lock_) {
   Mm* mm = vma->vm_mm;
   if (!is_valid_guard_vma(vma, /*allow_locked=*/false)) return Errno::kInval;
-  // The anon_vma first, while the flags are still those of the neighbours it may share one
-  // with (find_mergeable_anon_vma compares them).
-  if (vma->is_anonymous() && anon_vma_prepare(vma) != Errno::kOk) return Errno::kNoMem;
   vma_set_flags(vma, vma->vm_flags | VM_MAYBE_GUARD);
+  if (vma->is_anonymous() && anon_vma_prepare(vma) != Errno::kOk) return Errno::kNoMem;
   {
     MmuNotifierBracket bracket(MmuNotifyEvent::kClear, mm, start, end);
     MmuGather tlb(mm);
