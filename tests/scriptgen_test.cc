@@ -251,10 +251,12 @@ TEST(ScriptGen, FilesAndAllProfilesCoverage) {
     // The files profile keeps the older ten advice words; all has every one, and the
     // locking commands.
     EXPECT_EQ(cov.advice.size(), p == Profile::kFiles ? 10u : 17u);
-    if (p == Profile::kAll)
+    if (p == Profile::kAll) {
       for (Op op : {Op::kMlock, Op::kMunlock, Op::kMlockall, Op::kMunlockall, Op::kSetrlimit, Op::kMlocked,
-                    Op::kMseal, Op::kPmadvise})
+                    Op::kMseal, Op::kPmadvise}) {
         EXPECT_TRUE(cov.ops.count(op)) << "op " << static_cast<int>(op);
+      }
+    }
     EXPECT_TRUE(cov.map_bits.count(script::kMapRofd));
     EXPECT_LE(cov.max_live, 6u);
   }

@@ -271,7 +271,7 @@ void page_cache_release(Lruvec& lruvec, Page* const* pages, size_t n) EXCLUDES(l
 
 // ---- checkers (quiescent points) ----
 
-// Calls fn(page) once per reference held by a per-CPU add batch.
+// Calls fn(page) once per reference held by a per-CPU add or mlock batch.
 template <class Fn>
 void debug_for_each_lru_batched(PhysMem& mem, Fn fn);
 // Checks every list: links consistent in both directions, each page PG_lru, on the list its
@@ -286,6 +286,12 @@ void debug_for_each_lru_batched(PhysMem& mem, Fn fn) {
     SpinGuard g(s.lock);
     const int nr = s.nr.load(std::memory_order_relaxed);
     for (int k = 0; k < nr; k++) fn(s.pages[k]);
+  }
+  for (int i = 0; i < LruAddBatches::kSlots; i++) {
+    LruAddBatches::Slot& s = mem.lru_add_batches().slot(i);
+    SpinGuard g(s.mlock_lock);
+    const int nr = s.mlock_nr.load(std::memory_order_relaxed);
+    for (int k = 0; k < nr; k++) fn(s.mlock[k].page);
   }
 }
 
