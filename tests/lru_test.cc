@@ -158,7 +158,12 @@ TEST_F(LruTest, CopyOnWriteReusesAPageOnlyAnAddBatchAlsoHolds) {
   map(p1(), W, P);
   ASSERT_TRUE(fill(p1(), W, P, 1).ok());
   Process* child = sys().fork(p1()).value();
-  ASSERT_TRUE(sys().madvise(child, W, P, kMadvDontneed).ok());  // a zap that drains nothing
+  {
+    // A zap on another CPU: its page free drains that CPU's batches (free_pages_and_swap_cache),
+    // not CPU 0's, which holds the page.
+    AsCpu cpu(1);
+    ASSERT_TRUE(sys().madvise(child, W, P, kMadvDontneed).ok());
+  }
   Page* page = page_at(p1(), W);
   ASSERT_FALSE(page->test(PG_anon_exclusive));
   ASSERT_EQ(page->refcount.load(), 2);  // the PTE and CPU 0's add batch

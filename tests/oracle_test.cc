@@ -92,6 +92,7 @@ TEST(Oracle, RandomAnonymousScriptsMatchTheHost) { run_profile("anon"); }
 TEST(Oracle, RandomFileScriptsMatchTheHost) { run_profile("files"); }
 TEST(Oracle, RandomMixedScriptsMatchTheHost) { run_profile("all"); }
 TEST(Oracle, RandomAdviceScriptsMatchTheHost) { run_profile("advise"); }
+TEST(Oracle, RandomLockScriptsMatchTheHost) { run_profile("lock"); }
 
 // ---- the campaign's summary, on given scripts ----
 

@@ -248,8 +248,15 @@ TEST(ScriptGen, FilesAndAllProfilesCoverage) {
     for (Op op : {Op::kMmap, Op::kMunmap, Op::kMprotect, Op::kMadvise, Op::kMremap, Op::kWrite, Op::kRead,
                   Op::kMincore, Op::kMaps, Op::kSmaps, Op::kFork, Op::kExit, Op::kMemfd, Op::kTruncate})
       EXPECT_TRUE(cov.ops.count(op)) << "op " << static_cast<int>(op);
-    // Both keep the older ten advice words (the newer ones have the advise profile).
-    EXPECT_EQ(cov.advice.size(), 10u);
+    // The files profile keeps the older ten advice words; all has every one, and the
+    // locking commands.
+    EXPECT_EQ(cov.advice.size(), p == Profile::kFiles ? 10u : 17u);
+    if (p == Profile::kAll) {
+      for (Op op : {Op::kMlock, Op::kMunlock, Op::kMlockall, Op::kMunlockall, Op::kSetrlimit, Op::kMlocked,
+                    Op::kMseal, Op::kPmadvise}) {
+        EXPECT_TRUE(cov.ops.count(op)) << "op " << static_cast<int>(op);
+      }
+    }
     EXPECT_TRUE(cov.map_bits.count(script::kMapRofd));
     EXPECT_LE(cov.max_live, 6u);
   }

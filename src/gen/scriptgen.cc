@@ -114,14 +114,8 @@ struct Weights {
 
 constexpr Weights kAnonWeights{24, 0, 9, 16, 0, 0, 13, 9, 6, 16, 3, 1, 0, 0, 16, 0, 0, 0, 0, 0, 0, false};
 constexpr Weights kFilesWeights{8, 20, 8, 10, 8, 8, 10, 8, 5, 12, 3, 1, 6, 5, 12, 6, 6, 3, 5, 0, 0, false};
-// The locking and the newer advice commands are not mixed into `all` yet: they change its
-// random stream, and the new streams reach two known gaps of the regular-file model early
-// (fault-around over a PTE table that a MAP_FIXED replacement emptied maps nothing in the
-// model, Linux keeps the table and maps; ext4 writes a file truncated to 0 back when its last
-// descriptor closes, auto_da_alloc, which the model does not). Their weights, once those gaps
-// are closed: mseal 1, pmadvise 2, extended advice; mlock 3, munlock 2, mlockall 1,
-// munlockall 1, setrlimit 1, mlocked 2.
-constexpr Weights kAllWeights{18, 10, 8, 12, 7, 8, 11, 8, 5, 13, 3, 1, 3, 3, 13, 2, 3, 1, 2, 0, 0, false};
+constexpr Weights kAllWeights{18, 10, 8, 12, 7, 8, 11, 8, 5, 13, 3, 1, 3, 3, 13, 2, 3, 1, 2, 1, 2, true,
+                              3, 2, 1, 1, 1, 2};
 // No regular files: huge-page advice on one changes its readahead in a way the model does
 // not follow (large folios, see clamp_hugepage); hole punching in them has its scenario.
 constexpr Weights kAdviseWeights{16, 8, 6, 8, 24, 6, 12, 10, 6, 12, 3, 1, 3, 2, 12, 0, 0, 0, 0, 2, 6, true};

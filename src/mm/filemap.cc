@@ -183,6 +183,20 @@ Errno vfs_fsync_range(ShmemInode* inode, uint64_t start, uint64_t end) {
   return Errno::kOk;
 }
 
+void file_release(ShmemInode* inode) {
+  if (!inode->is_regular() || !inode->test_clear_da_alloc_close()) return;
+  // ext4_alloc_da_blocks: when some dirty page still waits for its block (delayed allocation
+  // reserved it; a page whose block exists needs none), filemap_flush starts writeback of
+  // every dirty page of the file. Writes are synchronous here.
+  PhysMem& mem = inode->sys()->mem();
+  bool reserved = false;
+  for (Page* page : inode->dirty_pages(0, ~0ull)) {
+    reserved = reserved || !inode->disk()->has_block(page->index);
+    mem.put_page(page);
+  }
+  if (reserved) (void)filemap_write_and_wait_range(inode, 0, ~0ull);
+}
+
 uint64_t count_dirty_pages(ShmemInode* inode) {
   PhysMem& mem = inode->sys()->mem();
   std::vector<Page*> pages = inode->dirty_pages(0, ~0ull);

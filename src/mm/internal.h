@@ -241,13 +241,14 @@ Errno migrate_device_coherent_page(System* sys, uint64_t pfn);
 
 // ---- mlock.cc: locked memory and resource limits (mm/mlock.c, mm/mmap.c) ----
 
-// mlock_folio: one more locked mapping of the page: it becomes mlocked (PG_mlocked, on the
-// unevictable list) and, when it is on the list already, its mlock_count goes up; returns
-// whether it was not mlocked before. munlock_folio: one locked mapping fewer: when the count
-// reaches 0 the page stops being mlocked and returns to the evictable lists. As in Linux the
-// count may undercount (a page locked while off the LRU is not counted); reclaim restores a
-// lock lost that way. Both take the lru_lock: callable under the PTE lock, by a caller that
-// holds a reference or the PTE lock of a PTE mapping the page.
+// mlock_folio: one more locked mapping of the page: PG_mlocked is set at once (returns
+// whether it was clear) and the page is queued in this CPU's mlock batch, which moves it to
+// the unevictable list or raises its mlock_count when applied. munlock_folio: one locked
+// mapping fewer, queued: when the batch brings the count to 0 the page stops being mlocked
+// and returns to the evictable lists. As in Linux the count may undercount (a page the batch
+// finds off the LRU is not counted); reclaim restores a lock lost that way. Both take a page
+// reference for the batch and, when it is full, apply it under lru_lock: callable under the
+// PTE lock, by a caller that holds a reference or the PTE lock of a PTE mapping the page.
 bool mlock_folio(PhysMem& mem, Page* page);
 void munlock_folio(PhysMem& mem, Page* page);
 // A VMA's flags as an rmap walk reads them, without the mmap_lock (READ_ONCE): writers store

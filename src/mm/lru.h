@@ -126,19 +126,34 @@ struct Lruvec {
   void link(Page* page, LruList lru, bool at_head) REQUIRES(lru_lock);
 };
 
-// The per-CPU LRU add batches (cpu_fbatches.lru_add), one slot per software CPU indexed as
-// the frame pool's per-CPU lists are (this_cpu_slot; threads that are not CPUs share the last
-// slot). Each slot's lock is taken by threads running as its CPU and by drains of other CPUs
-// (lru_add_drain_all), so it is almost never contended.
+// What an entry of an mlock batch asks for (the low bits Linux's mlock_fbatch keeps in the
+// folio pointer): mlock a page that is on (or briefly off) the LRU, mlock a new page that is
+// on no list yet, or munlock.
+enum class MlockOp : uint8_t { kMunlock, kMlockLru, kMlockNew };
+
+// The per-CPU LRU batches, one slot per software CPU indexed as the frame pool's per-CPU
+// lists are (this_cpu_slot; threads that are not CPUs share the last slot): the add batch
+// (cpu_fbatches.lru_add) and the mlock batch (mlock_fbatch, mm/mlock.cc). Each batch's lock
+// is taken by threads running as its CPU and by drains of other CPUs (lru_add_drain_all), so
+// it is almost never contended.
 class LruAddBatches {
  public:
   static constexpr int kSlots = 64;
+  struct MlockEntry {
+    Page* page;
+    MlockOp op;
+  };
   struct alignas(64) Slot {
     SpinLock lock{lock_class::kLruLock};  // same rank as lru_lock; never held with it
     // Pages queued. Written under lock (load + store); atomic only so that a drain may skip
     // an empty slot without taking its lock (a page queued meanwhile waits for the next one).
     std::atomic<int> nr{0};
     Page* pages[kFolioBatchSize] GUARDED_BY(lock) = {};
+    // The mlock batch, with the same rules: its own lock (never held with lock or lru_lock),
+    // a count a drain may read without it, and entries holding a page reference each.
+    SpinLock mlock_lock{lock_class::kLruLock};
+    std::atomic<int> mlock_nr{0};
+    MlockEntry mlock[kFolioBatchSize] GUARDED_BY(mlock_lock) = {};
   };
   Slot& slot(int i) { return slots_[i]; }
   Slot& this_cpu() { return slots_[this_cpu_slot(kSlots)]; }
@@ -176,20 +191,29 @@ inline void folio_add_lru(PhysMem& mem, Page* page, LruRef lru_ref = LruRef::kNo
   s.nr.store(nr, std::memory_order_relaxed);
   s.lock.unlock();
 }
-// mlock_new_folio (mm/mlock.cc): a page created for a locked VMA, not on any list yet,
-// becomes mlocked with one counted lock, so that it joins the unevictable list.
-void mlock_new_folio(PhysMem& mem, Page* page);
+// mlock_new_folio (mm/mlock.cc): a page created for a locked VMA, on no list yet, becomes
+// mlocked at once and reaches the unevictable list, with one counted lock, through this
+// CPU's mlock batch instead of the add batch. lru_ref as for folio_add_lru.
+void mlock_new_folio(PhysMem& mem, Page* page, LruRef lru_ref = LruRef::kNo);
+// The mlock half of a drain (mlock_drain_local/mlock_drain_remote, mm/mlock.cc): applies one
+// CPU's queued mlocks and munlocks. Same calling rules as lru_add_drain_all.
+void mlock_drain_slot(PhysMem& mem, LruAddBatches::Slot& s);
+// The end of a batch's move under lru_lock (folios_put's part for pages that may have lost
+// their last other reference meanwhile): drops the batch's reference of each page; a page
+// whose last reference that was leaves its list and is stored in dying (room for n), for the
+// caller to free after releasing lru_lock. Returns how many were stored.
+size_t drop_batch_refs_locked(Lruvec& lruvec, Page* const* pages, int n, Page** dying) REQUIRES(lruvec.lru_lock);
 // folio_add_lru_vma (lru_cache_add_inactive_or_unevictable before 5.x): a new page mapped in
 // vma; in a VM_LOCKED (and not VM_SPECIAL) VMA it goes to the unevictable list, otherwise to
 // the inactive list of its type (new anonymous pages start inactive, as since Linux 5.9).
 // lru_ref as for folio_add_lru.
 inline void folio_add_lru_vma(PhysMem& mem, Page* page, const Vma* vma, LruRef lru_ref = LruRef::kNo) {
-  // mlock_new_folio: the page is on no list yet, so its flags choose the unevictable one.
-  if ((vma->vm_flags & (VM_LOCKED | VM_SPECIAL)) == VM_LOCKED) mlock_new_folio(mem, page);
-  folio_add_lru(mem, page, lru_ref);
+  if ((vma->vm_flags & (VM_LOCKED | VM_SPECIAL)) == VM_LOCKED) mlock_new_folio(mem, page, lru_ref);
+  else folio_add_lru(mem, page, lru_ref);
 }
-// lru_add_drain: moves this CPU's add batch to the lists. A thread that runs as no CPU
-// stands for a process that may have faulted on any of them, so it drains every CPU's batch.
+// lru_add_drain: moves this CPU's add batch to the lists and applies its mlock batch. A
+// thread that runs as no CPU stands for a process that may have faulted on any of them, so it
+// drains every CPU's batches.
 void lru_add_drain(PhysMem& mem);
 // lru_add_drain_all: the same for every CPU's batch; empty ones are skipped without taking
 // their lock. Callable wherever alloc_page is (the allocator's last resort before failing):
@@ -247,7 +271,7 @@ void page_cache_release(Lruvec& lruvec, Page* const* pages, size_t n) EXCLUDES(l
 
 // ---- checkers (quiescent points) ----
 
-// Calls fn(page) once per reference held by a per-CPU add batch.
+// Calls fn(page) once per reference held by a per-CPU add or mlock batch.
 template <class Fn>
 void debug_for_each_lru_batched(PhysMem& mem, Fn fn);
 // Checks every list: links consistent in both directions, each page PG_lru, on the list its
@@ -262,6 +286,12 @@ void debug_for_each_lru_batched(PhysMem& mem, Fn fn) {
     SpinGuard g(s.lock);
     const int nr = s.nr.load(std::memory_order_relaxed);
     for (int k = 0; k < nr; k++) fn(s.pages[k]);
+  }
+  for (int i = 0; i < LruAddBatches::kSlots; i++) {
+    LruAddBatches::Slot& s = mem.lru_add_batches().slot(i);
+    SpinGuard g(s.mlock_lock);
+    const int nr = s.mlock_nr.load(std::memory_order_relaxed);
+    for (int k = 0; k < nr; k++) fn(s.mlock[k].page);
   }
 }
 

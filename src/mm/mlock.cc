@@ -40,52 +40,75 @@
 namespace mirrormm {
 
 // ---- the page side ----
+//
+// As in Linux 6.18, mlock and munlock of a page go through a per-CPU batch (mlock_fbatch),
+// like the LRU add batch: mlock_folio sets PG_mlocked at once and queues the page; the list
+// move and the count wait until the batch is applied under one lru_lock hold, when it fills
+// (kFolioBatchSize entries) or is drained (lru_add_drain and lru_add_drain_all drain it after
+// the add batch). munlock_folio queues only: whether the page stays mlocked depends on its
+// count, which only the batch looks at. Each entry holds a page reference until applied.
+//
+// The order in which the two batches of a CPU are applied decides the count: a page that an
+// mlock entry finds off the LRU (still in the add batch, or isolated) is not counted, and the
+// add batch then puts it on the unevictable list with a count of 0 (lru_add); a page the add
+// batch linked first is counted by its mlock entry. A page faulted into a locked VMA is added
+// to the add batch just before it is mlocked, so when both batches fill in step the add batch
+// goes first and every such page is counted once; out of step, some are not counted, and a
+// later mlock of a second mapping and the munlocks of both leave them evictable or mlocked
+// accordingly.
 
-bool mlock_folio(PhysMem& mem, Page* page) {
-  Lruvec& lruvec = mem.lruvec();
-  SpinGuard g(lruvec.lru_lock);
-  const bool newly = !page->test(PG_mlocked);
-  if (newly) {
-    page->set(PG_mlocked);
-    mem.events().count(UNEVICTABLE_PGMLOCKED);
-  }
-  if (!page->test(PG_lru)) {
-    // In an add batch or isolated: linked by its flags when it gets to a list. Nobody
-    // counted this lock (Linux's __mlock_folio does nothing off the LRU): the count stays 0,
-    // an underestimate that reclaim corrects.
-    if (!page->test(PG_unevictable)) {
-      page->clear(PG_active);
-      page->set(PG_unevictable);
-      page->mlock_count = 0;
+namespace {
+
+// __mlock_folio: an mlock entry of a page that was on (or briefly off) the LRU.
+void apply_mlock(Lruvec& lruvec, Page* page) REQUIRES(lruvec.lru_lock) {
+  // Off the LRU (in an add batch, isolated) nothing can be done: whoever puts it back decides.
+  if (!page->test(PG_lru)) return;
+  if (!page->test(PG_mlocked)) {
+    // Munlocked meanwhile: back to the evictable lists if it was still unevictable.
+    if (page->test(PG_unevictable)) {
+      lruvec.del_folio(page);
+      page->clear(PG_unevictable);
+      lruvec.add_folio(page);
     }
-    return newly;
+    return;
   }
   if (page->test(PG_unevictable)) {
     page->mlock_count++;
-    return newly;
+    return;
   }
   lruvec.del_folio(page);
   page->clear(PG_active);
   page->set(PG_unevictable);
   page->mlock_count = 1;
   lruvec.add_folio(page);
-  return newly;
 }
 
-void munlock_folio(PhysMem& mem, Page* page) {
-  Lruvec& lruvec = mem.lruvec();
-  SpinGuard g(lruvec.lru_lock);
+// __mlock_new_folio: a new page joins a list, the unevictable one when still mlocked.
+void apply_mlock_new(Lruvec& lruvec, Page* page) REQUIRES(lruvec.lru_lock) {
+  MM_BUG_ON(page->test(PG_lru));
+  if (page->test(PG_mlocked)) {
+    page->clear(PG_active);
+    page->set(PG_unevictable);
+    page->mlock_count = 1;
+  }
+  lruvec.add_folio(page);
+  page->set(PG_lru);
+}
+
+// __munlock_folio: a munlock entry. On the unevictable list the count goes down and the page
+// stays mlocked while it is not 0; otherwise this is taken for the last lock (reclaim
+// restores one that a locked mapping still holds). A page off the LRU loses PG_mlocked and,
+// since nothing re-evaluates it until it is put back, PG_unevictable with it, so that the
+// putback picks an evictable list (Linux's putback decides from PG_mlocked).
+void apply_munlock(Lruvec& lruvec, VmEvents& events, Page* page) REQUIRES(lruvec.lru_lock) {
   const bool on_lru = page->test(PG_lru);
   if (on_lru && page->test(PG_unevictable)) {
     if (page->mlock_count) page->mlock_count--;
-    if (page->mlock_count) return;  // another locked mapping still counts
+    if (page->mlock_count) return;
   }
-  // The last counted lock (or an uncounted one: reclaim restores it if a locked mapping
-  // remains).
-  if (!page->test(PG_mlocked) && !page->test(PG_unevictable)) return;
   if (page->test(PG_mlocked)) {
     page->clear(PG_mlocked);
-    mem.events().count(UNEVICTABLE_PGMUNLOCKED);
+    events.count(UNEVICTABLE_PGMUNLOCKED);
   }
   if (!page->test(PG_unevictable)) return;
   if (on_lru) lruvec.del_folio(page);
@@ -93,12 +116,85 @@ void munlock_folio(PhysMem& mem, Page* page) {
   if (on_lru) lruvec.add_folio(page);
 }
 
-void mlock_new_folio(PhysMem& mem, Page* page) {
-  // Not visible to anyone yet: no lock needed for its flags and count.
+// mlock_folio_batch: applies entries in order under one lru_lock hold, then drops their
+// references (freeing, after the lock, pages whose last reference that was).
+void mlock_folio_batch(PhysMem& mem, const LruAddBatches::MlockEntry* entries, int n) {
+  Lruvec& lruvec = mem.lruvec();
+  Page* pages[kFolioBatchSize];
+  Page* dying[kFolioBatchSize];
+  size_t ndying = 0;
+  {
+    SpinGuard g(lruvec.lru_lock);
+    for (int i = 0; i < n; i++) {
+      Page* page = entries[i].page;
+      pages[i] = page;
+      switch (entries[i].op) {
+        case MlockOp::kMlockLru: apply_mlock(lruvec, page); break;
+        case MlockOp::kMlockNew: apply_mlock_new(lruvec, page); break;
+        case MlockOp::kMunlock: apply_munlock(lruvec, mem.events(), page); break;
+      }
+    }
+    ndying = drop_batch_refs_locked(lruvec, pages, n, dying);
+  }
+  if (ndying) mem.free_unref_pages(dying, ndying);
+}
+
+// Queues an entry (holding a reference the caller took) in this CPU's mlock batch and
+// applies the batch when it is full.
+void mlock_batch_add(PhysMem& mem, Page* page, MlockOp op) {
+  LruAddBatches::Slot& s = mem.lru_add_batches().this_cpu();
+  LruAddBatches::MlockEntry full[kFolioBatchSize];
+  {
+    SpinGuard g(s.mlock_lock);
+    const int nr = s.mlock_nr.load(std::memory_order_relaxed) + 1;
+    s.mlock[nr - 1] = {page, op};
+    if (nr < kFolioBatchSize) {
+      s.mlock_nr.store(nr, std::memory_order_relaxed);
+      return;
+    }
+    std::copy(s.mlock, s.mlock + kFolioBatchSize, full);
+    s.mlock_nr.store(0, std::memory_order_relaxed);
+  }
+  mlock_folio_batch(mem, full, kFolioBatchSize);
+}
+
+}  // namespace
+
+void mlock_drain_slot(PhysMem& mem, LruAddBatches::Slot& s) {
+  if (s.mlock_nr.load(std::memory_order_relaxed) == 0) return;
+  LruAddBatches::MlockEntry entries[kFolioBatchSize];
+  int n;
+  {
+    SpinGuard g(s.mlock_lock);
+    n = s.mlock_nr.load(std::memory_order_relaxed);
+    std::copy(s.mlock, s.mlock + n, entries);
+    s.mlock_nr.store(0, std::memory_order_relaxed);
+  }
+  if (n) mlock_folio_batch(mem, entries, n);
+}
+
+bool mlock_folio(PhysMem& mem, Page* page) {
+  const bool newly = !(page->flags.fetch_or(PG_mlocked, std::memory_order_relaxed) & PG_mlocked);
+  if (newly) mem.events().count(UNEVICTABLE_PGMLOCKED);
+  mem.get_page(page);
+  mlock_batch_add(mem, page, MlockOp::kMlockLru);
+  return newly;
+}
+
+void munlock_folio(PhysMem& mem, Page* page) {
+  // PG_mlocked is the batch's to clear: only it knows whether other locks remain.
+  mem.get_page(page);
+  mlock_batch_add(mem, page, MlockOp::kMunlock);
+}
+
+void mlock_new_folio(PhysMem& mem, Page* page, LruRef lru_ref) {
+  MM_BUG_ON(page->test(PG_lru));
   page->set(PG_mlocked);
-  page->set(PG_unevictable);
-  page->mlock_count = 1;
   mem.events().count(UNEVICTABLE_PGMLOCKED);
+  // The batch's reference, as folio_add_lru takes it.
+  if (lru_ref == LruRef::kNo) mem.get_page(page);
+  else MM_DEBUG_ON(page->refcount.load(std::memory_order_relaxed) < 2);
+  mlock_batch_add(mem, page, MlockOp::kMlockNew);
 }
 
 // ---- the VMA counters and the limits ----

@@ -263,6 +263,11 @@ Result<uint64_t> mmap_region(Mm* mm, File* file, uint64_t addr, uint64_t len, vm
     }
     vma_link(mm, vma);
   }
+  // __mmap_complete: a VMA that cannot be mlocked (vma_supports_mlock: special or droppable)
+  // loses the lock flags mlockall(MCL_FUTURE) gave it; do_mmap still populates it as a locked
+  // mapping. It was merged (or not) with the flags it asked for.
+  if ((vma->vm_flags & VM_LOCKED) && (vma->vm_flags & (VM_SPECIAL | VM_DROPPABLE)))
+    vma_set_flags(vma, vma->vm_flags & ~VM_LOCKED_MASK);
   vma_set_page_prot(vma);
   if constexpr (kDebugChecks) validate_mm(mm);
   return addr;

@@ -74,8 +74,9 @@ enum PageFlags : uint32_t {
   // pgmap for the pgmap's lifetime and never reaches the free lists; when its last
   // reference goes, the pgmap's folio_free takes it back (free_zone_device_folio).
   PG_zone_device = 1u << 18,
-  // Mapped by a VM_LOCKED VMA (mlock_folio): the page is unevictable. Set and cleared under
-  // the LRU lock together with PG_unevictable (mm/mlock.cc).
+  // Mapped by a VM_LOCKED VMA (mlock_folio): the page is unevictable. Set atomically by
+  // mlock_folio and mlock_new_folio, cleared under the LRU lock by the mlock batch, which
+  // also moves the page to or from the unevictable list (mm/mlock.cc).
   PG_mlocked = 1u << 19,
   // A driver's page that vm_insert_page mapped into user space (mirrormm/device_file.h):
   // user data, like an anonymous or page-cache page, but with no rmap identity (mapping is

@@ -113,10 +113,11 @@ void anon_vma_chain_link(Vma* vma, AnonVma* av) {
   anon_vma_chain_link_locked(vma, avc, av);
 }
 
-// anon_vma_compatible(a, b): a ends where b starts and they differ only in rwx.
+// anon_vma_compatible(a, b): a ends where b starts and they differ only in rwx and in the
+// flags merging ignores (VM_IGNORE_MERGE: soft-dirty, guard markers).
 bool anon_vma_compatible(const Vma* a, const Vma* b) {
   return a->vm_end == b->vm_start && a->vm_file == b->vm_file &&
-         !((a->vm_flags ^ b->vm_flags) & ~(VM_ACCESS_FLAGS | VM_SOFTDIRTY)) &&
+         !((a->vm_flags ^ b->vm_flags) & ~(VM_ACCESS_FLAGS | VM_IGNORE_MERGE)) &&
          b->vm_pgoff == a->vm_pgoff + ((b->vm_start - a->vm_start) >> kPageShift);
 }
 

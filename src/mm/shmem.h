@@ -101,6 +101,11 @@ class ShmemInode {
   System* sys() const { return sys_; }
   uint64_t size() const { return size_.load(std::memory_order_acquire); }
   void set_size(uint64_t size) { size_.store(size, std::memory_order_release); }
+  // ext4's EXT4_STATE_DA_ALLOC_CLOSE (the auto_da_alloc mount option, on by default): a
+  // truncate that leaves a regular file empty sets it; the next release of one of the
+  // file's open file descriptions takes it (file_release).
+  void set_da_alloc_close() { da_alloc_close_.store(true, std::memory_order_relaxed); }
+  bool test_clear_da_alloc_close() { return da_alloc_close_.exchange(false, std::memory_order_relaxed); }
 
   // The page at pgoff, brought back from swap if it was swapped out; nullptr for a hole (or
   // when a swap-in runs out of frames). The returned page carries a new reference. Takes the
@@ -273,6 +278,7 @@ class ShmemInode {
   const InodeKind kind_;    // written once
   const std::unique_ptr<DiskBlocks> disk_;  // written once; regular files only
   std::atomic<uint64_t> size_;
+  std::atomic<bool> da_alloc_close_{false};  // atomic: set by truncates, taken by releases
   std::atomic<int> refcount_{1};
   Mutex lock_{lock_class::kInode};
   // pgoff >> kChunkShift -> 512 slots; 8 bytes of index per cached page or swap entry.
@@ -287,9 +293,14 @@ class ShmemInode {
   IntervalTree<Vma::IMmapNode> i_mmap_ GUARDED_BY(i_mmap_lock_);
 };
 
+// file_release (filemap.cc): what the last put of an open file description does to its
+// inode before dropping it (ext4_release_file; nothing for shared memory).
+void file_release(ShmemInode* inode);
+
 inline void get_file(File* f) { f->refcount.fetch_add(1, std::memory_order_relaxed); }
 inline void fput(File* f) {
   if (f->refcount.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    file_release(f->inode);
     f->inode->put();
     delete f;
   }

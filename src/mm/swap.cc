@@ -63,12 +63,19 @@ std::array<uint64_t, NR_LRU_LISTS> Lruvec::sizes() {
 
 namespace {
 
-// lru_add: a page from an add batch joins the list its flags select. An unevictable page
-// loses PG_active (the unevictable list has no active half).
+// lru_add: a page from an add batch joins the list its flags select. Whether it is
+// evictable is decided here, from PG_mlocked as it is now: an mlocked page goes to the
+// unevictable list without PG_active (that list has no active half) and with mlock_count 0,
+// since the lock that mlocked it may or may not have been counted already (its mlock batch
+// entry, applied later, counts it if it was not); reclaim corrects an undercount.
 void lru_add(Lruvec& lruvec, Page* page) REQUIRES(lruvec.lru_lock) {
-  const uint32_t flags = page->flags.load(std::memory_order_relaxed);
-  MM_BUG_ON(flags & PG_lru);
-  if (flags & PG_unevictable) page->clear(PG_active);
+  MM_BUG_ON(page->test(PG_lru));
+  page->clear(PG_unevictable);
+  if (page->test(PG_mlocked)) {
+    page->clear(PG_active);
+    page->set(PG_unevictable);
+    page->mlock_count = 0;
+  }
   page->set(PG_lru);
   lruvec.add_folio(page);
 }
@@ -85,33 +92,48 @@ void lru_add_batch(PhysMem& mem, Page* const* pages, int n) {
   size_t ndying = 0;
   {
     SpinGuard g(lruvec.lru_lock);
-    for (int i = 0; i < n; i++) {
-      Page* page = pages[i];
-      lru_add(lruvec, page);
-      const int32_t old = page->refcount.fetch_sub(1, std::memory_order_acq_rel);
-      MM_BUG_ON(old <= 0);
-      if (old != 1) continue;
-      lruvec.del_folio(page);
-      page->clear(PG_lru);
-      dying[ndying++] = page;
-    }
+    for (int i = 0; i < n; i++) lru_add(lruvec, pages[i]);
+    ndying = drop_batch_refs_locked(lruvec, pages, n, dying);
   }
   if (ndying) mem.free_unref_pages(dying, ndying);
 }
 
-// Empties one CPU's add batch into the lists. The batch is copied out under the slot's lock
+}  // namespace
+
+size_t drop_batch_refs_locked(Lruvec& lruvec, Page* const* pages, int n, Page** dying) {
+  size_t ndying = 0;
+  for (int i = 0; i < n; i++) {
+    Page* page = pages[i];
+    const int32_t old = page->refcount.fetch_sub(1, std::memory_order_acq_rel);
+    MM_BUG_ON(old <= 0);
+    if (old != 1) continue;
+    if (page->test(PG_lru)) {
+      lruvec.del_folio(page);
+      page->clear(PG_lru);
+    }
+    dying[ndying++] = page;
+  }
+  return ndying;
+}
+
+namespace {
+
+// Empties one CPU's add batch into the lists, then applies its mlock batch (lru_add_drain_cpu
+// and mlock_drain_local, in that order). The batch is copied out under the slot's lock
 // and moved after releasing it (the slot lock and lru_lock share a rank and never nest).
 void drain_slot(PhysMem& mem, LruAddBatches::Slot& s) {
-  if (s.nr.load(std::memory_order_relaxed) == 0) return;
-  Page* pages[kFolioBatchSize];
-  int n;
-  {
-    SpinGuard g(s.lock);
-    n = s.nr.load(std::memory_order_relaxed);
-    std::copy(s.pages, s.pages + n, pages);
-    s.nr.store(0, std::memory_order_relaxed);
+  if (s.nr.load(std::memory_order_relaxed) != 0) {
+    Page* pages[kFolioBatchSize];
+    int n;
+    {
+      SpinGuard g(s.lock);
+      n = s.nr.load(std::memory_order_relaxed);
+      std::copy(s.pages, s.pages + n, pages);
+      s.nr.store(0, std::memory_order_relaxed);
+    }
+    if (n) lru_add_batch(mem, pages, n);
   }
-  if (n) lru_add_batch(mem, pages, n);
+  mlock_drain_slot(mem, s);
 }
 
 // __lru_cache_activate_folio: a page not on a list may be waiting in this CPU's add batch;
@@ -260,6 +282,14 @@ size_t move_folios_to_lru(Lruvec& lruvec, Page* const* pages, size_t n) {
     for (size_t i = 0; i < n; i++) {
       Page* page = pages[i];
       MM_BUG_ON(page->test(PG_lru));
+      // A page mlocked while it was isolated (reclaim finding a locked mapping, an mlock
+      // batch entry that found it off the LRU) goes to the unevictable list uncounted, as
+      // Linux's putback through lru_add does.
+      if (page->test(PG_mlocked) && !page->test(PG_unevictable)) {
+        page->clear(PG_active);
+        page->set(PG_unevictable);
+        page->mlock_count = 0;
+      }
       // Linked before the isolation reference goes, so that a concurrent last put (which
       // then waits for lru_lock) finds the page PG_lru and unlinks it.
       page->set(PG_lru);

@@ -225,6 +225,9 @@ Status System::resize_file(ShmemInode* inode, uint64_t size) {
     if (old > (holebegin << kPageShift)) unmap_mapping_range(inode, holebegin, ZapCows::kYes);
     inode->truncate_pages(size);
     if (old > (holebegin << kPageShift)) unmap_mapping_range(inode, holebegin, ZapCows::kYes);
+    // ext4_truncate (which ext4_setattr calls for any size not above the old one) marks a
+    // file it leaves empty for auto_da_alloc.
+    if (inode->is_regular() && size == 0) inode->set_da_alloc_close();
   } else if (inode->is_regular()) {
     inode->zero_eof_tail(old);
   }
@@ -253,6 +256,7 @@ Status System::create_file(const std::string& name, uint64_t size, bool regular)
       if (static_cast<int64_t>(size) < 0) return Errno::kInval;
       if (regular && size > kMaxRegularFileSize) return Errno::kFbig;
       inode->set_size(size);
+      if (regular && size == 0) inode->set_da_alloc_close();  // ext4_setattr's ext4_truncate
       return kSuccess;
     }
     inode = it->second;

@@ -9,6 +9,7 @@
 #include "mm/pgtable_walk.h"
 #include "mm/shmem.h"
 #include "mm/swapfile.h"
+#include "mm/task_mmu.h"
 
 namespace mirrormm {
 
@@ -242,6 +243,34 @@ struct ShowSmap {
 };
 
 }  // namespace
+
+std::string show_smap_vma_flags(vm_flags_t flags) {
+  // Linux's mnemonics, by bit, for the flags the model has. Measured on the 6.18 host:
+  // MADV_HUGEPAGE "hg", MADV_NOHUGEPAGE and MAP_STACK "nh", mseal "sl", MADV_GUARD_INSTALL
+  // "gu" (VM_MAYBE_GUARD, the VMA is not split), MAP_DROPPABLE "nr wf dd dp" (never "ac"),
+  // mlock "lo", mlock2(MLOCK_ONFAULT) "lo lf".
+  struct Mnemonic {
+    vm_flags_t flag;
+    const char* name;
+  };
+  static constexpr Mnemonic kMnemonics[] = {
+      {VM_READ, "rd"},         {VM_WRITE, "wr"},        {VM_EXEC, "ex"},         {VM_SHARED, "sh"},
+      {VM_MAYREAD, "mr"},      {VM_MAYWRITE, "mw"},     {VM_MAYEXEC, "me"},      {VM_MAYSHARE, "ms"},
+      {VM_GROWSDOWN, "gd"},    {VM_PFNMAP, "pf"},       {VM_MAYBE_GUARD, "gu"},  {VM_LOCKED, "lo"},
+      {VM_IO, "io"},           {VM_SEQ_READ, "sr"},     {VM_RAND_READ, "rr"},    {VM_DONTCOPY, "dc"},
+      {VM_DONTEXPAND, "de"},   {VM_LOCKONFAULT, "lf"},  {VM_ACCOUNT, "ac"},      {VM_NORESERVE, "nr"},
+      {VM_HUGETLB, "ht"},      {VM_WIPEONFORK, "wf"},   {VM_DONTDUMP, "dd"},     {VM_MIXEDMAP, "mm"},
+      {VM_HUGEPAGE, "hg"},     {VM_NOHUGEPAGE, "nh"},   {VM_MERGEABLE, "mg"},    {VM_DROPPABLE, "dp"},
+      {VM_SEALED, "sl"},
+  };
+  std::string out;
+  for (const Mnemonic& m : kMnemonics) {
+    if (m.flag == VM_NONE || !(flags & m.flag)) continue;
+    out += m.name;
+    out += ' ';
+  }
+  return out;
+}
 
 Result<std::vector<SmapsEntry>> System::smaps(Process* p) {
   return show_each_vma<SmapsEntry>(get_task_mm(p), ShowSmap{this});

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "mirrormm/trace.h"
+#include "mm/lru.h"
 #include "mm/mmu_notifier_internal.h"
 #include "mm/system_internal.h"
 
@@ -70,6 +71,9 @@ MmuGather::~MmuGather() {
 }
 
 void MmuGather::free_pages() {
+  // free_pages_and_swap_cache drains this CPU's batches first: their references (and the
+  // munlocks the zap queued) are settled before the pages' own go.
+  if (!pages_.empty()) lru_add_drain(mm_->mem());
   mm_->mem().put_pages(pages_.data(), pages_.size());
   pages_.clear();
 }

@@ -125,7 +125,7 @@ uint64_t shrink_folio_list(System* sys, std::vector<Page*>& folios, ScanControl&
     }
     bool activate = false;
     bool ok = true;
-    if (page->test(PG_unevictable)) {
+    if (page->test(PG_unevictable) || page->test(PG_mlocked)) {  // !folio_evictable
       ok = false;
     } else if (!sc.ignore_references) {
       switch (folio_check_references(sys, page)) {
