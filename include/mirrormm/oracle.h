@@ -37,6 +37,9 @@ struct Divergence {
 bool lines_agree(const script::Command& c, const std::string& host, const std::string& model);
 
 // Runs the script on the host and on the model and returns the first divergence, if any.
+// A difference is reported only if two more host runs of the script differ from the model
+// too (an answer the kernel gives on some run is the kernel's: some depend on per-CPU state
+// that other processes share).
 // Divergence::script is the script re-rendered with format(), one command per line (so
 // `line` counts commands; for generated scripts this is the original text).
 // If the host run fails (host::run() returned false), a divergence before the failing line
