@@ -7,6 +7,7 @@
 //   SpinLock     lock + unlock of an uncontended SpinLock   vs  the same test-and-set lock, bare
 //   Mutex        lock + unlock of a Mutex                   vs  std::mutex
 //   RwSem        down_read + up_read of an RwSem            vs  std::shared_mutex
+// (each bare lock with the lock checker's test, as the annotated ones have).
 //   FaultCycle   mmap 64 pages, write a byte to each through System::access, munmap
 //   Dispatch     madvise(MADV_DONTNEED) of one page with an interval notifier subscribed
 #include <benchmark/benchmark.h>
@@ -28,17 +29,51 @@ constexpr uint64_t kPage = 4096;
 constexpr uint64_t kBase = 0x200000000000ull;
 constexpr int kBatch = 256;  // lock round trips per timed iteration
 
-// SpinLock's fast path without the hook.
+// SpinLock's fast path without the hook (with the lock checker's test, as SpinLock has).
 class BareSpinLock {
  public:
   void lock() {
+    lockdep::check_acquire(kUncheckedLock, this, false);
     while (locked_.exchange(true, std::memory_order_acquire))
       while (locked_.load(std::memory_order_relaxed)) MM_CPU_RELAX();
   }
-  void unlock() { locked_.store(false, std::memory_order_release); }
+  void unlock() {
+    lockdep::check_release(kUncheckedLock, this);
+    locked_.store(false, std::memory_order_release);
+  }
 
  private:
   std::atomic<bool> locked_{false};
+};
+
+// Mutex and RwSem's read side without the hooks, as BareSpinLock.
+class BareMutex {
+ public:
+  void lock() {
+    lockdep::check_acquire(kUncheckedLock, this, false);
+    m_.lock();
+  }
+  void unlock() {
+    lockdep::check_release(kUncheckedLock, this);
+    m_.unlock();
+  }
+
+ private:
+  std::mutex m_;
+};
+class BareRwSem {
+ public:
+  void down_read() {
+    lockdep::check_acquire(kUncheckedLock, this, false, LockMode::kShared);
+    m_.lock_shared();
+  }
+  void up_read() {
+    lockdep::check_release(kUncheckedLock, this);
+    m_.unlock_shared();
+  }
+
+ private:
+  std::shared_mutex m_;
 };
 
 template <class L>
@@ -57,10 +92,11 @@ void lock_unlock(benchmark::State& state) {
 void BM_SpinLock_Hooked(benchmark::State& s) { lock_unlock<SpinLock>(s); }
 void BM_SpinLock_Bare(benchmark::State& s) { lock_unlock<BareSpinLock>(s); }
 void BM_Mutex_Hooked(benchmark::State& s) { lock_unlock<Mutex>(s); }
-void BM_Mutex_Bare(benchmark::State& s) { lock_unlock<std::mutex>(s); }
+void BM_Mutex_Bare(benchmark::State& s) { lock_unlock<BareMutex>(s); }
 
-void BM_RwSem_Hooked(benchmark::State& state) {
-  RwSem l;
+template <class L>
+void read_lock_unlock(benchmark::State& state) {
+  L l;
   for (auto _ : state) {
     for (int i = 0; i < kBatch; i++) {
       l.down_read();
@@ -70,17 +106,8 @@ void BM_RwSem_Hooked(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
-void BM_RwSem_Bare(benchmark::State& state) {
-  std::shared_mutex l;
-  for (auto _ : state) {
-    for (int i = 0; i < kBatch; i++) {
-      l.lock_shared();
-      benchmark::ClobberMemory();
-      l.unlock_shared();
-    }
-  }
-  state.SetItemsProcessed(state.iterations() * kBatch);
-}
+void BM_RwSem_Hooked(benchmark::State& s) { read_lock_unlock<RwSem>(s); }
+void BM_RwSem_Bare(benchmark::State& s) { read_lock_unlock<BareRwSem>(s); }
 
 BENCHMARK(BM_SpinLock_Hooked);
 BENCHMARK(BM_SpinLock_Bare);
@@ -121,9 +148,13 @@ int main(int argc, char** argv) {
   mirrormm::bench::Collector rep;
   mirrormm::bench::run_benchmarks(&argc, argv, &rep);
   std::printf("\nScheduling hooks, explorer idle (hooked / bare time per operation; 1.00 = free):\n");
+  const bool repeated = rep.rate_.count("BM_SpinLock_Hooked_median") > 0;
   for (const char* lock : {"SpinLock", "Mutex", "RwSem"}) {
     double hooked = 0, bare = 0;
-    if (!rep.rates(std::string("BM_") + lock + "_Hooked", std::string("BM_") + lock + "_Bare", &hooked, &bare)) continue;
+    const std::string suffix = repeated ? "_median" : "";
+    if (!rep.rates(std::string("BM_") + lock + "_Hooked" + suffix, std::string("BM_") + lock + "_Bare" + suffix, &hooked,
+                   &bare))
+      continue;
     std::printf("  %-9s %.3fx  (%.1f vs %.1f M ops/s)\n", lock, bare / hooked, hooked / 1e6, bare / 1e6);
   }
   return 0;

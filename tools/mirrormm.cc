@@ -778,6 +778,8 @@ int main(int argc, char** argv) {
                         "count every failing interleaving instead of stopping at the first");
   auto* explore_schedule_opt = explore_cmd->add_option(
       "--schedule", explore_schedule, "replay this one schedule (as a failure prints it: 0*5,1*3,0*2)");
+  bool explore_list = false;
+  explore_cmd->add_flag("--list", explore_list, "print the catalog entries that have a scenario, one per line");
   bool explore_trace = false;
   explore_cmd->add_flag("--trace", explore_trace,
                         "with --schedule: print every scheduling point (step, thread, kind, thread chosen)");
@@ -795,6 +797,10 @@ int main(int argc, char** argv) {
                       stress_seeds_opt->count() > 0 || stress_cf.given(), tf);
   }
   if (*run_cmd) return cmd_run(ro, tf);
+  if (*explore_cmd && explore_list) {
+    for (const std::string& n : explore_names) std::cout << n << "\n";
+    return 0;
+  }
   if (*explore_cmd)
     return cmd_explore(explore_path, explore_inject, explore_scenario, eo, explore_bound_opt->count() > 0, explore_schedule,
                        explore_schedule_opt->count() > 0, explore_trace);
