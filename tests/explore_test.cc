@@ -29,13 +29,16 @@ Scenario counter_race(bool locked, int points_before = 0) {
       int value = 0;
     };
     auto sh = std::make_shared<Shared>();
-    auto body = [sh, locked, points_before] {
-      for (int i = 0; i < points_before; i++) explore::point();
-      if (locked) sh->lock.lock();
+    auto bump = [sh] {
       const int v = sh->value;
       explore::point();
       sh->value = v + 1;
-      if (locked) sh->lock.unlock();
+    };
+    auto body = [sh, locked, points_before, bump] {
+      for (int i = 0; i < points_before; i++) explore::point();
+      if (!locked) return bump();
+      MutexGuard g(sh->lock);
+      bump();
     };
     Instance in;
     in.threads = {body, body};
