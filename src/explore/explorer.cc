@@ -15,11 +15,20 @@ namespace {
 
 // One run of one schedule prefix. A run that could not finish leaves its threads parked in
 // the model for good, so everything they may touch (the System, the instance, the
-// scheduler) is leaked on purpose.
+// scheduler) is kept for the life of the process (park()).
 struct Run {
   RunResult result;
   std::vector<Scheduler::Decision> decisions;
 };
+
+// What the parked threads of the runs that could not finish may still reference: kept for the
+// life of the process (and reachable, so that leak checkers do not report it). Never
+// destroyed: a parked thread must not outlive what it points into.
+template <class T>
+void park(std::unique_ptr<T> p) {
+  static auto* graveyard = new std::vector<std::shared_ptr<void>>;
+  if (p) graveyard->push_back(std::shared_ptr<T>(p.release(), [](T*) {}));
+}
 
 std::string first_violation(System& sys) {
   const auto kinds = sys.violation_kinds();
@@ -41,11 +50,13 @@ Run run_one(const Scenario&, std::vector<int>, const Options&, bool) {
 // could not finish (it blocked for good).
 bool solo(const Options& o, const std::function<void()>& fn) {
   auto sched = std::make_unique<Scheduler>(std::vector<int>{}, o.max_steps, false);
+  auto fns = std::make_unique<std::vector<std::function<void()>>>(1, fn);
   explore_hook::active.store(true, std::memory_order_relaxed);
-  const bool ok = sched->run({fn});
+  const bool ok = sched->run(*fns);
   explore_hook::active.store(false, std::memory_order_relaxed);
   if (!ok) {
-    (void)sched.release();
+    park(std::move(sched));
+    park(std::move(fns));
     return false;
   }
   sched->run_deferred();
@@ -75,8 +86,8 @@ Run run_one(const Scenario& s, std::vector<int> prefix, const Options& o, bool t
   });
   if (!set_up) {
     r.result.failure = "setup: it blocked for good";
-    (void)own.release();
-    (void)inst.release();
+    park(std::move(own));
+    park(std::move(inst));
     return r;
   }
   System* sys = inst->system;
@@ -104,9 +115,9 @@ Run run_one(const Scenario& s, std::vector<int> prefix, const Options& o, bool t
   r.result.diverged = sched->diverged();
   if (!finished) {
     r.result.failure = sched->failure();
-    (void)own.release();
-    (void)inst.release();
-    (void)sched.release();
+    park(std::move(own));
+    park(std::move(inst));
+    park(std::move(sched));
     return r;
   }
   sched->run_deferred();
