@@ -130,8 +130,10 @@ void Scheduler::schedule(Thread* t, const char* kind) {
   if (tracing_) trace_.push_back(Step{d.prev, kind, c});
   decisions_.push_back(std::move(d));
   if (t && c == t->id) return;
+  // Read before the hand-off: from then on the chosen thread owns the scheduler's state.
+  const bool wait = t && t->state != Thread::State::kFinished;
   threads_[c]->baton.release();
-  if (t && t->state != Thread::State::kFinished) {
+  if (wait) {
     t->baton.acquire();
     if (stopped_) park_forever(t);
   }
