@@ -45,9 +45,13 @@ for preset in ${MIRRORMM_PRESETS:-release asan-ubsan tsan}; do
     echo "sharded oracle: $(cat "$out/sharded.verdict"), as unsharded"
     # Every interleaving of the scenario scripts and of each catalog scenario, without its bug
     # (clean: status 0) and with it (found: status 1).
-    for f in tests/scenarios-explore/*.mms; do "build/$preset/mirrormm" explore "$f" | head -1; done
+    for f in tests/scenarios-explore/*.mms; do
+      "build/$preset/mirrormm" explore "$f" >"$out/explore.txt"
+      head -1 "$out/explore.txt"
+    done
     for b in $("build/$preset/mirrormm" explore --list); do
-      "build/$preset/mirrormm" explore --scenario "$b" | head -1
+      "build/$preset/mirrormm" explore --scenario "$b" >"$out/explore.txt"
+      head -1 "$out/explore.txt"
       if "build/$preset/mirrormm" explore --inject "$b" >"$out/explore.txt"; then
         echo "explore --inject $b: not found" >&2
         exit 1
