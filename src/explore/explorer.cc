@@ -25,12 +25,12 @@ struct Run {
 // life of the process (and reachable, so that leak checkers do not report it). Never
 // destroyed: a parked thread must not outlive what it points into.
 template <class T>
-void park(std::unique_ptr<T> p) {
+[[maybe_unused]] void park(std::unique_ptr<T> p) {
   static auto* graveyard = new std::vector<std::shared_ptr<void>>;
   if (p) graveyard->push_back(std::shared_ptr<T>(p.release(), [](T*) {}));
 }
 
-std::string first_violation(System& sys) {
+[[maybe_unused]] std::string first_violation(System& sys) {
   const auto kinds = sys.violation_kinds();
   const auto messages = sys.violation_messages();
   return fmt::format("{} violation(s); first kind \"{}\": {}", sys.violations(),
