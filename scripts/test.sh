@@ -7,7 +7,9 @@
 # NUMA nodes and regular files with writeback, one with every kind of secondary MMU. The
 # release preset also opens a traced run's HTML report in headless Chromium
 # (scripts/check-report.sh), and runs the oracle in 4 shards under GNU parallel and checks
-# that their merge matches the unsharded run. Long campaigns: scripts/campaign.sh,
+# that their merge matches the unsharded run, and explores every interleaving of the scenario
+# scripts (tests/scenarios-explore/) and of the bug catalog's scenarios up to two preemptions
+# (docs/explore.md), printing interleavings per second. Long campaigns: scripts/campaign.sh,
 # scripts/stress-campaign.sh, scripts/campaign-parallel.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +43,21 @@ for preset in ${MIRRORMM_PRESETS:-release asan-ubsan tsan}; do
     diff "$out/sharded.verdict" "$out/whole.verdict"
     diff "$out/sharded.seeds" "$out/whole.seeds"
     echo "sharded oracle: $(cat "$out/sharded.verdict"), as unsharded"
+    # Every interleaving of the scenario scripts and of each catalog scenario, without its bug
+    # (clean: status 0) and with it (found: status 1).
+    for f in tests/scenarios-explore/*.mms; do
+      "build/$preset/mirrormm" explore "$f" >"$out/explore.txt"
+      head -1 "$out/explore.txt"
+    done
+    for b in $("build/$preset/mirrormm" explore --list); do
+      "build/$preset/mirrormm" explore --scenario "$b" >"$out/explore.txt"
+      head -1 "$out/explore.txt"
+      if "build/$preset/mirrormm" explore --inject "$b" >"$out/explore.txt"; then
+        echo "explore --inject $b: not found" >&2
+        exit 1
+      fi
+      head -1 "$out/explore.txt"
+    done
   fi
   if [ "$preset" = tsan ]; then
     TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp halt_on_error=1" \

@@ -15,6 +15,7 @@
 #include "mirrormm/bugs.h"
 #include "mirrormm/campaign.h"
 #include "mirrormm/config.h"
+#include "mirrormm/explore.h"
 #include "mirrormm/host.h"
 #include "mirrormm/oracle.h"
 #include "mirrormm/replay.h"
@@ -552,6 +553,55 @@ int cmd_run(const run::Options& o, TraceFlags& tf) {
   return r.violations ? kExitFinding : 0;
 }
 
+// explore: a scenario script, or a catalog entry's own scenario (with its bug when --inject
+// names it); every schedule within the bound, or the one --schedule gives.
+int cmd_explore(const std::string& path, const std::string& inject, const std::string& scenario,
+                const explore::Options& o, bool bound_given, const std::string& schedule, bool schedule_given,
+                bool trace) {
+  std::optional<explore::Scenario> s;
+  std::string error;
+  if (!path.empty()) {
+    s = explore::parse_scenario_file(path, inject, &error);
+    if (!s) {
+      std::cerr << error << "\n";
+      return kExitUsage;
+    }
+  } else {
+    const std::string name = scenario.empty() ? inject : scenario;
+    std::unique_ptr<explore::Scenario> b = explore::bug_scenario(name, !inject.empty());
+    if (!b) {
+      std::cerr << "explore: " << (name.empty() ? "no scenario: give FILE, --inject NAME or --scenario NAME"
+                                                : "catalog entry " + name + " has no explore scenario")
+                << "\n";
+      return kExitUsage;
+    }
+    s = std::move(*b);
+  }
+  explore::Options opts = o;
+  if (!bound_given) opts.preemption_bound = s->preemption_bound;
+  if (schedule_given) {
+    std::vector<int> choices;
+    if (!explore::parse_schedule(schedule, &choices, &error)) {
+      std::cerr << "explore: --schedule: " << error << "\n";
+      return kExitUsage;
+    }
+    const explore::RunResult r = explore::replay(*s, schedule, trace, opts);
+    if (trace) std::cout << explore::format_trace(r.trace);
+    std::cout << "schedule " << r.schedule << " (" << r.preemptions << " preemptions): "
+              << (r.failure.empty() ? "clean" : "FAIL: " + r.failure) << "\n";
+    return r.failure.empty() ? 0 : kExitFinding;
+  }
+  const explore::Result r = explore::explore(*s, opts);
+  std::cout << explore::summary(s->name, r, opts);
+  if (r.failures) {
+    std::cout << "replay: mirrormm explore " << (path.empty() ? "" : path + " ")
+              << (inject.empty() ? "" : "--inject " + inject + " ")
+              << (scenario.empty() || !path.empty() ? "" : "--scenario " + scenario + " ") << "--schedule "
+              << r.first_failure.schedule << "\n";
+  }
+  return r.failures ? kExitFinding : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -704,6 +754,36 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember(bug_names));
   tf.add(run_cmd);
 
+  std::string explore_path, explore_inject, explore_scenario, explore_schedule;
+  explore::Options eo;
+  std::vector<std::string> explore_names = explore::bug_scenarios();
+  auto* explore_cmd = app.add_subcommand(
+      "explore", "every interleaving of a small race up to a preemption bound (a scenario script's thread blocks, "
+                 "or a catalog entry's own scenario)");
+  explore_cmd->add_option("FILE", explore_path, "a .mms scenario with thread blocks (docs/mms-v2.md)");
+  explore_cmd
+      ->add_option("--inject", explore_inject,
+                   inject_help + "; with no FILE, that entry's own scenario runs with the bug (exit 1 when found)")
+      ->check(CLI::IsMember(bug_names));
+  explore_cmd
+      ->add_option("--scenario", explore_scenario,
+                   "with no FILE: run this catalog entry's scenario (without its bug unless --inject names it)")
+      ->check(CLI::IsMember(explore_names));
+  auto* explore_bound_opt = explore_cmd
+                                ->add_option("--bound", eo.preemption_bound,
+                                             "preemption bound (default: the scenario's, 2 for scripts)")
+                                ->check(CLI::Range(0, 16));
+  explore_cmd->add_option("--max", eo.max_schedules, "stop after this many interleavings (0: no cap)");
+  explore_cmd->add_flag("--keep-going", [&eo](int64_t) { eo.stop_on_failure = false; },
+                        "count every failing interleaving instead of stopping at the first");
+  auto* explore_schedule_opt = explore_cmd->add_option(
+      "--schedule", explore_schedule, "replay this one schedule (as a failure prints it: 0*5,1*3,0*2)");
+  bool explore_list = false;
+  explore_cmd->add_flag("--list", explore_list, "print the catalog entries that have a scenario, one per line");
+  bool explore_trace = false;
+  explore_cmd->add_flag("--trace", explore_trace,
+                        "with --schedule: print every scheduling point (step, thread, kind, thread chosen)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -717,6 +797,13 @@ int main(int argc, char** argv) {
                       stress_seeds_opt->count() > 0 || stress_cf.given(), tf);
   }
   if (*run_cmd) return cmd_run(ro, tf);
+  if (*explore_cmd && explore_list) {
+    for (const std::string& n : explore_names) std::cout << n << "\n";
+    return 0;
+  }
+  if (*explore_cmd)
+    return cmd_explore(explore_path, explore_inject, explore_scenario, eo, explore_bound_opt->count() > 0, explore_schedule,
+                       explore_schedule_opt->count() > 0, explore_trace);
   if (*replay) return cmd_replay(path, mf, form, tf, replay_inject);
   if (*bugs_cmd) {
     std::cout << bugs::catalog_listing();

@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <string>
 
+#include "mirrormm/base/explore_hook.h"
 #include "mirrormm/errno.h"
 
 namespace mirrormm {
@@ -221,6 +222,7 @@ void mmu_interval_notifier_remove(MmuIntervalNotifier* sub);
 uint64_t mmu_interval_read_begin(MmuIntervalNotifier* sub);
 // Under the driver lock that invalidate() holds around set_seq: true means "collided, retry".
 inline bool mmu_interval_read_retry(MmuIntervalNotifier* sub, uint64_t seq) {
+  MM_EXPLORE_POINT(kNotifier, sub);
   return sub->invalidate_seq.load(std::memory_order_relaxed) != seq;
 }
 // Lock-free hint: true is reliable, false may be stale.
@@ -229,6 +231,7 @@ inline bool mmu_interval_check_retry(MmuIntervalNotifier* sub, uint64_t seq) {
 }
 // From invalidate(), under the driver lock.
 inline void mmu_interval_set_seq(MmuIntervalNotifier* sub, uint64_t cur_seq) {
+  MM_EXPLORE_POINT(kNotifier, sub);
   sub->invalidate_seq.store(cur_seq, std::memory_order_release);
 }
 

@@ -511,6 +511,7 @@ class System {
   // those windows in seconds. 0 (the default): no pause, one relaxed load at each point.
   void debug_set_race_delay_us(unsigned us) { race_delay_us_.store(us, std::memory_order_relaxed); }
   void debug_race_pause() const {
+    MM_EXPLORE_POINT(kRaceWindow, this);
     if (race_delay_us_.load(std::memory_order_relaxed)) [[unlikely]]
       race_pause_slow();
   }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/rcu_callback.h"
+#include "mirrormm/base/explore_hook.h"
 #include "mirrormm/base/tsan.h"
 
 namespace mirrormm {
@@ -50,13 +51,33 @@ void after_grace_period() { MM_TSAN_ACQUIRE(&grace_token); }
 
 }  // namespace rcu_internal
 
+namespace rcu_internal {
+// Under the explorer: fn after the scenario threads' grace period, deterministically.
+bool explore_defer(std::function<void()>& fn) {
+  auto* box = new std::function<void()>(std::move(fn));
+  auto run = [](void* p) {
+    auto* f = static_cast<std::function<void()>*>(p);
+    (*f)();
+    delete f;
+  };
+  if (explore_hook::rcu_defer(run, box)) return true;
+  fn = std::move(*box);
+  delete box;
+  return false;
+}
+}  // namespace rcu_internal
+
 void rcu_synchronize() {
+  if (explore_hook::exploring()) [[unlikely]]
+    if (explore_hook::rcu_synchronize(explore_hook::RcuDomain::kRcu)) return;
   if (!rcu_internal::tls_reader_ctr) rcu_internal::register_thread();
   urcu_memb_synchronize_rcu();
   rcu_internal::after_grace_period();
 }
 
 void rcu_call(std::function<void()> fn) {
+  if (explore_hook::exploring()) [[unlikely]]
+    if (rcu_internal::explore_defer(fn)) return;
   if (!rcu_internal::tls_reader_ctr) rcu_internal::register_thread();
   rcu_internal::queue_callback<&urcu_memb_call_rcu, &rcu_internal::after_grace_period>(std::move(fn));
 }
@@ -80,11 +101,15 @@ thread_local FreeBatch free_batch;
 }  // namespace
 
 void rcu_free_later(void (*fn)(void*), void* p) {
+  if (explore_hook::exploring()) [[unlikely]]
+    if (explore_hook::rcu_defer(fn, p)) return;
   free_batch.items.emplace_back(fn, p);
   if (free_batch.items.size() >= FreeBatch::kMax) free_batch.submit();
 }
 
 void rcu_barrier() {
+  if (explore_hook::exploring()) [[unlikely]]
+    if (explore_hook::rcu_barrier(explore_hook::RcuDomain::kRcu)) return;
   if (!rcu_internal::tls_reader_ctr) rcu_internal::register_thread();
   free_batch.submit();
   urcu_memb_barrier();

@@ -28,6 +28,10 @@ void run_callback(rcu_head* head) {
   (*fn)();
 }
 
+// Under the explorer, a scenario thread's callback is queued with the run (base/explore_hook.h):
+// true. False (fn unchanged) for any other thread.
+bool explore_defer(std::function<void()>& fn);
+
 // Queues fn with the flavour's call_rcu.
 template <void (*CallRcu)(rcu_head*, void (*)(rcu_head*)), void (*AfterGracePeriod)()>
 void queue_callback(std::function<void()> fn) {

@@ -462,7 +462,7 @@ unsigned do_swap_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, unsig
     const SwapinStatus st = read_swap_cache_locked(sys, si, entry, Gfp::kUser, &page, &major);
     if (st == SwapinStatus::kOk) break;
     if (st == SwapinStatus::kBusy && pte_unchanged()) {
-      std::this_thread::yield();  // wait for the other swap-in of this entry
+      explore_hook::wait_yield();  // wait for the other swap-in of this entry
       continue;
     }
     put_swap_device(si);
@@ -541,7 +541,7 @@ unsigned do_device_private_fault(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t 
   if (!page) {
     // Locked by a migration: wait for it as for a migration entry, then retry.
     const Page* p = mem.pfn_to_page(device_private_entry_pfn(orig));
-    while (p->flags.load(std::memory_order_acquire) & PG_locked) std::this_thread::yield();
+    while (p->flags.load(std::memory_order_acquire) & PG_locked) explore_hook::wait_yield();
     return VM_FAULT_OK;
   }
   DevPagemap* pgmap = page_pgmap(page);

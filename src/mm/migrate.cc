@@ -189,7 +189,7 @@ void migration_entry_wait(Mm* mm, pte_t* ptep, pteval_t entry) {
   // reference (one would make the migration's expected-refcount check fail: the waiters
   // would keep the migration they wait for from succeeding). Descriptors are never freed, so
   // the worst a page freed and reused meanwhile can cost is a wait for its new owner's lock.
-  while (page->flags.load(std::memory_order_acquire) & PG_locked) std::this_thread::yield();
+  while (page->flags.load(std::memory_order_acquire) & PG_locked) explore_hook::wait_yield();
 }
 
 Errno migrate_folio(System* sys, Page* src, int nid, const void* owner) {

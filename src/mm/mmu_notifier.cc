@@ -88,7 +88,9 @@ void call_release(MmuNotifier* sub, Mm* mm) {
     mm->sys()->report_violation("release called twice",
                                 "mmu_notifier: release() of a subscription called a second time (exit and "
                                 "unregister both called it)");
+  MM_EXPLORE_POINT(kCallback, sub);
   sub->ops->release(sub, mm);
+  MM_EXPLORE_POINT(kCallback, sub);
 }
 
 MmuNotifierSubscriptions* subs_of(const Mm* mm) {
@@ -118,7 +120,7 @@ void wait_until(MmuNotifierSubscriptions* subs, Pred done) {
       ok = done(subs->invalidate_seq);  // read under the lock, like every other state it needs
     }
     if (ok) break;
-    subs->wq.wait(subs->wq_lock);
+    explore_hook::cond_wait(subs->wq, subs->wq_lock);
   }
   subs->waiters.fetch_sub(1, std::memory_order_relaxed);
 }
@@ -233,6 +235,7 @@ Errno mn_itree_invalidate(MmuNotifierSubscriptions* subs, const MmuNotifierRange
   bool failed = false;
   for_each_hit(subs, range, hits, [&](MmuIntervalNotifier* sub) {
     trace::Span span(trace::Kind::kInvalidate, sub, range->start, range->end, trace::invalidate_arg(range));
+    MM_EXPLORE_POINT(kCallback, sub);
     if (sub->ops->invalidate(sub, range, cur_seq)) return true;
     if (mmu_notifier_range_blockable(range)) {
       warn(range->mm, "interval invalidate() failed on a blockable range");
@@ -257,7 +260,9 @@ Errno mn_hlist_invalidate_range_start(MmuNotifierSubscriptions* subs, const MmuN
   for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire)) {
     if (used_after_free(s, range->mm, "invalidate_range_start") || !s->ops->invalidate_range_start) continue;
     trace::Span span(trace::Kind::kInvalidate, s, range->start, range->end, trace::invalidate_arg(range));
+    MM_EXPLORE_POINT(kCallback, s);
     int rc = s->ops->invalidate_range_start(s, range);
+    MM_EXPLORE_POINT(kCallback, s);
     if (rc == 0) {
       started_with_end += s->ops->invalidate_range_end != nullptr;
       continue;
@@ -341,8 +346,10 @@ void __mmu_notifier_invalidate_range_end_checked(MmuNotifierRange* range) {
     if (subs->list.load(std::memory_order_acquire)) {
       SrcuReadGuard r;
       for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire))
-        if (!used_after_free(s, range->mm, "invalidate_range_end") && s->ops->invalidate_range_end)
+        if (!used_after_free(s, range->mm, "invalidate_range_end") && s->ops->invalidate_range_end) {
+          MM_EXPLORE_POINT(kCallback, s);
           s->ops->invalidate_range_end(s, range);
+        }
     }
   }
 }
@@ -393,8 +400,10 @@ void __mmu_notifier_arch_invalidate_secondary_tlbs(Mm* mm, uint64_t start, uint6
   {
     SrcuReadGuard r;
     for (MmuNotifier* s = subs->list.load(std::memory_order_acquire); s; s = s->next.load(std::memory_order_acquire))
-      if (!used_after_free(s, mm, "arch_invalidate_secondary_tlbs") && s->ops->arch_invalidate_secondary_tlbs)
+      if (!used_after_free(s, mm, "arch_invalidate_secondary_tlbs") && s->ops->arch_invalidate_secondary_tlbs) {
+        MM_EXPLORE_POINT(kCallback, s);
         s->ops->arch_invalidate_secondary_tlbs(s, mm, start, end);
+      }
   }
   checker_tlb_flush_end(mm, start, end, begun);
 }
@@ -729,6 +738,7 @@ void mmu_interval_notifier_remove(MmuIntervalNotifier* sub) {
 }
 
 uint64_t mmu_interval_read_begin(MmuIntervalNotifier* sub) {
+  MM_EXPLORE_POINT(kNotifier, sub);
   // It may wait for invalidate() callbacks: no lock they take may be held here.
   driver_lockdep::lock_map_acquire(&driver_lockdep::mmu_notifier_invalidate_range_start_map);
   driver_lockdep::lock_map_release(&driver_lockdep::mmu_notifier_invalidate_range_start_map);

@@ -62,7 +62,15 @@ PhysMem::~PhysMem() {
   ::munmap(pages_, nr_frames_ * sizeof(Page));
 }
 
+namespace {
+// The page lock's try, for the interleaving explorer's acquire (base/explore_hook.h).
+bool try_page_lock_bit(void* p) {
+  return !(static_cast<Page*>(p)->flags.fetch_or(PG_locked, std::memory_order_acquire) & PG_locked);
+}
+}  // namespace
+
 bool trylock_page(Page* page) {
+  MM_EXPLORE_TRYLOCK(page, static_cast<uint8_t>(lock_class::kPageLock));
   if (page->flags.fetch_or(PG_locked, std::memory_order_acquire) & PG_locked) return false;
   lockdep::check_acquire(lock_class::kPageLock, page, true);  // a trylock cannot deadlock
   return true;
@@ -70,6 +78,8 @@ bool trylock_page(Page* page) {
 
 void lock_page(Page* page) {
   lockdep::check_acquire(lock_class::kPageLock, page, false);
+  if (explore_hook::exploring()) [[unlikely]]
+    return explore_hook::acquire(page, static_cast<uint8_t>(lock_class::kPageLock), &try_page_lock_bit, page);
   while (page->flags.fetch_or(PG_locked, std::memory_order_acquire) & PG_locked) {
     while (page->flags.load(std::memory_order_relaxed) & PG_locked) std::this_thread::yield();
   }
@@ -78,6 +88,8 @@ void lock_page(Page* page) {
 void unlock_page(Page* page) {
   lockdep::check_release(lock_class::kPageLock, page);
   MM_BUG_ON(!(page->flags.fetch_and(~static_cast<uint32_t>(PG_locked), std::memory_order_release) & PG_locked));
+  if (explore_hook::exploring()) [[unlikely]]
+    explore_hook::released(page, static_cast<uint8_t>(lock_class::kPageLock));
 }
 
 int PhysMem::take_global(int nid, pfn_t* out, int n) {

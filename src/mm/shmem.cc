@@ -261,7 +261,7 @@ ShmemInode::Swapin ShmemInode::shmem_swapin_folio(uint64_t pgoff, uint64_t entry
       // Another swap-in of this entry is reading it, or its page is still on its way into or
       // out of the swap cache: wait, unless the slot moved on meanwhile.
       put_swap_device(si);
-      std::this_thread::yield();
+      explore_hook::wait_yield();
       return Swapin::kRetry;
     case SwapinStatus::kGone:  // the slot was freed: the inode no longer holds this entry
       put_swap_device(si);

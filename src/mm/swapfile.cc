@@ -94,7 +94,7 @@ Errno SwapInfo::activate(uint64_t nr_slots, const std::string& path) {
 void SwapInfo::deactivate() {
   set_state(State::kOff);
   // Wait for the lookups that pinned the device before it went off (put_swap_device).
-  while (users_.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+  while (users_.load(std::memory_order_seq_cst) != 0) explore_hook::wait_yield();
   const uint64_t n = max_.exchange(0, std::memory_order_acq_rel);
   {
     SpinGuard g(lock_);
@@ -372,7 +372,7 @@ Status System::swapoff(unsigned type) {
       si->set_state(SwapInfo::State::kActive);
       return Errno::kBusy;
     }
-    std::this_thread::yield();  // a swap-in backing out, an exit under way
+    explore_hook::wait_yield();  // a swap-in backing out, an exit under way
   }
   si->deactivate();
   return kSuccess;

@@ -81,7 +81,11 @@ void vma_start_write(Vma* vma) {
   MM_DEBUG_ON((seq & 1) == 0);  // the mmap_lock must be held for write
   if (vma->vm_lock_seq.load(std::memory_order_relaxed) == seq) return;
   vma->vm_lock_seq.store(seq, std::memory_order_seq_cst);
-  while (vma->vm_refcnt.load(std::memory_order_seq_cst) != 0) MM_CPU_RELAX();
+  while (vma->vm_refcnt.load(std::memory_order_seq_cst) != 0) {
+    if (explore_hook::exploring() && explore_hook::wait_for_progress()) [[unlikely]]
+      continue;
+    MM_CPU_RELAX();
+  }
 }
 
 bool vma_start_read(Vma* vma) {

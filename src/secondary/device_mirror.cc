@@ -198,6 +198,7 @@ Result<uint64_t> DeviceMirror::fault_interval(uint64_t first, uint64_t end, bool
   range.default_flags = HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0);
   range.dev_private_owner = this;
   for (int attempt = 0; attempt < kMaxRetries; ++attempt) {
+    if (attempt) explore_hook::retry_wait();
     range.notifier_seq = mmu_interval_read_begin(&interval_);
     mmap_read_lock(mm_);
     Errno e = hmm_range_fault(&range);
@@ -231,6 +232,7 @@ Result<uint64_t> DeviceMirror::fault_interval(uint64_t first, uint64_t end, bool
 Result<uint64_t> DeviceMirror::fault_classic(uint64_t first, uint64_t end, bool write) {
   std::vector<Entry> found;
   for (int attempt = 0; attempt < kMaxRetries; ++attempt) {
+    if (attempt) explore_hook::retry_wait();
     uint64_t seq = 0;
     {
       DriverLockGuard g(lock_);

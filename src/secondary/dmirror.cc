@@ -143,7 +143,7 @@ class DmirrorDevice {
         evict_chunk(c.get());
         forget(&c->pgmap);
         unmapped = memunmap_pages(&c->pgmap) == Errno::kOk;
-        if (!unmapped) std::this_thread::yield();
+        if (!unmapped) explore_hook::wait_yield();
       }
       if (!unmapped) {
         MutexGuard g(devmem_lock_);

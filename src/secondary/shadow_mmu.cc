@@ -154,6 +154,7 @@ Result<uint64_t> ShadowMmu::fault(uint64_t addr, uint64_t len, bool write) {
   const uint64_t first = addr & ~(kPage - 1), end = addr + len;
   std::vector<ResolvedPage> found;
   for (int attempt = 0; attempt < kMaxRetries; ++attempt) {
+    if (attempt) explore_hook::retry_wait();
     uint64_t mmu_seq = 0;
     {
       SpinGuard g(lock_);

@@ -106,6 +106,7 @@ void SvaIotlb::release(MmuNotifier* sub, Mm* mm) {
 
 Errno SvaIotlb::walk_and_fill(uint64_t page) {
   for (int attempt = 0; attempt < kMaxRetries; ++attempt) {
+    if (attempt) explore_hook::retry_wait();
     uint64_t seq = 0;
     {
       SpinGuard g(lock_);

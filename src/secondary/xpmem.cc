@@ -95,7 +95,7 @@ bool XpmemMapper::invalidate(MmuIntervalNotifier* sub, const MmuNotifierRange* r
   x->invalidating_.push_back({range->start, range->end});
   if (x->overlaps_in_flight_locked(range->start, range->end)) {
     x->log_.stats.waits++;
-    while (x->overlaps_in_flight_locked(range->start, range->end)) x->drained_.wait(x->lock_);
+    while (x->overlaps_in_flight_locked(range->start, range->end)) explore_hook::cond_wait(x->drained_, x->lock_);
   }
   x->drop_locked(range->start, range->end);
   for (auto it = x->invalidating_.begin(); it != x->invalidating_.end(); ++it) {
@@ -117,6 +117,7 @@ Result<uint64_t> XpmemMapper::fault(uint64_t addr, uint64_t len, bool write) {
   const bool check = broken_ != Broken::kNoReadRetry;
   std::vector<ResolvedPage> found;
   for (int attempt = 0; attempt < kMaxRetries; ++attempt) {
+    if (attempt) explore_hook::retry_wait();
     const uint64_t seq = mmu_interval_read_begin(&sub_);
     std::function<bool()> collided;
     if (check) collided = [&] { return mmu_interval_check_retry(&sub_, seq); };

@@ -138,9 +138,12 @@ class CAPABILITY("mutex") DriverLock {
 
   void lock(const char* file = __builtin_FILE(), unsigned line = __builtin_LINE()) ACQUIRE() {
     if (driver_lockdep::checking()) driver_lockdep::acquire_slow(&key_, this, false, {file, line});
+    if (explore_hook::exploring()) [[unlikely]]
+      return explore_hook::acquire(this, 0, &try_raw, this);
     m_.lock();
   }
   bool try_lock(const char* file = __builtin_FILE(), unsigned line = __builtin_LINE()) TRY_ACQUIRE(true) {
+    MM_EXPLORE_TRYLOCK(this, 0);
     if (!m_.try_lock()) return false;
     if (driver_lockdep::checking()) driver_lockdep::acquire_slow(&key_, this, true, {file, line});
     return true;
@@ -148,10 +151,14 @@ class CAPABILITY("mutex") DriverLock {
   void unlock() RELEASE() {
     if (driver_lockdep::checking()) driver_lockdep::release_slow(this);
     m_.unlock();
+    if (explore_hook::exploring()) [[unlikely]]
+      explore_hook::released(this, 0);
   }
   const char* name() const { return key_.name(); }
 
  private:
+  // The primitive's try, for the interleaving explorer (base/explore_hook.h), as in Mutex.
+  static bool try_raw(void* l) { return static_cast<DriverLock*>(l)->m_.try_lock(); }
   driver_lockdep::LockClassKey key_;
   // The primitive under the annotated face (as in Mutex); checked by the graph, not by rank.
   std::mutex m_;

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <shared_mutex>
 
+#include "mirrormm/base/explore_hook.h"
 #include "mirrormm/base/thread_annotations.h"
 
 #if defined(__x86_64__)
@@ -68,15 +69,40 @@ Held held_by_me(const void* lock);
 // The reader/writer primitive under the annotated lock types (RwSem, and the mm's MmapLock,
 // which adds a sequence count). Unannotated on purpose: use it only inside a capability
 // class whose own methods carry the annotations and report to the lock checker.
+//
+// Under the interleaving explorer (base/explore_hook.h) every operation is a scheduling point
+// and a blocking one never blocks the OS thread: it tries, and while that fails the thread is
+// blocked on the lock until a release.
 class RawRwLock {
  public:
-  void lock() { m_.lock(); }
-  void unlock() { m_.unlock(); }
-  void lock_shared() { m_.lock_shared(); }
-  void unlock_shared() { m_.unlock_shared(); }
-  bool try_lock_shared() { return m_.try_lock_shared(); }
+  void lock() {
+    if (explore_hook::exploring()) [[unlikely]]
+      return explore_hook::acquire(this, 0, &try_exclusive, this);
+    m_.lock();
+  }
+  void unlock() {
+    m_.unlock();
+    if (explore_hook::exploring()) [[unlikely]]
+      explore_hook::released(this, 0);
+  }
+  void lock_shared() {
+    if (explore_hook::exploring()) [[unlikely]]
+      return explore_hook::acquire(this, 0, &try_shared, this);
+    m_.lock_shared();
+  }
+  void unlock_shared() {
+    m_.unlock_shared();
+    if (explore_hook::exploring()) [[unlikely]]
+      explore_hook::released(this, 0);
+  }
+  bool try_lock_shared() {
+    MM_EXPLORE_TRYLOCK(this, 0);
+    return m_.try_lock_shared();
+  }
 
  private:
+  static bool try_exclusive(void* l) { return static_cast<RawRwLock*>(l)->m_.try_lock(); }
+  static bool try_shared(void* l) { return static_cast<RawRwLock*>(l)->m_.try_lock_shared(); }
   std::shared_mutex m_;
 };
 
@@ -92,13 +118,16 @@ class CAPABILITY("spinlock") SpinLock {
   // A second lock of the class taken last (see LockClass).
   void lock_nested() ACQUIRE() { lock_checked(true); }
   bool try_lock() TRY_ACQUIRE(true) {
-    if (locked_.load(std::memory_order_relaxed) || locked_.exchange(true, std::memory_order_acquire)) return false;
+    MM_EXPLORE_TRYLOCK(this, static_cast<uint8_t>(class_));
+    if (!try_raw(this)) return false;
     lockdep::check_acquire(class_, this, true);  // a trylock cannot deadlock
     return true;
   }
   void unlock() RELEASE() {
     lockdep::check_release(class_, this);
     locked_.store(false, std::memory_order_release);
+    if (explore_hook::exploring()) [[unlikely]]
+      explore_hook::released(this, static_cast<uint8_t>(class_));
   }
   bool debug_is_locked() const { return locked_.load(std::memory_order_relaxed); }
   void set_class(LockClass c) { class_ = c; }
@@ -106,9 +135,15 @@ class CAPABILITY("spinlock") SpinLock {
  private:
   void lock_checked(bool nested) NO_THREAD_SAFETY_ANALYSIS {
     lockdep::check_acquire(class_, this, nested);
+    if (explore_hook::exploring()) [[unlikely]]
+      return explore_hook::acquire(this, static_cast<uint8_t>(class_), &try_raw, this);
     while (locked_.exchange(true, std::memory_order_acquire)) {
       while (locked_.load(std::memory_order_relaxed)) MM_CPU_RELAX();
     }
+  }
+  static bool try_raw(void* l) {
+    auto* s = static_cast<SpinLock*>(l);
+    return !s->locked_.load(std::memory_order_relaxed) && !s->locked_.exchange(true, std::memory_order_acquire);
   }
   std::atomic<bool> locked_{false};
   LockClass class_ = kUncheckedLock;  // written once, before the lock is shared
@@ -121,16 +156,17 @@ class CAPABILITY("mutex") Mutex {
   explicit Mutex(LockClass c) : class_(c) {}
   void lock() ACQUIRE() {
     lockdep::check_acquire(class_, this, false);
-    m_.lock();
+    raw_lock();
   }
   bool try_lock() TRY_ACQUIRE(true) {
+    MM_EXPLORE_TRYLOCK(this, static_cast<uint8_t>(class_));
     if (!m_.try_lock()) return false;
     lockdep::check_acquire(class_, this, true);  // a trylock cannot deadlock
     return true;
   }
   void unlock() RELEASE() {
     lockdep::check_release(class_, this);
-    m_.unlock();
+    raw_unlock();
   }
   // Linux's mutex_lock_nest_lock: one of any number of locks of this class taken while the
   // caller holds `nest` (mm_take_all_locks). The static analysis tracks the nest lock, not
@@ -138,16 +174,28 @@ class CAPABILITY("mutex") Mutex {
   void lock_nest_lock(const Mutex& nest) REQUIRES(nest) {
     (void)nest;
     lockdep::check_acquire(class_, this, false);
-    m_.lock();
+    raw_lock();
   }
   void unlock_nest_lock(const Mutex& nest) REQUIRES(nest) {
     (void)nest;
     lockdep::check_release(class_, this);
-    m_.unlock();
+    raw_unlock();
   }
   void set_class(LockClass c) { class_ = c; }  // before the lock is shared
 
  private:
+  // The mutex itself, with the explorer's scheduling (see RawRwLock).
+  void raw_lock() {
+    if (explore_hook::exploring()) [[unlikely]]
+      return explore_hook::acquire(this, static_cast<uint8_t>(class_), &try_raw, this);
+    m_.lock();
+  }
+  void raw_unlock() {
+    m_.unlock();
+    if (explore_hook::exploring()) [[unlikely]]
+      explore_hook::released(this, static_cast<uint8_t>(class_));
+  }
+  static bool try_raw(void* l) { return static_cast<Mutex*>(l)->m_.try_lock(); }
   std::mutex m_;
   LockClass class_ = kUncheckedLock;  // written once
 };
@@ -198,7 +246,7 @@ class CAPABILITY("rwsem") RwSem {
   }
 
  private:
-  std::shared_mutex m_;
+  RawRwLock m_;  // its scheduling under the explorer is RawRwLock's
   LockClass class_ = kUncheckedLock;  // written once
 };
 

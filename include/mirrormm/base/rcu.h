@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 
+#include "mirrormm/base/explore_hook.h"
 #include "mirrormm/base/tsan.h"
 
 namespace mirrormm {
@@ -57,6 +58,8 @@ inline void smp_mb_slave() {
 }
 
 inline void read_lock() {
+  if (explore_hook::exploring()) [[unlikely]]
+    explore_hook::rcu_read_lock(explore_hook::RcuDomain::kRcu);
   unsigned long* ctr = tls_reader_ctr;
   if (__builtin_expect(ctr == nullptr, 0)) ctr = register_thread();
   std::atomic_signal_fence(std::memory_order_seq_cst);
@@ -82,6 +85,8 @@ inline void read_unlock() {
     if (__builtin_expect(__atomic_load_n(gp_futex, __ATOMIC_RELAXED) == -1, 0)) wake_up_gp();
   }
   std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (explore_hook::exploring()) [[unlikely]]
+    explore_hook::rcu_read_unlock(explore_hook::RcuDomain::kRcu);
 }
 }  // namespace rcu_internal
 
@@ -93,6 +98,10 @@ class RcuReadGuard {
   RcuReadGuard& operator=(const RcuReadGuard&) = delete;
 };
 
+// Under the interleaving explorer (base/explore_hook.h) a scenario thread's grace period waits,
+// by yielding, for the other scenario threads' read-side sections, and its callbacks run
+// deterministically at the end of the run (or at its rcu_barrier).
+//
 // Waits for a grace period: every read-side critical section that began before the call has
 // ended when it returns. Must not be called inside a read-side critical section.
 void rcu_synchronize();
