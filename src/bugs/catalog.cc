@@ -116,7 +116,8 @@ std::vector<Bug> make_catalog() {
       "an invalidation had started taking away",
       "KVM: Synchronize guest physical memory map to host virtual memory map (the rule: "
       "mmu_notifier_count and mmu_notifier_seq)",
-      {"stale secondary mapping", "mapping over a different PTE"}, "shadow:broken-inprogress"));
+      {"stale secondary mapping", "mapping over a different PTE", "frame freed under a secondary mapping"},
+      "shadow:broken-inprogress"));
   c.back().stress_finds = false;  // usually within seconds, not reliably within a minute
   c.back().scenario = "BugScenario.KvmIgnoresInProgress in tests/bugs_test.cc";
   c.push_back(driver_bug(
