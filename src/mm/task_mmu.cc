@@ -202,30 +202,6 @@ void smap_gather_stats(System* sys, Mm* mm, const Vma* vma, Stats* mss) REQUIRES
       hole);
 }
 
-// show_smap_vma_flags: Linux's two-letter names of the flags the model has, by bit.
-std::string show_smap_vma_flags(vm_flags_t flags) {
-  static constexpr struct {
-    vm_flags_t flag;
-    const char* name;
-  } kMnemonics[] = {
-      {VM_READ, "rd"},         {VM_WRITE, "wr"},       {VM_EXEC, "ex"},          {VM_SHARED, "sh"},
-      {VM_MAYREAD, "mr"},      {VM_MAYWRITE, "mw"},    {VM_MAYEXEC, "me"},       {VM_MAYSHARE, "ms"},
-      {VM_GROWSDOWN, "gd"},    {VM_PFNMAP, "pf"},      {VM_MAYBE_GUARD, "gu"},   {VM_LOCKED, "lo"},
-      {VM_IO, "io"},           {VM_SEQ_READ, "sr"},    {VM_RAND_READ, "rr"},     {VM_DONTCOPY, "dc"},
-      {VM_DONTEXPAND, "de"},   {VM_LOCKONFAULT, "lf"}, {VM_ACCOUNT, "ac"},       {VM_NORESERVE, "nr"},
-      {VM_HUGETLB, "ht"},      {VM_WIPEONFORK, "wf"},  {VM_DONTDUMP, "dd"},      {VM_MIXEDMAP, "mm"},
-      {VM_HUGEPAGE, "hg"},     {VM_NOHUGEPAGE, "nh"},  {VM_MERGEABLE, "mg"},     {VM_DROPPABLE, "dp"},
-      {VM_SEALED, "sl"},
-  };
-  std::string out;
-  for (const auto& m : kMnemonics) {
-    if (!(flags & m.flag)) continue;
-    out += m.name;
-    out += ' ';
-  }
-  return out;
-}
-
 // show_smap: one VMA with its statistics.
 struct ShowSmap {
   System* sys;
