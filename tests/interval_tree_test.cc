@@ -18,6 +18,7 @@ struct Node {
   uint64_t start = 0;
   uint64_t last = 0;
   uint64_t subtree_last = 0;
+  uint64_t seq = 0;
   Node* left = nullptr;
   Node* right = nullptr;
   int height = 0;
@@ -27,10 +28,8 @@ struct Node {
 
 using Tree = IntervalTree<Node>;
 
-// The tree's order: (start, node address).
-bool node_less(const Node* a, const Node* b) {
-  return a->start != b->start ? a->start < b->start : std::less<const Node*>()(a, b);
-}
+// The tree's order: start, then insertion (seq).
+bool node_less(const Node* a, const Node* b) { return a->start != b->start ? a->start < b->start : a->seq < b->seq; }
 
 bool overlaps(const Node* n, uint64_t start, uint64_t last) { return n->start <= last && n->last >= start; }
 
@@ -146,10 +145,15 @@ TEST(IntervalTree, DuplicatesOfEqualStart) {
   for (uint64_t q : {0ull, 999ull, 1000ull, 1100ull, 1250ull, 1499ull, 1500ull, 5000ull}) check_query(t, set, q, q);
   check_query(t, set, 0, 999);
   check_query(t, set, 1200, 1300);
-  // The equal-start nodes come in address order, as the tree orders them.
+  // The equal-start nodes come in insertion order (the rmap's parent-before-child order).
   std::vector<Node*> all = tree_overlaps(t, 1000, 1000);
   ASSERT_EQ(all.size(), static_cast<size_t>(kN));
-  EXPECT_TRUE(std::is_sorted(all.begin(), all.end(), std::less<const Node*>()));
+  for (int i = 0; i < kN; ++i) EXPECT_EQ(all[i]->id, i);
+  // A node erased and inserted again goes after its equals.
+  t.erase(&pool[0]);
+  t.insert(&pool[0]);
+  EXPECT_EQ(tree_overlaps(t, 1000, 1000).back(), &pool[0]);
+  ASSERT_TRUE(t.validate());
   // Erase every other one (an equal key must erase exactly that node, not a twin).
   for (int i = 0; i < kN; i += 2) {
     t.erase(&pool[i]);

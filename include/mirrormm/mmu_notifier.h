@@ -185,6 +185,7 @@ struct MmuIntervalNotifier {
   uint64_t start = 0;
   uint64_t last = 0;
   uint64_t subtree_last = 0;
+  uint64_t seq = 0;  // the interval tree's order among equal starts
   MmuIntervalNotifier* left = nullptr;
   MmuIntervalNotifier* right = nullptr;
   int height = 0;

@@ -153,11 +153,7 @@ const std::map<std::string, Entry>& entries() {
     e["fork-write-migration"] = {small(2), [](System& sys, bool) {
                                    auto st = stage(sys, 1, "");
                                    return with_teardown(st, {migrate_thread(st), [st] { (void)st->sys->fork(st->p); }});
-                                 },
-                                 // With two preemptions the model itself leaves a migration entry in
-                                 // the child: a migration whose rmap walk restored the parent while
-                                 // fork was copying (docs/explore.md, "Known counterexamples").
-                                 1};
+                                 }};
     return e;
   }();
   return m;

@@ -1,8 +1,14 @@
 // An augmented interval tree (include/linux/interval_tree_generic.h's role): an intrusive AVL
-// tree of closed intervals [start, last], ordered by (start, node address), where each node also
-// keeps the largest `last` of its subtree. Overlap queries cost O(log n + k) for k results.
+// tree of closed intervals [start, last], ordered by start and, among equal starts, by
+// insertion (a node goes after those already there, as interval_tree_generic's insert goes
+// right on an equal key), where each node also keeps the largest `last` of its subtree.
+// Overlap queries cost O(log n + k) for k results. The rmap relies on the order: fork links
+// the child's anon_vma_chain after the parent's, at the same offsets, so a walk (say
+// remove_migration_ptes) that meets the child's VMA has passed the parent's first, and an
+// entry fork copies from the parent after the walk passed it is one the walk already
+// restored.
 //
-// Node requirements: uint64_t start, last, subtree_last; Node* left, right; int height;
+// Node requirements: uint64_t start, last, subtree_last, seq; Node* left, right; int height;
 // bool in_tree. The tree does no locking: the caller serializes changes, and readers either
 // hold the same lock or rely on the tree being frozen (the notifiers' odd invalidate_seq).
 #pragma once
@@ -26,6 +32,7 @@ class IntervalTree {
     n->left = n->right = nullptr;
     n->height = 1;
     n->subtree_last = n->last;
+    n->seq = ++inserted_;
     root_ = insert_at(root_, n);
     n->in_tree = true;
     ++size_;
@@ -76,7 +83,7 @@ class IntervalTree {
  private:
   static int height(const Node* n) { return n ? n->height : 0; }
   static bool less(const Node* a, const Node* b) {
-    return a->start != b->start ? a->start < b->start : std::less<const Node*>()(a, b);
+    return a->start != b->start ? a->start < b->start : a->seq < b->seq;
   }
   static void update(Node* n) {
     n->height = 1 + std::max(height(n->left), height(n->right));
@@ -174,6 +181,7 @@ class IntervalTree {
 
   Node* root_ = nullptr;
   uint64_t size_ = 0;
+  uint64_t inserted_ = 0;  // insertions so far: each node's seq, its place among equal starts
 };
 
 }  // namespace mirrormm

@@ -45,7 +45,7 @@ struct AnonVmaChain {
   Vma* vma = nullptr;           // written once
   AnonVma* anon_vma = nullptr;  // written once
   // Interval-tree node (interval_tree.h), guarded by anon_vma->root->rwsem.
-  uint64_t start = 0, last = 0, subtree_last = 0;
+  uint64_t start = 0, last = 0, subtree_last = 0, seq = 0;
   AnonVmaChain* left = nullptr;
   AnonVmaChain* right = nullptr;
   int height = 0;
@@ -188,7 +188,7 @@ struct Vma {
   // page-offset range; guarded by the file's i_mmap lock.
   struct IMmapNode {
     Vma* vma = nullptr;
-    uint64_t start = 0, last = 0, subtree_last = 0;
+    uint64_t start = 0, last = 0, subtree_last = 0, seq = 0;
     IMmapNode* left = nullptr;
     IMmapNode* right = nullptr;
     int height = 0;
