@@ -57,7 +57,7 @@ bool try_to_migrate_one(Page* page, Vma* vma, uint64_t address, const void* owne
     // A device-exclusive entry is writable whatever mprotect did since (it leaves such
     // entries alone): the VMA decides.
     const bool writable = !device                      ? pte_write(v)
-                          : is_device_exclusive_entry(v) ? (vma->vm_flags & VM_WRITE) != 0
+                          : is_device_exclusive_entry(v) ? (vma_flags_racy(vma) & VM_WRITE) != 0
                                                          : is_writable_device_private_entry(v);
     const unsigned type = writable        ? kSwpMigrationWrite
                           : anon_exclusive ? kSwpMigrationReadExclusive

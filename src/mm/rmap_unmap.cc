@@ -62,7 +62,7 @@ bool try_to_unmap_one(Page* page, Vma* vma, uint64_t address, unsigned flags) {
       // again: it stays mapped and becomes swap-backed again (the page is isolated, so no
       // list depends on the flag). A droppable page goes even when dirty; otherwise the
       // page is discarded: nothing is kept of it.
-      if (!(vma->vm_flags & VM_DROPPABLE) && (dirty || page->test(PG_dirty))) {
+      if (!(vma_flags_racy(vma) & VM_DROPPABLE) && (dirty || page->test(PG_dirty))) {
         set_pte(ptep, v);
         page->set(PG_swapbacked);
         return false;
