@@ -232,6 +232,40 @@ TEST(BugScenario, ReleaseFreesNotifier) {
   }
 }
 
+// unmap-put-before-end, deterministically: a lazily freed page that an IOTLB caches, paged
+// out (MADV_PAGEOUT reclaims it at once). The broken unmap frees the frame through the last
+// mapping's put before the IOTLB hears of the unmap; the correct one keeps the page until the
+// invalidation is over, and the page is gone afterwards in both.
+TEST(BugScenario, UnmapPutBeforeEnd) {
+  const bugs::Bug* bug = bugs::find_bug("unmap-put-before-end");
+  ASSERT_NE(bug, nullptr);
+  for (bool injected : {false, true}) {
+    SCOPED_TRACE(injected ? "injected" : "correct");
+    System sys;
+    if (injected) bugs::inject(sys, *bug);
+    Process* p = sys.process(1);
+    const uint64_t a = 0x200000000000;
+    ASSERT_TRUE(sys.mmap(p, a, 4 * P, kProtRead | kProtWrite, kMapPrivate | kMapAnonymous | kMapFixed).ok());
+    ASSERT_TRUE(sys.access(p, 0, a, 4 * P, true, [](uint8_t* d, uint64_t, uint64_t n) {
+                      for (uint64_t i = 0; i < n; i++) d[i] = 7;
+                    }).ok());
+    ASSERT_TRUE(sys.madvise(p, a, 4 * P, kMadvFree).ok());
+    auto iotlb = attach_secondary_mmu("iotlb", p, a, 4 * P);
+    ASSERT_TRUE(iotlb.ok());
+    std::vector<uint8_t> buf;
+    ASSERT_TRUE(iotlb.value()->read(a, 4 * P, &buf));
+    ASSERT_TRUE(sys.madvise(p, a, 4 * P, kMadvPageout).ok());
+    for (uint64_t off = 0; off < 4 * P; off += P) EXPECT_EQ(sys.pageinfo(p, a + off).value().entry, PageInfo::Entry::kNone);
+    if (injected) {
+      ASSERT_GT(sys.violations(), 0u);
+      for (const auto& [k, n] : sys.violation_kinds()) EXPECT_TRUE(bugs::caught_as(*bug, k)) << k;
+    } else {
+      EXPECT_EQ(sys.violations(), 0u);
+    }
+    iotlb.value()->detach();
+  }
+}
+
 TEST(BugScenario, KvmIgnoresInProgress) {
   const bugs::Bug* bug = bugs::find_bug("kvm-ignores-in-progress");
   ASSERT_NE(bug, nullptr);

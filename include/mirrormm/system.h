@@ -473,6 +473,11 @@ class System {
     kNonblockStartSkipsEnds,       // a non-blocking start that fails on one subscriber calls
                                    // no end on the others (before "mm/mmu_notifiers: ensure
                                    // range_end() is paired with range_start()")
+    kUnmapPutBeforeEnd,            // try_to_unmap_one drops the PTE's page reference before
+                                   // invalidate_range_end and leaves the secondary TLBs to the
+                                   // end, and reclaim discards a lazily freed page through that
+                                   // put (it lends its own reference): the last put frees the
+                                   // frame while an IOTLB still caches it
     kCount
   };
   void debug_break(DebugBreak b, bool broken) {

@@ -91,6 +91,18 @@ std::vector<Bug> make_catalog() {
       {"frame freed under a secondary mapping", "frame freed under a TLB entry", "stale secondary mapping"},
       DB::kPutBeforeFlush, {"iotlb"}));
   c.push_back(kernel_bug(
+      "unmap-put-before-end", 2017, "rmap",
+      "try_to_unmap_one dropped the PTE's page reference before invalidate_range_end and left the "
+      "secondary-TLB invalidation to the end; with a caller that held no reference of its own (here: "
+      "reclaim discarding a lazily freed page) that put was the last, and the frame was freed while an "
+      "IOTLB sharing the page tables still translated to it",
+      "mm/rmap: update to new mmu_notifier semantic v2 (the rule: a try_to_unmap caller holds a "
+      "reference on the page)",
+      {"frame freed under a secondary mapping", "frame freed under a TLB entry", "stale secondary mapping"},
+      DB::kUnmapPutBeforeEnd, {"iotlb"}));
+  c.back().stress_finds = false;  // needs reclaim of a lazily freed page while an IOTLB caches it
+  c.back().scenario = "BugScenario.UnmapPutBeforeEnd in tests/bugs_test.cc";
+  c.push_back(kernel_bug(
       "nonblock-start-no-end", 2018, "mmu_notifier",
       "a non-blocking invalidate_range_start (the OOM reaper's) that failed with -EAGAIN on one subscriber "
       "called no end on the others, leaving them \"in progress\" for good",

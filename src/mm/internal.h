@@ -105,7 +105,10 @@ Errno dup_anon_vma(Vma* dst, const Vma* src);
 // dirty bit moves to PG_dirty. Returns true when the address no longer maps the page
 // (including when it did not map it to begin with), false when the swap count could not be
 // taken (the PTE is left as it was). flags: TTU_* flags; none is modeled yet (pass 0).
-bool try_to_unmap_one(Page* page, Vma* vma, uint64_t address, unsigned flags);
+// lent: only under System::DebugBreak::kUnmapPutBeforeEnd, from a caller that lends its own
+// page reference; set when the unmap dropped it and freed the page (the walk then stops, and the
+// caller must not touch the page again).
+bool try_to_unmap_one(Page* page, Vma* vma, uint64_t address, unsigned flags, bool* lent = nullptr);
 
 // ---- mm_take_all_locks.cc ----
 

@@ -3,6 +3,7 @@
 #include "mm/internal.h"
 #include "mm/vmstat.h"
 #include "mm/mmu_notifier_internal.h"
+#include "mm/rmap.h"
 #include "mm/swapfile.h"
 #include "mm/system_internal.h"
 
@@ -20,7 +21,16 @@ namespace mirrormm {
 // The reference goes only after the end callback: a secondary MMU that shares the CPU page
 // tables may use the old translation until it has been told the invalidation is over, so the
 // frame must not be freed (and reused) before that.
-bool try_to_unmap_one(Page* page, Vma* vma, uint64_t address, unsigned flags) {
+//
+// The re-injected System::DebugBreak::kUnmapPutBeforeEnd turns this back into the order of
+// kernels whose secondary TLBs heard of an unmap only through a notifier call made with the
+// end: the PTE's reference goes before invalidate_range_end, the secondary-TLB invalidation is
+// left to the end, and a caller that lent its own reference (reclaim of a lazily freed page)
+// gets the page freed by the last mapping's put. That put was safe only while it was never the
+// last one ("the page can not be free in this function as call of try_to_unmap() must hold a
+// reference on the page"); with it last, the frame is free while an IOTLB still translates to
+// it.
+bool try_to_unmap_one(Page* page, Vma* vma, uint64_t address, unsigned flags, bool* lent) {
   (void)flags;  // no TTU_* behaviour is modeled yet
   Mm* mm = vma->vm_mm;
   PhysMem& mem = mm->mem();
@@ -35,8 +45,10 @@ bool try_to_unmap_one(Page* page, Vma* vma, uint64_t address, unsigned flags) {
   if (!ptep) return true;
   const pfn_t pfn = mem.page_to_pfn(page);
   bool unmapped = false;
+  const bool put_early = sys->debug_broken(System::DebugBreak::kUnmapPutBeforeEnd);
   {
     MmuNotifierBracket bracket(MmuNotifyEvent::kClear, mm, address, address + kPageSize);
+    {
     SpinGuard g(pte_lockptr(mm, ptep));
     const pteval_t cur = ptep_get(ptep);
     // A device-exclusive entry maps the page too (it is swapped out like a PTE; the device
@@ -55,7 +67,10 @@ bool try_to_unmap_one(Page* page, Vma* vma, uint64_t address, unsigned flags) {
     if (anon && page->test(PG_anon_exclusive) && folio_maybe_dma_pinned(page)) return false;
     const pteval_t v = ptep_get_and_clear(ptep);
     mmu_checker_pte_change(mm, address, v, 0);
-    if (!device) flush_tlb_page(mm, address);
+    if (!device) {
+      if (put_early) flush_tlb_range_cpus(mm, address, address + kPageSize);
+      else flush_tlb_page(mm, address);
+    }
     const bool dirty = !device && pte_dirty(v);
     if (lazyfree) {
       // A lazily free page written since MADV_FREE (its PTE or the page dirty) is wanted
@@ -89,6 +104,21 @@ bool try_to_unmap_one(Page* page, Vma* vma, uint64_t address, unsigned flags) {
     }
     page->mapcount.fetch_sub(1, std::memory_order_relaxed);
     unmapped = true;
+    }
+    if (put_early) {
+      // The broken order: the caller's lent reference goes with the last mapping (the page
+      // unlocked first, as a caller without a reference would not hold its lock), then the
+      // PTE's, before the end and before the secondary TLBs hear of the unmap.
+      const bool freeing = lent && !folio_mapped(page);
+      if (freeing) {
+        unlock_page(page);
+        mem.put_page(page);
+        *lent = true;
+      }
+      mem.put_page(page);
+      mmu_notifier_arch_invalidate_secondary_tlbs(mm, address, address + kPageSize);
+      return !freeing;
+    }
   }
   if (unmapped) mem.put_page(page);  // after invalidate_range_end
   return true;

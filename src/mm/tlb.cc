@@ -47,6 +47,11 @@ void flush_tlb_range(Mm* mm, uint64_t start, uint64_t end) {
   mmu_notifier_arch_invalidate_secondary_tlbs(mm, start, end);
 }
 
+void flush_tlb_range_cpus(Mm* mm, uint64_t start, uint64_t end) {
+  if (start >= end) return;
+  for_each_cpu_of(mm, [&](Cpu& c) { c.flush_range(mm->id(), start, end); });
+}
+
 void flush_tlb_mm(Mm* mm) {
   trace::Span span(trace::Kind::kShootdown, nullptr, 0, ~0ull);
   if (span.recording()) span.set_c(cpus_of(mm));  // the CPUs the shootdown reaches

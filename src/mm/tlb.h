@@ -19,6 +19,10 @@ namespace mirrormm {
 // Flushes [start, end) of mm from every CPU that may cache it.
 void flush_tlb_range(Mm* mm, uint64_t start, uint64_t end);
 void flush_tlb_mm(Mm* mm);
+// Flushes [start, end) of mm from the CPUs only, not from the secondary TLBs that share the page
+// tables: the order of kernels in which those heard of a flush through a notifier call of its
+// own (mmu_notifier_invalidate_range). Only a re-injected bug uses it (kUnmapPutBeforeEnd).
+void flush_tlb_range_cpus(Mm* mm, uint64_t start, uint64_t end);
 inline void flush_tlb_page(Mm* mm, uint64_t addr) { flush_tlb_range(mm, addr, addr + kPageSize); }
 
 // Collects the TLB range to flush and the pages and page tables to free after the flush

@@ -104,13 +104,15 @@ bool swap_entry_writable(System* sys, pteval_t entry) {
   return si && si->state() == SwapInfo::State::kActive;
 }
 
-bool try_to_unmap(System* sys, Page* page, unsigned flags) {
+bool try_to_unmap(System* sys, Page* page, unsigned flags, bool* lent) {
   RmapWalkControl rwc;
   rwc.sys = sys;
-  rwc.rmap_one = [flags](Page* p, Vma* vma, uint64_t address) { return try_to_unmap_one(p, vma, address, flags); };
-  rwc.done = [](Page* p) { return !folio_mapped(p); };
+  rwc.rmap_one = [flags, lent](Page* p, Vma* vma, uint64_t address) {
+    return try_to_unmap_one(p, vma, address, flags, lent);
+  };
+  rwc.done = [lent](Page* p) { return (lent && *lent) || !folio_mapped(p); };
   rmap_walk(page, rwc);
-  return !folio_mapped(page);
+  return (lent && *lent) || !folio_mapped(page);
 }
 
 uint64_t shrink_folio_list(System* sys, std::vector<Page*>& folios, ScanControl& sc, std::vector<Page*>* keep) {
@@ -160,9 +162,17 @@ uint64_t shrink_folio_list(System* sys, std::vector<Page*>& folios, ScanControl&
     if (ok && !anon && !shmem && !page->test(PG_swapcache)) ok = false;
     // Unmap it from every process (try_to_unmap, each mapping bracketed).
     if (ok && folio_mapped(page)) {
-      if (!try_to_unmap(sys, page, 0)) {
+      // The re-injected kUnmapPutBeforeEnd: reclaim relies on the mappings' references for a
+      // lazily freed page, whose discard needs nothing else, and lends the unmap its own.
+      bool lent = false;
+      const bool lend = lazyfree && sys->debug_broken(System::DebugBreak::kUnmapPutBeforeEnd);
+      if (!try_to_unmap(sys, page, 0, lend ? &lent : nullptr)) {
         activate = true;  // a mapping could not be removed (a swap count, a racing fault)
         ok = false;
+      } else if (lent) {
+        count_steal(ev, sc, false, 1);  // freed by the unmap: gone
+        reclaimed++;
+        continue;
       } else {
         mmu_rmap_notify_page(&mem, page);  // remote mappers of the page hear it went
       }

@@ -74,7 +74,8 @@ bool swap_entry_writable(System* sys, pteval_t entry);
 // try_to_unmap: removes every mapping of a locked page through the reverse map (each one
 // bracketed by invalidate_range_start/end, MMU_NOTIFY_CLEAR). An anonymous page must be in
 // the swap cache. Returns whether the page is no longer mapped.
-bool try_to_unmap(System* sys, Page* page, unsigned flags);
+// lent: see try_to_unmap_one (a re-injected bug's reclaim only).
+bool try_to_unmap(System* sys, Page* page, unsigned flags, bool* lent = nullptr);
 
 // shrink_folio_list: tries to free each page of `folios` (isolated from the LRU by the
 // caller, each with the isolation reference). Freed pages are gone; the others are appended

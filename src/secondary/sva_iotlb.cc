@@ -22,6 +22,11 @@ constexpr auto kFaultLoop = std::chrono::milliseconds(500);
 // Lookups of one page in one access (each after a walk or a page request) before the device
 // gives up without a report (an access racing a workload that keeps unmapping the page).
 constexpr int kMaxRounds = 64;
+// Under the interleaving explorer time means nothing (one thread runs at a time, by the
+// schedule): a write that met the same read-only entry this many times after page requests
+// that found the PTE writable, with every other scenario thread given its turn in between,
+// faults forever.
+constexpr int kExploredFaultLoop = 16;
 
 const char* variant_name(SvaIotlb::Broken b) {
   switch (b) {
@@ -160,6 +165,7 @@ bool SvaIotlb::access(uint64_t addr, uint64_t len, uint8_t* buf, bool write) {
     // A write that hits a read-only entry after a page request found the PTE writable: the
     // entry (by its fill number) and since when.
     uint64_t stuck_fill = 0;
+    int stuck_rounds = 0;
     auto stuck_since = std::chrono::steady_clock::now();
     for (int rounds = 0;; rounds++) {
       bool miss = false;
@@ -191,10 +197,12 @@ bool SvaIotlb::access(uint64_t addr, uint64_t len, uint8_t* buf, bool write) {
       }
       // The OS says the page is writable, yet the IOTLB answered read-only.
       const auto now = std::chrono::steady_clock::now();
+      const bool explored = explore_hook::exploring() && explore_hook::scenario_thread();
       if (filled != stuck_fill) {
         stuck_fill = filled;
         stuck_since = now;
-      } else if (now - stuck_since >= kFaultLoop) {
+        stuck_rounds = 0;
+      } else if (explored ? ++stuck_rounds >= kExploredFaultLoop : now - stuck_since >= kFaultLoop) {
         mm_sys(mm_)->report_violation(
             "iotlb fault loop",
             fmt::format("device {} at {:#x}: a write keeps faulting on a read-only IOTLB entry (pfn {:#x}) although "
@@ -202,6 +210,8 @@ bool SvaIotlb::access(uint64_t addr, uint64_t len, uint8_t* buf, bool write) {
                         "arch_invalidate_secondary_tlbs",
                         kind(), p.page, pfn));
         return false;
+      } else if (explored) {
+        explore_hook::retry_wait();
       } else {
         std::this_thread::sleep_for(std::chrono::microseconds(200));
       }
