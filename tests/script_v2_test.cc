@@ -114,6 +114,11 @@ TEST(ScriptV2Parse, FormatRoundTrips) {
       "dev write A 0x200000000000 0x2000 7",
       "dev log A",
       "@4 dev detach A",
+      "dev begin A 0x200000000000 0x4000 write",
+      "dev walk A",
+      "@2 dev retry A",
+      "dev map A",
+      "dev map A unchecked",
       "stats",
       "@2 check",
       "nodes 2",
@@ -127,6 +132,7 @@ TEST(ScriptV2Parse, FormatRoundTrips) {
     EXPECT_EQ(again.name, c.name) << line;
     EXPECT_EQ(again.dev_mode, c.dev_mode) << line;
     EXPECT_EQ(again.dev_write, c.dev_write) << line;
+    EXPECT_EQ(again.dev_unchecked, c.dev_unchecked) << line;
     EXPECT_EQ(again.addr, c.addr) << line;
     EXPECT_EQ(again.len, c.len) << line;
     EXPECT_EQ(again.seed, c.seed) << line;
@@ -212,9 +218,19 @@ TEST(ScriptV2Parse, Hmm) {
 }
 
 TEST(ScriptV2Parse, UsageErrors) {
-  EXPECT_EQ(parse_error("dev"), "t.mms:1: dev: missing subcommand (attach, fault, show, read, write, log or detach)");
-  EXPECT_EQ(parse_error("maps\n\ndev map A"),
-            "t.mms:3: dev: unknown subcommand 'map' (expected attach, fault, show, read, write, log or detach)");
+  EXPECT_EQ(parse_error("dev"),
+            "t.mms:1: dev: missing subcommand (attach, fault, show, read, write, log, detach, begin, walk, retry or "
+            "map)");
+  EXPECT_EQ(parse_error("maps\n\ndev mapp A"),
+            "t.mms:3: dev: unknown subcommand 'mapp' (expected attach, fault, show, read, write, log, detach, begin, "
+            "walk, retry or map)");
+  EXPECT_EQ(parse_error("dev begin A 0 4K"),
+            "t.mms:1: dev begin: expected 4 arguments (NAME ADDR LEN read|write), got 3");
+  EXPECT_EQ(parse_error("dev walk A 0"), "t.mms:1: dev walk: expected 1 argument (NAME), got 2");
+  EXPECT_EQ(parse_error("dev retry"), "t.mms:1: dev retry: expected 1 argument (NAME), got 0");
+  EXPECT_EQ(parse_error("dev map A checked"), "t.mms:1: dev map: bad argument 'checked' (expected unchecked)");
+  EXPECT_EQ(parse_error("dev map A unchecked 1"),
+            "t.mms:1: dev map: expected 1 or 2 arguments (NAME [unchecked]), got 3");
   EXPECT_EQ(parse_error("dev attach A"),
             "t.mms:1: dev attach: expected 2 or 4 arguments (NAME classic | NAME interval ADDR LEN | NAME KIND "
             "[ADDR LEN]), got 1");
@@ -406,6 +422,46 @@ TEST(ScriptV2Replay, DeviceErrors) {
   EXPECT_THAT(out, ElementsAre("0x200000000000", "-EOVERFLOW", "-EOVERFLOW", "0", "-EEXIST", "-ENOENT", "-ENOENT",
                                "-ENOENT", "-ENOENT", "-ENOENT", "-ENOENT", "-ESRCH", "-EINVAL", "-EINVAL", "none", "0",
                                "-ENOENT", "0", "ok"));
+}
+
+// The device fault in steps: a fault with nothing in between installs; an invalidation
+// between the walk and the install makes read_retry say so and `dev map` install nothing
+// (-EAGAIN); one between begin and the walk makes the walk give up (-EBUSY); `dev map
+// unchecked` installs a walk's stale result anyway, which the checker reports. Steps out of
+// order are -EINVAL; a kind without steps answers -EOPNOTSUPP.
+TEST(ScriptV2Replay, SteppedFault) {
+  auto out = replay_text(std::string(kMap4) +
+                         "write 0x200000000000 16K 1\n"
+                         "dev attach A interval 0x200000000000 16K\n"
+                         "dev attach S shadow 0x200000000000 16K\n"
+                         "dev walk A\n"
+                         "dev map A\n"
+                         "dev begin A 0x200000000000 8K write\n"
+                         "dev walk A\n"
+                         "dev retry A\n"
+                         "dev map A\n"
+                         "dev show A 0x200000000000 16K\n"
+                         "dev begin A 0x200000000000 4K read\n"
+                         "dev walk A\n"
+                         "madvise 0x200000000000 4K dontneed\n"
+                         "dev retry A\n"
+                         "dev map A\n"
+                         "dev map A\n"
+                         "dev begin A 0x200000002000 4K read\n"
+                         "madvise 0x200000002000 4K dontneed\n"
+                         "dev walk A\n"
+                         "dev begin A 0x200000003000 4K read\n"
+                         "dev walk A\n"
+                         "madvise 0x200000003000 4K dontneed\n"
+                         "dev map A unchecked\n"
+                         "dev begin S 0x200000000000 4K read\n"
+                         "check\n");
+  ASSERT_EQ(out.size(), 26u);
+  EXPECT_THAT(std::vector<std::string>(out.begin(), out.begin() + 24),
+              ElementsAre("0x200000000000", "ok", "0", "0", "-EINVAL", "-EINVAL", "0", "2", "0", "2", "ww--", "0",
+                          "1", "0", "1", "-EAGAIN", "-EINVAL", "0", "0", "-EBUSY", "0", "1", "0", "1"));
+  EXPECT_EQ(out[24], "-EOPNOTSUPP");
+  EXPECT_NE(out[25], "ok");  // the unchecked install is reported
 }
 
 TEST(ScriptV2Replay, StatsOnAFreshModel) {

@@ -96,6 +96,14 @@ class DeviceMirror {
   // Idempotent; the destructor calls it.
   void detach();
 
+  // The interval-mode fault loop's steps, one call each, so that a scenario can interleave
+  // them with other threads one by one (SecondaryMmu::fault_begin and the rest, which
+  // document them). One stepped fault at a time per device; classic mode answers -EOPNOTSUPP.
+  Result<uint64_t> fault_begin(uint64_t addr, uint64_t len, bool write);
+  Result<uint64_t> fault_walk();
+  Result<bool> fault_retry();
+  Result<uint64_t> fault_map(bool check_retry);
+
  private:
   struct Entry {
     uint64_t pfn;
@@ -141,6 +149,16 @@ class DeviceMirror {
   uint64_t invalidate_seq_ GUARDED_BY(lock_) = 0;          // classic: completed invalidations
   uint64_t invalidate_in_progress_ GUARDED_BY(lock_) = 0;  // classic: started, not yet ended
   bool released_ GUARDED_BY(lock_) = false;
+  // The stepped fault: its range and access, the sequence fault_begin read, and the
+  // translations fault_walk found (empty until then).
+  struct Stepped {
+    bool begun = false;
+    uint64_t start = 0, end = 0;
+    bool write = false;
+    uint64_t seq = 0;
+    std::vector<uint64_t> pfns;  // hmm_pfns of the walk
+  };
+  Stepped stepped_ GUARDED_BY(lock_);
 };
 
 }  // namespace mirrormm

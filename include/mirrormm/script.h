@@ -141,6 +141,10 @@ enum class ModelOp : uint8_t {
   kDevWrite,   // dev write NAME ADDR LEN SEED
   kDevLog,     // dev log NAME
   kDevDetach,  // dev detach NAME
+  kDevBegin,   // dev begin NAME ADDR LEN read|write
+  kDevWalk,    // dev walk NAME
+  kDevRetry,   // dev retry NAME
+  kDevMap,     // dev map NAME [unchecked]
   kStats,      // stats
   kCheck,      // check
   kVmstat,     // vmstat [NAME ...]
@@ -197,6 +201,9 @@ enum class DevMode : uint8_t { kInterval, kClassic, kKind };
 //   dev show|read name addr len
 //   dev write    name addr len seed
 //   dev log|detach name
+//   dev begin    name addr len dev_write
+//   dev walk|retry name
+//   dev map      name dev_unchecked
 //   stats, check
 //   vmstat       names (empty: every counter)
 //   pageinfo     addr
@@ -228,7 +235,8 @@ struct Command {
   std::string name;  // a file NAME, or a device NAME for `dev`
   ModelOp model = ModelOp::kNone;
   DevMode dev_mode = DevMode::kInterval;
-  bool dev_write = false;  // dev fault: `write` (else `read`)
+  bool dev_write = false;  // dev fault, dev begin: `write` (else `read`)
+  bool dev_unchecked = false;  // dev map: `unchecked` (install without read_retry)
   std::string dev_kind;    // dev attach of DevMode::kKind: KIND[:VARIANT]
   bool dev_span = false;   // dev attach of DevMode::kKind: ADDR LEN were given
   std::vector<std::string> names;  // vmstat: the counters asked for, in order (empty: all)

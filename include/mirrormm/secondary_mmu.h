@@ -102,6 +102,32 @@ class SecondaryMmu {
   // Ends the subscription and drops every translation. Idempotent; may race the process's
   // exit. Destroying the driver detaches it.
   virtual void detach() = 0;
+
+  // The device fault's steps, one call each, for a scenario that interleaves them with other
+  // threads one at a time (a script's `dev begin`, `dev walk`, `dev retry` and `dev map`).
+  // Kinds whose fault is the HMM loop over an interval notifier ("interval") provide them; the
+  // others answer -EOPNOTSUPP. One stepped fault at a time per device:
+  //   fault_begin: mmu_interval_read_begin for [addr, addr+len) (waiting out an invalidation
+  //     in progress); the pages of the range, or -EFAULT (outside the span, detached);
+  //   fault_walk: hmm_range_fault over the range (faulting pages in, for writing when asked),
+  //     keeping the translations; the pages, -EBUSY (an invalidation came since fault_begin),
+  //     -EFAULT, -EPERM as fault() answers, -EINVAL (no fault_begin);
+  //   fault_retry: whether an invalidation came since fault_begin (mmu_interval_read_retry,
+  //     under the driver lock; it decides nothing);
+  //   fault_map: under the driver lock, mmu_interval_read_retry and, if no invalidation came,
+  //     the walk's translations installed: the pages, -EAGAIN (one came: nothing installed,
+  //     the fault starts over with fault_begin), -EINVAL (no walk). With check_retry false it
+  //     installs without asking, as a driver that skips read_retry does.
+  virtual Result<uint64_t> fault_begin(uint64_t addr, uint64_t len, bool write) {
+    (void)addr, (void)len, (void)write;
+    return Errno::kOpNotSupp;
+  }
+  virtual Result<uint64_t> fault_walk() { return Errno::kOpNotSupp; }
+  virtual Result<bool> fault_retry() { return Errno::kOpNotSupp; }
+  virtual Result<uint64_t> fault_map(bool check_retry) {
+    (void)check_retry;
+    return Errno::kOpNotSupp;
+  }
 };
 
 // Attaches a driver of one kind to p over [start, start+length) (the kind may ignore the

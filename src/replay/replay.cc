@@ -332,6 +332,22 @@ std::string Replayer::run_model_only(const Command& c) {
       devices_.erase(it);
       device_pids_.erase(c.name);
       return "0";
+    case ModelOp::kDevBegin: {
+      Result<uint64_t> r = dev.fault_begin(c.addr, c.len, c.dev_write);
+      return r.ok() ? "0" : err(r.error());
+    }
+    case ModelOp::kDevWalk: {
+      Result<uint64_t> r = dev.fault_walk();
+      return r.ok() ? std::to_string(r.value()) : err(r.error());
+    }
+    case ModelOp::kDevRetry: {
+      Result<bool> r = dev.fault_retry();
+      return r.ok() ? (r.value() ? "1" : "0") : err(r.error());
+    }
+    case ModelOp::kDevMap: {
+      Result<uint64_t> r = dev.fault_map(!c.dev_unchecked);
+      return r.ok() ? std::to_string(r.value()) : err(r.error());
+    }
     case ModelOp::kNone:
     case ModelOp::kDevAttach:
     case ModelOp::kStats:

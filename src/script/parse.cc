@@ -404,10 +404,12 @@ void parse_setrlimit(const ArgReader& r, Command* c) {
   c->rlim_hard = parse_rlimit_value(r, 2, "HARD", relative_ok);
 }
 
+constexpr const char* kDevSubcommands = "attach, fault, show, read, write, log, detach, begin, walk, retry or map";
+
 // `dev SUBCOMMAND NAME ...` (format version 2). Messages name the command as "dev SUB".
 void parse_dev(const std::vector<std::string_view>& args, Command* c) {
   if (args.empty())
-    throw ParseError{"dev: missing subcommand (attach, fault, show, read, write, log or detach)"};
+    throw ParseError{"dev: missing subcommand (" + std::string(kDevSubcommands) + ")"};
   const std::string_view sub = args[0];
   const std::string cmd = "dev " + std::string(sub);
   const std::vector<std::string_view> rest(args.begin() + 1, args.end());
@@ -440,8 +442,8 @@ void parse_dev(const std::vector<std::string_view>& args, Command* c) {
       for (const SecondaryMmuKind& k : secondary_mmu_kinds()) kinds += (kinds.empty() ? "" : ", ") + k.name;
       r.fail("bad KIND " + quoted(rest[1]) + " (expected one of " + kinds + ", or KIND:VARIANT)");
     }
-  } else if (sub == "fault") {
-    c->model = ModelOp::kDevFault;
+  } else if (sub == "fault" || sub == "begin") {
+    c->model = sub == "fault" ? ModelOp::kDevFault : ModelOp::kDevBegin;
     expect_arity(r, 4, "NAME ADDR LEN read|write");
     c->name = r.dev_name(0);
     c->addr = r.number(1, "ADDR");
@@ -464,13 +466,23 @@ void parse_dev(const std::vector<std::string_view>& args, Command* c) {
     c->addr = r.number(1, "ADDR");
     c->len = r.number(2, "LEN");
     c->seed = r.number(3, "SEED");
-  } else if (sub == "log" || sub == "detach") {
-    c->model = sub == "log" ? ModelOp::kDevLog : ModelOp::kDevDetach;
+  } else if (sub == "log" || sub == "detach" || sub == "walk" || sub == "retry") {
+    c->model = sub == "log"      ? ModelOp::kDevLog
+               : sub == "detach" ? ModelOp::kDevDetach
+               : sub == "walk"   ? ModelOp::kDevWalk
+                                 : ModelOp::kDevRetry;
     expect_arity(r, 1, "NAME");
     c->name = r.dev_name(0);
+  } else if (sub == "map") {
+    c->model = ModelOp::kDevMap;
+    if (rest.size() != 1 && rest.size() != 2) r.fail("expected 1 or 2 arguments (NAME [unchecked]), got " + std::to_string(rest.size()));
+    c->name = r.dev_name(0);
+    if (rest.size() == 2) {
+      if (rest[1] != "unchecked") r.fail("bad argument " + quoted(rest[1]) + " (expected unchecked)");
+      c->dev_unchecked = true;
+    }
   } else {
-    throw ParseError{"dev: unknown subcommand " + quoted(sub) +
-                     " (expected attach, fault, show, read, write, log or detach)"};
+    throw ParseError{"dev: unknown subcommand " + quoted(sub) + " (expected " + kDevSubcommands + ")"};
   }
 }
 
@@ -857,6 +869,14 @@ std::string format(const Command& c) {
       return s + ' ' + std::to_string(c.seed);
     case ModelOp::kDevLog: dev("log"); return s;
     case ModelOp::kDevDetach: dev("detach"); return s;
+    case ModelOp::kDevBegin:
+      dev_range("begin");
+      return s + (c.dev_write ? " write" : " read");
+    case ModelOp::kDevWalk: dev("walk"); return s;
+    case ModelOp::kDevRetry: dev("retry"); return s;
+    case ModelOp::kDevMap:
+      dev("map");
+      return c.dev_unchecked ? s + " unchecked" : s;
     case ModelOp::kStats: return s + "stats";
     case ModelOp::kCheck: return s + "check";
     case ModelOp::kVmstat:

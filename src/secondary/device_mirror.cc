@@ -263,6 +263,88 @@ Result<uint64_t> DeviceMirror::fault_classic(uint64_t first, uint64_t end, bool 
   return Errno::kBusy;
 }
 
+// The steps of fault_interval's loop, each taking the locks that step takes there.
+Result<uint64_t> DeviceMirror::fault_begin(uint64_t addr, uint64_t len, bool write) {
+  if (mode_ != Mode::kInterval) return Errno::kOpNotSupp;
+  const uint64_t first = addr & ~(kPage - 1);
+  const uint64_t end = addr + len;
+  if (len == 0 || end < addr || first < start_ || end - 1 > last_) return Errno::kFault;
+  ReadGuard<RwSem> d(detach_lock_);
+  if (!attached_) return Errno::kFault;
+  const uint64_t seq = mmu_interval_read_begin(&interval_);
+  DriverLockGuard g(lock_);
+  stepped_ = Stepped{true, first, ((end - 1) & ~(kPage - 1)) + kPage, write, seq, {}};
+  return (stepped_.end - stepped_.start) / kPage;
+}
+
+Result<uint64_t> DeviceMirror::fault_walk() {
+  if (mode_ != Mode::kInterval) return Errno::kOpNotSupp;
+  HmmRange range;
+  std::vector<uint64_t> pfns;
+  {
+    DriverLockGuard g(lock_);
+    if (!stepped_.begun) return Errno::kInval;
+    range.start = stepped_.start;
+    range.end = stepped_.end;
+    range.notifier_seq = stepped_.seq;
+    range.default_flags = HMM_PFN_REQ_FAULT | (stepped_.write ? HMM_PFN_REQ_WRITE : 0);
+  }
+  pfns.resize((range.end - range.start) / kPage);
+  range.notifier = &interval_;
+  range.hmm_pfns = pfns.data();
+  range.dev_private_owner = this;
+  Errno e = Errno::kFault;
+  {
+    ReadGuard<RwSem> d(detach_lock_);
+    if (!attached_) return Errno::kFault;
+    if (!mmget_not_zero(mm_)) return Errno::kFault;
+    mmap_read_lock(mm_);
+    e = hmm_range_fault(&range);
+    mmap_read_unlock(mm_);
+  }
+  mmput(mm_);  // outside detach_lock_, as fault() drops it
+  DriverLockGuard g(lock_);
+  if (e != Errno::kOk) {
+    if (e == Errno::kBusy) stats_.retries++;
+    return e;
+  }
+  if (!stepped_.begun || stepped_.seq != range.notifier_seq) return Errno::kInval;  // begun again meanwhile
+  stepped_.pfns = std::move(pfns);
+  return static_cast<uint64_t>(stepped_.pfns.size());
+}
+
+Result<bool> DeviceMirror::fault_retry() {
+  if (mode_ != Mode::kInterval) return Errno::kOpNotSupp;
+  DriverLockGuard g(lock_);
+  if (!stepped_.begun) return Errno::kInval;
+  return mmu_interval_read_retry(&interval_, stepped_.seq);
+}
+
+Result<uint64_t> DeviceMirror::fault_map(bool check_retry) {
+  if (mode_ != Mode::kInterval) return Errno::kOpNotSupp;
+  if (!check_retry) mmu_debug_broken_driver();  // a deliberately broken driver's install
+  ReadGuard<RwSem> d(detach_lock_);
+  if (!attached_) return Errno::kFault;
+  DriverLockGuard g(lock_);
+  if (!stepped_.begun || stepped_.pfns.empty()) return Errno::kInval;
+  if (check_retry && mmu_interval_read_retry(&interval_, stepped_.seq)) {
+    stats_.retries++;
+    stepped_ = Stepped{};
+    return Errno::kAgain;
+  }
+  uint64_t a = stepped_.start;
+  for (const uint64_t p : stepped_.pfns) {
+    const Entry entry{hmm_pfn_to_pfn(p), (p & HMM_PFN_WRITE) != 0};
+    mmu_checker_map(this, mm_, a, entry.pfn, entry.writable);
+    table_[a] = entry;
+    a += kPage;
+  }
+  stats_.faults++;
+  const uint64_t pages = stepped_.pfns.size();
+  stepped_ = Stepped{};
+  return pages;
+}
+
 bool DeviceMirror::read(uint64_t addr, uint64_t len, std::vector<uint8_t>* out) {
   out->clear();
   DriverLockGuard g(lock_);

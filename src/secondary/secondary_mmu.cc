@@ -55,6 +55,12 @@ class DeviceMirrorAdapter : public SecondaryMmu {
   }
   void set_name(const std::string& name) override { m_->set_name(name); }
   void detach() override { m_->detach(); }
+  Result<uint64_t> fault_begin(uint64_t addr, uint64_t len, bool write) override {
+    return m_->fault_begin(addr, len, write);
+  }
+  Result<uint64_t> fault_walk() override { return m_->fault_walk(); }
+  Result<bool> fault_retry() override { return m_->fault_retry(); }
+  Result<uint64_t> fault_map(bool check_retry) override { return m_->fault_map(check_retry); }
 
  private:
   std::unique_ptr<DeviceMirror> m_;
