@@ -212,8 +212,7 @@ TEST(ExploreScript, BlockErrorsNameTheirLine) {
       {"expect maps == none\nthread\nmaps\nend\n", "t.mms:1: expect before any thread block"},
       {"thread\nmaps\nend\nmaps\n", "t.mms:4: only expect lines may follow the thread blocks"},
       {"thread\nmaps\nend\nexpect maps\n", "t.mms:4: expect: expected `expect COMMAND == RESULT`"},
-      {"thread\ndev attach d shadow\nend\n",
-       "t.mms:2: dev attach and hmm open belong to the setup, not to a thread block"},
+      {"thread\nhmm open 0\nend\n", "t.mms:2: hmm open belongs to the setup, not to a thread block"},
       {"thread\nmunmap 0x1000\nend\n", "t.mms:2: "},  // the command's own parse error
       {"thread\nend\n", "t.mms:1: thread block 0 has no command"},
   };
@@ -249,7 +248,8 @@ TEST(ExploreScript, ExpectLinesJudgeEveryRun) {
 
 TEST(ExploreScript, TheSuiteIsClean) {
   for (const char* name :
-       {"shadow_fault_vs_zap", "interval_remove_vs_invalidate", "exit_vs_unregister", "stepped_fault_vs_zap"}) {
+       {"shadow_fault_vs_zap", "interval_remove_vs_invalidate", "exit_vs_unregister", "stepped_fault_vs_zap",
+        "interval_insert_vs_invalidate"}) {
     SCOPED_TRACE(name);
     std::string error;
     auto s = explore::parse_scenario_file(std::string(MIRRORMM_SOURCE_DIR) + "/tests/scenarios-explore/" + name + ".mms",

@@ -64,6 +64,10 @@ class Replayer {
   std::string inject_;  // Options::inject
   std::map<std::string, std::unique_ptr<SecondaryMmu>> devices_;  // by NAME
   std::map<std::string, uint64_t> device_pids_;                   // the process of each device
+  // Detached devices, kept until the Replayer goes: under the interleaving explorer another
+  // scenario thread may still be inside a call on one (a fault that has dropped its locks
+  // but not yet returned) when `dev detach` of it returns.
+  std::vector<std::unique_ptr<SecondaryMmu>> detached_;
   // The dmirror test driver, loaded by the first `hmm` command, and its mirrors by M (a
   // closed one stays as null: its number is not given again).
   std::unique_ptr<DmirrorDriver> dmirror_;

@@ -99,8 +99,8 @@ std::optional<Parsed> split(std::string_view text, std::string_view file, std::s
     auto th = parse_section(lines, section, t, file, error);
     if (!th) return std::nullopt;
     for (const script::Command& c : th->commands)
-      if (c.model == script::ModelOp::kDevAttach || c.model == script::ModelOp::kHmmOpen)
-        return fail(c.line - 1, "dev attach and hmm open belong to the setup, not to a thread block");
+      if (c.model == script::ModelOp::kHmmOpen)
+        return fail(c.line - 1, "hmm open belongs to the setup, not to a thread block");
     if (th->commands.empty()) return fail(0, fmt::format("thread block {} has no command", t));
     p.threads.push_back(std::move(*th));
   }

@@ -96,6 +96,7 @@ Replayer::~Replayer() {
   // Devices first: detaching needs the System (and the mm the subscription keeps alive).
   for (auto& [name, dev] : devices_) dev->detach();
   devices_.clear();
+  detached_.clear();
   hmm_mirrors_.clear();
   dmirror_.reset();
   sys_.reset();
@@ -329,6 +330,7 @@ std::string Replayer::run_model_only(const Command& c) {
     }
     case ModelOp::kDevDetach:
       dev.detach();
+      detached_.push_back(std::move(it->second));
       devices_.erase(it);
       device_pids_.erase(c.name);
       return "0";
