@@ -249,7 +249,7 @@ TEST(ExploreScript, ExpectLinesJudgeEveryRun) {
 TEST(ExploreScript, TheSuiteIsClean) {
   for (const char* name :
        {"shadow_fault_vs_zap", "interval_remove_vs_invalidate", "exit_vs_unregister", "stepped_fault_vs_zap",
-        "interval_insert_vs_invalidate"}) {
+        "interval_insert_vs_invalidate", "shmem_fault_vs_punch_hole"}) {
     SCOPED_TRACE(name);
     std::string error;
     auto s = explore::parse_scenario_file(std::string(MIRRORMM_SOURCE_DIR) + "/tests/scenarios-explore/" + name + ".mms",

@@ -257,18 +257,22 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
     mem.put_page(page);
     return VM_FAULT_OK;
   }
-  // do_shared_fault: a write-notify mapping calls ->page_mkwrite, which marks the page dirty
-  // under its lock and keeps the lock until the PTE is writable (writeback, holding the
-  // lock, then sees either a clean page with no writable PTE or the dirty one). A page that
-  // truncation took meanwhile is not mapped: the access retries.
+  // ->fault returns the page locked (filemap_fault's VM_FAULT_LOCKED), and finish_fault maps
+  // it before it is unlocked. A page that truncation or a punched hole took from the cache
+  // meanwhile (release_cache_page clears its mapping under the page lock) is not mapped: the
+  // access retries. One that is still there when the PTE is set is mapped before the
+  // removal, whose unmap that follows it then takes the PTE away again. Without the lock, a
+  // page looked up before a hole was punched could be mapped after the hole's last unmap:
+  // a mapped page that is in no cache, which no reverse-map walk finds.
+  // do_shared_fault: a write-notify mapping's ->page_mkwrite marks the page dirty under the
+  // same lock, held until the PTE is writable (writeback, holding the lock, then sees either
+  // a clean page with no writable PTE or the dirty one).
   const bool mkwrite = write && vma_wants_writenotify(vma);
-  if (mkwrite) {
-    lock_page(page);
-    if (page->mapping != inode) {
-      unlock_page(page);
-      mem.put_page(page);
-      return VM_FAULT_OK;
-    }
+  lock_page(page);
+  if (page->mapping != inode) {
+    unlock_page(page);
+    mem.put_page(page);
+    return VM_FAULT_OK;
   }
   if (write) page->set(PG_dirty);  // fault_dirty_shared_page (folio_mark_dirty)
   unsigned ret = VM_FAULT_OK;
@@ -284,10 +288,8 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
       mapped = true;
     }
   }
-  if (mkwrite) {
-    unlock_page(page);
-    balance_dirty_pages_ratelimited(vma->vm_mm->sys());
-  }
+  unlock_page(page);
+  if (mkwrite) balance_dirty_pages_ratelimited(vma->vm_mm->sys());
   if (!mapped) mem.put_page(page);
   return ret;
 }
