@@ -22,6 +22,10 @@ struct Scheduler::Thread {
   State state = State::kRunnable;
   const void* blocked_on = nullptr;  // the lock, or &kProgress; meaningful while kBlocked
   int rcu_depth[2] = {0, 0};         // read-side nesting per explore_hook::RcuDomain
+  // Whether another thread made progress since this one last came back from a wait: a wait
+  // loop checked its condition after that, so the change it waits for may already have
+  // come (between its check and its wait), and blocking would miss it.
+  bool others_progressed = false;
   const std::function<void()>* fn = nullptr;
 };
 
@@ -140,9 +144,11 @@ void Scheduler::schedule(Thread* t, const char* kind) {
 }
 
 void Scheduler::progress(Thread* t) {
-  for (const auto& u : threads_)
-    if (u.get() != t && u->state == Thread::State::kBlocked && u->blocked_on == &kProgress)
-      u->state = Thread::State::kRunnable;
+  for (const auto& u : threads_) {
+    if (u.get() == t) continue;
+    u->others_progressed = true;
+    if (u->state == Thread::State::kBlocked && u->blocked_on == &kProgress) u->state = Thread::State::kRunnable;
+  }
 }
 
 void Scheduler::finish(Thread* t) {
@@ -188,10 +194,19 @@ void Scheduler::released(Thread* t, const void* lock) {
   progress(t);
 }
 
+// A wait loop's turn: "until another thread makes progress" counts from the loop's last
+// look at its condition, which came after its previous wait. If another thread progressed
+// since then (say it ran while this one was switched out between its check and this call),
+// the loop looks again at once; otherwise the thread blocks until one does.
 void Scheduler::wait_for_progress(Thread* t) {
+  if (t->others_progressed) {
+    t->others_progressed = false;
+    return;
+  }
   t->state = Thread::State::kBlocked;
   t->blocked_on = &kProgress;
   schedule(t, "wait");
+  t->others_progressed = false;
 }
 
 void Scheduler::yield_for_retry(Thread* t) {
