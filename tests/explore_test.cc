@@ -119,6 +119,41 @@ TEST(ExploreScheduler, PreemptionBoundCountsOnlySwitchesAwayFromARunnableThread)
   EXPECT_FALSE(capped.complete);
 }
 
+// A wait loop that looked at its condition, was switched out before it waited, and missed
+// the change while another thread made it and finished: its wait must not block (nobody is
+// left to wake it), it looks again. Every interleaving ends with the loop done.
+TEST(ExploreScheduler, AWaitAfterTheAwaitedChangeLooksAgain) {
+  Scenario s;
+  s.name = "late-wait";
+  s.check_consistency = false;
+  s.setup = [](System&) {
+    auto flag = std::make_shared<std::atomic<bool>>(false);
+    auto done = std::make_shared<bool>(false);
+    Instance in;
+    in.threads = {[flag, done] {
+                    for (;;) {
+                      const bool seen = flag->load();
+                      explore::point();  // a switch may come between the look and the wait
+                      if (seen) break;
+                      explore_hook::wait_yield();
+                    }
+                    *done = true;
+                  },
+                  [flag] {
+                    explore::point();
+                    flag->store(true);
+                  }};
+    in.check = [done] { return *done ? std::string() : "the waiter did not finish"; };
+    return in;
+  };
+  explore::Options o;
+  o.stop_on_failure = false;
+  const explore::Result r = explore::explore(s, o);
+  EXPECT_TRUE(r.complete);
+  EXPECT_EQ(r.failures, 0u) << r.first_failure.failure << " at " << r.first_failure.schedule;
+  EXPECT_GT(r.schedules, 2u);
+}
+
 TEST(ExploreScheduler, SameScheduleSameTrace) {
   const explore::RunResult a = explore::replay(counter_race(true, 2), "0*3,1*2", true);
   const explore::RunResult b = explore::replay(counter_race(true, 2), "0*3,1*2", true);
