@@ -5,8 +5,8 @@
 // the broken kernel (a System::DebugBreak switch) or replaces a built-in driver with its
 // broken variant (a SecondaryMmu kind's "KIND:VARIANT"), so that a driver developer can see
 // the checkers find the bug in seconds, and a checker developer can prove a checker still
-// does. `mirrormm bugs` lists the catalog; `--inject NAME` on stress, run and replay turns an
-// entry on.
+// does. `mirrormm bugs` lists the catalog; `--inject NAME` on stress, run, replay and explore
+// turns an entry on.
 #pragma once
 
 #include <string>
