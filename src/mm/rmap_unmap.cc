@@ -49,61 +49,62 @@ bool try_to_unmap_one(Page* page, Vma* vma, uint64_t address, unsigned flags, bo
   {
     MmuNotifierBracket bracket(MmuNotifyEvent::kClear, mm, address, address + kPageSize);
     {
-    SpinGuard g(pte_lockptr(mm, ptep));
-    const pteval_t cur = ptep_get(ptep);
-    // A device-exclusive entry maps the page too (it is swapped out like a PTE; the device
-    // was told by the invalidation above): nothing a CPU could cache, no A/D bits.
-    const bool device = is_device_exclusive_entry(cur) && device_exclusive_entry_pfn(cur) == pfn;
-    if (!device && (!pte_present(cur) || pte_special(cur) || pte_pfn(cur) != pfn)) return true;  // not ours (any more)
-    // A locked VMA keeps its pages: the page is mlocked and the walk ends, so that reclaim
-    // keeps it (on the unevictable list).
-    if (vma_flags_racy(vma) & VM_LOCKED) {
-      if (mlock_folio(mem, page)) mem.events().count(UNEVICTABLE_PGCULLED);
-      return false;
-    }
-    // folio_try_share_anon_rmap_pte refuses a page that may be pinned: a device may be
-    // writing it, and a swap-in would map another copy. The mapping stays. (Pins are taken
-    // under this PTE lock, so none can appear once it is checked.)
-    if (anon && page->test(PG_anon_exclusive) && folio_maybe_dma_pinned(page)) return false;
-    const pteval_t v = ptep_get_and_clear(ptep);
-    mmu_checker_pte_change(mm, address, v, 0);
-    if (!device) {
-      if (put_early) flush_tlb_range_cpus(mm, address, address + kPageSize);
-      else flush_tlb_page(mm, address);
-    }
-    const bool dirty = !device && pte_dirty(v);
-    if (lazyfree) {
-      // A lazily free page written since MADV_FREE (its PTE or the page dirty) is wanted
-      // again: it stays mapped and becomes swap-backed again (the page is isolated, so no
-      // list depends on the flag). A droppable page goes even when dirty; otherwise the
-      // page is discarded: nothing is kept of it.
-      if (!(vma_flags_racy(vma) & VM_DROPPABLE) && (dirty || page->test(PG_dirty))) {
-        set_pte(ptep, v);
-        page->set(PG_swapbacked);
+      SpinGuard g(pte_lockptr(mm, ptep));
+      const pteval_t cur = ptep_get(ptep);
+      // A device-exclusive entry maps the page too (it is swapped out like a PTE; the device
+      // was told by the invalidation above): nothing a CPU could cache, no A/D bits.
+      const bool device = is_device_exclusive_entry(cur) && device_exclusive_entry_pfn(cur) == pfn;
+      // Not ours (any more):
+      if (!device && (!pte_present(cur) || pte_special(cur) || pte_pfn(cur) != pfn)) return true;
+      // A locked VMA keeps its pages: the page is mlocked and the walk ends, so that reclaim
+      // keeps it (on the unevictable list).
+      if (vma_flags_racy(vma) & VM_LOCKED) {
+        if (mlock_folio(mem, page)) mem.events().count(UNEVICTABLE_PGCULLED);
         return false;
       }
-      mm->add_rss(MM_ANONPAGES, -1);
-    } else if (anon) {
-      if (dirty) page->set(PG_dirty);
-      if (swap_duplicate(sys, page->swap) != Errno::kOk) {
-        set_pte(ptep, v);  // the mapping stays as it was (nothing could use it meanwhile)
-        return false;
+      // folio_try_share_anon_rmap_pte refuses a page that may be pinned: a device may be
+      // writing it, and a swap-in would map another copy. The mapping stays. (Pins are taken
+      // under this PTE lock, so none can appear once it is checked.)
+      if (anon && page->test(PG_anon_exclusive) && folio_maybe_dma_pinned(page)) return false;
+      const pteval_t v = ptep_get_and_clear(ptep);
+      mmu_checker_pte_change(mm, address, v, 0);
+      if (!device) {
+        if (put_early) flush_tlb_range_cpus(mm, address, address + kPageSize);
+        else flush_tlb_page(mm, address);
       }
-      pteval_t swp = page->swap;
-      // The exclusivity moves from the page to the swap PTE (folio_try_share_anon_rmap_pte).
-      if (page->test(PG_anon_exclusive)) {
-        swp = pte_swp_mkexclusive(swp);
-        page->clear(PG_anon_exclusive);
+      const bool dirty = !device && pte_dirty(v);
+      if (lazyfree) {
+        // A lazily free page written since MADV_FREE (its PTE or the page dirty) is wanted
+        // again: it stays mapped and becomes swap-backed again (the page is isolated, so no
+        // list depends on the flag). A droppable page goes even when dirty; otherwise the
+        // page is discarded: nothing is kept of it.
+        if (!(vma_flags_racy(vma) & VM_DROPPABLE) && (dirty || page->test(PG_dirty))) {
+          set_pte(ptep, v);
+          page->set(PG_swapbacked);
+          return false;
+        }
+        mm->add_rss(MM_ANONPAGES, -1);
+      } else if (anon) {
+        if (dirty) page->set(PG_dirty);
+        if (swap_duplicate(sys, page->swap) != Errno::kOk) {
+          set_pte(ptep, v);  // the mapping stays as it was (nothing could use it meanwhile)
+          return false;
+        }
+        pteval_t swp = page->swap;
+        // The exclusivity moves from the page to the swap PTE (folio_try_share_anon_rmap_pte).
+        if (page->test(PG_anon_exclusive)) {
+          swp = pte_swp_mkexclusive(swp);
+          page->clear(PG_anon_exclusive);
+        }
+        set_pte(ptep, swp);
+        mm->add_rss(MM_ANONPAGES, -1);
+        mm->add_rss(MM_SWAPENTS, 1);
+      } else {
+        if (dirty) page->set(PG_dirty);
+        mm->add_rss(MM_SHMEMPAGES, -1);
       }
-      set_pte(ptep, swp);
-      mm->add_rss(MM_ANONPAGES, -1);
-      mm->add_rss(MM_SWAPENTS, 1);
-    } else {
-      if (dirty) page->set(PG_dirty);
-      mm->add_rss(MM_SHMEMPAGES, -1);
-    }
-    page->mapcount.fetch_sub(1, std::memory_order_relaxed);
-    unmapped = true;
+      page->mapcount.fetch_sub(1, std::memory_order_relaxed);
+      unmapped = true;
     }
     if (put_early) {
       // The broken order: the caller's lent reference goes with the last mapping (the page
