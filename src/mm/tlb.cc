@@ -37,19 +37,19 @@ uint32_t cpus_of(Mm* mm) {
 }
 }  // namespace
 
+void flush_tlb_range_cpus(Mm* mm, uint64_t start, uint64_t end) {
+  if (start >= end) return;
+  for_each_cpu_of(mm, [&](Cpu& c) { c.flush_range(mm->id(), start, end); });
+}
+
 // Both flushes end with the secondary TLBs that share the page tables (x86's
 // flush_tlb_mm_range calls mmu_notifier_arch_invalidate_secondary_tlbs).
 void flush_tlb_range(Mm* mm, uint64_t start, uint64_t end) {
   if (start >= end) return;
   trace::Span span(trace::Kind::kShootdown, nullptr, start, end);
   if (span.recording()) span.set_c(cpus_of(mm));  // the CPUs the shootdown reaches
-  for_each_cpu_of(mm, [&](Cpu& c) { c.flush_range(mm->id(), start, end); });
+  flush_tlb_range_cpus(mm, start, end);
   mmu_notifier_arch_invalidate_secondary_tlbs(mm, start, end);
-}
-
-void flush_tlb_range_cpus(Mm* mm, uint64_t start, uint64_t end) {
-  if (start >= end) return;
-  for_each_cpu_of(mm, [&](Cpu& c) { c.flush_range(mm->id(), start, end); });
 }
 
 void flush_tlb_mm(Mm* mm) {

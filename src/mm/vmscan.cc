@@ -166,11 +166,12 @@ uint64_t shrink_folio_list(System* sys, std::vector<Page*>& folios, ScanControl&
       // lazily freed page, whose discard needs nothing else, and lends the unmap its own.
       bool lent = false;
       const bool lend = lazyfree && sys->debug_broken(System::DebugBreak::kUnmapPutBeforeEnd);
+      const bool file_lru = folio_is_file_lru(page);  // read before the page may be gone
       if (!try_to_unmap(sys, page, 0, lend ? &lent : nullptr)) {
         activate = true;  // a mapping could not be removed (a swap count, a racing fault)
         ok = false;
       } else if (lent) {
-        count_steal(ev, sc, false, 1);  // freed by the unmap: gone
+        count_steal(ev, sc, file_lru, 1);  // freed by the unmap: gone
         reclaimed++;
         continue;
       } else {
