@@ -68,15 +68,23 @@ namespace {
 // unevictable list without PG_active (that list has no active half) and with mlock_count 0,
 // since the lock that mlocked it may or may not have been counted already (its mlock batch
 // entry, applied later, counts it if it was not); reclaim corrects an undercount.
+//
+// The flags change in one atomic read-modify-write (others may set flags of the page
+// meanwhile): in the common case, a page neither mlocked nor unevictable, only PG_lru is set.
 void lru_add(Lruvec& lruvec, Page* page) REQUIRES(lruvec.lru_lock) {
-  MM_BUG_ON(page->test(PG_lru));
-  page->clear(PG_unevictable);
-  if (page->test(PG_mlocked)) {
-    page->clear(PG_active);
-    page->set(PG_unevictable);
-    page->mlock_count = 0;
+  uint32_t old = page->flags.load(std::memory_order_relaxed);
+  MM_BUG_ON(old & PG_lru);
+  if (!(old & (PG_mlocked | PG_unevictable))) [[likely]] {
+    page->set(PG_lru);
+  } else {
+    uint32_t nf;
+    do {
+      nf = old & ~static_cast<uint32_t>(PG_unevictable);
+      if (nf & PG_mlocked) nf = (nf & ~static_cast<uint32_t>(PG_active)) | PG_unevictable;
+      nf |= PG_lru;
+    } while (!page->flags.compare_exchange_weak(old, nf, std::memory_order_relaxed));
+    if (nf & PG_unevictable) page->mlock_count = 0;
   }
-  page->set(PG_lru);
   lruvec.add_folio(page);
 }
 
