@@ -243,7 +243,7 @@ uint64_t System::debug_check_consistency() {
     const int rc = page->refcount.load(std::memory_order_relaxed);
     if (mc != n)
       bad(fmt::format("frame {}: mapcount {} but {} mappings (flags {:#x}, refcount {}):{}", mem_->page_to_pfn(page), mc,
-                      n, page->flags.load(), page->refcount.load(), where[page]));
+                      n, page->flags_snapshot(), page->refcount.load(), where[page]));
     const int cache_ref = page->test(PG_shmem) ? 1 : 0;
     if (rc < n + cache_ref)
       bad(fmt::format("frame {}: refcount {} below {} mappings + {} cache", mem_->page_to_pfn(page), rc, n, cache_ref));
@@ -319,7 +319,7 @@ uint64_t System::debug_check_consistency() {
     if (rc > accounted)
       bad(fmt::format("frame {}: refcount {} but {} accounted for ({} PTE, {} page cache, {} page-table link, "
                       "{} pending gather or LRU batch; flags {:#x}): leaked reference",
-                      pfn, rc, accounted, ptes, cache, links, pending, page->flags.load(std::memory_order_relaxed)));
+                      pfn, rc, accounted, ptes, cache, links, pending, page->flags_snapshot()));
   }
   uint64_t listed = 0;
   for (uint64_t n : mem_->lruvec().sizes()) listed += n;

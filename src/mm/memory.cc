@@ -57,7 +57,7 @@ void page_add_new_anon_rmap(Page* page, Vma* vma, uint64_t addr) {
   page->mapping = vma->anon_vma;
   page->index = vma->linear_page_index(addr);
   const uint32_t flags = page->flags.load(std::memory_order_relaxed);
-  MM_DEBUG_ON(flags & (PG_lru | PG_swapcache | PG_free));
+  MM_DEBUG_ON((flags & (PG_swapcache | PG_free)) || page->test(PG_lru));
   // A droppable VMA's pages are not swap-backed: they live on the file lists and reclaim
   // drops them, dirty or not, instead of writing them to swap.
   const uint32_t swapbacked = (vma->vm_flags & VM_DROPPABLE) ? 0u : uint32_t{PG_swapbacked};

@@ -40,7 +40,7 @@ void describe_page(PhysMem& mem, Page* page, PageInfo* info) {
   {
     Lruvec& lruvec = mem.lruvec();
     SpinGuard g(lruvec.lru_lock);
-    flags = page->flags.load(std::memory_order_relaxed);
+    flags = page->flags_snapshot();
     if (flags & PG_lru) info->lru = std::string(kLruListNames[folio_lru_list(page)]);
   }
   for (const FlagName& f : kFlagNames)

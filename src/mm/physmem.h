@@ -106,6 +106,11 @@ struct Page {
   void* mapping = nullptr;    // AnonVma* (PG_anon) or ShmemInode* (PG_shmem)
   uint64_t index = 0;         // page offset within mapping
   SpinLock ptl{lock_class::kPtl};  // split page-table lock when PG_pgtable
+  // PG_lru, kept in a byte of its own (test/set/clear hide it). Every change of it is made
+  // under lru_lock, or by the free path once the last reference is gone, so a plain store
+  // suffices where a bit of flags needs a locked read-modify-write: the add batch's drain
+  // sets it on 31 pages at a time. Readers without lru_lock see it as they see flags.
+  std::atomic<uint8_t> lru_flag{0};
   // next_free: the free-list link while the frame is free, guarded by PhysMem::lock_.
   // mlock_count: while the page is allocated, the number of locked mappings counted for an
   // mlocked page on the unevictable list (folio->mlock_count; it may undercount, never
@@ -124,10 +129,25 @@ struct Page {
   // and memunmap_pages while no reference to the frame exists, read by anyone holding one.
   DevPagemap* pgmap = nullptr;
 
-  bool test(PageFlags f) const { return flags.load(std::memory_order_relaxed) & f; }
-  void set(PageFlags f) { flags.fetch_or(f, std::memory_order_relaxed); }
-  void clear(PageFlags f) { flags.fetch_and(~static_cast<uint32_t>(f), std::memory_order_relaxed); }
+  bool test(PageFlags f) const {
+    if (f == PG_lru) return lru_flag.load(std::memory_order_relaxed);
+    return flags.load(std::memory_order_relaxed) & f;
+  }
+  void set(PageFlags f) {
+    if (f == PG_lru) lru_flag.store(1, std::memory_order_relaxed);
+    else flags.fetch_or(f, std::memory_order_relaxed);
+  }
+  void clear(PageFlags f) {
+    if (f == PG_lru) lru_flag.store(0, std::memory_order_relaxed);
+    else flags.fetch_and(~static_cast<uint32_t>(f), std::memory_order_relaxed);
+  }
+  // All the flags, PG_lru included, in one value (each word read once; for display and for
+  // checks that test several flags together).
+  uint32_t flags_snapshot() const {
+    return flags.load(std::memory_order_relaxed) | (lru_flag.load(std::memory_order_relaxed) ? uint32_t{PG_lru} : 0u);
+  }
 };
+static_assert(sizeof(Page) == 64, "the page descriptor stays one cache line");
 
 enum class Zero { kNo, kYes };
 

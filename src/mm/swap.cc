@@ -69,22 +69,21 @@ namespace {
 // since the lock that mlocked it may or may not have been counted already (its mlock batch
 // entry, applied later, counts it if it was not); reclaim corrects an undercount.
 //
-// The flags change in one atomic read-modify-write (others may set flags of the page
-// meanwhile): in the common case, a page neither mlocked nor unevictable, only PG_lru is set.
+// In the common case, a page neither mlocked nor unevictable, no bit of flags changes and
+// setting PG_lru is a plain store (Page::lru_flag); otherwise PG_unevictable and PG_active
+// change in one atomic read-modify-write (others may set flags of the page meanwhile).
 void lru_add(Lruvec& lruvec, Page* page) REQUIRES(lruvec.lru_lock) {
+  MM_BUG_ON(page->test(PG_lru));
   uint32_t old = page->flags.load(std::memory_order_relaxed);
-  MM_BUG_ON(old & PG_lru);
-  if (!(old & (PG_mlocked | PG_unevictable))) [[likely]] {
-    page->set(PG_lru);
-  } else {
+  if (old & (PG_mlocked | PG_unevictable)) [[unlikely]] {
     uint32_t nf;
     do {
       nf = old & ~static_cast<uint32_t>(PG_unevictable);
       if (nf & PG_mlocked) nf = (nf & ~static_cast<uint32_t>(PG_active)) | PG_unevictable;
-      nf |= PG_lru;
-    } while (!page->flags.compare_exchange_weak(old, nf, std::memory_order_relaxed));
+    } while (nf != old && !page->flags.compare_exchange_weak(old, nf, std::memory_order_relaxed));
     if (nf & PG_unevictable) page->mlock_count = 0;
   }
+  page->set(PG_lru);
   lruvec.add_folio(page);
 }
 
@@ -221,7 +220,7 @@ void folio_deactivate(PhysMem& mem, Page* page) {
 void folio_mark_lazyfree(PhysMem& mem, Page* page) {
   constexpr uint32_t kMust = PG_lru | PG_anon | PG_swapbacked;
   auto eligible = [page] {
-    const uint32_t f = page->flags.load(std::memory_order_relaxed);
+    const uint32_t f = page->flags_snapshot();
     return (f & kMust) == kMust && !(f & (PG_swapcache | PG_unevictable));
   };
   if (!eligible()) return;
@@ -326,8 +325,7 @@ void page_cache_release(Lruvec& lruvec, Page* const* pages, size_t n) {
     MM_DEBUG_ON(page->refcount.load(std::memory_order_relaxed) != 0);
     if (!page->test(PG_lru)) continue;
     lruvec.del_folio(page);
-    // A plain store is enough: with the last reference gone nobody else writes the flags.
-    page->flags.store(page->flags.load(std::memory_order_relaxed) & ~uint32_t{PG_lru}, std::memory_order_relaxed);
+    page->clear(PG_lru);
   }
 }
 
