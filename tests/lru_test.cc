@@ -75,12 +75,15 @@ TEST_F(LruTest, NewAnonymousPagesReachTheInactiveListThroughTheAddBatch) {
   ASSERT_TRUE(fill(p1(), W, 4 * P, 1).ok());
   Page* page = page_at(p1(), W);
   ASSERT_NE(page, nullptr);
-  // Queued in CPU 0's batch, which holds a reference: on no list yet.
+  // Queued in CPU 0's batch: on no list yet. The batch holds no reference of its own, but
+  // folio_ref_count counts the one Linux's would hold.
   EXPECT_FALSE(page->test(PG_lru));
+  EXPECT_EQ(page->lru_flag.load(), kLruQueued);
   EXPECT_TRUE(page->test(PG_swapbacked));
-  EXPECT_EQ(page->refcount.load(), 2);
+  EXPECT_EQ(page->refcount.load(), 1);
+  EXPECT_EQ(folio_ref_count(page), 2);
   EXPECT_EQ(total(), 0u);
-  expect_consistent();  // the batch's references are accounted for
+  expect_consistent();
 
   sys().lru_add_drain_all();
   EXPECT_TRUE(page->test(PG_lru));
@@ -166,12 +169,35 @@ TEST_F(LruTest, CopyOnWriteReusesAPageOnlyAnAddBatchAlsoHolds) {
   }
   Page* page = page_at(p1(), W);
   ASSERT_FALSE(page->test(PG_anon_exclusive));
-  ASSERT_EQ(page->refcount.load(), 2);  // the PTE and CPU 0's add batch
+  ASSERT_EQ(folio_ref_count(page), 2);  // the PTE and (as Linux counts) CPU 0's add batch
   // wp_can_reuse_anon_folio drains the batch rather than copy a page nobody else maps.
   ASSERT_TRUE(fill(p1(), W, 1, 2).ok());
   EXPECT_EQ(page_at(p1(), W), page);
   EXPECT_TRUE(page->test(PG_lru));
   EXPECT_EQ(page->refcount.load(), 1);
+}
+
+TEST_F(LruTest, APageUnmappedWhileQueuedIsFreedByItsBatchsDrain) {
+  map(p1(), W, P);
+  ASSERT_TRUE(fill(p1(), W, P, 1).ok());  // queued in CPU 0's batch
+  Page* page = page_at(p1(), W);
+  const uint64_t used = mem().nr_used();
+  {
+    AsCpu cpu(1);  // a zap on another CPU drains that CPU's batch, not CPU 0's
+    ASSERT_TRUE(sys().madvise(p1(), W, P, kMadvDontneed).ok());
+  }
+  // The last reference went while the page waited: orphaned, not freed.
+  EXPECT_EQ(page->lru_flag.load(), kLruOrphaned);
+  EXPECT_EQ(page->refcount.load(), 0);
+  EXPECT_FALSE(page->test(PG_free));
+  EXPECT_EQ(mem().nr_used(), used);
+  expect_consistent();
+  sys().lru_add_drain_all();
+  EXPECT_TRUE(page->test(PG_free));
+  EXPECT_EQ(page->lru_flag.load(), kLruNone);
+  EXPECT_EQ(mem().nr_used(), used - 1);
+  EXPECT_EQ(total(), 0u);
+  expect_consistent();
 }
 
 TEST_F(LruTest, FreedPagesLeaveTheListsAndLoseTheirFlags) {
@@ -308,7 +334,7 @@ TEST_F(LruTest, IsolateTakesAReferenceAndPutbackReturnsIt) {
   ASSERT_TRUE(fill(p1(), W, 2 * P, 1).ok());
   Page* page = page_at(p1(), W);
   EXPECT_FALSE(folio_isolate_lru(mem(), page));  // still in a batch
-  EXPECT_EQ(page->refcount.load(), 2);
+  EXPECT_EQ(folio_ref_count(page), 2);
   sys().lru_add_drain_all();
   ASSERT_TRUE(folio_isolate_lru(mem(), page));
   EXPECT_FALSE(page->test(PG_lru));
@@ -496,6 +522,47 @@ TEST(LruConcurrency, FaultsOnSeveralCpusFillTheListsExactlyOnce) {
   sys.lru_add_drain_all();
   EXPECT_EQ(sys.mem().lruvec().sizes()[LRU_INACTIVE_ANON], 0u);
   EXPECT_EQ(sys.mem().nr_used(), 0u);
+}
+
+// Pages unmapped on one CPU while they wait in another CPU's add batch, whose drains (its own
+// faults filling it, and lru_add_drain_all from a third thread) race the last puts: each page
+// is freed exactly once, by the put or by the drain, and nothing stays allocated.
+TEST(LruConcurrency, LastPutsRaceTheirBatchsDrain) {
+  SystemConfig c;
+  c.memory_bytes = 64ull << 20;
+  System sys(c, 3);
+  Process* p = sys.process(1);
+  constexpr uint64_t kPages = 40;  // more than a batch: its own faults drain it too
+  ASSERT_TRUE(sys.mmap(p, W, kPages * P, RW, PRIV).ok());
+  // The frames in use with the range's page tables allocated and its pages gone.
+  ASSERT_TRUE(sys.access(p, 0, W, kPages * P, true, [](uint8_t*, uint64_t, uint64_t) {}).ok());
+  ASSERT_TRUE(sys.madvise(p, W, kPages * P, kMadvDontneed).ok());
+  sys.lru_add_drain_all();
+  const uint64_t used = sys.mem().nr_used();
+  std::atomic<bool> stop{false};
+  {
+    testing::BoundedThread drainer([&] {
+      while (!stop.load(std::memory_order_relaxed)) sys.lru_add_drain_all();
+    });
+    testing::BoundedThread zapper([&] {
+      System::bind_thread_to_cpu(1);
+      while (!stop.load(std::memory_order_relaxed)) ASSERT_TRUE(sys.madvise(p, W, kPages * P, kMadvDontneed).ok());
+      System::bind_thread_to_cpu(-1);
+    });
+    for (int round = 0; round < 300; round++) {
+      AccessResult r = sys.access(p, 0, W, kPages * P, true, [](uint8_t* d, uint64_t, uint64_t) { *d = 1; });
+      ASSERT_TRUE(r.ok());
+    }
+    stop.store(true);
+    zapper.join("the zapper");
+    drainer.join("the drainer");
+  }
+  EXPECT_EQ(sys.debug_check_consistency(), 0u);
+  ASSERT_TRUE(sys.madvise(p, W, kPages * P, kMadvDontneed).ok());
+  sys.lru_add_drain_all();
+  EXPECT_EQ(sys.mem().nr_used(), used);
+  for (uint64_t n : sys.mem().lruvec().sizes()) EXPECT_EQ(n, 0u);
+  EXPECT_EQ(sys.debug_check_consistency(), 0u);
 }
 
 TEST(LruConcurrency, IsolationRacesFreesAndActivation) {

@@ -27,7 +27,7 @@ void* device_file_private_data(const File* file) { return file->private_data; }
 
 uint64_t alloc_driver_page(System* sys) {
   PhysMem& mem = sys->mem();
-  Page* page = mem.alloc_page(Zero::kYes, Gfp::kUser, LruRef::kNo);
+  Page* page = mem.alloc_page(Zero::kYes, Gfp::kUser);
   return page ? mem.page_to_pfn(page) : 0;
 }
 

@@ -8,23 +8,32 @@
 // PG_unevictable sends a page to the unevictable list.
 //
 // New pages reach the lists through per-CPU add batches (cpu_fbatches.lru_add): folio_add_lru
-// appends the page, with a reference of its own, to the batch of the CPU it runs on, and the
-// batch moves to the list under one lru_lock hold when it fills (kFolioBatchSize pages) or is
-// drained (lru_add_drain for this CPU, lru_add_drain_all for every CPU), dropping each page's
-// reference once it is linked. A fault therefore appends to a per-CPU array instead of taking
-// the global lru_lock. A page in a batch is not on a list yet: PG_lru is clear and the list
-// sizes do not count it (as /proc/vmstat's nr_*_anon do not).
+// appends the page to the batch of the CPU it runs on, and the batch moves to the list under
+// one lru_lock hold when it fills (kFolioBatchSize pages) or is drained (lru_add_drain for
+// this CPU, lru_add_drain_all for every CPU). A fault therefore appends to a per-CPU array
+// instead of taking the global lru_lock. A page in a batch is not on a list yet: PG_lru is
+// clear and the list sizes do not count it (as /proc/vmstat's nr_*_anon do not).
+//
+// Linux's batch takes a reference on each page (folio_get), dropped once the page is linked;
+// the model's takes none, which spares two atomic operations per page. The page's LRU state
+// (Page::lru_flag) says instead that it is queued (kLruQueued), and Linux's reference shows
+// where Linux's code would see it: folio_ref_count counts it. A page whose last reference
+// goes while queued is not freed by the put: the free path marks it orphaned
+// (kLruOrphaned) and the batch's drain, which finds it so, frees it.
 //
 // Reference and locking rules:
 //  - PG_lru, PG_active and the links change under lru_lock while a page is on a list; a page
 //    in an add batch gets PG_active under that batch's lock (folio_mark_accessed), before it
 //    reaches a list. PG_referenced and PG_workingset are hints, set and cleared racily.
+//  - lru_flag changes under lru_lock, except when folio_add_lru queues a page: kNone to
+//    kQueued, by a caller holding a reference to a page on no list.
 //  - Whoever clears PG_lru (isolation) holds a page reference: the isolated page cannot be
 //    freed, and putting it back (move_folios_to_lru) drops that reference.
-//  - When a page's last reference goes while it is PG_lru, the free path unlinks it under
-//    lru_lock before the frame returns to the pool (__page_cache_release). Nothing can set
-//    PG_lru on a page whose refcount is 0 (the add batch and isolation hold references), so
-//    the free path's unlocked test of PG_lru is stable.
+//  - When a page's last reference goes while it is listed or queued, the free path takes
+//    lru_lock: a listed page leaves its list before the frame returns to the pool
+//    (__page_cache_release), a queued one is orphaned and left to its drain. Nobody lists or
+//    queues a page without holding a reference, so the free path's unlocked test of lru_flag
+//    (zero or not) is stable.
 //  - No page is freed with lru_lock held: a list operation that drops the last reference of a
 //    page unlinks it and frees it after unlocking.
 //  - The lock order is in mm/lock_order.h: lru_lock [65] nests inside the PTE lock, the
@@ -169,17 +178,14 @@ class LruAddBatches {
 // moves it to the lists.
 void lru_add_batch_full(PhysMem& mem, LruAddBatches::Slot& s) RELEASE(s.lock);
 
-// folio_add_lru: queues a page that is on no list (PG_lru clear) for the LRU through this
-// CPU's add batch, which takes a reference on it; moves the batch to the lists when it fills.
-// With LruRef::kPrepaid the batch takes over a reference the caller holds for it instead
-// (alloc_page with LruRef::kPrepaid), so no reference count changes here.
-// Callable under the PTE lock, the inode lock and the swap-cache lock.
-inline void folio_add_lru(PhysMem& mem, Page* page, LruRef lru_ref = LruRef::kNo) {
-  MM_BUG_ON(page->test(PG_lru));
+// folio_add_lru: queues a page that is on no list and in no batch for the LRU through this
+// CPU's add batch (which takes no reference: see the file comment); moves the batch to the
+// lists when it fills. The caller holds a reference. Callable under the PTE lock, the inode
+// lock and the swap-cache lock.
+inline void folio_add_lru(PhysMem& mem, Page* page) {
+  MM_BUG_ON(page->lru_flag.load(std::memory_order_relaxed) != kLruNone);
   MM_DEBUG_ON(page->test(PG_active) && page->test(PG_unevictable));
-  // The batch's reference; a prepaid one is the caller's second (at least 2 are held).
-  if (lru_ref == LruRef::kNo) mem.get_page(page);
-  else MM_DEBUG_ON(page->refcount.load(std::memory_order_relaxed) < 2);
+  page->lru_flag.store(kLruQueued, std::memory_order_relaxed);
   LruAddBatches::Slot& s = mem.lru_add_batches().this_cpu();
   s.lock.lock();
   const int nr = s.nr.load(std::memory_order_relaxed) + 1;
@@ -193,23 +199,22 @@ inline void folio_add_lru(PhysMem& mem, Page* page, LruRef lru_ref = LruRef::kNo
 }
 // mlock_new_folio (mm/mlock.cc): a page created for a locked VMA, on no list yet, becomes
 // mlocked at once and reaches the unevictable list, with one counted lock, through this
-// CPU's mlock batch instead of the add batch. lru_ref as for folio_add_lru.
-void mlock_new_folio(PhysMem& mem, Page* page, LruRef lru_ref = LruRef::kNo);
+// CPU's mlock batch instead of the add batch. The caller holds a reference.
+void mlock_new_folio(PhysMem& mem, Page* page);
 // The mlock half of a drain (mlock_drain_local/mlock_drain_remote, mm/mlock.cc): applies one
 // CPU's queued mlocks and munlocks. Same calling rules as lru_add_drain_all.
 void mlock_drain_slot(PhysMem& mem, LruAddBatches::Slot& s);
-// The end of a batch's move under lru_lock (folios_put's part for pages that may have lost
-// their last other reference meanwhile): drops the batch's reference of each page; a page
+// The end of an mlock batch's move under lru_lock (folios_put's part for pages that may have
+// lost their last other reference meanwhile): drops the batch's reference of each page; a page
 // whose last reference that was leaves its list and is stored in dying (room for n), for the
 // caller to free after releasing lru_lock. Returns how many were stored.
 size_t drop_batch_refs_locked(Lruvec& lruvec, Page* const* pages, int n, Page** dying) REQUIRES(lruvec.lru_lock);
 // folio_add_lru_vma (lru_cache_add_inactive_or_unevictable before 5.x): a new page mapped in
 // vma; in a VM_LOCKED (and not VM_SPECIAL) VMA it goes to the unevictable list, otherwise to
 // the inactive list of its type (new anonymous pages start inactive, as since Linux 5.9).
-// lru_ref as for folio_add_lru.
-inline void folio_add_lru_vma(PhysMem& mem, Page* page, const Vma* vma, LruRef lru_ref = LruRef::kNo) {
-  if ((vma->vm_flags & (VM_LOCKED | VM_SPECIAL)) == VM_LOCKED) mlock_new_folio(mem, page, lru_ref);
-  else folio_add_lru(mem, page, lru_ref);
+inline void folio_add_lru_vma(PhysMem& mem, Page* page, const Vma* vma) {
+  if ((vma->vm_flags & (VM_LOCKED | VM_SPECIAL)) == VM_LOCKED) mlock_new_folio(mem, page);
+  else folio_add_lru(mem, page);
 }
 // lru_add_drain: moves this CPU's add batch to the lists and applies its mlock batch. A
 // thread that runs as no CPU stands for a process that may have faulted on any of them, so it
@@ -265,13 +270,16 @@ size_t move_folios_to_lru(Lruvec& lruvec, Page* const* pages, size_t n) EXCLUDES
 
 // ---- the free path (PhysMem) ----
 
-// __page_cache_release for the pages of a batch whose last reference went: unlinks those
-// that are PG_lru under one lru_lock hold and clears PG_lru. The frames may then be freed.
-void page_cache_release(Lruvec& lruvec, Page* const* pages, size_t n) EXCLUDES(lruvec.lru_lock);
+// __page_cache_release for the pages of a batch whose last reference went, under one
+// lru_lock hold: those on a list leave it and lose PG_lru; those still queued in an add
+// batch are orphaned (its drain frees them) and removed from pages. Returns how many are
+// left, at the front of pages: the frames the caller frees.
+size_t page_cache_release(Lruvec& lruvec, Page** pages, size_t n) EXCLUDES(lruvec.lru_lock);
 
 // ---- checkers (quiescent points) ----
 
-// Calls fn(page) once per reference held by a per-CPU add or mlock batch.
+// Calls fn(page) once per reference held by a per-CPU batch: the mlock batches' entries (the
+// add batches hold none).
 template <class Fn>
 void debug_for_each_lru_batched(PhysMem& mem, Fn fn);
 // Checks every list: links consistent in both directions, each page PG_lru, on the list its
@@ -281,12 +289,6 @@ void debug_check_lru(PhysMem& mem, const std::function<void(const std::string&)>
 
 template <class Fn>
 void debug_for_each_lru_batched(PhysMem& mem, Fn fn) {
-  for (int i = 0; i < LruAddBatches::kSlots; i++) {
-    LruAddBatches::Slot& s = mem.lru_add_batches().slot(i);
-    SpinGuard g(s.lock);
-    const int nr = s.nr.load(std::memory_order_relaxed);
-    for (int k = 0; k < nr; k++) fn(s.pages[k]);
-  }
   for (int i = 0; i < LruAddBatches::kSlots; i++) {
     LruAddBatches::Slot& s = mem.lru_add_batches().slot(i);
     SpinGuard g(s.mlock_lock);

@@ -73,25 +73,22 @@ bool pte_still_none(const Vma* vma, const pte_t* ptep) {
 }
 
 // Maps a new anonymous page at addr (folio_add_new_anon_rmap + set_pte_at, the tail of
-// do_anonymous_page, do_cow_fault): the page becomes exclusive to this VMA. The page comes
-// from alloc_page with LruRef::kPrepaid: one reference for the PTE, one for the LRU add
-// batch. Takes the PTE lock; when another fault mapped the address first, the page is
-// dropped instead (both references).
+// do_anonymous_page, do_cow_fault): the page becomes exclusive to this VMA, and the reference
+// the caller allocated it with is the PTE's. Takes the PTE lock; when another fault mapped
+// the address first, the page is dropped instead.
 void install_new_anon_page(Vma* vma, uint64_t addr, pte_t* ptep, Page* page, pteval_t entry) {
   Mm* mm = vma->vm_mm;
   {
     SpinGuard g(pte_lockptr(mm, ptep));
     if (pte_still_none(vma, ptep)) {
       page_add_new_anon_rmap(page, vma, addr);
-      folio_add_lru_vma(mem_of(vma), page, vma, LruRef::kPrepaid);
+      folio_add_lru_vma(mem_of(vma), page, vma);
       mm->add_rss(MM_ANONPAGES, 1);
       set_pte(ptep, entry);
       return;
     }
   }
-  // Lost a race: the batch's prepaid reference, then ours (which frees the page).
-  mem_of(vma).put_page(page);
-  mem_of(vma).put_page(page);
+  mem_of(vma).put_page(page);  // lost a race
 }
 
 // do_anonymous_page: the PTE was none in a private anonymous VMA.
@@ -107,7 +104,7 @@ unsigned do_anonymous_page(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags)
     return VM_FAULT_OK;
   }
   if (unsigned r = vmf_anon_prepare(vma, flags)) return r;
-  Page* page = mem.alloc_page(Zero::kYes, Gfp::kUser, LruRef::kPrepaid);
+  Page* page = mem.alloc_page(Zero::kYes, Gfp::kUser);
   if (!page) return VM_FAULT_OOM;
   pteval_t entry = pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot);
   if (vma->vm_flags & VM_WRITE) entry = pte_mkwrite(pte_mkdirty(entry));
@@ -225,7 +222,7 @@ unsigned do_shmem_fault(Vma* vma, uint64_t addr, pte_t* ptep, unsigned flags) {
     filemap_fault_readahead(vma, inode, pgoff);
     Page* src = inode->find_or_create_page(pgoff);
     if (!src) return VM_FAULT_OOM;
-    Page* page = mem.alloc_page(Zero::kNo, Gfp::kUser, LruRef::kPrepaid);
+    Page* page = mem.alloc_page(Zero::kNo, Gfp::kUser);
     if (!page) {
       mem.put_page(src);
       return VM_FAULT_OOM;
@@ -354,7 +351,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
   if (old && old->test(PG_anon)) {
     // wp_can_reuse_anon_folio: an exclusive page, or one nobody else references.
     if (!old->test(PG_anon_exclusive) && !old->test(PG_lru)) lru_add_drain(mem);  // an add batch's reference
-    if (old->test(PG_anon_exclusive) || old->refcount.load(std::memory_order_acquire) == 1) {
+    if (old->test(PG_anon_exclusive) || folio_ref_count(old) == 1) {
       old->set(PG_anon_exclusive);
       reuse();
       ptl.unlock();
@@ -363,7 +360,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
   }
   if (old) mem.get_page(old);  // keep the source alive while copying unlocked
   ptl.unlock();
-  if (old && old->test(PG_anon) && old->test(PG_swapcache) && old->refcount.load(std::memory_order_acquire) == 3) {
+  if (old && old->test(PG_anon) && old->test(PG_swapcache) && folio_ref_count(old) == 3) {
     // Referenced by this PTE, the swap cache and us only: wp_can_reuse_anon_folio drops a
     // swap-cache copy that no swap PTE needs and then reuses the page. The page lock that
     // takes ranks above the PTE lock, so it is taken here, and the entry rechecked after.
@@ -375,7 +372,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
       mem.put_page(old);
       return VM_FAULT_OK;  // changed meanwhile: the access retries
     }
-    if (old->refcount.load(std::memory_order_acquire) == 2) {  // this PTE's and ours
+    if (folio_ref_count(old) == 2) {  // this PTE's and ours
       old->set(PG_anon_exclusive);
       reuse();
       mem.put_page(old);
@@ -388,7 +385,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
   Page* page = nullptr;
   if (unsigned r = vmf_anon_prepare(vma, flags)) {
     ret = r;
-  } else if (!(page = mem.alloc_page(old ? Zero::kNo : Zero::kYes, Gfp::kUser, LruRef::kPrepaid))) {
+  } else if (!(page = mem.alloc_page(old ? Zero::kNo : Zero::kYes, Gfp::kUser))) {
     ret = VM_FAULT_OOM;
   } else {
     if (old) {
@@ -407,7 +404,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
       mmu_checker_pte_change(mm, addr, was, 0);
       flush_tlb_page(mm, addr);
       page_add_new_anon_rmap(page, vma, addr);
-      folio_add_lru_vma(mem, page, vma, LruRef::kPrepaid);
+      folio_add_lru_vma(mem, page, vma);
       if (!old) {
         mm->add_rss(MM_ANONPAGES, 1);
       } else if (!old->test(PG_anon)) {
@@ -424,11 +421,7 @@ unsigned do_wp_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, SpinLoc
       }
     }
   }
-  if (page) {
-    // Not mapped: the LRU batch's prepaid reference, then ours.
-    mem.put_page(page);
-    mem.put_page(page);
-  }
+  if (page) mem.put_page(page);  // not mapped
   if (old) mem.put_page(old);
   return ret;
 }
@@ -486,7 +479,7 @@ unsigned do_swap_page(Vma* vma, uint64_t addr, pte_t* ptep, pteval_t orig, unsig
       // PTE references the slot); then Linux's rule: the page is ours alone when the swap
       // PTE said exclusive, or when nobody but this fault holds a reference.
       if (should_try_to_free_swap(sys, vma, flags, exclusive)) folio_free_swap(sys, page);
-      const bool reuse = exclusive || page->refcount.load(std::memory_order_acquire) == 1;
+      const bool reuse = exclusive || folio_ref_count(page) == 1;
       pteval_t pte = pfn_pte(mem.page_to_pfn(page), vma->vm_page_prot);
       if (reuse && (vma->vm_flags & VM_WRITE)) {
         pte = pte_mkwrite(pte);
@@ -882,13 +875,13 @@ bool folio_needs_cow_for_dma(const Page* page) {
 // free without waiting.
 bool copy_present_page(Vma* dst, uint64_t addr, pte_t* dptep, Page* page) {
   PhysMem& mem = mem_of(dst);
-  Page* copy = mem.alloc_page(Zero::kNo, Gfp::kNowait, LruRef::kPrepaid);
+  Page* copy = mem.alloc_page(Zero::kNo, Gfp::kNowait);
   if (!copy) return false;
   MM_TSAN_IGNORE_BEGIN();  // a device (the pin's owner) may write the source meanwhile
   std::memcpy(mem.page_address(copy), mem.page_address(page), kPageSize);
   MM_TSAN_IGNORE_END();
   page_add_new_anon_rmap(copy, dst, addr);
-  folio_add_lru_vma(mem, copy, dst, LruRef::kPrepaid);
+  folio_add_lru_vma(mem, copy, dst);
   pteval_t pte = pte_mkdirty(pfn_pte(mem.page_to_pfn(copy), dst->vm_page_prot));
   if (dst->vm_flags & VM_WRITE) pte = pte_mkwrite(pte);
   set_pte(dptep, pte);

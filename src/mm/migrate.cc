@@ -160,7 +160,7 @@ Errno migrate_mapping(System* sys, Page* src, Page* dst) {
     return Errno::kOk;
   }
   // No cache: nobody can look the page up; only the isolation reference may be left.
-  return src->refcount.load(std::memory_order_acquire) == 1 ? Errno::kOk : Errno::kAgain;
+  return folio_ref_count(src) == 1 ? Errno::kOk : Errno::kAgain;
 }
 
 }  // namespace

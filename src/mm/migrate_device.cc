@@ -62,7 +62,7 @@ void release_src(PhysMem& mem, Page* page, Page* fault_page, bool moved) {
 // faulting thread's for the fault page.
 bool check_page(const Page* page, const Page* fault_page) {
   const int expected = 1 + (page == fault_page ? 1 : 0);
-  return page->refcount.load(std::memory_order_acquire) == expected;
+  return folio_ref_count(page) == expected;
 }
 
 // migrate_vma_collect_pmd for one PTE table: fills src for [addr, stop).

@@ -187,13 +187,12 @@ void munlock_folio(PhysMem& mem, Page* page) {
   mlock_batch_add(mem, page, MlockOp::kMunlock);
 }
 
-void mlock_new_folio(PhysMem& mem, Page* page, LruRef lru_ref) {
+void mlock_new_folio(PhysMem& mem, Page* page) {
   MM_BUG_ON(page->test(PG_lru));
   page->set(PG_mlocked);
   mem.events().count(UNEVICTABLE_PGMLOCKED);
-  // The batch's reference, as folio_add_lru takes it.
-  if (lru_ref == LruRef::kNo) mem.get_page(page);
-  else MM_DEBUG_ON(page->refcount.load(std::memory_order_relaxed) < 2);
+  // The mlock batch's reference (its entries hold one each, unlike the add batch's).
+  mem.get_page(page);
   mlock_batch_add(mem, page, MlockOp::kMlockNew);
 }
 

@@ -35,7 +35,7 @@ constexpr FlagName kFlagNames[] = {
 void describe_page(PhysMem& mem, Page* page, PageInfo* info) {
   info->node = mem.page_to_nid(page);
   info->mapcount = page->mapcount.load(std::memory_order_relaxed);
-  info->refcount = page->refcount.load(std::memory_order_relaxed);
+  info->refcount = folio_ref_count(page);  // Linux's count: a queued page's batch reference included
   uint32_t flags;
   {
     Lruvec& lruvec = mem.lruvec();

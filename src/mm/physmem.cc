@@ -204,7 +204,7 @@ Errno PhysMem::set_nodes(const std::vector<uint64_t>& frames, int nr_cpus) {
   return Errno::kOk;
 }
 
-void PhysMem::init_page(Page* page, Zero zero, LruRef lru_ref) {
+void PhysMem::init_page(Page* page, Zero zero) {
   MM_BUG_ON(!page->test(PG_free));
   page->flags.store(0, std::memory_order_relaxed);
   page->mapcount.store(0, std::memory_order_relaxed);
@@ -213,12 +213,13 @@ void PhysMem::init_page(Page* page, Zero zero, LruRef lru_ref) {
   page->next_free = 0;
   page->lru_prev = page->lru_next = 0;
   MM_DEBUG_ON(page->pgmap);  // a device frame never reaches the free lists (memunmap_pages clears it)
-  page->refcount.store(lru_ref == LruRef::kPrepaid ? 2 : 1, std::memory_order_release);
+  MM_DEBUG_ON(page->lru_flag.load(std::memory_order_relaxed) != kLruNone);
+  page->refcount.store(1, std::memory_order_release);
   if (zero == Zero::kYes) std::memset(page_address(page), 0, kPageSize);
 }
 
 // Inlined into alloc_page_node, whose first call is every allocation's fast path.
-[[gnu::always_inline]] inline Page* PhysMem::rmqueue(int nid, NodeFallback fallback, Zero zero, LruRef lru_ref) {
+[[gnu::always_inline]] inline Page* PhysMem::rmqueue(int nid, NodeFallback fallback, Zero zero) {
   pfn_t pfn = 0;
   if (tls_this_cpu >= 0) {
     // The fast path: a frame of this CPU's node (numa_node_id) from its own list.
@@ -260,31 +261,32 @@ void PhysMem::init_page(Page* page, Zero zero, LruRef lru_ref) {
     if (!pfn) return nullptr;
   }
   Page* page = &pages_[pfn];
-  init_page(page, zero, lru_ref);
+  init_page(page, zero);
   return page;
 }
 
-Page* PhysMem::alloc_page_node(int nid, NodeFallback fallback, Zero zero, Gfp gfp, LruRef lru_ref) {
+Page* PhysMem::alloc_page_node(int nid, NodeFallback fallback, Zero zero, Gfp gfp) {
   if (gfp == Gfp::kUser) driver_lockdep::might_alloc();  // it may reclaim
-  Page* page = rmqueue(nid, fallback, zero, lru_ref);
+  Page* page = rmqueue(nid, fallback, zero);
   Pressure* pressure = pressure_.load(std::memory_order_acquire);
   if (pressure && nr_free_global() < wmark_low_) pressure->wakeup_kswapd();
   if (page) return page;
-  // Pages whose last user went may still be held by the per-CPU LRU add batches: drain them
+  // Pages whose last user went may still wait in the per-CPU LRU add batches: drain them
   // (reclaim's lru_add_drain_all) and try once more, even when another thread emptied the
   // batches first: its drain may have freed pages since this thread's attempt.
   lru_add_drain_all(*this);
-  if ((page = rmqueue(nid, fallback, zero, lru_ref))) return page;
+  if ((page = rmqueue(nid, fallback, zero))) return page;
   if (gfp != Gfp::kUser || !pressure) return nullptr;
   for (int attempt = 0; pressure->alloc_slowpath(attempt); attempt++)
-    if ((page = rmqueue(nid, fallback, zero, lru_ref))) return page;
+    if ((page = rmqueue(nid, fallback, zero))) return page;
   return nullptr;
 }
 
 void PhysMem::prep_free(Page* page) {
   MM_BUG_ON(page->mapcount.load(std::memory_order_relaxed) != 0);
   MM_BUG_ON(page->test(PG_free));
-  MM_BUG_ON(page->test(PG_lru));  // page_cache_release took it off its list
+  // page_cache_release took it off its list (or left it to its add batch's drain)
+  MM_BUG_ON(page->lru_flag.load(std::memory_order_relaxed) != kLruNone);
   if (mmu_checker_on()) {
     mmu_checker_frame_freed_slow(this, page_to_pfn(page));
     // No CPU may still translate to the frame: the shootdown comes before the free.
@@ -297,8 +299,10 @@ void PhysMem::prep_free(Page* page) {
 }
 
 void PhysMem::free_page(Page* page) {
-  // Stable without the LRU lock: nobody sets PG_lru on a page without holding a reference.
-  if (page->test(PG_lru)) page_cache_release(*lruvec_, &page, 1);
+  // Nonzero stays nonzero without the LRU lock: nobody lists or queues a page without
+  // holding a reference. A page still queued in an add batch is the batch's to free.
+  if (page->lru_flag.load(std::memory_order_relaxed) != kLruNone && page_cache_release(*lruvec_, &page, 1) == 0)
+    return;
   prep_free(page);
   pfn_t pfn = page_to_pfn(page);
   put_free_pfns(&pfn, 1);
@@ -332,14 +336,16 @@ void PhysMem::put_free_pfns(const pfn_t* pfns, int n) {
 }
 
 void PhysMem::free_dying(Page* const* pages, int n) {
-  page_cache_release(*lruvec_, pages, static_cast<size_t>(n));
-  pfn_t pfns[kPcpBatch];
   MM_BUG_ON(n > kPcpBatch);
+  Page* left[kPcpBatch];
+  std::copy(pages, pages + n, left);
+  n = static_cast<int>(page_cache_release(*lruvec_, left, static_cast<size_t>(n)));
+  pfn_t pfns[kPcpBatch];
   for (int i = 0; i < n; i++) {
-    prep_free(pages[i]);
-    pfns[i] = page_to_pfn(pages[i]);
+    prep_free(left[i]);
+    pfns[i] = page_to_pfn(left[i]);
   }
-  put_free_pfns(pfns, n);
+  if (n) put_free_pfns(pfns, n);
 }
 
 void PhysMem::put_pages(Page* const* pages, size_t n) {

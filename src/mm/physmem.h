@@ -87,6 +87,14 @@ enum PageFlags : uint32_t {
 
 struct DevPagemap;
 
+// Page::lru_flag's values (mm/lru.h describes the protocol).
+enum LruState : uint8_t {
+  kLruNone = 0,      // on no list and in no add batch
+  kLruListed = 1,    // on an LRU list: PG_lru
+  kLruQueued = 2,    // in a per-CPU add batch, which holds no reference
+  kLruOrphaned = 3,  // in an add batch, its last reference gone: the batch's drain frees it
+};
+
 // The page descriptor (struct page). 64 bytes.
 //
 // refcount_ and mapcount_ are atomics (Linux's _refcount/_mapcount; mapcount_ counts PTEs,
@@ -106,10 +114,12 @@ struct Page {
   void* mapping = nullptr;    // AnonVma* (PG_anon) or ShmemInode* (PG_shmem)
   uint64_t index = 0;         // page offset within mapping
   SpinLock ptl{lock_class::kPtl};  // split page-table lock when PG_pgtable
-  // PG_lru, kept in a byte of its own (test/set/clear hide it). Every change of it is made
-  // under lru_lock, or by the free path once the last reference is gone, so a plain store
-  // suffices where a bit of flags needs a locked read-modify-write: the add batch's drain
-  // sets it on 31 pages at a time. Readers without lru_lock see it as they see flags.
+  // Where the page stands with the LRU (LruState): on a list (PG_lru, which test/set/clear
+  // read and write here), queued in a per-CPU add batch, or neither. A byte of its own
+  // rather than bits of flags: every change of it is made under lru_lock, by folio_add_lru
+  // (kNone to kQueued, holding a reference to a page on no list), or by the free path once
+  // the last reference is gone, so a plain store suffices where a bit of flags needs a
+  // locked read-modify-write. Readers without lru_lock see it as they see flags.
   std::atomic<uint8_t> lru_flag{0};
   // next_free: the free-list link while the frame is free, guarded by PhysMem::lock_.
   // mlock_count: while the page is allocated, the number of locked mappings counted for an
@@ -130,24 +140,35 @@ struct Page {
   DevPagemap* pgmap = nullptr;
 
   bool test(PageFlags f) const {
-    if (f == PG_lru) return lru_flag.load(std::memory_order_relaxed);
+    if (f == PG_lru) return lru_flag.load(std::memory_order_relaxed) == kLruListed;
     return flags.load(std::memory_order_relaxed) & f;
   }
   void set(PageFlags f) {
-    if (f == PG_lru) lru_flag.store(1, std::memory_order_relaxed);
+    if (f == PG_lru) lru_flag.store(kLruListed, std::memory_order_relaxed);
     else flags.fetch_or(f, std::memory_order_relaxed);
   }
   void clear(PageFlags f) {
-    if (f == PG_lru) lru_flag.store(0, std::memory_order_relaxed);
+    if (f == PG_lru) lru_flag.store(kLruNone, std::memory_order_relaxed);
     else flags.fetch_and(~static_cast<uint32_t>(f), std::memory_order_relaxed);
   }
   // All the flags, PG_lru included, in one value (each word read once; for display and for
   // checks that test several flags together).
   uint32_t flags_snapshot() const {
-    return flags.load(std::memory_order_relaxed) | (lru_flag.load(std::memory_order_relaxed) ? uint32_t{PG_lru} : 0u);
+    return flags.load(std::memory_order_relaxed) |
+           (lru_flag.load(std::memory_order_relaxed) == kLruListed ? uint32_t{PG_lru} : 0u);
   }
 };
 static_assert(sizeof(Page) == 64, "the page descriptor stays one cache line");
+
+// folio_ref_count as Linux reads it. Linux's per-CPU add batches hold a reference on each
+// page they queue (folio_add_lru's folio_get); the model's hold none (Page::lru_flag marks
+// the page instead, mm/lru.h), so a queued page counts one more here. The checks whose
+// outcome Linux's batch reference decides (is the page shared, may a migration or a cache
+// removal go ahead) read this, so that they decide as Linux does.
+inline int32_t folio_ref_count(const Page* page) {
+  return page->refcount.load(std::memory_order_acquire) +
+         (page->lru_flag.load(std::memory_order_relaxed) == kLruQueued ? 1 : 0);
+}
 
 enum class Zero { kNo, kYes };
 
@@ -158,9 +179,6 @@ enum class NodeFallback { kYes, kThisNode };
 // No node preference: the calling CPU's node (NUMA_NO_NODE).
 inline constexpr int kNumaNoNode = -1;
 
-// Whether a new frame also carries the reference a per-CPU LRU add batch will hold
-// (folio_add_lru with LruRef::kPrepaid, mm/lru.h).
-enum class LruRef { kNo, kPrepaid };
 
 // How hard an allocation may try when the free lists are empty (gfp_t's reclaim bits).
 enum class Gfp {
@@ -191,23 +209,16 @@ class PhysMem {
   PhysMem& operator=(const PhysMem&) = delete;
 
   // A frame with refcount 1, or nullptr when the pool is exhausted (after draining the LRU
-  // add batches, whose references may be all that keeps unmapped pages allocated, and, for
-  // Gfp::kUser, after reclaim and the OOM killer gave up). The caller holds no lock of the
-  // LRU lock's rank (65) or above. Every allocation that leaves the global free list below
-  // the low watermark wakes kswapd.
-  //
-  // With LruRef::kPrepaid the frame comes with refcount 2: the caller's reference and the one
-  // an LRU add batch will hold once the caller passes the page to folio_add_lru with
-  // LruRef::kPrepaid. Both are set by the plain store that initializes every new frame, which
-  // races with nothing: no reference can be taken on a frame whose count is 0
-  // (get_page_unless_zero). A caller that drops the page instead puts both references.
-  Page* alloc_page(Zero zero, Gfp gfp = Gfp::kNowait, LruRef lru_ref = LruRef::kNo) EXCLUDES(lock_) {
-    return alloc_page_node(kNumaNoNode, NodeFallback::kYes, zero, gfp, lru_ref);
+  // add batches, which hold the pages unmapped while they waited there until they free them,
+  // and, for Gfp::kUser, after reclaim and the OOM killer gave up). The caller holds no lock
+  // of the LRU lock's rank (65) or above. Every allocation that leaves the global free list
+  // below the low watermark wakes kswapd.
+  Page* alloc_page(Zero zero, Gfp gfp = Gfp::kNowait) EXCLUDES(lock_) {
+    return alloc_page_node(kNumaNoNode, NodeFallback::kYes, zero, gfp);
   }
   // The same for node nid (kNumaNoNode: the calling CPU's node), falling back to the other
   // nodes or not.
-  Page* alloc_page_node(int nid, NodeFallback fallback, Zero zero, Gfp gfp = Gfp::kNowait,
-                        LruRef lru_ref = LruRef::kNo) EXCLUDES(lock_);
+  Page* alloc_page_node(int nid, NodeFallback fallback, Zero zero, Gfp gfp = Gfp::kNowait) EXCLUDES(lock_);
 
   // ---- NUMA nodes ----
   static constexpr int kMaxNodes = 64;
@@ -360,7 +371,7 @@ class PhysMem {
   void free_page(Page* page) EXCLUDES(lock_);
   // A frame of node nid (or, with fallback, of another node) from this CPU's list, the
   // nodes' lists or another CPU's list, or nullptr.
-  Page* rmqueue(int nid, NodeFallback fallback, Zero zero, LruRef lru_ref) EXCLUDES(lock_);
+  Page* rmqueue(int nid, NodeFallback fallback, Zero zero) EXCLUDES(lock_);
   int pfn_to_nid_slow(pfn_t pfn, int n) const;
   // Prepares a frame whose last reference went for the free list (outside the lock).
   void prep_free(Page* page);
@@ -388,7 +399,7 @@ class PhysMem {
   // Puts frames back on their nodes' lists.
   void give_global(const pfn_t* pfns, int n) EXCLUDES(lock_);
   void give_global_locked(pfn_t pfn) REQUIRES(lock_);
-  void init_page(Page* page, Zero zero, LruRef lru_ref);
+  void init_page(Page* page, Zero zero);
   void put_free_pfns(const pfn_t* pfns, int n) EXCLUDES(lock_);
   // Takes pages whose last reference went off the LRU, then frees them.
   void free_dying(Page* const* pages, int n) EXCLUDES(lock_);

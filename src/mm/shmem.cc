@@ -459,7 +459,7 @@ bool ShmemInode::remove_clean_page(uint64_t pgoff, Page* page) {
     // __remove_mapping's folio_ref_freeze: only the cache's reference and the caller's may be
     // left. A fault (or fault-around) that found the page takes its reference under lock_ and
     // maps the page afterwards; removing it meanwhile would map a page the cache no longer has.
-    if (page->refcount.load(std::memory_order_acquire) != 2) return false;
+    if (folio_ref_count(page) != 2) return false;
     *s = 0;
     nr_pages_--;
     not_uptodate_.erase(pgoff);
@@ -508,7 +508,7 @@ bool ShmemInode::writeout(Page* page) {
     // Lookups take their references under lock_, so with the refcount at the cache's and the
     // caller's, nobody can reach the page any more once the slot holds the entry.
     if (s && *s == page_slot(page) && page->mapcount.load(std::memory_order_acquire) == 0 &&
-        page->refcount.load(std::memory_order_acquire) == 2) {
+        folio_ref_count(page) == 2) {
       // The cache's reference moves from the page cache to the swap cache.
       page->swap = entry;
       page->set(PG_swapbacked);
@@ -555,7 +555,7 @@ bool ShmemInode::unuse(unsigned type) {
 bool shmem_writeout(System* sys, Page* page) {
   MM_BUG_ON(!(page->flags.load() & PG_locked) || !page->test(PG_shmem) || page->test(PG_swapcache));
   (void)sys;  // the inode knows its machine
-  if (page->mapcount.load(std::memory_order_acquire) != 0 || page->refcount.load(std::memory_order_acquire) != 2)
+  if (page->mapcount.load(std::memory_order_acquire) != 0 || folio_ref_count(page) != 2)
     return false;
   // PG_shmem and mapping change only under the page lock (release_cache_page, swap-in), so
   // the inode is alive: its destruction waits for this lock before it returns.

@@ -88,19 +88,25 @@ void lru_add(Lruvec& lruvec, Page* page) REQUIRES(lruvec.lru_lock) {
 }
 
 // folio_batch_move_lru for the add batch: the pages join their lists under one lru_lock
-// hold, each dropping the batch's reference once it is linked (as move_folios_to_lru drops
-// isolation references: a concurrent last put, which waits for lru_lock, finds the page
-// PG_lru and unlinks it). A page whose last reference that was, unmapped while it waited in
-// the batch, leaves its list again and is freed after the lock is released (the free path
-// takes lru_lock itself).
+// hold. A page orphaned while it waited (its last reference went: page_cache_release, which
+// takes lru_lock too, marked it) is freed instead, after the lock is released.
 void lru_add_batch(PhysMem& mem, Page* const* pages, int n) {
   Lruvec& lruvec = mem.lruvec();
   Page* dying[kFolioBatchSize];
   size_t ndying = 0;
   {
     SpinGuard g(lruvec.lru_lock);
-    for (int i = 0; i < n; i++) lru_add(lruvec, pages[i]);
-    ndying = drop_batch_refs_locked(lruvec, pages, n, dying);
+    for (int i = 0; i < n; i++) {
+      Page* page = pages[i];
+      const uint8_t state = page->lru_flag.load(std::memory_order_relaxed);
+      if (state == kLruOrphaned) [[unlikely]] {
+        page->lru_flag.store(kLruNone, std::memory_order_relaxed);
+        dying[ndying++] = page;
+        continue;
+      }
+      MM_DEBUG_ON(state != kLruQueued);
+      lru_add(lruvec, page);
+    }
   }
   if (ndying) mem.free_unref_pages(dying, ndying);
 }
@@ -317,16 +323,30 @@ size_t move_folios_to_lru(Lruvec& lruvec, Page* const* pages, size_t n) {
 
 // ---- the free path ----
 
-void page_cache_release(Lruvec& lruvec, Page* const* pages, size_t n) {
-  if (std::none_of(pages, pages + n, [](const Page* p) { return p->test(PG_lru); })) return;
+size_t page_cache_release(Lruvec& lruvec, Page** pages, size_t n) {
+  auto on_lru = [](const Page* p) { return p->lru_flag.load(std::memory_order_relaxed) != kLruNone; };
+  if (std::none_of(pages, pages + n, on_lru)) return n;
   SpinGuard g(lruvec.lru_lock);
+  size_t left = 0;
   for (size_t i = 0; i < n; i++) {
     Page* page = pages[i];
     MM_DEBUG_ON(page->refcount.load(std::memory_order_relaxed) != 0);
-    if (!page->test(PG_lru)) continue;
-    lruvec.del_folio(page);
-    page->clear(PG_lru);
+    switch (page->lru_flag.load(std::memory_order_relaxed)) {
+      case kLruNone:
+        break;
+      case kLruListed:
+        lruvec.del_folio(page);
+        page->clear(PG_lru);
+        break;
+      case kLruQueued:
+        page->lru_flag.store(kLruOrphaned, std::memory_order_relaxed);  // the drain frees it
+        continue;
+      default:
+        MM_BUG_ON(true);  // orphaned twice: a reference dropped after the last
+    }
+    pages[left++] = page;
   }
+  return left;
 }
 
 // ---- checkers ----

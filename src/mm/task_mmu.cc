@@ -114,7 +114,7 @@ void smaps_account(Stats* mss, const Page* page, bool young, bool dirty, Entry e
   mss->resident += size;
   if (young || (flags & PG_referenced)) mss->referenced += size;
   // A non-present entry's page may be mapped elsewhere how often nobody can say: shared, whole.
-  if (page->refcount.load(std::memory_order_relaxed) == 1 || !present) {
+  if (folio_ref_count(page) == 1 || !present) {
     smaps_page_accumulate(mss, flags, size, size << Stats::kPssShift, dirty, present);
     return;
   }

@@ -223,7 +223,7 @@ uint64_t shrink_folio_list(System* sys, std::vector<Page*>& folios, ScanControl&
           ok = false;
         }
       } else {
-        ok = page->refcount.load(std::memory_order_acquire) == 1;
+        ok = folio_ref_count(page) == 1;
       }
     }
     if (!ok) {
