@@ -200,6 +200,26 @@ TEST_F(LruTest, APageUnmappedWhileQueuedIsFreedByItsBatchsDrain) {
   expect_consistent();
 }
 
+TEST_F(LruTest, TheCheckerFindsAPageMarkedQueuedThatNoBatchHolds) {
+  map(p1(), W, P);
+  ASSERT_TRUE(fill(p1(), W, P, 1).ok());
+  sys().lru_add_drain_all();
+  Page* page = page_at(p1(), W);
+  ASSERT_TRUE(page->test(PG_lru));
+  expect_consistent();
+  // A queued mark with no batch entry would keep the page from ever being freed by its last
+  // put; the lists' checker reports it (the mark is restored before the lists are touched).
+  page->lru_flag.store(kLruQueued);
+  const uint64_t before = sys().violations();
+  EXPECT_GT(sys().debug_check_consistency(), 0u);
+  page->lru_flag.store(kLruListed);
+  bool named = false;
+  for (const std::string& m : sys().violation_messages())
+    named |= m.find("is marked queued but no add batch holds it") != std::string::npos;
+  EXPECT_TRUE(named) << messages();
+  EXPECT_GT(sys().violations(), before);
+}
+
 TEST_F(LruTest, FreedPagesLeaveTheListsAndLoseTheirFlags) {
   map(p1(), W, 8 * P);
   ASSERT_TRUE(fill(p1(), W, 8 * P, 1).ok());

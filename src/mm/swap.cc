@@ -1,6 +1,7 @@
 // The LRU lists (mm/swap.c's role: per-CPU add batches, list moves, the release of a freed
 // page; and the list half of mm/vmscan.c: isolation and putback). The rules are in mm/lru.h.
 #include <algorithm>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -352,6 +353,34 @@ size_t page_cache_release(Lruvec& lruvec, Page** pages, size_t n) {
 // ---- checkers ----
 
 void debug_check_lru(PhysMem& mem, const std::function<void(const std::string&)>& bad) {
+  // The add batches (their locks, taken one at a time, never nest with lru_lock): each entry
+  // a page queued, or orphaned while it waited, and each page so marked in exactly one entry.
+  std::unordered_map<const Page*, int> queued;
+  for (int i = 0; i < LruAddBatches::kSlots; i++) {
+    LruAddBatches::Slot& s = mem.lru_add_batches().slot(i);
+    SpinGuard sg(s.lock);
+    const int nr = s.nr.load(std::memory_order_relaxed);
+    for (int k = 0; k < nr; k++) {
+      const Page* page = s.pages[k];
+      const pfn_t pfn = mem.page_to_pfn(page);
+      if (queued[page]++ == 1) bad(fmt::format("add batches: frame {} is queued twice", pfn));
+      const uint8_t state = page->lru_flag.load(std::memory_order_relaxed);
+      const int32_t rc = page->refcount.load(std::memory_order_relaxed);
+      if (state != kLruQueued && state != kLruOrphaned)
+        bad(fmt::format("add batch {}: frame {} waits there with LRU state {}", i, pfn, state));
+      else if (page->test(PG_free) || (state == kLruQueued ? rc <= 0 : rc != 0))
+        bad(fmt::format("add batch {}: frame {} is {} with refcount {}{}", i, pfn,
+                        state == kLruQueued ? "queued" : "orphaned", rc, page->test(PG_free) ? ", free" : ""));
+    }
+  }
+  for (pfn_t pfn = 2, end = mem.debug_pfn_end(); pfn < end; pfn++) {
+    const Page* page = mem.pfn_to_page(pfn);
+    const uint8_t state = page->lru_flag.load(std::memory_order_relaxed);
+    if ((state == kLruQueued || state == kLruOrphaned) && !queued.count(page))
+      bad(fmt::format("frame {} is marked {} but no add batch holds it", pfn,
+                      state == kLruQueued ? "queued" : "orphaned"));
+  }
+
   Lruvec& lruvec = mem.lruvec();
   SpinGuard g(lruvec.lru_lock);
   for (int i = 0; i < NR_LRU_LISTS; i++) {
