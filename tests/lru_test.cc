@@ -1,5 +1,5 @@
 // The LRU lists (src/mm/lru.h, src/mm/swap.cc): which list new pages join and when, the
-// per-CPU add batches and their references, folio_mark_accessed's promotion rules, isolation
+// per-CPU add batches (queued and orphaned pages), folio_mark_accessed's promotion rules, isolation
 // and putback, MADV_COLD, pages leaving the lists when freed, and concurrency (faults on
 // several CPUs, isolation racing frees).
 #include <gtest/gtest.h>
@@ -63,6 +63,13 @@ class LruTest : public ModelTest {
     return std::find(l.begin(), l.end(), page) != l.end();
   }
   void expect_consistent() { EXPECT_EQ(sys().debug_check_consistency(), 0u) << messages(); }
+  // One anonymous page of p1 at W, faulted in and moved to its list.
+  Page* one_listed_page() {
+    map(p1(), W, P);
+    EXPECT_TRUE(fill(p1(), W, P, 1).ok());
+    sys().lru_add_drain_all();
+    return page_at(p1(), W);
+  }
   std::string messages() {
     std::string out;
     for (const std::string& m : sys().violation_messages()) out += m + "\n";
@@ -78,7 +85,7 @@ TEST_F(LruTest, NewAnonymousPagesReachTheInactiveListThroughTheAddBatch) {
   // Queued in CPU 0's batch: on no list yet. The batch holds no reference of its own, but
   // folio_ref_count counts the one Linux's would hold.
   EXPECT_FALSE(page->test(PG_lru));
-  EXPECT_EQ(page->lru_flag.load(), kLruQueued);
+  EXPECT_EQ(page->lru_state.load(), kLruQueued);
   EXPECT_TRUE(page->test(PG_swapbacked));
   EXPECT_EQ(page->refcount.load(), 1);
   EXPECT_EQ(folio_ref_count(page), 2);
@@ -187,32 +194,29 @@ TEST_F(LruTest, APageUnmappedWhileQueuedIsFreedByItsBatchsDrain) {
     ASSERT_TRUE(sys().madvise(p1(), W, P, kMadvDontneed).ok());
   }
   // The last reference went while the page waited: orphaned, not freed.
-  EXPECT_EQ(page->lru_flag.load(), kLruOrphaned);
+  EXPECT_EQ(page->lru_state.load(), kLruOrphaned);
   EXPECT_EQ(page->refcount.load(), 0);
   EXPECT_FALSE(page->test(PG_free));
   EXPECT_EQ(mem().nr_used(), used);
   expect_consistent();
   sys().lru_add_drain_all();
   EXPECT_TRUE(page->test(PG_free));
-  EXPECT_EQ(page->lru_flag.load(), kLruNone);
+  EXPECT_EQ(page->lru_state.load(), kLruNone);
   EXPECT_EQ(mem().nr_used(), used - 1);
   EXPECT_EQ(total(), 0u);
   expect_consistent();
 }
 
 TEST_F(LruTest, TheCheckerFindsAPageMarkedQueuedThatNoBatchHolds) {
-  map(p1(), W, P);
-  ASSERT_TRUE(fill(p1(), W, P, 1).ok());
-  sys().lru_add_drain_all();
-  Page* page = page_at(p1(), W);
+  Page* page = one_listed_page();
   ASSERT_TRUE(page->test(PG_lru));
   expect_consistent();
   // A queued mark with no batch entry would keep the page from ever being freed by its last
   // put; the lists' checker reports it (the mark is restored before the lists are touched).
-  page->lru_flag.store(kLruQueued);
+  page->lru_state.store(kLruQueued);
   const uint64_t before = sys().violations();
   EXPECT_GT(sys().debug_check_consistency(), 0u);
-  page->lru_flag.store(kLruListed);
+  page->lru_state.store(kLruListed);
   bool named = false;
   for (const std::string& m : sys().violation_messages())
     named |= m.find("is marked queued but no add batch holds it") != std::string::npos;
@@ -261,10 +265,7 @@ TEST_F(LruTest, ExitOfEveryProcessEmptiesTheLists) {
 }
 
 TEST_F(LruTest, MarkAccessedPromotesOnTheSecondUse) {
-  map(p1(), W, P);
-  ASSERT_TRUE(fill(p1(), W, P, 1).ok());
-  sys().lru_add_drain_all();
-  Page* page = page_at(p1(), W);
+  Page* page = one_listed_page();
   const int64_t activated = events(PGACTIVATE);
   folio_mark_accessed(mem(), page);  // inactive, unreferenced -> referenced
   EXPECT_TRUE(page->test(PG_referenced));
@@ -318,10 +319,7 @@ TEST_F(LruTest, MarkAccessedFromAnotherCpuLeavesABatchedPageInactive) {
 }
 
 TEST_F(LruTest, UnevictablePagesStayPut) {
-  map(p1(), W, P);
-  ASSERT_TRUE(fill(p1(), W, P, 1).ok());
-  sys().lru_add_drain_all();
-  Page* page = page_at(p1(), W);
+  Page* page = one_listed_page();
   ASSERT_TRUE(folio_isolate_lru(mem(), page));
   page->set(PG_unevictable);
   folio_putback_lru(mem(), page);
@@ -370,10 +368,7 @@ TEST_F(LruTest, IsolateTakesAReferenceAndPutbackReturnsIt) {
 }
 
 TEST_F(LruTest, PutbackOfAPageWhoseMappingWentFreesIt) {
-  map(p1(), W, P);
-  ASSERT_TRUE(fill(p1(), W, P, 1).ok());
-  sys().lru_add_drain_all();
-  Page* page = page_at(p1(), W);
+  Page* page = one_listed_page();
   ASSERT_TRUE(folio_isolate_lru(mem(), page));
   ASSERT_TRUE(sys().munmap(p1(), W, P).ok());
   EXPECT_FALSE(page->test(PG_free));  // the isolation reference keeps it

@@ -273,7 +273,8 @@ uint64_t System::debug_check_consistency() {
   }
   // Leaked references: every reference on a frame in use is held by a PTE, the page cache
   // (or the swap cache), a link from the page-table level above (or its mm, for a PGD), a
-  // gather under way, or a per-CPU LRU add batch. A reference nothing accounts for keeps the
+  // gather under way, or a per-CPU mlock batch (the add batches hold none). A reference
+  // nothing accounts for keeps the
   // frame from ever being freed. (References below the accounted number are the mapcount
   // check's business above.)
   std::unordered_map<Page*, int> gathered;

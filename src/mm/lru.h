@@ -16,7 +16,7 @@
 //
 // Linux's batch takes a reference on each page (folio_get), dropped once the page is linked;
 // the model's takes none, which spares two atomic operations per page. The page's LRU state
-// (Page::lru_flag) says instead that it is queued (kLruQueued), and Linux's reference shows
+// (Page::lru_state) says instead that it is queued (kLruQueued), and Linux's reference shows
 // where Linux's code would see it: folio_ref_count counts it. A page whose last reference
 // goes while queued is not freed by the put: the free path marks it orphaned
 // (kLruOrphaned) and the batch's drain, which finds it so, frees it.
@@ -25,14 +25,14 @@
 //  - PG_lru, PG_active and the links change under lru_lock while a page is on a list; a page
 //    in an add batch gets PG_active under that batch's lock (folio_mark_accessed), before it
 //    reaches a list. PG_referenced and PG_workingset are hints, set and cleared racily.
-//  - lru_flag changes under lru_lock, except when folio_add_lru queues a page: kNone to
+//  - lru_state changes under lru_lock, except when folio_add_lru queues a page: kNone to
 //    kQueued, by a caller holding a reference to a page on no list.
 //  - Whoever clears PG_lru (isolation) holds a page reference: the isolated page cannot be
 //    freed, and putting it back (move_folios_to_lru) drops that reference.
 //  - When a page's last reference goes while it is listed or queued, the free path takes
 //    lru_lock: a listed page leaves its list before the frame returns to the pool
 //    (__page_cache_release), a queued one is orphaned and left to its drain. Nobody lists or
-//    queues a page without holding a reference, so the free path's unlocked test of lru_flag
+//    queues a page without holding a reference, so the free path's unlocked test of lru_state
 //    (zero or not) is stable.
 //  - No page is freed with lru_lock held: a list operation that drops the last reference of a
 //    page unlinks it and frees it after unlocking.
@@ -183,9 +183,9 @@ void lru_add_batch_full(PhysMem& mem, LruAddBatches::Slot& s) RELEASE(s.lock);
 // lists when it fills. The caller holds a reference. Callable under the PTE lock, the inode
 // lock and the swap-cache lock.
 inline void folio_add_lru(PhysMem& mem, Page* page) {
-  MM_BUG_ON(page->lru_flag.load(std::memory_order_relaxed) != kLruNone);
+  MM_BUG_ON(page->lru_state.load(std::memory_order_relaxed) != kLruNone);
   MM_DEBUG_ON(page->test(PG_active) && page->test(PG_unevictable));
-  page->lru_flag.store(kLruQueued, std::memory_order_relaxed);
+  page->lru_state.store(kLruQueued, std::memory_order_relaxed);
   LruAddBatches::Slot& s = mem.lru_add_batches().this_cpu();
   s.lock.lock();
   const int nr = s.nr.load(std::memory_order_relaxed) + 1;

@@ -213,7 +213,7 @@ void PhysMem::init_page(Page* page, Zero zero) {
   page->next_free = 0;
   page->lru_prev = page->lru_next = 0;
   MM_DEBUG_ON(page->pgmap);  // a device frame never reaches the free lists (memunmap_pages clears it)
-  MM_DEBUG_ON(page->lru_flag.load(std::memory_order_relaxed) != kLruNone);
+  MM_DEBUG_ON(page->lru_state.load(std::memory_order_relaxed) != kLruNone);
   page->refcount.store(1, std::memory_order_release);
   if (zero == Zero::kYes) std::memset(page_address(page), 0, kPageSize);
 }
@@ -286,7 +286,7 @@ void PhysMem::prep_free(Page* page) {
   MM_BUG_ON(page->mapcount.load(std::memory_order_relaxed) != 0);
   MM_BUG_ON(page->test(PG_free));
   // page_cache_release took it off its list (or left it to its add batch's drain)
-  MM_BUG_ON(page->lru_flag.load(std::memory_order_relaxed) != kLruNone);
+  MM_BUG_ON(page->lru_state.load(std::memory_order_relaxed) != kLruNone);
   if (mmu_checker_on()) {
     mmu_checker_frame_freed_slow(this, page_to_pfn(page));
     // No CPU may still translate to the frame: the shootdown comes before the free.
@@ -301,7 +301,7 @@ void PhysMem::prep_free(Page* page) {
 void PhysMem::free_page(Page* page) {
   // Nonzero stays nonzero without the LRU lock: nobody lists or queues a page without
   // holding a reference. A page still queued in an add batch is the batch's to free.
-  if (page->lru_flag.load(std::memory_order_relaxed) != kLruNone && page_cache_release(*lruvec_, &page, 1) == 0)
+  if (page->lru_state.load(std::memory_order_relaxed) != kLruNone && page_cache_release(*lruvec_, &page, 1) == 0)
     return;
   prep_free(page);
   pfn_t pfn = page_to_pfn(page);

@@ -87,7 +87,7 @@ enum PageFlags : uint32_t {
 
 struct DevPagemap;
 
-// Page::lru_flag's values (mm/lru.h describes the protocol).
+// Page::lru_state's values (mm/lru.h describes the protocol).
 enum LruState : uint8_t {
   kLruNone = 0,      // on no list and in no add batch
   kLruListed = 1,    // on an LRU list: PG_lru
@@ -114,13 +114,13 @@ struct Page {
   void* mapping = nullptr;    // AnonVma* (PG_anon) or ShmemInode* (PG_shmem)
   uint64_t index = 0;         // page offset within mapping
   SpinLock ptl{lock_class::kPtl};  // split page-table lock when PG_pgtable
-  // Where the page stands with the LRU (LruState): on a list (PG_lru, which test/set/clear
+  // Where the page stands with the LRU (an LruState): on a list (PG_lru, which test/set/clear
   // read and write here), queued in a per-CPU add batch, or neither. A byte of its own
   // rather than bits of flags: every change of it is made under lru_lock, by folio_add_lru
   // (kNone to kQueued, holding a reference to a page on no list), or by the free path once
   // the last reference is gone, so a plain store suffices where a bit of flags needs a
   // locked read-modify-write. Readers without lru_lock see it as they see flags.
-  std::atomic<uint8_t> lru_flag{0};
+  std::atomic<uint8_t> lru_state{0};
   // next_free: the free-list link while the frame is free, guarded by PhysMem::lock_.
   // mlock_count: while the page is allocated, the number of locked mappings counted for an
   // mlocked page on the unevictable list (folio->mlock_count; it may undercount, never
@@ -140,34 +140,34 @@ struct Page {
   DevPagemap* pgmap = nullptr;
 
   bool test(PageFlags f) const {
-    if (f == PG_lru) return lru_flag.load(std::memory_order_relaxed) == kLruListed;
+    if (f == PG_lru) return lru_state.load(std::memory_order_relaxed) == kLruListed;
     return flags.load(std::memory_order_relaxed) & f;
   }
   void set(PageFlags f) {
-    if (f == PG_lru) lru_flag.store(kLruListed, std::memory_order_relaxed);
+    if (f == PG_lru) lru_state.store(kLruListed, std::memory_order_relaxed);
     else flags.fetch_or(f, std::memory_order_relaxed);
   }
   void clear(PageFlags f) {
-    if (f == PG_lru) lru_flag.store(kLruNone, std::memory_order_relaxed);
+    if (f == PG_lru) lru_state.store(kLruNone, std::memory_order_relaxed);
     else flags.fetch_and(~static_cast<uint32_t>(f), std::memory_order_relaxed);
   }
   // All the flags, PG_lru included, in one value (each word read once; for display and for
   // checks that test several flags together).
   uint32_t flags_snapshot() const {
     return flags.load(std::memory_order_relaxed) |
-           (lru_flag.load(std::memory_order_relaxed) == kLruListed ? uint32_t{PG_lru} : 0u);
+           (lru_state.load(std::memory_order_relaxed) == kLruListed ? uint32_t{PG_lru} : 0u);
   }
 };
 static_assert(sizeof(Page) == 64, "the page descriptor stays one cache line");
 
 // folio_ref_count as Linux reads it. Linux's per-CPU add batches hold a reference on each
-// page they queue (folio_add_lru's folio_get); the model's hold none (Page::lru_flag marks
+// page they queue (folio_add_lru's folio_get); the model's hold none (Page::lru_state marks
 // the page instead, mm/lru.h), so a queued page counts one more here. The checks whose
 // outcome Linux's batch reference decides (is the page shared, may a migration or a cache
 // removal go ahead) read this, so that they decide as Linux does.
 inline int32_t folio_ref_count(const Page* page) {
   return page->refcount.load(std::memory_order_acquire) +
-         (page->lru_flag.load(std::memory_order_relaxed) == kLruQueued ? 1 : 0);
+         (page->lru_state.load(std::memory_order_relaxed) == kLruQueued ? 1 : 0);
 }
 
 enum class Zero { kNo, kYes };
@@ -209,7 +209,7 @@ class PhysMem {
   PhysMem& operator=(const PhysMem&) = delete;
 
   // A frame with refcount 1, or nullptr when the pool is exhausted (after draining the LRU
-  // add batches, which hold the pages unmapped while they waited there until they free them,
+  // add batches, whose drains free the pages that lost their last reference while queued,
   // and, for Gfp::kUser, after reclaim and the OOM killer gave up). The caller holds no lock
   // of the LRU lock's rank (65) or above. Every allocation that leaves the global free list
   // below the low watermark wakes kswapd.

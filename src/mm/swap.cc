@@ -71,7 +71,7 @@ namespace {
 // entry, applied later, counts it if it was not); reclaim corrects an undercount.
 //
 // In the common case, a page neither mlocked nor unevictable, no bit of flags changes and
-// setting PG_lru is a plain store (Page::lru_flag); otherwise PG_unevictable and PG_active
+// setting PG_lru is a plain store (Page::lru_state); otherwise PG_unevictable and PG_active
 // change in one atomic read-modify-write (others may set flags of the page meanwhile).
 void lru_add(Lruvec& lruvec, Page* page) REQUIRES(lruvec.lru_lock) {
   MM_BUG_ON(page->test(PG_lru));
@@ -99,9 +99,9 @@ void lru_add_batch(PhysMem& mem, Page* const* pages, int n) {
     SpinGuard g(lruvec.lru_lock);
     for (int i = 0; i < n; i++) {
       Page* page = pages[i];
-      const uint8_t state = page->lru_flag.load(std::memory_order_relaxed);
+      const uint8_t state = page->lru_state.load(std::memory_order_relaxed);
       if (state == kLruOrphaned) [[unlikely]] {
-        page->lru_flag.store(kLruNone, std::memory_order_relaxed);
+        page->lru_state.store(kLruNone, std::memory_order_relaxed);
         dying[ndying++] = page;
         continue;
       }
@@ -325,14 +325,14 @@ size_t move_folios_to_lru(Lruvec& lruvec, Page* const* pages, size_t n) {
 // ---- the free path ----
 
 size_t page_cache_release(Lruvec& lruvec, Page** pages, size_t n) {
-  auto on_lru = [](const Page* p) { return p->lru_flag.load(std::memory_order_relaxed) != kLruNone; };
+  auto on_lru = [](const Page* p) { return p->lru_state.load(std::memory_order_relaxed) != kLruNone; };
   if (std::none_of(pages, pages + n, on_lru)) return n;
   SpinGuard g(lruvec.lru_lock);
   size_t left = 0;
   for (size_t i = 0; i < n; i++) {
     Page* page = pages[i];
     MM_DEBUG_ON(page->refcount.load(std::memory_order_relaxed) != 0);
-    switch (page->lru_flag.load(std::memory_order_relaxed)) {
+    switch (page->lru_state.load(std::memory_order_relaxed)) {
       case kLruNone:
         break;
       case kLruListed:
@@ -340,7 +340,7 @@ size_t page_cache_release(Lruvec& lruvec, Page** pages, size_t n) {
         page->clear(PG_lru);
         break;
       case kLruQueued:
-        page->lru_flag.store(kLruOrphaned, std::memory_order_relaxed);  // the drain frees it
+        page->lru_state.store(kLruOrphaned, std::memory_order_relaxed);  // the drain frees it
         continue;
       default:
         MM_BUG_ON(true);  // orphaned twice: a reference dropped after the last
@@ -355,6 +355,9 @@ size_t page_cache_release(Lruvec& lruvec, Page** pages, size_t n) {
 void debug_check_lru(PhysMem& mem, const std::function<void(const std::string&)>& bad) {
   // The add batches (their locks, taken one at a time, never nest with lru_lock): each entry
   // a page queued, or orphaned while it waited, and each page so marked in exactly one entry.
+  auto batch_state_name = [](uint8_t state) -> const char* {
+    return state == kLruQueued ? "queued" : state == kLruOrphaned ? "orphaned" : nullptr;
+  };
   std::unordered_map<const Page*, int> queued;
   for (int i = 0; i < LruAddBatches::kSlots; i++) {
     LruAddBatches::Slot& s = mem.lru_add_batches().slot(i);
@@ -364,21 +367,20 @@ void debug_check_lru(PhysMem& mem, const std::function<void(const std::string&)>
       const Page* page = s.pages[k];
       const pfn_t pfn = mem.page_to_pfn(page);
       if (queued[page]++ == 1) bad(fmt::format("add batches: frame {} is queued twice", pfn));
-      const uint8_t state = page->lru_flag.load(std::memory_order_relaxed);
+      const uint8_t state = page->lru_state.load(std::memory_order_relaxed);
       const int32_t rc = page->refcount.load(std::memory_order_relaxed);
-      if (state != kLruQueued && state != kLruOrphaned)
+      if (!batch_state_name(state))
         bad(fmt::format("add batch {}: frame {} waits there with LRU state {}", i, pfn, state));
       else if (page->test(PG_free) || (state == kLruQueued ? rc <= 0 : rc != 0))
-        bad(fmt::format("add batch {}: frame {} is {} with refcount {}{}", i, pfn,
-                        state == kLruQueued ? "queued" : "orphaned", rc, page->test(PG_free) ? ", free" : ""));
+        bad(fmt::format("add batch {}: frame {} is {} with refcount {}{}", i, pfn, batch_state_name(state), rc,
+                        page->test(PG_free) ? ", free" : ""));
     }
   }
   for (pfn_t pfn = 2, end = mem.debug_pfn_end(); pfn < end; pfn++) {
     const Page* page = mem.pfn_to_page(pfn);
-    const uint8_t state = page->lru_flag.load(std::memory_order_relaxed);
-    if ((state == kLruQueued || state == kLruOrphaned) && !queued.count(page))
-      bad(fmt::format("frame {} is marked {} but no add batch holds it", pfn,
-                      state == kLruQueued ? "queued" : "orphaned"));
+    const uint8_t state = page->lru_state.load(std::memory_order_relaxed);
+    if (batch_state_name(state) && !queued.count(page))
+      bad(fmt::format("frame {} is marked {} but no add batch holds it", pfn, batch_state_name(state)));
   }
 
   Lruvec& lruvec = mem.lruvec();
